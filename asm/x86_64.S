@@ -1,0 +1,219 @@
+/*
+ * asm/x86_64.S: the context switch for x86_64 System V (Linux, ELF).
+ *
+ * Three routines, the only machine code in microthread:
+ *
+ *   microthread_ctx_switch(to: *mut u8 [rdi], data: usize [rsi])
+ *       -> Transfer { from: *mut u8 [rax], data: usize [rdx] }
+ *   microthread_ctx_switch_fpenv(to [rdi], data [rsi]) -> Transfer [rax:rdx]
+ *   microthread_ctx_trampoline     (never called; a new context's first resume lands here)
+ *
+ * A context is named by its saved stack pointer. Switching saves the running context's
+ * callee-saved registers on its own stack, hands that stack pointer to the other side as
+ * `from`, and resumes `to`. `to` is consumed: the Rust side makes the handle linear, so a
+ * saved frame is popped exactly once (Boost.Context's jump_fcontext shape).
+ *
+ * Saved frame, at a suspended context's stack pointer (`to` / `from`):
+ *
+ *   offset  +--------------------------------+
+ *   0x00    | r12                            |
+ *   0x08    | r13                            |
+ *   0x10    | r14                            |
+ *   0x18    | r15                            |
+ *   0x20    | rbx                            |
+ *   0x28    | rbp                            |
+ *   0x30    | resume pc                      |  <- pushed by `call`; or .Lrestore_fpenv
+ *           +--------------------------------+  <- the suspended caller's rsp before `call`
+ *
+ * A context suspended by microthread_ctx_switch_fpenv has two more words above that, and its
+ * resume pc is .Lrestore_fpenv rather than its caller:
+ *
+ *   0x38    | MXCSR (4) | x87 CW (2) | pad(2) |
+ *   0x40    | return address (into the caller)|
+ *
+ * so every resume is the same seven pops and an indirect jump, whoever suspended the frame;
+ * a frame that saved the FP environment restores it on its own way back in.
+ *
+ * Alignment: the saved sp is 8 mod 16 (the caller's rsp is 16-aligned before its `call`). A
+ * new context's frame is laid out by src/arch.rs so that the trampoline starts with rsp
+ * 16-aligned, which makes the `call` into Rust see the (rsp + 8) % 16 == 0 the psABI wants.
+ *
+ * Not saved, on purpose: caller-saved registers (the Rust caller treats a call as clobbering
+ * them) and the fs base (TLS belongs to the OS thread, and contexts never change thread).
+ * MXCSR and the x87 control word are callee-saved in the psABI but cost ~6 ns per round trip
+ * to save (stmxcsr is slow on this hardware); Rust code never changes them, so only
+ * microthread_ctx_switch_fpenv saves them, for contexts that run foreign code which does.
+ *
+ * Why the resume ends in `pop rcx; jmp *rcx` and not `ret`: `ret` is predicted by the
+ * return-stack buffer, which holds *our* caller, not the other context's; every switch would
+ * mispredict (~10 ns per round trip measured here). An indirect jmp is predicted by the BTB.
+ */
+#include "common.h"
+
+/*
+ * On entry: rdi = the context to resume (its saved sp), rsi = the word to hand it,
+ *           [rsp] = our return address, which becomes the resume pc of the frame we save.
+ * On exit (in the other context): rax = our saved sp, rdx = the word.
+ */
+FUNC_BEGIN(microthread_ctx_switch)
+    pushq   %rbp
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rbp, 0
+    pushq   %rbx
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rbx, 0
+    pushq   %r15
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r15, 0
+    pushq   %r14
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r14, 0
+    pushq   %r13
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r13, 0
+    pushq   %r12
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r12, 0
+
+    /* Our frame is complete: its address is the handle the other side gets back. */
+    movq    %rsp, %rax
+    movq    %rdi, %rsp
+    movq    %rsi, %rdx
+    /*
+     * From here rsp is the other context's frame, which has the same shape as ours, so the
+     * CFI above keeps describing it while it is popped.
+     */
+    popq    %r12
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r12
+    popq    %r13
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r13
+    popq    %r14
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r14
+    popq    %r15
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r15
+    popq    %rbx
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore rbx
+    popq    %rbp
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore rbp
+    /* rcx is caller-saved and not part of the Transfer, so it is free to carry the target. */
+    popq    %rcx
+    .cfi_adjust_cfa_offset -8
+    .cfi_register rip, rcx
+    jmpq    *%rcx
+FUNC_END(microthread_ctx_switch)
+
+/*
+ * As microthread_ctx_switch, but also saves this context's MXCSR and x87 control word and
+ * installs the default environment for the target (Rust code assumes it); if the target was
+ * suspended here too, its .Lrestore_fpenv stub then reloads the target's own environment.
+ *
+ * On entry: rdi = target's saved sp, rsi = word, [rsp] = our return address.
+ */
+FUNC_BEGIN(microthread_ctx_switch_fpenv)
+    subq    $8, %rsp
+    .cfi_adjust_cfa_offset 8
+    stmxcsr (%rsp)
+    fnstcw  4(%rsp)
+    /* The resume pc of this frame is the stub, which reloads the environment first. */
+    leaq    .Lrestore_fpenv(%rip), %rcx
+    pushq   %rcx
+    .cfi_adjust_cfa_offset 8
+    pushq   %rbp
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rbp, 0
+    pushq   %rbx
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rbx, 0
+    pushq   %r15
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r15, 0
+    pushq   %r14
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r14, 0
+    pushq   %r13
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r13, 0
+    pushq   %r12
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r12, 0
+
+    movq    %rsp, %rax
+    /* A target suspended by the plain switch never saved an environment: give it Rust's. */
+    ldmxcsr .Ldefault_mxcsr(%rip)
+    fldcw   .Ldefault_x87cw(%rip)
+    movq    %rdi, %rsp
+    movq    %rsi, %rdx
+    /* The target's frame: the plain shape (CFA = rsp + 0x38) until its resume pc says more. */
+    .cfi_def_cfa_offset 0x38
+    popq    %r12
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r12
+    popq    %r13
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r13
+    popq    %r14
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r14
+    popq    %r15
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r15
+    popq    %rbx
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore rbx
+    popq    %rbp
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore rbp
+    popq    %rcx
+    .cfi_adjust_cfa_offset -8
+    jmpq    *%rcx
+
+/*
+ * Resume pc of a frame saved by microthread_ctx_switch_fpenv, reached from whichever switch
+ * resumed it, after the six registers were popped.
+ * On entry: rsp -> [env word][return address]; rax:rdx = the Transfer (left untouched).
+ */
+.Lrestore_fpenv:
+    .cfi_def_cfa_offset 16
+    ldmxcsr (%rsp)
+    fldcw   4(%rsp)
+    addq    $8, %rsp
+    .cfi_adjust_cfa_offset -8
+    popq    %rcx
+    .cfi_adjust_cfa_offset -8
+    jmpq    *%rcx
+FUNC_END(microthread_ctx_switch_fpenv)
+
+/*
+ * First instruction of every new context, reached by a switch's `jmp *rcx` through the frame
+ * src/arch.rs wrote.
+ * On entry: rax = the resumer's saved sp, rdx = the word it passed, rbx = the Rust entry
+ *           function, r12 = the entry's argument, rbp = 0 (ends frame-pointer walks),
+ *           rsp = 16-aligned, just below the top of the stack.
+ * Calls entry(from, data, arg), which never returns: it leaves by its last switch.
+ */
+FUNC_BEGIN(microthread_ctx_trampoline)
+    /* There is no caller: backtraces and unwinding must stop here, not walk stale memory. */
+    .cfi_undefined rip
+    movq    %rax, %rdi
+    movq    %rdx, %rsi
+    movq    %r12, %rdx
+    callq   *%rbx
+    /* The entry is `-> !`; returning here is a bug, and must not run off into the next page. */
+    ud2
+FUNC_END(microthread_ctx_trampoline)
+
+    .section .rodata
+    .p2align 2
+/* The power-on defaults Rust code assumes: all exceptions masked, round to nearest. */
+.Ldefault_mxcsr:
+    .long   0x1f80
+.Ldefault_x87cw:
+    .short  0x037f
+
+    .section .note.GNU-stack,"",%progbits

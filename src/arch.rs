@@ -1,0 +1,126 @@
+//! The boundary to `asm/<arch>.S`: the extern declarations and, per architecture, the layout
+//! of the frame a new context starts from. Only `context` uses this module.
+//!
+//! Each `asm/<arch>.S` exports the same three symbols with the same contract:
+//! `microthread_ctx_switch(to, data) -> (from, data)`, its FP-environment-preserving twin
+//! `microthread_ctx_switch_fpenv`, and `microthread_ctx_trampoline`, the first instruction of
+//! every new context, which calls `entry(from, data, arg)` with `entry` and `arg` taken from
+//! two callee-saved registers of the initial frame written by [`init_frame`].
+
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+)))]
+compile_error!("microthread supports x86_64, aarch64 and riscv64: add asm/<arch>.S and a layout in src/arch.rs");
+
+/// What a switch returns, in two registers (rax:rdx, x0:x1, a0:a1): the saved stack pointer
+/// of the context that switched to us, and the word it passed.
+#[repr(C)]
+pub(crate) struct RawTransfer {
+    pub(crate) from: *mut u8,
+    pub(crate) data: usize,
+}
+
+extern "C" {
+    /// Saves the callee-saved registers on the current stack, resumes `to`, hands it `data`.
+    pub(crate) fn microthread_ctx_switch(to: *mut u8, data: usize) -> RawTransfer;
+    /// As `microthread_ctx_switch`, and also saves the FP control state of the current
+    /// context (restored when it is resumed) and gives the target the default state.
+    pub(crate) fn microthread_ctx_switch_fpenv(to: *mut u8, data: usize) -> RawTransfer;
+    fn microthread_ctx_trampoline();
+}
+
+/// Stack pointer alignment all three psABIs require at a call.
+pub(crate) const STACK_ALIGN: usize = 16;
+
+/// Where, in words from the saved stack pointer, the initial frame keeps the values the
+/// trampoline needs, and how many bytes below the stack top that frame starts.
+struct InitialFrame {
+    /// Bytes from the frame to the stack top; chosen so that the trampoline starts with a
+    /// 16-aligned stack pointer and one spare 16-byte slot above it.
+    size: usize,
+    /// Bytes the switch pops off a frame before it jumps to the resume pc.
+    popped: usize,
+    entry_slot: usize,
+    arg_slot: usize,
+    pc_slot: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+const FRAME: InitialFrame = InitialFrame {
+    // r12 r13 r14 r15 rbx rbp pc: 7 words; after they are popped rsp = top - 16.
+    size: 0x48,
+    popped: 0x38,
+    entry_slot: 4, // rbx
+    arg_slot: 0,   // r12
+    pc_slot: 6,
+};
+
+#[cfg(target_arch = "aarch64")]
+const FRAME: InitialFrame = InitialFrame {
+    // d8..d15 x19..x28 x29 x30: 20 words; after them sp = top - 16.
+    size: 0xb0,
+    popped: 0xa0,
+    entry_slot: 8, // x19
+    arg_slot: 9,   // x20
+    pc_slot: 19,   // x30
+};
+
+#[cfg(target_arch = "riscv64")]
+const FRAME: InitialFrame = InitialFrame {
+    // s0..s11 ra fs0..fs11 pad: 26 words; after them sp = top - 16.
+    size: 0xe0,
+    popped: 0xd0,
+    entry_slot: 1, // s1
+    arg_slot: 2,   // s2
+    pc_slot: 12,   // ra
+};
+
+/// Bytes of the initial frame, the least a stack must hold before the entry function runs.
+pub(crate) const INITIAL_FRAME_SIZE: usize = FRAME.size;
+
+/// Writes the frame a new context starts from just below `top` and returns its saved stack
+/// pointer. Every register slot not named below is zero, which also ends frame-pointer walks.
+///
+/// # Safety
+/// - `top` must be 16-aligned and the `INITIAL_FRAME_SIZE` bytes below it writable.
+pub(crate) unsafe fn init_frame(top: *mut u8, entry: usize, arg: usize) -> *mut u8 {
+    debug_assert_eq!(
+        top as usize % STACK_ALIGN,
+        0,
+        "stack top must be 16-aligned"
+    );
+    // SAFETY: the caller guarantees INITIAL_FRAME_SIZE writable bytes below `top`.
+    let frame = unsafe { top.sub(FRAME.size) } as *mut usize;
+    for i in 0..FRAME.size / core::mem::size_of::<usize>() {
+        // SAFETY: `i` stays inside the frame, which the caller made writable; `top` is
+        // 16-aligned and FRAME.size a multiple of 16, so every word is aligned.
+        unsafe { frame.add(i).write(0) };
+    }
+    // SAFETY: the three slots are inside the frame (checked by the layout tests below).
+    unsafe {
+        frame.add(FRAME.entry_slot).write(entry);
+        frame.add(FRAME.arg_slot).write(arg);
+        frame
+            .add(FRAME.pc_slot)
+            .write(microthread_ctx_trampoline as *const () as usize);
+    }
+    frame as *mut u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_frame_fits_and_leaves_the_trampoline_aligned() {
+        let words = FRAME.size / 8;
+        assert!(FRAME.entry_slot < words && FRAME.arg_slot < words && FRAME.pc_slot < words);
+        assert!(FRAME.pc_slot * 8 < FRAME.popped && FRAME.popped <= FRAME.size);
+        // The frame starts 16-aligned below the top, and what the switch leaves after popping
+        // must be a whole number of 16-byte units, so that the trampoline starts aligned.
+        assert_eq!((FRAME.size - FRAME.popped) % STACK_ALIGN, 0);
+        assert!(FRAME.size - FRAME.popped >= 16);
+    }
+}

@@ -1,0 +1,136 @@
+//! The one switch primitive: a suspended execution context and the jump into it.
+//!
+//! A [`Context`] is the saved stack pointer of a frame laid out by `asm/<arch>.S`. Switching
+//! to it consumes it and returns a [`Transfer`]: the context that switched back to us, and the
+//! word it passed. Nobody keeps a save slot, so a frame can only be resumed once (Boost's
+//! `jump_fcontext` shape). Everything above this module, and nothing else, switches through
+//! here; the safe interface on top is [`Coroutine`](crate::coroutine::Coroutine).
+//!
+//! # The floating-point environment
+//! The plain [`Context::switch`] saves the callee-saved integer and FP registers of the
+//! platform ABI but not the FP control state (x86_64 MXCSR and x87 control word, aarch64
+//! FPCR, riscv64 `frm`): Rust code never changes it, and on x86_64 saving it more than
+//! doubles the cost of a switch. A context that runs foreign code which does change it is
+//! switched with [`Context::switch_fpenv`] instead, in both directions: that saves the
+//! switching context's FP environment (restored exactly when it is resumed, by whichever
+//! switch resumes it) and starts the target in the default environment unless the target
+//! saved its own.
+
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+use crate::arch;
+
+/// A suspended execution context: the saved stack pointer of a frame written by the switch.
+///
+/// Linear: resuming consumes it. `!Send`: a context holds thread-bound state (its stack may
+/// refer to thread-locals, whose addresses the compiler may cache across a switch).
+#[repr(transparent)]
+#[derive(Debug)]
+pub struct Context {
+    sp: NonNull<u8>,
+    _thread_bound: PhantomData<*mut ()>,
+}
+
+/// What a switch returns: the context that switched to us, and the word it passed.
+#[derive(Debug)]
+pub struct Transfer {
+    /// The context that switched back to us, suspended at its switch.
+    pub from: Context,
+    /// The word it passed.
+    pub data: usize,
+}
+
+/// The function a new context starts in: `entry(from, data, arg)`, where `from` and `data`
+/// are those of the first switch into it and `arg` is the word given to [`Context::new`].
+/// It must never return: it ends by switching away for the last time.
+pub type Entry = unsafe extern "C" fn(from: Context, data: usize, arg: usize) -> !;
+
+impl Context {
+    /// Lays out a new context just below `top` that will call `entry(from, data, arg)` when
+    /// first switched to.
+    ///
+    /// # Safety
+    /// - `top` must be 16-aligned, with at least [`Context::INITIAL_FRAME_SIZE`] writable
+    ///   bytes below it plus whatever `entry` needs, up to a guard or the end of the memory.
+    /// - That memory must stay valid and otherwise unused for as long as the context runs or
+    ///   is suspended.
+    pub unsafe fn new(top: *mut u8, entry: Entry, arg: usize) -> Context {
+        // SAFETY: the caller vouches for the memory below `top`.
+        let sp = unsafe { arch::init_frame(top, entry as usize, arg) };
+        Context {
+            sp: NonNull::new(sp).expect("a frame below a non-null top"),
+            _thread_bound: PhantomData,
+        }
+    }
+
+    /// Bytes the initial frame takes below `top`.
+    pub const INITIAL_FRAME_SIZE: usize = arch::INITIAL_FRAME_SIZE;
+
+    /// Suspends the running context and resumes `self`, passing it `data`. Returns when some
+    /// context switches back to this one.
+    ///
+    /// # Safety
+    /// - `self` must be a suspended context of this OS thread whose stack is still valid.
+    /// - The caller must not be relying on the FP control state surviving (see the module
+    ///   docs); use [`Context::switch_fpenv`] for that.
+    #[inline(always)]
+    pub unsafe fn switch(self, data: usize) -> Transfer {
+        // SAFETY: `self` is a suspended frame of this thread (caller's obligation), consumed
+        // here so it cannot be resumed twice.
+        let t = unsafe { arch::microthread_ctx_switch(self.sp.as_ptr(), data) };
+        // SAFETY: the switch always hands back the non-null stack pointer of a saved frame.
+        Transfer {
+            from: unsafe { Context::from_raw(NonNull::new_unchecked(t.from)) },
+            data: t.data,
+        }
+    }
+
+    /// As [`Context::switch`], and the running context's FP control state is saved and
+    /// restored when it is resumed; the target starts with the default state unless it was
+    /// itself suspended by this function.
+    ///
+    /// # Safety
+    /// - As [`Context::switch`], except for the FP environment.
+    #[inline(always)]
+    pub unsafe fn switch_fpenv(self, data: usize) -> Transfer {
+        // SAFETY: as in `switch`.
+        let t = unsafe { arch::microthread_ctx_switch_fpenv(self.sp.as_ptr(), data) };
+        // SAFETY: as in `switch`.
+        Transfer {
+            from: unsafe { Context::from_raw(NonNull::new_unchecked(t.from)) },
+            data: t.data,
+        }
+    }
+
+    /// Switches with [`Context::switch_fpenv`] if `fpenv`, else with [`Context::switch`].
+    ///
+    /// # Safety
+    /// - As [`Context::switch`].
+    #[inline(always)]
+    pub unsafe fn switch_with(self, data: usize, fpenv: bool) -> Transfer {
+        if fpenv {
+            // SAFETY: forwarded obligation.
+            unsafe { self.switch_fpenv(data) }
+        } else {
+            // SAFETY: forwarded obligation.
+            unsafe { self.switch(data) }
+        }
+    }
+
+    /// The saved stack pointer, giving up the handle.
+    pub fn into_raw(self) -> NonNull<u8> {
+        self.sp
+    }
+
+    /// Rebuilds a handle from [`Context::into_raw`].
+    ///
+    /// # Safety
+    /// - `sp` must come from `into_raw` (or a switch) and not have been resumed since.
+    pub unsafe fn from_raw(sp: NonNull<u8>) -> Context {
+        Context {
+            sp,
+            _thread_bound: PhantomData,
+        }
+    }
+}

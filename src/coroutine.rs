@@ -1,0 +1,502 @@
+//! [`Coroutine`]: a function running on its own guard-paged stack, resumed with a value,
+//! yielding values back, and finishing with a return value. The safe interface to
+//! [`Context`].
+//!
+//! ```
+//! use microthread::coroutine::{Coroutine, CoroutineResult};
+//!
+//! let mut counter = Coroutine::new(|yielder, start: u32| {
+//!     let mut n = start;
+//!     while n < start + 3 {
+//!         let step = yielder.suspend(n);
+//!         n += step;
+//!     }
+//!     "done"
+//! })?;
+//! assert_eq!(counter.resume(10), CoroutineResult::Yield(10));
+//! assert_eq!(counter.resume(1), CoroutineResult::Yield(11));
+//! assert_eq!(counter.resume(2), CoroutineResult::Return("done"));
+//! assert!(counter.is_finished());
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! - A panic inside the coroutine propagates out of the [`Coroutine::resume`] that ran it;
+//!   the coroutine is then finished.
+//! - Dropping a suspended coroutine unwinds its stack from the suspension point, so every
+//!   destructor on it runs (with `panic = "abort"` there is no unwinding; the stack is then
+//!   released without running them). Dropping one that never started drops its closure.
+//! - Resuming a finished coroutine panics with a sentence; [`Coroutine::try_resume`] returns
+//!   [`ResumeError`] instead.
+//! - A coroutine is `!Send`: it stays on the thread that made it.
+//! - Stacks come from the thread's [pool](crate::stack::pool) and go back to it when the
+//!   coroutine finishes, so a coroutine on a recycled stack costs no system call.
+//! - Suspending while the coroutine's stack is unwinding (from a `Drop` impl during a panic)
+//!   is a hard error: it aborts the process with a message, because the thread's panic state
+//!   cannot be carried across a switch.
+//!
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<microthread::coroutine::Coroutine<(), (), ()>>();
+//! ```
+
+use std::any::Any;
+use std::cell::Cell;
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::mem::{self, MaybeUninit};
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+
+use crate::context::Context;
+use crate::id;
+use crate::overflow;
+use crate::stack::{pool, Stack, DEFAULT_STACK_SIZE};
+
+/// What a [`Coroutine::resume`] gives back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CoroutineResult<Y, R> {
+    /// The coroutine suspended itself with this value.
+    Yield(Y),
+    /// The coroutine finished with this value.
+    Return(R),
+}
+
+/// Why a coroutine could not be resumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeError {
+    /// It has finished (returned or panicked).
+    Finished,
+    /// It is running: it is the caller, or one of the callers, of this resume.
+    Running,
+}
+
+impl fmt::Display for ResumeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ResumeError::Finished => "attempt to resume a coroutine that has finished",
+            ResumeError::Running => "attempt to resume a coroutine that is running",
+        })
+    }
+}
+
+impl std::error::Error for ResumeError {}
+
+/// Message from the resumer, on the resumer's stack; the word passed is its address.
+enum Resume<I> {
+    Input(I),
+    /// Unwind from the suspension point: the coroutine is being dropped.
+    Unwind,
+}
+
+/// Message from the coroutine, on the coroutine's stack; the word passed is its address.
+enum Suspend<Y, R> {
+    Yield(Y),
+    Return(R),
+    Panic(Box<dyn Any + Send>),
+    /// The forced unwind of a drop reached the root.
+    Unwound,
+}
+
+/// The payload of a forced unwind; private, so user code can only catch it as `dyn Any`.
+struct ForcedUnwind;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    NotStarted,
+    Suspended,
+    Running,
+    Finished,
+}
+
+/// Options for a new coroutine.
+///
+/// ```
+/// use microthread::coroutine::{Builder, Coroutine, CoroutineResult};
+/// let mut co: Coroutine<(), (), u8> =
+///     Builder::new().stack_size(64 * 1024).preserve_fp_env(true).build(|_, ()| 7)?;
+/// assert_eq!(co.resume(()), CoroutineResult::Return(7));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    stack_size: usize,
+    preserve_fp_env: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// The defaults: a [`DEFAULT_STACK_SIZE`] stack, FP environment not preserved.
+    pub fn new() -> Builder {
+        Builder {
+            stack_size: DEFAULT_STACK_SIZE,
+            preserve_fp_env: false,
+        }
+    }
+
+    /// Usable bytes of the stack (default [`DEFAULT_STACK_SIZE`]), rounded up to pages.
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// Whether switches into and out of this coroutine save and restore the FP control state
+    /// (MXCSR and the x87 control word, FPCR, `frm`), so that it and its resumer each keep
+    /// their own. Off by default: see [`crate::context`] for the cost and the reasons.
+    pub fn preserve_fp_env(mut self, on: bool) -> Builder {
+        self.preserve_fp_env = on;
+        self
+    }
+
+    /// Creates the coroutine on a stack from the thread's pool.
+    ///
+    /// # Errors
+    /// The OS error if a new stack cannot be mapped.
+    pub fn build<I, Y, R, F>(self, f: F) -> io::Result<Coroutine<I, Y, R>>
+    where
+        F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
+    {
+        let stack = pool::acquire(self.stack_size)?;
+        Ok(Coroutine::create(stack, self.preserve_fp_env, f))
+    }
+
+    /// Creates the coroutine on the given stack.
+    pub fn build_on<I, Y, R, F>(self, stack: Stack, f: F) -> Coroutine<I, Y, R>
+    where
+        F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
+    {
+        Coroutine::create(stack, self.preserve_fp_env, f)
+    }
+}
+
+/// A function on its own stack that can suspend itself; see the [module docs](self).
+///
+/// `I` is what each resume passes in, `Y` what each suspension passes out, and `R` what the
+/// function returns.
+pub struct Coroutine<I, Y, R> {
+    /// The suspended coroutine; `None` while it runs and after it finished.
+    context: Option<Context>,
+    /// Its stack; `None` once it finished (the stack went back to the pool).
+    stack: Option<Stack>,
+    state: State,
+    id: u64,
+    preserve_fp_env: bool,
+    /// Until the first resume, the closure lives at the top of the stack, here.
+    closure: *mut u8,
+    /// Drops the closure in place if the coroutine is dropped before it started.
+    drop_closure: unsafe fn(*mut u8),
+    _types: PhantomData<(fn(I) -> Y, fn() -> R, *mut ())>,
+}
+
+/// The handle a coroutine uses to suspend itself; lives on the coroutine's stack.
+pub struct Yielder<I, Y> {
+    /// The context that resumed us; `None` only while we are suspended.
+    resumer: Cell<Option<Context>>,
+    /// Set once a drop asked us to unwind.
+    unwinding: Cell<bool>,
+    preserve_fp_env: bool,
+    _types: PhantomData<(fn(Y) -> I, *mut ())>,
+}
+
+/// Closures larger than this are boxed rather than placed at the top of the stack.
+const MAX_INLINE_CLOSURE: usize = 1024;
+
+impl<I, Y, R> Coroutine<I, Y, R> {
+    /// Creates a coroutine running `f` on a default-sized stack from the thread's pool. `f`
+    /// starts at the first [`resume`](Coroutine::resume), with that resume's value.
+    ///
+    /// # Errors
+    /// The OS error if a new stack cannot be mapped.
+    pub fn new<F>(f: F) -> io::Result<Coroutine<I, Y, R>>
+    where
+        F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
+    {
+        Builder::new().build(f)
+    }
+
+    fn create<F>(stack: Stack, preserve_fp_env: bool, f: F) -> Coroutine<I, Y, R>
+    where
+        F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
+    {
+        if mem::size_of::<F>() > MAX_INLINE_CLOSURE {
+            let boxed = Box::new(f);
+            Coroutine::place(stack, preserve_fp_env, move |y: &Yielder<I, Y>, i| {
+                boxed(y, i)
+            })
+        } else {
+            Coroutine::place(stack, preserve_fp_env, f)
+        }
+    }
+
+    fn place<F>(stack: Stack, preserve_fp_env: bool, f: F) -> Coroutine<I, Y, R>
+    where
+        F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
+    {
+        overflow::ensure_altstack();
+        let id = id::next();
+        stack.set_owner(id);
+        let align = mem::align_of::<F>().max(16);
+        let closure = (stack.top() as usize - mem::size_of::<F>()) & !(align - 1);
+        // SAFETY: the closure slot is at most MAX_INLINE_CLOSURE + 16 bytes below the top of
+        // a stack of at least MIN_STACK_SIZE bytes, aligned for F, and nothing else uses it.
+        unsafe { ptr::write(closure as *mut F, f) };
+        // SAFETY: `closure` is 16-aligned, the stack below it is ours and outlives the context
+        // (it is only released after the final switch out of it).
+        let context = unsafe {
+            if preserve_fp_env {
+                Context::new(closure as *mut u8, entry::<I, Y, R, F, true>, closure)
+            } else {
+                Context::new(closure as *mut u8, entry::<I, Y, R, F, false>, closure)
+            }
+        };
+        Coroutine {
+            context: Some(context),
+            stack: Some(stack),
+            state: State::NotStarted,
+            id,
+            preserve_fp_env,
+            closure: closure as *mut u8,
+            drop_closure: drop_in_place_as::<F>,
+            _types: PhantomData,
+        }
+    }
+
+    /// Resumes the coroutine with `input` until it suspends or finishes. On the first resume
+    /// `input` is the function's argument; later it is what [`Yielder::suspend`] returns.
+    ///
+    /// # Panics
+    /// If the coroutine has finished or is running, with the sentence of [`ResumeError`];
+    /// and with the coroutine's own panic, if it panics.
+    pub fn resume(&mut self, input: I) -> CoroutineResult<Y, R> {
+        match self.try_resume(input) {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// As [`resume`](Coroutine::resume), but an error instead of a panic when the coroutine
+    /// cannot be resumed. A panic inside the coroutine still propagates.
+    ///
+    /// # Errors
+    /// [`ResumeError::Finished`] or [`ResumeError::Running`].
+    pub fn try_resume(&mut self, input: I) -> Result<CoroutineResult<Y, R>, ResumeError> {
+        match self.state {
+            State::NotStarted | State::Suspended => {}
+            State::Running => return Err(ResumeError::Running),
+            State::Finished => return Err(ResumeError::Finished),
+        }
+        let message = self.switch_in(Resume::Input(input));
+        Ok(match message {
+            Suspend::Yield(y) => CoroutineResult::Yield(y),
+            Suspend::Return(r) => CoroutineResult::Return(r),
+            Suspend::Panic(payload) => panic::resume_unwind(payload),
+            // Only a drop sends Unwind, and a drop does not come through here.
+            Suspend::Unwound => unreachable!("a coroutine unwound without being dropped"),
+        })
+    }
+
+    /// Switches into the coroutine with `message` and returns what it sends back, finishing
+    /// the bookkeeping (state, stack release) before anything can panic.
+    fn switch_in(&mut self, message: Resume<I>) -> Suspend<Y, R> {
+        let context = self
+            .context
+            .take()
+            .expect("a suspended coroutine has a context");
+        self.state = State::Running;
+        let mut message = MaybeUninit::new(message);
+        // SAFETY: `context` is this coroutine's suspended frame on its own live stack, on this
+        // thread (Coroutine is !Send); it is consumed here. The coroutine reads `message`
+        // exactly once before it switches back.
+        let transfer =
+            unsafe { context.switch_with(message.as_mut_ptr() as usize, self.preserve_fp_env) };
+        // SAFETY: the coroutine passes the address of an initialised Suspend on its stack,
+        // which stays valid until we resume it again, and never reads it afterwards.
+        let reply = unsafe { ptr::read(transfer.data as *const Suspend<Y, R>) };
+        match reply {
+            Suspend::Yield(_) => {
+                self.context = Some(transfer.from);
+                self.state = State::Suspended;
+            }
+            _ => {
+                // The coroutine's last switch: its frame is dead, its stack free for reuse.
+                self.state = State::Finished;
+                if let Some(stack) = self.stack.take() {
+                    pool::release(stack);
+                }
+            }
+        }
+        reply
+    }
+
+    /// Whether the coroutine has returned or panicked.
+    pub fn is_finished(&self) -> bool {
+        self.state == State::Finished
+    }
+
+    /// Whether the coroutine has been resumed at least once.
+    pub fn started(&self) -> bool {
+        self.state != State::NotStarted
+    }
+
+    /// The id in overflow reports: unique in the process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl<I, Y, R> Drop for Coroutine<I, Y, R> {
+    fn drop(&mut self) {
+        match self.state {
+            State::NotStarted => {
+                // SAFETY: the closure was written at `closure` by `place` and never moved out,
+                // since the coroutine never started.
+                unsafe { (self.drop_closure)(self.closure) };
+                self.state = State::Finished;
+                if let Some(stack) = self.stack.take() {
+                    pool::release(stack);
+                }
+            }
+            State::Suspended => {
+                if cfg!(panic = "abort") {
+                    // No unwinding: the frames on the stack are abandoned with it.
+                    mem::forget(self.context.take());
+                    self.state = State::Finished;
+                    if let Some(stack) = self.stack.take() {
+                        pool::release(stack);
+                    }
+                    return;
+                }
+                match self.switch_in(Resume::Unwind) {
+                    Suspend::Unwound | Suspend::Return(_) => {}
+                    Suspend::Panic(payload) => {
+                        // A destructor panicked while unwinding: report it unless we are
+                        // already unwinding ourselves (a second panic would abort).
+                        if !std::thread::panicking() {
+                            panic::resume_unwind(payload);
+                        }
+                    }
+                    Suspend::Yield(_) => unreachable!("a coroutine yielded while being unwound"),
+                }
+            }
+            State::Running | State::Finished => {}
+        }
+    }
+}
+
+impl<I, Y, R> fmt::Debug for Coroutine<I, Y, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Coroutine")
+            .field("id", &self.id)
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+impl<I, Y> Yielder<I, Y> {
+    /// Suspends the coroutine, handing `value` to the [`Coroutine::resume`] that ran it, and
+    /// returns the value of the next resume.
+    pub fn suspend(&self, value: Y) -> I {
+        if self.unwinding.get() {
+            // A drop asked us to unwind and user code caught it; keep unwinding.
+            if std::thread::panicking() {
+                fatal("a coroutine tried to suspend while its stack was being unwound");
+            }
+            panic::resume_unwind(Box::new(ForcedUnwind));
+        }
+        if std::thread::panicking() {
+            fatal("a coroutine tried to suspend while its stack was being unwound");
+        }
+        let resumer = self
+            .resumer
+            .take()
+            .expect("a running coroutine knows its resumer");
+        let mut message = MaybeUninit::new(Suspend::<Y, ()>::Yield(value));
+        // SAFETY: `resumer` is the suspended context that resumed us, on this thread, consumed
+        // here; it reads `message` once before resuming us again.
+        let transfer =
+            unsafe { resumer.switch_with(message.as_mut_ptr() as usize, self.preserve_fp_env) };
+        self.resumer.set(Some(transfer.from));
+        // SAFETY: the resumer passes the address of an initialised Resume on its stack.
+        match unsafe { ptr::read(transfer.data as *const Resume<I>) } {
+            Resume::Input(input) => input,
+            Resume::Unwind => {
+                self.unwinding.set(true);
+                panic::resume_unwind(Box::new(ForcedUnwind))
+            }
+        }
+    }
+}
+
+impl<I, Y> fmt::Debug for Yielder<I, Y> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Yielder").finish_non_exhaustive()
+    }
+}
+
+/// Prints `why` and aborts: for states the process cannot continue from safely.
+fn fatal(why: &str) -> ! {
+    eprintln!("microthread: {why}; aborting");
+    std::process::abort()
+}
+
+/// # Safety
+/// - `p` must point to a valid `F` that is not used afterwards.
+unsafe fn drop_in_place_as<F>(p: *mut u8) {
+    // SAFETY: forwarded obligation.
+    unsafe { ptr::drop_in_place(p as *mut F) }
+}
+
+/// The first Rust frame of every coroutine.
+///
+/// # Safety
+/// - Only reached through the trampoline of a context made by `Coroutine::place`, with
+///   `arg` the address of the `F` it wrote and `data` the address of a `Resume<I>`.
+unsafe extern "C" fn entry<I, Y, R, F, const FP_ENV: bool>(
+    from: Context,
+    data: usize,
+    arg: usize,
+) -> !
+where
+    F: FnOnce(&Yielder<I, Y>, I) -> R,
+{
+    // SAFETY: `arg` is the closure `place` wrote; we move it out exactly once.
+    let f = unsafe { ptr::read(arg as *const F) };
+    // SAFETY: the first resume passes the address of an initialised Resume on its stack.
+    let first = unsafe { ptr::read(data as *const Resume<I>) };
+    let yielder = Yielder {
+        resumer: Cell::new(Some(from)),
+        unwinding: Cell::new(false),
+        preserve_fp_env: FP_ENV,
+        _types: PhantomData,
+    };
+    let reply: Suspend<Y, R> = match first {
+        Resume::Input(input) => {
+            match panic::catch_unwind(AssertUnwindSafe(|| f(&yielder, input))) {
+                Ok(r) => Suspend::Return(r),
+                Err(p) if p.is::<ForcedUnwind>() => Suspend::Unwound,
+                Err(p) => Suspend::Panic(p),
+            }
+        }
+        // Not reachable: a coroutine that never started is dropped without a switch.
+        Resume::Unwind => {
+            drop(f);
+            Suspend::Unwound
+        }
+    };
+    let resumer = yielder
+        .resumer
+        .take()
+        .expect("a running coroutine knows its resumer");
+    let fpenv = yielder.preserve_fp_env;
+    drop(yielder);
+    let mut reply = MaybeUninit::new(reply);
+    // SAFETY: the final switch: the resumer reads `reply` and releases this stack without
+    // ever resuming this frame, so nothing here runs again.
+    unsafe { resumer.switch_with(reply.as_mut_ptr() as usize, fpenv) };
+    fatal("a finished coroutine was resumed")
+}

@@ -1,0 +1,33 @@
+//! # microthread
+//!
+//! Stackless Python's model in native code: tasklets (microthreads) on their own guard-paged
+//! stacks, switched by hand-written assembly on x86_64, aarch64 and riscv64.
+//!
+//! | layer | module |
+//! |---|---|
+//! | the switch primitive | [`context`] |
+//! | guard-paged stacks and their pool | [`stack`] |
+//! | a safe coroutine on top | [`coroutine`] |
+//!
+//! ## Supported targets
+//!
+//! | target | switch | guard | FP environment option saves |
+//! |---|---|---|---|
+//! | `x86_64-unknown-linux-gnu` | `asm/x86_64.S` | 1 page | MXCSR, x87 control word |
+//! | `aarch64-unknown-linux-gnu` | `asm/aarch64.S` | 1 page | FPCR |
+//! | `riscv64gc-unknown-linux-gnu` | `asm/riscv64.S` | 64 KiB | `frm` |
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(
+    missing_docs,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
+
+mod arch;
+pub mod context;
+pub mod coroutine;
+mod id;
+mod overflow;
+pub mod stack;
+
+pub use coroutine::{Coroutine, CoroutineResult, Yielder};

@@ -1,0 +1,329 @@
+//! Stack-overflow reports: a SIGSEGV/SIGBUS handler that recognises a fault in the guard of
+//! one of our stacks and says so before the process dies.
+//!
+//! Every [`Stack`](crate::stack::Stack) registers its guard range in a global, lock-free
+//! registry (fixed chunks of atomic slots, allocated on demand and never freed, so the
+//! handler can read them without locks or allocation). On a fault the handler, running on the
+//! thread's alternate signal stack, looks the address up; if it is in one of our guards it
+//! writes
+//!
+//! ```text
+//! microthread: tasklet <id> overflowed its stack of <N> bytes
+//! ```
+//!
+//! with `write(2)`, restores the default action and returns, so the faulting instruction runs
+//! again and the process dies of the original signal: the exit status and a core dump point
+//! at the overflow, as if no handler had been installed. Faults elsewhere go to the handler
+//! that was installed before ours (Rust's own, which reports main-thread overflows), or to
+//! the default action.
+//!
+//! The handler needs an alternate signal stack on the faulting thread, since the faulting
+//! stack has no room left. Rust gives its own threads one; [`ensure_altstack`] gives one to
+//! any other thread that creates a context.
+
+use std::cell::Cell;
+use std::mem::MaybeUninit;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, Once, OnceLock};
+
+const CHUNK_SLOTS: usize = 1024;
+const CHUNKS: usize = 4096;
+
+struct Slot {
+    guard_lo: AtomicUsize,
+    guard_hi: AtomicUsize,
+    usable: AtomicUsize,
+    owner: AtomicU64,
+}
+
+type Chunk = [Slot; CHUNK_SLOTS];
+
+static REGISTRY: [AtomicPtr<Chunk>; CHUNKS] = [const { AtomicPtr::new(ptr::null_mut()) }; CHUNKS];
+
+struct Allocator {
+    free: Vec<u32>,
+    next: u32,
+}
+
+static ALLOCATOR: Mutex<Allocator> = Mutex::new(Allocator {
+    free: Vec::new(),
+    next: 0,
+});
+
+/// A stack's entry in the registry; clears it on drop.
+pub(crate) struct Registration {
+    slot: u32,
+}
+
+const UNREGISTERED: u32 = u32::MAX;
+
+fn slot(index: u32) -> Option<&'static Slot> {
+    let chunk = REGISTRY
+        .get(index as usize / CHUNK_SLOTS)?
+        .load(Ordering::Acquire);
+    // SAFETY: chunks are leaked boxes, never freed, published with Release before use.
+    unsafe { chunk.as_ref() }.map(|c| &c[index as usize % CHUNK_SLOTS])
+}
+
+impl Registration {
+    /// Registers the guard `[base, base + guard)` of a stack with `usable` bytes above it.
+    pub(crate) fn new(base: usize, guard: usize, usable: usize) -> Registration {
+        install_handler();
+        let index = {
+            let mut a = ALLOCATOR.lock().unwrap_or_else(|e| e.into_inner());
+            match a.free.pop() {
+                Some(i) => i,
+                None if (a.next as usize) < CHUNKS * CHUNK_SLOTS => {
+                    let i = a.next;
+                    let c = &REGISTRY[i as usize / CHUNK_SLOTS];
+                    if c.load(Ordering::Relaxed).is_null() {
+                        let chunk: Box<Chunk> = Box::new(std::array::from_fn(|_| Slot {
+                            guard_lo: AtomicUsize::new(0),
+                            guard_hi: AtomicUsize::new(0),
+                            usable: AtomicUsize::new(0),
+                            owner: AtomicU64::new(0),
+                        }));
+                        c.store(Box::into_raw(chunk), Ordering::Release);
+                    }
+                    a.next += 1;
+                    i
+                }
+                // Four million live stacks: the rest still have guards, only no report.
+                None => return Registration { slot: UNREGISTERED },
+            }
+        };
+        if let Some(s) = slot(index) {
+            s.usable.store(usable, Ordering::Relaxed);
+            s.owner.store(0, Ordering::Relaxed);
+            s.guard_lo.store(base, Ordering::Relaxed);
+            s.guard_hi.store(base + guard, Ordering::Release);
+        }
+        Registration { slot: index }
+    }
+
+    /// Records the id of the context or tasklet now using the stack.
+    pub(crate) fn set_owner(&self, id: u64) {
+        if let Some(s) = slot(self.slot) {
+            s.owner.store(id, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(s) = slot(self.slot) {
+            s.guard_hi.store(0, Ordering::Relaxed);
+            s.guard_lo.store(0, Ordering::Relaxed);
+            ALLOCATOR
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .free
+                .push(self.slot);
+        }
+    }
+}
+
+/// The registered guard containing `addr`: (owner id, usable bytes). Async-signal-safe.
+fn lookup(addr: usize) -> Option<(u64, usize)> {
+    for c in REGISTRY.iter() {
+        let chunk = c.load(Ordering::Acquire);
+        // SAFETY: as in `slot`: chunks are never freed once published.
+        let chunk = unsafe { chunk.as_ref() }?;
+        for s in chunk.iter() {
+            let hi = s.guard_hi.load(Ordering::Acquire);
+            if hi != 0 && addr < hi && addr >= s.guard_lo.load(Ordering::Relaxed) {
+                return Some((
+                    s.owner.load(Ordering::Relaxed),
+                    s.usable.load(Ordering::Relaxed),
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The handlers that were installed before ours, for SIGSEGV and SIGBUS.
+static PREVIOUS: OnceLock<[libc::sigaction; 2]> = OnceLock::new();
+
+fn install_handler() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let mut previous: [libc::sigaction; 2] =
+            // SAFETY: sigaction is plain old data; all-zero is a valid (default) value.
+            unsafe { MaybeUninit::zeroed().assume_init() };
+        for (i, sig) in [libc::SIGSEGV, libc::SIGBUS].into_iter().enumerate() {
+            // SAFETY: querying the current action writes into `previous[i]` only.
+            unsafe { libc::sigaction(sig, ptr::null(), &mut previous[i]) };
+        }
+        let _ = PREVIOUS.set(previous);
+        for sig in [libc::SIGSEGV, libc::SIGBUS] {
+            // SAFETY: as above, zeroed sigaction is valid; we fill in handler, flags, mask.
+            let mut action: libc::sigaction = unsafe { MaybeUninit::zeroed().assume_init() };
+            action.sa_sigaction = handler as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            // SAFETY: sa_mask is a valid sigset_t to empty; the handler is async-signal-safe.
+            unsafe {
+                libc::sigemptyset(&mut action.sa_mask);
+                libc::sigaction(sig, &action, ptr::null_mut());
+            }
+        }
+    });
+}
+
+/// Formats `n` in decimal into the end of `buf`, returning the digits.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+fn write_stderr(bytes: &[u8]) {
+    // SAFETY: write(2) is async-signal-safe and only reads `bytes`.
+    unsafe { libc::write(2, bytes.as_ptr() as *const libc::c_void, bytes.len()) };
+}
+
+extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo_t for an SA_SIGINFO handler.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    if let Some((owner, usable)) = lookup(addr) {
+        let (mut a, mut b) = ([0u8; 20], [0u8; 20]);
+        write_stderr(b"microthread: tasklet ");
+        write_stderr(decimal(owner, &mut a));
+        write_stderr(b" overflowed its stack of ");
+        write_stderr(decimal(usable as u64, &mut b));
+        write_stderr(b" bytes\n");
+        reset_to_default(sig);
+        return;
+    }
+    let Some(previous) = PREVIOUS.get() else {
+        reset_to_default(sig);
+        return;
+    };
+    let prev = &previous[if sig == libc::SIGSEGV { 0 } else { 1 }];
+    if prev.sa_sigaction == libc::SIG_DFL || prev.sa_sigaction == libc::SIG_IGN {
+        // A fault cannot be ignored: returning would re-fault forever. Die of it instead.
+        reset_to_default(sig);
+    } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: the previous handler was installed for exactly this kind of call.
+        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(prev.sa_sigaction) };
+        f(sig, info, uctx);
+    } else {
+        // SAFETY: a handler installed without SA_SIGINFO takes the signal number only.
+        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(prev.sa_sigaction) };
+        f(sig);
+    }
+}
+
+/// Restores the default action so that returning re-runs the fault and the process dies of it.
+fn reset_to_default(sig: libc::c_int) {
+    // SAFETY: zeroed sigaction with SIG_DFL is the default action; signal() is async-signal-safe.
+    unsafe { libc::signal(sig, libc::SIG_DFL) };
+}
+
+/// An alternate signal stack this crate installed for a thread that had none.
+struct AltStack {
+    map: *mut libc::c_void,
+    len: usize,
+}
+
+impl Drop for AltStack {
+    fn drop(&mut self) {
+        // SAFETY: disable the alternate stack before unmapping it, so no signal lands on
+        // freed memory; both calls only affect this thread and our own mapping.
+        unsafe {
+            let disable = libc::stack_t {
+                ss_sp: ptr::null_mut(),
+                ss_flags: libc::SS_DISABLE,
+                ss_size: 0,
+            };
+            libc::sigaltstack(&disable, ptr::null_mut());
+            libc::munmap(self.map, self.len);
+        }
+    }
+}
+
+thread_local! {
+    static CHECKED: Cell<bool> = const { Cell::new(false) };
+    static OWNED_ALTSTACK: Cell<Option<AltStack>> = const { Cell::new(None) };
+}
+
+/// Makes sure the calling thread has an alternate signal stack, so an overflow of a context's
+/// stack can be reported; installs one (freed at thread exit) if the thread has none.
+pub(crate) fn ensure_altstack() {
+    if CHECKED.with(|c| c.replace(true)) {
+        return;
+    }
+    install_handler();
+    // SAFETY: zeroed stack_t is valid; sigaltstack with a null new stack only queries.
+    let mut current: libc::stack_t = unsafe { MaybeUninit::zeroed().assume_init() };
+    // SAFETY: as above.
+    if unsafe { libc::sigaltstack(ptr::null(), &mut current) } != 0 {
+        return;
+    }
+    if current.ss_flags & libc::SS_DISABLE == 0 {
+        return;
+    }
+    // SAFETY: getauxval has no preconditions; 0 means "unknown".
+    let min = unsafe { libc::getauxval(libc::AT_MINSIGSTKSZ) } as usize;
+    let page = crate::stack::page_size();
+    let len = (min.max(libc::SIGSTKSZ) + 16 * 1024 + page - 1) & !(page - 1);
+    // SAFETY: an anonymous private mapping with no address hint has no preconditions.
+    let map = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if map == libc::MAP_FAILED {
+        return;
+    }
+    let stack = libc::stack_t {
+        ss_sp: map,
+        ss_flags: 0,
+        ss_size: len,
+    };
+    // SAFETY: `map` is a fresh read-write mapping of `len` bytes that lives until the
+    // thread-local AltStack is dropped at thread exit, which disables it first.
+    if unsafe { libc::sigaltstack(&stack, ptr::null_mut()) } == 0 {
+        OWNED_ALTSTACK.with(|o| o.set(Some(AltStack { map, len })));
+    } else {
+        // SAFETY: the mapping was never installed; nothing else refers to it.
+        unsafe { libc::munmap(map, len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_formats_without_allocating() {
+        let mut b = [0u8; 20];
+        assert_eq!(decimal(0, &mut b), b"0");
+        assert_eq!(decimal(262144, &mut b), b"262144");
+        assert_eq!(decimal(u64::MAX, &mut b), b"18446744073709551615");
+    }
+
+    #[test]
+    fn registered_guards_are_found_and_forgotten() {
+        let r = Registration::new(0x1000_0000, 0x1000, 0x4_0000);
+        r.set_owner(77);
+        assert_eq!(lookup(0x1000_0000), Some((77, 0x4_0000)));
+        assert_eq!(lookup(0x1000_0fff), Some((77, 0x4_0000)));
+        assert_eq!(lookup(0x1000_1000), None);
+        drop(r);
+        assert_eq!(lookup(0x1000_0000), None);
+    }
+}

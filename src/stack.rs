@@ -1,0 +1,239 @@
+//! Guard-paged stacks for contexts, and the per-thread pool that recycles them.
+//!
+//! A [`Stack`] is a range of memory: a guard region at the bottom (lowest addresses) that
+//! faults on any access, and the usable stack above it, growing down from [`Stack::top`].
+//! Sizes are rounded up to whole pages with checked arithmetic.
+//!
+//! | | x86_64, aarch64 | riscv64 |
+//! |---|---|---|
+//! | default usable size ([`DEFAULT_STACK_SIZE`]) | 256 KiB | 256 KiB |
+//! | minimum usable size ([`MIN_STACK_SIZE`]) | 16 KiB | 16 KiB |
+//! | guard ([`DEFAULT_GUARD_SIZE`]) | one page | 64 KiB |
+//!
+//! Why the riscv64 guard is larger: rustc emits stack probes on x86_64 and aarch64, so no
+//! function can step over a one-page guard there, but it emits none on riscv64, where a
+//! frame of a few KiB could jump a single page and land in another mapping.
+//!
+//! The usable part is reserved, not committed: an idle suspended context costs the pages it
+//! has touched (typically one), whatever its size.
+//!
+//! A fault in the guard of any stack made here is reported by the crate's signal handler as
+//! `microthread: tasklet <id> overflowed its stack of <N> bytes`, then the process aborts.
+//!
+//! ```
+//! use microthread::stack::{Stack, DEFAULT_STACK_SIZE};
+//! let stack = Stack::new(DEFAULT_STACK_SIZE)?;
+//! assert_eq!(stack.size(), DEFAULT_STACK_SIZE);
+//! assert_eq!(stack.top() as usize - stack.limit() as usize, stack.size());
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::io;
+use std::sync::OnceLock;
+
+use memmap2::{MmapMut, MmapOptions};
+
+use crate::overflow;
+
+pub mod pool;
+
+/// Usable bytes of a stack when the caller does not say: 256 KiB.
+///
+/// Enough for ordinary Rust code, formatting and panics with backtraces; only touched pages
+/// cost memory, so a large reservation is cheap, and a million of them still fit the address
+/// space of a 47-bit process.
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+/// The smallest usable size accepted: 16 KiB, room for the entry frame, a panic's unwinding
+/// and a signal frame.
+pub const MIN_STACK_SIZE: usize = 16 * 1024;
+
+/// Bytes of the guard below each stack (rounded up to pages at run time).
+#[cfg(not(target_arch = "riscv64"))]
+pub const DEFAULT_GUARD_SIZE: usize = 4096;
+/// Bytes of the guard below each stack: 64 KiB on riscv64, where rustc emits no stack probes.
+#[cfg(target_arch = "riscv64")]
+pub const DEFAULT_GUARD_SIZE: usize = 64 * 1024;
+
+/// The system page size, read once with `sysconf` (never assumed to be 4096).
+pub fn page_size() -> usize {
+    static PAGE: OnceLock<usize> = OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions.
+        let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if n > 0 {
+            n as usize
+        } else {
+            4096
+        }
+    })
+}
+
+/// Rounds `n` up to a whole number of pages, or `None` if that overflows.
+fn round_to_pages(n: usize) -> Option<usize> {
+    let page = page_size();
+    n.checked_add(page - 1).map(|n| n & !(page - 1))
+}
+
+/// A guard-paged stack: `[base, base + guard)` faults on access, `[limit, top)` is usable.
+pub struct Stack {
+    /// Owns the whole range, guard included; unmapped when the stack is dropped.
+    map: MmapMut,
+    /// Bytes of the guard at the bottom of `map`.
+    guard: usize,
+    /// This stack's entry in the overflow handler's guard registry.
+    registration: overflow::Registration,
+}
+
+impl Stack {
+    /// Maps a stack of at least `size` usable bytes (rounded up to pages, at least
+    /// [`MIN_STACK_SIZE`]) with the default guard below it.
+    ///
+    /// # Errors
+    /// `InvalidInput` if the size overflows when rounded; the OS error if `mmap` or
+    /// `mprotect` fails (for example `ENOMEM` at `vm.max_map_count`).
+    pub fn new(size: usize) -> io::Result<Stack> {
+        Stack::with_guard(size, DEFAULT_GUARD_SIZE)
+    }
+
+    /// As [`Stack::new`], with a guard of at least `guard` bytes (at least one page).
+    ///
+    /// # Errors
+    /// As [`Stack::new`].
+    pub fn with_guard(size: usize, guard: usize) -> io::Result<Stack> {
+        let too_large = || {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a stack of {size} bytes with a {guard}-byte guard is too large to map"),
+            )
+        };
+        let usable = round_to_pages(size.max(MIN_STACK_SIZE)).ok_or_else(too_large)?;
+        let guard = round_to_pages(guard.max(1)).ok_or_else(too_large)?;
+        let total = usable.checked_add(guard).ok_or_else(too_large)?;
+        if total > isize::MAX as usize {
+            return Err(too_large());
+        }
+        let map = MmapOptions::new()
+            .len(total)
+            .stack()
+            .no_reserve_swap()
+            .map_anon()?;
+        // SAFETY: `[map.as_ptr(), + guard)` lies inside the mapping we own; nothing refers to
+        // it yet, so revoking access cannot invalidate a reference.
+        let rc =
+            unsafe { libc::mprotect(map.as_ptr() as *mut libc::c_void, guard, libc::PROT_NONE) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let base = map.as_ptr() as usize;
+        let registration = overflow::Registration::new(base, guard, usable);
+        Ok(Stack {
+            map,
+            guard,
+            registration,
+        })
+    }
+
+    /// The initial stack pointer: one past the highest usable byte, 16-aligned.
+    pub fn top(&self) -> *mut u8 {
+        // SAFETY: `len()` is the mapping's length, so this is one past its end.
+        unsafe { self.map.as_ptr().add(self.map.len()) as *mut u8 }
+    }
+
+    /// The lowest usable address, just above the guard.
+    pub fn limit(&self) -> *mut u8 {
+        // SAFETY: the guard is smaller than the mapping.
+        unsafe { self.map.as_ptr().add(self.guard) as *mut u8 }
+    }
+
+    /// The lowest address of the whole range: the start of the guard.
+    pub fn base(&self) -> *mut u8 {
+        self.map.as_ptr() as *mut u8
+    }
+
+    /// Usable bytes: `top - limit`.
+    pub fn size(&self) -> usize {
+        self.map.len() - self.guard
+    }
+
+    /// Bytes of the guard below `limit`.
+    pub fn guard_size(&self) -> usize {
+        self.guard
+    }
+
+    /// Records which context or tasklet runs on this stack, for the overflow report.
+    pub(crate) fn set_owner(&self, id: u64) {
+        self.registration.set_owner(id);
+    }
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("base", &self.base())
+            .field("limit", &self.limit())
+            .field("top", &self.top())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_rounded_to_pages_with_a_minimum() {
+        let page = page_size();
+        let s = Stack::new(MIN_STACK_SIZE + 1).unwrap();
+        assert_eq!(s.size(), MIN_STACK_SIZE + page);
+        assert_eq!(s.size() % page, 0);
+        let small = Stack::new(1).unwrap();
+        assert_eq!(small.size(), MIN_STACK_SIZE);
+        assert!(small.guard_size() >= DEFAULT_GUARD_SIZE.max(page));
+        assert_eq!(small.top() as usize % 16, 0);
+    }
+
+    #[test]
+    fn every_usable_byte_is_writable_and_the_guard_sits_just_below() {
+        let s = Stack::new(MIN_STACK_SIZE).unwrap();
+        let usable = s.size();
+        // SAFETY: [limit, top) is the usable, read-write part of the mapping.
+        unsafe {
+            std::ptr::write_bytes(s.limit(), 0xa5, usable);
+            assert_eq!(*s.limit(), 0xa5);
+            assert_eq!(*s.top().sub(1), 0xa5);
+        }
+        assert_eq!(s.limit() as usize - s.base() as usize, s.guard_size());
+        // The guard must not be accessible: a write(2) from it fails with EFAULT instead of
+        // faulting, which checks the protection without killing the test.
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two fds into the array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: write only reads from the given range; the kernel reports EFAULT for it.
+        let r = unsafe { libc::write(fds[1], s.limit().sub(1) as *const libc::c_void, 1) };
+        assert_eq!(r, -1);
+        assert_eq!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::EFAULT)
+        );
+        // SAFETY: the same from the lowest usable byte succeeds.
+        let r = unsafe { libc::write(fds[1], s.limit() as *const libc::c_void, 1) };
+        assert_eq!(r, 1);
+        // SAFETY: closing the fds we opened.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+    }
+
+    #[test]
+    fn absurd_sizes_are_an_error_not_a_panic() {
+        let e = Stack::new(usize::MAX).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("too large"), "{e}");
+        let e = Stack::with_guard(4096, usize::MAX - 10).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        // Larger than the address space but not overflowing: the kernel says no.
+        assert!(Stack::new(1 << 62).is_err());
+    }
+}

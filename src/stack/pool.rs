@@ -1,0 +1,167 @@
+//! The per-thread stack pool: creating a context on a recycled stack costs no system call.
+//!
+//! Finished contexts give their stacks back with [`release`]; [`acquire`] hands out a pooled
+//! stack of the requested size before it maps a new one. The pool keeps at most
+//! [`high_water_mark`] stacks (default [`DEFAULT_HIGH_WATER_MARK`]); a stack released into a
+//! full pool is unmapped at once, so the memory goes back to the OS. The pool belongs to the
+//! thread (contexts never change thread) and unmaps what it holds when the thread ends.
+//!
+//! Pooled stacks keep the pages their last user touched; that is the price of reuse without a
+//! system call, bounded by the high-water mark.
+//!
+//! ```
+//! use microthread::stack::{pool, DEFAULT_STACK_SIZE};
+//! let stack = pool::acquire(DEFAULT_STACK_SIZE)?;
+//! let top = stack.top();
+//! pool::release(stack);
+//! assert_eq!(pool::acquire(DEFAULT_STACK_SIZE)?.top(), top); // the same stack again
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::cell::RefCell;
+use std::io;
+
+use super::{round_to_pages, Stack, MIN_STACK_SIZE};
+
+/// How many stacks a thread's pool keeps unless told otherwise.
+pub const DEFAULT_HIGH_WATER_MARK: usize = 64;
+
+struct Pool {
+    stacks: Vec<Stack>,
+    high_water_mark: usize,
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = const {
+        RefCell::new(Pool { stacks: Vec::new(), high_water_mark: DEFAULT_HIGH_WATER_MARK })
+    };
+}
+
+/// A stack with `size` usable bytes (rounded as [`Stack::new`] does): a pooled one if the
+/// pool has one of that size, otherwise a new mapping.
+///
+/// # Errors
+/// As [`Stack::new`].
+pub fn acquire(size: usize) -> io::Result<Stack> {
+    let rounded = round_to_pages(size.max(MIN_STACK_SIZE));
+    let pooled = POOL
+        .try_with(|p| {
+            let mut p = p.borrow_mut();
+            let i = p.stacks.iter().rposition(|s| Some(s.size()) == rounded)?;
+            Some(p.stacks.swap_remove(i))
+        })
+        .ok()
+        .flatten();
+    match pooled {
+        Some(stack) => Ok(stack),
+        None => Stack::new(size),
+    }
+}
+
+/// Gives a stack back: pooled if the pool is below its high-water mark, unmapped otherwise.
+pub fn release(stack: Stack) {
+    let _ = POOL.try_with(move |p| {
+        let mut p = p.borrow_mut();
+        if p.stacks.len() < p.high_water_mark {
+            p.stacks.push(stack);
+        }
+        // Otherwise `stack` is dropped here, which unmaps it.
+    });
+}
+
+/// How many stacks this thread's pool holds now.
+pub fn len() -> usize {
+    POOL.try_with(|p| p.borrow().stacks.len()).unwrap_or(0)
+}
+
+/// The most stacks this thread's pool keeps.
+pub fn high_water_mark() -> usize {
+    POOL.try_with(|p| p.borrow().high_water_mark).unwrap_or(0)
+}
+
+/// Sets the most stacks this thread's pool keeps, unmapping any above the new mark at once.
+/// Returns the previous mark. `0` disables pooling.
+pub fn set_high_water_mark(n: usize) -> usize {
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        let old = std::mem::replace(&mut p.high_water_mark, n);
+        let excess: Vec<Stack> = if p.stacks.len() > n {
+            p.stacks.drain(n..).collect()
+        } else {
+            Vec::new()
+        };
+        drop(p);
+        drop(excess);
+        old
+    })
+}
+
+/// Unmaps every pooled stack of this thread.
+pub fn clear() {
+    let stacks = POOL.with(|p| std::mem::take(&mut p.borrow_mut().stacks));
+    drop(stacks);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether the page below `top` is mapped: `mincore` fails with ENOMEM on unmapped memory.
+    fn is_mapped(top: usize) -> bool {
+        let page = crate::stack::page_size();
+        let mut vec = [0u8; 1];
+        // SAFETY: mincore only inspects the page tables of the given (page-aligned) range and
+        // writes one byte per page into `vec`.
+        unsafe {
+            libc::mincore(
+                (top - page) as *mut libc::c_void,
+                page,
+                vec.as_mut_ptr() as _,
+            ) == 0
+        }
+    }
+
+    #[test]
+    fn stacks_are_reused() {
+        clear();
+        let a = acquire(64 * 1024).unwrap();
+        let (top, size) = (a.top(), a.size());
+        release(a);
+        assert_eq!(len(), 1);
+        let b = acquire(64 * 1024).unwrap();
+        assert_eq!(b.top(), top);
+        assert_eq!(b.size(), size);
+        assert_eq!(len(), 0);
+        // A different size is not served from the pool.
+        release(b);
+        let c = acquire(128 * 1024).unwrap();
+        assert_ne!(c.top(), top);
+        assert_eq!(len(), 1);
+        clear();
+    }
+
+    #[test]
+    fn memory_above_the_high_water_mark_goes_back_to_the_os() {
+        clear();
+        let old = set_high_water_mark(2);
+        let stacks: Vec<Stack> = (0..6).map(|_| acquire(MIN_STACK_SIZE).unwrap()).collect();
+        let tops: Vec<usize> = stacks.iter().map(|s| s.top() as usize).collect();
+        assert!(tops.iter().all(|&t| is_mapped(t)));
+        for s in stacks {
+            release(s);
+        }
+        assert_eq!(len(), 2);
+        // The first two were pooled and stay mapped; the other four went back to the OS.
+        assert!(tops[..2].iter().all(|&t| is_mapped(t)));
+        assert!(
+            tops[2..].iter().all(|&t| !is_mapped(t)),
+            "stacks above the mark are unmapped"
+        );
+        set_high_water_mark(1);
+        assert_eq!(len(), 1);
+        assert_eq!(tops[..2].iter().filter(|&&t| is_mapped(t)).count(), 1);
+        set_high_water_mark(old);
+        clear();
+        assert_eq!(len(), 0);
+    }
+}
