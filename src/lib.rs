@@ -8,6 +8,9 @@
 //! | the switch primitive | [`context`] |
 //! | guard-paged stacks and their pool | [`stack`] |
 //! | a safe coroutine on top | [`coroutine`] |
+//! | tasklets | [`tasklet`] |
+//! | the round-robin scheduler, Stackless semantics | [`scheduler`] |
+//! | errors | [`error`] |
 //!
 //! ## Supported targets
 //!
@@ -26,8 +29,14 @@
 mod arch;
 pub mod context;
 pub mod coroutine;
+pub mod error;
 mod id;
 mod overflow;
+pub mod scheduler;
 pub mod stack;
+pub mod tasklet;
 
 pub use coroutine::{Coroutine, CoroutineResult, Yielder};
+pub use error::{Error, Result, TaskletExit};
+pub use scheduler::{run, schedule, spawn};
+pub use tasklet::Tasklet;

@@ -1,0 +1,137 @@
+//! The crate's error type: misuse of the scheduler and channels, deadlocks, and errors that
+//! travel between tasklets (thrown, sent through a channel, or escaping a tasklet).
+//!
+//! Every message is Stackless Python's own sentence for the same condition, so a port can
+//! match on the text as well as on the variant.
+//!
+//! # How an error reaches a tasklet
+//! Whatever Stackless would raise *at a suspension point* arrives in Rust as the `Err` of the
+//! call the tasklet is suspended in: [`schedule`](crate::scheduler::schedule),
+//! [`run`](crate::scheduler::run), [`Tasklet::run`](crate::Tasklet::run), a channel's `send` or
+//! `receive`, and so on. That covers [`Tasklet::throw`](crate::Tasklet::throw), errors sent
+//! through a channel, a panic that escaped another tasklet ([`Error::Panicked`], delivered to
+//! the innermost `run()` caller or the main tasklet) and deadlocks. The one exception is
+//! [`Tasklet::kill`](crate::Tasklet::kill): it must unwind the target's stack whatever the
+//! target does, so it arrives as a silent panic ([`TaskletExit`]) from the suspension point.
+
+use std::any::Any;
+use std::fmt;
+
+/// A payload carried by a thrown or routed error: what `panic!` or `throw` was given.
+pub type Payload = Box<dyn Any + Send>;
+
+/// The payload of the silent unwind that [`Tasklet::kill`](crate::Tasklet::kill) starts at
+/// the target's suspension point. A tasklet that catches it (with `catch_unwind`) keeps
+/// running, as in Stackless; letting it escape ends the tasklet without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskletExit;
+
+/// Everything that can go wrong in the scheduler and channels.
+pub enum Error {
+    /// The last runnable tasklet tried to block and nothing can ever wake it.
+    Deadlock,
+    /// The ring emptied while the main tasklet (or the innermost `run()` caller) was blocked
+    /// receiving.
+    MainReceivingWithoutSender,
+    /// The ring emptied while the main tasklet was blocked sending.
+    MainSendingWithoutReceiver,
+    /// A channel operation would block a tasklet whose `block_trap` is set.
+    BlockTrap,
+    /// A blocking channel operation on a closing channel.
+    ClosedChannel,
+    /// A switch was attempted while `switch_trap` was non-zero.
+    SwitchTrap,
+    /// `insert`, `run` or `switch` of a tasklet that is blocked on a channel.
+    RunBlocked,
+    /// `insert`, `run` or `switch` of a tasklet that has ended.
+    RunDead,
+    /// `remove` of a tasklet that is blocked on a channel.
+    RemoveBlocked,
+    /// `remove` of the current tasklet.
+    RemoveCurrent,
+    /// `switch` to a tasklet of another thread.
+    SwitchOtherThread,
+    /// `throw` to a tasklet that has ended.
+    ThrowDead,
+    /// The tasklet's thread has ended.
+    NoThread,
+    /// A scheduler or channel operation from inside a schedule or channel callback.
+    RecursiveCallback,
+    /// An error thrown into this tasklet with `throw`, or sent through a channel.
+    Thrown(Payload),
+    /// A tasklet panicked and nothing caught it; delivered to the innermost `run()` caller or
+    /// the main tasklet.
+    Panicked {
+        /// The id of the tasklet that panicked.
+        tasklet: u64,
+        /// What it panicked with.
+        payload: Payload,
+    },
+}
+
+impl Error {
+    /// The payload of a [`Error::Thrown`] or [`Error::Panicked`], if any.
+    pub fn payload(&self) -> Option<&(dyn Any + Send)> {
+        match self {
+            Error::Thrown(p) | Error::Panicked { payload: p, .. } => Some(&**p),
+            _ => None,
+        }
+    }
+
+    /// The payload as a string, if it is one (what `panic!("...")` carries).
+    pub fn payload_str(&self) -> Option<&str> {
+        let p = self.payload()?;
+        p.downcast_ref::<&str>()
+            .copied()
+            .or_else(|| p.downcast_ref::<String>().map(|s| s.as_str()))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Error::Deadlock => "Deadlock: the last runnable tasklet cannot be blocked.",
+            Error::MainReceivingWithoutSender => {
+                "the main tasklet is receiving without a sender available."
+            }
+            Error::MainSendingWithoutReceiver => {
+                "the main tasklet is sending without a receiver available."
+            }
+            Error::BlockTrap => "this tasklet does not like to be blocked.",
+            Error::ClosedChannel => "Send/receive operation on a closed channel",
+            Error::SwitchTrap => "switch_trap",
+            Error::RunBlocked => "You cannot run a blocked tasklet",
+            Error::RunDead => "You cannot run an unbound(dead) tasklet",
+            Error::RemoveBlocked => "You cannot remove a blocked tasklet.",
+            Error::RemoveCurrent => "The current tasklet cannot be removed.",
+            Error::SwitchOtherThread => "can't switch to a different thread.",
+            Error::ThrowDead => "You cannot throw to a dead tasklet",
+            Error::NoThread => "tasklet has no thread",
+            Error::RecursiveCallback => "Recursive scheduler call due to callbacks!",
+            Error::Thrown(_) => {
+                return match self.payload_str() {
+                    Some(s) => write!(f, "error thrown into the tasklet: {s}"),
+                    None => f.write_str("error thrown into the tasklet"),
+                }
+            }
+            Error::Panicked { tasklet, .. } => {
+                return match self.payload_str() {
+                    Some(s) => write!(f, "tasklet {tasklet} panicked: {s}"),
+                    None => write!(f, "tasklet {tasklet} panicked"),
+                }
+            }
+        };
+        f.write_str(s)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Error({self})")
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

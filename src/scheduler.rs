@@ -1,0 +1,1047 @@
+//! The round-robin scheduler: one per OS thread, Stackless Python's semantics.
+//!
+//! Each thread gets a scheduler the first time it uses one (lazily). The thread's own stack
+//! is its **main tasklet**. Runnable tasklets form a **ring** that includes the running one;
+//! `current` points into it, and the round-robin order is ring order starting at `current`.
+//! A new or inserted tasklet goes just *before* `current`, i.e. to the end of the order.
+//! [`schedule`] moves `current` one step on; [`Tasklet::run`] and [`Tasklet::switch`] jump
+//! `current` to their target without relinking, so every tasklet between the target and the
+//! caller runs before the caller does again (Stackless Python reference §2.1–2.3).
+//!
+//! # Stackless operations and their Rust form
+//!
+//! | Stackless Python | microthread |
+//! |---|---|
+//! | `stackless.tasklet(f)(*args)` | [`spawn(move \|\| f(args))`](spawn) |
+//! | `stackless.tasklet(f).bind(f, args)` (alive, paused) | [`Tasklet::new(move \|\| f(args))`](Tasklet::new) |
+//! | `t.insert()` / `t.remove()` | [`Tasklet::insert`] / [`Tasklet::remove`] |
+//! | `t.run()` / `t.switch()` | [`Tasklet::run`] / [`Tasklet::switch`] |
+//! | `t.kill()` / `t.kill(pending=True)` | [`Tasklet::kill`] / [`Tasklet::kill_pending`] |
+//! | `t.throw(exc)` / `t.throw(exc, pending=True)` | [`Tasklet::throw`] / [`Tasklet::throw_pending`] |
+//! | `stackless.schedule()` / `schedule_remove()` | [`schedule`] / [`schedule_remove`] |
+//! | `stackless.run()` | [`run`] |
+//! | `stackless.current` / `main` / `runcount` | [`current`] / [`main`] / [`runcount`] |
+//! | `t.alive`, `blocked`, `scheduled`, `paused`, `is_main`, `is_current` | methods of the same names |
+//! | `with stackless.atomic():` / `t.set_atomic()` | [`atomic`] / [`Tasklet::set_atomic`] |
+//! | `stackless.switch_trap(n)` | [`switch_trap`] |
+//! | `stackless.set_schedule_callback(cb)` | [`set_schedule_callback`] |
+//! | an exception raised at a suspension point | `Err(Error)` from the suspended call (see [`Error`]) |
+//! | `TaskletExit` | a silent unwind with payload [`TaskletExit`] |
+//! | uncaught exception in a tasklet → main / `run()` | [`Error::Panicked`] from the call main or the innermost `run()` caller is suspended in |
+//! | return value (discarded) | kept: [`Tasklet::result`] |
+//!
+//! # Deadlock
+//! When the last runnable tasklet would block and the innermost [`run`] caller (or the main
+//! tasklet) is paused, that caller is resumed and `run` returns: the blocking tasklet stays
+//! blocked. When nobody can wake the blocking tasklet at all, its call fails with
+//! [`Error::Deadlock`] and it keeps running.
+//!
+//! # End of a thread
+//! When a thread ends, its scheduler kills every tasklet still alive: each unwinds from its
+//! suspension point with every destructor on its stack run; tasklets that never ran just
+//! have their closures dropped. (This happens in a thread-local destructor, which Rust does not
+//! run for the process's main thread at exit; there, the process ends with them.) A tasklet
+//! whose handles were all dropped stays alive until it ends or its thread ends; nothing is
+//! freed behind its back.
+//!
+//! ```
+//! use microthread::{scheduler, spawn};
+//! use std::{cell::RefCell, rc::Rc};
+//!
+//! let log = Rc::new(RefCell::new(Vec::new()));
+//! for name in ["A", "B"] {
+//!     let log = log.clone();
+//!     spawn(move || {
+//!         for i in 1..=2 {
+//!             log.borrow_mut().push(format!("{name}{i}"));
+//!             scheduler::schedule().unwrap();
+//!         }
+//!     })?;
+//! }
+//! scheduler::run().unwrap();
+//! assert_eq!(*log.borrow(), ["A1", "B1", "A2", "B2"]);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::mem;
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::rc::Rc;
+
+use crate::context::{Context, Transfer};
+use crate::error::{Error, Result, TaskletExit};
+use crate::id;
+use crate::overflow;
+use crate::stack::{pool, DEFAULT_STACK_SIZE};
+use crate::tasklet::{Inner, Life, Pending, Tasklet};
+
+/// A schedule callback: called with (previous, next) before every switch.
+pub type ScheduleCallback = Box<dyn FnMut(&Tasklet, &Tasklet)>;
+
+pub(crate) struct Scheduler {
+    /// The ring cursor: the running tasklet (null only transiently, while blocking).
+    current: Cell<*const Inner>,
+    runcount: Cell<usize>,
+    main: *const Inner,
+    /// Head of the list of all live tasklets; each member holds one strong reference.
+    all: Cell<*const Inner>,
+    /// Tasklets inside `run()`, innermost last.
+    watchdogs: RefCell<Vec<*const Inner>>,
+    switch_trap: Cell<i32>,
+    callback: Cell<Option<ScheduleCallback>>,
+    in_callback: Cell<bool>,
+}
+
+thread_local! {
+    static SCHEDULER: Cell<*const Scheduler> = const { Cell::new(ptr::null()) };
+    static TEARDOWN: Teardown = const { Teardown };
+}
+
+/// Ends the thread's scheduler when the thread ends.
+struct Teardown;
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let s = SCHEDULER.with(|c| c.get());
+        if !s.is_null() {
+            // SAFETY: the scheduler was leaked by `init` for this thread and is still valid.
+            unsafe { (*s).shutdown() };
+        }
+    }
+}
+
+/// The low bit of a switch's word marks a dying tasklet whose stack the next one releases.
+const DEAD: usize = 1;
+
+/// This thread's scheduler, created on first use.
+#[inline]
+pub(crate) fn scheduler() -> &'static Scheduler {
+    let s = SCHEDULER.with(|c| c.get());
+    if s.is_null() {
+        return init();
+    }
+    // SAFETY: set by `init` to a leaked Scheduler of this thread; never freed while the
+    // thread runs (shutdown keeps it allocated).
+    unsafe { &*s }
+}
+
+#[cold]
+fn init() -> &'static Scheduler {
+    let s: &'static mut Scheduler = Box::leak(Box::new(Scheduler {
+        current: Cell::new(ptr::null()),
+        runcount: Cell::new(0),
+        main: ptr::null(),
+        all: Cell::new(ptr::null()),
+        watchdogs: RefCell::new(Vec::new()),
+        switch_trap: Cell::new(0),
+        callback: Cell::new(None),
+        in_callback: Cell::new(false),
+    }));
+    let owner = s as *const Scheduler as *const ();
+    s.main = Rc::into_raw(Rc::new(Inner::new(id::next(), true, owner, false)));
+    let s: &'static Scheduler = s;
+    // SAFETY: `main` is a live Rc whose reference the list takes over; it becomes the first
+    // member of the ring, running on the thread's own stack.
+    unsafe {
+        s.register(s.main);
+        s.ring_insert(s.main);
+    }
+    SCHEDULER.with(|c| c.set(s));
+    overflow::ensure_altstack();
+    let _ = TEARDOWN.try_with(|_| {});
+    s
+}
+
+/// A handle for a tasklet known to be alive.
+///
+/// # Safety
+/// - `p` must point to a live `Inner` kept alive by an `Rc` (the scheduler's list).
+unsafe fn handle(p: *const Inner) -> Tasklet {
+    // SAFETY: `p` came from Rc::into_raw and is still owned by the list.
+    unsafe {
+        Rc::increment_strong_count(p);
+        Tasklet {
+            inner: Rc::from_raw(p),
+        }
+    }
+}
+
+/// Called by every context that a switch resumes, with that switch's transfer: records the
+/// switcher's context, or releases the stack of a tasklet that just died.
+///
+/// # Safety
+/// - `t` must be the transfer of a switch made by `Scheduler::transfer` or `end`.
+#[inline(always)]
+unsafe fn after_switch(t: Transfer) {
+    if t.data & DEAD == 0 {
+        // SAFETY: the switcher passed its own live Inner, which it keeps alive while
+        // suspended (it is in the list).
+        unsafe { (*(t.data as *const Inner)).context.set(Some(t.from)) };
+    } else {
+        // SAFETY: a dying tasklet passes the list's strong reference to itself; its last
+        // frame is dead, so its stack can go back to the pool now that we run elsewhere.
+        let dead = unsafe { Rc::from_raw((t.data & !DEAD) as *const Inner) };
+        mem::forget(t.from);
+        if let Some(stack) = dead.stack.take() {
+            pool::release(stack);
+        }
+    }
+}
+
+impl Scheduler {
+    fn is_this_thread(&self, t: &Inner) -> bool {
+        ptr::eq(t.owner, self as *const Scheduler as *const ())
+    }
+
+    /// # Safety
+    /// - `t` must be a live tasklet of this scheduler, not in the ring.
+    unsafe fn ring_insert(&self, t: *const Inner) {
+        // SAFETY: ring members are live (they are in the list); caller vouches for `t`.
+        unsafe {
+            let cur = self.current.get();
+            if cur.is_null() {
+                (*t).next.set(t);
+                (*t).prev.set(t);
+                self.current.set(t);
+            } else {
+                let last = (*cur).prev.get();
+                (*last).next.set(t);
+                (*t).prev.set(last);
+                (*t).next.set(cur);
+                (*cur).prev.set(t);
+            }
+        }
+        self.runcount.set(self.runcount.get() + 1);
+    }
+
+    /// Inserts `t` right after the current tasklet (a preferred channel partner).
+    ///
+    /// # Safety
+    /// - As `ring_insert`.
+    pub(crate) unsafe fn ring_insert_after_current(&self, t: *const Inner) {
+        let hold = self.current.get();
+        if !hold.is_null() {
+            // SAFETY: `hold` is a ring member.
+            self.current.set(unsafe { (*hold).next.get() });
+        }
+        // SAFETY: forwarded.
+        unsafe { self.ring_insert(t) };
+        if !hold.is_null() {
+            self.current.set(hold);
+        }
+    }
+
+    /// Unlinks `t` from the ring; `current` moves on if `t` was current.
+    ///
+    /// # Safety
+    /// - `t` must be in this scheduler's ring.
+    unsafe fn ring_remove(&self, t: *const Inner) {
+        // SAFETY: `t` and its neighbours are ring members.
+        unsafe {
+            let (prev, next) = ((*t).prev.get(), (*t).next.get());
+            if next == t {
+                self.current.set(ptr::null());
+            } else {
+                (*prev).next.set(next);
+                (*next).prev.set(prev);
+                if self.current.get() == t {
+                    self.current.set(next);
+                }
+            }
+            (*t).next.set(ptr::null());
+            (*t).prev.set(ptr::null());
+        }
+        self.runcount.set(self.runcount.get() - 1);
+    }
+
+    /// Adds `t` (an `Rc::into_raw` reference the list now owns) to the list of live tasklets.
+    unsafe fn register(&self, t: *const Inner) {
+        let head = self.all.get();
+        // SAFETY: `t` and `head` are live.
+        unsafe {
+            (*t).all_next.set(head);
+            (*t).all_prev.set(ptr::null());
+            if !head.is_null() {
+                (*head).all_prev.set(t);
+            }
+        }
+        self.all.set(t);
+    }
+
+    /// Removes `t` from the list; the caller takes over the list's strong reference.
+    unsafe fn unregister(&self, t: *const Inner) {
+        // SAFETY: `t` and its neighbours are list members.
+        unsafe {
+            let (p, n) = ((*t).all_prev.get(), (*t).all_next.get());
+            if p.is_null() {
+                self.all.set(n);
+            } else {
+                (*p).all_next.set(n);
+            }
+            if !n.is_null() {
+                (*n).all_prev.set(p);
+            }
+            (*t).all_next.set(ptr::null());
+            (*t).all_prev.set(ptr::null());
+        }
+    }
+
+    pub(crate) fn current_ptr(&self) -> *const Inner {
+        self.current.get()
+    }
+
+    fn innermost_watchdog_or_main(&self) -> *const Inner {
+        self.watchdogs.borrow().last().copied().unwrap_or(self.main)
+    }
+
+    /// Makes `t` runnable if it is not: unblocked from its channel, or inserted if floating.
+    ///
+    /// # Safety
+    /// - `t` must be a live tasklet of this scheduler.
+    unsafe fn make_runnable(&self, t: *const Inner) {
+        // SAFETY: caller vouches for `t`.
+        let tr = unsafe { &*t };
+        if tr.blocked.get() != 0 {
+            unblock(tr);
+            // SAFETY: an unblocked tasklet is in no queue.
+            unsafe { self.ring_insert(t) };
+        } else if !tr.in_ring() {
+            // SAFETY: as above.
+            unsafe { self.ring_insert(t) };
+        }
+    }
+
+    /// Stackless's `slp_schedule_task`: switch from `prev` (the running tasklet, in the ring
+    /// or not) to `next` (`None`: nothing is runnable; block). Every switch passes here.
+    ///
+    /// # Safety
+    /// - `prev` must be the running tasklet; `next`, if any, a live tasklet of this thread.
+    pub(crate) unsafe fn switch_to(&self, prev: *const Inner, next: *const Inner) -> Result<()> {
+        if next.is_null() {
+            // SAFETY: forwarded.
+            return unsafe { self.block(prev) };
+        }
+        if self.in_callback.get() {
+            return Err(Error::RecursiveCallback);
+        }
+        if prev != next && self.switch_trap.get() != 0 {
+            return Err(Error::SwitchTrap);
+        }
+        // SAFETY: forwarded.
+        unsafe { self.make_runnable(next) };
+        if prev != next {
+            // SAFETY: both are live tasklets of this thread, `prev` running.
+            unsafe { self.transfer(prev, next) };
+        }
+        // SAFETY: `prev` is running again.
+        take_pending(unsafe { &*prev })
+    }
+
+    /// The actual switch: `current := next`, then into `next`'s context.
+    ///
+    /// # Safety
+    /// - `prev` must be running, `next` suspended (or new), both of this thread.
+    #[inline(always)]
+    unsafe fn transfer(&self, prev: *const Inner, next: *const Inner) {
+        self.call_callback(prev, next);
+        self.current.set(next);
+        // SAFETY: caller vouches for both.
+        let (p, n) = unsafe { (&*prev, &*next) };
+        let fp = p.preserve_fp_env | n.preserve_fp_env;
+        // A suspended tasklet always has a saved context.
+        let Some(ctx) = n.context.take() else {
+            fatal("switch to a tasklet without a saved context")
+        };
+        // SAFETY: `ctx` is `next`'s suspended frame on its live stack, consumed here; the
+        // word is our own Inner, which stays alive in the list while we are suspended.
+        let t = unsafe { ctx.switch_with(prev as usize, fp) };
+        // SAFETY: every switch into a tasklet comes from `transfer` or `end`.
+        unsafe { after_switch(t) };
+    }
+
+    fn call_callback(&self, prev: *const Inner, next: *const Inner) {
+        let Some(mut cb) = self.callback.take() else {
+            return;
+        };
+        // SAFETY: both are live tasklets of this thread.
+        let (p, n) = unsafe { (handle(prev), handle(next)) };
+        self.in_callback.set(true);
+        // Stackless prints and ignores an error in the callback; the panic hook has printed.
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| cb(&p, &n)));
+        self.in_callback.set(false);
+        // Unless the callback installed a new one, put it back.
+        match self.callback.take() {
+            None => self.callback.set(Some(cb)),
+            Some(new) => self.callback.set(Some(new)),
+        }
+    }
+
+    /// Stackless's `schedule_task_block`: `prev` stopped being runnable and the ring is empty.
+    ///
+    /// # Safety
+    /// - `prev` must be the running tasklet, out of the ring.
+    unsafe fn block(&self, prev: *const Inner) -> Result<()> {
+        let wake = self.innermost_watchdog_or_main();
+        // SAFETY: watchdogs and main are live.
+        if unsafe { (*wake).floating() } {
+            // SAFETY: forwarded; `wake` is live.
+            return unsafe { self.switch_to(prev, wake) };
+        }
+        // SAFETY: `prev` is running.
+        let p = unsafe { &*prev };
+        p.pending.set(Some(Pending::Error(Error::Deadlock)));
+        // Puts `prev` back in the ring (out of its channel) and raises the error in it.
+        // SAFETY: forwarded.
+        unsafe { self.switch_to(prev, prev) }
+    }
+
+    /// Stackless's `slp_tasklet_end`: the current tasklet `me` has finished. Never returns.
+    ///
+    /// # Safety
+    /// - `me` must be the running, non-main tasklet, on its own stack.
+    unsafe fn end(&self, me: *const Inner, error: Option<Error>) -> ! {
+        // SAFETY: `me` is running, hence in the ring.
+        unsafe { self.ring_remove(me) };
+        let mut error = error;
+        let mut next = self.current.get();
+        if next.is_null() {
+            next = self.innermost_watchdog_or_main();
+            // SAFETY: watchdogs and main are live.
+            let blocked = unsafe { (*next).blocked.get() };
+            if blocked != 0 && error.is_none() {
+                error = Some(if blocked < 0 {
+                    Error::MainReceivingWithoutSender
+                } else {
+                    Error::MainSendingWithoutReceiver
+                });
+            }
+        }
+        if let Some(e) = error {
+            next = self.innermost_watchdog_or_main();
+            // SAFETY: as above.
+            unsafe { (*next).pending.set(Some(Pending::Error(e))) };
+        }
+        // SAFETY: `me` is running; its list reference goes to whoever runs next.
+        let m = unsafe { &*me };
+        m.life.set(Life::Dead);
+        // SAFETY: `me` is a list member.
+        unsafe { self.unregister(me) };
+        // SAFETY: `next` is live.
+        unsafe { self.make_runnable(next) };
+        self.call_callback(me, next);
+        self.current.set(next);
+        // SAFETY: `next` is live and not running.
+        let n = unsafe { &*next };
+        let Some(ctx) = n.context.take() else {
+            fatal("switch to a tasklet without a saved context")
+        };
+        let fp = m.preserve_fp_env | n.preserve_fp_env;
+        // SAFETY: the last switch out of this stack: `next` releases it (after_switch with
+        // the DEAD mark) and nothing resumes this frame again.
+        unsafe { ctx.switch_with(me as usize | DEAD, fp) };
+        fatal("a dead tasklet was resumed")
+    }
+
+    /// Kills every live tasklet but main: the thread is ending.
+    fn shutdown(&self) {
+        for _ in 0..16 {
+            let mut victims = Vec::new();
+            let mut p = self.all.get();
+            while !p.is_null() {
+                // SAFETY: list members are live.
+                unsafe {
+                    if !(*p).is_main {
+                        victims.push(handle(p));
+                    }
+                    p = (*p).all_next.get();
+                }
+            }
+            if victims.is_empty() {
+                return;
+            }
+            // Take them out of the ring first, so killing one does not run the others.
+            for v in &victims {
+                if v.inner.in_ring() && !is_current(&v.inner) {
+                    // SAFETY: `v` is in the ring.
+                    unsafe { self.ring_remove(Rc::as_ptr(&v.inner)) };
+                }
+            }
+            for v in victims {
+                let _ = panic::catch_unwind(AssertUnwindSafe(|| v.kill()));
+            }
+        }
+    }
+}
+
+/// Takes a channel-blocked tasklet out of its channel's queue.
+fn unblock(t: &Inner) {
+    let blocker = t.blocked_on.borrow_mut().take();
+    if let Some(b) = blocker {
+        b.unlink(t);
+    }
+    t.blocked.set(0);
+}
+
+/// Delivers what is pending for the tasklet that just resumed: an error, or a kill.
+#[inline(always)]
+fn take_pending(me: &Inner) -> Result<()> {
+    match me.pending.take() {
+        None => Ok(()),
+        Some(Pending::Error(e)) => Err(e),
+        Some(Pending::Kill) => panic::resume_unwind(Box::new(TaskletExit)),
+    }
+}
+
+fn fatal(why: &str) -> ! {
+    eprintln!("microthread: {why}; aborting");
+    std::process::abort()
+}
+
+pub(crate) fn is_current(t: &Inner) -> bool {
+    let s = SCHEDULER.with(|c| c.get());
+    // SAFETY: a non-null scheduler pointer is this thread's live scheduler.
+    !s.is_null() && ptr::eq(unsafe { (*s).current.get() }, t)
+}
+
+/// The first Rust frame of every tasklet.
+///
+/// # Safety
+/// - Reached only through the trampoline of a context made by `Tasklet::create`, with `arg`
+///   the address of the closure it wrote and `data` the word of the switch into it.
+unsafe extern "C" fn entry<F, R>(from: Context, data: usize, arg: usize) -> !
+where
+    F: FnOnce() -> R + 'static,
+    R: 'static,
+{
+    // SAFETY: the first switch into a tasklet comes from `transfer` or `end`.
+    unsafe { after_switch(Transfer { from, data }) };
+    let s = scheduler();
+    let me = s.current.get();
+    // SAFETY: the running tasklet is live.
+    let m = unsafe { &*me };
+    m.life.set(Life::Started);
+    // SAFETY: `arg` is the closure `create` wrote; it is moved out exactly once, here.
+    let f = unsafe { ptr::read(arg as *const F) };
+    m.closure.set(ptr::null_mut());
+    m.drop_closure.set(None);
+    let error = match m.pending.take() {
+        Some(Pending::Kill) => {
+            drop(f);
+            None
+        }
+        Some(Pending::Error(e)) => {
+            drop(f);
+            Some(e)
+        }
+        None => match panic::catch_unwind(AssertUnwindSafe(f)) {
+            Ok(r) => {
+                *m.result.borrow_mut() = Some(Box::new(r));
+                None
+            }
+            Err(p) if p.is::<TaskletExit>() => None,
+            Err(payload) => Some(Error::Panicked {
+                tasklet: m.id,
+                payload,
+            }),
+        },
+    };
+    // SAFETY: `me` is running on its own stack and is not main.
+    unsafe { s.end(me, error) }
+}
+
+/// Options for a new tasklet: stack size and FP-environment preservation.
+///
+/// ```
+/// use microthread::scheduler::{self, TaskletBuilder};
+/// let t = TaskletBuilder::new().stack_size(64 * 1024).spawn(|| 6 * 7)?;
+/// scheduler::run().unwrap();
+/// assert_eq!(t.result::<i32>(), Some(42));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct TaskletBuilder {
+    stack_size: usize,
+    preserve_fp_env: bool,
+}
+
+impl Default for TaskletBuilder {
+    fn default() -> Self {
+        TaskletBuilder::new()
+    }
+}
+
+impl TaskletBuilder {
+    /// Defaults: a [`DEFAULT_STACK_SIZE`] stack from the pool, FP environment not preserved.
+    pub fn new() -> TaskletBuilder {
+        TaskletBuilder {
+            stack_size: DEFAULT_STACK_SIZE,
+            preserve_fp_env: false,
+        }
+    }
+
+    /// Usable bytes of the tasklet's stack.
+    pub fn stack_size(mut self, bytes: usize) -> TaskletBuilder {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// Whether switches into and out of this tasklet preserve the FP control state (see
+    /// [`crate::context`]).
+    pub fn preserve_fp_env(mut self, on: bool) -> TaskletBuilder {
+        self.preserve_fp_env = on;
+        self
+    }
+
+    /// Creates the tasklet alive and paused (Stackless `bind(f, args)`): it runs once
+    /// inserted, run or switched to.
+    ///
+    /// # Errors
+    /// The OS error if a new stack cannot be mapped.
+    pub fn create<F, R>(self, f: F) -> io::Result<Tasklet>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        let s = scheduler();
+        let stack = pool::acquire(self.stack_size)?;
+        let id = id::next();
+        stack.set_owner(id);
+        let f = if mem::size_of::<F>() > 1024 {
+            Placed::Boxed(Box::new(f))
+        } else {
+            Placed::Inline(f)
+        };
+        let top = stack.top() as usize;
+        let (closure, drop_fn, ctx) = match f {
+            // SAFETY (both arms): the closure goes at the top of our fresh stack, aligned, and
+            // the initial frame just below it; the stack outlives the context.
+            Placed::Inline(f) => unsafe { place(top, f) },
+            Placed::Boxed(b) => unsafe { place(top, move || b()) },
+        };
+        let inner = Inner::new(
+            id,
+            false,
+            s as *const Scheduler as *const (),
+            self.preserve_fp_env,
+        );
+        inner.context.set(Some(ctx));
+        inner.stack.set(Some(stack));
+        inner.closure.set(closure);
+        inner.drop_closure.set(Some(drop_fn));
+        let rc = Rc::new(inner);
+        let t = Tasklet { inner: rc.clone() };
+        // SAFETY: the list takes over one strong reference.
+        unsafe { s.register(Rc::into_raw(rc)) };
+        Ok(t)
+    }
+
+    /// Creates the tasklet and inserts it at the end of the run queue (Stackless
+    /// `tasklet(f)()`).
+    ///
+    /// # Errors
+    /// The OS error if a new stack cannot be mapped.
+    pub fn spawn<F, R>(self, f: F) -> io::Result<Tasklet>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        let t = self.create(f)?;
+        let s = scheduler();
+        // SAFETY: a new tasklet of this thread, in no queue.
+        unsafe { s.ring_insert(Rc::as_ptr(&t.inner)) };
+        Ok(t)
+    }
+}
+
+enum Placed<F, B> {
+    Inline(F),
+    Boxed(B),
+}
+
+/// Writes `f` just below `top` and a context that starts `entry::<F, R>` below it.
+///
+/// # Safety
+/// - `top` must be the 16-aligned top of a stack with room for `f` and the initial frame.
+unsafe fn place<F, R>(top: usize, f: F) -> (*mut u8, unsafe fn(*mut u8), Context)
+where
+    F: FnOnce() -> R + 'static,
+    R: 'static,
+{
+    let align = mem::align_of::<F>().max(16);
+    let at = (top - mem::size_of::<F>()) & !(align - 1);
+    // SAFETY: caller vouches for the room; `at` is aligned for F.
+    unsafe { ptr::write(at as *mut F, f) };
+    // SAFETY: `at` is 16-aligned and the stack below is ours.
+    let ctx = unsafe { Context::new(at as *mut u8, entry::<F, R>, at) };
+    (at as *mut u8, drop_as::<F>, ctx)
+}
+
+/// # Safety
+/// - `p` must point to a valid `F` that is not used afterwards.
+unsafe fn drop_as<F>(p: *mut u8) {
+    // SAFETY: forwarded.
+    unsafe { ptr::drop_in_place(p as *mut F) }
+}
+
+impl Tasklet {
+    /// Creates a tasklet alive and paused (Stackless `bind(f, args)`), on a default stack.
+    ///
+    /// # Errors
+    /// The OS error if a new stack cannot be mapped.
+    pub fn new<F, R>(f: F) -> io::Result<Tasklet>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        TaskletBuilder::new().create(f)
+    }
+
+    fn check_thread(&self) -> Result<&'static Scheduler> {
+        let s = scheduler();
+        if s.is_this_thread(&self.inner) {
+            Ok(s)
+        } else {
+            Err(Error::NoThread)
+        }
+    }
+
+    fn ptr(&self) -> *const Inner {
+        Rc::as_ptr(&self.inner)
+    }
+
+    /// Appends the tasklet to the end of the run queue (just before the current tasklet) if it
+    /// is not in it. No switch.
+    ///
+    /// # Errors
+    /// [`Error::RunBlocked`], [`Error::RunDead`].
+    pub fn insert(&self) -> Result<()> {
+        let s = self.check_thread()?;
+        if self.inner.blocked.get() != 0 {
+            return Err(Error::RunBlocked);
+        }
+        if !self.inner.alive() {
+            return Err(Error::RunDead);
+        }
+        if !self.inner.in_ring() {
+            // SAFETY: live, of this thread, in no queue.
+            unsafe { s.ring_insert(self.ptr()) };
+        }
+        Ok(())
+    }
+
+    /// Takes the tasklet out of the run queue: it becomes paused. No-op if not scheduled.
+    ///
+    /// # Errors
+    /// [`Error::RemoveCurrent`], [`Error::RemoveBlocked`].
+    pub fn remove(&self) -> Result<()> {
+        let s = self.check_thread()?;
+        if is_current(&self.inner) {
+            return Err(Error::RemoveCurrent);
+        }
+        if self.inner.blocked.get() != 0 {
+            return Err(Error::RemoveBlocked);
+        }
+        if self.inner.in_ring() {
+            // SAFETY: in the ring.
+            unsafe { s.ring_remove(self.ptr()) };
+        }
+        Ok(())
+    }
+
+    /// Inserts the tasklet if needed and switches to it now; the caller stays in the run
+    /// queue. Returns when the caller is scheduled again: every tasklet between the target
+    /// and the caller in the ring runs first.
+    ///
+    /// # Errors
+    /// [`Error::RunBlocked`], [`Error::RunDead`], [`Error::SwitchTrap`], or an error delivered
+    /// to the caller while it was suspended.
+    pub fn run(&self) -> Result<()> {
+        self.insert()?;
+        let s = scheduler();
+        // SAFETY: the current tasklet is running; the target is live, of this thread.
+        unsafe { s.switch_to(s.current.get(), self.ptr()) }
+    }
+
+    /// Like [`run`](Tasklet::run), but the caller leaves the run queue (paused): the
+    /// primitive for coroutine-style hand-offs. Switching to oneself is a no-op.
+    ///
+    /// # Errors
+    /// As [`run`](Tasklet::run), and [`Error::SwitchOtherThread`].
+    pub fn switch(&self) -> Result<()> {
+        let s = scheduler();
+        if !s.is_this_thread(&self.inner) {
+            return Err(Error::SwitchOtherThread);
+        }
+        self.insert()?;
+        let me = s.current.get();
+        if s.switch_trap.get() != 0 && me != self.ptr() {
+            return Err(Error::SwitchTrap);
+        }
+        // SAFETY: the running tasklet is in the ring.
+        unsafe { s.ring_remove(me) };
+        // SAFETY: `me` is running; the target is live and of this thread.
+        unsafe { s.switch_to(me, self.ptr()) }
+    }
+
+    /// Ends the tasklet now: it unwinds from its suspension point with every destructor on
+    /// its stack run, then ends silently; the caller stays scheduled and continues when its
+    /// turn comes. A tasklet that never ran is discarded without running; killing a dead one
+    /// does nothing; killing the current tasklet unwinds the caller.
+    ///
+    /// # Errors
+    /// [`Error::SwitchTrap`], or an error delivered to the caller while it was suspended.
+    pub fn kill(&self) -> Result<()> {
+        self.kill_with(false)
+    }
+
+    /// Like [`kill`](Tasklet::kill), but the tasklet only becomes runnable (at the end of the
+    /// queue) and unwinds when its turn comes; the caller continues at once.
+    ///
+    /// # Errors
+    /// As [`kill`](Tasklet::kill).
+    pub fn kill_pending(&self) -> Result<()> {
+        self.kill_with(true)
+    }
+
+    fn kill_with(&self, pending: bool) -> Result<()> {
+        let s = self.check_thread()?;
+        if is_current(&self.inner) {
+            panic::resume_unwind(Box::new(TaskletExit));
+        }
+        match self.inner.life.get() {
+            Life::Dead => Ok(()),
+            Life::New => {
+                self.discard(s);
+                Ok(())
+            }
+            Life::Started => self.deliver(s, Pending::Kill, pending),
+        }
+    }
+
+    /// Drops a never-run tasklet's closure and stack, and ends it.
+    fn discard(&self, s: &Scheduler) {
+        let t = &self.inner;
+        if t.blocked.get() != 0 {
+            unblock(t);
+        }
+        if t.in_ring() {
+            // SAFETY: in the ring, and not current (it never ran).
+            unsafe { s.ring_remove(self.ptr()) };
+        }
+        if let Some(drop_fn) = t.drop_closure.take() {
+            // SAFETY: the closure was written by `place` and never moved out (never ran).
+            unsafe { drop_fn(t.closure.replace(ptr::null_mut())) };
+        }
+        t.life.set(Life::Dead);
+        mem::forget(t.context.take());
+        if let Some(stack) = t.stack.take() {
+            pool::release(stack);
+        }
+        // SAFETY: a list member; we take over and drop the list's reference.
+        unsafe {
+            s.unregister(self.ptr());
+            drop(Rc::from_raw(self.ptr()));
+        }
+    }
+
+    /// Raises `error` in the tasklet at its suspension point, as the `Err` of the call it is
+    /// suspended in, and switches to it now (the caller stays scheduled). A blocked tasklet is
+    /// taken out of its channel first. Throwing to the current tasklet returns the error to
+    /// the caller.
+    ///
+    /// # Errors
+    /// [`Error::ThrowDead`], [`Error::SwitchTrap`], the thrown error itself if the target is
+    /// the caller, or an error delivered to the caller while it was suspended.
+    pub fn throw(&self, error: Error) -> Result<()> {
+        self.throw_with(error, false)
+    }
+
+    /// Like [`throw`](Tasklet::throw), but the target only becomes runnable; the caller
+    /// continues at once.
+    ///
+    /// # Errors
+    /// As [`throw`](Tasklet::throw).
+    pub fn throw_pending(&self, error: Error) -> Result<()> {
+        self.throw_with(error, true)
+    }
+
+    fn throw_with(&self, error: Error, pending: bool) -> Result<()> {
+        let s = self.check_thread()?;
+        if is_current(&self.inner) {
+            return Err(error);
+        }
+        if !self.inner.alive() {
+            return Err(Error::ThrowDead);
+        }
+        self.deliver(s, Pending::Error(error), pending)
+    }
+
+    fn deliver(&self, s: &Scheduler, what: Pending, pending: bool) -> Result<()> {
+        self.inner.pending.set(Some(what));
+        if pending {
+            // SAFETY: live, of this thread.
+            unsafe { s.make_runnable(self.ptr()) };
+            Ok(())
+        } else {
+            // SAFETY: the current tasklet is running; the target is live, of this thread.
+            unsafe { s.switch_to(s.current.get(), self.ptr()) }
+        }
+    }
+}
+
+/// Creates a tasklet and appends it to the run queue: Stackless `tasklet(f)()`.
+///
+/// # Errors
+/// The OS error if a new stack cannot be mapped.
+pub fn spawn<F, R>(f: F) -> io::Result<Tasklet>
+where
+    F: FnOnce() -> R + 'static,
+    R: 'static,
+{
+    TaskletBuilder::new().spawn(f)
+}
+
+/// The running tasklet of this thread.
+pub fn current() -> Tasklet {
+    let s = scheduler();
+    // SAFETY: the running tasklet is live.
+    unsafe { handle(s.current.get()) }
+}
+
+/// This thread's main tasklet: the thread's own stack.
+pub fn main() -> Tasklet {
+    // SAFETY: main lives as long as the scheduler.
+    unsafe { handle(scheduler().main) }
+}
+
+/// Tasklets in this thread's run queue, the current one included. Paused and blocked
+/// tasklets are not counted, nor is a tasklet waiting inside [`run`].
+pub fn runcount() -> usize {
+    scheduler().runcount.get()
+}
+
+/// Yields to the next tasklet in the run queue; the caller stays in it and runs again after
+/// one full round. A no-op if the caller is the only runnable tasklet.
+///
+/// # Errors
+/// [`Error::SwitchTrap`], or an error delivered to the caller while it was suspended.
+#[inline]
+pub fn schedule() -> Result<()> {
+    let s = scheduler();
+    let me = s.current.get();
+    // SAFETY: `me` is running and in the ring, so `next` is a live ring member.
+    unsafe { s.switch_to(me, (*me).next.get()) }
+}
+
+/// Like [`schedule`], but the caller leaves the run queue (paused) and runs again only when
+/// someone inserts, runs or switches to it. If it was the last runnable tasklet, the
+/// innermost [`run`] caller (or main) is woken; if it is main and alone, this returns at once.
+///
+/// # Errors
+/// As [`schedule`], and [`Error::Deadlock`].
+pub fn schedule_remove() -> Result<()> {
+    let s = scheduler();
+    let me = s.current.get();
+    if s.switch_trap.get() != 0 {
+        return Err(Error::SwitchTrap);
+    }
+    // SAFETY: `me` is running, in the ring.
+    unsafe {
+        let next = if (*me).next.get() == me {
+            ptr::null()
+        } else {
+            (*me).next.get()
+        };
+        s.ring_remove(me);
+        s.switch_to(me, next)
+    }
+}
+
+/// Runs the scheduler until the run queue is empty, from any tasklet: the caller leaves the
+/// run queue and waits (it is pushed on the watchdog stack), and `run` returns when no
+/// tasklet is runnable any more, when someone runs or switches to the caller, or with the
+/// error of a tasklet that panicked (the other tasklets stay scheduled). Nested `run` calls
+/// are woken innermost first.
+///
+/// # Errors
+/// [`Error::Panicked`] and any error delivered to the caller; [`Error::SwitchTrap`].
+pub fn run() -> Result<()> {
+    let s = scheduler();
+    let me = s.current.get();
+    s.watchdogs.borrow_mut().push(me);
+    // SAFETY: `me` is running, in the ring.
+    unsafe { s.ring_remove(me) };
+    let next = s.current.get();
+    // SAFETY: `me` is running; `next` (if any) is a ring member.
+    let result = unsafe { s.switch_to(me, next) };
+    // Pop ourselves and every deeper watchdog; the deeper ones continue as ordinary tasklets.
+    let deeper: Vec<*const Inner> = {
+        let mut w = s.watchdogs.borrow_mut();
+        match w.iter().rposition(|&p| p == me) {
+            Some(i) => w.drain(i..).collect(),
+            None => Vec::new(),
+        }
+    };
+    for p in deeper.into_iter().rev() {
+        // SAFETY: watchdogs are live tasklets of this thread.
+        if unsafe { (*p).floating() } {
+            // SAFETY: as above, and floating.
+            unsafe { s.ring_insert(p) };
+        }
+    }
+    result
+}
+
+/// Adds `change` to this thread's switch-trap level and returns the old level;
+/// `switch_trap(0)` only reads it. While the level is non-zero, every switch to another
+/// tasklet fails with [`Error::SwitchTrap`]; operations that do not switch still work.
+pub fn switch_trap(change: i32) -> i32 {
+    let s = scheduler();
+    let old = s.switch_trap.get();
+    s.switch_trap.set(old + change);
+    old
+}
+
+/// Installs `callback`, called with (previous, next) before every switch of this thread,
+/// and returns the previous one. A panic in the callback is ignored (after the panic hook
+/// reports it); a scheduler operation from inside it fails with [`Error::RecursiveCallback`].
+pub fn set_schedule_callback(callback: Option<ScheduleCallback>) -> Option<ScheduleCallback> {
+    scheduler().callback.replace(callback)
+}
+
+/// Runs `f` with the current tasklet's `atomic` flag set, restoring it afterwards: no
+/// involuntary switch (preemption) happens inside. Explicit switches still do.
+pub fn atomic<T>(f: impl FnOnce() -> T) -> T {
+    let _guard = AtomicGuard::new();
+    f()
+}
+
+/// Sets the current tasklet's `atomic` flag for its lifetime; see [`atomic`].
+#[derive(Debug)]
+pub struct AtomicGuard {
+    tasklet: Tasklet,
+    old: bool,
+}
+
+impl AtomicGuard {
+    /// Sets `atomic` on the current tasklet until the guard is dropped.
+    pub fn new() -> AtomicGuard {
+        let tasklet = current();
+        let old = tasklet.set_atomic(true);
+        AtomicGuard { tasklet, old }
+    }
+}
+
+impl Default for AtomicGuard {
+    fn default() -> Self {
+        AtomicGuard::new()
+    }
+}
+
+impl Drop for AtomicGuard {
+    fn drop(&mut self) {
+        self.tasklet.set_atomic(self.old);
+    }
+}

@@ -1,0 +1,248 @@
+//! [`Tasklet`]: a microthread on its own stack, owned by the scheduler of the thread that
+//! created it. This module holds its state and the handle; the operations that move tasklets
+//! around the run queue live in [`scheduler`](crate::scheduler).
+//!
+//! A tasklet is `!Send`: it runs only on the thread that created it.
+//!
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<microthread::Tasklet>();
+//! ```
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::ptr;
+use std::rc::Rc;
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::stack::Stack;
+
+/// Something a blocked tasklet waits in (a channel), which can let go of it when the tasklet
+/// is killed, thrown into, or delivered an error while blocked.
+pub(crate) trait Blocker {
+    /// Removes `t` from the wait queue (adjusting the balance).
+    fn unlink(&self, t: &Inner);
+}
+
+/// What the next switch into a tasklet delivers at its suspension point.
+pub(crate) enum Pending {
+    /// Unwind with [`TaskletExit`](crate::error::TaskletExit).
+    Kill,
+    /// Return this error from the call the tasklet is suspended in.
+    Error(Error),
+}
+
+/// Where a tasklet is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Life {
+    /// Created; its closure waits at the top of its stack.
+    New,
+    /// Has run; suspended or running.
+    Started,
+    /// Returned, panicked or was killed; its stack is gone.
+    Dead,
+}
+
+/// A tasklet's state. Shared through `Rc`; all mutation through `Cell`s, because the
+/// scheduler of its thread is the only one that touches it and never holds a borrow across a
+/// switch.
+pub(crate) struct Inner {
+    pub(crate) id: u64,
+    pub(crate) is_main: bool,
+    pub(crate) name: RefCell<Option<String>>,
+    /// Ring links: both null when the tasklet is not in the run queue.
+    pub(crate) next: Cell<*const Inner>,
+    pub(crate) prev: Cell<*const Inner>,
+    /// Links of the scheduler's list of all live tasklets, which holds one strong reference.
+    pub(crate) all_next: Cell<*const Inner>,
+    pub(crate) all_prev: Cell<*const Inner>,
+    /// The saved context while suspended; `None` while running, before the first switch out
+    /// of a main tasklet, and once dead.
+    pub(crate) context: Cell<Option<Context>>,
+    /// The stack (none for a main tasklet); released by whoever runs after its last switch.
+    pub(crate) stack: Cell<Option<Stack>>,
+    pub(crate) life: Cell<Life>,
+    /// 0, or +1 / -1 while blocked sending / receiving.
+    pub(crate) blocked: Cell<i8>,
+    pub(crate) blocked_on: RefCell<Option<Rc<dyn Blocker>>>,
+    pub(crate) pending: Cell<Option<Pending>>,
+    /// The closure's return value, boxed (free for `()`), until someone takes it.
+    pub(crate) result: RefCell<Option<Box<dyn Any>>>,
+    /// Until the first run: the closure at the top of the stack, and how to drop it unrun.
+    pub(crate) closure: Cell<*mut u8>,
+    pub(crate) drop_closure: Cell<Option<unsafe fn(*mut u8)>>,
+    pub(crate) atomic: Cell<bool>,
+    pub(crate) block_trap: Cell<bool>,
+    pub(crate) preserve_fp_env: bool,
+    /// The scheduler that owns this tasklet (its thread's).
+    pub(crate) owner: *const (),
+}
+
+impl Inner {
+    pub(crate) fn new(id: u64, is_main: bool, owner: *const (), preserve_fp_env: bool) -> Inner {
+        Inner {
+            id,
+            is_main,
+            name: RefCell::new(None),
+            next: Cell::new(ptr::null()),
+            prev: Cell::new(ptr::null()),
+            all_next: Cell::new(ptr::null()),
+            all_prev: Cell::new(ptr::null()),
+            context: Cell::new(None),
+            stack: Cell::new(None),
+            life: Cell::new(if is_main { Life::Started } else { Life::New }),
+            blocked: Cell::new(0),
+            blocked_on: RefCell::new(None),
+            pending: Cell::new(None),
+            result: RefCell::new(None),
+            closure: Cell::new(ptr::null_mut()),
+            drop_closure: Cell::new(None),
+            atomic: Cell::new(false),
+            block_trap: Cell::new(false),
+            preserve_fp_env,
+            owner,
+        }
+    }
+
+    /// In the run queue (scheduled, or current).
+    pub(crate) fn in_ring(&self) -> bool {
+        !self.next.get().is_null()
+    }
+
+    /// Neither in the run queue nor blocked on a channel.
+    pub(crate) fn floating(&self) -> bool {
+        !self.in_ring() && self.blocked.get() == 0
+    }
+
+    pub(crate) fn alive(&self) -> bool {
+        self.life.get() != Life::Dead
+    }
+}
+
+/// A handle to a tasklet. Cheap to clone; all clones name the same tasklet. Dropping every
+/// handle does not end a tasklet: the scheduler keeps every live tasklet until it ends or its
+/// thread ends (see [`scheduler`](crate::scheduler)).
+#[derive(Clone)]
+pub struct Tasklet {
+    pub(crate) inner: Rc<Inner>,
+}
+
+impl Tasklet {
+    /// The tasklet's id, unique in the process.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The tasklet's name, if one was set.
+    pub fn name(&self) -> Option<String> {
+        self.inner.name.borrow().clone()
+    }
+
+    /// Sets (or clears) the tasklet's name, shown in its `Debug` output.
+    pub fn set_name(&self, name: Option<&str>) {
+        *self.inner.name.borrow_mut() = name.map(str::to_owned);
+    }
+
+    /// Alive: created and not yet ended (returned, panicked, or killed).
+    pub fn alive(&self) -> bool {
+        self.inner.alive()
+    }
+
+    /// Blocked on a channel.
+    pub fn blocked(&self) -> bool {
+        self.inner.blocked.get() != 0
+    }
+
+    /// In the run queue (the current tasklet is too) or blocked on a channel, as Stackless
+    /// defines `scheduled`.
+    pub fn scheduled(&self) -> bool {
+        self.inner.in_ring() || self.blocked()
+    }
+
+    /// Alive but neither scheduled nor blocked: it runs only when someone inserts, runs or
+    /// switches to it.
+    pub fn paused(&self) -> bool {
+        self.alive() && !self.scheduled()
+    }
+
+    /// The tasklet that stands for its thread's own stack.
+    pub fn is_main(&self) -> bool {
+        self.inner.is_main
+    }
+
+    /// Whether it is the running tasklet of its thread.
+    pub fn is_current(&self) -> bool {
+        crate::scheduler::is_current(&self.inner)
+    }
+
+    /// Whether it has run at least once (a main tasklet always has).
+    pub fn started(&self) -> bool {
+        self.inner.life.get() != crate::tasklet::Life::New
+    }
+
+    /// Whether `atomic` is set: no involuntary switch (preemption) may happen while it is.
+    pub fn atomic(&self) -> bool {
+        self.inner.atomic.get()
+    }
+
+    /// Sets `atomic`, returning the old value. Explicit switches (schedule, channel blocking)
+    /// still happen; only involuntary ones are suppressed. See [`crate::scheduler::atomic`].
+    pub fn set_atomic(&self, on: bool) -> bool {
+        self.inner.atomic.replace(on)
+    }
+
+    /// Whether a channel operation that would block fails with [`Error::BlockTrap`] instead.
+    pub fn block_trap(&self) -> bool {
+        self.inner.block_trap.get()
+    }
+
+    /// Sets `block_trap`, returning the old value.
+    pub fn set_block_trap(&self, on: bool) -> bool {
+        self.inner.block_trap.replace(on)
+    }
+
+    /// Takes the tasklet's return value once it has returned: `Some` the first time, if `R`
+    /// is the closure's return type; `None` before it returned, if it panicked or was killed,
+    /// if the value was already taken, or if `R` is not the right type. Stackless discards
+    /// return values; this is the join-like accessor it lacks.
+    pub fn result<R: 'static>(&self) -> Option<R> {
+        let mut slot = self.inner.result.borrow_mut();
+        match slot.take()?.downcast::<R>() {
+            Ok(r) => Some(*r),
+            Err(other) => {
+                *slot = Some(other);
+                None
+            }
+        }
+    }
+
+    /// Whether two handles name the same tasklet.
+    pub fn ptr_eq(&self, other: &Tasklet) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl PartialEq for Tasklet {
+    fn eq(&self, other: &Tasklet) -> bool {
+        self.ptr_eq(other)
+    }
+}
+
+impl Eq for Tasklet {}
+
+impl fmt::Debug for Tasklet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Tasklet");
+        d.field("id", &self.inner.id);
+        if let Some(n) = self.inner.name.borrow().as_deref() {
+            d.field("name", &n);
+        }
+        d.field("alive", &self.alive())
+            .field("scheduled", &self.scheduled())
+            .field("blocked", &self.blocked())
+            .field("is_main", &self.is_main())
+            .finish()
+    }
+}
