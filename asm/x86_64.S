@@ -109,6 +109,60 @@ FUNC_BEGIN(microthread_ctx_switch)
 FUNC_END(microthread_ctx_switch)
 
 /*
+ * The same switch, ending in `ret` instead of `pop rcx; jmp *rcx`. `ret` is predicted from
+ * the return-stack buffer, whose top is our own caller's return address: right exactly when
+ * the target was suspended at the same call site as the one we are called from. The
+ * scheduler switches every tasklet through one call site, so there `ret` is predicted every
+ * time and, unlike the `jmp` form, keeps the return-stack buffer balanced for the `ret`s that
+ * follow in the resumed code. Asymmetric coroutines (resume at one site, suspend at another)
+ * use microthread_ctx_switch instead.
+ *
+ * On entry and exit: as microthread_ctx_switch.
+ */
+FUNC_BEGIN(microthread_ctx_switch_ret)
+    pushq   %rbp
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rbp, 0
+    pushq   %rbx
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rbx, 0
+    pushq   %r15
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r15, 0
+    pushq   %r14
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r14, 0
+    pushq   %r13
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r13, 0
+    pushq   %r12
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r12, 0
+    movq    %rsp, %rax
+    movq    %rdi, %rsp
+    movq    %rsi, %rdx
+    popq    %r12
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r12
+    popq    %r13
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r13
+    popq    %r14
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r14
+    popq    %r15
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r15
+    popq    %rbx
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore rbx
+    popq    %rbp
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore rbp
+    ret
+FUNC_END(microthread_ctx_switch_ret)
+
+/*
  * As microthread_ctx_switch, but also saves this context's MXCSR and x87 control word and
  * installs the default environment for the target (Rust code assumes it); if the target was
  * suspended here too, its .Lrestore_fpenv stub then reloads the target's own environment.

@@ -103,6 +103,76 @@ impl Context {
         }
     }
 
+    /// As [`Context::switch`], but the switch ends in a return instead of an indirect jump.
+    /// The return is predicted from the return-stack buffer, so this is the faster form when
+    /// the target was itself suspended by a switch made from the same call site as this one
+    /// (a scheduler that switches every tasklet from one place), and the slower form
+    /// otherwise (asymmetric resume/suspend pairs).
+    ///
+    /// # Safety
+    /// - As [`Context::switch`].
+    #[inline(always)]
+    pub unsafe fn switch_ret(self, data: usize) -> Transfer {
+        // SAFETY: as in `switch`.
+        let t = unsafe { arch::microthread_ctx_switch_ret(self.sp.as_ptr(), data) };
+        // SAFETY: as in `switch`.
+        Transfer {
+            from: unsafe { Context::from_raw(NonNull::new_unchecked(t.from)) },
+            data: t.data,
+        }
+    }
+
+    /// The partner of [`Context::switch`] for asymmetric hand-offs: switches back to the
+    /// context that last resumed us with `switch`, keeping the CPU's return-address
+    /// predictor balanced.
+    ///
+    /// `switch` is entered by a call (the predictor pushes the resumer's return address) and
+    /// leaves by an indirect jump (nothing is popped). This one is entered by a jump with the
+    /// return address stored by hand (nothing is pushed) and leaves by `ret`, which pops the
+    /// resumer's address: exactly where the resumer waits. One push and one pop per round
+    /// trip, every branch predicted, and the `ret`s that follow on either side still match
+    /// their calls. On aarch64 and riscv64 this is currently the plain switch.
+    ///
+    /// # Safety
+    /// - As [`Context::switch`]; and `self` should be the context that resumed the caller
+    ///   (anything else is correct, only slower).
+    #[inline(always)]
+    pub unsafe fn switch_back(self, data: usize) -> Transfer {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (from, data_out): (*mut u8, usize);
+            // SAFETY: the routine saves every callee-saved register on our stack and resumes
+            // `self` (caller's obligation); we resume at label 2 with rsp back where it was
+            // before the push, so the asm block leaves the stack as it found it. The block
+            // is not `nostack`, so the compiler keeps nothing in the red zone under rsp.
+            unsafe {
+                core::arch::asm!(
+                    // rax is free until the switch returns `from` in it.
+                    "lea rax, [rip + 2f]",
+                    "push rax",
+                    "jmp {switch}",
+                    "2:",
+                    switch = sym arch::microthread_ctx_switch_ret,
+                    inout("rdi") self.sp.as_ptr() => _,
+                    inout("rsi") data => _,
+                    out("rax") from,
+                    out("rdx") data_out,
+                    clobber_abi("C"),
+                );
+            }
+            // SAFETY: as in `switch`.
+            Transfer {
+                from: unsafe { Context::from_raw(NonNull::new_unchecked(from)) },
+                data: data_out,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        // SAFETY: forwarded.
+        unsafe {
+            self.switch(data)
+        }
+    }
+
     /// Switches with [`Context::switch_fpenv`] if `fpenv`, else with [`Context::switch`].
     ///
     /// # Safety

@@ -419,7 +419,7 @@ impl<I, Y> Yielder<I, Y> {
         // SAFETY: `resumer` is the suspended context that resumed us, on this thread, consumed
         // here; it reads `message` once before resuming us again.
         let transfer =
-            unsafe { resumer.switch_with(message.as_mut_ptr() as usize, self.preserve_fp_env) };
+            unsafe { switch_back(resumer, message.as_mut_ptr() as usize, self.preserve_fp_env) };
         self.resumer.set(Some(transfer.from));
         // SAFETY: the resumer passes the address of an initialised Resume on its stack.
         match unsafe { ptr::read(transfer.data as *const Resume<I>) } {
@@ -497,6 +497,21 @@ where
     let mut reply = MaybeUninit::new(reply);
     // SAFETY: the final switch: the resumer reads `reply` and releases this stack without
     // ever resuming this frame, so nothing here runs again.
-    unsafe { resumer.switch_with(reply.as_mut_ptr() as usize, fpenv) };
+    unsafe { switch_back(resumer, reply.as_mut_ptr() as usize, fpenv) };
     fatal("a finished coroutine was resumed")
+}
+
+/// Switches from the coroutine back to its resumer.
+///
+/// # Safety
+/// - As `Context::switch`.
+#[inline(always)]
+unsafe fn switch_back(resumer: Context, data: usize, fpenv: bool) -> crate::context::Transfer {
+    if fpenv {
+        // SAFETY: forwarded.
+        unsafe { resumer.switch_fpenv(data) }
+    } else {
+        // SAFETY: forwarded.
+        unsafe { resumer.switch_back(data) }
+    }
 }

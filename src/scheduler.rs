@@ -92,6 +92,11 @@ pub(crate) struct Scheduler {
     switch_trap: Cell<i32>,
     callback: Cell<Option<ScheduleCallback>>,
     in_callback: Cell<bool>,
+    /// Set when a callback changes the callback while it runs.
+    callback_replaced: Cell<bool>,
+    /// Non-zero when anything above needs the slow path of a switch: a switch trap, a
+    /// callback, or a callback running. One load keeps the common switch fast.
+    hooks: Cell<u32>,
 }
 
 thread_local! {
@@ -138,6 +143,8 @@ fn init() -> &'static Scheduler {
         switch_trap: Cell::new(0),
         callback: Cell::new(None),
         in_callback: Cell::new(false),
+        callback_replaced: Cell::new(false),
+        hooks: Cell::new(0),
     }));
     let owner = s as *const Scheduler as *const ();
     s.main = Rc::into_raw(Rc::new(Inner::new(id::next(), true, owner, false)));
@@ -314,11 +321,27 @@ impl Scheduler {
     }
 
     /// Stackless's `slp_schedule_task`: switch from `prev` (the running tasklet, in the ring
-    /// or not) to `next` (`None`: nothing is runnable; block). Every switch passes here.
+    /// or not) to `next` (`None`: nothing is runnable; block). Every switch passes here; the
+    /// common case (a runnable target, no trap or callback) takes the first branch.
     ///
     /// # Safety
     /// - `prev` must be the running tasklet; `next`, if any, a live tasklet of this thread.
+    #[inline(always)]
     pub(crate) unsafe fn switch_to(&self, prev: *const Inner, next: *const Inner) -> Result<()> {
+        // SAFETY: `next` is checked for null before it is read.
+        if self.hooks.get() == 0 && !next.is_null() && prev != next && unsafe { (*next).in_ring() }
+        {
+            // SAFETY: both are live tasklets of this thread, `prev` running, `next` in the ring.
+            unsafe { self.transfer(prev, next) };
+            // SAFETY: `prev` is running again.
+            return take_pending(unsafe { &*prev });
+        }
+        // SAFETY: forwarded.
+        unsafe { self.switch_to_slow(prev, next) }
+    }
+
+    #[inline(never)]
+    unsafe fn switch_to_slow(&self, prev: *const Inner, next: *const Inner) -> Result<()> {
         if next.is_null() {
             // SAFETY: forwarded.
             return unsafe { self.block(prev) };
@@ -332,11 +355,23 @@ impl Scheduler {
         // SAFETY: forwarded.
         unsafe { self.make_runnable(next) };
         if prev != next {
+            self.call_callback(prev, next);
             // SAFETY: both are live tasklets of this thread, `prev` running.
             unsafe { self.transfer(prev, next) };
         }
         // SAFETY: `prev` is running again.
         take_pending(unsafe { &*prev })
+    }
+
+    fn refresh_hooks(&self) {
+        // SAFETY (of the read below): the callback cell is only swapped, never borrowed.
+        let cb = self.callback.take();
+        let has_cb = cb.is_some();
+        self.callback.set(cb);
+        let hooks = (self.switch_trap.get() != 0) as u32
+            | (has_cb as u32) << 1
+            | (self.in_callback.get() as u32) << 2;
+        self.hooks.set(hooks);
     }
 
     /// The actual switch: `current := next`, then into `next`'s context.
@@ -345,7 +380,6 @@ impl Scheduler {
     /// - `prev` must be running, `next` suspended (or new), both of this thread.
     #[inline(always)]
     unsafe fn transfer(&self, prev: *const Inner, next: *const Inner) {
-        self.call_callback(prev, next);
         self.current.set(next);
         // SAFETY: caller vouches for both.
         let (p, n) = unsafe { (&*prev, &*next) };
@@ -356,7 +390,7 @@ impl Scheduler {
         };
         // SAFETY: `ctx` is `next`'s suspended frame on its live stack, consumed here; the
         // word is our own Inner, which stays alive in the list while we are suspended.
-        let t = unsafe { ctx.switch_with(prev as usize, fp) };
+        let t = unsafe { switch_from_the_one_site(ctx, prev as usize, fp) };
         // SAFETY: every switch into a tasklet comes from `transfer` or `end`.
         unsafe { after_switch(t) };
     }
@@ -368,14 +402,15 @@ impl Scheduler {
         // SAFETY: both are live tasklets of this thread.
         let (p, n) = unsafe { (handle(prev), handle(next)) };
         self.in_callback.set(true);
+        self.refresh_hooks();
         // Stackless prints and ignores an error in the callback; the panic hook has printed.
         let _ = panic::catch_unwind(AssertUnwindSafe(|| cb(&p, &n)));
         self.in_callback.set(false);
-        // Unless the callback installed a new one, put it back.
-        match self.callback.take() {
-            None => self.callback.set(Some(cb)),
-            Some(new) => self.callback.set(Some(new)),
+        // Unless the callback installed a new one (or removed itself), put it back.
+        if !self.callback_replaced.replace(false) {
+            self.callback.set(Some(cb));
         }
+        self.refresh_hooks();
     }
 
     /// Stackless's `schedule_task_block`: `prev` stopped being runnable and the ring is empty.
@@ -391,7 +426,8 @@ impl Scheduler {
         }
         // SAFETY: `prev` is running.
         let p = unsafe { &*prev };
-        p.pending.set(Some(Pending::Error(Error::Deadlock)));
+        p.pending
+            .set(Some(Box::new(Pending::Error(Error::Deadlock))));
         // Puts `prev` back in the ring (out of its channel) and raises the error in it.
         // SAFETY: forwarded.
         unsafe { self.switch_to(prev, prev) }
@@ -421,7 +457,7 @@ impl Scheduler {
         if let Some(e) = error {
             next = self.innermost_watchdog_or_main();
             // SAFETY: as above.
-            unsafe { (*next).pending.set(Some(Pending::Error(e))) };
+            unsafe { (*next).pending.set(Some(Box::new(Pending::Error(e)))) };
         }
         // SAFETY: `me` is running; its list reference goes to whoever runs next.
         let m = unsafe { &*me };
@@ -430,7 +466,9 @@ impl Scheduler {
         unsafe { self.unregister(me) };
         // SAFETY: `next` is live.
         unsafe { self.make_runnable(next) };
-        self.call_callback(me, next);
+        if self.hooks.get() != 0 {
+            self.call_callback(me, next);
+        }
         self.current.set(next);
         // SAFETY: `next` is live and not running.
         let n = unsafe { &*next };
@@ -475,6 +513,23 @@ impl Scheduler {
     }
 }
 
+/// The only call site of the switch between tasklets. Every suspended tasklet (but a new one)
+/// waits at the return address of this one call, so the switch can end in `ret` and be
+/// predicted every time (see `Context::switch_ret`).
+///
+/// # Safety
+/// - As `Context::switch`.
+#[inline(never)]
+unsafe fn switch_from_the_one_site(ctx: Context, data: usize, fpenv: bool) -> Transfer {
+    if fpenv {
+        // SAFETY: forwarded.
+        unsafe { ctx.switch_fpenv(data) }
+    } else {
+        // SAFETY: forwarded.
+        unsafe { ctx.switch_ret(data) }
+    }
+}
+
 /// Takes a channel-blocked tasklet out of its channel's queue.
 fn unblock(t: &Inner) {
     let blocker = t.blocked_on.borrow_mut().take();
@@ -489,8 +544,15 @@ fn unblock(t: &Inner) {
 fn take_pending(me: &Inner) -> Result<()> {
     match me.pending.take() {
         None => Ok(()),
-        Some(Pending::Error(e)) => Err(e),
-        Some(Pending::Kill) => panic::resume_unwind(Box::new(TaskletExit)),
+        Some(p) => deliver_pending(*p),
+    }
+}
+
+#[cold]
+fn deliver_pending(p: Pending) -> Result<()> {
+    match p {
+        Pending::Error(e) => Err(e),
+        Pending::Kill => panic::resume_unwind(Box::new(TaskletExit)),
     }
 }
 
@@ -526,7 +588,7 @@ where
     let f = unsafe { ptr::read(arg as *const F) };
     m.closure.set(ptr::null_mut());
     m.drop_closure.set(None);
-    let error = match m.pending.take() {
+    let error = match m.pending.take().map(|p| *p) {
         Some(Pending::Kill) => {
             drop(f);
             None
@@ -613,7 +675,7 @@ impl TaskletBuilder {
         } else {
             Placed::Inline(f)
         };
-        let top = stack.top() as usize;
+        let top = stack.top() as usize - cache_color(id);
         let (closure, drop_fn, ctx) = match f {
             // SAFETY (both arms): the closure goes at the top of our fresh stack, aligned, and
             // the initial frame just below it; the stack outlives the context.
@@ -653,6 +715,16 @@ impl TaskletBuilder {
         unsafe { s.ring_insert(Rc::as_ptr(&t.inner)) };
         Ok(t)
     }
+}
+
+/// A per-tasklet offset of the stack top, in whole cache lines within a page.
+///
+/// Stack tops are page-aligned, so without it every tasklet's frames would sit at the same
+/// address modulo 4096, and the CPU's memory disambiguation (which compares the low 12 bits
+/// of a load with earlier stores) would see false dependencies between the registers one
+/// tasklet saves and the ones the next restores on every switch.
+pub(crate) fn cache_color(id: u64) -> usize {
+    ((id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize) * 64
 }
 
 enum Placed<F, B> {
@@ -879,7 +951,7 @@ impl Tasklet {
     }
 
     fn deliver(&self, s: &Scheduler, what: Pending, pending: bool) -> Result<()> {
-        self.inner.pending.set(Some(what));
+        self.inner.pending.set(Some(Box::new(what)));
         if pending {
             // SAFETY: live, of this thread.
             unsafe { s.make_runnable(self.ptr()) };
@@ -1001,6 +1073,7 @@ pub fn switch_trap(change: i32) -> i32 {
     let s = scheduler();
     let old = s.switch_trap.get();
     s.switch_trap.set(old + change);
+    s.refresh_hooks();
     old
 }
 
@@ -1008,7 +1081,13 @@ pub fn switch_trap(change: i32) -> i32 {
 /// and returns the previous one. A panic in the callback is ignored (after the panic hook
 /// reports it); a scheduler operation from inside it fails with [`Error::RecursiveCallback`].
 pub fn set_schedule_callback(callback: Option<ScheduleCallback>) -> Option<ScheduleCallback> {
-    scheduler().callback.replace(callback)
+    let s = scheduler();
+    let old = s.callback.replace(callback);
+    if s.in_callback.get() {
+        s.callback_replaced.set(true);
+    }
+    s.refresh_hooks();
+    old
 }
 
 /// Runs `f` with the current tasklet's `atomic` flag set, restoring it afterwards: no

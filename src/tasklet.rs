@@ -67,7 +67,8 @@ pub(crate) struct Inner {
     /// 0, or +1 / -1 while blocked sending / receiving.
     pub(crate) blocked: Cell<i8>,
     pub(crate) blocked_on: RefCell<Option<Rc<dyn Blocker>>>,
-    pub(crate) pending: Cell<Option<Pending>>,
+    /// Boxed so that the check on every resume is one pointer load.
+    pub(crate) pending: Cell<Option<Box<Pending>>>,
     /// The closure's return value, boxed (free for `()`), until someone takes it.
     pub(crate) result: RefCell<Option<Box<dyn Any>>>,
     /// Until the first run: the closure at the top of the stack, and how to drop it unrun.
