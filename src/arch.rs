@@ -48,6 +48,7 @@ struct InitialFrame {
     /// 16-aligned stack pointer and one spare 16-byte slot above it.
     size: usize,
     /// Bytes the switch pops off a frame before it jumps to the resume pc.
+    #[cfg_attr(not(test), allow(dead_code))]
     popped: usize,
     entry_slot: usize,
     arg_slot: usize,

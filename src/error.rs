@@ -55,8 +55,10 @@ pub enum Error {
     ThrowDead,
     /// The tasklet's thread has ended.
     NoThread,
-    /// A scheduler or channel operation from inside a schedule or channel callback.
+    /// A scheduler operation from inside the schedule callback.
     RecursiveCallback,
+    /// A channel operation from inside the channel callback.
+    RecursiveChannelCallback,
     /// An error thrown into this tasklet with `throw`, or sent through a channel.
     Thrown(Payload),
     /// A tasklet panicked and nothing caught it; delivered to the innermost `run()` caller or
@@ -108,6 +110,7 @@ impl fmt::Display for Error {
             Error::ThrowDead => "You cannot throw to a dead tasklet",
             Error::NoThread => "tasklet has no thread",
             Error::RecursiveCallback => "Recursive scheduler call due to callbacks!",
+            Error::RecursiveChannelCallback => "Recursive channel call due to callbacks!",
             Error::Thrown(_) => {
                 return match self.payload_str() {
                     Some(s) => write!(f, "error thrown into the tasklet: {s}"),

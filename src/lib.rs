@@ -10,6 +10,7 @@
 //! | a safe coroutine on top | [`coroutine`] |
 //! | tasklets | [`tasklet`] |
 //! | the round-robin scheduler, Stackless semantics | [`scheduler`] |
+//! | channels, within and across threads | [`channel`] |
 //! | errors | [`error`] |
 //!
 //! ## Supported targets
@@ -27,6 +28,7 @@
 )]
 
 mod arch;
+pub mod channel;
 pub mod context;
 pub mod coroutine;
 pub mod error;
@@ -36,7 +38,8 @@ pub mod scheduler;
 pub mod stack;
 pub mod tasklet;
 
+pub use channel::{Channel, SendError};
 pub use coroutine::{Coroutine, CoroutineResult, Yielder};
 pub use error::{Error, Result, TaskletExit};
-pub use scheduler::{run, schedule, spawn};
+pub use scheduler::{run, schedule, spawn, spawn_thread, RemoteTasklet};
 pub use tasklet::Tasklet;

@@ -13,7 +13,7 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::ptr;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::context::Context;
 use crate::error::Error;
@@ -45,9 +45,11 @@ pub(crate) enum Life {
     Dead,
 }
 
-/// A tasklet's state. Shared through `Rc`; all mutation through `Cell`s, because the
-/// scheduler of its thread is the only one that touches it and never holds a borrow across a
-/// switch.
+/// A tasklet's state. All mutation through `Cell`s, by the scheduler of its thread only,
+/// which never holds a borrow across a switch. Shared through `Arc` so that other threads can
+/// hold it (a remote handle, a channel's wait queue) and send it back to its thread; they only
+/// ever touch the reference count. Everything that is not `Send` is cleared on the owning
+/// thread before the tasklet is dead and unreferenced there (see `Tasklet`'s `Drop`).
 pub(crate) struct Inner {
     pub(crate) id: u64,
     pub(crate) is_main: bool,
@@ -66,11 +68,14 @@ pub(crate) struct Inner {
     pub(crate) life: Cell<Life>,
     /// 0, or +1 / -1 while blocked sending / receiving.
     pub(crate) blocked: Cell<i8>,
-    pub(crate) blocked_on: RefCell<Option<Rc<dyn Blocker>>>,
+    pub(crate) blocked_on: RefCell<Option<Arc<dyn Blocker>>>,
     /// Boxed so that the check on every resume is one pointer load.
     pub(crate) pending: Cell<Option<Box<Pending>>>,
     /// The closure's return value, boxed (free for `()`), until someone takes it.
     pub(crate) result: RefCell<Option<Box<dyn Any>>>,
+    /// How many `Tasklet` handles exist (all on this thread: they are `!Send`). When the last
+    /// one goes, a dead tasklet's result is dropped here, on its own thread.
+    pub(crate) handles: Cell<usize>,
     /// Until the first run: the closure at the top of the stack, and how to drop it unrun.
     pub(crate) closure: Cell<*mut u8>,
     pub(crate) drop_closure: Cell<Option<unsafe fn(*mut u8)>>,
@@ -98,6 +103,7 @@ impl Inner {
             blocked_on: RefCell::new(None),
             pending: Cell::new(None),
             result: RefCell::new(None),
+            handles: Cell::new(0),
             closure: Cell::new(ptr::null_mut()),
             drop_closure: Cell::new(None),
             atomic: Cell::new(false),
@@ -125,12 +131,33 @@ impl Inner {
 /// A handle to a tasklet. Cheap to clone; all clones name the same tasklet. Dropping every
 /// handle does not end a tasklet: the scheduler keeps every live tasklet until it ends or its
 /// thread ends (see [`scheduler`](crate::scheduler)).
-#[derive(Clone)]
 pub struct Tasklet {
-    pub(crate) inner: Rc<Inner>,
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Clone for Tasklet {
+    fn clone(&self) -> Tasklet {
+        Tasklet::from_arc(self.inner.clone())
+    }
+}
+
+impl Drop for Tasklet {
+    fn drop(&mut self) {
+        let n = self.inner.handles.get() - 1;
+        self.inner.handles.set(n);
+        if n == 0 && !self.inner.alive() {
+            // Nobody can ask for the result any more; drop it on its own thread.
+            self.inner.result.borrow_mut().take();
+        }
+    }
 }
 
 impl Tasklet {
+    pub(crate) fn from_arc(inner: Arc<Inner>) -> Tasklet {
+        inner.handles.set(inner.handles.get() + 1);
+        Tasklet { inner }
+    }
+
     /// The tasklet's id, unique in the process.
     pub fn id(&self) -> u64 {
         self.inner.id
@@ -221,7 +248,7 @@ impl Tasklet {
 
     /// Whether two handles name the same tasklet.
     pub fn ptr_eq(&self, other: &Tasklet) -> bool {
-        Rc::ptr_eq(&self.inner, &other.inner)
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 }
 

@@ -68,7 +68,8 @@ use std::io;
 use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
-use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::context::{Context, Transfer};
 use crate::error::{Error, Result, TaskletExit};
@@ -77,9 +78,14 @@ use crate::overflow;
 use crate::stack::{pool, DEFAULT_STACK_SIZE};
 use crate::tasklet::{Inner, Life, Pending, Tasklet};
 
+mod thread;
+pub use thread::{spawn_thread, RemoteTasklet};
+pub(crate) use thread::{Mail, SendArc, Shared};
+
 /// A schedule callback: called with (previous, next) before every switch.
 pub type ScheduleCallback = Box<dyn FnMut(&Tasklet, &Tasklet)>;
 
+/// A thread's scheduler; see the module docs.
 pub(crate) struct Scheduler {
     /// The ring cursor: the running tasklet (null only transiently, while blocking).
     current: Cell<*const Inner>,
@@ -94,6 +100,12 @@ pub(crate) struct Scheduler {
     in_callback: Cell<bool>,
     /// Set when a callback changes the callback while it runs.
     callback_replaced: Cell<bool>,
+    channel_callback: Cell<Option<crate::channel::ChannelCallback>>,
+    in_channel_callback: Cell<bool>,
+    channel_callback_replaced: Cell<bool>,
+    channel_hooks: Cell<bool>,
+    /// What other threads can reach: the mailbox.
+    pub(crate) shared: Arc<Shared>,
     /// Non-zero when anything above needs the slow path of a switch: a switch trap, a
     /// callback, or a callback running. One load keeps the common switch fast.
     hooks: Cell<u32>,
@@ -134,6 +146,20 @@ pub(crate) fn scheduler() -> &'static Scheduler {
 
 #[cold]
 fn init() -> &'static Scheduler {
+    init_with(Shared::new())
+}
+
+/// Creates this thread's scheduler now, with a shared part made in advance by the thread
+/// that spawned this one (so it was counted awake from the start).
+pub(crate) fn adopt(shared: Arc<Shared>) {
+    if SCHEDULER.with(|c| c.get()).is_null() {
+        init_with(shared);
+    } else {
+        shared.close();
+    }
+}
+
+fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
     let s: &'static mut Scheduler = Box::leak(Box::new(Scheduler {
         current: Cell::new(ptr::null()),
         runcount: Cell::new(0),
@@ -144,12 +170,17 @@ fn init() -> &'static Scheduler {
         callback: Cell::new(None),
         in_callback: Cell::new(false),
         callback_replaced: Cell::new(false),
+        channel_callback: Cell::new(None),
+        in_channel_callback: Cell::new(false),
+        channel_callback_replaced: Cell::new(false),
+        channel_hooks: Cell::new(false),
+        shared,
         hooks: Cell::new(0),
     }));
     let owner = s as *const Scheduler as *const ();
-    s.main = Rc::into_raw(Rc::new(Inner::new(id::next(), true, owner, false)));
+    s.main = Arc::into_raw(Arc::new(Inner::new(id::next(), true, owner, false)));
     let s: &'static Scheduler = s;
-    // SAFETY: `main` is a live Rc whose reference the list takes over; it becomes the first
+    // SAFETY: `main` is a live Arc whose reference the list takes over; it becomes the first
     // member of the ring, running on the thread's own stack.
     unsafe {
         s.register(s.main);
@@ -164,14 +195,12 @@ fn init() -> &'static Scheduler {
 /// A handle for a tasklet known to be alive.
 ///
 /// # Safety
-/// - `p` must point to a live `Inner` kept alive by an `Rc` (the scheduler's list).
+/// - `p` must point to a live `Inner` kept alive by an `Arc` (the scheduler's list).
 unsafe fn handle(p: *const Inner) -> Tasklet {
-    // SAFETY: `p` came from Rc::into_raw and is still owned by the list.
+    // SAFETY: `p` came from Arc::into_raw and is still owned by the list.
     unsafe {
-        Rc::increment_strong_count(p);
-        Tasklet {
-            inner: Rc::from_raw(p),
-        }
+        Arc::increment_strong_count(p);
+        Tasklet::from_arc(Arc::from_raw(p))
     }
 }
 
@@ -189,7 +218,7 @@ unsafe fn after_switch(t: Transfer) {
     } else {
         // SAFETY: a dying tasklet passes the list's strong reference to itself; its last
         // frame is dead, so its stack can go back to the pool now that we run elsewhere.
-        let dead = unsafe { Rc::from_raw((t.data & !DEAD) as *const Inner) };
+        let dead = unsafe { Arc::from_raw((t.data & !DEAD) as *const Inner) };
         mem::forget(t.from);
         if let Some(stack) = dead.stack.take() {
             pool::release(stack);
@@ -200,6 +229,15 @@ unsafe fn after_switch(t: Transfer) {
 impl Scheduler {
     fn is_this_thread(&self, t: &Inner) -> bool {
         ptr::eq(t.owner, self as *const Scheduler as *const ())
+    }
+
+    /// Inserts `t` at the end of the run queue (just before the current tasklet).
+    ///
+    /// # Safety
+    /// - `t` must be a live tasklet of this scheduler, not in the ring.
+    pub(crate) unsafe fn ring_insert_public(&self, t: *const Inner) {
+        // SAFETY: forwarded.
+        unsafe { self.ring_insert(t) }
     }
 
     /// # Safety
@@ -263,7 +301,7 @@ impl Scheduler {
         self.runcount.set(self.runcount.get() - 1);
     }
 
-    /// Adds `t` (an `Rc::into_raw` reference the list now owns) to the list of live tasklets.
+    /// Adds `t` (an `Arc::into_raw` reference the list now owns) to the list of live tasklets.
     unsafe fn register(&self, t: *const Inner) {
         let head = self.all.get();
         // SAFETY: `t` and `head` are live.
@@ -299,6 +337,73 @@ impl Scheduler {
         self.current.get()
     }
 
+    /// Takes the running tasklet `me` (just marked blocked) out of the ring and switches to
+    /// the next runnable one, or blocks (§2.4). Returns when `me` runs again.
+    ///
+    /// # Safety
+    /// - `me` must be the running tasklet, in the ring.
+    pub(crate) unsafe fn block_current(&self, me: *const Inner) -> Result<()> {
+        // SAFETY: forwarded.
+        unsafe {
+            self.ring_remove(me);
+            self.switch_to(me, self.current.get())
+        }
+    }
+
+    /// Whether a channel callback is installed, or one is running.
+    #[inline]
+    pub(crate) fn channel_hooks(&self) -> bool {
+        self.channel_hooks.get()
+    }
+
+    /// Calls the channel callback (if any) before a channel action of the current tasklet.
+    #[cold]
+    pub(crate) fn before_channel_action(
+        &self,
+        info: impl FnOnce() -> crate::channel::ChannelInfo,
+    ) -> Result<()> {
+        if self.in_channel_callback.get() {
+            return Err(Error::RecursiveChannelCallback);
+        }
+        let Some(mut cb) = self.channel_callback.take() else {
+            return Ok(());
+        };
+        let info = info();
+        let event = crate::channel::ChannelEvent {
+            channel: info.channel,
+            tasklet: current(),
+            sending: info.sending,
+            will_block: info.will_block,
+        };
+        self.in_channel_callback.set(true);
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| cb(&event)));
+        self.in_channel_callback.set(false);
+        if !self.channel_callback_replaced.replace(false) {
+            self.channel_callback.set(Some(cb));
+        }
+        self.refresh_channel_hooks();
+        Ok(())
+    }
+
+    pub(crate) fn set_channel_callback(
+        &self,
+        callback: Option<crate::channel::ChannelCallback>,
+    ) -> Option<crate::channel::ChannelCallback> {
+        let old = self.channel_callback.replace(callback);
+        if self.in_channel_callback.get() {
+            self.channel_callback_replaced.set(true);
+        }
+        self.refresh_channel_hooks();
+        old
+    }
+
+    fn refresh_channel_hooks(&self) {
+        let cb = self.channel_callback.take();
+        self.channel_hooks
+            .set(cb.is_some() || self.in_channel_callback.get());
+        self.channel_callback.set(cb);
+    }
+
     fn innermost_watchdog_or_main(&self) -> *const Inner {
         self.watchdogs.borrow().last().copied().unwrap_or(self.main)
     }
@@ -328,6 +433,9 @@ impl Scheduler {
     /// - `prev` must be the running tasklet; `next`, if any, a live tasklet of this thread.
     #[inline(always)]
     pub(crate) unsafe fn switch_to(&self, prev: *const Inner, next: *const Inner) -> Result<()> {
+        if self.shared.has_mail.load(Ordering::Relaxed) {
+            self.read_mail();
+        }
         // SAFETY: `next` is checked for null before it is read.
         if self.hooks.get() == 0 && !next.is_null() && prev != next && unsafe { (*next).in_ring() }
         {
@@ -358,9 +466,19 @@ impl Scheduler {
             self.call_callback(prev, next);
             // SAFETY: both are live tasklets of this thread, `prev` running.
             unsafe { self.transfer(prev, next) };
+        } else {
+            // Back in the ring (if it had left it), the running tasklet is the cursor again.
+            self.current.set(prev);
         }
         // SAFETY: `prev` is running again.
         take_pending(unsafe { &*prev })
+    }
+
+    /// Applies what other threads posted: tasklets they made runnable, remote operations.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn read_mail(&self) {
+        thread::deliver(self.shared.take_mail());
     }
 
     fn refresh_hooks(&self) {
@@ -418,16 +536,29 @@ impl Scheduler {
     /// # Safety
     /// - `prev` must be the running tasklet, out of the ring.
     unsafe fn block(&self, prev: *const Inner) -> Result<()> {
-        let wake = self.innermost_watchdog_or_main();
-        // SAFETY: watchdogs and main are live.
-        if unsafe { (*wake).floating() } {
-            // SAFETY: forwarded; `wake` is live.
-            return unsafe { self.switch_to(prev, wake) };
+        loop {
+            if self.shared.has_mail.load(Ordering::Relaxed) {
+                self.read_mail();
+            }
+            let next = self.current.get();
+            if !next.is_null() {
+                // Another thread made something runnable here.
+                // SAFETY: `prev` is running; `next` is a ring member.
+                return unsafe { self.switch_to(prev, next) };
+            }
+            let wake = self.innermost_watchdog_or_main();
+            // SAFETY: watchdogs and main are live.
+            if unsafe { (*wake).floating() } {
+                // SAFETY: forwarded; `wake` is live.
+                return unsafe { self.switch_to(prev, wake) };
+            }
+            // Nothing runnable here: wait for another thread to make something runnable.
+            if let Err(e) = self.shared.sleep() {
+                // SAFETY: `prev` is running.
+                unsafe { (*prev).pending.set(Some(Box::new(Pending::Error(e)))) };
+                break;
+            }
         }
-        // SAFETY: `prev` is running.
-        let p = unsafe { &*prev };
-        p.pending
-            .set(Some(Box::new(Pending::Error(Error::Deadlock))));
         // Puts `prev` back in the ring (out of its channel) and raises the error in it.
         // SAFETY: forwarded.
         unsafe { self.switch_to(prev, prev) }
@@ -482,9 +613,15 @@ impl Scheduler {
         fatal("a dead tasklet was resumed")
     }
 
-    /// Kills every live tasklet but main: the thread is ending.
+    /// Kills every live tasklet but main, then closes the mailbox: the thread is ending.
     fn shutdown(&self) {
+        self.kill_all();
+        drop(self.shared.close());
+    }
+
+    fn kill_all(&self) {
         for _ in 0..16 {
+            self.read_mail();
             let mut victims = Vec::new();
             let mut p = self.all.get();
             while !p.is_null() {
@@ -503,7 +640,7 @@ impl Scheduler {
             for v in &victims {
                 if v.inner.in_ring() && !is_current(&v.inner) {
                     // SAFETY: `v` is in the ring.
-                    unsafe { self.ring_remove(Rc::as_ptr(&v.inner)) };
+                    unsafe { self.ring_remove(Arc::as_ptr(&v.inner)) };
                 }
             }
             for v in victims {
@@ -599,7 +736,10 @@ where
         }
         None => match panic::catch_unwind(AssertUnwindSafe(f)) {
             Ok(r) => {
-                *m.result.borrow_mut() = Some(Box::new(r));
+                // Kept for whoever holds a handle; with no handle left, nobody can ask.
+                if m.handles.get() > 0 {
+                    *m.result.borrow_mut() = Some(Box::new(r));
+                }
                 None
             }
             Err(p) if p.is::<TaskletExit>() => None,
@@ -692,10 +832,10 @@ impl TaskletBuilder {
         inner.stack.set(Some(stack));
         inner.closure.set(closure);
         inner.drop_closure.set(Some(drop_fn));
-        let rc = Rc::new(inner);
-        let t = Tasklet { inner: rc.clone() };
+        let rc = Arc::new(inner);
+        let t = Tasklet::from_arc(rc.clone());
         // SAFETY: the list takes over one strong reference.
-        unsafe { s.register(Rc::into_raw(rc)) };
+        unsafe { s.register(Arc::into_raw(rc)) };
         Ok(t)
     }
 
@@ -712,7 +852,7 @@ impl TaskletBuilder {
         let t = self.create(f)?;
         let s = scheduler();
         // SAFETY: a new tasklet of this thread, in no queue.
-        unsafe { s.ring_insert(Rc::as_ptr(&t.inner)) };
+        unsafe { s.ring_insert(Arc::as_ptr(&t.inner)) };
         Ok(t)
     }
 }
@@ -780,7 +920,7 @@ impl Tasklet {
     }
 
     fn ptr(&self) -> *const Inner {
-        Rc::as_ptr(&self.inner)
+        Arc::as_ptr(&self.inner)
     }
 
     /// Appends the tasklet to the end of the run queue (just before the current tasklet) if it
@@ -845,6 +985,9 @@ impl Tasklet {
         let s = scheduler();
         if !s.is_this_thread(&self.inner) {
             return Err(Error::SwitchOtherThread);
+        }
+        if is_current(&self.inner) {
+            return Ok(());
         }
         self.insert()?;
         let me = s.current.get();
@@ -914,7 +1057,7 @@ impl Tasklet {
         // SAFETY: a list member; we take over and drop the list's reference.
         unsafe {
             s.unregister(self.ptr());
-            drop(Rc::from_raw(self.ptr()));
+            drop(Arc::from_raw(self.ptr()));
         }
     }
 
@@ -973,6 +1116,14 @@ where
     R: 'static,
 {
     TaskletBuilder::new().spawn(f)
+}
+
+/// Creates this thread's scheduler now if it has none. Every microthread call does that on
+/// first use; call this early in a thread that has no tasklets of its own but will wake
+/// another thread's tasklets through a channel or a [`RemoteTasklet`], so that a thread
+/// waiting for it sleeps instead of reporting a deadlock (see [`spawn_thread`]).
+pub fn init_thread() {
+    scheduler();
 }
 
 /// The running tasklet of this thread.

@@ -1,0 +1,587 @@
+//! [`Channel`]: Stackless Python's rendezvous channel, between tasklets of one thread or of
+//! several.
+//!
+//! A send blocks until a receiver takes the value, and a receive until a sender brings one.
+//! Blocked tasklets wait in one FIFO queue, all in the same direction; [`Channel::balance`] is
+//! its signed length (positive: senders wait, negative: receivers wait).
+//!
+//! # Who runs after a rendezvous (Stackless reference §3.1)
+//!
+//! | preference | `send` finds a waiting receiver | `receive` finds a waiting sender |
+//! |---|---|---|
+//! | **-1** (default) | the receiver runs at once; the sender goes after everything runnable | the receiver (caller) continues; the sender goes to the end of the ring |
+//! | **+1** | the sender (caller) continues; the receiver goes to the end | the sender runs at once; the receiver goes after everything runnable |
+//! | **0** | the caller continues; the partner goes to the end | the caller continues; the partner goes to the end |
+//! | any, with `schedule_all` | the partner goes to the end and the caller yields | the same |
+//!
+//! "Runs at once" inserts the partner right after the caller and switches to it, so the caller
+//! resumes only after every other runnable tasklet. A partner on **another thread** is made
+//! runnable in its own thread (and that thread woken), and the caller always continues.
+//!
+//! # Stackless operations and their Rust form
+//!
+//! | Stackless Python | microthread |
+//! |---|---|
+//! | `ch = stackless.channel()` | `let ch = Channel::new();` (clone it to share it, also across threads) |
+//! | `ch.send(v)` | `ch.send(v)?` (the error gives the value back: [`SendError`]) |
+//! | `v = ch.receive()` | `let v = ch.receive()?;` |
+//! | `ch.send_exception(E, ...)` / `ch.send_throw(...)` | `ch.send_throw(Box::new(payload))`: the receiver's `receive` returns `Err(Error::Thrown(payload))` |
+//! | `ch.send_sequence(seq)` | `ch.send_sequence(iter)?` (the count sent) |
+//! | `for v in ch:` | `for v in ch.iter() { let v = v?; ... }` (ends when closing and drained) |
+//! | `ch.balance`, `ch.queue` | [`Channel::balance`], [`Channel::queue`] (ids, head first) |
+//! | `ch.preference = n`, `ch.schedule_all = b` | [`Channel::set_preference`], [`Channel::set_schedule_all`] |
+//! | `ch.close()`, `ch.open()`, `ch.closing`, `ch.closed` | the methods of the same names |
+//! | `stackless.set_channel_callback(cb)` | [`set_channel_callback`] (per thread) |
+//!
+//! ```
+//! use microthread::{channel::Channel, scheduler, spawn};
+//!
+//! let ch = Channel::new();
+//! let rx = ch.clone();
+//! let consumer = spawn(move || {
+//!     let first: u32 = rx.receive().unwrap();
+//!     first * 100
+//! })?;
+//! scheduler::run().unwrap(); // the consumer blocks in receive; run returns
+//! assert_eq!(ch.balance(), -1);
+//! ch.send(7).unwrap(); // the receiver runs at once (preference -1) and finishes
+//! assert_eq!(consumer.result::<u32>(), Some(700));
+//!
+//! // Iteration drains the senders still blocked on a closing channel, then ends.
+//! for v in 1..=4u32 {
+//!     let tx = ch.clone();
+//!     spawn(move || tx.send(v).unwrap())?;
+//! }
+//! scheduler::run().unwrap(); // all four senders block
+//! ch.close();
+//! assert_eq!(ch.iter().map(|v| v.unwrap()).sum::<u32>(), 10);
+//! assert!(ch.closed());
+//! # scheduler::run().unwrap();
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! A tasklet blocked on a channel keeps it alive: dropping every user handle never releases
+//! or loses a blocked tasklet (Stackless §3.6).
+//!
+//! Between tasklets of one thread a value moves straight from the sender's stack into the
+//! receiver's (no allocation, one move each way). The channel's state sits behind a small
+//! lock so that any thread may use it.
+
+use std::cell::UnsafeCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::hint;
+use std::marker::PhantomData;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::error::{Error, Payload, Result};
+use crate::id;
+use crate::scheduler::{self, scheduler, Mail, Scheduler, SendArc, Shared};
+use crate::tasklet::{Blocker, Inner, Pending, Tasklet};
+
+/// A value or an error travelling through a channel.
+enum Msg<T> {
+    Value(T),
+    Error(Payload),
+}
+
+/// A blocked tasklet's place in a channel's queue; lives on the blocked tasklet's stack.
+struct Waiter<T> {
+    tasklet: *const Inner,
+    scheduler: *const Scheduler,
+    /// The sender's message, or the receiver's empty slot the partner fills.
+    slot: UnsafeCell<Option<Msg<T>>>,
+}
+
+struct State<T> {
+    /// Blocked tasklets, head first, all in one direction.
+    queue: VecDeque<*const Waiter<T>>,
+    balance: isize,
+    preference: i8,
+    schedule_all: bool,
+    closing: bool,
+}
+
+struct Chan<T> {
+    id: u64,
+    locked: AtomicBool,
+    state: UnsafeCell<State<T>>,
+}
+
+// SAFETY: the state is only reached under `locked`; the raw pointers in it name waiters on
+// blocked tasklets' stacks, valid while queued (a waiter is removed under the lock before its
+// tasklet can run again), and values of type T, which move between threads only if T: Send.
+unsafe impl<T: Send> Send for Chan<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Chan<T> {}
+
+/// The channel's lock, held for a few instructions at a time: one compare-and-swap to take
+/// it, one store to release it. Contention only comes from other threads.
+struct Guard<'a, T>(&'a Chan<T>);
+
+impl<T> Chan<T> {
+    #[inline]
+    fn lock(&self) -> Guard<'_, T> {
+        if self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.lock_contended();
+        }
+        Guard(self)
+    }
+
+    #[cold]
+    fn lock_contended(&self) {
+        let mut spins = 0u32;
+        loop {
+            if !self.locked.load(Ordering::Relaxed)
+                && self
+                    .locked
+                    .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
+            spins += 1;
+            if spins < 64 {
+                hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+impl<T> Guard<'_, T> {
+    #[allow(clippy::mut_from_ref)]
+    fn state(&self) -> &mut State<T> {
+        // SAFETY: the lock is held, so this is the only access to the state.
+        unsafe { &mut *self.0.state.get() }
+    }
+}
+
+impl<T> Drop for Guard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.locked.store(false, Ordering::Release);
+    }
+}
+
+impl<T: Send> Blocker for Chan<T> {
+    fn unlink(&self, t: &Inner) {
+        let g = self.lock();
+        let st = g.state();
+        // SAFETY: queued waiters are valid (see `Chan`'s Send impl).
+        if let Some(i) = st
+            .queue
+            .iter()
+            .position(|&w| unsafe { ptr::eq((*w).tasklet, t) })
+        {
+            st.queue.remove(i);
+            st.balance -= t.blocked.get() as isize;
+        }
+    }
+}
+
+/// A rendezvous channel; see the [module docs](self). Cheap to clone: clones are handles to
+/// the same channel. `Send + Sync` when `T: Send`.
+pub struct Channel<T> {
+    chan: Arc<Chan<T>>,
+}
+
+impl<T> Clone for Channel<T> {
+    fn clone(&self) -> Self {
+        Channel {
+            chan: self.chan.clone(),
+        }
+    }
+}
+
+impl<T: Send + 'static> Default for Channel<T> {
+    fn default() -> Self {
+        Channel::new()
+    }
+}
+
+/// A send that failed: the value that was not delivered, and why.
+pub struct SendError<T> {
+    /// The value, given back.
+    pub value: T,
+    /// Why it was not delivered.
+    pub error: Error,
+}
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendError")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl<T> std::error::Error for SendError<T> {}
+
+/// What a channel callback is told, before each channel operation of its thread.
+#[derive(Debug)]
+pub struct ChannelEvent {
+    /// The channel's id ([`Channel::id`]).
+    pub channel: u64,
+    /// The tasklet acting.
+    pub tasklet: Tasklet,
+    /// Sending (true) or receiving.
+    pub sending: bool,
+    /// Whether the operation will block (no partner waits).
+    pub will_block: bool,
+}
+
+/// A channel callback; see [`set_channel_callback`].
+pub type ChannelCallback = Box<dyn FnMut(&ChannelEvent)>;
+
+/// Installs `callback`, called before every send and receive made by this thread, and returns
+/// the previous one. A channel operation made from inside it fails with
+/// [`Error::RecursiveCallback`].
+pub fn set_channel_callback(callback: Option<ChannelCallback>) -> Option<ChannelCallback> {
+    scheduler().set_channel_callback(callback)
+}
+
+impl<T: Send + 'static> Channel<T> {
+    /// A new channel: balance 0, preference -1, not closing.
+    pub fn new() -> Channel<T> {
+        Channel {
+            chan: Arc::new(Chan {
+                id: id::next(),
+                locked: AtomicBool::new(false),
+                state: UnsafeCell::new(State {
+                    queue: VecDeque::new(),
+                    balance: 0,
+                    preference: -1,
+                    schedule_all: false,
+                    closing: false,
+                }),
+            }),
+        }
+    }
+
+    /// The channel's id, unique in the process.
+    pub fn id(&self) -> u64 {
+        self.chan.id
+    }
+
+    /// Sends `value`: hands it to the first waiting receiver, or blocks until one comes.
+    ///
+    /// # Errors
+    /// [`Error::ClosedChannel`], [`Error::BlockTrap`], [`Error::Deadlock`] (it would block
+    /// and nothing can wake it), or an error delivered while blocked (a throw, a routed
+    /// panic): each with the value given back if it was not delivered.
+    pub fn send(&self, value: T) -> std::result::Result<(), SendError<T>> {
+        match self.action(1, Some(Msg::Value(value))) {
+            Ok(_) => Ok(()),
+            Err((error, Some(Msg::Value(value)))) => Err(SendError { value, error }),
+            Err((error, _)) => Err(SendError {
+                value: unreachable_value(),
+                error,
+            }),
+        }
+    }
+
+    /// Sends an error instead of a value: the receiver's [`receive`](Channel::receive) returns
+    /// `Err(Error::Thrown(payload))` (Stackless `send_exception` / `send_throw`).
+    ///
+    /// # Errors
+    /// As [`send`](Channel::send), with the payload given back.
+    pub fn send_throw(&self, payload: Payload) -> std::result::Result<(), SendError<Payload>> {
+        match self.action(1, Some(Msg::Error(payload))) {
+            Ok(_) => Ok(()),
+            Err((error, Some(Msg::Error(value)))) => Err(SendError { value, error }),
+            Err((error, _)) => Err(SendError {
+                value: Box::new(()),
+                error,
+            }),
+        }
+    }
+
+    /// Receives a value: takes the first waiting sender's, or blocks until one comes.
+    ///
+    /// # Errors
+    /// [`Error::Thrown`] if an error was sent instead of a value; [`Error::ClosedChannel`],
+    /// [`Error::BlockTrap`], [`Error::Deadlock`],
+    /// [`Error::MainReceivingWithoutSender`], or an error delivered while blocked.
+    pub fn receive(&self) -> Result<T> {
+        match self.action(-1, None) {
+            Ok(Some(Msg::Value(v))) => Ok(v),
+            Ok(Some(Msg::Error(p))) => Err(Error::Thrown(p)),
+            Ok(None) => unreachable!("a completed receive always has a message"),
+            Err((e, _)) => Err(e),
+        }
+    }
+
+    /// Sends every item, in order; returns how many were sent.
+    ///
+    /// # Errors
+    /// The first failed send, with its value; the items after it are not taken from `items`.
+    pub fn send_sequence<I: IntoIterator<Item = T>>(
+        &self,
+        items: I,
+    ) -> std::result::Result<usize, SendError<T>> {
+        let mut n = 0;
+        for item in items {
+            self.send(item)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Iterates over received values; ends when the channel is closing and no sender waits
+    /// (Stackless: `StopIteration` when `closing and balance <= 0`).
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { channel: self }
+    }
+
+    /// Senders waiting (positive) or receivers waiting (negative).
+    pub fn balance(&self) -> isize {
+        self.chan.lock().state().balance
+    }
+
+    /// The ids of the blocked tasklets, head (next to be served) first.
+    pub fn queue(&self) -> Vec<u64> {
+        let g = self.chan.lock();
+        // SAFETY: queued waiters and their tasklets are valid; `id` is never written.
+        g.state()
+            .queue
+            .iter()
+            .map(|&w| unsafe { (*(*w).tasklet).id })
+            .collect()
+    }
+
+    /// -1 (default): prefer the receiver; +1: prefer the sender; 0: neither (see the module
+    /// docs).
+    pub fn preference(&self) -> i8 {
+        self.chan.lock().state().preference
+    }
+
+    /// Sets the preference; values are clamped by sign, as in Stackless (5 → 1, -7 → -1).
+    pub fn set_preference(&self, preference: i32) {
+        self.chan.lock().state().preference = preference.signum() as i8;
+    }
+
+    /// Whether every rendezvous makes the partner runnable and the caller yield.
+    pub fn schedule_all(&self) -> bool {
+        self.chan.lock().state().schedule_all
+    }
+
+    /// Sets `schedule_all`, which overrides the preference.
+    pub fn set_schedule_all(&self, on: bool) {
+        self.chan.lock().state().schedule_all = on;
+    }
+
+    /// Marks the channel closing: operations that find a partner still succeed (so blocked
+    /// senders can be drained), operations that would block fail with
+    /// [`Error::ClosedChannel`]. Nobody is woken.
+    pub fn close(&self) {
+        self.chan.lock().state().closing = true;
+    }
+
+    /// Clears `closing`.
+    pub fn open(&self) {
+        self.chan.lock().state().closing = false;
+    }
+
+    /// Whether [`close`](Channel::close) was called (and not undone by `open`).
+    pub fn closing(&self) -> bool {
+        self.chan.lock().state().closing
+    }
+
+    /// Closing and nobody waits: every further blocking operation fails.
+    pub fn closed(&self) -> bool {
+        let g = self.chan.lock();
+        let st = g.state();
+        st.closing && st.balance == 0
+    }
+
+    /// Stackless's `channel_action`: `dir` +1 sends `msg`, -1 receives.
+    fn action(
+        &self,
+        dir: i8,
+        msg: Option<Msg<T>>,
+    ) -> std::result::Result<Option<Msg<T>>, (Error, Option<Msg<T>>)> {
+        let s = scheduler();
+        if s.channel_hooks() {
+            if let Err(e) = s.before_channel_action(|| {
+                let st = self.chan.lock();
+                let b = st.state().balance;
+                ChannelInfo {
+                    channel: self.chan.id,
+                    sending: dir > 0,
+                    will_block: if dir > 0 { b >= 0 } else { b <= 0 },
+                }
+            }) {
+                return Err((e, msg));
+            }
+        }
+        let me = s.current_ptr();
+        let g = self.chan.lock();
+        let st = g.state();
+        let cando = if dir > 0 {
+            st.balance < 0
+        } else {
+            st.balance > 0
+        };
+        if cando {
+            let w = st
+                .queue
+                .pop_front()
+                .expect("a non-zero balance has waiters");
+            st.balance += dir as isize;
+            // SAFETY: a queued waiter is valid until removed, which we just did under the
+            // lock; its tasklet stays blocked (and alive) until it is woken below.
+            let (partner, partner_sched, got) = unsafe {
+                let slot = &mut *(*w).slot.get();
+                let got = if dir > 0 {
+                    *slot = msg;
+                    None
+                } else {
+                    slot.take()
+                };
+                ((*w).tasklet, (*w).scheduler, got)
+            };
+            let schedule_all = st.schedule_all;
+            let preference = st.preference;
+            if !ptr::eq(partner_sched, s) {
+                // Another thread's tasklet: it runs in its own thread; we continue. Posted
+                // under the lock, so its own thread never finds it neither queued nor posted.
+                // SAFETY: the partner is blocked, hence alive; we take a counted reference.
+                let arc = unsafe {
+                    Arc::increment_strong_count(partner);
+                    Arc::from_raw(partner)
+                };
+                // SAFETY: a blocked tasklet's scheduler is alive (it ends only after killing
+                // and unlinking its tasklets); its shared part is reference-counted.
+                let shared: Arc<Shared> = unsafe { (*partner_sched).shared.clone() };
+                let undelivered = shared.post(Mail::Wake(SendArc(arc)));
+                drop(g);
+                drop(undelivered);
+                return Ok(got);
+            }
+            drop(g);
+            // SAFETY: the partner is a blocked tasklet of this thread, now out of the queue.
+            let p = unsafe { &*partner };
+            p.blocked.set(0);
+            p.blocked_on.borrow_mut().take();
+            // SAFETY: `me` runs; the partner is live, of this thread, in no queue.
+            let switched = unsafe {
+                if schedule_all {
+                    s.ring_insert_public(partner);
+                    s.switch_to(me, (*me).next.get())
+                } else if preference == -dir {
+                    s.ring_insert_after_current(partner);
+                    s.switch_to(me, partner)
+                } else {
+                    s.ring_insert_public(partner);
+                    Ok(())
+                }
+            };
+            return match switched {
+                Ok(()) => Ok(got),
+                Err(e) => Err((e, got)),
+            };
+        }
+        // No partner: block.
+        // SAFETY: `me` is the running tasklet.
+        let m = unsafe { &*me };
+        if m.block_trap.get() {
+            return Err((Error::BlockTrap, msg));
+        }
+        if st.closing {
+            return Err((Error::ClosedChannel, msg));
+        }
+        let waiter = Waiter {
+            tasklet: me,
+            scheduler: s as *const Scheduler,
+            slot: UnsafeCell::new(msg),
+        };
+        st.queue.push_back(&waiter);
+        st.balance += dir as isize;
+        drop(g);
+        m.blocked.set(dir);
+        *m.blocked_on.borrow_mut() = Some(self.chan.clone());
+        // SAFETY: `me` runs and is in the ring; the switch comes back once a partner (or an
+        // error) makes us runnable, and by then `waiter` is out of the queue.
+        let r = unsafe { s.block_current(me) };
+        // SAFETY: out of the queue (see above), so nobody else touches the slot any more.
+        let slot = unsafe { (*waiter.slot.get()).take() };
+        match r {
+            Ok(()) => Ok(slot),
+            Err(e) => match slot {
+                // The rendezvous completed too: keep the value, deliver the error later.
+                Some(Msg::Value(v)) if dir < 0 => {
+                    m.pending.set(Some(Box::new(Pending::Error(e))));
+                    Ok(Some(Msg::Value(v)))
+                }
+                other => Err((e, other)),
+            },
+        }
+    }
+}
+
+/// `send` gives its value back unless it was delivered; a failed send whose value was
+/// delivered cannot happen for a sender (the value leaves only on success).
+fn unreachable_value<T>() -> T {
+    unreachable!("a send failed after its value was delivered")
+}
+
+pub(crate) struct ChannelInfo {
+    pub(crate) channel: u64,
+    pub(crate) sending: bool,
+    pub(crate) will_block: bool,
+}
+
+/// Received values until the channel is closing and drained; see [`Channel::iter`].
+pub struct Iter<'a, T> {
+    channel: &'a Channel<T>,
+}
+
+impl<T: Send + 'static> Iterator for Iter<'_, T> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        {
+            let g = self.channel.chan.lock();
+            let st = g.state();
+            if st.closing && st.balance <= 0 {
+                return None;
+            }
+        }
+        Some(self.channel.receive())
+    }
+}
+
+impl<T> fmt::Debug for Channel<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let g = self.chan.lock();
+        let st = g.state();
+        f.debug_struct("Channel")
+            .field("id", &self.chan.id)
+            .field("balance", &st.balance)
+            .field("preference", &st.preference)
+            .field("schedule_all", &st.schedule_all)
+            .field("closing", &st.closing)
+            .finish()
+    }
+}
+
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Channel<u32>>();
+    let _ = PhantomData::<scheduler::RemoteTasklet>;
+}
