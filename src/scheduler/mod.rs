@@ -573,6 +573,10 @@ impl Scheduler {
         unsafe { self.ring_remove(me) };
         let mut error = error;
         let mut next = self.current.get();
+        if next.is_null() && error.is_none() {
+            // SAFETY: the running tasklet's stack stays valid until its last switch.
+            next = unsafe { self.wait_for_other_threads() };
+        }
         if next.is_null() {
             next = self.innermost_watchdog_or_main();
             // SAFETY: watchdogs and main are live.
@@ -611,6 +615,29 @@ impl Scheduler {
         // the DEAD mark) and nothing resumes this frame again.
         unsafe { ctx.switch_with(me as usize | DEAD, fp) };
         fatal("a dead tasklet was resumed")
+    }
+
+    /// The ring is empty and a tasklet is ending: if whoever it would wake is blocked, sleep
+    /// (still on the dying tasklet's stack) while other threads may make something runnable
+    /// here. Returns the new current tasklet, or null if there is none (or nobody awake).
+    ///
+    /// # Safety
+    /// - Only from `end`, with the ring empty.
+    unsafe fn wait_for_other_threads(&self) -> *const Inner {
+        loop {
+            if self.shared.has_mail.load(Ordering::Relaxed) {
+                self.read_mail();
+            }
+            let next = self.current.get();
+            if !next.is_null() {
+                return next;
+            }
+            let wake = self.innermost_watchdog_or_main();
+            // SAFETY: watchdogs and main are live.
+            if unsafe { (*wake).floating() } || self.shared.sleep().is_err() {
+                return ptr::null();
+            }
+        }
     }
 
     /// Kills every live tasklet but main, then closes the mailbox: the thread is ending.
@@ -1002,8 +1029,9 @@ impl Tasklet {
 
     /// Ends the tasklet now: it unwinds from its suspension point with every destructor on
     /// its stack run, then ends silently; the caller stays scheduled and continues when its
-    /// turn comes. A tasklet that never ran is discarded without running; killing a dead one
-    /// does nothing; killing the current tasklet unwinds the caller.
+    /// turn comes. A tasklet that never ran ends without running its closure (it is switched
+    /// to like any other); killing a dead one does nothing; killing the current tasklet
+    /// unwinds the caller.
     ///
     /// # Errors
     /// [`Error::SwitchTrap`], or an error delivered to the caller while it was suspended.
@@ -1027,37 +1055,9 @@ impl Tasklet {
         }
         match self.inner.life.get() {
             Life::Dead => Ok(()),
-            Life::New => {
-                self.discard(s);
-                Ok(())
-            }
-            Life::Started => self.deliver(s, Pending::Kill, pending),
-        }
-    }
-
-    /// Drops a never-run tasklet's closure and stack, and ends it.
-    fn discard(&self, s: &Scheduler) {
-        let t = &self.inner;
-        if t.blocked.get() != 0 {
-            unblock(t);
-        }
-        if t.in_ring() {
-            // SAFETY: in the ring, and not current (it never ran).
-            unsafe { s.ring_remove(self.ptr()) };
-        }
-        if let Some(drop_fn) = t.drop_closure.take() {
-            // SAFETY: the closure was written by `place` and never moved out (never ran).
-            unsafe { drop_fn(t.closure.replace(ptr::null_mut())) };
-        }
-        t.life.set(Life::Dead);
-        mem::forget(t.context.take());
-        if let Some(stack) = t.stack.take() {
-            pool::release(stack);
-        }
-        // SAFETY: a list member; we take over and drop the list's reference.
-        unsafe {
-            s.unregister(self.ptr());
-            drop(Arc::from_raw(self.ptr()));
+            // One that never ran is switched to (or made runnable) like any other, as in
+            // Stackless: it ends at its first instruction, without running its closure.
+            Life::New | Life::Started => self.deliver(s, Pending::Kill, pending),
         }
     }
 
@@ -1197,24 +1197,34 @@ pub fn run() -> Result<()> {
     // SAFETY: `me` is running, in the ring.
     unsafe { s.ring_remove(me) };
     let next = s.current.get();
+    // Popped when `run` returns, and also when a kill unwinds the caller out of it.
+    let _pop = PopWatchdogs(s, me);
     // SAFETY: `me` is running; `next` (if any) is a ring member.
-    let result = unsafe { s.switch_to(me, next) };
-    // Pop ourselves and every deeper watchdog; the deeper ones continue as ordinary tasklets.
-    let deeper: Vec<*const Inner> = {
-        let mut w = s.watchdogs.borrow_mut();
-        match w.iter().rposition(|&p| p == me) {
-            Some(i) => w.drain(i..).collect(),
-            None => Vec::new(),
-        }
-    };
-    for p in deeper.into_iter().rev() {
-        // SAFETY: watchdogs are live tasklets of this thread.
-        if unsafe { (*p).floating() } {
-            // SAFETY: as above, and floating.
-            unsafe { s.ring_insert(p) };
+    unsafe { s.switch_to(me, next) }
+}
+
+/// Pops a `run` caller and every deeper watchdog; the deeper ones continue as ordinary
+/// tasklets.
+struct PopWatchdogs(&'static Scheduler, *const Inner);
+
+impl Drop for PopWatchdogs {
+    fn drop(&mut self) {
+        let PopWatchdogs(s, me) = *self;
+        let deeper: Vec<*const Inner> = {
+            let mut w = s.watchdogs.borrow_mut();
+            match w.iter().rposition(|&p| p == me) {
+                Some(i) => w.drain(i..).collect(),
+                None => Vec::new(),
+            }
+        };
+        for p in deeper.into_iter().rev() {
+            // SAFETY: watchdogs are live tasklets of this thread.
+            if unsafe { (*p).floating() } {
+                // SAFETY: as above, and floating.
+                unsafe { s.ring_insert(p) };
+            }
         }
     }
-    result
 }
 
 /// Adds `change` to this thread's switch-trap level and returns the old level;

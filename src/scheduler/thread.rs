@@ -16,7 +16,7 @@
 //! [`init_thread`](super::init_thread) before they may block, or be started with
 //! [`spawn_thread`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::scheduler;
@@ -61,31 +61,19 @@ pub(crate) struct Shared {
     wake: Condvar,
 }
 
-struct Threads {
-    /// Threads with a live scheduler that are not asleep in `sleep`.
-    awake: usize,
-    sleepers: Vec<Arc<Shared>>,
-}
-
-static THREADS: Mutex<Threads> = Mutex::new(Threads {
-    awake: 0,
-    sleepers: Vec::new(),
-});
+/// Threads with a live scheduler that are not asleep in `Shared::sleep`.
+static AWAKE: AtomicUsize = AtomicUsize::new(0);
+/// Threads asleep in `Shared::sleep` (or about to be). Lock order: this, then a mailbox.
+static SLEEPERS: Mutex<Vec<Arc<Shared>>> = Mutex::new(Vec::new());
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn remove_sleeper(t: &mut Threads, s: &Arc<Shared>) {
-    if let Some(i) = t.sleepers.iter().position(|x| Arc::ptr_eq(x, s)) {
-        t.sleepers.swap_remove(i);
-    }
-}
-
 impl Shared {
     /// A new scheduler's shared part; counts its thread awake.
     pub(crate) fn new() -> Arc<Shared> {
-        lock(&THREADS).awake += 1;
+        AWAKE.fetch_add(1, Ordering::SeqCst);
         Arc::new(Shared {
             mailbox: Mutex::new(Mailbox {
                 mail: Vec::new(),
@@ -101,27 +89,19 @@ impl Shared {
 
     /// Delivers `mail` to the owning thread, waking it if it sleeps. Gives the mail back if
     /// the thread's scheduler has ended.
-    pub(crate) fn post(self: &Arc<Shared>, mail: Mail) -> std::result::Result<(), Mail> {
-        let count_awake = {
-            let mut m = lock(&self.mailbox);
-            if !m.open {
-                return Err(mail);
-            }
-            m.mail.push(mail);
-            self.has_mail.store(true, Ordering::Release);
-            let count = m.sleeping && !m.woken;
-            if count {
-                m.woken = true;
-            }
-            self.wake.notify_one();
-            count
-        };
-        if count_awake {
-            // Count it awake now, before we can block ourselves and see nobody awake.
-            let mut t = lock(&THREADS);
-            t.awake += 1;
-            remove_sleeper(&mut t, self);
+    pub(crate) fn post(&self, mail: Mail) -> std::result::Result<(), Mail> {
+        let mut m = lock(&self.mailbox);
+        if !m.open {
+            return Err(mail);
         }
+        m.mail.push(mail);
+        self.has_mail.store(true, Ordering::Release);
+        if m.sleeping && !m.woken {
+            // Counted awake again here, before we could block and see nobody awake.
+            m.woken = true;
+            AWAKE.fetch_add(1, Ordering::SeqCst);
+        }
+        self.wake.notify_one();
         Ok(())
     }
 
@@ -136,12 +116,14 @@ impl Shared {
     /// is awake, or when woken because the last awake thread ended.
     pub(crate) fn sleep(self: &Arc<Shared>) -> Result<()> {
         {
-            let mut t = lock(&THREADS);
-            if t.awake <= 1 {
+            let mut sleepers = lock(&SLEEPERS);
+            let uncounted = AWAKE.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| {
+                (a > 1).then(|| a - 1)
+            });
+            if uncounted.is_err() {
                 return Err(Error::Deadlock);
             }
-            t.awake -= 1;
-            t.sleepers.push(self.clone());
+            sleepers.push(self.clone());
         }
         let (counted_by_waker, deadlock) = {
             let mut m = lock(&self.mailbox);
@@ -150,14 +132,19 @@ impl Shared {
                 m = self.wake.wait(m).unwrap_or_else(|e| e.into_inner());
             }
             m.sleeping = false;
-            let counted = std::mem::take(&mut m.woken);
-            (counted, std::mem::take(&mut m.deadlock))
+            (
+                std::mem::take(&mut m.woken),
+                std::mem::take(&mut m.deadlock),
+            )
         };
         if !counted_by_waker {
-            let mut t = lock(&THREADS);
-            t.awake += 1;
-            remove_sleeper(&mut t, self);
+            AWAKE.fetch_add(1, Ordering::SeqCst);
         }
+        let mut sleepers = lock(&SLEEPERS);
+        if let Some(i) = sleepers.iter().position(|x| Arc::ptr_eq(x, self)) {
+            sleepers.swap_remove(i);
+        }
+        drop(sleepers);
         if deadlock {
             Err(Error::Deadlock)
         } else {
@@ -173,17 +160,18 @@ impl Shared {
             m.open = false;
             std::mem::take(&mut m.mail)
         };
-        let mut t = lock(&THREADS);
-        t.awake -= 1;
-        if t.awake == 0 {
-            if let Some(s) = t.sleepers.pop() {
+        let sleepers = lock(&SLEEPERS);
+        if AWAKE.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // Wake one sleeper that nobody else is waking, even one about to sleep.
+            for s in sleepers.iter() {
                 let mut m = lock(&s.mailbox);
-                m.deadlock = true;
-                if m.sleeping && !m.woken {
+                if !m.woken {
                     m.woken = true;
-                    t.awake += 1;
+                    m.deadlock = true;
+                    AWAKE.fetch_add(1, Ordering::SeqCst);
+                    s.wake.notify_one();
+                    break;
                 }
-                s.wake.notify_one();
             }
         }
         left

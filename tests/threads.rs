@@ -1,0 +1,245 @@
+//! Tasklets on several OS threads talking through shared channels: delivery exactly once and
+//! in order under load, sleeping instead of spinning, and deadlock detection across threads.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use microthread::scheduler::{self, spawn};
+use microthread::{spawn_thread, Channel, Error};
+
+const THREADS: usize = 4;
+const SENDERS_PER_THREAD: usize = 2;
+/// At least a million messages in release builds; a tenth in debug builds, which the
+/// cross-architecture CI runs under emulation.
+const MESSAGES: usize = if cfg!(debug_assertions) {
+    120_000
+} else {
+    1_200_000
+};
+
+/// CPU time of the calling thread.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// CPU time of the whole process.
+fn process_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[test]
+fn a_million_messages_between_four_threads_arrive_exactly_once_and_in_order() {
+    // One inbox channel per thread; each thread's senders send (sender, seq) to the other
+    // threads' inboxes in turn, and one receiver per thread checks what arrives.
+    let inboxes: Vec<Channel<(usize, u64)>> = (0..THREADS).map(|_| Channel::new()).collect();
+    let per_sender = MESSAGES / (THREADS * SENDERS_PER_THREAD);
+    let per_receiver = per_sender * SENDERS_PER_THREAD * (THREADS - 1) / (THREADS - 1);
+    // Each sender sends to the THREADS-1 other inboxes round-robin; make the count divisible.
+    let per_sender = per_sender - per_sender % (THREADS - 1);
+    let per_receiver = {
+        let _ = per_receiver;
+        per_sender / (THREADS - 1) * SENDERS_PER_THREAD * (THREADS - 1)
+    };
+    let received_total = Arc::new(AtomicU64::new(0));
+    let start_cpu = process_cpu_time();
+    let start = Instant::now();
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|me| {
+            let inboxes = inboxes.clone();
+            let total = received_total.clone();
+            let barrier = barrier.clone();
+            spawn_thread(move || {
+                barrier.wait();
+                // Every tasklet of this thread reports here when it is done.
+                let done: Channel<()> = Channel::new();
+                for k in 0..SENDERS_PER_THREAD {
+                    let (inboxes, done) = (inboxes.clone(), done.clone());
+                    let sender = me * SENDERS_PER_THREAD + k;
+                    spawn(move || {
+                        let others: Vec<usize> = (0..THREADS).filter(|&t| t != me).collect();
+                        for seq in 0..per_sender as u64 {
+                            let to = others[seq as usize % others.len()];
+                            inboxes[to].send((sender, seq)).unwrap();
+                        }
+                        done.send(()).unwrap();
+                    })
+                    .unwrap();
+                }
+                let (inbox, done_rx) = (inboxes[me].clone(), done.clone());
+                let receiver = spawn(move || {
+                    // The next sequence number expected from each sender (None: none yet).
+                    let mut next: Vec<Option<u64>> = vec![None; THREADS * SENDERS_PER_THREAD];
+                    let mut count = 0usize;
+                    for _ in 0..per_receiver {
+                        let (sender, seq) = inbox.receive().unwrap();
+                        assert_ne!(sender / SENDERS_PER_THREAD, me, "a message to oneself");
+                        // A sender sends to each of the other threads in turn, so this inbox
+                        // sees every (THREADS-1)-th of its numbers, in increasing order.
+                        match next[sender] {
+                            None => assert!(
+                                seq < THREADS as u64 - 1,
+                                "sender {sender} started at {seq}"
+                            ),
+                            Some(n) => assert_eq!(seq, n, "sender {sender}: out of order or lost"),
+                        }
+                        next[sender] = Some(seq + (THREADS as u64 - 1));
+                        count += 1;
+                    }
+                    done_rx.send(()).unwrap();
+                    (
+                        count,
+                        next.into_iter()
+                            .map(|n| n.unwrap_or(0))
+                            .collect::<Vec<u64>>(),
+                    )
+                })
+                .unwrap();
+                // Main waits for all of its tasklets; while they all wait for other threads,
+                // the thread sleeps.
+                for _ in 0..=SENDERS_PER_THREAD {
+                    done.receive().unwrap();
+                }
+                // The last one to report resumes after us (preference -1): let it return.
+                scheduler::run().unwrap();
+                let (count, next) = receiver.result::<(usize, Vec<u64>)>().unwrap();
+                total.fetch_add(count as u64, Ordering::Relaxed);
+                next
+            })
+        })
+        .collect();
+    let finals: Vec<Vec<u64>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let wall = start.elapsed();
+    let cpu = process_cpu_time() - start_cpu;
+    assert_eq!(
+        received_total.load(Ordering::Relaxed) as usize,
+        per_receiver * THREADS
+    );
+    // Every sender's last message reached every other thread.
+    for (me, next) in finals.iter().enumerate() {
+        for sender in 0..THREADS * SENDERS_PER_THREAD {
+            if sender / SENDERS_PER_THREAD != me {
+                assert!(
+                    next[sender] >= per_sender as u64,
+                    "thread {me} missed the end of sender {sender}"
+                );
+            }
+        }
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(THREADS);
+    eprintln!(
+        "{} messages in {wall:?}, cpu {cpu:?} on {cores} cores",
+        per_receiver * THREADS
+    );
+    assert!(
+        cpu <= wall * cores as u32 + Duration::from_millis(200),
+        "cpu {cpu:?} wall {wall:?}"
+    );
+}
+
+#[test]
+fn a_thread_waiting_for_another_sleeps_without_spinning_and_is_woken_by_its_send() {
+    let ch: Channel<u64> = Channel::new();
+    let c = ch.clone();
+    let sender = spawn_thread(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        c.send(99).unwrap();
+    });
+    let (got, cpu, wall) = std::thread::spawn(move || {
+        let (cpu0, t0) = (thread_cpu_time(), Instant::now());
+        let got = ch.receive().unwrap();
+        (got, thread_cpu_time() - cpu0, t0.elapsed())
+    })
+    .join()
+    .unwrap();
+    sender.join().unwrap();
+    assert_eq!(got, 99);
+    assert!(
+        wall >= Duration::from_millis(250),
+        "woke too early: {wall:?}"
+    );
+    // Asleep, not polling: a few milliseconds of CPU at most over 300 ms of waiting.
+    assert!(
+        cpu < Duration::from_millis(60),
+        "the waiting thread used {cpu:?} of CPU in {wall:?}"
+    );
+}
+
+#[test]
+fn a_thread_that_nobody_can_wake_gets_the_deadlock_error() {
+    let result = std::thread::spawn(|| {
+        let ch: Channel<u32> = Channel::new();
+        let c = ch.clone();
+        spawn(move || c.receive()).unwrap();
+        // The tasklet blocks; then main blocks too, on another channel nobody else has.
+        let other: Channel<u32> = Channel::new();
+        scheduler::run().unwrap();
+        other.receive()
+    })
+    .join()
+    .unwrap();
+    let e = result.unwrap_err();
+    assert!(matches!(e, Error::Deadlock), "{e}");
+}
+
+#[test]
+fn remote_handles_kill_and_throw_into_another_threads_tasklets() {
+    scheduler::init_thread();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let done: Channel<&'static str> = Channel::new();
+    let d = done.clone();
+    let worker = spawn_thread(move || {
+        let gate: Channel<u32> = Channel::new();
+        let (g1, g2) = (gate.clone(), gate.clone());
+        let victim = spawn(move || {
+            struct Report(Channel<&'static str>);
+            impl Drop for Report {
+                fn drop(&mut self) {
+                    // Runs while the kill unwinds the victim's stack.
+                    let _ = self.0.send("victim unwound");
+                }
+            }
+            let _r = Report(d);
+            g1.receive()
+        })
+        .unwrap();
+        let thrown = spawn(move || g2.receive()).unwrap();
+        scheduler::run().unwrap();
+        tx.send((victim.remote(), thrown.remote())).unwrap();
+        // Wait (asleep) until both have ended.
+        while victim.alive() || thrown.alive() {
+            let _ = gate.clone();
+            scheduler::run().unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        thrown
+            .result::<microthread::Result<u32>>()
+            .unwrap()
+            .unwrap_err()
+            .payload_str()
+            .map(str::to_owned)
+    });
+    let (victim, thrown) = rx.recv().unwrap();
+    victim.kill().unwrap();
+    assert_eq!(done.receive().unwrap(), "victim unwound");
+    thrown.throw(Error::Thrown(Box::new("from afar"))).unwrap();
+    assert_eq!(worker.join().unwrap().as_deref(), Some("from afar"));
+    // The worker's thread has ended: its tasklets are gone.
+    assert!(matches!(victim.insert(), Err(Error::NoThread)));
+}
