@@ -207,10 +207,12 @@ impl<T: Send + 'static> Default for Channel<T> {
     }
 }
 
-/// A send that failed: the value that was not delivered, and why.
+/// A send that failed, and why.
 pub struct SendError<T> {
-    /// The value, given back.
-    pub value: T,
+    /// The value, given back if it was not delivered. `None` when it was delivered but an
+    /// error reached the sender before its call returned (for example a panic of another
+    /// tasklet, routed to the sender while the receiver ran).
+    pub value: Option<T>,
     /// Why it was not delivered.
     pub error: Error,
 }
@@ -284,13 +286,9 @@ impl<T: Send + 'static> Channel<T> {
     /// and nothing can wake it), or an error delivered while blocked (a throw, a routed
     /// panic): each with the value given back if it was not delivered.
     pub fn send(&self, value: T) -> std::result::Result<(), SendError<T>> {
-        match self.action(1, Some(Msg::Value(value))) {
+        match self.action::<1>(Some(Msg::Value(value))) {
             Ok(_) => Ok(()),
-            Err((error, Some(Msg::Value(value)))) => Err(SendError { value, error }),
-            Err((error, _)) => Err(SendError {
-                value: unreachable_value(),
-                error,
-            }),
+            Err((error, msg)) => Err(send_error(error, msg)),
         }
     }
 
@@ -300,13 +298,13 @@ impl<T: Send + 'static> Channel<T> {
     /// # Errors
     /// As [`send`](Channel::send), with the payload given back.
     pub fn send_throw(&self, payload: Payload) -> std::result::Result<(), SendError<Payload>> {
-        match self.action(1, Some(Msg::Error(payload))) {
+        match self.action::<1>(Some(Msg::Error(payload))) {
             Ok(_) => Ok(()),
-            Err((error, Some(Msg::Error(value)))) => Err(SendError { value, error }),
-            Err((error, _)) => Err(SendError {
-                value: Box::new(()),
+            Err((error, Some(Msg::Error(p)))) => Err(SendError {
+                value: Some(p),
                 error,
             }),
+            Err((error, _)) => Err(SendError { value: None, error }),
         }
     }
 
@@ -317,7 +315,7 @@ impl<T: Send + 'static> Channel<T> {
     /// [`Error::BlockTrap`], [`Error::Deadlock`],
     /// [`Error::MainReceivingWithoutSender`], or an error delivered while blocked.
     pub fn receive(&self) -> Result<T> {
-        match self.action(-1, None) {
+        match self.action::<-1>(None) {
             Ok(Some(Msg::Value(v))) => Ok(v),
             Ok(Some(Msg::Error(p))) => Err(Error::Thrown(p)),
             Ok(None) => unreachable!("a completed receive always has a message"),
@@ -408,101 +406,85 @@ impl<T: Send + 'static> Channel<T> {
         st.closing && st.balance == 0
     }
 
-    /// Stackless's `channel_action`: `dir` +1 sends `msg`, -1 receives.
-    fn action(
-        &self,
-        dir: i8,
-        msg: Option<Msg<T>>,
-    ) -> std::result::Result<Option<Msg<T>>, (Error, Option<Msg<T>>)> {
+    /// Stackless's `channel_action`: `DIR` +1 sends `msg`, -1 receives.
+    #[inline(always)]
+    fn action<const DIR: i8>(&self, msg: Option<Msg<T>>) -> Outcome<T> {
         let s = scheduler();
         if s.channel_hooks() {
-            if let Err(e) = s.before_channel_action(|| {
-                let st = self.chan.lock();
-                let b = st.state().balance;
-                ChannelInfo {
-                    channel: self.chan.id,
-                    sending: dir > 0,
-                    will_block: if dir > 0 { b >= 0 } else { b <= 0 },
-                }
-            }) {
+            if let Err(e) = self.call_channel_callback::<DIR>(s) {
                 return Err((e, msg));
             }
         }
-        let me = s.current_ptr();
         let g = self.chan.lock();
         let st = g.state();
-        let cando = if dir > 0 {
+        let cando = if DIR > 0 {
             st.balance < 0
         } else {
             st.balance > 0
         };
-        if cando {
-            let w = st
-                .queue
-                .pop_front()
-                .expect("a non-zero balance has waiters");
-            st.balance += dir as isize;
-            // SAFETY: a queued waiter is valid until removed, which we just did under the
-            // lock; its tasklet stays blocked (and alive) until it is woken below.
-            let (partner, partner_sched, got) = unsafe {
-                let slot = &mut *(*w).slot.get();
-                let got = if dir > 0 {
-                    *slot = msg;
-                    None
-                } else {
-                    slot.take()
-                };
-                ((*w).tasklet, (*w).scheduler, got)
-            };
-            let schedule_all = st.schedule_all;
-            let preference = st.preference;
-            if !ptr::eq(partner_sched, s) {
-                // Another thread's tasklet: it runs in its own thread; we continue. Posted
-                // under the lock, so its own thread never finds it neither queued nor posted.
-                // SAFETY: the partner is blocked, hence alive; we take a counted reference.
-                let arc = unsafe {
-                    Arc::increment_strong_count(partner);
-                    Arc::from_raw(partner)
-                };
-                // SAFETY: a blocked tasklet's scheduler is alive (it ends only after killing
-                // and unlinking its tasklets); its shared part is reference-counted.
-                let shared: Arc<Shared> = unsafe { (*partner_sched).shared.clone() };
-                let undelivered = shared.post(Mail::Wake(SendArc(arc)));
-                drop(g);
-                drop(undelivered);
-                return Ok(got);
-            }
-            drop(g);
-            // SAFETY: the partner is a blocked tasklet of this thread, now out of the queue.
-            let p = unsafe { &*partner };
-            p.blocked.set(0);
-            p.blocked_on.borrow_mut().take();
-            // SAFETY: `me` runs; the partner is live, of this thread, in no queue.
-            let switched = unsafe {
-                if schedule_all {
-                    s.ring_insert_public(partner);
-                    s.switch_to(me, (*me).next.get())
-                } else if preference == -dir {
-                    s.ring_insert_after_current(partner);
-                    s.switch_to(me, partner)
-                } else {
-                    s.ring_insert_public(partner);
-                    Ok(())
-                }
-            };
-            return match switched {
-                Ok(()) => Ok(got),
-                Err(e) => Err((e, got)),
-            };
+        if !cando {
+            return self.block::<DIR>(s, g, msg);
         }
-        // No partner: block.
+        // SAFETY: a non-zero balance means a waiter of the other direction is queued.
+        let w = unsafe { st.queue.pop_front().unwrap_unchecked() };
+        st.balance += DIR as isize;
+        // SAFETY: a queued waiter is valid until removed, which we just did under the lock;
+        // its tasklet stays blocked (and alive) until it is woken below.
+        let (partner, got) = unsafe {
+            let slot = &mut *(*w).slot.get();
+            let got = if DIR > 0 {
+                *slot = msg;
+                None
+            } else {
+                slot.take()
+            };
+            if !ptr::eq((*w).scheduler, s) {
+                return Ok(wake_on_its_thread(g, (*w).tasklet, (*w).scheduler, got));
+            }
+            ((*w).tasklet, got)
+        };
+        let (schedule_all, preference) = (st.schedule_all, st.preference);
+        drop(g);
+        // SAFETY: the partner is a blocked tasklet of this thread, now out of the queue.
+        let p = unsafe { &*partner };
+        p.blocked.set(0);
+        p.blocked_on.set(None);
+        let me = s.current_ptr();
+        // SAFETY: `me` runs; the partner is live, of this thread, in no queue.
+        let switched = unsafe {
+            if schedule_all {
+                s.ring_insert_public(partner);
+                s.switch_to(me, (*me).next.get())
+            } else if preference == -DIR {
+                s.ring_insert_after_current(partner);
+                s.switch_to(me, partner)
+            } else {
+                s.ring_insert_public(partner);
+                Ok(())
+            }
+        };
+        match switched {
+            Ok(()) => Ok(got),
+            Err(e) => Err((e, got)),
+        }
+    }
+
+    /// No partner: queue the running tasklet and switch away until a partner (or an error)
+    /// makes it runnable again.
+    #[inline(always)]
+    fn block<const DIR: i8>(
+        &self,
+        s: &Scheduler,
+        g: Guard<'_, T>,
+        msg: Option<Msg<T>>,
+    ) -> Outcome<T> {
+        let st = g.state();
+        let me = s.current_ptr();
         // SAFETY: `me` is the running tasklet.
         let m = unsafe { &*me };
-        if m.block_trap.get() {
-            return Err((Error::BlockTrap, msg));
-        }
-        if st.closing {
-            return Err((Error::ClosedChannel, msg));
+        if m.block_trap.get() || st.closing {
+            drop(g);
+            return Err((refusal(m.block_trap.get()), msg));
         }
         let waiter = Waiter {
             tasklet: me,
@@ -510,10 +492,11 @@ impl<T: Send + 'static> Channel<T> {
             slot: UnsafeCell::new(msg),
         };
         st.queue.push_back(&waiter);
-        st.balance += dir as isize;
+        st.balance += DIR as isize;
         drop(g);
-        m.blocked.set(dir);
-        *m.blocked_on.borrow_mut() = Some(self.chan.clone());
+        m.blocked.set(DIR);
+        let blocker: &dyn Blocker = &*self.chan;
+        m.blocked_on.set(Some(blocker as *const dyn Blocker));
         // SAFETY: `me` runs and is in the ring; the switch comes back once a partner (or an
         // error) makes us runnable, and by then `waiter` is out of the queue.
         let r = unsafe { s.block_current(me) };
@@ -521,22 +504,82 @@ impl<T: Send + 'static> Channel<T> {
         let slot = unsafe { (*waiter.slot.get()).take() };
         match r {
             Ok(()) => Ok(slot),
-            Err(e) => match slot {
-                // The rendezvous completed too: keep the value, deliver the error later.
-                Some(Msg::Value(v)) if dir < 0 => {
-                    m.pending.set(Some(Box::new(Pending::Error(e))));
-                    Ok(Some(Msg::Value(v)))
-                }
-                other => Err((e, other)),
-            },
+            Err(e) => blocked_with_error::<T, DIR>(m, e, slot),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn call_channel_callback<const DIR: i8>(&self, s: &Scheduler) -> Result<()> {
+        s.before_channel_action(|| {
+            let st = self.chan.lock();
+            let b = st.state().balance;
+            ChannelInfo {
+                channel: self.chan.id,
+                sending: DIR > 0,
+                will_block: if DIR > 0 { b >= 0 } else { b <= 0 },
+            }
+        })
     }
 }
 
-/// `send` gives its value back unless it was delivered; a failed send whose value was
-/// delivered cannot happen for a sender (the value leaves only on success).
-fn unreachable_value<T>() -> T {
-    unreachable!("a send failed after its value was delivered")
+type Outcome<T> = std::result::Result<Option<Msg<T>>, (Error, Option<Msg<T>>)>;
+
+/// The error for a channel operation that would block but may not.
+#[cold]
+fn refusal(block_trap: bool) -> Error {
+    if block_trap {
+        Error::BlockTrap
+    } else {
+        Error::ClosedChannel
+    }
+}
+
+/// A blocked operation resumed with an error: give the message back, unless a receive got
+/// its value too, in which case the value wins and the error waits for the next suspension.
+#[cold]
+fn blocked_with_error<T, const DIR: i8>(m: &Inner, e: Error, slot: Option<Msg<T>>) -> Outcome<T> {
+    match slot {
+        Some(Msg::Value(v)) if DIR < 0 => {
+            m.pending.set(Some(Box::new(Pending::Error(e))));
+            Ok(Some(Msg::Value(v)))
+        }
+        other => Err((e, other)),
+    }
+}
+
+/// The partner is another thread's tasklet: it runs in its own thread, and we continue.
+/// Posted while the channel is still locked, so its own thread never finds it neither queued
+/// nor posted (see `unblock`).
+#[cold]
+#[inline(never)]
+fn wake_on_its_thread<T>(
+    g: Guard<'_, T>,
+    partner: *const Inner,
+    partner_sched: *const Scheduler,
+    got: Option<Msg<T>>,
+) -> Option<Msg<T>> {
+    // SAFETY: the partner is blocked, hence alive; we take a counted reference.
+    let arc = unsafe {
+        Arc::increment_strong_count(partner);
+        Arc::from_raw(partner)
+    };
+    // SAFETY: a blocked tasklet's scheduler is alive (it ends only after killing and
+    // unlinking its tasklets); its shared part is reference-counted.
+    let shared: Arc<Shared> = unsafe { (*partner_sched).shared.clone() };
+    let undelivered = shared.post(Mail::Wake(SendArc(arc)));
+    drop(g);
+    drop(undelivered);
+    got
+}
+
+#[cold]
+fn send_error<T>(error: Error, msg: Option<Msg<T>>) -> SendError<T> {
+    let value = match msg {
+        Some(Msg::Value(v)) => Some(v),
+        _ => None,
+    };
+    SendError { value, error }
 }
 
 pub(crate) struct ChannelInfo {

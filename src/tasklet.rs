@@ -68,7 +68,9 @@ pub(crate) struct Inner {
     pub(crate) life: Cell<Life>,
     /// 0, or +1 / -1 while blocked sending / receiving.
     pub(crate) blocked: Cell<i8>,
-    pub(crate) blocked_on: RefCell<Option<Arc<dyn Blocker>>>,
+    /// The channel it is blocked on. A raw pointer: the blocked call borrows a handle to
+    /// that channel for as long as it is blocked, so the channel outlives the block.
+    pub(crate) blocked_on: Cell<Option<*const dyn Blocker>>,
     /// Boxed so that the check on every resume is one pointer load.
     pub(crate) pending: Cell<Option<Box<Pending>>>,
     /// The closure's return value, boxed (free for `()`), until someone takes it.
@@ -100,7 +102,7 @@ impl Inner {
             stack: Cell::new(None),
             life: Cell::new(if is_main { Life::Started } else { Life::New }),
             blocked: Cell::new(0),
-            blocked_on: RefCell::new(None),
+            blocked_on: Cell::new(None),
             pending: Cell::new(None),
             result: RefCell::new(None),
             handles: Cell::new(0),

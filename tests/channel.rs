@@ -194,7 +194,7 @@ fn close_lets_blocked_senders_drain_then_fails_blocking_operations() {
         let e = ch.receive().unwrap_err();
         assert_eq!(e.to_string(), "Send/receive operation on a closed channel");
         let e = ch.send(5).unwrap_err();
-        assert_eq!(e.value, 5);
+        assert_eq!(e.value, Some(5));
         assert!(matches!(e.error, Error::ClosedChannel));
         ch.open();
         assert!(!ch.closing());

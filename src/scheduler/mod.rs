@@ -696,9 +696,10 @@ unsafe fn switch_from_the_one_site(ctx: Context, data: usize, fpenv: bool) -> Tr
 
 /// Takes a channel-blocked tasklet out of its channel's queue.
 fn unblock(t: &Inner) {
-    let blocker = t.blocked_on.borrow_mut().take();
-    if let Some(b) = blocker {
-        b.unlink(t);
+    if let Some(b) = t.blocked_on.take() {
+        // SAFETY: the blocked call borrows a handle to the channel until it returns, and it
+        // has not returned: the tasklet is still blocked in it.
+        unsafe { (*b).unlink(t) };
     }
     t.blocked.set(0);
 }

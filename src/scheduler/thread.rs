@@ -117,17 +117,25 @@ impl Shared {
     pub(crate) fn sleep(self: &Arc<Shared>) -> Result<()> {
         {
             let mut sleepers = lock(&SLEEPERS);
+            let mut m = lock(&self.mailbox);
+            if !m.mail.is_empty() {
+                return Ok(());
+            }
+            // Marked asleep before we stop counting ourselves awake, so that a post from
+            // now on counts us awake again (see `post`).
             let uncounted = AWAKE.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| {
                 (a > 1).then(|| a - 1)
             });
             if uncounted.is_err() {
                 return Err(Error::Deadlock);
             }
+            m.sleeping = true;
+            m.woken = false;
+            drop(m);
             sleepers.push(self.clone());
         }
         let (counted_by_waker, deadlock) = {
             let mut m = lock(&self.mailbox);
-            m.sleeping = true;
             while m.mail.is_empty() && !m.deadlock && !m.woken {
                 m = self.wake.wait(m).unwrap_or_else(|e| e.into_inner());
             }
@@ -162,10 +170,10 @@ impl Shared {
         };
         let sleepers = lock(&SLEEPERS);
         if AWAKE.fetch_sub(1, Ordering::SeqCst) == 1 {
-            // Wake one sleeper that nobody else is waking, even one about to sleep.
+            // Wake one sleeper that nobody else is waking.
             for s in sleepers.iter() {
                 let mut m = lock(&s.mailbox);
-                if !m.woken {
+                if m.sleeping && !m.woken {
                     m.woken = true;
                     m.deadlock = true;
                     AWAKE.fetch_add(1, Ordering::SeqCst);
@@ -286,7 +294,7 @@ pub(crate) fn deliver(mail: Vec<Mail>) {
                 let p = Arc::as_ptr(&t.0);
                 if t.0.blocked.get() != 0 {
                     t.0.blocked.set(0);
-                    t.0.blocked_on.borrow_mut().take();
+                    t.0.blocked_on.set(None);
                     // SAFETY: a live tasklet of this thread (it was blocked), in no queue now.
                     unsafe { s.ring_insert(p) };
                 }
