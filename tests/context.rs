@@ -178,3 +178,173 @@ fn large_closures_are_boxed_and_still_run() {
         Coroutine::new(move |_, ()| big.iter().map(|&b| b as u32).sum()).unwrap();
     assert_eq!(co.resume(()), CoroutineResult::Return(7 * 4096));
 }
+
+// ---------------------------------------------------------------------------------------
+// The stack pool, seen through coroutines: reuse, the high-water mark, and every way a
+// coroutine ends giving its stack back. A recycled stack is recognised by a sentinel word
+// that each coroutine leaves 32 KiB below its first frame: a pooled stack keeps its pages, so
+// the next coroutine on it reads its predecessor's sentinel, while a fresh mapping (even one
+// at the address of a stack just unmapped) reads zero.
+
+/// A stack size no other test in this file uses, so the pool's stacks here are ours.
+const POOL_TEST_STACK: usize = 68 * 1024;
+
+/// Swaps `new` into the sentinel word of the calling coroutine's stack, returning the old one.
+#[inline(always)]
+fn swap_sentinel(new: u64) -> u64 {
+    let here = 0u8;
+    let frame = std::hint::black_box(&here) as *const u8 as usize;
+    let word = ((frame - 32 * 1024) & !4095) as *mut u64;
+    // SAFETY: 32 KiB below a frame near the top of a 68 KiB stack is inside its usable part,
+    // below the stack pointer and so used by nothing else while this coroutine runs.
+    unsafe {
+        let old = word.read_volatile();
+        word.write_volatile(new);
+        old
+    }
+}
+
+/// Resume input of a pool probe after its first suspension.
+const FINISH: u8 = 0;
+const PANIC: u8 = 1;
+
+/// A coroutine that marks its stack with `tag` and yields the mark it found, then returns
+/// it (on `FINISH`) or panics (on `PANIC`) without running the panic hook.
+fn pool_probe(tag: u64) -> Coroutine<u8, u64, u64> {
+    Builder::new()
+        .stack_size(POOL_TEST_STACK)
+        .build(move |y, _first: u8| {
+            let found = swap_sentinel(tag);
+            if y.suspend(found) == PANIC {
+                std::panic::resume_unwind(Box::new("retired by a panic"));
+            }
+            found
+        })
+        .unwrap()
+}
+
+fn start(co: &mut Coroutine<u8, u64, u64>) -> u64 {
+    match co.resume(FINISH) {
+        CoroutineResult::Yield(found) => found,
+        CoroutineResult::Return(_) => panic!("a pool probe suspends first"),
+    }
+}
+
+#[test]
+fn finishing_coroutines_in_a_row_keeps_reusing_one_stack() {
+    use microthread::stack::pool;
+    pool::clear();
+    let mut ids = std::collections::HashSet::new();
+    for i in 1..=1000u64 {
+        let mut co = pool_probe(i);
+        assert!(
+            ids.insert(co.id()),
+            "ids are never reused, even on a recycled stack"
+        );
+        let found = start(&mut co);
+        // The first one gets a fresh (zeroed) mapping; each later one its predecessor's.
+        assert_eq!(found, i - 1, "coroutine {i} found another stack's sentinel");
+        assert_eq!(co.resume(FINISH), CoroutineResult::Return(i - 1));
+        assert_eq!(
+            pool::len(),
+            1,
+            "the finished coroutine's stack is back in the pool"
+        );
+    }
+    pool::clear();
+}
+
+#[test]
+fn every_way_a_coroutine_ends_gives_its_stack_back() {
+    use microthread::stack::pool;
+    pool::clear();
+    // A window of at most WINDOW live coroutines, retired oldest first, each a different
+    // way: finished, dropped while suspended (forced unwind), panicked, dropped unstarted.
+    const WINDOW: usize = 12;
+    let mut live: std::collections::VecDeque<(u64, Coroutine<u8, u64, u64>)> = Default::default();
+    let mut fresh = 0;
+    for i in 1..=1000u64 {
+        if live.len() == WINDOW {
+            let (tag, mut co) = live.pop_front().unwrap();
+            let before = pool::len();
+            match tag % 4 {
+                0 => assert_eq!(co.resume(FINISH), CoroutineResult::Return(co_found(tag))),
+                1 => drop(co),
+                2 => {
+                    let r =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| co.resume(PANIC)));
+                    assert!(r.is_err());
+                    assert!(co.is_finished());
+                }
+                _ => {
+                    assert!(!co.started());
+                    drop(co);
+                }
+            }
+            assert_eq!(
+                pool::len(),
+                before + 1,
+                "retiring {tag} (way {}) pooled its stack",
+                tag % 4
+            );
+        }
+        let mut co = pool_probe(i);
+        // Every fourth one is left unstarted; the others run up to their first suspension.
+        if i % 4 != 3 {
+            let found = start(&mut co);
+            FOUND.with(|f| f.borrow_mut().insert(i, found));
+            if found == 0 {
+                fresh += 1;
+            }
+        }
+        assert!(pool::len() <= pool::high_water_mark());
+        live.push_back((i, co));
+    }
+    // Never more than WINDOW stacks existed, so at most WINDOW sentinels were found unset.
+    assert!(
+        fresh <= WINDOW,
+        "{fresh} coroutines got a fresh stack; the window is {WINDOW}"
+    );
+    drop(live);
+    assert!(pool::len() <= WINDOW);
+    pool::clear();
+}
+
+thread_local! {
+    static FOUND: std::cell::RefCell<std::collections::HashMap<u64, u64>> = Default::default();
+}
+
+/// What the probe with `tag` found on its stack when it started.
+fn co_found(tag: u64) -> u64 {
+    FOUND.with(|f| f.borrow()[&tag])
+}
+
+#[test]
+fn the_pool_keeps_only_its_high_water_mark_and_unmaps_the_rest() {
+    use microthread::stack::pool;
+    pool::clear();
+    let old = pool::set_high_water_mark(4);
+    let mut first: Vec<_> = (1..=10u64).map(pool_probe).collect();
+    for co in &mut first {
+        assert_eq!(start(co), 0, "an empty pool maps fresh stacks");
+    }
+    for co in &mut first {
+        co.resume(FINISH);
+        assert!(pool::len() <= 4);
+    }
+    assert_eq!(pool::len(), 4);
+    // The next ten: four get pooled stacks (their sentinels set by the first batch), six get
+    // fresh ones, whose pages are zero even where the kernel reuses an unmapped address.
+    let mut second: Vec<_> = (11..=20u64).map(pool_probe).collect();
+    assert_eq!(pool::len(), 0);
+    let found: Vec<u64> = second.iter_mut().map(start).collect();
+    let reused: Vec<u64> = found.iter().copied().filter(|&f| f != 0).collect();
+    assert_eq!(reused.len(), 4, "found {found:?}");
+    assert!(
+        reused.iter().all(|f| (1..=10).contains(f)),
+        "found {found:?}"
+    );
+    drop(second);
+    pool::set_high_water_mark(old);
+    pool::clear();
+}
