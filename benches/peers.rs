@@ -1,1 +1,221 @@
-fn main() {}
+//! microthread and its peers, the same loop for each, in one process, so the ratios can be
+//! reproduced on any machine:
+//!
+//! ```text
+//! cargo bench --bench peers                      # all (about a minute)
+//! cargo bench --bench peers -- switch_round_trip # one group
+//! cargo test --benches                           # each benchmark once, as a test
+//! ```
+//!
+//! | group | what one iteration is |
+//! |---|---|
+//! | `switch_round_trip` | resume a suspended coroutine that suspends straight back |
+//! | `spawn_complete` | create a trivial coroutine on a reused stack and run it to completion |
+//! | `scheduler_yield` | a `yield_now` through may's scheduler (1 coroutine; 2 in ping-pong) |
+//!
+//! The microthread loops are those of the report (`src/report/rows.rs`).
+//!
+//! Peers per target: corosensei 0.3.4 and may 0.3 build on x86_64, aarch64 and riscv64;
+//! context 3.0.0 has no riscv64 assembly (its build script panics), so it is a dev-dependency
+//! and a benchmark only where `target_arch` is not riscv64.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Switch round trip
+
+fn switch_round_trip(c: &mut Criterion) {
+    let mut g = c.benchmark_group("switch_round_trip");
+
+    for (name, fpenv) in [("microthread", false), ("microthread_fpenv", true)] {
+        g.bench_function(name, |b| {
+            let mut co: microthread::Coroutine<(), (), ()> = microthread::coroutine::Builder::new()
+                .preserve_fp_env(fpenv)
+                .build(|yielder, ()| loop {
+                    yielder.suspend(());
+                })
+                .expect("a stack");
+            black_box(co.resume(()));
+            b.iter(|| black_box(co.resume(())));
+        });
+    }
+
+    g.bench_function("corosensei", |b| {
+        // DefaultStack: 1 MiB with a guard page.
+        let mut co: corosensei::Coroutine<(), (), ()> =
+            corosensei::Coroutine::new(|yielder, ()| loop {
+                yielder.suspend(());
+            });
+        black_box(co.resume(()));
+        b.iter(|| black_box(co.resume(())));
+    });
+
+    #[cfg(not(target_arch = "riscv64"))]
+    g.bench_function("context", |b| {
+        use context::stack::ProtectedFixedSizeStack;
+        use context::{Context, Transfer};
+
+        extern "C" fn echo(mut t: Transfer) -> ! {
+            loop {
+                // SAFETY: `t.context` is the suspended resumer, on this thread.
+                t = unsafe { t.context.resume(t.data) };
+            }
+        }
+        let stack = ProtectedFixedSizeStack::default();
+        // SAFETY: the stack outlives every use of the context (it is dropped after the loop,
+        // with `echo` suspended on it forever, which holds nothing to drop).
+        let first = unsafe { Context::new(&stack, echo).resume(0) };
+        let mut ctx = Some(first.context);
+        b.iter(|| {
+            let to = ctx.take().expect("echo is suspended");
+            // SAFETY: `to` is echo's suspended context, on this thread, its stack alive.
+            let t = unsafe { to.resume(black_box(1)) };
+            ctx = Some(t.context);
+            black_box(t.data)
+        });
+        // `echo` stays suspended on `stack` when both go out of scope: it owns nothing.
+    });
+
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Spawn + run to completion on a reused stack
+
+fn spawn_complete(c: &mut Criterion) {
+    let mut g = c.benchmark_group("spawn_complete");
+
+    g.bench_function("microthread_pooled", |b| {
+        // The first one maps the stack; later ones take it from the thread's pool.
+        spawn_microthread();
+        b.iter(spawn_microthread);
+    });
+
+    g.bench_function("corosensei_with_stack", |b| {
+        let mut stack = Some(corosensei::stack::DefaultStack::default());
+        b.iter(|| {
+            let mut co: corosensei::Coroutine<(), (), u32> =
+                corosensei::Coroutine::with_stack(stack.take().expect("the stack"), |_, ()| {
+                    black_box(1)
+                });
+            black_box(co.resume(()));
+            stack = Some(co.into_stack());
+        });
+    });
+
+    #[cfg(not(target_arch = "riscv64"))]
+    g.bench_function("context_reused_stack", |b| {
+        use context::stack::ProtectedFixedSizeStack;
+        use context::{Context, Transfer};
+
+        extern "C" fn finish(t: Transfer) -> ! {
+            // SAFETY: `t.context` is the suspended resumer, on this thread. It never resumes
+            // us again: this frame is abandoned and the stack reused.
+            unsafe { t.context.resume(black_box(t.data) + 1) };
+            unreachable!("a finished context was resumed")
+        }
+        let stack = ProtectedFixedSizeStack::default();
+        b.iter(|| {
+            // SAFETY: the stack outlives the context, and the previous context on it is
+            // finished (abandoned), so nothing else uses it.
+            let t = unsafe { Context::new(&stack, finish).resume(black_box(1)) };
+            black_box(t.data)
+        });
+    });
+
+    g.finish();
+}
+
+#[inline(always)]
+fn spawn_microthread() {
+    let mut co: microthread::Coroutine<(), (), u32> =
+        microthread::Coroutine::new(|_, ()| black_box(1)).expect("a stack");
+    black_box(co.resume(()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheduler yield (may). One worker thread, so every coroutine runs on it in turn.
+
+fn scheduler_yield(c: &mut Criterion) {
+    may::config().set_workers(1);
+    let mut g = c.benchmark_group("scheduler_yield");
+
+    // One coroutine: yield_now puts it at the back of an otherwise empty run queue.
+    g.bench_function("may_yield_now_1", |b| {
+        b.iter_custom(|iters| {
+            may_spawn(move || {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    may::coroutine::yield_now();
+                }
+                start.elapsed()
+            })
+            .join()
+            .expect("the may coroutine")
+        });
+    });
+
+    // Two coroutines on one worker: A -> scheduler -> B -> scheduler -> A per iteration.
+    // Both are spawned from inside a coroutine, so both land in the worker's local queue: may
+    // takes from the global queue (where spawns from a plain thread go) only when the local
+    // one is empty, which it never is while a coroutine keeps yielding, so a partner spawned
+    // from this thread would starve the timed coroutine forever.
+    g.bench_function("may_yield_now_pingpong", |b| {
+        b.iter_custom(|iters| {
+            may_spawn(move || {
+                let stop = Arc::new(AtomicBool::new(false));
+                let partner_stop = stop.clone();
+                let partner = may_spawn(move || {
+                    while !partner_stop.load(Ordering::Relaxed) {
+                        may::coroutine::yield_now();
+                    }
+                });
+                // Let the partner start, so every timed yield switches to it and back.
+                may::coroutine::yield_now();
+                let start = Instant::now();
+                for _ in 0..iters {
+                    may::coroutine::yield_now();
+                }
+                let elapsed = start.elapsed();
+                stop.store(true, Ordering::Relaxed);
+                partner.join().expect("the partner may coroutine");
+                elapsed
+            })
+            .join()
+            .expect("the timed may coroutine")
+        });
+    });
+
+    g.finish();
+}
+
+/// `may::coroutine::spawn`, for the closures of this file only.
+fn may_spawn<F, T>(f: F) -> may::coroutine::JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    // SAFETY: may's spawn is unsafe because a coroutine must not hold thread-bound state
+    // (thread-locals, `!Send` guards) across a yield, as it may move between workers. The
+    // closures here hold only integers, `Instant`s, `Arc<AtomicBool>`s and join handles.
+    unsafe { may::coroutine::spawn(f) }
+}
+
+criterion_group! {
+    name = peers;
+    config = config();
+    targets = switch_round_trip, spawn_complete, scheduler_yield
+}
+criterion_main!(peers);
