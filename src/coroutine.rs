@@ -89,7 +89,25 @@ enum Resume<I> {
     Unwind,
 }
 
-/// Message from the coroutine, on the coroutine's stack; the word passed is its address.
+/// What the coroutine's message is. Its yields do not know `R`, so the two kinds of message
+/// have different types, each starting with this tag at offset 0 (see [`Reply`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Kind {
+    /// A `Reply<Y>`: the value of a suspension.
+    Yield,
+    /// A `Reply<Suspend<Y, R>>`: the coroutine's last message.
+    Last,
+}
+
+/// A message from the coroutine, on the coroutine's stack; the word passed is its address.
+#[repr(C)]
+struct Reply<P> {
+    kind: Kind,
+    payload: P,
+}
+
+/// What a resume gets back.
 enum Suspend<Y, R> {
     Yield(Y),
     Return(R),
@@ -314,9 +332,16 @@ impl<I, Y, R> Coroutine<I, Y, R> {
         // exactly once before it switches back.
         let transfer =
             unsafe { context.switch_with(message.as_mut_ptr() as usize, self.preserve_fp_env) };
-        // SAFETY: the coroutine passes the address of an initialised Suspend on its stack,
-        // which stays valid until we resume it again, and never reads it afterwards.
-        let reply = unsafe { ptr::read(transfer.data as *const Suspend<Y, R>) };
+        // SAFETY: the coroutine passes the address of an initialised Reply on its stack, which
+        // stays valid until we resume it again and which it never reads afterwards; the tag at
+        // offset 0 (both kinds are repr(C)) says which payload type it carries.
+        let reply = unsafe {
+            if *(transfer.data as *const Kind) == Kind::Yield {
+                Suspend::Yield(ptr::read(&(*(transfer.data as *const Reply<Y>)).payload))
+            } else {
+                ptr::read(&(*(transfer.data as *const Reply<Suspend<Y, R>>)).payload)
+            }
+        };
         match reply {
             Suspend::Yield(_) => {
                 self.context = Some(transfer.from);
@@ -415,7 +440,10 @@ impl<I, Y> Yielder<I, Y> {
             .resumer
             .take()
             .expect("a running coroutine knows its resumer");
-        let mut message = MaybeUninit::new(Suspend::<Y, ()>::Yield(value));
+        let mut message = MaybeUninit::new(Reply {
+            kind: Kind::Yield,
+            payload: value,
+        });
         // SAFETY: `resumer` is the suspended context that resumed us, on this thread, consumed
         // here; it reads `message` once before resuming us again.
         let transfer =
@@ -494,7 +522,10 @@ where
         .expect("a running coroutine knows its resumer");
     let fpenv = yielder.preserve_fp_env;
     drop(yielder);
-    let mut reply = MaybeUninit::new(reply);
+    let mut reply = MaybeUninit::new(Reply {
+        kind: Kind::Last,
+        payload: reply,
+    });
     // SAFETY: the final switch: the resumer reads `reply` and releases this stack without
     // ever resuming this frame, so nothing here runs again.
     unsafe { switch_back(resumer, reply.as_mut_ptr() as usize, fpenv) };

@@ -51,6 +51,20 @@ static ALLOCATOR: Mutex<Allocator> = Mutex::new(Allocator {
     next: 0,
 });
 
+/// A zeroed chunk on the heap (all-zero atomics are valid), never on the stack: a chunk is
+/// 32 KiB, more than a small coroutine's stack that may be mapping a new stack.
+#[cold]
+#[inline(never)]
+fn new_chunk() -> *mut Chunk {
+    let layout = std::alloc::Layout::new::<Chunk>();
+    // SAFETY: the layout is non-zero-sized; an all-zero Slot (atomics) is a valid value.
+    let p = unsafe { std::alloc::alloc_zeroed(layout) } as *mut Chunk;
+    if p.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    p
+}
+
 /// A stack's entry in the registry; clears it on drop.
 pub(crate) struct Registration {
     slot: u32,
@@ -78,13 +92,7 @@ impl Registration {
                     let i = a.next;
                     let c = &REGISTRY[i as usize / CHUNK_SLOTS];
                     if c.load(Ordering::Relaxed).is_null() {
-                        let chunk: Box<Chunk> = Box::new(std::array::from_fn(|_| Slot {
-                            guard_lo: AtomicUsize::new(0),
-                            guard_hi: AtomicUsize::new(0),
-                            usable: AtomicUsize::new(0),
-                            owner: AtomicU64::new(0),
-                        }));
-                        c.store(Box::into_raw(chunk), Ordering::Release);
+                        c.store(new_chunk(), Ordering::Release);
                     }
                     a.next += 1;
                     i

@@ -7,7 +7,7 @@
 //! | | x86_64, aarch64 | riscv64 |
 //! |---|---|---|
 //! | default usable size ([`DEFAULT_STACK_SIZE`]) | 256 KiB | 256 KiB |
-//! | minimum usable size ([`MIN_STACK_SIZE`]) | 16 KiB | 16 KiB |
+//! | minimum usable size ([`MIN_STACK_SIZE`]) | 32 KiB | 32 KiB |
 //! | guard ([`DEFAULT_GUARD_SIZE`]) | one page | 64 KiB |
 //!
 //! Why the riscv64 guard is larger: rustc emits stack probes on x86_64 and aarch64, so no
@@ -44,9 +44,9 @@ pub mod pool;
 /// space of a 47-bit process.
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 
-/// The smallest usable size accepted: 16 KiB, room for the entry frame, a panic's unwinding
-/// and a signal frame.
-pub const MIN_STACK_SIZE: usize = 16 * 1024;
+/// The smallest usable size accepted: 32 KiB, room for the entry frame, a panic whose hook
+/// captures and prints a backtrace (about 24 KiB on x86_64), and a signal frame.
+pub const MIN_STACK_SIZE: usize = 32 * 1024;
 
 /// Bytes of the guard below each stack (rounded up to pages at run time).
 #[cfg(not(target_arch = "riscv64"))]

@@ -480,13 +480,9 @@ fn an_overflow_on_a_thread_without_an_altstack_is_still_reported() {
     );
 }
 
-/// A coroutine on a minimum-size stack creates another coroutine. The child must exit
-/// normally: today it overflows, because `overflow::Registration::new` (run for every newly
-/// mapped stack) has a frame of more than 32 KiB: `Box::new(std::array::from_fn(..))` builds
-/// the 1024-slot registry chunk on the stack first, in debug and release builds alike. About
-/// 40 KiB of stack is needed to create a coroutine; `MIN_STACK_SIZE` is 16 KiB.
+/// A coroutine on a minimum-size stack creates another coroutine (mapping a new stack, which
+/// registers its guard). Regression: the registry once built its 32 KiB chunk on the stack.
 #[test]
-#[ignore = "known bug: overflow::Registration::new has a >32 KiB stack frame"]
 fn creating_a_coroutine_inside_a_minimum_size_coroutine_does_not_overflow() {
     let _serial = serial();
     let death = in_child(|| {
@@ -512,11 +508,9 @@ fn creating_a_coroutine_inside_a_minimum_size_coroutine_does_not_overflow() {
     );
 }
 
-/// `MIN_STACK_SIZE` is documented as room for "a panic's unwinding": with `RUST_BACKTRACE=1`
-/// the default panic hook also captures and symbolises a backtrace on the coroutine's stack,
-/// which needs about 24 KiB (measured on x86_64, debug and release).
+/// `MIN_STACK_SIZE` is documented as room for a panic whose hook captures and symbolises a
+/// backtrace on the coroutine's stack (about 24 KiB on x86_64, debug and release).
 #[test]
-#[ignore = "known limitation: a panic with RUST_BACKTRACE=1 overflows a 16 KiB stack"]
 fn a_panic_with_a_backtrace_fits_in_a_minimum_size_coroutine() {
     let _serial = serial();
     let death = in_child(|| {

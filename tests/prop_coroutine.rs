@@ -570,12 +570,10 @@ fn yield_reaches_the_resumer_for_plain_types() {
     yield_then_return(4u32, 5u32);
 }
 
-/// Known bug (src/coroutine.rs): `Yielder::suspend` sends a `Suspend::<Y, ()>::Yield` and the
-/// resumer reads it as a `Suspend<Y, R>`; when `R` changes the enum's layout (a niche, as in
-/// `Vec`, `String`, `Box`), the yield is read as `Return(<garbage>)`, the coroutine is marked
-/// finished and its stack goes back to the pool while its frames are still suspended on it.
+/// Regression: `Yielder::suspend` once sent a `Suspend::<Y, ()>::Yield` that the resumer read
+/// as a `Suspend<Y, R>`; when `R` changed the enum's layout (a niche, as in `Vec`, `String`,
+/// `Box`), the yield was read as `Return(<garbage>)`.
 #[test]
-#[ignore = "known bug: Yielder::suspend sends Suspend<Y, ()> but the resumer reads Suspend<Y, R>"]
 fn yield_reaches_the_resumer_whatever_the_return_type() {
     yield_then_return((), vec![1u8, 2, 3]);
     yield_then_return(1u8, String::from("r"));

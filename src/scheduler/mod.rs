@@ -1127,6 +1127,17 @@ pub fn init_thread() {
     scheduler();
 }
 
+/// An identity for the calling thread: its scheduler's address if it has one, else 2 (a
+/// value no scheduler has; such threads never own a channel). Does not create a scheduler.
+pub(crate) fn thread_identity() -> usize {
+    let s = SCHEDULER.with(|c| c.get());
+    if s.is_null() {
+        2
+    } else {
+        s as usize
+    }
+}
+
 /// The running tasklet of this thread.
 pub fn current() -> Tasklet {
     let s = scheduler();

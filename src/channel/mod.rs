@@ -70,11 +70,12 @@
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::fmt;
-use std::hint;
 use std::marker::PhantomData;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+mod lock;
+use lock::{BiasedLock, Held};
 
 use crate::error::{Error, Payload, Result};
 use crate::id;
@@ -106,52 +107,36 @@ struct State<T> {
 
 struct Chan<T> {
     id: u64,
-    locked: AtomicBool,
+    lock: BiasedLock,
     state: UnsafeCell<State<T>>,
 }
 
-// SAFETY: the state is only reached under `locked`; the raw pointers in it name waiters on
+// SAFETY: the state is only reached under `lock`; the raw pointers in it name waiters on
 // blocked tasklets' stacks, valid while queued (a waiter is removed under the lock before its
 // tasklet can run again), and values of type T, which move between threads only if T: Send.
 unsafe impl<T: Send> Send for Chan<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Sync for Chan<T> {}
 
-/// The channel's lock, held for a few instructions at a time: one compare-and-swap to take
-/// it, one store to release it. Contention only comes from other threads.
-struct Guard<'a, T>(&'a Chan<T>);
+/// Access to a channel's state, for as long as it lives.
+struct Guard<'a, T> {
+    chan: &'a Chan<T>,
+    _held: Held<'a>,
+}
 
 impl<T> Chan<T> {
+    /// Exclusive access to the state for the calling thread.
     #[inline]
     fn lock(&self) -> Guard<'_, T> {
-        if self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            self.lock_contended();
-        }
-        Guard(self)
+        self.lock_as(scheduler::thread_identity())
     }
 
-    #[cold]
-    fn lock_contended(&self) {
-        let mut spins = 0u32;
-        loop {
-            if !self.locked.load(Ordering::Relaxed)
-                && self
-                    .locked
-                    .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return;
-            }
-            spins += 1;
-            if spins < 64 {
-                hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+    /// Exclusive access for the thread whose scheduler is `s` (already at hand).
+    #[inline(always)]
+    fn lock_as(&self, me: usize) -> Guard<'_, T> {
+        Guard {
+            chan: self,
+            _held: self.lock.acquire(me),
         }
     }
 }
@@ -159,15 +144,8 @@ impl<T> Chan<T> {
 impl<T> Guard<'_, T> {
     #[allow(clippy::mut_from_ref)]
     fn state(&self) -> &mut State<T> {
-        // SAFETY: the lock is held, so this is the only access to the state.
-        unsafe { &mut *self.0.state.get() }
-    }
-}
-
-impl<T> Drop for Guard<'_, T> {
-    #[inline]
-    fn drop(&mut self) {
-        self.0.locked.store(false, Ordering::Release);
+        // SAFETY: the guard proves exclusive access to the state.
+        unsafe { &mut *self.chan.state.get() }
     }
 }
 
@@ -262,7 +240,7 @@ impl<T: Send + 'static> Channel<T> {
         Channel {
             chan: Arc::new(Chan {
                 id: id::next(),
-                locked: AtomicBool::new(false),
+                lock: BiasedLock::new(),
                 state: UnsafeCell::new(State {
                     queue: VecDeque::new(),
                     balance: 0,
