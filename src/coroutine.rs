@@ -290,10 +290,11 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     /// # Panics
     /// If the coroutine has finished or is running, with the sentence of [`ResumeError`];
     /// and with the coroutine's own panic, if it panics.
+    #[inline]
     pub fn resume(&mut self, input: I) -> CoroutineResult<Y, R> {
         match self.try_resume(input) {
             Ok(r) => r,
-            Err(e) => panic!("{e}"),
+            Err(e) => resume_failed(e),
         }
     }
 
@@ -302,6 +303,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     ///
     /// # Errors
     /// [`ResumeError::Finished`] or [`ResumeError::Running`].
+    #[inline]
     pub fn try_resume(&mut self, input: I) -> Result<CoroutineResult<Y, R>, ResumeError> {
         match self.state {
             State::NotStarted | State::Suspended => {}
@@ -312,7 +314,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
         Ok(match message {
             Suspend::Yield(y) => CoroutineResult::Yield(y),
             Suspend::Return(r) => CoroutineResult::Return(r),
-            Suspend::Panic(payload) => panic::resume_unwind(payload),
+            Suspend::Panic(payload) => rethrow(payload),
             // Only a drop sends Unwind, and a drop does not come through here.
             Suspend::Unwound => unreachable!("a coroutine unwound without being dropped"),
         })
@@ -320,11 +322,10 @@ impl<I, Y, R> Coroutine<I, Y, R> {
 
     /// Switches into the coroutine with `message` and returns what it sends back, finishing
     /// the bookkeeping (state, stack release) before anything can panic.
+    #[inline(always)]
     fn switch_in(&mut self, message: Resume<I>) -> Suspend<Y, R> {
-        let context = self
-            .context
-            .take()
-            .expect("a suspended coroutine has a context");
+        // SAFETY: only called in the NotStarted or Suspended state, which always has one.
+        let context = unsafe { self.context.take().unwrap_unchecked() };
         self.state = State::Running;
         let mut message = MaybeUninit::new(message);
         // SAFETY: `context` is this coroutine's suspended frame on its own live stack, on this
@@ -425,21 +426,14 @@ impl<I, Y, R> fmt::Debug for Coroutine<I, Y, R> {
 impl<I, Y> Yielder<I, Y> {
     /// Suspends the coroutine, handing `value` to the [`Coroutine::resume`] that ran it, and
     /// returns the value of the next resume.
+    #[inline]
     pub fn suspend(&self, value: Y) -> I {
-        if self.unwinding.get() {
-            // A drop asked us to unwind and user code caught it; keep unwinding.
-            if std::thread::panicking() {
-                fatal("a coroutine tried to suspend while its stack was being unwound");
-            }
-            panic::resume_unwind(Box::new(ForcedUnwind));
+        if self.unwinding.get() || std::thread::panicking() {
+            self.refuse_to_suspend();
         }
-        if std::thread::panicking() {
-            fatal("a coroutine tried to suspend while its stack was being unwound");
-        }
-        let resumer = self
-            .resumer
-            .take()
-            .expect("a running coroutine knows its resumer");
+        // SAFETY: a running coroutine always holds its resumer (it is only taken here and in
+        // the entry's last switch, and put back when we are resumed).
+        let resumer = unsafe { self.resumer.take().unwrap_unchecked() };
         let mut message = MaybeUninit::new(Reply {
             kind: Kind::Yield,
             payload: value,
@@ -458,6 +452,31 @@ impl<I, Y> Yielder<I, Y> {
             }
         }
     }
+}
+
+impl<I, Y> Yielder<I, Y> {
+    /// Suspending is impossible: a drop asked us to unwind and user code caught it (keep
+    /// unwinding), or the stack is unwinding right now (a hard error).
+    #[cold]
+    #[inline(never)]
+    fn refuse_to_suspend(&self) -> ! {
+        if std::thread::panicking() {
+            fatal("a coroutine tried to suspend while its stack was being unwound");
+        }
+        panic::resume_unwind(Box::new(ForcedUnwind))
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn resume_failed(e: ResumeError) -> ! {
+    panic!("{e}")
+}
+
+#[cold]
+#[inline(never)]
+fn rethrow(payload: Box<dyn Any + Send>) -> ! {
+    panic::resume_unwind(payload)
 }
 
 impl<I, Y> fmt::Debug for Yielder<I, Y> {

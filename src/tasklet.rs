@@ -134,12 +134,13 @@ impl Inner {
 /// handle does not end a tasklet: the scheduler keeps every live tasklet until it ends or its
 /// thread ends (see [`scheduler`](crate::scheduler)).
 pub struct Tasklet {
-    pub(crate) inner: Arc<Inner>,
+    /// Taken out in `drop`, which may keep the allocation for reuse.
+    pub(crate) inner: std::mem::ManuallyDrop<Arc<Inner>>,
 }
 
 impl Clone for Tasklet {
     fn clone(&self) -> Tasklet {
-        Tasklet::from_arc(self.inner.clone())
+        Tasklet::from_arc(Arc::clone(&self.inner))
     }
 }
 
@@ -147,17 +148,67 @@ impl Drop for Tasklet {
     fn drop(&mut self) {
         let n = self.inner.handles.get() - 1;
         self.inner.handles.set(n);
-        if n == 0 && !self.inner.alive() {
+        // SAFETY: taken once, here, and `self.inner` is not used again.
+        let inner = unsafe { std::mem::ManuallyDrop::take(&mut self.inner) };
+        if n == 0 && !inner.alive() {
             // Nobody can ask for the result any more; drop it on its own thread.
-            self.inner.result.borrow_mut().take();
+            inner.result.borrow_mut().take();
+            recycle(inner);
         }
     }
+}
+
+/// How many dead tasklets' allocations a thread keeps for reuse.
+const RECYCLED_MAX: usize = 64;
+
+thread_local! {
+    /// Allocations of dead tasklets nobody refers to any more, reused by the next tasklets
+    /// of this thread instead of a `malloc` and a `free` each.
+    static RECYCLED: RefCell<Vec<Arc<Inner>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps the allocation of a dead tasklet for reuse if this was its last reference;
+/// otherwise just drops this reference.
+pub(crate) fn recycle(inner: Arc<Inner>) {
+    if Arc::strong_count(&inner) != 1 || inner.alive() {
+        return;
+    }
+    let _ = RECYCLED.try_with(move |r| {
+        let mut r = r.borrow_mut();
+        if r.len() < RECYCLED_MAX {
+            r.push(inner);
+        }
+    });
+}
+
+/// A new, not yet started tasklet's state: a recycled allocation if the thread has one (a
+/// dead tasklet's fields are already empty; only those that differ are set), else a new one.
+pub(crate) fn new_tasklet(id: u64, owner: *const (), preserve_fp_env: bool) -> Arc<Inner> {
+    let old = RECYCLED.try_with(|r| r.borrow_mut().pop()).ok().flatten();
+    if let Some(mut a) = old {
+        if let Some(t) = Arc::get_mut(&mut a) {
+            debug_assert!(!t.in_ring() && t.blocked.get() == 0 && t.handles.get() == 0);
+            t.id = id;
+            t.owner = owner;
+            t.preserve_fp_env = preserve_fp_env;
+            t.life.set(Life::New);
+            t.name.get_mut().take();
+            t.pending.get_mut().take();
+            t.result.get_mut().take();
+            t.atomic.set(false);
+            t.block_trap.set(false);
+            return a;
+        }
+    }
+    Arc::new(Inner::new(id, false, owner, preserve_fp_env))
 }
 
 impl Tasklet {
     pub(crate) fn from_arc(inner: Arc<Inner>) -> Tasklet {
         inner.handles.set(inner.handles.get() + 1);
-        Tasklet { inner }
+        Tasklet {
+            inner: std::mem::ManuallyDrop::new(inner),
+        }
     }
 
     /// The tasklet's id, unique in the process.

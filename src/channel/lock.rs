@@ -97,17 +97,9 @@ impl BiasedLock {
     #[cold]
     #[inline(never)]
     fn acquire_shared(&self) -> Held<'_> {
-        let mut spins = 0u32;
+        let mut backoff = Backoff::default();
         while self.locked.swap(true, Ordering::Acquire) {
-            spins += 1;
-            if spins < 64 {
-                hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-            while self.locked.load(Ordering::Relaxed) {
-                hint::spin_loop();
-            }
+            backoff.wait();
         }
         if self.owner.load(Ordering::Relaxed) != SHARED {
             self.revoke();
@@ -118,10 +110,35 @@ impl BiasedLock {
     /// Ends the bias for good (under the spin lock): see the module docs.
     #[cold]
     fn revoke(&self) {
+        // Nobody owns it yet: no owner can be inside, no barrier needed.
+        if self
+            .owner
+            .compare_exchange(UNOWNED, SHARED, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
         self.owner.store(SHARED, Ordering::SeqCst);
         full_barrier_on_all_threads();
+        let mut backoff = Backoff::default();
         while self.owner_busy.load(Ordering::Acquire) {
+            backoff.wait();
+        }
+    }
+}
+
+/// Spin a little, then give the CPU away: the thread we wait for may have been preempted,
+/// and spinning through its time slice would only delay it.
+#[derive(Default)]
+struct Backoff(u32);
+
+impl Backoff {
+    fn wait(&mut self) {
+        self.0 += 1;
+        if self.0 < 32 {
             hint::spin_loop();
+        } else {
+            std::thread::yield_now();
         }
     }
 }

@@ -8,6 +8,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use microthread::coroutine::{Builder, Coroutine};
+use microthread::scheduler::{self, schedule, spawn as spawn_tasklet};
+use microthread::Channel;
 
 use super::{per_op, Row};
 
@@ -27,6 +29,26 @@ pub const ROWS: &[Row] = &[
         key: "spawn_ns",
         label: "spawn + run to completion (pooled stack)",
         measure: spawn,
+    },
+    Row {
+        key: "schedule_round_trip_ns",
+        label: "schedule() ping-pong between two tasklets",
+        measure: schedule_round_trip,
+    },
+    Row {
+        key: "tasklet_spawn_ns",
+        label: "tasklet spawn + run to completion (scheduler)",
+        measure: tasklet_spawn,
+    },
+    Row {
+        key: "channel_round_trip_ns",
+        label: "channel ping-pong, two tasklets, one thread",
+        measure: channel_round_trip,
+    },
+    Row {
+        key: "channel_cross_thread_round_trip_ns",
+        label: "channel ping-pong between two threads (condvar sleep/wake)",
+        measure: channel_cross_thread_round_trip,
     },
 ];
 
@@ -74,4 +96,78 @@ fn spawn_one() {
     let mut co: Coroutine<(), (), u32> =
         Coroutine::new(|_, ()| black_box(1)).expect("a stack for the benchmark coroutine");
     black_box(co.resume(()));
+}
+
+/// One side of the schedule ping-pong: both tasklets run this same function, so both suspend
+/// at the same place, as in a symmetric ping-pong.
+fn yielder_loop(n: u64) -> impl FnOnce() {
+    move || {
+        for _ in 0..n {
+            black_box(schedule()).expect("schedule in the benchmark");
+        }
+    }
+}
+
+/// Two tasklets call `schedule()` alternately, `iterations` round trips (two switches each).
+fn schedule_round_trip(iterations: u64) -> f64 {
+    spawn_tasklet(yielder_loop(iterations)).expect("a stack");
+    spawn_tasklet(yielder_loop(iterations)).expect("a stack");
+    let start = Instant::now();
+    scheduler::run().expect("the benchmark tasklets do not fail");
+    per_op(start.elapsed(), iterations)
+}
+
+/// `spawn` of a trivial closure plus the `run()` that runs it to completion, on a pooled stack.
+fn tasklet_spawn(iterations: u64) -> f64 {
+    spawn_tasklet(|| ()).expect("a stack");
+    scheduler::run().expect("no failure");
+    let start = Instant::now();
+    for _ in 0..iterations {
+        let t = spawn_tasklet(|| black_box(())).expect("a stack");
+        scheduler::run().expect("no failure");
+        drop(t);
+    }
+    per_op(start.elapsed(), iterations)
+}
+
+/// The echoing side of a channel ping-pong: receive on `a`, send back on `b`.
+fn echo(a: Channel<u64>, b: Channel<u64>, n: u64) -> impl FnOnce() {
+    move || {
+        for _ in 0..n {
+            let v = a.receive().expect("the ping");
+            b.send(v + 1).expect("the pong");
+        }
+    }
+}
+
+/// Two tasklets of one thread: one sends on `a` and receives on `b`, the other echoes.
+fn channel_round_trip(iterations: u64) -> f64 {
+    let (a, b) = (Channel::new(), Channel::new());
+    spawn_tasklet(echo(a.clone(), b.clone(), iterations)).expect("a stack");
+    spawn_tasklet(move || {
+        for i in 0..iterations {
+            a.send(i).expect("the ping");
+            black_box(b.receive().expect("the pong"));
+        }
+    })
+    .expect("a stack");
+    let start = Instant::now();
+    scheduler::run().expect("the benchmark tasklets do not fail");
+    per_op(start.elapsed(), iterations)
+}
+
+/// This thread's main tasklet and another thread's ping-pong through two channels; a thread
+/// with nothing to run sleeps on its condition variable until the other's send wakes it.
+fn channel_cross_thread_round_trip(iterations: u64) -> f64 {
+    scheduler::init_thread();
+    let (a, b) = (Channel::<u64>::new(), Channel::<u64>::new());
+    let other = microthread::spawn_thread(echo(a.clone(), b.clone(), iterations));
+    let start = Instant::now();
+    for i in 0..iterations {
+        a.send(i).expect("the ping");
+        black_box(b.receive().expect("the pong"));
+    }
+    let elapsed = start.elapsed();
+    other.join().expect("the echo thread");
+    per_op(elapsed, iterations)
 }

@@ -223,6 +223,7 @@ unsafe fn after_switch(t: Transfer) {
         if let Some(stack) = dead.stack.take() {
             pool::release(stack);
         }
+        crate::tasklet::recycle(dead);
     }
 }
 
@@ -850,17 +851,15 @@ impl TaskletBuilder {
             Placed::Inline(f) => unsafe { place(top, f) },
             Placed::Boxed(b) => unsafe { place(top, move || b()) },
         };
-        let inner = Inner::new(
+        let rc = crate::tasklet::new_tasklet(
             id,
-            false,
             s as *const Scheduler as *const (),
             self.preserve_fp_env,
         );
-        inner.context.set(Some(ctx));
-        inner.stack.set(Some(stack));
-        inner.closure.set(closure);
-        inner.drop_closure.set(Some(drop_fn));
-        let rc = Arc::new(inner);
+        rc.context.set(Some(ctx));
+        rc.stack.set(Some(stack));
+        rc.closure.set(closure);
+        rc.drop_closure.set(Some(drop_fn));
         let t = Tasklet::from_arc(rc.clone());
         // SAFETY: the list takes over one strong reference.
         unsafe { s.register(Arc::into_raw(rc)) };
@@ -1222,18 +1221,20 @@ struct PopWatchdogs(&'static Scheduler, *const Inner);
 impl Drop for PopWatchdogs {
     fn drop(&mut self) {
         let PopWatchdogs(s, me) = *self;
-        let deeper: Vec<*const Inner> = {
-            let mut w = s.watchdogs.borrow_mut();
-            match w.iter().rposition(|&p| p == me) {
-                Some(i) => w.drain(i..).collect(),
-                None => Vec::new(),
-            }
-        };
-        for p in deeper.into_iter().rev() {
+        if !s.watchdogs.borrow().contains(&me) {
+            return;
+        }
+        // Innermost first, as Stackless pops them, down to and including `me`.
+        loop {
+            let p = s.watchdogs.borrow_mut().pop();
+            let Some(p) = p else { break };
             // SAFETY: watchdogs are live tasklets of this thread.
             if unsafe { (*p).floating() } {
                 // SAFETY: as above, and floating.
                 unsafe { s.ring_insert(p) };
+            }
+            if p == me {
+                break;
             }
         }
     }

@@ -234,7 +234,7 @@ impl Tasklet {
                 .clone()
         };
         RemoteTasklet {
-            tasklet: Arc::new(SendArc(self.inner.clone())),
+            tasklet: Arc::new(SendArc(Arc::clone(&self.inner))),
             owner,
             id: self.inner.id,
         }

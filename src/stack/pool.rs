@@ -18,10 +18,10 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 
-use super::{round_to_pages, Stack, MIN_STACK_SIZE};
+use super::{round_to_pages, Stack, DEFAULT_STACK_SIZE, MIN_STACK_SIZE};
 
 /// How many stacks a thread's pool keeps unless told otherwise.
 pub const DEFAULT_HIGH_WATER_MARK: usize = 64;
@@ -32,6 +32,9 @@ struct Pool {
 }
 
 thread_local! {
+    /// The most recently released default-size stack: the common case of a spawn right after
+    /// a finish costs no search and no `RefCell` borrow. Counts towards the pool.
+    static LAST_DEFAULT: Cell<Option<Stack>> = const { Cell::new(None) };
     static POOL: RefCell<Pool> = const {
         RefCell::new(Pool { stacks: Vec::new(), high_water_mark: DEFAULT_HIGH_WATER_MARK })
     };
@@ -42,7 +45,17 @@ thread_local! {
 ///
 /// # Errors
 /// As [`Stack::new`].
+#[inline]
 pub fn acquire(size: usize) -> io::Result<Stack> {
+    if size == DEFAULT_STACK_SIZE {
+        if let Ok(Some(stack)) = LAST_DEFAULT.try_with(|c| c.take()) {
+            return Ok(stack);
+        }
+    }
+    acquire_pooled(size)
+}
+
+fn acquire_pooled(size: usize) -> io::Result<Stack> {
     let rounded = round_to_pages(size.max(MIN_STACK_SIZE));
     let pooled = POOL
         .try_with(|p| {
@@ -59,10 +72,42 @@ pub fn acquire(size: usize) -> io::Result<Stack> {
 }
 
 /// Gives a stack back: pooled if the pool is below its high-water mark, unmapped otherwise.
+#[inline]
 pub fn release(stack: Stack) {
+    let stack = if stack.size() == DEFAULT_STACK_SIZE && high_water_mark() > 0 {
+        match LAST_DEFAULT.try_with(move |c| match c.take() {
+            None => {
+                c.set(Some(stack));
+                None
+            }
+            Some(other) => {
+                c.set(Some(stack));
+                Some(other)
+            }
+        }) {
+            Ok(None) => return,
+            Ok(Some(other)) => other,
+            Err(_) => return,
+        }
+    } else {
+        stack
+    };
+    release_pooled(stack);
+}
+
+fn release_pooled(stack: Stack) {
+    // The fast slot's stack counts towards the mark too.
+    let in_slot = LAST_DEFAULT
+        .try_with(|c| {
+            let s = c.take();
+            let n = s.is_some() as usize;
+            c.set(s);
+            n
+        })
+        .unwrap_or(0);
     let _ = POOL.try_with(move |p| {
         let mut p = p.borrow_mut();
-        if p.stacks.len() < p.high_water_mark {
+        if p.stacks.len() + in_slot < p.high_water_mark {
             p.stacks.push(stack);
         }
         // Otherwise `stack` is dropped here, which unmaps it.
@@ -71,7 +116,22 @@ pub fn release(stack: Stack) {
 
 /// How many stacks this thread's pool holds now.
 pub fn len() -> usize {
-    POOL.try_with(|p| p.borrow().stacks.len()).unwrap_or(0)
+    let last = LAST_DEFAULT
+        .try_with(|c| {
+            let s = c.take();
+            let n = s.is_some() as usize;
+            c.set(s);
+            n
+        })
+        .unwrap_or(0);
+    POOL.try_with(|p| p.borrow().stacks.len()).unwrap_or(0) + last
+}
+
+/// Moves the fast slot's stack into the pool proper.
+fn flush_last() {
+    if let Ok(Some(s)) = LAST_DEFAULT.try_with(|c| c.take()) {
+        release_pooled(s);
+    }
 }
 
 /// The most stacks this thread's pool keeps.
@@ -82,6 +142,7 @@ pub fn high_water_mark() -> usize {
 /// Sets the most stacks this thread's pool keeps, unmapping any above the new mark at once.
 /// Returns the previous mark. `0` disables pooling.
 pub fn set_high_water_mark(n: usize) -> usize {
+    flush_last();
     POOL.with(|p| {
         let mut p = p.borrow_mut();
         let old = std::mem::replace(&mut p.high_water_mark, n);
@@ -98,6 +159,7 @@ pub fn set_high_water_mark(n: usize) -> usize {
 
 /// Unmaps every pooled stack of this thread.
 pub fn clear() {
+    flush_last();
     let stacks = POOL.with(|p| std::mem::take(&mut p.borrow_mut().stacks));
     drop(stacks);
 }
