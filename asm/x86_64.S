@@ -32,7 +32,8 @@
  *   0x40    | return address (into the caller)|
  *
  * so every resume is the same seven pops and an indirect jump, whoever suspended the frame;
- * a frame that saved the FP environment restores it on its own way back in.
+ * a frame that saved the FP environment restores it on its own way back in. (The FP switch
+ * itself recognises such a frame by its resume pc and restores it directly.)
  *
  * Alignment: the saved sp is 8 mod 16 (the caller's rsp is 16-aligned before its `call`). A
  * new context's frame is laid out by src/arch.rs so that the trampoline starts with rsp
@@ -198,11 +199,48 @@ FUNC_BEGIN(microthread_ctx_switch_fpenv)
     .cfi_rel_offset r12, 0
 
     movq    %rsp, %rax
-    /* A target suspended by the plain switch never saved an environment: give it Rust's. */
+    movq    %rsi, %rdx
+    /*
+     * A target suspended here too (its resume pc is our stub) gets its own environment back
+     * right now, and skips the stub: one load of each register instead of two, and no
+     * second indirect jump. Any other target never saved one: it gets Rust's default.
+     */
+    leaq    .Lrestore_fpenv(%rip), %rcx
+    cmpq    %rcx, 0x30(%rdi)
+    jne     1f
+    ldmxcsr 0x38(%rdi)
+    fldcw   0x3c(%rdi)
+    movq    %rdi, %rsp
+    .cfi_def_cfa_offset 0x48
+    popq    %r12
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r12
+    popq    %r13
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r13
+    popq    %r14
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r14
+    popq    %r15
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore r15
+    popq    %rbx
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore rbx
+    popq    %rbp
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore rbp
+    /* Past the stub's address and the environment word, to the real return address. */
+    addq    $16, %rsp
+    .cfi_adjust_cfa_offset -16
+    popq    %rcx
+    .cfi_adjust_cfa_offset -8
+    jmpq    *%rcx
+1:
+    .cfi_def_cfa_offset 0x48
     ldmxcsr .Ldefault_mxcsr(%rip)
     fldcw   .Ldefault_x87cw(%rip)
     movq    %rdi, %rsp
-    movq    %rsi, %rdx
     /* The target's frame: the plain shape (CFA = rsp + 0x38) until its resume pc says more. */
     .cfi_def_cfa_offset 0x38
     popq    %r12

@@ -376,6 +376,9 @@ fn a_sleeping_thread_is_woken_by_a_send_from_another_thread() {
 
 #[test]
 fn cross_thread_rendezvous_lets_the_caller_continue() {
+    // This thread will wake the other: it must count as awake before the other blocks,
+    // or the other's last blocking call is (rightly) a deadlock.
+    scheduler::init_thread();
     let ch: Channel<u32> = Channel::new();
     let c = ch.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -388,10 +391,8 @@ fn cross_thread_rendezvous_lets_the_caller_continue() {
         done.receive().unwrap() // sleeps until the other thread's send wakes the tasklet
     });
     ready_rx.recv().unwrap();
-    on_thread(move || {
-        assert_eq!(ch.balance(), -1);
-        ch.send(5).unwrap(); // the receiver is on another thread: we continue
-        assert_eq!(ch.balance(), 0);
-    });
+    assert_eq!(ch.balance(), -1);
+    ch.send(5).unwrap(); // the receiver is on another thread: we continue
+    assert_eq!(ch.balance(), 0);
     assert_eq!(receiver.join().unwrap(), 6);
 }
