@@ -11,16 +11,22 @@
 //! |---|---|
 //! | `switch_round_trip` | resume a suspended coroutine that suspends straight back |
 //! | `spawn_complete` | create a trivial coroutine on a reused stack and run it to completion |
-//! | `scheduler_yield` | a `yield_now` through may's scheduler (1 coroutine; 2 in ping-pong) |
+//! | `scheduler_yield` | a round trip between two coroutines through a scheduler: microthread `schedule()`, may `yield_now` (and may with 1 coroutine) |
+//! | `tasklet_spawn` | create a trivial tasklet through the scheduler and run it to completion |
+//! | `channel_round_trip` | send on one channel and receive the echo on another, two coroutines on one thread: microthread `Channel`, may `mpsc` |
 //!
 //! The microthread loops are those of the report (`src/report/rows.rs`).
 //!
 //! Peers per target: corosensei 0.3.4 and may 0.3 build on x86_64, aarch64 and riscv64;
 //! context 3.0.0 has no riscv64 assembly (its build script panics), so it is a dev-dependency
-//! and a benchmark only where `target_arch` is not riscv64.
+//! and a benchmark only where `target_arch` is not riscv64. The may benchmarks run on x86_64
+//! only: under qemu-user (where the other targets are tested) may's ping-pong was seen to hang,
+//! and emulated timings mean nothing anyway.
 
 use std::hint::black_box;
+#[cfg(target_arch = "x86_64")]
 use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(target_arch = "x86_64")]
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -146,11 +152,39 @@ fn spawn_microthread() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Scheduler yield (may). One worker thread, so every coroutine runs on it in turn.
+// Scheduler round trip. may: one worker thread, so every coroutine runs on it in turn.
+
+/// One side of microthread's schedule ping-pong (the report's loop).
+fn microthread_yielder(n: u64) -> impl FnOnce() {
+    move || {
+        for _ in 0..n {
+            black_box(microthread::schedule()).expect("schedule");
+        }
+    }
+}
 
 fn scheduler_yield(c: &mut Criterion) {
-    may::config().set_workers(1);
     let mut g = c.benchmark_group("scheduler_yield");
+
+    // Two tasklets: A -> B -> A per iteration, through schedule().
+    g.bench_function("microthread_schedule_pingpong", |b| {
+        b.iter_custom(|iters| {
+            microthread::spawn(microthread_yielder(iters)).expect("a stack");
+            microthread::spawn(microthread_yielder(iters)).expect("a stack");
+            let start = Instant::now();
+            microthread::run().expect("no failure");
+            start.elapsed()
+        });
+    });
+
+    #[cfg(target_arch = "x86_64")]
+    may_yield(&mut g);
+    g.finish();
+}
+
+#[cfg(target_arch = "x86_64")]
+fn may_yield(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    may::config().set_workers(1);
 
     // One coroutine: yield_now puts it at the back of an otherwise empty run queue.
     g.bench_function("may_yield_now_1", |b| {
@@ -197,11 +231,91 @@ fn scheduler_yield(c: &mut Criterion) {
             .expect("the timed may coroutine")
         });
     });
+}
 
+// ---------------------------------------------------------------------------------------------
+// Tasklet spawn through the scheduler
+
+fn tasklet_spawn(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tasklet_spawn");
+    g.bench_function("microthread_spawn_run", |b| {
+        b.iter(|| {
+            let t = microthread::spawn(|| black_box(())).expect("a stack");
+            microthread::run().expect("no failure");
+            t
+        });
+    });
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Channel ping-pong on one thread
+
+fn microthread_echo(
+    a: microthread::Channel<u64>,
+    b: microthread::Channel<u64>,
+    n: u64,
+) -> impl FnOnce() {
+    move || {
+        for _ in 0..n {
+            let v = a.receive().expect("ping");
+            b.send(v + 1).expect("pong");
+        }
+    }
+}
+
+fn channel_round_trip(c: &mut Criterion) {
+    let mut g = c.benchmark_group("channel_round_trip");
+    g.bench_function("microthread_channel", |bench| {
+        bench.iter_custom(|iters| {
+            let (a, b) = (microthread::Channel::new(), microthread::Channel::new());
+            microthread::spawn(microthread_echo(a.clone(), b.clone(), iters)).expect("a stack");
+            microthread::spawn(move || {
+                for i in 0..iters {
+                    a.send(i).expect("ping");
+                    black_box(b.receive().expect("pong"));
+                }
+            })
+            .expect("a stack");
+            let start = Instant::now();
+            microthread::run().expect("no failure");
+            start.elapsed()
+        });
+    });
+
+    #[cfg(target_arch = "x86_64")]
+    g.bench_function("may_mpsc", |bench| {
+        may::config().set_workers(1);
+        bench.iter_custom(|iters| {
+            may_spawn(move || {
+                let (tx1, rx1) = may::sync::mpsc::channel::<u64>();
+                let (tx2, rx2) = may::sync::mpsc::channel::<u64>();
+                let echo = may_spawn(move || {
+                    while let Ok(v) = rx1.recv() {
+                        if tx2.send(v + 1).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let start = Instant::now();
+                for i in 0..iters {
+                    tx1.send(i).expect("ping");
+                    black_box(rx2.recv().expect("pong"));
+                }
+                let elapsed = start.elapsed();
+                drop(tx1);
+                echo.join().expect("the echo coroutine");
+                elapsed
+            })
+            .join()
+            .expect("the timed may coroutine")
+        });
+    });
     g.finish();
 }
 
 /// `may::coroutine::spawn`, for the closures of this file only.
+#[cfg(target_arch = "x86_64")]
 fn may_spawn<F, T>(f: F) -> may::coroutine::JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
@@ -216,6 +330,6 @@ where
 criterion_group! {
     name = peers;
     config = config();
-    targets = switch_round_trip, spawn_complete, scheduler_yield
+    targets = switch_round_trip, spawn_complete, scheduler_yield, tasklet_spawn, channel_round_trip
 }
 criterion_main!(peers);
