@@ -211,7 +211,14 @@ FUNC_BEGIN(microthread_ctx_switch_fpenv)
     ldmxcsr 0x38(%rdi)
     fldcw   0x3c(%rdi)
     movq    %rdi, %rsp
+    /* From here the CFI describes the target's frame, which saved its FP environment. */
     .cfi_def_cfa_offset 0x48
+    .cfi_offset r12, -0x48
+    .cfi_offset r13, -0x40
+    .cfi_offset r14, -0x38
+    .cfi_offset r15, -0x30
+    .cfi_offset rbx, -0x28
+    .cfi_offset rbp, -0x20
     popq    %r12
     .cfi_adjust_cfa_offset -8
     .cfi_restore r12
@@ -243,6 +250,12 @@ FUNC_BEGIN(microthread_ctx_switch_fpenv)
     movq    %rdi, %rsp
     /* The target's frame: the plain shape (CFA = rsp + 0x38) until its resume pc says more. */
     .cfi_def_cfa_offset 0x38
+    .cfi_offset r12, -0x38
+    .cfi_offset r13, -0x30
+    .cfi_offset r14, -0x28
+    .cfi_offset r15, -0x20
+    .cfi_offset rbx, -0x18
+    .cfi_offset rbp, -0x10
     popq    %r12
     .cfi_adjust_cfa_offset -8
     .cfi_restore r12
