@@ -393,7 +393,7 @@ impl<T: Send + 'static> Channel<T> {
                 return Err((e, msg));
             }
         }
-        let g = self.chan.lock();
+        let g = self.chan.lock_as(s as *const Scheduler as usize);
         let st = g.state();
         let cando = if DIR > 0 {
             st.balance < 0

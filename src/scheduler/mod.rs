@@ -1128,6 +1128,7 @@ pub fn init_thread() {
 
 /// An identity for the calling thread: its scheduler's address if it has one, else 2 (a
 /// value no scheduler has; such threads never own a channel). Does not create a scheduler.
+#[inline]
 pub(crate) fn thread_identity() -> usize {
     let s = SCHEDULER.with(|c| c.get());
     if s.is_null() {
