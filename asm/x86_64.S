@@ -313,6 +313,89 @@ FUNC_BEGIN(microthread_ctx_trampoline)
     ud2
 FUNC_END(microthread_ctx_trampoline)
 
+/*
+ * The light switch, for contexts that only ever switch with each other through it (a
+ * coroutine and its resumer, when the FP environment is not preserved). It saves only rbx and
+ * rbp, the two callee-saved registers an inline `asm!` block cannot declare clobbered; the
+ * Rust side calls it from such a block that declares r12-r15 clobbered, so the compiler saves
+ * only those of them that are live, and nothing at all in a loop that keeps nothing there.
+ * Together the two still preserve every callee-saved register across the switch.
+ *
+ * Light frame, at a suspended context's stack pointer:
+ *
+ *   offset  +--------------------------------+
+ *   0x00    | rbx                            |
+ *   0x08    | rbp                            |
+ *   0x10    | resume pc                      |
+ *           +--------------------------------+
+ *
+ * A light frame must be resumed by a light switch, and a full frame by a full one.
+ *
+ * microthread_ctx_switch_light: entered by `call`, leaves by `jmp` (the resume direction).
+ * On entry: rdi = target's saved sp, rsi = word, [rsp] = return address.
+ * On exit (in the target): rax = our saved sp, rdx = the word.
+ */
+FUNC_BEGIN(microthread_ctx_switch_light)
+    pushq   %rbp
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rbp, 0
+    pushq   %rbx
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rbx, 0
+    movq    %rsp, %rax
+    movq    %rdi, %rsp
+    movq    %rsi, %rdx
+    popq    %rbx
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore rbx
+    popq    %rbp
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore rbp
+    popq    %rcx
+    .cfi_adjust_cfa_offset -8
+    .cfi_register rip, rcx
+    jmpq    *%rcx
+FUNC_END(microthread_ctx_switch_light)
+
+/*
+ * microthread_ctx_switch_light_ret: the same, entered by a jump after the caller stored its
+ * return address itself, and leaving by `ret` (the suspend direction; see context.rs).
+ * On entry: rdi, rsi as above, [rsp] = the return address the caller pushed.
+ */
+FUNC_BEGIN(microthread_ctx_switch_light_ret)
+    pushq   %rbp
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rbp, 0
+    pushq   %rbx
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rbx, 0
+    movq    %rsp, %rax
+    movq    %rdi, %rsp
+    movq    %rsi, %rdx
+    popq    %rbx
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore rbx
+    popq    %rbp
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore rbp
+    ret
+FUNC_END(microthread_ctx_switch_light_ret)
+
+/*
+ * First instruction of a new light context (its initial light frame is written by
+ * src/arch.rs, with the entry's argument in the word above the frame).
+ * On entry: rax = the resumer's saved sp, rdx = its word, rbx = the Rust entry function,
+ *           rbp = 0, rsp = 16-aligned, pointing at the entry's argument.
+ */
+FUNC_BEGIN(microthread_ctx_trampoline_light)
+    .cfi_undefined rip
+    movq    %rax, %rdi
+    movq    %rdx, %rsi
+    movq    (%rsp), %rdx
+    callq   *%rbx
+    ud2
+FUNC_END(microthread_ctx_trampoline_light)
+
     .section .rodata
     .p2align 2
 /* The power-on defaults Rust code assumes: all exceptions masked, round to nearest. */

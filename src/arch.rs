@@ -38,6 +38,47 @@ extern "C" {
 #[cfg(not(target_arch = "x86_64"))]
 pub(crate) use self::microthread_ctx_switch as microthread_ctx_switch_ret;
 
+#[cfg(target_arch = "x86_64")]
+extern "C" {
+    /// The light switch (x86_64): saves only rbx and rbp; see asm/x86_64.S. Called only from
+    /// `asm!` blocks in `context` that declare r12-r15 clobbered.
+    pub(crate) fn microthread_ctx_switch_light();
+    /// Its `ret`-ending twin, entered by a jump.
+    pub(crate) fn microthread_ctx_switch_light_ret();
+    fn microthread_ctx_trampoline_light();
+}
+
+/// Bytes of the initial light frame below the top: rbx, rbp, pc, the entry's argument, and
+/// padding that leaves the trampoline 16-aligned.
+#[cfg(target_arch = "x86_64")]
+pub(crate) const INITIAL_LIGHT_FRAME_SIZE: usize = 0x28;
+
+/// Writes the initial light frame below `top` (x86_64): rbx = entry, rbp = 0, pc = the light
+/// trampoline, then the argument, which the trampoline reads from its stack.
+///
+/// # Safety
+/// - `top` must be 16-aligned and the `INITIAL_LIGHT_FRAME_SIZE` bytes below it writable.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn init_light_frame(top: *mut u8, entry: usize, arg: usize) -> *mut u8 {
+    debug_assert_eq!(
+        top as usize % STACK_ALIGN,
+        0,
+        "stack top must be 16-aligned"
+    );
+    // SAFETY: the caller guarantees the bytes below `top`; every slot is an aligned word.
+    unsafe {
+        let frame = top.sub(INITIAL_LIGHT_FRAME_SIZE) as *mut usize;
+        frame.write(entry);
+        frame.add(1).write(0);
+        frame
+            .add(2)
+            .write(microthread_ctx_trampoline_light as *const () as usize);
+        frame.add(3).write(arg);
+        frame.add(4).write(0);
+        frame as *mut u8
+    }
+}
+
 /// Stack pointer alignment all three psABIs require at a call.
 pub(crate) const STACK_ALIGN: usize = 16;
 

@@ -173,6 +173,114 @@ impl Context {
         }
     }
 
+    /// Lays out a new *light* context below `top`: one that is only ever switched with
+    /// [`Context::switch_light`] and [`Context::switch_light_back`], and only with contexts
+    /// suspended by those (a coroutine and its resumers). On x86_64 its switches save only the
+    /// registers an `asm!` block cannot declare clobbered (rbx, rbp) and let the compiler save
+    /// whichever of the others are live; elsewhere this is [`Context::new`].
+    ///
+    /// # Safety
+    /// - As [`Context::new`], with [`Context::INITIAL_LIGHT_FRAME_SIZE`] bytes for the frame.
+    pub unsafe fn new_light(top: *mut u8, entry: Entry, arg: usize) -> Context {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller vouches for the memory below `top`.
+        let sp = unsafe { arch::init_light_frame(top, entry as usize, arg) };
+        #[cfg(not(target_arch = "x86_64"))]
+        // SAFETY: as above.
+        let sp = unsafe { arch::init_frame(top, entry as usize, arg) };
+        Context {
+            sp: NonNull::new(sp).expect("a frame below a non-null top"),
+            _thread_bound: PhantomData,
+        }
+    }
+
+    /// Bytes the initial light frame takes below `top`.
+    #[cfg(target_arch = "x86_64")]
+    pub const INITIAL_LIGHT_FRAME_SIZE: usize = arch::INITIAL_LIGHT_FRAME_SIZE;
+    /// Bytes the initial light frame takes below `top`.
+    #[cfg(not(target_arch = "x86_64"))]
+    pub const INITIAL_LIGHT_FRAME_SIZE: usize = arch::INITIAL_FRAME_SIZE;
+
+    /// [`Context::switch`] for light contexts (see [`Context::new_light`]): the resume
+    /// direction, entered by a call and leaving by a jump.
+    ///
+    /// # Safety
+    /// - As [`Context::switch`], and `self` must have been suspended by a light switch (or be
+    ///   a new light context).
+    #[inline(always)]
+    pub unsafe fn switch_light(self, data: usize) -> Transfer {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (from, data_out): (*mut u8, usize);
+            // SAFETY: the routine saves rbx and rbp on our stack and resumes `self`, a light
+            // frame (caller's obligation); r12-r15 and the caller-saved registers are
+            // declared clobbered, so the compiler keeps nothing it needs in them. The block is
+            // not `nostack`: the call pushes, and the compiler keeps the red zone free.
+            unsafe {
+                core::arch::asm!(
+                    "call {switch}",
+                    switch = sym arch::microthread_ctx_switch_light,
+                    inout("rdi") self.sp.as_ptr() => _,
+                    inout("rsi") data => _,
+                    out("rax") from,
+                    out("rdx") data_out,
+                    out("r12") _, out("r13") _, out("r14") _, out("r15") _,
+                    clobber_abi("C"),
+                );
+            }
+            // SAFETY: as in `switch`.
+            Transfer {
+                from: unsafe { Context::from_raw(NonNull::new_unchecked(from)) },
+                data: data_out,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        // SAFETY: forwarded; light contexts are full ones on this architecture.
+        unsafe {
+            self.switch(data)
+        }
+    }
+
+    /// [`Context::switch_back`] for light contexts: the suspend direction, entered by a jump
+    /// and leaving by `ret`, so that the return-address predictor stays balanced.
+    ///
+    /// # Safety
+    /// - As [`Context::switch_light`].
+    #[inline(always)]
+    pub unsafe fn switch_light_back(self, data: usize) -> Transfer {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (from, data_out): (*mut u8, usize);
+            // SAFETY: as in `switch_light`; we resume at label 2 with rsp back where it was
+            // before the push.
+            unsafe {
+                core::arch::asm!(
+                    "lea rax, [rip + 2f]",
+                    "push rax",
+                    "jmp {switch}",
+                    "2:",
+                    switch = sym arch::microthread_ctx_switch_light_ret,
+                    inout("rdi") self.sp.as_ptr() => _,
+                    inout("rsi") data => _,
+                    out("rax") from,
+                    out("rdx") data_out,
+                    out("r12") _, out("r13") _, out("r14") _, out("r15") _,
+                    clobber_abi("C"),
+                );
+            }
+            // SAFETY: as in `switch`.
+            Transfer {
+                from: unsafe { Context::from_raw(NonNull::new_unchecked(from)) },
+                data: data_out,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        // SAFETY: forwarded.
+        unsafe {
+            self.switch_back(data)
+        }
+    }
+
     /// Switches with [`Context::switch_fpenv`] if `fpenv`, else with [`Context::switch`].
     ///
     /// # Safety

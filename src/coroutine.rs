@@ -269,7 +269,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
             if preserve_fp_env {
                 Context::new(closure as *mut u8, entry::<I, Y, R, F, true>, closure)
             } else {
-                Context::new(closure as *mut u8, entry::<I, Y, R, F, false>, closure)
+                Context::new_light(closure as *mut u8, entry::<I, Y, R, F, false>, closure)
             }
         };
         Coroutine {
@@ -331,8 +331,13 @@ impl<I, Y, R> Coroutine<I, Y, R> {
         // SAFETY: `context` is this coroutine's suspended frame on its own live stack, on this
         // thread (Coroutine is !Send); it is consumed here. The coroutine reads `message`
         // exactly once before it switches back.
-        let transfer =
-            unsafe { context.switch_with(message.as_mut_ptr() as usize, self.preserve_fp_env) };
+        let transfer = unsafe {
+            if self.preserve_fp_env {
+                context.switch_fpenv(message.as_mut_ptr() as usize)
+            } else {
+                context.switch_light(message.as_mut_ptr() as usize)
+            }
+        };
         // SAFETY: the coroutine passes the address of an initialised Reply on its stack, which
         // stays valid until we resume it again and which it never reads afterwards; the tag at
         // offset 0 (both kinds are repr(C)) says which payload type it carries.
@@ -562,6 +567,6 @@ unsafe fn switch_back(resumer: Context, data: usize, fpenv: bool) -> crate::cont
         unsafe { resumer.switch_fpenv(data) }
     } else {
         // SAFETY: forwarded.
-        unsafe { resumer.switch_back(data) }
+        unsafe { resumer.switch_light_back(data) }
     }
 }
