@@ -45,6 +45,8 @@ extern "C" {
     pub(crate) fn microthread_ctx_switch_light();
     /// Its `ret`-ending twin, entered by a jump.
     pub(crate) fn microthread_ctx_switch_light_ret();
+    /// The `ret`-ending twin of `microthread_ctx_switch_fpenv`, entered by a jump.
+    pub(crate) fn microthread_ctx_switch_fpenv_ret();
     fn microthread_ctx_trampoline_light();
 }
 

@@ -281,6 +281,46 @@ impl Context {
         }
     }
 
+    /// The partner of [`Context::switch_fpenv`] for asymmetric hand-offs, as
+    /// [`Context::switch_back`] is the partner of [`Context::switch`]: entered by a jump,
+    /// leaving by `ret`. Elsewhere than x86_64 this is [`Context::switch_fpenv`].
+    ///
+    /// # Safety
+    /// - As [`Context::switch_fpenv`].
+    #[inline(always)]
+    pub unsafe fn switch_fpenv_back(self, data: usize) -> Transfer {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (from, data_out): (*mut u8, usize);
+            // SAFETY: as in `switch_back`: the routine saves every callee-saved register and
+            // the FP environment on our stack, and we resume at label 2 with rsp restored.
+            unsafe {
+                core::arch::asm!(
+                    "lea rax, [rip + 2f]",
+                    "push rax",
+                    "jmp {switch}",
+                    "2:",
+                    switch = sym arch::microthread_ctx_switch_fpenv_ret,
+                    inout("rdi") self.sp.as_ptr() => _,
+                    inout("rsi") data => _,
+                    out("rax") from,
+                    out("rdx") data_out,
+                    clobber_abi("C"),
+                );
+            }
+            // SAFETY: as in `switch`.
+            Transfer {
+                from: unsafe { Context::from_raw(NonNull::new_unchecked(from)) },
+                data: data_out,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        // SAFETY: forwarded.
+        unsafe {
+            self.switch_fpenv(data)
+        }
+    }
+
     /// Switches with [`Context::switch_fpenv`] if `fpenv`, else with [`Context::switch`].
     ///
     /// # Safety

@@ -564,7 +564,7 @@ where
 unsafe fn switch_back(resumer: Context, data: usize, fpenv: bool) -> crate::context::Transfer {
     if fpenv {
         // SAFETY: forwarded.
-        unsafe { resumer.switch_fpenv(data) }
+        unsafe { resumer.switch_fpenv_back(data) }
     } else {
         // SAFETY: forwarded.
         unsafe { resumer.switch_light_back(data) }
