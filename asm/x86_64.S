@@ -1,12 +1,16 @@
 /*
  * asm/x86_64.S: the context switch for x86_64 System V (Linux, ELF).
  *
- * Three routines, the only machine code in microthread:
+ * The only machine code in microthread:
  *
  *   microthread_ctx_switch(to: *mut u8 [rdi], data: usize [rsi])
  *       -> Transfer { from: *mut u8 [rax], data: usize [rdx] }
  *   microthread_ctx_switch_fpenv(to [rdi], data [rsi]) -> Transfer [rax:rdx]
  *   microthread_ctx_trampoline     (never called; a new context's first resume lands here)
+ *
+ * and their variants further down: `_ret` twins that end in `ret` (for call sites the
+ * return-address predictor can follow), and the light switch and trampoline (rbx/rbp only,
+ * for coroutines whose call sites declare r12-r15 clobbered).
  *
  * A context is named by its saved stack pointer. Switching saves the running context's
  * callee-saved registers on its own stack, hands that stack pointer to the other side as
@@ -28,7 +32,7 @@
  * A context suspended by microthread_ctx_switch_fpenv has two more words above that, and its
  * resume pc is .Lrestore_fpenv rather than its caller:
  *
- *   0x38    | MXCSR (4) | x87 CW (2) | pad(2) |
+ *   0x38    | MXCSR control bits (4) | x87 CW (2) | pad(2) |
  *   0x40    | return address (into the caller)|
  *
  * so every resume is the same seven pops and an indirect jump, whoever suspended the frame;
