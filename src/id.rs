@@ -16,6 +16,7 @@ thread_local! {
 }
 
 /// A new id, unique in the process.
+#[inline]
 pub(crate) fn next() -> u64 {
     RANGE
         .try_with(|r| {

@@ -265,10 +265,17 @@ thread_local! {
 
 /// Makes sure the calling thread has an alternate signal stack, so an overflow of a context's
 /// stack can be reported; installs one (freed at thread exit) if the thread has none.
+#[inline]
 pub(crate) fn ensure_altstack() {
-    if CHECKED.with(|c| c.replace(true)) {
-        return;
+    if !CHECKED.with(|c| c.get()) {
+        install_altstack();
     }
+}
+
+#[cold]
+#[inline(never)]
+fn install_altstack() {
+    CHECKED.with(|c| c.set(true));
     install_handler();
     // SAFETY: zeroed stack_t is valid; sigaltstack with a null new stack only queries.
     let mut current: libc::stack_t = unsafe { MaybeUninit::zeroed().assume_init() };
