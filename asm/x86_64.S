@@ -45,9 +45,12 @@
  *
  * Not saved, on purpose: caller-saved registers (the Rust caller treats a call as clobbering
  * them) and the fs base (TLS belongs to the OS thread, and contexts never change thread).
- * MXCSR and the x87 control word are callee-saved in the psABI but cost ~6 ns per round trip
- * to save (stmxcsr is slow on this hardware); Rust code never changes them, so only
+ * MXCSR's control bits and the x87 control word are callee-saved in the psABI but saving
+ * them costs several ns per round trip; Rust code never changes them, so only
  * microthread_ctx_switch_fpenv saves them, for contexts that run foreign code which does.
+ * MXCSR's status flags (bits 0-5) are caller-saved and deliberately not kept: restoring a
+ * value that differs in them from the current one makes ldmxcsr drain the pipeline
+ * (measured here: ~110 ns per round trip instead of ~10).
  *
  * Why the resume ends in `pop rcx; jmp *rcx` and not `ret`: `ret` is predicted by the
  * return-stack buffer, which holds *our* caller, not the other context's; every switch would
@@ -55,12 +58,10 @@
  */
 #include "common.h"
 
-/*
- * On entry: rdi = the context to resume (its saved sp), rsi = the word to hand it,
- *           [rsp] = our return address, which becomes the resume pc of the frame we save.
- * On exit (in the other context): rax = our saved sp, rdx = the word.
- */
-FUNC_BEGIN(microthread_ctx_switch)
+/* ---- building blocks ------------------------------------------------------------------ */
+
+/* Saves the six callee-saved registers of the running context below its return address. */
+.macro PUSH_CALLEE_SAVED
     pushq   %rbp
     .cfi_adjust_cfa_offset 8
     .cfi_rel_offset rbp, 0
@@ -79,15 +80,13 @@ FUNC_BEGIN(microthread_ctx_switch)
     pushq   %r12
     .cfi_adjust_cfa_offset 8
     .cfi_rel_offset r12, 0
+.endm
 
-    /* Our frame is complete: its address is the handle the other side gets back. */
-    movq    %rsp, %rax
-    movq    %rdi, %rsp
-    movq    %rsi, %rdx
-    /*
-     * From here rsp is the other context's frame, which has the same shape as ours, so the
-     * CFI above keeps describing it while it is popped.
-     */
+/*
+ * Restores them from the frame at rsp. The frame being popped is the *target's*, which has
+ * the same shape as ours, so the CFI above keeps describing it.
+ */
+.macro POP_CALLEE_SAVED
     popq    %r12
     .cfi_adjust_cfa_offset -8
     .cfi_restore r12
@@ -106,115 +105,55 @@ FUNC_BEGIN(microthread_ctx_switch)
     popq    %rbp
     .cfi_adjust_cfa_offset -8
     .cfi_restore rbp
-    /* rcx is caller-saved and not part of the Transfer, so it is free to carry the target. */
+.endm
+
+/*
+ * Leaves for the resume pc at rsp. `jmp`: an indirect jump, predicted by the BTB, for a
+ * switch entered by `call` whose target waits elsewhere (the resume direction). `ret`: for a
+ * switch entered by a jump (the caller stored its return address itself) or from the one call
+ * site every target waits at; the return-stack buffer then predicts it and stays balanced.
+ * rcx is caller-saved and not part of the Transfer, so it is free to carry the target.
+ */
+.macro LEAVE how
+.ifc \how, ret
+    ret
+.else
     popq    %rcx
     .cfi_adjust_cfa_offset -8
     .cfi_register rip, rcx
     jmpq    *%rcx
-FUNC_END(microthread_ctx_switch)
+.endif
+.endm
 
-/*
- * The same switch, ending in `ret` instead of `pop rcx; jmp *rcx`. `ret` is predicted from
- * the return-stack buffer, whose top is our own caller's return address: right exactly when
- * the target was suspended at the same call site as the one we are called from. The
- * scheduler switches every tasklet through one call site, so there `ret` is predicted every
- * time and, unlike the `jmp` form, keeps the return-stack buffer balanced for the `ret`s that
- * follow in the resumed code. Asymmetric coroutines (resume at one site, suspend at another)
- * use microthread_ctx_switch instead.
- *
- * On entry and exit: as microthread_ctx_switch.
- */
-FUNC_BEGIN(microthread_ctx_switch_ret)
-    pushq   %rbp
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset rbp, 0
-    pushq   %rbx
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset rbx, 0
-    pushq   %r15
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset r15, 0
-    pushq   %r14
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset r14, 0
-    pushq   %r13
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset r13, 0
-    pushq   %r12
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset r12, 0
+/* The plain switch. On entry: rdi = target sp, rsi = word, [rsp] = our resume pc. */
+.macro SWITCH how
+    PUSH_CALLEE_SAVED
+    /* Our frame is complete: its address is the handle the other side gets back. */
     movq    %rsp, %rax
     movq    %rdi, %rsp
     movq    %rsi, %rdx
-    popq    %r12
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r12
-    popq    %r13
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r13
-    popq    %r14
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r14
-    popq    %r15
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r15
-    popq    %rbx
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore rbx
-    popq    %rbp
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore rbp
-    ret
-FUNC_END(microthread_ctx_switch_ret)
+    POP_CALLEE_SAVED
+    LEAVE   \how
+.endm
 
 /*
- * As microthread_ctx_switch, but also saves this context's MXCSR and x87 control word and
- * installs the default environment for the target (Rust code assumes it); if the target was
- * suspended here too, its .Lrestore_fpenv stub then reloads the target's own environment.
- *
- * On entry: rdi = target's saved sp, rsi = word, [rsp] = our return address.
+ * The FP-environment switch. Saves our MXCSR control bits and x87 control word above the
+ * frame and makes .Lrestore_fpenv the frame's resume pc. A target suspended here too (its
+ * resume pc is the stub) gets its own environment back right away and skips the stub; any
+ * other target never saved one and gets Rust's default.
  */
-FUNC_BEGIN(microthread_ctx_switch_fpenv)
+.macro SWITCH_FPENV how
     subq    $8, %rsp
     .cfi_adjust_cfa_offset 8
     stmxcsr (%rsp)
-    /*
-     * Keep the control bits only: the status flags (bits 0-5) are caller-saved in the psABI,
-     * and restoring a value that differs from the current one in them makes every ldmxcsr
-     * a pipeline-draining write (measured: ~100 ns per round trip instead of ~10).
-     */
     andl    $0xffc0, (%rsp)
     fnstcw  4(%rsp)
-    /* The resume pc of this frame is the stub, which reloads the environment first. */
     leaq    .Lrestore_fpenv(%rip), %rcx
     pushq   %rcx
     .cfi_adjust_cfa_offset 8
-    pushq   %rbp
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset rbp, 0
-    pushq   %rbx
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset rbx, 0
-    pushq   %r15
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset r15, 0
-    pushq   %r14
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset r14, 0
-    pushq   %r13
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset r13, 0
-    pushq   %r12
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset r12, 0
-
+    PUSH_CALLEE_SAVED
     movq    %rsp, %rax
     movq    %rsi, %rdx
-    /*
-     * A target suspended here too (its resume pc is our stub) gets its own environment back
-     * right now, and skips the stub: one load of each register instead of two, and no
-     * second indirect jump. Any other target never saved one: it gets Rust's default.
-     */
     leaq    .Lrestore_fpenv(%rip), %rcx
     cmpq    %rcx, 0x30(%rdi)
     jne     1f
@@ -229,36 +168,17 @@ FUNC_BEGIN(microthread_ctx_switch_fpenv)
     .cfi_offset r15, -0x30
     .cfi_offset rbx, -0x28
     .cfi_offset rbp, -0x20
-    popq    %r12
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r12
-    popq    %r13
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r13
-    popq    %r14
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r14
-    popq    %r15
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r15
-    popq    %rbx
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore rbx
-    popq    %rbp
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore rbp
-    /* Past the stub's address and the environment word, to the real return address. */
+    POP_CALLEE_SAVED
+    /* Past the stub's address and the environment word, to the real resume pc. */
     addq    $16, %rsp
     .cfi_adjust_cfa_offset -16
-    popq    %rcx
-    .cfi_adjust_cfa_offset -8
-    jmpq    *%rcx
+    LEAVE   \how
 1:
     .cfi_def_cfa_offset 0x48
     ldmxcsr .Ldefault_mxcsr(%rip)
     fldcw   .Ldefault_x87cw(%rip)
     movq    %rdi, %rsp
-    /* The target's frame: the plain shape (CFA = rsp + 0x38) until its resume pc says more. */
+    /* The target's frame: the plain shape (CFA = rsp + 0x38). */
     .cfi_def_cfa_offset 0x38
     .cfi_offset r12, -0x38
     .cfi_offset r13, -0x30
@@ -266,31 +186,69 @@ FUNC_BEGIN(microthread_ctx_switch_fpenv)
     .cfi_offset r15, -0x20
     .cfi_offset rbx, -0x18
     .cfi_offset rbp, -0x10
-    popq    %r12
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r12
-    popq    %r13
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r13
-    popq    %r14
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r14
-    popq    %r15
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r15
+    POP_CALLEE_SAVED
+    LEAVE   \how
+.endm
+
+/*
+ * The light switch: saves only rbx and rbp, the two callee-saved registers an inline `asm!`
+ * block cannot declare clobbered; its Rust call sites declare r12-r15 clobbered, so the
+ * compiler saves only those of them that are live. Light frame, at the saved sp:
+ *
+ *   0x00 rbx | 0x08 rbp | 0x10 resume pc
+ *
+ * A light frame must be resumed by a light switch, and a full frame by a full one.
+ */
+.macro SWITCH_LIGHT how
+    pushq   %rbp
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rbp, 0
+    pushq   %rbx
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rbx, 0
+    movq    %rsp, %rax
+    movq    %rdi, %rsp
+    movq    %rsi, %rdx
     popq    %rbx
     .cfi_adjust_cfa_offset -8
     .cfi_restore rbx
     popq    %rbp
     .cfi_adjust_cfa_offset -8
     .cfi_restore rbp
-    popq    %rcx
-    .cfi_adjust_cfa_offset -8
-    jmpq    *%rcx
+    LEAVE   \how
+.endm
+
+/* ---- the switches ----------------------------------------------------------------------- */
 
 /*
- * Resume pc of a frame saved by microthread_ctx_switch_fpenv, reached from whichever switch
- * resumed it, after the six registers were popped.
+ * On entry: rdi = the context to resume (its saved sp), rsi = the word to hand it,
+ *           [rsp] = our return address, which becomes the resume pc of the frame we save.
+ * On exit (in the other context): rax = our saved sp, rdx = the word.
+ * Entered by `call`, leaves by an indirect jump (the resume direction).
+ */
+FUNC_BEGIN(microthread_ctx_switch)
+    SWITCH  jmp
+FUNC_END(microthread_ctx_switch)
+
+/*
+ * The same, ending in `ret`: for the scheduler, which switches every tasklet from one call
+ * site, so that the target always waits at our own return address; and for a coroutine's
+ * suspend, entered by a jump (see context.rs `switch_back`).
+ */
+FUNC_BEGIN(microthread_ctx_switch_ret)
+    SWITCH  ret
+FUNC_END(microthread_ctx_switch_ret)
+
+/*
+ * As microthread_ctx_switch, also saving and restoring the FP environment (see
+ * SWITCH_FPENV). On entry and exit: as microthread_ctx_switch.
+ */
+FUNC_BEGIN(microthread_ctx_switch_fpenv)
+    SWITCH_FPENV jmp
+
+/*
+ * Resume pc of a frame saved by an FP-environment switch, reached when a plain switch resumes
+ * it (the FP switches restore such frames themselves), after the six registers were popped.
  * On entry: rsp -> [env word][return address]; rax:rdx = the Transfer (left untouched).
  */
 .Lrestore_fpenv:
@@ -304,124 +262,22 @@ FUNC_BEGIN(microthread_ctx_switch_fpenv)
     jmpq    *%rcx
 FUNC_END(microthread_ctx_switch_fpenv)
 
-/*
- * microthread_ctx_switch_fpenv_ret: microthread_ctx_switch_fpenv entered by a jump after the
- * caller stored its return address itself, and leaving by `ret`: the suspend direction of an
- * FP-preserving coroutine, which keeps the return-address predictor balanced as
- * microthread_ctx_switch_ret does for the plain one. On entry: as microthread_ctx_switch_fpenv.
- */
+/* The FP-environment switch ending in `ret`: the suspend direction of an FP coroutine. */
 FUNC_BEGIN(microthread_ctx_switch_fpenv_ret)
-    subq    $8, %rsp
-    .cfi_adjust_cfa_offset 8
-    stmxcsr (%rsp)
-    /*
-     * Keep the control bits only: the status flags (bits 0-5) are caller-saved in the psABI,
-     * and restoring a value that differs from the current one in them makes every ldmxcsr
-     * a pipeline-draining write (measured: ~100 ns per round trip instead of ~10).
-     */
-    andl    $0xffc0, (%rsp)
-    fnstcw  4(%rsp)
-    /* The resume pc of this frame is the stub, which reloads the environment first. */
-    leaq    .Lrestore_fpenv(%rip), %rcx
-    pushq   %rcx
-    .cfi_adjust_cfa_offset 8
-    pushq   %rbp
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset rbp, 0
-    pushq   %rbx
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset rbx, 0
-    pushq   %r15
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset r15, 0
-    pushq   %r14
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset r14, 0
-    pushq   %r13
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset r13, 0
-    pushq   %r12
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset r12, 0
-
-    movq    %rsp, %rax
-    movq    %rsi, %rdx
-    /*
-     * A target suspended here too (its resume pc is our stub) gets its own environment back
-     * right now, and skips the stub: one load of each register instead of two, and no
-     * second indirect jump. Any other target never saved one: it gets Rust's default.
-     */
-    leaq    .Lrestore_fpenv(%rip), %rcx
-    cmpq    %rcx, 0x30(%rdi)
-    jne     2f
-    ldmxcsr 0x38(%rdi)
-    fldcw   0x3c(%rdi)
-    movq    %rdi, %rsp
-    /* From here the CFI describes the target's frame, which saved its FP environment. */
-    .cfi_def_cfa_offset 0x48
-    .cfi_offset r12, -0x48
-    .cfi_offset r13, -0x40
-    .cfi_offset r14, -0x38
-    .cfi_offset r15, -0x30
-    .cfi_offset rbx, -0x28
-    .cfi_offset rbp, -0x20
-    popq    %r12
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r12
-    popq    %r13
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r13
-    popq    %r14
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r14
-    popq    %r15
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r15
-    popq    %rbx
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore rbx
-    popq    %rbp
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore rbp
-    /* Past the stub's address and the environment word, to the real return address. */
-    addq    $16, %rsp
-    .cfi_adjust_cfa_offset -16
-    ret
-2:
-    .cfi_def_cfa_offset 0x48
-    ldmxcsr .Ldefault_mxcsr(%rip)
-    fldcw   .Ldefault_x87cw(%rip)
-    movq    %rdi, %rsp
-    /* The target's frame: the plain shape (CFA = rsp + 0x38) until its resume pc says more. */
-    .cfi_def_cfa_offset 0x38
-    .cfi_offset r12, -0x38
-    .cfi_offset r13, -0x30
-    .cfi_offset r14, -0x28
-    .cfi_offset r15, -0x20
-    .cfi_offset rbx, -0x18
-    .cfi_offset rbp, -0x10
-    popq    %r12
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r12
-    popq    %r13
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r13
-    popq    %r14
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r14
-    popq    %r15
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore r15
-    popq    %rbx
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore rbx
-    popq    %rbp
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore rbp
-    /* A target saved by a plain switch resumes at its pc: through its stub if it has one. */
-    ret
+    SWITCH_FPENV ret
 FUNC_END(microthread_ctx_switch_fpenv_ret)
 
+/* The light switch, resume direction: entered by `call`, leaves by a jump. */
+FUNC_BEGIN(microthread_ctx_switch_light)
+    SWITCH_LIGHT jmp
+FUNC_END(microthread_ctx_switch_light)
+
+/* The light switch, suspend direction: entered by a jump, leaves by `ret`. */
+FUNC_BEGIN(microthread_ctx_switch_light_ret)
+    SWITCH_LIGHT ret
+FUNC_END(microthread_ctx_switch_light_ret)
+
+/* ---- the trampolines -------------------------------------------------------------------- */
 
 /*
  * First instruction of every new context, reached by a switch's `jmp *rcx` through the frame
@@ -441,74 +297,6 @@ FUNC_BEGIN(microthread_ctx_trampoline)
     /* The entry is `-> !`; returning here is a bug, and must not run off into the next page. */
     ud2
 FUNC_END(microthread_ctx_trampoline)
-
-/*
- * The light switch, for contexts that only ever switch with each other through it (a
- * coroutine and its resumer, when the FP environment is not preserved). It saves only rbx and
- * rbp, the two callee-saved registers an inline `asm!` block cannot declare clobbered; the
- * Rust side calls it from such a block that declares r12-r15 clobbered, so the compiler saves
- * only those of them that are live, and nothing at all in a loop that keeps nothing there.
- * Together the two still preserve every callee-saved register across the switch.
- *
- * Light frame, at a suspended context's stack pointer:
- *
- *   offset  +--------------------------------+
- *   0x00    | rbx                            |
- *   0x08    | rbp                            |
- *   0x10    | resume pc                      |
- *           +--------------------------------+
- *
- * A light frame must be resumed by a light switch, and a full frame by a full one.
- *
- * microthread_ctx_switch_light: entered by `call`, leaves by `jmp` (the resume direction).
- * On entry: rdi = target's saved sp, rsi = word, [rsp] = return address.
- * On exit (in the target): rax = our saved sp, rdx = the word.
- */
-FUNC_BEGIN(microthread_ctx_switch_light)
-    pushq   %rbp
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset rbp, 0
-    pushq   %rbx
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset rbx, 0
-    movq    %rsp, %rax
-    movq    %rdi, %rsp
-    movq    %rsi, %rdx
-    popq    %rbx
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore rbx
-    popq    %rbp
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore rbp
-    popq    %rcx
-    .cfi_adjust_cfa_offset -8
-    .cfi_register rip, rcx
-    jmpq    *%rcx
-FUNC_END(microthread_ctx_switch_light)
-
-/*
- * microthread_ctx_switch_light_ret: the same, entered by a jump after the caller stored its
- * return address itself, and leaving by `ret` (the suspend direction; see context.rs).
- * On entry: rdi, rsi as above, [rsp] = the return address the caller pushed.
- */
-FUNC_BEGIN(microthread_ctx_switch_light_ret)
-    pushq   %rbp
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset rbp, 0
-    pushq   %rbx
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset rbx, 0
-    movq    %rsp, %rax
-    movq    %rdi, %rsp
-    movq    %rsi, %rdx
-    popq    %rbx
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore rbx
-    popq    %rbp
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore rbp
-    ret
-FUNC_END(microthread_ctx_switch_light_ret)
 
 /*
  * First instruction of a new light context (its initial light frame is written by

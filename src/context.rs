@@ -21,6 +21,47 @@ use std::ptr::NonNull;
 
 use crate::arch;
 
+/// The `asm!` call of an x86_64 switch routine, giving its `Transfer`.
+///
+/// `call`: entered by `call` (the resume direction). `jump`: entered by a jump after storing
+/// the return address by hand, so that the routine's `ret` pops nothing the predictor pushed
+/// (the suspend direction; we resume at label 2 with rsp back where it was before the push).
+/// `light`: the routine saves only rbx and rbp, so r12-r15 are declared clobbered and the
+/// compiler saves whichever of them are live. Caller-saved registers are clobbered in every
+/// case. No block is `nostack`, so the compiler keeps nothing in the red zone under rsp.
+#[cfg(target_arch = "x86_64")]
+macro_rules! x86_switch {
+    (@asm $to:expr, $word:expr, [$($code:literal),*], $routine:path, [$($clob:tt)*]) => {{
+        let (from, data_out): (*mut u8, usize);
+        core::arch::asm!(
+            $($code,)*
+            switch = sym $routine,
+            inout("rdi") $to => _,
+            inout("rsi") $word => _,
+            out("rax") from,
+            out("rdx") data_out,
+            $($clob)*
+            clobber_abi("C"),
+        );
+        // The switch always hands back the non-null stack pointer of a saved frame (the
+        // caller's `unsafe` block covers this under the same obligation).
+        Transfer { from: Context::from_raw(NonNull::new_unchecked(from)), data: data_out }
+    }};
+    (call, $routine:path, $to:expr, $word:expr, light) => {
+        x86_switch!(@asm $to, $word, ["call {switch}"], $routine,
+            [out("r12") _, out("r13") _, out("r14") _, out("r15") _,])
+    };
+    // rax is free until the switch returns `from` in it.
+    (jump, $routine:path, $to:expr, $word:expr) => {
+        x86_switch!(@asm $to, $word, ["lea rax, [rip + 2f]", "push rax", "jmp {switch}", "2:"],
+            $routine, [])
+    };
+    (jump, $routine:path, $to:expr, $word:expr, light) => {
+        x86_switch!(@asm $to, $word, ["lea rax, [rip + 2f]", "push rax", "jmp {switch}", "2:"],
+            $routine, [out("r12") _, out("r13") _, out("r14") _, out("r15") _,])
+    };
+}
+
 /// A suspended execution context: the saved stack pointer of a frame written by the switch.
 ///
 /// Linear: resuming consumes it. `!Send`: a context holds thread-bound state (its stack may
@@ -139,32 +180,15 @@ impl Context {
     #[inline(always)]
     pub unsafe fn switch_back(self, data: usize) -> Transfer {
         #[cfg(target_arch = "x86_64")]
-        {
-            let (from, data_out): (*mut u8, usize);
-            // SAFETY: the routine saves every callee-saved register on our stack and resumes
-            // `self` (caller's obligation); we resume at label 2 with rsp back where it was
-            // before the push, so the asm block leaves the stack as it found it. The block
-            // is not `nostack`, so the compiler keeps nothing in the red zone under rsp.
-            unsafe {
-                core::arch::asm!(
-                    // rax is free until the switch returns `from` in it.
-                    "lea rax, [rip + 2f]",
-                    "push rax",
-                    "jmp {switch}",
-                    "2:",
-                    switch = sym arch::microthread_ctx_switch_ret,
-                    inout("rdi") self.sp.as_ptr() => _,
-                    inout("rsi") data => _,
-                    out("rax") from,
-                    out("rdx") data_out,
-                    clobber_abi("C"),
-                );
-            }
-            // SAFETY: as in `switch`.
-            Transfer {
-                from: unsafe { Context::from_raw(NonNull::new_unchecked(from)) },
-                data: data_out,
-            }
+        // SAFETY: the routine saves every callee-saved register on our stack and resumes
+        // `self` (caller's obligation); see `x86_switch!` for the stack and registers.
+        unsafe {
+            x86_switch!(
+                jump,
+                arch::microthread_ctx_switch_ret,
+                self.sp.as_ptr(),
+                data
+            )
         }
         #[cfg(not(target_arch = "x86_64"))]
         // SAFETY: forwarded.
@@ -210,29 +234,16 @@ impl Context {
     #[inline(always)]
     pub unsafe fn switch_light(self, data: usize) -> Transfer {
         #[cfg(target_arch = "x86_64")]
-        {
-            let (from, data_out): (*mut u8, usize);
-            // SAFETY: the routine saves rbx and rbp on our stack and resumes `self`, a light
-            // frame (caller's obligation); r12-r15 and the caller-saved registers are
-            // declared clobbered, so the compiler keeps nothing it needs in them. The block is
-            // not `nostack`: the call pushes, and the compiler keeps the red zone free.
-            unsafe {
-                core::arch::asm!(
-                    "call {switch}",
-                    switch = sym arch::microthread_ctx_switch_light,
-                    inout("rdi") self.sp.as_ptr() => _,
-                    inout("rsi") data => _,
-                    out("rax") from,
-                    out("rdx") data_out,
-                    out("r12") _, out("r13") _, out("r14") _, out("r15") _,
-                    clobber_abi("C"),
-                );
-            }
-            // SAFETY: as in `switch`.
-            Transfer {
-                from: unsafe { Context::from_raw(NonNull::new_unchecked(from)) },
-                data: data_out,
-            }
+        // SAFETY: the routine saves rbx and rbp on our stack and resumes `self`, a light
+        // frame (caller's obligation); see `x86_switch!` for the clobbers.
+        unsafe {
+            x86_switch!(
+                call,
+                arch::microthread_ctx_switch_light,
+                self.sp.as_ptr(),
+                data,
+                light
+            )
         }
         #[cfg(not(target_arch = "x86_64"))]
         // SAFETY: forwarded; light contexts are full ones on this architecture.
@@ -249,30 +260,15 @@ impl Context {
     #[inline(always)]
     pub unsafe fn switch_light_back(self, data: usize) -> Transfer {
         #[cfg(target_arch = "x86_64")]
-        {
-            let (from, data_out): (*mut u8, usize);
-            // SAFETY: as in `switch_light`; we resume at label 2 with rsp back where it was
-            // before the push.
-            unsafe {
-                core::arch::asm!(
-                    "lea rax, [rip + 2f]",
-                    "push rax",
-                    "jmp {switch}",
-                    "2:",
-                    switch = sym arch::microthread_ctx_switch_light_ret,
-                    inout("rdi") self.sp.as_ptr() => _,
-                    inout("rsi") data => _,
-                    out("rax") from,
-                    out("rdx") data_out,
-                    out("r12") _, out("r13") _, out("r14") _, out("r15") _,
-                    clobber_abi("C"),
-                );
-            }
-            // SAFETY: as in `switch`.
-            Transfer {
-                from: unsafe { Context::from_raw(NonNull::new_unchecked(from)) },
-                data: data_out,
-            }
+        // SAFETY: as in `switch_light`.
+        unsafe {
+            x86_switch!(
+                jump,
+                arch::microthread_ctx_switch_light_ret,
+                self.sp.as_ptr(),
+                data,
+                light
+            )
         }
         #[cfg(not(target_arch = "x86_64"))]
         // SAFETY: forwarded.
@@ -290,29 +286,14 @@ impl Context {
     #[inline(always)]
     pub unsafe fn switch_fpenv_back(self, data: usize) -> Transfer {
         #[cfg(target_arch = "x86_64")]
-        {
-            let (from, data_out): (*mut u8, usize);
-            // SAFETY: as in `switch_back`: the routine saves every callee-saved register and
-            // the FP environment on our stack, and we resume at label 2 with rsp restored.
-            unsafe {
-                core::arch::asm!(
-                    "lea rax, [rip + 2f]",
-                    "push rax",
-                    "jmp {switch}",
-                    "2:",
-                    switch = sym arch::microthread_ctx_switch_fpenv_ret,
-                    inout("rdi") self.sp.as_ptr() => _,
-                    inout("rsi") data => _,
-                    out("rax") from,
-                    out("rdx") data_out,
-                    clobber_abi("C"),
-                );
-            }
-            // SAFETY: as in `switch`.
-            Transfer {
-                from: unsafe { Context::from_raw(NonNull::new_unchecked(from)) },
-                data: data_out,
-            }
+        // SAFETY: as in `switch_back`, and the routine also saves the FP environment.
+        unsafe {
+            x86_switch!(
+                jump,
+                arch::microthread_ctx_switch_fpenv_ret,
+                self.sp.as_ptr(),
+                data
+            )
         }
         #[cfg(not(target_arch = "x86_64"))]
         // SAFETY: forwarded.
