@@ -290,7 +290,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     /// # Panics
     /// If the coroutine has finished or is running, with the sentence of [`ResumeError`];
     /// and with the coroutine's own panic, if it panics.
-    #[inline]
+    #[inline(always)]
     pub fn resume(&mut self, input: I) -> CoroutineResult<Y, R> {
         match self.try_resume(input) {
             Ok(r) => r,
@@ -303,7 +303,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     ///
     /// # Errors
     /// [`ResumeError::Finished`] or [`ResumeError::Running`].
-    #[inline]
+    #[inline(always)]
     pub fn try_resume(&mut self, input: I) -> Result<CoroutineResult<Y, R>, ResumeError> {
         match self.state {
             State::NotStarted | State::Suspended => {}
