@@ -266,7 +266,10 @@ impl<T: Send + 'static> Channel<T> {
     pub fn send(&self, value: T) -> std::result::Result<(), SendError<T>> {
         match self.action::<1>(Some(Msg::Value(value))) {
             Ok(_) => Ok(()),
-            Err((error, msg)) => Err(send_error(error, msg)),
+            Err(f) => {
+                let (error, msg) = *f;
+                Err(send_error(error, msg))
+            }
         }
     }
 
@@ -278,11 +281,10 @@ impl<T: Send + 'static> Channel<T> {
     pub fn send_throw(&self, payload: Payload) -> std::result::Result<(), SendError<Payload>> {
         match self.action::<1>(Some(Msg::Error(payload))) {
             Ok(_) => Ok(()),
-            Err((error, Some(Msg::Error(p)))) => Err(SendError {
-                value: Some(p),
-                error,
-            }),
-            Err((error, _)) => Err(SendError { value: None, error }),
+            Err(f) => match *f {
+                (error, Some(Msg::Error(p))) => Err(SendError { value: Some(p), error }),
+                (error, _) => Err(SendError { value: None, error }),
+            },
         }
     }
 
@@ -297,7 +299,7 @@ impl<T: Send + 'static> Channel<T> {
             Ok(Some(Msg::Value(v))) => Ok(v),
             Ok(Some(Msg::Error(p))) => Err(Error::Thrown(p)),
             Ok(None) => unreachable!("a completed receive always has a message"),
-            Err((e, _)) => Err(e),
+            Err(f) => Err(f.0),
         }
     }
 
@@ -390,7 +392,7 @@ impl<T: Send + 'static> Channel<T> {
         let s = scheduler();
         if s.channel_hooks() {
             if let Err(e) = self.call_channel_callback::<DIR>(s) {
-                return Err((e, msg));
+                return Err(failure(e, msg));
             }
         }
         let g = self.chan.lock_as(s as *const Scheduler as usize);
@@ -443,7 +445,7 @@ impl<T: Send + 'static> Channel<T> {
         };
         match switched {
             Ok(()) => Ok(got),
-            Err(e) => Err((e, got)),
+            Err(e) => Err(failure(e, got)),
         }
     }
 
@@ -462,7 +464,7 @@ impl<T: Send + 'static> Channel<T> {
         let m = unsafe { &*me };
         if m.block_trap.get() || st.closing {
             drop(g);
-            return Err((refusal(m.block_trap.get()), msg));
+            return Err(failure(refusal(m.block_trap.get()), msg));
         }
         let waiter = Waiter {
             tasklet: me,
@@ -501,7 +503,14 @@ impl<T: Send + 'static> Channel<T> {
     }
 }
 
-type Outcome<T> = std::result::Result<Option<Msg<T>>, (Error, Option<Msg<T>>)>;
+/// A channel action's result. The failure is boxed: it is rare, and a small `Outcome` keeps
+/// the common path from copying an `Error` and a message around.
+type Outcome<T> = std::result::Result<Option<Msg<T>>, Box<(Error, Option<Msg<T>>)>>;
+
+#[cold]
+fn failure<T>(e: Error, msg: Option<Msg<T>>) -> Box<(Error, Option<Msg<T>>)> {
+    Box::new((e, msg))
+}
 
 /// The error for a channel operation that would block but may not.
 #[cold]
@@ -522,7 +531,7 @@ fn blocked_with_error<T, const DIR: i8>(m: &Inner, e: Error, slot: Option<Msg<T>
             m.pending.set(Some(Box::new(Pending::Error(e))));
             Ok(Some(Msg::Value(v)))
         }
-        other => Err((e, other)),
+        other => Err(failure(e, other)),
     }
 }
 
