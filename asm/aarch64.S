@@ -109,7 +109,7 @@
  * Resumes the frame at sp (CFA = sp + 0xa0, described by FRAME_CFI): reloads it, pops it and
  * branches to its resume pc. x0/x1, the Transfer, are not touched.
  */
-.macro RESUME_FRAME
+.macro RESUME_FRAME how=br
     ldp     d8, d9, [sp, #0x00]
     ldp     d10, d11, [sp, #0x10]
     ldp     d12, d13, [sp, #0x20]
@@ -147,7 +147,11 @@
     .cfi_restore x28
     .cfi_restore x29
     .cfi_restore x30
+.ifc \how, ret
+    ret
+.else
     br      x30
+.endif
 .endm
 
 /*
@@ -171,6 +175,22 @@ FUNC_BEGIN(microthread_ctx_switch)
     /* From here sp is the other context's frame, of the same shape, so the CFI still holds. */
     RESUME_FRAME
 FUNC_END(microthread_ctx_switch)
+
+/*
+ * The same, ending in `ret`, which the return-address stack predicts: right when the target
+ * waits at our own return address, as every tasklet does in the scheduler (one call site for
+ * every switch; see x86_64.S). On entry and exit: as microthread_ctx_switch.
+ */
+FUNC_BEGIN(microthread_ctx_switch_ret)
+    sub     sp, sp, #0xa0
+    .cfi_def_cfa_offset 0xa0
+    SAVE_FRAME x30
+    .cfi_rel_offset x30, 0x98
+    mov     x2, sp
+    mov     sp, x0
+    mov     x0, x2
+    RESUME_FRAME ret
+FUNC_END(microthread_ctx_switch_ret)
 
 /*
  * As microthread_ctx_switch, but also saves this context's FPCR and installs the default

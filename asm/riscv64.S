@@ -132,7 +132,7 @@
  * Resumes the frame at sp (CFA = sp + 0xd0, described by FRAME_CFI): reloads it, pops it and
  * jumps to its resume pc. a0/a1, the Transfer, are not touched.
  */
-.macro RESUME_FRAME
+.macro RESUME_FRAME how=jr
     /* t1: caller-saved, not part of the Transfer, and not a link register (see the header). */
     ld      t1, 0x60(sp)
     ld      ra, 0x60(sp)
@@ -188,7 +188,12 @@
     .cfi_restore fs10
     .cfi_restore fs11
     .cfi_restore ra
+.ifc \how, ret
+    /* A return: predicted by the return-address stack (see microthread_ctx_switch_ret). */
+    ret
+.else
     jr      t1
+.endif
 .endm
 
 /*
@@ -209,6 +214,22 @@ FUNC_BEGIN(microthread_ctx_switch)
     /* From here sp is the other context's frame, of the same shape, so the CFI still holds. */
     RESUME_FRAME
 FUNC_END(microthread_ctx_switch)
+
+/*
+ * The same, ending in `ret` (jr ra), which the return-address stack predicts: right when the
+ * target waits at our own return address, as every tasklet does in the scheduler (one call
+ * site for every switch; see x86_64.S). On entry and exit: as microthread_ctx_switch.
+ */
+FUNC_BEGIN(microthread_ctx_switch_ret)
+    addi    sp, sp, -0xd0
+    .cfi_def_cfa_offset 0xd0
+    SAVE_FRAME ra
+    .cfi_rel_offset ra, 0x60
+    mv      t0, a0
+    mv      a0, sp
+    mv      sp, t0
+    RESUME_FRAME ret
+FUNC_END(microthread_ctx_switch_ret)
 
 /*
  * As microthread_ctx_switch, but also saves this context's rounding mode (frm) and installs

@@ -30,13 +30,9 @@ extern "C" {
     pub(crate) fn microthread_ctx_switch_fpenv(to: *mut u8, data: usize) -> RawTransfer;
     /// As `microthread_ctx_switch`, ending in a return instead of an indirect jump: for
     /// targets suspended at the caller's own call site (see asm/x86_64.S).
-    #[cfg(target_arch = "x86_64")]
     pub(crate) fn microthread_ctx_switch_ret(to: *mut u8, data: usize) -> RawTransfer;
     fn microthread_ctx_trampoline();
 }
-
-#[cfg(not(target_arch = "x86_64"))]
-pub(crate) use self::microthread_ctx_switch as microthread_ctx_switch_ret;
 
 #[cfg(target_arch = "x86_64")]
 extern "C" {

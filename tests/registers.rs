@@ -780,8 +780,9 @@ extern "C" {
     // their addresses are used here: the asm block calls them with the switch's contract.
     fn microthread_ctx_switch();
     fn microthread_ctx_switch_fpenv();
-    #[cfg(target_arch = "x86_64")]
     fn microthread_ctx_switch_ret();
+    #[cfg(target_arch = "x86_64")]
+    fn microthread_ctx_switch_fpenv_ret();
 }
 
 fn routines() -> Vec<(&'static str, usize)> {
@@ -793,10 +794,15 @@ fn routines() -> Vec<(&'static str, usize)> {
             microthread_ctx_switch_fpenv as *const () as usize,
         ),
     ];
-    #[cfg(target_arch = "x86_64")]
     r.push((
         "switch_ret",
         microthread_ctx_switch_ret as *const () as usize,
+    ));
+    // Entered by `call` here, it ends in `ret` like switch_ret: the same contract.
+    #[cfg(target_arch = "x86_64")]
+    r.push((
+        "switch_fpenv_ret",
+        microthread_ctx_switch_fpenv_ret as *const () as usize,
     ));
     r
 }

@@ -282,7 +282,10 @@ impl<T: Send + 'static> Channel<T> {
         match self.action::<1>(Some(Msg::Error(payload))) {
             Ok(_) => Ok(()),
             Err(f) => match *f {
-                (error, Some(Msg::Error(p))) => Err(SendError { value: Some(p), error }),
+                (error, Some(Msg::Error(p))) => Err(SendError {
+                    value: Some(p),
+                    error,
+                }),
                 (error, _) => Err(SendError { value: None, error }),
             },
         }
