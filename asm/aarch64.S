@@ -155,16 +155,16 @@
 .endm
 
 /*
+ * The plain switch, leaving by `br x30` or, with `ret`, by `ret`.
  * On entry: x0 = the context to resume (its saved sp), x1 = the word to hand it,
  *           x30 = our return address, which becomes the resume pc of the frame we save.
  * On exit (in the other context): x0 = our saved sp, x1 = the word (never moved).
  */
-FUNC_BEGIN(microthread_ctx_switch)
+.macro SWITCH how=br
     sub     sp, sp, #0xa0
     .cfi_def_cfa_offset 0xa0
     SAVE_FRAME x30
     .cfi_rel_offset x30, 0x98
-
     /*
      * Our frame is complete: its address is the handle the other side gets back. x2 is a
      * scratch register because sp cannot be swapped with x0 in one instruction.
@@ -173,7 +173,11 @@ FUNC_BEGIN(microthread_ctx_switch)
     mov     sp, x0
     mov     x0, x2
     /* From here sp is the other context's frame, of the same shape, so the CFI still holds. */
-    RESUME_FRAME
+    RESUME_FRAME \how
+.endm
+
+FUNC_BEGIN(microthread_ctx_switch)
+    SWITCH  br
 FUNC_END(microthread_ctx_switch)
 
 /*
@@ -182,14 +186,7 @@ FUNC_END(microthread_ctx_switch)
  * every switch; see x86_64.S). On entry and exit: as microthread_ctx_switch.
  */
 FUNC_BEGIN(microthread_ctx_switch_ret)
-    sub     sp, sp, #0xa0
-    .cfi_def_cfa_offset 0xa0
-    SAVE_FRAME x30
-    .cfi_rel_offset x30, 0x98
-    mov     x2, sp
-    mov     sp, x0
-    mov     x0, x2
-    RESUME_FRAME ret
+    SWITCH  ret
 FUNC_END(microthread_ctx_switch_ret)
 
 /*

@@ -197,22 +197,26 @@
 .endm
 
 /*
+ * The plain switch, leaving by `jr t1` or, with `ret`, by `ret`.
  * On entry: a0 = the context to resume (its saved sp), a1 = the word to hand it,
  *           ra = our return address, which becomes the resume pc of the frame we save.
  * On exit (in the other context): a0 = our saved sp, a1 = the word (never moved).
  */
-FUNC_BEGIN(microthread_ctx_switch)
+.macro SWITCH how=jr
     addi    sp, sp, -0xd0
     .cfi_def_cfa_offset 0xd0
     SAVE_FRAME ra
     .cfi_rel_offset ra, 0x60
-
     /* Our frame is complete: its address is the handle the other side gets back. */
     mv      t0, a0
     mv      a0, sp
     mv      sp, t0
     /* From here sp is the other context's frame, of the same shape, so the CFI still holds. */
-    RESUME_FRAME
+    RESUME_FRAME \how
+.endm
+
+FUNC_BEGIN(microthread_ctx_switch)
+    SWITCH  jr
 FUNC_END(microthread_ctx_switch)
 
 /*
@@ -221,14 +225,7 @@ FUNC_END(microthread_ctx_switch)
  * site for every switch; see x86_64.S). On entry and exit: as microthread_ctx_switch.
  */
 FUNC_BEGIN(microthread_ctx_switch_ret)
-    addi    sp, sp, -0xd0
-    .cfi_def_cfa_offset 0xd0
-    SAVE_FRAME ra
-    .cfi_rel_offset ra, 0x60
-    mv      t0, a0
-    mv      a0, sp
-    mv      sp, t0
-    RESUME_FRAME ret
+    SWITCH  ret
 FUNC_END(microthread_ctx_switch_ret)
 
 /*
