@@ -43,3 +43,8 @@ pub use coroutine::{Coroutine, CoroutineResult, Yielder};
 pub use error::{Error, Result, TaskletExit};
 pub use scheduler::{run, schedule, spawn, spawn_thread, RemoteTasklet};
 pub use tasklet::Tasklet;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
