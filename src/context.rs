@@ -82,6 +82,20 @@ pub struct Transfer {
     pub data: usize,
 }
 
+impl Transfer {
+    /// # Safety
+    /// - `t` must be what a switch routine returned: `from` is then the non-null stack
+    ///   pointer of a saved frame.
+    #[inline(always)]
+    unsafe fn from_raw(t: arch::RawTransfer) -> Transfer {
+        // SAFETY: the caller's obligation.
+        Transfer {
+            from: unsafe { Context::from_raw(NonNull::new_unchecked(t.from)) },
+            data: t.data,
+        }
+    }
+}
+
 /// The function a new context starts in: `entry(from, data, arg)`, where `from` and `data`
 /// are those of the first switch into it and `arg` is the word given to [`Context::new`].
 /// It must never return: it ends by switching away for the last time.
@@ -119,12 +133,7 @@ impl Context {
     pub unsafe fn switch(self, data: usize) -> Transfer {
         // SAFETY: `self` is a suspended frame of this thread (caller's obligation), consumed
         // here so it cannot be resumed twice.
-        let t = unsafe { arch::microthread_ctx_switch(self.sp.as_ptr(), data) };
-        // SAFETY: the switch always hands back the non-null stack pointer of a saved frame.
-        Transfer {
-            from: unsafe { Context::from_raw(NonNull::new_unchecked(t.from)) },
-            data: t.data,
-        }
+        unsafe { Transfer::from_raw(arch::microthread_ctx_switch(self.sp.as_ptr(), data)) }
     }
 
     /// As [`Context::switch`], and the running context's FP control state is saved and
@@ -136,12 +145,7 @@ impl Context {
     #[inline(always)]
     pub unsafe fn switch_fpenv(self, data: usize) -> Transfer {
         // SAFETY: as in `switch`.
-        let t = unsafe { arch::microthread_ctx_switch_fpenv(self.sp.as_ptr(), data) };
-        // SAFETY: as in `switch`.
-        Transfer {
-            from: unsafe { Context::from_raw(NonNull::new_unchecked(t.from)) },
-            data: t.data,
-        }
+        unsafe { Transfer::from_raw(arch::microthread_ctx_switch_fpenv(self.sp.as_ptr(), data)) }
     }
 
     /// As [`Context::switch`], but the switch ends in a return instead of an indirect jump.
@@ -155,12 +159,7 @@ impl Context {
     #[inline(always)]
     pub unsafe fn switch_ret(self, data: usize) -> Transfer {
         // SAFETY: as in `switch`.
-        let t = unsafe { arch::microthread_ctx_switch_ret(self.sp.as_ptr(), data) };
-        // SAFETY: as in `switch`.
-        Transfer {
-            from: unsafe { Context::from_raw(NonNull::new_unchecked(t.from)) },
-            data: t.data,
-        }
+        unsafe { Transfer::from_raw(arch::microthread_ctx_switch_ret(self.sp.as_ptr(), data)) }
     }
 
     /// The partner of [`Context::switch`] for asymmetric hand-offs: switches back to the

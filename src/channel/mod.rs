@@ -153,12 +153,11 @@ impl<T: Send> Blocker for Chan<T> {
     fn unlink(&self, t: &Inner) {
         let g = self.lock();
         let st = g.state();
-        // SAFETY: queued waiters are valid (see `Chan`'s Send impl).
-        if let Some(i) = st
-            .queue
-            .iter()
-            .position(|&w| unsafe { ptr::eq((*w).tasklet, t) })
-        {
+        let is_ts = |&w: &*const Waiter<T>| {
+            // SAFETY: queued waiters are valid (see `Chan`'s Send impl).
+            unsafe { ptr::eq((*w).tasklet, t) }
+        };
+        if let Some(i) = st.queue.iter().position(is_ts) {
             st.queue.remove(i);
             st.balance -= t.blocked.get() as isize;
         }

@@ -846,10 +846,11 @@ impl TaskletBuilder {
         };
         let top = stack.top() as usize - cache_color(id);
         let (closure, drop_fn, ctx) = match f {
-            // SAFETY (both arms): the closure goes at the top of our fresh stack, aligned, and
-            // the initial frame just below it; the stack outlives the context.
+            // SAFETY: the closure goes at the top of our fresh stack, aligned, and the initial
+            // frame just below it; the stack outlives the context.
             Placed::Inline(f) => unsafe { place(top, f) },
-            Placed::Boxed(b) => unsafe { place(top, move || b()) },
+            // SAFETY: as above, for the boxed closure.
+            Placed::Boxed(b) => unsafe { place(top, b) },
         };
         let rc = crate::tasklet::new_tasklet(
             id,
