@@ -303,6 +303,10 @@ impl Scheduler {
     }
 
     /// Adds `t` (an `Arc::into_raw` reference the list now owns) to the list of live tasklets.
+    ///
+    /// # Safety
+    /// - `t` must be a live tasklet of this scheduler, not in the list, whose reference the
+    ///   list takes over.
     unsafe fn register(&self, t: *const Inner) {
         let head = self.all.get();
         // SAFETY: `t` and `head` are live.
@@ -317,6 +321,9 @@ impl Scheduler {
     }
 
     /// Removes `t` from the list; the caller takes over the list's strong reference.
+    ///
+    /// # Safety
+    /// - `t` must be in this scheduler's list.
     unsafe fn unregister(&self, t: *const Inner) {
         // SAFETY: `t` and its neighbours are list members.
         unsafe {
