@@ -35,6 +35,8 @@ thread_local! {
     /// The most recently released default-size stack: the common case of a spawn right after
     /// a finish costs no search and no `RefCell` borrow. Counts towards the pool.
     static LAST_DEFAULT: Cell<Option<Stack>> = const { Cell::new(None) };
+    /// Whether the fast slot may hold a stack: the high-water mark is not zero.
+    static FAST_SLOT_ON: Cell<bool> = const { Cell::new(DEFAULT_HIGH_WATER_MARK > 0) };
     static POOL: RefCell<Pool> = const {
         RefCell::new(Pool { stacks: Vec::new(), high_water_mark: DEFAULT_HIGH_WATER_MARK })
     };
@@ -74,7 +76,7 @@ fn acquire_pooled(size: usize) -> io::Result<Stack> {
 /// Gives a stack back: pooled if the pool is below its high-water mark, unmapped otherwise.
 #[inline]
 pub fn release(stack: Stack) {
-    let stack = if stack.size() == DEFAULT_STACK_SIZE && high_water_mark() > 0 {
+    let stack = if stack.size() == DEFAULT_STACK_SIZE && FAST_SLOT_ON.with(Cell::get) {
         match LAST_DEFAULT.try_with(move |c| match c.take() {
             None => {
                 c.set(Some(stack));
@@ -146,6 +148,7 @@ pub fn set_high_water_mark(n: usize) -> usize {
     POOL.with(|p| {
         let mut p = p.borrow_mut();
         let old = std::mem::replace(&mut p.high_water_mark, n);
+        FAST_SLOT_ON.with(|c| c.set(n > 0));
         let excess: Vec<Stack> = if p.stacks.len() > n {
             p.stacks.drain(n..).collect()
         } else {
