@@ -28,7 +28,7 @@
 //! - Resuming a finished coroutine panics with a sentence; [`Coroutine::try_resume`] returns
 //!   [`ResumeError`] instead.
 //! - A coroutine is `!Send`: it stays on the thread that made it.
-//! - Stacks come from the thread's [pool](crate::stack::pool) and go back to it when the
+//! - Stacks come from the thread's [`stack::pool`](crate::stack::pool) and go back to it when the
 //!   coroutine finishes, so a coroutine on a recycled stack costs no system call.
 //! - Suspending while the coroutine's stack is unwinding (from a `Drop` impl during a panic)
 //!   is a hard error: it aborts the process with a message, because the thread's panic state
