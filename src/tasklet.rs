@@ -78,6 +78,12 @@ pub(crate) struct Inner {
     /// How many `Tasklet` handles exist (all on this thread: they are `!Send`). When the last
     /// one goes, a dead tasklet's result is dropped here, on its own thread.
     pub(crate) handles: Cell<usize>,
+    /// Whether the scheduler still holds the tasklet: from its creation until the switch
+    /// after its last one. The scheduler and every `Tasklet` handle share a single strong
+    /// reference (the *local* one, released when neither holds it any more), so that
+    /// handles and the scheduler never touch the atomic count; only other threads'
+    /// references (remote handles, mail) count in it.
+    pub(crate) held: Cell<bool>,
     /// Until the first run: the closure at the top of the stack, and how to drop it unrun.
     pub(crate) closure: Cell<*mut u8>,
     pub(crate) drop_closure: Cell<Option<unsafe fn(*mut u8)>>,
@@ -106,6 +112,7 @@ impl Inner {
             pending: Cell::new(None),
             result: RefCell::new(None),
             handles: Cell::new(0),
+            held: Cell::new(true),
             closure: Cell::new(ptr::null_mut()),
             drop_closure: Cell::new(None),
             atomic: Cell::new(false),
@@ -134,13 +141,14 @@ impl Inner {
 /// handle does not end a tasklet: the scheduler keeps every live tasklet until it ends or its
 /// thread ends (see [`scheduler`](crate::scheduler)).
 pub struct Tasklet {
-    /// Taken out in `drop`, which may keep the allocation for reuse.
+    /// A copy of the tasklet's local reference (see `Inner::held`), not a count of its own.
     pub(crate) inner: std::mem::ManuallyDrop<Arc<Inner>>,
 }
 
 impl Clone for Tasklet {
     fn clone(&self) -> Tasklet {
-        Tasklet::from_arc(Arc::clone(&self.inner))
+        // SAFETY: this handle holds the local reference, so it is held.
+        unsafe { Tasklet::from_local(Arc::as_ptr(&self.inner)) }
     }
 }
 
@@ -148,11 +156,12 @@ impl Drop for Tasklet {
     fn drop(&mut self) {
         let n = self.inner.handles.get() - 1;
         self.inner.handles.set(n);
-        // SAFETY: taken once, here, and `self.inner` is not used again.
-        let inner = unsafe { std::mem::ManuallyDrop::take(&mut self.inner) };
-        if n == 0 && !inner.alive() {
+        if n == 0 && !self.inner.held.get() {
             // Nobody can ask for the result any more; drop it on its own thread.
-            inner.result.borrow_mut().take();
+            self.inner.result.borrow_mut().take();
+            // SAFETY: the last holder of the local reference releases it, once: the
+            // scheduler has let go (`held` is false) and no other handle exists.
+            let inner = unsafe { std::mem::ManuallyDrop::take(&mut self.inner) };
             recycle(inner);
         }
     }
@@ -167,8 +176,8 @@ thread_local! {
     static RECYCLED: RefCell<Vec<Arc<Inner>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Keeps the allocation of a dead tasklet for reuse if this was its last reference;
-/// otherwise just drops this reference.
+/// Releases the local reference of a dead tasklet: keeps the allocation for reuse if no other
+/// thread refers to it, else just drops the reference.
 pub(crate) fn recycle(inner: Arc<Inner>) {
     if Arc::strong_count(&inner) != 1 || inner.alive() {
         return;
@@ -192,6 +201,7 @@ pub(crate) fn new_tasklet(id: u64, owner: *const (), preserve_fp_env: bool) -> A
             t.owner = owner;
             t.preserve_fp_env = preserve_fp_env;
             t.life.set(Life::New);
+            t.held.set(true);
             t.name.get_mut().take();
             t.pending.get_mut().take();
             t.result.get_mut().take();
@@ -204,11 +214,17 @@ pub(crate) fn new_tasklet(id: u64, owner: *const (), preserve_fp_env: bool) -> A
 }
 
 impl Tasklet {
-    pub(crate) fn from_arc(inner: Arc<Inner>) -> Tasklet {
+    /// A new handle sharing the tasklet's local reference: no atomic operation.
+    ///
+    /// # Safety
+    /// - `p` must be a tasklet of this thread whose local reference is still held (by the
+    ///   scheduler, or by another handle).
+    pub(crate) unsafe fn from_local(p: *const Inner) -> Tasklet {
+        // SAFETY: the local reference is held (caller's obligation); the ManuallyDrop never
+        // releases it except in `drop`, under the rule there.
+        let inner = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(p) });
         inner.handles.set(inner.handles.get() + 1);
-        Tasklet {
-            inner: std::mem::ManuallyDrop::new(inner),
-        }
+        Tasklet { inner }
     }
 
     /// The tasklet's id, unique in the process.

@@ -197,11 +197,8 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
 /// # Safety
 /// - `p` must point to a live `Inner` kept alive by an `Arc` (the scheduler's list).
 unsafe fn handle(p: *const Inner) -> Tasklet {
-    // SAFETY: `p` came from Arc::into_raw and is still owned by the list.
-    unsafe {
-        Arc::increment_strong_count(p);
-        Tasklet::from_arc(Arc::from_raw(p))
-    }
+    // SAFETY: a live tasklet's local reference is held by the scheduler.
+    unsafe { Tasklet::from_local(p) }
 }
 
 /// Called by every context that a switch resumes, with that switch's transfer: records the
@@ -216,14 +213,21 @@ unsafe fn after_switch(t: Transfer) {
         // suspended (it is in the list).
         unsafe { (*(t.data as *const Inner)).context.set(Some(t.from)) };
     } else {
-        // SAFETY: a dying tasklet passes the list's strong reference to itself; its last
-        // frame is dead, so its stack can go back to the pool now that we run elsewhere.
-        let dead = unsafe { Arc::from_raw((t.data & !DEAD) as *const Inner) };
+        // A dying tasklet passes a pointer to itself; its last frame is dead, so its stack
+        // can go back to the pool now that we run elsewhere.
+        let dead = (t.data & !DEAD) as *const Inner;
         mem::forget(t.from);
-        if let Some(stack) = dead.stack.take() {
+        // SAFETY: the dead tasklet's local reference is still held: by the scheduler, until
+        // just below.
+        let d = unsafe { &*dead };
+        if let Some(stack) = d.stack.take() {
             pool::release(stack);
         }
-        crate::tasklet::recycle(dead);
+        d.held.set(false);
+        if d.handles.get() == 0 {
+            // SAFETY: nobody else holds the local reference: release it, once.
+            crate::tasklet::recycle(unsafe { Arc::from_raw(dead) });
+        }
     }
 }
 
@@ -868,9 +872,12 @@ impl TaskletBuilder {
         rc.stack.set(Some(stack));
         rc.closure.set(closure);
         rc.drop_closure.set(Some(drop_fn));
-        let t = Tasklet::from_arc(rc.clone());
-        // SAFETY: the list takes over one strong reference.
-        unsafe { s.register(Arc::into_raw(rc)) };
+        let p = Arc::into_raw(rc);
+        // SAFETY: the scheduler holds the new tasklet's local reference; handles share it.
+        let t = unsafe {
+            s.register(p);
+            Tasklet::from_local(p)
+        };
         Ok(t)
     }
 

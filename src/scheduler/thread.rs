@@ -300,13 +300,25 @@ pub(crate) fn deliver(mail: Vec<Mail>) {
                 }
             }
             Mail::Insert(t) => {
-                let _ = Tasklet::from_arc(t.0).insert();
+                if t.0.alive() {
+                    // SAFETY: a live tasklet of this thread: the scheduler holds its local
+                    // reference. (A dead one may have released it already.)
+                    let _ = unsafe { Tasklet::from_local(Arc::as_ptr(&t.0)) }.insert();
+                }
             }
             Mail::Kill(t) => {
-                let _ = Tasklet::from_arc(t.0).kill_pending();
+                if t.0.alive() {
+                    // SAFETY: a live tasklet of this thread: the scheduler holds its local
+                    // reference. (A dead one may have released it already.)
+                    let _ = unsafe { Tasklet::from_local(Arc::as_ptr(&t.0)) }.kill_pending();
+                }
             }
             Mail::Throw(t, e) => {
-                let _ = Tasklet::from_arc(t.0).throw_pending(e);
+                if t.0.alive() {
+                    // SAFETY: a live tasklet of this thread: the scheduler holds its local
+                    // reference. (A dead one may have released it already.)
+                    let _ = unsafe { Tasklet::from_local(Arc::as_ptr(&t.0)) }.throw_pending(e);
+                }
             }
         }
     }
