@@ -89,10 +89,8 @@ impl Transfer {
     #[inline(always)]
     unsafe fn from_raw(t: arch::RawTransfer) -> Transfer {
         // SAFETY: the caller's obligation.
-        Transfer {
-            from: unsafe { Context::from_raw(NonNull::new_unchecked(t.from)) },
-            data: t.data,
-        }
+        let from = unsafe { Context::from_raw(NonNull::new_unchecked(t.from)) };
+        Transfer { from, data: t.data }
     }
 }
 
