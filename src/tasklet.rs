@@ -194,21 +194,24 @@ pub(crate) fn recycle(inner: Arc<Inner>) {
 /// dead tasklet's fields are already empty; only those that differ are set), else a new one.
 pub(crate) fn new_tasklet(id: u64, owner: *const (), preserve_fp_env: bool) -> Arc<Inner> {
     let old = RECYCLED.try_with(|r| r.borrow_mut().pop()).ok().flatten();
-    if let Some(mut a) = old {
-        if let Some(t) = Arc::get_mut(&mut a) {
-            debug_assert!(!t.in_ring() && t.blocked.get() == 0 && t.handles.get() == 0);
-            t.id = id;
-            t.owner = owner;
-            t.preserve_fp_env = preserve_fp_env;
-            t.life.set(Life::New);
-            t.held.set(true);
-            t.name.get_mut().take();
-            t.pending.get_mut().take();
-            t.result.get_mut().take();
-            t.atomic.set(false);
-            t.block_trap.set(false);
-            return a;
-        }
+    if let Some(a) = old {
+        debug_assert_eq!(Arc::strong_count(&a), 1);
+        // SAFETY: a recycled allocation had no other reference when it was recycled (checked
+        // in `recycle`), nobody else knew of it since, and no weak references are ever made:
+        // this is the only access. (`Arc::get_mut` would prove it with an atomic operation.)
+        let t = unsafe { &mut *(Arc::as_ptr(&a) as *mut Inner) };
+        debug_assert!(!t.in_ring() && t.blocked.get() == 0 && t.handles.get() == 0);
+        t.id = id;
+        t.owner = owner;
+        t.preserve_fp_env = preserve_fp_env;
+        t.life.set(Life::New);
+        t.held.set(true);
+        t.name.get_mut().take();
+        t.pending.get_mut().take();
+        t.result.get_mut().take();
+        t.atomic.set(false);
+        t.block_trap.set(false);
+        return a;
     }
     Arc::new(Inner::new(id, false, owner, preserve_fp_env))
 }
