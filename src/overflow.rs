@@ -22,10 +22,12 @@
 //! any other thread that creates a context.
 
 use std::cell::Cell;
+use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::ptr;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, Once, OnceLock};
+use std::sync::{Once, OnceLock};
 
 const CHUNK_SLOTS: usize = 1024;
 const CHUNKS: usize = 4096;
@@ -46,10 +48,58 @@ struct Allocator {
     next: u32,
 }
 
-static ALLOCATOR: Mutex<Allocator> = Mutex::new(Allocator {
-    free: Vec::new(),
-    next: 0,
-});
+/// The slot allocator, behind a spin lock that `fork` cannot leave held in the child: the
+/// `pthread_atfork` handlers registered with the signal handler take it around every `fork`,
+/// so the child (whose other threads are gone) never inherits it locked mid-update. (A std
+/// `Mutex` held by an exiting thread's stack pool at the moment of a `fork` deadlocked forked
+/// children that then mapped a stack.)
+struct AllocatorLock {
+    locked: AtomicBool,
+    allocator: UnsafeCell<Allocator>,
+}
+
+// SAFETY: `allocator` is only reached with `locked` taken (see `with_allocator`).
+unsafe impl Sync for AllocatorLock {}
+
+static ALLOCATOR: AllocatorLock = AllocatorLock {
+    locked: AtomicBool::new(false),
+    allocator: UnsafeCell::new(Allocator {
+        free: Vec::new(),
+        next: 0,
+    }),
+};
+
+fn lock_allocator() {
+    let mut spins = 0u32;
+    while ALLOCATOR.locked.swap(true, Ordering::Acquire) {
+        spins += 1;
+        if spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+fn unlock_allocator() {
+    ALLOCATOR.locked.store(false, Ordering::Release);
+}
+
+fn with_allocator<T>(f: impl FnOnce(&mut Allocator) -> T) -> T {
+    lock_allocator();
+    // SAFETY: the lock is held; this is the only access until it is released.
+    let r = f(unsafe { &mut *ALLOCATOR.allocator.get() });
+    unlock_allocator();
+    r
+}
+
+extern "C" fn before_fork() {
+    lock_allocator();
+}
+
+extern "C" fn after_fork() {
+    unlock_allocator();
+}
 
 /// A zeroed chunk on the heap (all-zero atomics are valid), never on the stack: a chunk is
 /// 32 KiB, more than a small coroutine's stack that may be mapping a new stack.
@@ -84,22 +134,22 @@ impl Registration {
     /// Registers the guard `[base, base + guard)` of a stack with `usable` bytes above it.
     pub(crate) fn new(base: usize, guard: usize, usable: usize) -> Registration {
         install_handler();
-        let index = {
-            let mut a = ALLOCATOR.lock().unwrap_or_else(|e| e.into_inner());
-            match a.free.pop() {
-                Some(i) => i,
-                None if (a.next as usize) < CHUNKS * CHUNK_SLOTS => {
-                    let i = a.next;
-                    let c = &REGISTRY[i as usize / CHUNK_SLOTS];
-                    if c.load(Ordering::Relaxed).is_null() {
-                        c.store(new_chunk(), Ordering::Release);
-                    }
-                    a.next += 1;
-                    i
+        let index = with_allocator(|a| match a.free.pop() {
+            Some(i) => Some(i),
+            None if (a.next as usize) < CHUNKS * CHUNK_SLOTS => {
+                let i = a.next;
+                let c = &REGISTRY[i as usize / CHUNK_SLOTS];
+                if c.load(Ordering::Relaxed).is_null() {
+                    c.store(new_chunk(), Ordering::Release);
                 }
-                // Four million live stacks: the rest still have guards, only no report.
-                None => return Registration { slot: UNREGISTERED },
+                a.next += 1;
+                Some(i)
             }
+            // Four million live stacks: the rest still have guards, only no report.
+            None => None,
+        });
+        let Some(index) = index else {
+            return Registration { slot: UNREGISTERED };
         };
         if let Some(s) = slot(index) {
             s.usable.store(usable, Ordering::Relaxed);
@@ -123,11 +173,7 @@ impl Drop for Registration {
         if let Some(s) = slot(self.slot) {
             s.guard_hi.store(0, Ordering::Relaxed);
             s.guard_lo.store(0, Ordering::Relaxed);
-            ALLOCATOR
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .free
-                .push(self.slot);
+            with_allocator(|a| a.free.push(self.slot));
         }
     }
 }
@@ -157,6 +203,8 @@ static PREVIOUS: OnceLock<[libc::sigaction; 2]> = OnceLock::new();
 fn install_handler() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
+        // SAFETY: both handlers only take and release the allocator's spin lock.
+        unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };
         let mut previous: [libc::sigaction; 2] =
             // SAFETY: sigaction is plain old data; all-zero is a valid (default) value.
             unsafe { MaybeUninit::zeroed().assume_init() };

@@ -70,11 +70,44 @@ impl Death {
 }
 
 /// Generous: a child under qemu-user takes well under a second.
-const CHILD_DEADLINE: Duration = Duration::from_secs(120);
+const CHILD_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Whether this binary runs under qemu-user: built for a non-x86 architecture, on a machine
+/// whose `/proc/cpuinfo` (which qemu-user passes through from the host) describes an x86 CPU.
+fn under_qemu_user() -> bool {
+    if cfg!(any(target_arch = "x86_64", target_arch = "x86")) {
+        return false;
+    }
+    std::fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.contains("GenuineIntel") || c.contains("AuthenticAMD"))
+        .unwrap_or(false)
+}
+
+/// How many times a child that hangs is killed and forked again before the test fails.
+/// Under qemu-user a `fork` of a process with many threads occasionally leaves the child
+/// stuck inside the emulator (seen about once in ten full runs of this file on riscv64, never
+/// natively, and never when the hanging test runs alone); a child that ends is never retried.
+const CHILD_ATTEMPTS: usize = 3;
 
 /// Runs `body` in a forked child whose fd 2 is a pipe to us, and returns how it ended. The
 /// child exits with 0 if `body` returns, 101 if it panics. The caller holds [`serial`].
-fn in_child(body: impl FnOnce()) -> Death {
+fn in_child(mut body: impl FnMut()) -> Death {
+    for attempt in 1..=CHILD_ATTEMPTS {
+        // Each child runs on its own copy of the closure's state: the parent's is untouched.
+        match fork_and_wait(&mut body) {
+            Some(death) => return death,
+            None if attempt < CHILD_ATTEMPTS => {
+                eprintln!("the child hung for {CHILD_DEADLINE:?}; killed it, forking again");
+            }
+            None => {}
+        }
+    }
+    panic!("the child did not end within {CHILD_DEADLINE:?}, {CHILD_ATTEMPTS} times");
+}
+
+/// Forks a child that runs `body` and exits, and waits for it: `None` if it had to be killed
+/// after `CHILD_DEADLINE`.
+fn fork_and_wait(body: &mut dyn FnMut()) -> Option<Death> {
     let mut fds = [0; 2];
     // SAFETY: pipe writes two fds into the array.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
@@ -93,7 +126,7 @@ fn in_child(body: impl FnOnce()) -> Death {
             libc::dup2(fds[1], 2);
             libc::close(fds[1]);
         }
-        let code = match panic::catch_unwind(AssertUnwindSafe(body)) {
+        let code = match panic::catch_unwind(AssertUnwindSafe(&mut *body)) {
             Ok(()) => 0,
             Err(_) => 101,
         };
@@ -128,10 +161,11 @@ fn in_child(body: impl FnOnce()) -> Death {
                 libc::waitpid(pid, ptr::null_mut(), 0);
                 libc::close(fds[0]);
             }
-            panic!(
-                "the child did not end within {CHILD_DEADLINE:?}; stderr so far: {:?}",
+            eprintln!(
+                "stderr of the hung child: {:?}",
                 String::from_utf8_lossy(&stderr)
             );
+            return None;
         }
     }
     // SAFETY: done with the read end.
@@ -140,10 +174,10 @@ fn in_child(body: impl FnOnce()) -> Death {
     // SAFETY: reaping our own child.
     let r = unsafe { libc::waitpid(pid, &mut status, 0) };
     assert_eq!(r, pid, "waitpid: {}", std::io::Error::last_os_error());
-    Death {
+    Some(Death {
         status,
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
+    })
 }
 
 /// Recurses without bound, 1 KiB of stack per frame that the optimiser cannot remove.
@@ -356,10 +390,14 @@ fn a_fault_where_a_freed_stack_had_its_guard_is_not_reported() {
     install_the_handler();
     // A stack dropped outright (not pooled) is unmapped and leaves the registry. It is dropped
     // in the child, the only thread there, so nothing else can map the hole it leaves.
-    let stack = Stack::new(64 * 1024).unwrap();
-    let (guard, guard_len) = (stack.base() as usize, stack.guard_size());
+    let mut stack = Some(Stack::new(64 * 1024).unwrap());
+    let (guard, guard_len) = {
+        let s = stack.as_ref().unwrap();
+        (s.base() as usize, s.guard_size())
+    };
     let death = in_child(move || {
-        drop(stack);
+        // The child's copy of the stack (each forked child has its own).
+        drop(stack.take());
         // SAFETY: maps a no-access range of our own exactly where the guard was, or fails.
         let p = unsafe {
             libc::mmap(
@@ -424,6 +462,14 @@ extern "C" fn overflow_on_a_foreign_thread(arg: *mut libc::c_void) -> *mut libc:
 /// threads one); creating a coroutine must give it one, or the handler cannot run.
 #[test]
 fn an_overflow_on_a_thread_without_an_altstack_is_still_reported() {
+    if under_qemu_user() {
+        // qemu-user 7.2 cannot reliably start a thread in a forked child of a multithreaded
+        // process: about one run in five the child hangs or dies of qemu's own assertions
+        // ("qemu_plugin_vcpu_init_hook: assertion failed", "cpu_exec: assertion failed:
+        // (cpu == current_cpu)"). Natively the test always runs.
+        eprintln!("skipped under qemu-user: threads in forked children are unreliable there");
+        return;
+    }
     let _serial = serial();
     install_the_handler();
     // SAFETY: a shared anonymous page, zeroed, that parent and child both see.
