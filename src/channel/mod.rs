@@ -85,7 +85,9 @@ use crate::tasklet::{Blocker, Inner, Pending, Tasklet};
 /// A value or an error travelling through a channel.
 enum Msg<T> {
     Value(T),
-    Error(Payload),
+    /// Boxed once more so that the message of a small `T` is two words: it moves through
+    /// registers, and its copies do not trip store-to-load forwarding.
+    Error(Box<Payload>),
 }
 
 /// A blocked tasklet's place in a channel's queue; lives on the blocked tasklet's stack.
@@ -262,6 +264,7 @@ impl<T: Send + 'static> Channel<T> {
     /// [`Error::ClosedChannel`], [`Error::BlockTrap`], [`Error::Deadlock`] (it would block
     /// and nothing can wake it), or an error delivered while blocked (a throw, a routed
     /// panic): each with the value given back if it was not delivered.
+    #[inline(always)]
     pub fn send(&self, value: T) -> std::result::Result<(), SendError<T>> {
         match self.action::<1>(Some(Msg::Value(value))) {
             Ok(_) => Ok(()),
@@ -278,11 +281,11 @@ impl<T: Send + 'static> Channel<T> {
     /// # Errors
     /// As [`send`](Channel::send), with the payload given back.
     pub fn send_throw(&self, payload: Payload) -> std::result::Result<(), SendError<Payload>> {
-        match self.action::<1>(Some(Msg::Error(payload))) {
+        match self.action::<1>(Some(Msg::Error(Box::new(payload)))) {
             Ok(_) => Ok(()),
             Err(f) => match *f {
                 (error, Some(Msg::Error(p))) => Err(SendError {
-                    value: Some(p),
+                    value: Some(*p),
                     error,
                 }),
                 (error, _) => Err(SendError { value: None, error }),
@@ -296,10 +299,11 @@ impl<T: Send + 'static> Channel<T> {
     /// [`Error::Thrown`] if an error was sent instead of a value; [`Error::ClosedChannel`],
     /// [`Error::BlockTrap`], [`Error::Deadlock`],
     /// [`Error::MainReceivingWithoutSender`], or an error delivered while blocked.
+    #[inline(always)]
     pub fn receive(&self) -> Result<T> {
         match self.action::<-1>(None) {
             Ok(Some(Msg::Value(v))) => Ok(v),
-            Ok(Some(Msg::Error(p))) => Err(Error::Thrown(p)),
+            Ok(Some(Msg::Error(p))) => Err(Error::Thrown(*p)),
             Ok(None) => unreachable!("a completed receive always has a message"),
             Err(f) => Err(f.0),
         }
