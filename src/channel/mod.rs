@@ -267,7 +267,12 @@ impl<T: Send + 'static> Channel<T> {
     #[inline(always)]
     pub fn send(&self, value: T) -> std::result::Result<(), SendError<T>> {
         match self.action::<1>(Some(Msg::Value(value))) {
-            Ok(_) => Ok(()),
+            // A successful send gets nothing back: no message to drop (skip the drop glue).
+            Ok(nothing) => {
+                debug_assert!(nothing.is_none());
+                std::mem::forget(nothing);
+                Ok(())
+            }
             Err(f) => {
                 let (error, msg) = *f;
                 Err(send_error(error, msg))
@@ -282,7 +287,12 @@ impl<T: Send + 'static> Channel<T> {
     /// As [`send`](Channel::send), with the payload given back.
     pub fn send_throw(&self, payload: Payload) -> std::result::Result<(), SendError<Payload>> {
         match self.action::<1>(Some(Msg::Error(Box::new(payload)))) {
-            Ok(_) => Ok(()),
+            // A successful send gets nothing back: no message to drop (skip the drop glue).
+            Ok(nothing) => {
+                debug_assert!(nothing.is_none());
+                std::mem::forget(nothing);
+                Ok(())
+            }
             Err(f) => match *f {
                 (error, Some(Msg::Error(p))) => Err(SendError {
                     value: Some(*p),
@@ -419,7 +429,10 @@ impl<T: Send + 'static> Channel<T> {
         let (partner, got) = unsafe {
             let slot = &mut *(*w).slot.get();
             let got = if DIR > 0 {
-                *slot = msg;
+                // The receiver's slot is empty: write without dropping the old value (its
+                // drop glue is an out-of-line call on this hot path).
+                debug_assert!(slot.is_none());
+                ptr::write(slot, msg);
                 None
             } else {
                 slot.take()
