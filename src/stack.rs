@@ -77,6 +77,14 @@ fn round_to_pages(n: usize) -> Option<usize> {
 
 /// A guard-paged stack: `[base, base + guard)` faults on access, `[limit, top)` is usable.
 pub struct Stack {
+    /// Boxed so that a `Stack` is one pointer: it moves through the pool, coroutines and
+    /// tasklets on every spawn, and a four-word value copied around made the CPU's
+    /// store-to-load forwarding fail on each copy. (Allocated once per mapping, next to an
+    /// `mmap`.)
+    range: Box<Range>,
+}
+
+struct Range {
     /// Owns the whole range, guard included; unmapped when the stack is dropped.
     map: MmapMut,
     /// Bytes of the guard at the bottom of `map`.
@@ -128,42 +136,44 @@ impl Stack {
         let base = map.as_ptr() as usize;
         let registration = overflow::Registration::new(base, guard, usable);
         Ok(Stack {
-            map,
-            guard,
-            registration,
+            range: Box::new(Range {
+                map,
+                guard,
+                registration,
+            }),
         })
     }
 
     /// The initial stack pointer: one past the highest usable byte, 16-aligned.
     pub fn top(&self) -> *mut u8 {
         // SAFETY: `len()` is the mapping's length, so this is one past its end.
-        unsafe { self.map.as_ptr().add(self.map.len()) as *mut u8 }
+        unsafe { self.range.map.as_ptr().add(self.range.map.len()) as *mut u8 }
     }
 
     /// The lowest usable address, just above the guard.
     pub fn limit(&self) -> *mut u8 {
         // SAFETY: the guard is smaller than the mapping.
-        unsafe { self.map.as_ptr().add(self.guard) as *mut u8 }
+        unsafe { self.range.map.as_ptr().add(self.range.guard) as *mut u8 }
     }
 
     /// The lowest address of the whole range: the start of the guard.
     pub fn base(&self) -> *mut u8 {
-        self.map.as_ptr() as *mut u8
+        self.range.map.as_ptr() as *mut u8
     }
 
     /// Usable bytes: `top - limit`.
     pub fn size(&self) -> usize {
-        self.map.len() - self.guard
+        self.range.map.len() - self.range.guard
     }
 
     /// Bytes of the guard below `limit`.
     pub fn guard_size(&self) -> usize {
-        self.guard
+        self.range.guard
     }
 
     /// Records which context or tasklet runs on this stack, for the overflow report.
     pub(crate) fn set_owner(&self, id: u64) {
-        self.registration.set_owner(id);
+        self.range.registration.set_owner(id);
     }
 }
 
