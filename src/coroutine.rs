@@ -175,6 +175,7 @@ impl Builder {
     ///
     /// # Errors
     /// The OS error if a new stack cannot be mapped.
+    #[inline(always)]
     pub fn build<I, Y, R, F>(self, f: F) -> io::Result<Coroutine<I, Y, R>>
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
@@ -230,6 +231,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     ///
     /// # Errors
     /// The OS error if a new stack cannot be mapped.
+    #[inline(always)]
     pub fn new<F>(f: F) -> io::Result<Coroutine<I, Y, R>>
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
@@ -237,6 +239,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
         Builder::new().build(f)
     }
 
+    #[inline(always)]
     fn create<F>(stack: Stack, preserve_fp_env: bool, f: F) -> Coroutine<I, Y, R>
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
@@ -251,6 +254,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
         }
     }
 
+    #[inline(always)]
     fn place<F>(stack: Stack, preserve_fp_env: bool, f: F) -> Coroutine<I, Y, R>
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,

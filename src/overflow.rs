@@ -122,6 +122,7 @@ pub(crate) struct Registration {
 
 const UNREGISTERED: u32 = u32::MAX;
 
+#[inline]
 fn slot(index: u32) -> Option<&'static Slot> {
     let chunk = REGISTRY
         .get(index as usize / CHUNK_SLOTS)?
@@ -161,6 +162,7 @@ impl Registration {
     }
 
     /// Records the id of the context or tasklet now using the stack.
+    #[inline]
     pub(crate) fn set_owner(&self, id: u64) {
         if let Some(s) = slot(self.slot) {
             s.owner.store(id, Ordering::Relaxed);

@@ -172,6 +172,7 @@ impl Stack {
     }
 
     /// Records which context or tasklet runs on this stack, for the overflow report.
+    #[inline]
     pub(crate) fn set_owner(&self, id: u64) {
         self.range.registration.set_owner(id);
     }
