@@ -95,6 +95,8 @@ pub(crate) struct Scheduler {
     all: Cell<*const Inner>,
     /// Tasklets inside `run()`, innermost last.
     watchdogs: RefCell<Vec<*const Inner>>,
+    /// The last of `watchdogs` (null if none): read on every tasklet end, so kept at hand.
+    innermost: Cell<*const Inner>,
     switch_trap: Cell<i32>,
     callback: Cell<Option<ScheduleCallback>>,
     in_callback: Cell<bool>,
@@ -166,6 +168,7 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
         main: ptr::null(),
         all: Cell::new(ptr::null()),
         watchdogs: RefCell::new(Vec::new()),
+        innermost: Cell::new(ptr::null()),
         switch_trap: Cell::new(0),
         callback: Cell::new(None),
         in_callback: Cell::new(false),
@@ -417,7 +420,12 @@ impl Scheduler {
     }
 
     fn innermost_watchdog_or_main(&self) -> *const Inner {
-        self.watchdogs.borrow().last().copied().unwrap_or(self.main)
+        let w = self.innermost.get();
+        if w.is_null() {
+            self.main
+        } else {
+            w
+        }
     }
 
     /// Makes `t` runnable if it is not: unblocked from its channel, or inserted if floating.
@@ -1221,6 +1229,7 @@ pub fn run() -> Result<()> {
     let s = scheduler();
     let me = s.current.get();
     s.watchdogs.borrow_mut().push(me);
+    s.innermost.set(me);
     // SAFETY: `me` is running, in the ring.
     unsafe { s.ring_remove(me) };
     let next = s.current.get();
@@ -1237,13 +1246,13 @@ struct PopWatchdogs(&'static Scheduler, *const Inner);
 impl Drop for PopWatchdogs {
     fn drop(&mut self) {
         let PopWatchdogs(s, me) = *self;
-        if !s.watchdogs.borrow().contains(&me) {
+        let mut w = s.watchdogs.borrow_mut();
+        // Usually `me` is the innermost; if an outer `run` already popped it, nothing to do.
+        if s.innermost.get() != me && !w.contains(&me) {
             return;
         }
         // Innermost first, as Stackless pops them, down to and including `me`.
-        loop {
-            let p = s.watchdogs.borrow_mut().pop();
-            let Some(p) = p else { break };
+        while let Some(p) = w.pop() {
             // SAFETY: watchdogs are live tasklets of this thread.
             if unsafe { (*p).floating() } {
                 // SAFETY: as above, and floating.
@@ -1253,6 +1262,7 @@ impl Drop for PopWatchdogs {
                 break;
             }
         }
+        s.innermost.set(w.last().copied().unwrap_or(ptr::null()));
     }
 }
 
