@@ -9,23 +9,8 @@ use microthread::channel::{self, Channel};
 use microthread::scheduler::{self, current, runcount, schedule, spawn};
 use microthread::{Error, Tasklet};
 
-type Log = Rc<RefCell<Vec<String>>>;
-
-fn log() -> Log {
-    Rc::new(RefCell::new(Vec::new()))
-}
-
-fn push(l: &Log, s: impl Into<String>) {
-    l.borrow_mut().push(s.into());
-}
-
-fn taken(l: &Log) -> Vec<String> {
-    std::mem::take(&mut *l.borrow_mut())
-}
-
-fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(f).join().unwrap()
-}
+mod common;
+use common::{log, on_thread, push, taken, Log};
 
 /// A receiver A blocked on `ch`, then B spawned (runnable): returns the log.
 fn receiver_waiting_then_b(ch: &Channel<u32>, l: &Log) -> Tasklet {

@@ -7,24 +7,8 @@ use std::rc::Rc;
 use microthread::scheduler::{self, current, runcount, schedule, schedule_remove, spawn};
 use microthread::{Error, Tasklet};
 
-type Log = Rc<RefCell<Vec<String>>>;
-
-fn log() -> Log {
-    Rc::new(RefCell::new(Vec::new()))
-}
-
-fn push(l: &Log, s: impl Into<String>) {
-    l.borrow_mut().push(s.into());
-}
-
-fn taken(l: &Log) -> Vec<String> {
-    std::mem::take(&mut *l.borrow_mut())
-}
-
-/// Runs each test body on a fresh thread, so every test starts with a fresh scheduler.
-fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(f).join().unwrap()
-}
+mod common;
+use common::{log, on_thread, push, taken, Log};
 
 #[test]
 fn new_tasklets_run_in_creation_order_round_robin() {
