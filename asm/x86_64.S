@@ -9,8 +9,8 @@
  *   microthread_ctx_trampoline     (never called; a new context's first resume lands here)
  *
  * and their variants further down: `_ret` twins that end in `ret` (for call sites the
- * return-address predictor can follow), and the light switch and trampoline (rbx/rbp only,
- * for coroutines whose call sites declare r12-r15 clobbered).
+ * return-address predictor can follow), the light switch and trampoline (rbx/rbp only, for
+ * coroutines whose call sites declare r12-r15 clobbered), and the exit of a dying context.
  *
  * A context is named by its saved stack pointer. Switching saves the running context's
  * callee-saved registers on its own stack, hands that stack pointer to the other side as
@@ -277,6 +277,29 @@ FUNC_BEGIN(microthread_ctx_switch_light_ret)
     SWITCH_LIGHT ret
 FUNC_END(microthread_ctx_switch_light_ret)
 
+/*
+ * The last switch of a dying context: resumes `to` without saving anything (the frame it
+ * leaves is never resumed), entered by a jump and leaving by a jump, so that the
+ * return-stack buffer is exactly as the resumed context's own calls left it.
+ * On entry: rdi = target's saved sp (a plain frame), rsi = the word.
+ * On exit (in the target): rax = rdi (a placeholder: no frame was saved), rdx = the word.
+ */
+FUNC_BEGIN(microthread_ctx_exit)
+    movq    %rdi, %rax
+    movq    %rdi, %rsp
+    movq    %rsi, %rdx
+    /* From here the CFI describes the target's frame (CFA = rsp + 0x38). */
+    .cfi_def_cfa_offset 0x38
+    .cfi_offset r12, -0x38
+    .cfi_offset r13, -0x30
+    .cfi_offset r14, -0x28
+    .cfi_offset r15, -0x20
+    .cfi_offset rbx, -0x18
+    .cfi_offset rbp, -0x10
+    POP_CALLEE_SAVED
+    LEAVE   jmp
+FUNC_END(microthread_ctx_exit)
+
 /* ---- the trampolines -------------------------------------------------------------------- */
 
 /*
@@ -293,8 +316,14 @@ FUNC_BEGIN(microthread_ctx_trampoline)
     movq    %rax, %rdi
     movq    %rdx, %rsi
     movq    %r12, %rdx
-    callq   *%rbx
-    /* The entry is `-> !`; returning here is a bug, and must not run off into the next page. */
+    /*
+     * A jump with a null return address, not a call: the entry never returns, and a call
+     * would push a return-stack-buffer entry that no `ret` pops, so that every return the
+     * resumer makes after our last switch would be mispredicted. The null return address
+     * also ends unwinding and backtraces at the entry.
+     */
+    pushq   $0
+    jmpq    *%rbx
     ud2
 FUNC_END(microthread_ctx_trampoline)
 
@@ -309,7 +338,9 @@ FUNC_BEGIN(microthread_ctx_trampoline_light)
     movq    %rax, %rdi
     movq    %rdx, %rsi
     movq    (%rsp), %rdx
-    callq   *%rbx
+    /* As in microthread_ctx_trampoline. */
+    pushq   $0
+    jmpq    *%rbx
     ud2
 FUNC_END(microthread_ctx_trampoline_light)
 

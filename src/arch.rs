@@ -43,6 +43,8 @@ extern "C" {
     pub(crate) fn microthread_ctx_switch_light_ret();
     /// The `ret`-ending twin of `microthread_ctx_switch_fpenv`, entered by a jump.
     pub(crate) fn microthread_ctx_switch_fpenv_ret();
+    /// The last switch of a dying context, entered by a jump: saves nothing.
+    pub(crate) fn microthread_ctx_exit();
     fn microthread_ctx_trampoline_light();
 }
 

@@ -299,6 +299,36 @@ impl Context {
         }
     }
 
+    /// The last switch of a context that is ending: resumes `self` and never comes back. On
+    /// x86_64 it saves nothing and is entered and left by jumps, leaving the return-address
+    /// predictor as the resumed context's calls left it; elsewhere it is [`Context::switch`].
+    /// The resumed side gets a meaningless `from` (never to be resumed).
+    ///
+    /// # Safety
+    /// - As [`Context::switch`], and `self` must be a plain (not light, not FP-environment)
+    ///   frame; the calling context must never be resumed.
+    #[inline(always)]
+    pub unsafe fn exit(self, data: usize) -> ! {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the routine only restores `self`'s frame (caller's obligation) and jumps
+        // into it; nothing of ours needs to survive.
+        unsafe {
+            core::arch::asm!(
+                "jmp {exit}",
+                exit = sym arch::microthread_ctx_exit,
+                in("rdi") self.sp.as_ptr(),
+                in("rsi") data,
+                options(noreturn),
+            )
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            // SAFETY: forwarded.
+            unsafe { self.switch(data) };
+            unreachable!("an exited context was resumed")
+        }
+    }
+
     /// Switches with [`Context::switch_fpenv`] if `fpenv`, else with [`Context::switch`].
     ///
     /// # Safety

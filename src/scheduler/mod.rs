@@ -588,6 +588,7 @@ impl Scheduler {
     ///
     /// # Safety
     /// - `me` must be the running, non-main tasklet, on its own stack.
+    #[inline(always)]
     unsafe fn end(&self, me: *const Inner, error: Option<Error>) -> ! {
         // SAFETY: `me` is running, hence in the ring.
         unsafe { self.ring_remove(me) };
@@ -630,11 +631,17 @@ impl Scheduler {
         let Some(ctx) = n.context.take() else {
             fatal("switch to a tasklet without a saved context")
         };
-        let fp = m.preserve_fp_env | n.preserve_fp_env;
         // SAFETY: the last switch out of this stack: `next` releases it (after_switch with
-        // the DEAD mark) and nothing resumes this frame again.
-        unsafe { ctx.switch_with(me as usize | DEAD, fp) };
-        fatal("a dead tasklet was resumed")
+        // the DEAD mark) and nothing resumes this frame again. `next` waits in a plain frame
+        // (the scheduler's switches), unless one side preserves the FP environment.
+        unsafe {
+            if m.preserve_fp_env | n.preserve_fp_env {
+                ctx.switch_fpenv(me as usize | DEAD);
+                fatal("a dead tasklet was resumed")
+            } else {
+                ctx.exit(me as usize | DEAD)
+            }
+        }
     }
 
     /// The ring is empty and a tasklet is ending: if whoever it would wake is blocked, sleep
