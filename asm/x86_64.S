@@ -125,6 +125,22 @@
 .endif
 .endm
 
+/*
+ * Resumes the plain frame at rsp after a switch that changed the CFA rules on the way (the
+ * FP switch, the exit): restates the frame's CFI (CFA = rsp + 0x38), pops it and leaves.
+ */
+.macro RESUME_PLAIN_FRAME how
+    .cfi_def_cfa_offset 0x38
+    .cfi_offset r12, -0x38
+    .cfi_offset r13, -0x30
+    .cfi_offset r14, -0x28
+    .cfi_offset r15, -0x20
+    .cfi_offset rbx, -0x18
+    .cfi_offset rbp, -0x10
+    POP_CALLEE_SAVED
+    LEAVE   \how
+.endm
+
 /* The plain switch. On entry: rdi = target sp, rsi = word, [rsp] = our resume pc. */
 .macro SWITCH how
     PUSH_CALLEE_SAVED
@@ -178,16 +194,7 @@
     ldmxcsr .Ldefault_mxcsr(%rip)
     fldcw   .Ldefault_x87cw(%rip)
     movq    %rdi, %rsp
-    /* The target's frame: the plain shape (CFA = rsp + 0x38). */
-    .cfi_def_cfa_offset 0x38
-    .cfi_offset r12, -0x38
-    .cfi_offset r13, -0x30
-    .cfi_offset r14, -0x28
-    .cfi_offset r15, -0x20
-    .cfi_offset rbx, -0x18
-    .cfi_offset rbp, -0x10
-    POP_CALLEE_SAVED
-    LEAVE   \how
+    RESUME_PLAIN_FRAME \how
 .endm
 
 /*
@@ -288,16 +295,7 @@ FUNC_BEGIN(microthread_ctx_exit)
     movq    %rdi, %rax
     movq    %rdi, %rsp
     movq    %rsi, %rdx
-    /* From here the CFI describes the target's frame (CFA = rsp + 0x38). */
-    .cfi_def_cfa_offset 0x38
-    .cfi_offset r12, -0x38
-    .cfi_offset r13, -0x30
-    .cfi_offset r14, -0x28
-    .cfi_offset r15, -0x20
-    .cfi_offset rbx, -0x18
-    .cfi_offset rbp, -0x10
-    POP_CALLEE_SAVED
-    LEAVE   jmp
+    RESUME_PLAIN_FRAME jmp
 FUNC_END(microthread_ctx_exit)
 
 /* ---- the trampolines -------------------------------------------------------------------- */

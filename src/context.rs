@@ -329,21 +329,6 @@ impl Context {
         }
     }
 
-    /// Switches with [`Context::switch_fpenv`] if `fpenv`, else with [`Context::switch`].
-    ///
-    /// # Safety
-    /// - As [`Context::switch`].
-    #[inline(always)]
-    pub unsafe fn switch_with(self, data: usize, fpenv: bool) -> Transfer {
-        if fpenv {
-            // SAFETY: forwarded obligation.
-            unsafe { self.switch_fpenv(data) }
-        } else {
-            // SAFETY: forwarded obligation.
-            unsafe { self.switch(data) }
-        }
-    }
-
     /// The saved stack pointer, giving up the handle.
     pub fn into_raw(self) -> NonNull<u8> {
         self.sp

@@ -452,13 +452,13 @@ impl<T: Send + 'static> Channel<T> {
         // SAFETY: `me` runs; the partner is live, of this thread, in no queue.
         let switched = unsafe {
             if schedule_all {
-                s.ring_insert_public(partner);
+                s.ring_insert(partner);
                 s.switch_to(me, (*me).next.get())
             } else if preference == -DIR {
                 s.ring_insert_after_current(partner);
                 s.switch_to(me, partner)
             } else {
-                s.ring_insert_public(partner);
+                s.ring_insert(partner);
                 Ok(())
             }
         };

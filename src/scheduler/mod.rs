@@ -243,14 +243,7 @@ impl Scheduler {
     ///
     /// # Safety
     /// - `t` must be a live tasklet of this scheduler, not in the ring.
-    pub(crate) unsafe fn ring_insert_public(&self, t: *const Inner) {
-        // SAFETY: forwarded.
-        unsafe { self.ring_insert(t) }
-    }
-
-    /// # Safety
-    /// - `t` must be a live tasklet of this scheduler, not in the ring.
-    unsafe fn ring_insert(&self, t: *const Inner) {
+    pub(crate) unsafe fn ring_insert(&self, t: *const Inner) {
         // SAFETY: ring members are live (they are in the list); caller vouches for `t`.
         unsafe {
             let cur = self.current.get();
