@@ -3,9 +3,9 @@
 //!
 //! The switch is hand-written assembly, so nothing but these tests checks that it saves the
 //! right registers: `clobber_abi` cannot help an external `.S` file. Each test loads random
-//! values into *all* callee-saved registers with inline `asm!`, calls (through a `sym` operand)
-//! an `extern "C"` helper that switches to the other side, and stores the registers again when
-//! the helper returns. The other side does the same with different values, so each side
+//! values into *all* callee-saved registers with inline `asm!`, calls an `extern "C"` helper
+//! (or a switch routine itself) that switches to the other side, and stores the registers
+//! again when it returns. The other side does the same with different values, so each side
 //! clobbers the other's registers between the load and the store:
 //!
 //! | target | registers |
@@ -56,75 +56,29 @@ mod arch {
 
     pub const NAMES: [&str; 6] = ["rbx", "rbp", "r12", "r13", "r14", "r15"];
 
-    /// Loads `input` into the callee-saved registers, calls `call_thunk(thunk)`, stores the
-    /// registers into `output`, and restores the registers' real values.
+    /// Loads `input` into the callee-saved registers and calls `routine(arg0, arg1)` directly,
+    /// with no Rust frame in between; when it returns (for a switch routine: when some context
+    /// switches back), stores the registers into `output`, restores their real values and
+    /// returns the routine's two return registers (a switch routine's `(from, data)`).
     ///
     /// # Safety
-    /// - `input` and `output` must be valid for `NAMES.len()` words; `thunk` must be live.
-    pub unsafe fn call_with(input: *const u64, output: *mut u64, thunk: *mut Thunk<'_>) {
-        // SAFETY: the block saves and restores every register it writes that is not declared
-        // clobbered; the stack pointer is 16-aligned at entry (an `asm!` guarantee) and at the
-        // call (128 + 8 pushes), and restored at the end. The 128 bytes skip the red zone.
-        unsafe {
-            asm!(
-                "sub rsp, 128",
-                "push rbx",
-                "push rbp",
-                "push r12",
-                "push r13",
-                "push r14",
-                "push r15",
-                "push rdx",
-                "sub rsp, 8",
-                "mov rbx, [rsi]",
-                "mov rbp, [rsi + 8]",
-                "mov r12, [rsi + 16]",
-                "mov r13, [rsi + 24]",
-                "mov r14, [rsi + 32]",
-                "mov r15, [rsi + 40]",
-                "call {f}",
-                "mov rdx, [rsp + 8]",
-                "mov [rdx], rbx",
-                "mov [rdx + 8], rbp",
-                "mov [rdx + 16], r12",
-                "mov [rdx + 24], r13",
-                "mov [rdx + 32], r14",
-                "mov [rdx + 40], r15",
-                "add rsp, 16",
-                "pop r15",
-                "pop r14",
-                "pop r13",
-                "pop r12",
-                "pop rbp",
-                "pop rbx",
-                "add rsp, 128",
-                f = sym call_thunk,
-                in("rdi") thunk,
-                in("rsi") input,
-                in("rdx") output,
-                clobber_abi("C"),
-            );
-        }
-    }
-
-    /// Loads `input` into the callee-saved registers and calls the switch routine at `switch`
-    /// with `(to, data)` directly, with no Rust frame in between; when some context switches
-    /// back, stores the registers into `output`, restores their real values and returns the
-    /// routine's `(from, data)`.
-    ///
-    /// # Safety
-    /// - As `call_with`; `switch` must be one of the asm switch routines and `to` a suspended
-    ///   context of this thread.
-    pub unsafe fn switch_with(
-        switch: usize,
-        to: *mut u8,
-        data: usize,
+    /// - `input` and `output` must be valid for `NAMES.len()` words.
+    /// - `routine` is an `extern "C"` function of this thread's stack taking `(arg0, arg1)`
+    ///   with whatever preconditions it has met: `call_thunk` with a live thunk, or an asm
+    ///   switch routine with `arg0` a suspended context of this thread.
+    pub unsafe fn call_with(
+        routine: usize,
+        arg0: *mut u8,
+        arg1: usize,
         input: *const u64,
         output: *mut u64,
     ) -> (*mut u8, usize) {
-        let (from, data_out): (usize, usize);
-        // SAFETY: as in `call_with`; the routine returns here (through whatever resumes us)
-        // with rax:rdx = the Transfer and every callee-saved register as it left them.
+        let (ret0, ret1): (usize, usize);
+        // SAFETY: the block saves and restores every register it writes that is not declared
+        // clobbered; the stack pointer is 16-aligned at entry (an `asm!` guarantee) and at the
+        // call (128 + 8 pushes), and restored at the end. The 128 bytes skip the red zone.
+        // A switch routine returns here (through whatever resumes us) with rax:rdx = the
+        // Transfer and every callee-saved register as that side left them.
         unsafe {
             asm!(
                 "sub rsp, 128",
@@ -158,15 +112,15 @@ mod arch {
                 "pop rbp",
                 "pop rbx",
                 "add rsp, 128",
-                inout("rax") switch => from,
-                inout("rdx") output as usize => data_out,
-                in("rdi") to,
-                in("rsi") data,
+                inout("rax") routine => ret0,
+                inout("rdx") output as usize => ret1,
+                in("rdi") arg0,
+                in("rsi") arg1,
                 in("rcx") input,
                 clobber_abi("C"),
             );
         }
-        (from as *mut u8, data_out)
+        (ret0 as *mut u8, ret1)
     }
 }
 
@@ -182,78 +136,18 @@ mod arch {
     /// As on x86_64: x19–x29 at words 0–10, d8–d15 at words 11–18.
     ///
     /// # Safety
-    /// - `input` and `output` must be valid for `NAMES.len()` words; `thunk` must be live.
-    pub unsafe fn call_with(input: *const u64, output: *mut u64, thunk: *mut Thunk<'_>) {
-        // SAFETY: as on x86_64; the 160-byte save area keeps sp 16-aligned (there is no red
-        // zone on aarch64 Linux). x30 is clobbered by `bl`, and declared by clobber_abi.
-        unsafe {
-            asm!(
-                "sub sp, sp, #160",
-                "stp x19, x20, [sp, #0]",
-                "stp x21, x22, [sp, #16]",
-                "stp x23, x24, [sp, #32]",
-                "stp x25, x26, [sp, #48]",
-                "stp x27, x28, [sp, #64]",
-                "stp x29, x2, [sp, #80]",
-                "stp d8, d9, [sp, #96]",
-                "stp d10, d11, [sp, #112]",
-                "stp d12, d13, [sp, #128]",
-                "stp d14, d15, [sp, #144]",
-                "ldp x19, x20, [x1, #0]",
-                "ldp x21, x22, [x1, #16]",
-                "ldp x23, x24, [x1, #32]",
-                "ldp x25, x26, [x1, #48]",
-                "ldp x27, x28, [x1, #64]",
-                "ldr x29, [x1, #80]",
-                "ldp d8, d9, [x1, #88]",
-                "ldp d10, d11, [x1, #104]",
-                "ldp d12, d13, [x1, #120]",
-                "ldp d14, d15, [x1, #136]",
-                "bl {f}",
-                "ldr x9, [sp, #88]",
-                "stp x19, x20, [x9, #0]",
-                "stp x21, x22, [x9, #16]",
-                "stp x23, x24, [x9, #32]",
-                "stp x25, x26, [x9, #48]",
-                "stp x27, x28, [x9, #64]",
-                "str x29, [x9, #80]",
-                "stp d8, d9, [x9, #88]",
-                "stp d10, d11, [x9, #104]",
-                "stp d12, d13, [x9, #120]",
-                "stp d14, d15, [x9, #136]",
-                "ldp x19, x20, [sp, #0]",
-                "ldp x21, x22, [sp, #16]",
-                "ldp x23, x24, [sp, #32]",
-                "ldp x25, x26, [sp, #48]",
-                "ldp x27, x28, [sp, #64]",
-                "ldr x29, [sp, #80]",
-                "ldp d8, d9, [sp, #96]",
-                "ldp d10, d11, [sp, #112]",
-                "ldp d12, d13, [sp, #128]",
-                "ldp d14, d15, [sp, #144]",
-                "add sp, sp, #160",
-                f = sym call_thunk,
-                in("x0") thunk,
-                in("x1") input,
-                in("x2") output,
-                clobber_abi("C"),
-            );
-        }
-    }
-
-    /// As on x86_64.
-    ///
-    /// # Safety
     /// - As on x86_64.
-    pub unsafe fn switch_with(
-        switch: usize,
-        to: *mut u8,
-        data: usize,
+    pub unsafe fn call_with(
+        routine: usize,
+        arg0: *mut u8,
+        arg1: usize,
         input: *const u64,
         output: *mut u64,
     ) -> (*mut u8, usize) {
-        let (from, data_out): (usize, usize);
-        // SAFETY: as in `call_with`; the routine returns here with x0:x1 = the Transfer.
+        let (ret0, ret1): (usize, usize);
+        // SAFETY: as on x86_64; the 160-byte save area keeps sp 16-aligned (there is no red
+        // zone on aarch64 Linux). x30 is clobbered by `blr`, and declared by clobber_abi. A
+        // switch routine returns here with x0:x1 = the Transfer.
         unsafe {
             asm!(
                 "sub sp, sp, #160",
@@ -300,15 +194,15 @@ mod arch {
                 "ldp d12, d13, [sp, #128]",
                 "ldp d14, d15, [sp, #144]",
                 "add sp, sp, #160",
-                inout("x0") to as usize => from,
-                inout("x1") data => data_out,
+                inout("x0") arg0 as usize => ret0,
+                inout("x1") arg1 => ret1,
                 in("x2") input,
                 in("x3") output,
-                in("x16") switch,
+                in("x16") routine,
                 clobber_abi("C"),
             );
         }
-        (from as *mut u8, data_out)
+        (ret0 as *mut u8, ret1)
     }
 }
 
@@ -324,135 +218,18 @@ mod arch {
     /// As on x86_64: s0–s11 at words 0–11, fs0–fs11 at words 12–23.
     ///
     /// # Safety
-    /// - `input` and `output` must be valid for `NAMES.len()` words; `thunk` must be live.
-    pub unsafe fn call_with(input: *const u64, output: *mut u64, thunk: *mut Thunk<'_>) {
-        // SAFETY: as on x86_64; the 208-byte save area keeps sp 16-aligned. ra is clobbered
-        // by `call`, and declared by clobber_abi. fld/fsd move the 64 bits unchanged.
-        unsafe {
-            asm!(
-                "addi sp, sp, -208",
-                "sd s0, 0(sp)",
-                "sd s1, 8(sp)",
-                "sd s2, 16(sp)",
-                "sd s3, 24(sp)",
-                "sd s4, 32(sp)",
-                "sd s5, 40(sp)",
-                "sd s6, 48(sp)",
-                "sd s7, 56(sp)",
-                "sd s8, 64(sp)",
-                "sd s9, 72(sp)",
-                "sd s10, 80(sp)",
-                "sd s11, 88(sp)",
-                "fsd fs0, 96(sp)",
-                "fsd fs1, 104(sp)",
-                "fsd fs2, 112(sp)",
-                "fsd fs3, 120(sp)",
-                "fsd fs4, 128(sp)",
-                "fsd fs5, 136(sp)",
-                "fsd fs6, 144(sp)",
-                "fsd fs7, 152(sp)",
-                "fsd fs8, 160(sp)",
-                "fsd fs9, 168(sp)",
-                "fsd fs10, 176(sp)",
-                "fsd fs11, 184(sp)",
-                "sd a2, 192(sp)",
-                "ld s0, 0(a1)",
-                "ld s1, 8(a1)",
-                "ld s2, 16(a1)",
-                "ld s3, 24(a1)",
-                "ld s4, 32(a1)",
-                "ld s5, 40(a1)",
-                "ld s6, 48(a1)",
-                "ld s7, 56(a1)",
-                "ld s8, 64(a1)",
-                "ld s9, 72(a1)",
-                "ld s10, 80(a1)",
-                "ld s11, 88(a1)",
-                "fld fs0, 96(a1)",
-                "fld fs1, 104(a1)",
-                "fld fs2, 112(a1)",
-                "fld fs3, 120(a1)",
-                "fld fs4, 128(a1)",
-                "fld fs5, 136(a1)",
-                "fld fs6, 144(a1)",
-                "fld fs7, 152(a1)",
-                "fld fs8, 160(a1)",
-                "fld fs9, 168(a1)",
-                "fld fs10, 176(a1)",
-                "fld fs11, 184(a1)",
-                "call {f}",
-                "ld t0, 192(sp)",
-                "sd s0, 0(t0)",
-                "sd s1, 8(t0)",
-                "sd s2, 16(t0)",
-                "sd s3, 24(t0)",
-                "sd s4, 32(t0)",
-                "sd s5, 40(t0)",
-                "sd s6, 48(t0)",
-                "sd s7, 56(t0)",
-                "sd s8, 64(t0)",
-                "sd s9, 72(t0)",
-                "sd s10, 80(t0)",
-                "sd s11, 88(t0)",
-                "fsd fs0, 96(t0)",
-                "fsd fs1, 104(t0)",
-                "fsd fs2, 112(t0)",
-                "fsd fs3, 120(t0)",
-                "fsd fs4, 128(t0)",
-                "fsd fs5, 136(t0)",
-                "fsd fs6, 144(t0)",
-                "fsd fs7, 152(t0)",
-                "fsd fs8, 160(t0)",
-                "fsd fs9, 168(t0)",
-                "fsd fs10, 176(t0)",
-                "fsd fs11, 184(t0)",
-                "ld s0, 0(sp)",
-                "ld s1, 8(sp)",
-                "ld s2, 16(sp)",
-                "ld s3, 24(sp)",
-                "ld s4, 32(sp)",
-                "ld s5, 40(sp)",
-                "ld s6, 48(sp)",
-                "ld s7, 56(sp)",
-                "ld s8, 64(sp)",
-                "ld s9, 72(sp)",
-                "ld s10, 80(sp)",
-                "ld s11, 88(sp)",
-                "fld fs0, 96(sp)",
-                "fld fs1, 104(sp)",
-                "fld fs2, 112(sp)",
-                "fld fs3, 120(sp)",
-                "fld fs4, 128(sp)",
-                "fld fs5, 136(sp)",
-                "fld fs6, 144(sp)",
-                "fld fs7, 152(sp)",
-                "fld fs8, 160(sp)",
-                "fld fs9, 168(sp)",
-                "fld fs10, 176(sp)",
-                "fld fs11, 184(sp)",
-                "addi sp, sp, 208",
-                f = sym call_thunk,
-                in("a0") thunk,
-                in("a1") input,
-                in("a2") output,
-                clobber_abi("C"),
-            );
-        }
-    }
-
-    /// As on x86_64.
-    ///
-    /// # Safety
     /// - As on x86_64.
-    pub unsafe fn switch_with(
-        switch: usize,
-        to: *mut u8,
-        data: usize,
+    pub unsafe fn call_with(
+        routine: usize,
+        arg0: *mut u8,
+        arg1: usize,
         input: *const u64,
         output: *mut u64,
     ) -> (*mut u8, usize) {
-        let (from, data_out): (usize, usize);
-        // SAFETY: as in `call_with`; the routine returns here with a0:a1 = the Transfer.
+        let (ret0, ret1): (usize, usize);
+        // SAFETY: as on x86_64; the 208-byte save area keeps sp 16-aligned. ra is clobbered
+        // by `jalr`, and declared by clobber_abi. fld/fsd move the 64 bits unchanged. A switch
+        // routine returns here with a0:a1 = the Transfer.
         unsafe {
             asm!(
                 "addi sp, sp, -208",
@@ -556,15 +333,15 @@ mod arch {
                 "fld fs10, 176(sp)",
                 "fld fs11, 184(sp)",
                 "addi sp, sp, 208",
-                inout("a0") to as usize => from,
-                inout("a1") data => data_out,
+                inout("a0") arg0 as usize => ret0,
+                inout("a1") arg1 => ret1,
                 in("a2") input,
                 in("a3") output,
-                in("t1") switch,
+                in("t1") routine,
                 clobber_abi("C"),
             );
         }
-        (from as *mut u8, data_out)
+        (ret0 as *mut u8, ret1)
     }
 }
 
@@ -578,8 +355,19 @@ type Regs = [u64; N];
 fn with_callee_saved(values: &Regs, f: &mut dyn FnMut()) -> Regs {
     let mut out = [0u64; N];
     let mut thunk = Thunk { f, panic: None };
-    // SAFETY: both arrays hold N words, and the thunk outlives the call.
-    unsafe { arch::call_with(values.as_ptr(), out.as_mut_ptr(), &mut thunk) };
+    let routine: extern "C" fn(*mut Thunk<'_>) = call_thunk;
+    let thunk_ptr: *mut Thunk<'_> = &mut thunk;
+    // SAFETY: both arrays hold N words; `call_thunk` takes the live thunk as its first
+    // argument and ignores the second.
+    unsafe {
+        arch::call_with(
+            routine as usize,
+            thunk_ptr.cast(),
+            0,
+            values.as_ptr(),
+            out.as_mut_ptr(),
+        )
+    };
     if let Some(p) = thunk.panic {
         panic::resume_unwind(p);
     }
@@ -833,7 +621,7 @@ unsafe extern "C" fn raw_entry(from: Context, data: usize, arg: usize) -> ! {
         let mut got = [0u64; N];
         // SAFETY: `to` is the test's suspended context.
         let (from, data) = unsafe {
-            arch::switch_with(
+            arch::call_with(
                 routines[routine].1,
                 to,
                 0x100 + k,
@@ -850,7 +638,7 @@ unsafe extern "C" fn raw_entry(from: Context, data: usize, arg: usize) -> ! {
     let last = [0u64; N];
     let mut got = [0u64; N];
     // SAFETY: as above; nothing resumes this context again.
-    unsafe { arch::switch_with(routine, to, RAW_DONE, last.as_ptr(), got.as_mut_ptr()) };
+    unsafe { arch::call_with(routine, to, RAW_DONE, last.as_ptr(), got.as_mut_ptr()) };
     std::process::abort()
 }
 
@@ -903,7 +691,7 @@ fn raw_round_trips(case: RawCase) {
         let mut got = [0u64; N];
         // SAFETY: `to` is the other side's suspended context, on `stack`.
         let (from, data) =
-            unsafe { arch::switch_with(routine, to, k, values.as_ptr(), got.as_mut_ptr()) };
+            unsafe { arch::call_with(routine, to, k, values.as_ptr(), got.as_mut_ptr()) };
         for d in differences(&values, &got) {
             failures.push(format!("main, across {name} #{k}: {d}"));
         }
