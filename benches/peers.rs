@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
+mod peer_loops;
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -40,115 +42,35 @@ fn config() -> Criterion {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Switch round trip
+// Switch round trip, and spawn + run to completion on a reused stack
 
 fn switch_round_trip(c: &mut Criterion) {
     let mut g = c.benchmark_group("switch_round_trip");
-
-    for (name, fpenv) in [("microthread", false), ("microthread_fpenv", true)] {
-        g.bench_function(name, |b| {
-            let mut co: microthread::Coroutine<(), (), ()> = microthread::coroutine::Builder::new()
-                .preserve_fp_env(fpenv)
-                .build(|yielder, ()| loop {
-                    yielder.suspend(());
-                })
-                .expect("a stack");
-            black_box(co.resume(()));
-            b.iter(|| black_box(co.resume(())));
-        });
-    }
-
-    g.bench_function("corosensei", |b| {
-        // DefaultStack: 1 MiB with a guard page.
-        let mut co: corosensei::Coroutine<(), (), ()> =
-            corosensei::Coroutine::new(|yielder, ()| loop {
-                yielder.suspend(());
-            });
-        black_box(co.resume(()));
-        b.iter(|| black_box(co.resume(())));
+    g.bench_function("microthread", |b| {
+        b.iter(peer_loops::microthread_switch(false))
     });
-
+    g.bench_function("microthread_fpenv", |b| {
+        b.iter(peer_loops::microthread_switch(true))
+    });
+    g.bench_function("corosensei", |b| b.iter(peer_loops::corosensei_switch()));
     #[cfg(not(target_arch = "riscv64"))]
-    g.bench_function("context", |b| {
-        use context::stack::ProtectedFixedSizeStack;
-        use context::{Context, Transfer};
-
-        extern "C" fn echo(mut t: Transfer) -> ! {
-            loop {
-                // SAFETY: `t.context` is the suspended resumer, on this thread.
-                t = unsafe { t.context.resume(t.data) };
-            }
-        }
-        let stack = ProtectedFixedSizeStack::default();
-        // SAFETY: the stack outlives every use of the context (it is dropped after the loop,
-        // with `echo` suspended on it forever, which holds nothing to drop).
-        let first = unsafe { Context::new(&stack, echo).resume(0) };
-        let mut ctx = Some(first.context);
-        b.iter(|| {
-            let to = ctx.take().expect("echo is suspended");
-            // SAFETY: `to` is echo's suspended context, on this thread, its stack alive.
-            let t = unsafe { to.resume(black_box(1)) };
-            ctx = Some(t.context);
-            black_box(t.data)
-        });
-        // `echo` stays suspended on `stack` when both go out of scope: it owns nothing.
-    });
-
+    g.bench_function("context", |b| b.iter(peer_loops::context_switch()));
     g.finish();
 }
-
-// ---------------------------------------------------------------------------------------------
-// Spawn + run to completion on a reused stack
 
 fn spawn_complete(c: &mut Criterion) {
     let mut g = c.benchmark_group("spawn_complete");
-
     g.bench_function("microthread_pooled", |b| {
-        // The first one maps the stack; later ones take it from the thread's pool.
-        spawn_microthread();
-        b.iter(spawn_microthread);
+        b.iter(peer_loops::microthread_spawn())
     });
-
     g.bench_function("corosensei_with_stack", |b| {
-        let mut stack = Some(corosensei::stack::DefaultStack::default());
-        b.iter(|| {
-            let mut co: corosensei::Coroutine<(), (), u32> =
-                corosensei::Coroutine::with_stack(stack.take().expect("the stack"), |_, ()| {
-                    black_box(1)
-                });
-            black_box(co.resume(()));
-            stack = Some(co.into_stack());
-        });
+        b.iter(peer_loops::corosensei_spawn())
     });
-
     #[cfg(not(target_arch = "riscv64"))]
     g.bench_function("context_reused_stack", |b| {
-        use context::stack::ProtectedFixedSizeStack;
-        use context::{Context, Transfer};
-
-        extern "C" fn finish(t: Transfer) -> ! {
-            // SAFETY: `t.context` is the suspended resumer, on this thread. It never resumes
-            // us again: this frame is abandoned and the stack reused.
-            unsafe { t.context.resume(black_box(t.data) + 1) };
-            unreachable!("a finished context was resumed")
-        }
-        let stack = ProtectedFixedSizeStack::default();
-        b.iter(|| {
-            // SAFETY: the stack outlives the context, and the previous context on it is
-            // finished (abandoned), so nothing else uses it.
-            let t = unsafe { Context::new(&stack, finish).resume(black_box(1)) };
-            black_box(t.data)
-        });
+        b.iter(peer_loops::context_spawn())
     });
-
     g.finish();
-}
-
-#[inline(always)]
-fn spawn_microthread() {
-    let mut co: microthread::Coroutine<(), (), u32> =
-        microthread::Coroutine::new(|_, ()| black_box(1)).expect("a stack");
-    black_box(co.resume(()));
 }
 
 // ---------------------------------------------------------------------------------------------

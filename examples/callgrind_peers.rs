@@ -1,5 +1,6 @@
-//! The loops of `benches/peers.rs`, one per run, a fixed number of times: for instruction
-//! counts under callgrind, where criterion's own work would swamp them.
+//! The switch and spawn loops of `benches/peers.rs` (from `benches/peer_loops`), one per run,
+//! a fixed number of times: for instruction counts under callgrind, where criterion's own
+//! work would swamp them.
 //!
 //! ```text
 //! cargo build --release --example callgrind_peers
@@ -13,8 +14,10 @@
 //! `callgrind_peers --list` names the loops. context 3.0.0 does not build on riscv64, so its
 //! loops are missing there.
 
-use std::hint::black_box;
 use std::process::ExitCode;
+
+#[path = "../benches/peer_loops/mod.rs"]
+mod peer_loops;
 
 type Loop = fn(u64);
 
@@ -59,96 +62,39 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn microthread_round_trip(fpenv: bool, n: u64) {
-    let mut co: microthread::Coroutine<(), (), ()> = microthread::coroutine::Builder::new()
-        .preserve_fp_env(fpenv)
-        .build(|yielder, ()| loop {
-            yielder.suspend(());
-        })
-        .expect("a stack");
-    black_box(co.resume(()));
+/// Runs one of the shared loops `n` times after its setup.
+fn repeat(mut step: impl FnMut(), n: u64) {
     for _ in 0..n {
-        black_box(co.resume(()));
+        step();
     }
 }
 
 fn microthread_switch(n: u64) {
-    microthread_round_trip(false, n);
+    repeat(peer_loops::microthread_switch(false), n);
 }
 
 fn microthread_fpenv_switch(n: u64) {
-    microthread_round_trip(true, n);
+    repeat(peer_loops::microthread_switch(true), n);
 }
 
 fn microthread_spawn(n: u64) {
-    for _ in 0..n {
-        let mut co: microthread::Coroutine<(), (), u32> =
-            microthread::Coroutine::new(|_, ()| black_box(1)).expect("a stack");
-        black_box(co.resume(()));
-    }
+    repeat(peer_loops::microthread_spawn(), n);
 }
 
 fn corosensei_switch(n: u64) {
-    let mut co: corosensei::Coroutine<(), (), ()> =
-        corosensei::Coroutine::new(|yielder, ()| loop {
-            yielder.suspend(());
-        });
-    black_box(co.resume(()));
-    for _ in 0..n {
-        black_box(co.resume(()));
-    }
+    repeat(peer_loops::corosensei_switch(), n);
 }
 
 fn corosensei_spawn(n: u64) {
-    let mut stack = Some(corosensei::stack::DefaultStack::default());
-    for _ in 0..n {
-        let mut co: corosensei::Coroutine<(), (), u32> =
-            corosensei::Coroutine::with_stack(stack.take().expect("the stack"), |_, ()| {
-                black_box(1)
-            });
-        black_box(co.resume(()));
-        stack = Some(co.into_stack());
-    }
+    repeat(peer_loops::corosensei_spawn(), n);
 }
 
 #[cfg(not(target_arch = "riscv64"))]
 fn context_switch(n: u64) {
-    use context::stack::ProtectedFixedSizeStack;
-    use context::{Context, Transfer};
-
-    extern "C" fn echo(mut t: Transfer) -> ! {
-        loop {
-            // SAFETY: `t.context` is the suspended resumer, on this thread.
-            t = unsafe { t.context.resume(t.data) };
-        }
-    }
-    let stack = ProtectedFixedSizeStack::default();
-    // SAFETY: the stack outlives every use of the context.
-    let first = unsafe { Context::new(&stack, echo).resume(0) };
-    let mut ctx = Some(first.context);
-    for _ in 0..n {
-        let to = ctx.take().expect("echo is suspended");
-        // SAFETY: `to` is echo's suspended context, on this thread, its stack alive.
-        let t = unsafe { to.resume(black_box(1)) };
-        ctx = Some(t.context);
-        black_box(t.data);
-    }
+    repeat(peer_loops::context_switch(), n);
 }
 
 #[cfg(not(target_arch = "riscv64"))]
 fn context_spawn(n: u64) {
-    use context::stack::ProtectedFixedSizeStack;
-    use context::{Context, Transfer};
-
-    extern "C" fn finish(t: Transfer) -> ! {
-        // SAFETY: `t.context` is the suspended resumer; it never resumes us again.
-        unsafe { t.context.resume(black_box(t.data) + 1) };
-        unreachable!("a finished context was resumed")
-    }
-    let stack = ProtectedFixedSizeStack::default();
-    for _ in 0..n {
-        // SAFETY: the stack outlives the context; the previous one on it is abandoned.
-        let t = unsafe { Context::new(&stack, finish).resume(black_box(1)) };
-        black_box(t.data);
-    }
+    repeat(peer_loops::context_spawn(), n);
 }

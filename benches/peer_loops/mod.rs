@@ -1,0 +1,115 @@
+//! The switch and spawn loops of microthread and its peers, shared by `benches/peers.rs`
+//! (criterion) and `examples/callgrind_peers.rs` (instruction counts), so both measure the
+//! same code. Each function does the one-time setup and returns one iteration as a closure.
+//!
+//! context 3.0.0 has no riscv64 assembly, so its loops exist only off riscv64.
+
+use std::hint::black_box;
+
+/// Resume a microthread coroutine that suspends straight back (with or without the FP
+/// environment switch).
+pub fn microthread_switch(preserve_fp_env: bool) -> impl FnMut() {
+    let mut co: microthread::Coroutine<(), (), ()> = microthread::coroutine::Builder::new()
+        .preserve_fp_env(preserve_fp_env)
+        .build(|yielder, ()| loop {
+            yielder.suspend(());
+        })
+        .expect("a stack");
+    black_box(co.resume(()));
+    #[inline(always)]
+    move || {
+        black_box(co.resume(()));
+    }
+}
+
+/// Create a trivial microthread coroutine and run it to completion. The first one maps the
+/// stack; later ones take it from the thread's pool.
+pub fn microthread_spawn() -> impl FnMut() {
+    #[inline(always)]
+    fn spawn() {
+        let mut co: microthread::Coroutine<(), (), u32> =
+            microthread::Coroutine::new(|_, ()| black_box(1)).expect("a stack");
+        black_box(co.resume(()));
+    }
+    spawn();
+    spawn
+}
+
+/// Resume a corosensei coroutine (DefaultStack: 1 MiB with a guard page) that suspends
+/// straight back.
+pub fn corosensei_switch() -> impl FnMut() {
+    let mut co: corosensei::Coroutine<(), (), ()> =
+        corosensei::Coroutine::new(|yielder, ()| loop {
+            yielder.suspend(());
+        });
+    black_box(co.resume(()));
+    #[inline(always)]
+    move || {
+        black_box(co.resume(()));
+    }
+}
+
+/// Create a trivial corosensei coroutine on a reused stack and run it to completion.
+pub fn corosensei_spawn() -> impl FnMut() {
+    let mut stack = Some(corosensei::stack::DefaultStack::default());
+    #[inline(always)]
+    move || {
+        let mut co: corosensei::Coroutine<(), (), u32> =
+            corosensei::Coroutine::with_stack(stack.take().expect("the stack"), |_, ()| {
+                black_box(1)
+            });
+        black_box(co.resume(()));
+        stack = Some(co.into_stack());
+    }
+}
+
+/// Resume a context (Boost.Context's assembly) that resumes straight back.
+#[cfg(not(target_arch = "riscv64"))]
+pub fn context_switch() -> impl FnMut() {
+    use context::stack::ProtectedFixedSizeStack;
+    use context::{Context, Transfer};
+
+    extern "C" fn echo(mut t: Transfer) -> ! {
+        loop {
+            // SAFETY: `t.context` is the suspended resumer, on this thread.
+            t = unsafe { t.context.resume(t.data) };
+        }
+    }
+    let stack = ProtectedFixedSizeStack::default();
+    // SAFETY: the closure owns the stack, so it outlives every use of the context; when the
+    // closure is dropped, `echo` stays suspended on it forever, holding nothing to drop.
+    let first = unsafe { Context::new(&stack, echo).resume(0) };
+    let mut ctx = Some(first.context);
+    #[inline(always)]
+    move || {
+        // Moves the stack into the closure: echo runs on it.
+        let _stack = &stack;
+        let to = ctx.take().expect("echo is suspended");
+        // SAFETY: `to` is echo's suspended context, on this thread, its stack alive.
+        let t = unsafe { to.resume(black_box(1)) };
+        ctx = Some(t.context);
+        black_box(t.data);
+    }
+}
+
+/// Create a context on a reused stack and run it to completion.
+#[cfg(not(target_arch = "riscv64"))]
+pub fn context_spawn() -> impl FnMut() {
+    use context::stack::ProtectedFixedSizeStack;
+    use context::{Context, Transfer};
+
+    extern "C" fn finish(t: Transfer) -> ! {
+        // SAFETY: `t.context` is the suspended resumer, on this thread. It never resumes us
+        // again: this frame is abandoned and the stack reused.
+        unsafe { t.context.resume(black_box(t.data) + 1) };
+        unreachable!("a finished context was resumed")
+    }
+    let stack = ProtectedFixedSizeStack::default();
+    #[inline(always)]
+    move || {
+        // SAFETY: the stack outlives the context, and the previous context on it is finished
+        // (abandoned), so nothing else uses it.
+        let t = unsafe { Context::new(&stack, finish).resume(black_box(1)) };
+        black_box(t.data);
+    }
+}
