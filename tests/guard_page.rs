@@ -60,6 +60,17 @@ impl Death {
         );
     }
 
+    /// Asserts that the child's stderr holds the overflow report for tasklet `id` of `size`.
+    #[track_caller]
+    fn assert_reports_overflow(&self, id: u64, size: usize) {
+        let report = overflow_report(id, size);
+        assert!(
+            self.stderr.contains(&report),
+            "expected {report:?} in the child's stderr: {:?}",
+            self.stderr
+        );
+    }
+
     fn describe(&self) -> String {
         match (self.signal(), self.exit_code()) {
             (Some(s), _) => format!("signal {s}"),
@@ -204,24 +215,24 @@ fn rounded(n: usize) -> usize {
 
 type Overflowing = Coroutine<(), (), u64>;
 
+/// A coroutine that overflows its pooled stack of `size` bytes when resumed.
+fn overflowing(size: usize) -> Overflowing {
+    Builder::new()
+        .stack_size(size)
+        .build(|_, ()| recurse(0))
+        .unwrap()
+}
+
 #[test]
 fn overflowing_a_coroutine_reports_its_id_and_size_and_dies_of_sigsegv() {
     let _serial = serial();
-    let mut co: Overflowing = Builder::new()
-        .stack_size(64 * 1024)
-        .build(|_, ()| recurse(0))
-        .unwrap();
+    let mut co = overflowing(64 * 1024);
     let (id, size) = (co.id(), rounded(64 * 1024));
     let death = in_child(move || {
         co.resume(());
     });
     death.assert_killed_by_sigsegv();
-    assert!(
-        death.stderr.contains(&overflow_report(id, size)),
-        "expected {:?} in the child's stderr: {:?}",
-        overflow_report(id, size),
-        death.stderr
-    );
+    death.assert_reports_overflow(id, size);
     assert_eq!(
         death.stderr.matches("overflowed its stack").count(),
         1,
@@ -243,11 +254,7 @@ fn the_report_gives_the_usable_size_of_a_stack_given_to_build_on() {
         co.resume(());
     });
     death.assert_killed_by_sigsegv();
-    assert!(
-        death.stderr.contains(&overflow_report(id, size)),
-        "{:?}",
-        death.stderr
-    );
+    death.assert_reports_overflow(id, size);
 }
 
 #[test]
@@ -265,10 +272,7 @@ fn the_report_names_the_current_owner_of_a_recycled_stack() {
         1,
         "the finished coroutine's stack went back to the pool"
     );
-    let mut second: Overflowing = Builder::new()
-        .stack_size(size)
-        .build(|_, ()| recurse(0))
-        .unwrap();
+    let mut second = overflowing(size);
     assert_eq!(pool::len(), 0, "the second coroutine took the pooled stack");
     let second_id = second.id();
     assert_ne!(first_id, second_id);
@@ -276,13 +280,7 @@ fn the_report_names_the_current_owner_of_a_recycled_stack() {
         second.resume(());
     });
     death.assert_killed_by_sigsegv();
-    assert!(
-        death
-            .stderr
-            .contains(&overflow_report(second_id, rounded(size))),
-        "{:?}",
-        death.stderr
-    );
+    death.assert_reports_overflow(second_id, rounded(size));
     assert!(
         !death.stderr.contains(&format!("tasklet {first_id} ")),
         "{:?}",
@@ -293,10 +291,7 @@ fn the_report_names_the_current_owner_of_a_recycled_stack() {
 #[test]
 fn an_overflow_in_a_nested_coroutine_names_the_inner_one() {
     let _serial = serial();
-    let mut inner: Overflowing = Builder::new()
-        .stack_size(64 * 1024)
-        .build(|_, ()| recurse(0))
-        .unwrap();
+    let mut inner = overflowing(64 * 1024);
     let inner_id = inner.id();
     let mut outer: Coroutine<(), (), ()> = Coroutine::new(move |y, ()| {
         y.suspend(());
@@ -309,13 +304,7 @@ fn an_overflow_in_a_nested_coroutine_names_the_inner_one() {
         outer.resume(());
     });
     death.assert_killed_by_sigsegv();
-    assert!(
-        death
-            .stderr
-            .contains(&overflow_report(inner_id, rounded(64 * 1024))),
-        "{:?}",
-        death.stderr
-    );
+    death.assert_reports_overflow(inner_id, rounded(64 * 1024));
     assert!(
         !death.stderr.contains(&format!("tasklet {outer_id} ")),
         "{:?}",
@@ -519,11 +508,7 @@ fn an_overflow_on_a_thread_without_an_altstack_is_still_reported() {
         "creating a coroutine gave the thread an alternate signal stack"
     );
     assert!(id != 0 && size == rounded(64 * 1024) as u64);
-    assert!(
-        death.stderr.contains(&overflow_report(id, size as usize)),
-        "{:?}",
-        death.stderr
-    );
+    death.assert_reports_overflow(id, size as usize);
 }
 
 /// A coroutine on a minimum-size stack creates another coroutine (mapping a new stack, which
