@@ -74,6 +74,11 @@ impl BiasedLock {
             return self.acquire_shared();
         }
         if owner == me {
+            // No caller's code runs while the state is held, so the owner never re-enters.
+            debug_assert!(
+                !self.owner_busy.load(Ordering::Relaxed),
+                "a channel was entered again by the thread already inside it"
+            );
             self.owner_busy.store(true, Ordering::Relaxed);
             // The CPU-level fence between the store above and the load below is supplied by
             // the revoker's membarrier; only the compiler must not reorder them.

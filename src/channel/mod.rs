@@ -614,16 +614,21 @@ impl<T: Send + 'static> Iterator for Iter<'_, T> {
     }
 }
 
+/// Formats a snapshot taken under the lock, written after the lock is released: the
+/// formatter's writer is the caller's code and may use this very channel.
 impl<T> fmt::Debug for Channel<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let g = self.chan.lock();
-        let st = g.state();
+        let (balance, preference, schedule_all, closing) = {
+            let g = self.chan.lock();
+            let st = g.state();
+            (st.balance, st.preference, st.schedule_all, st.closing)
+        };
         f.debug_struct("Channel")
             .field("id", &self.chan.id)
-            .field("balance", &st.balance)
-            .field("preference", &st.preference)
-            .field("schedule_all", &st.schedule_all)
-            .field("closing", &st.closing)
+            .field("balance", &balance)
+            .field("preference", &preference)
+            .field("schedule_all", &schedule_all)
+            .field("closing", &closing)
             .finish()
     }
 }
