@@ -79,7 +79,7 @@ use crate::stack::{pool, DEFAULT_STACK_SIZE};
 use crate::tasklet::{Inner, Life, Pending, Tasklet};
 
 mod thread;
-pub use thread::{spawn_thread, RemoteTasklet};
+pub use thread::{spawn_thread, JoinHandle, RemoteTasklet};
 pub(crate) use thread::{Mail, SendArc, Shared};
 
 /// A schedule callback: called with (previous, next) before every switch.
@@ -118,17 +118,26 @@ thread_local! {
     static TEARDOWN: Teardown = const { Teardown };
 }
 
-/// Ends the thread's scheduler when the thread ends.
+/// Ends the thread's scheduler when the thread ends. Thread-locals destroyed after it find
+/// the scheduler *ended*: creating a tasklet fails, and so does a call that would block or
+/// sleep ([`Error::SchedulerEnded`]). (If the scheduler is first created too late for this
+/// to be registered, it is ended from the start; see `thread::exit` for a scheduler created
+/// after the thread-locals' destructors have all run.)
 struct Teardown;
 
 impl Drop for Teardown {
     fn drop(&mut self) {
-        let s = SCHEDULER.with(|c| c.get());
-        if !s.is_null() {
-            // SAFETY: the scheduler was leaked by `init` for this thread and is still valid.
-            unsafe { (*s).shutdown() };
+        if let Some(s) = existing_scheduler() {
+            s.shutdown();
         }
     }
+}
+
+/// This thread's scheduler if it has one; never creates it.
+pub(crate) fn existing_scheduler() -> Option<&'static Scheduler> {
+    let s = SCHEDULER.with(|c| c.get());
+    // SAFETY: set by `init` to a leaked Scheduler of this thread, never freed.
+    (!s.is_null()).then(|| unsafe { &*s })
 }
 
 /// The low bit of a switch's word marks a dying tasklet whose stack the next one releases.
@@ -191,7 +200,13 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
     }
     SCHEDULER.with(|c| c.set(s));
     overflow::ensure_altstack();
-    let _ = TEARDOWN.try_with(|_| {});
+    if TEARDOWN.try_with(|_| {}).is_err() {
+        // The thread's thread-locals are being destroyed and ours already was: nothing would
+        // end this scheduler, so it starts ended (it creates no tasklet and never sleeps).
+        drop(s.shared.close());
+    } else {
+        thread::end_at_thread_exit_anyway(s);
+    }
     s
 }
 
@@ -661,7 +676,11 @@ impl Scheduler {
     }
 
     /// Kills every live tasklet but main, then closes the mailbox: the thread is ending.
+    /// From then on the scheduler is ended; a second call does nothing.
     fn shutdown(&self) {
+        if self.shared.ended() {
+            return;
+        }
         self.kill_all();
         drop(self.shared.close());
     }
@@ -848,13 +867,20 @@ impl TaskletBuilder {
     /// inserted, run or switched to.
     ///
     /// # Errors
-    /// The OS error if a new stack cannot be mapped.
+    /// The OS error if a new stack cannot be mapped; an error of kind `Other` if this
+    /// thread's scheduler has ended (the thread is exiting, past its teardown).
     pub fn create<F, R>(self, f: F) -> io::Result<Tasklet>
     where
         F: FnOnce() -> R + 'static,
         R: 'static,
     {
         let s = scheduler();
+        if s.shared.ended() {
+            return Err(io::Error::other(
+                "microthread: this thread's scheduler has ended (the thread is exiting and its \
+                 tasklets were killed); no new tasklet can be created on it",
+            ));
+        }
         let stack = pool::acquire(self.stack_size)?;
         let id = id::next();
         stack.set_owner(id);
