@@ -75,6 +75,7 @@ use std::ptr;
 use std::sync::Arc;
 
 mod lock;
+pub(crate) use lock::{before_fork, in_forked_child};
 use lock::{BiasedLock, Held};
 
 use crate::error::{Error, Payload, Result};
@@ -153,7 +154,15 @@ impl<T> Guard<'_, T> {
 
 impl<T: Send> Blocker for Chan<T> {
     fn unlink(&self, t: &Inner) {
-        let g = self.lock();
+        // Called in the middle of scheduler operations, where a panic must not start. A
+        // poisoned channel (see `lock`) is never read again, so `t` may stay in its queue.
+        let Ok(held) = self.lock.try_acquire(scheduler::thread_identity()) else {
+            return;
+        };
+        let g = Guard {
+            chan: self,
+            _held: held,
+        };
         let st = g.state();
         let is_ts = |&w: &*const Waiter<T>| {
             // SAFETY: queued waiters are valid (see `Chan`'s Send impl).

@@ -79,8 +79,8 @@ use crate::stack::{pool, DEFAULT_STACK_SIZE};
 use crate::tasklet::{Inner, Life, Pending, Tasklet};
 
 mod thread;
+pub(crate) use thread::{identity_vanished, Mail, SendArc, Shared};
 pub use thread::{spawn_thread, JoinHandle, RemoteTasklet};
-pub(crate) use thread::{Mail, SendArc, Shared};
 
 /// A schedule callback: called with (previous, next) before every switch.
 pub type ScheduleCallback = Box<dyn FnMut(&Tasklet, &Tasklet)>;

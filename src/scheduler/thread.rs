@@ -31,10 +31,12 @@
 //!   thread no longer counts, creates no tasklet and never sleeps: a call that would block
 //!   fails with [`Error::SchedulerEnded`].
 
+use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 mod exit;
+mod fork;
 mod join;
 pub(crate) use exit::end_at_thread_exit_anyway;
 pub use join::{spawn_thread, JoinHandle};
@@ -85,21 +87,27 @@ pub(crate) struct Shared {
     /// The scheduler has ended (see [`Shared::ended`]); set with the mailbox's `open` cleared,
     /// readable without the lock.
     ended: AtomicBool,
+    /// The thread does not exist in this process: a forked child's copy of another thread's
+    /// scheduler (see `fork`). Its mailbox lock may be held by the vanished thread forever.
+    vanished: AtomicBool,
 }
 
 /// Threads with a live scheduler that are neither asleep in `Shared::sleep` nor blocked in
 /// [`JoinHandle::join`].
 static AWAKE: AtomicUsize = AtomicUsize::new(0);
 
-/// The sleepers (a struct, so that more can join it under the same lock).
+/// Every scheduler that has not ended, and the sleepers among them.
 struct Registry {
     /// Threads asleep in `Shared::sleep` (or about to be).
     sleepers: Vec<Arc<Shared>>,
+    /// Every scheduler that has not ended (what a forked child must mark as gone).
+    live: Vec<Arc<Shared>>,
 }
 
 /// Lock order: this, then a mailbox.
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     sleepers: Vec::new(),
+    live: Vec::new(),
 });
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -126,6 +134,7 @@ fn uncount_awake(registry: &Registry) {
 impl Shared {
     /// A new scheduler's shared part; counts its thread awake.
     pub(crate) fn new() -> Arc<Shared> {
+        fork::install_handlers();
         let shared = Arc::new(Shared {
             mailbox: Mutex::new(Mailbox {
                 mail: Vec::new(),
@@ -138,13 +147,16 @@ impl Shared {
             has_mail: AtomicBool::new(false),
             wake: Condvar::new(),
             ended: AtomicBool::new(false),
+            vanished: AtomicBool::new(false),
         });
+        let mut registry = lock(&REGISTRY);
         AWAKE.fetch_add(1, Ordering::SeqCst);
+        registry.live.push(shared.clone());
         shared
     }
 
     /// Whether the scheduler has ended: its thread tore it down (or could not register the
-    /// teardown). Nothing is delivered to
+    /// teardown), or, in a forked child, the thread does not exist. Nothing is delivered to
     /// it any more; it creates no tasklet and never sleeps.
     pub(crate) fn ended(&self) -> bool {
         self.ended.load(Ordering::Acquire)
@@ -153,7 +165,7 @@ impl Shared {
     /// Delivers `mail` to the owning thread, waking it if it sleeps. Gives the mail back if
     /// the thread's scheduler has ended.
     pub(crate) fn post(&self, mail: Mail) -> std::result::Result<(), Mail> {
-        // A refusal without the lock; `open` below decides under it.
+        // Checked before the lock: in a forked child, a vanished thread may hold it forever.
         if self.ended() {
             return Err(mail);
         }
@@ -237,7 +249,7 @@ impl Shared {
     /// thread is left awake, wake a sleeper with the deadlock error. Only the first call
     /// does anything.
     pub(crate) fn close(&self) -> Vec<Mail> {
-        let registry = lock(&REGISTRY);
+        let mut registry = lock(&REGISTRY);
         let (left, joiners) = {
             let mut m = lock(&self.mailbox);
             if !m.open {
@@ -247,10 +259,24 @@ impl Shared {
             self.ended.store(true, Ordering::Release);
             (std::mem::take(&mut m.mail), std::mem::take(&mut m.joiners))
         };
+        if let Some(i) = registry.live.iter().position(|x| ptr::eq(&**x, self)) {
+            registry.live.swap_remove(i);
+        }
         AWAKE.fetch_add(joiners, Ordering::SeqCst);
         uncount_awake(&registry);
         left
     }
+}
+
+/// Whether the thread whose identity (see `thread_identity`) is `identity` does not exist in
+/// this process: it was another thread of the parent of this forked child.
+///
+/// # Safety
+/// - `identity` must be the address of a scheduler (as channel owners are).
+pub(crate) unsafe fn identity_vanished(identity: usize) -> bool {
+    // SAFETY: schedulers are leaked, never freed (caller vouches that this is one).
+    let s = unsafe { &*(identity as *const super::Scheduler) };
+    s.shared.vanished.load(Ordering::Acquire)
 }
 
 /// A handle to a tasklet that any thread may hold and use: it inserts, kills or throws into
