@@ -164,11 +164,12 @@ fn in_a_forked_child_remote_operations_on_a_vanished_threads_tasklet_fail() {
 }
 
 /// Forks `forks` children while `hammer` runs on another thread, each child running
-/// `child`; returns how they ended (none may hang).
+/// `child`, and the parent `between` after each; returns how the children ended.
 fn fork_while(
     forks: usize,
     hammer: impl Fn() + Send + 'static,
     child: impl Fn() -> i32,
+    between: impl Fn(),
 ) -> Vec<Ending> {
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
@@ -183,7 +184,9 @@ fn fork_while(
     let endings: Vec<Ending> = (0..forks)
         .map(|_| {
             std::thread::sleep(Duration::from_millis(1));
-            in_child(Duration::from_secs(5), &child)
+            let ending = in_child(Duration::from_secs(5), &child);
+            between();
+            ending
         })
         .collect();
     stop.store(true, Ordering::Relaxed);
@@ -250,6 +253,7 @@ fn a_shared_channel_another_thread_was_inside_at_the_fork_panics_in_the_child_an
             std::hint::black_box(c.balance());
         },
         || use_channel_in_child(&ch),
+        || (),
     );
     assert_no_child_hung(&endings);
 }
@@ -271,7 +275,12 @@ fn a_channel_biased_to_another_thread_busy_at_the_fork_panics_in_the_child_and_n
         }
     });
     owned_rx.recv().unwrap();
-    let endings = fork_while(40, std::thread::yield_now, || use_channel_in_child(&ch));
+    let endings = fork_while(
+        40,
+        std::thread::yield_now,
+        || use_channel_in_child(&ch),
+        || (),
+    );
     stop.store(true, Ordering::Relaxed);
     owner.join().unwrap();
     assert_no_child_hung(&endings);
@@ -280,9 +289,13 @@ fn a_channel_biased_to_another_thread_busy_at_the_fork_panics_in_the_child_and_n
 #[test]
 fn the_forking_threads_mailbox_is_usable_in_the_child_while_another_thread_posts_to_it() {
     let _serial = serial();
-    scheduler::init_thread();
-    let paused = Tasklet::new(|| ()).unwrap();
-    let remote = paused.remote();
+    // A blocked tasklet: inserting it is refused (quietly, when the mail is read), so the
+    // poster can post as fast as it likes and nothing changes.
+    let gate: Channel<u32> = Channel::new();
+    let g = gate.clone();
+    let blocked = spawn(move || g.receive()).unwrap();
+    scheduler::run().unwrap();
+    let remote = blocked.remote();
     let endings = fork_while(
         40,
         move || {
@@ -292,11 +305,12 @@ fn the_forking_threads_mailbox_is_usable_in_the_child_while_another_thread_posts
             // Reads this thread's mail: its mailbox lock must not be held by a vanished
             // poster.
             scheduler::schedule().unwrap();
-            scheduler::run().unwrap();
             0
         },
+        // Read the mail here too, so the mailbox stays short.
+        || scheduler::schedule().unwrap(),
     );
-    paused.kill().unwrap();
+    blocked.kill().unwrap();
     assert!(
         endings.iter().all(|e| matches!(e, Ending::Exited(0, _))),
         "{endings:?}"
