@@ -112,7 +112,10 @@ impl BiasedLock {
     /// inside it when the process forked.
     #[inline]
     pub(crate) fn acquire(&self, me: usize) -> Held<'_> {
-        match self.try_acquire(me) {
+        if let Some(held) = self.enter_as_owner(me) {
+            return held;
+        }
+        match self.acquire_slow(me) {
             Ok(held) => held,
             Err(Poisoned) => poisoned(),
         }
@@ -121,26 +124,42 @@ impl BiasedLock {
     /// As [`acquire`](BiasedLock::acquire), but a poisoned channel gives `Err`.
     #[inline]
     pub(crate) fn try_acquire(&self, me: usize) -> Result<Held<'_>, Poisoned> {
-        debug_assert!(me == ANONYMOUS || me > POISONED);
-        let owner = self.owner.load(Ordering::Relaxed);
-        if me == ANONYMOUS {
-            return self.acquire_shared();
+        match self.enter_as_owner(me) {
+            Some(held) => Ok(held),
+            None => self.acquire_slow(me),
         }
-        if owner == me {
-            // No caller's code runs while the state is held, so the owner never re-enters.
-            debug_assert!(
-                !self.owner_busy.load(Ordering::Relaxed),
-                "a channel was entered again by the thread already inside it"
-            );
-            self.owner_busy.store(true, Ordering::Relaxed);
-            // The CPU-level fence between the store above and the load below is supplied by
-            // the revoker's membarrier; only the compiler must not reorder them.
-            compiler_fence(Ordering::SeqCst);
-            if self.owner.load(Ordering::Relaxed) == me {
-                return Ok(Held::Owner(self));
-            }
-            self.owner_busy.store(false, Ordering::Release);
-        } else if owner == UNOWNED
+    }
+
+    /// The owner's fast path: two plain stores and two plain loads (see the module docs).
+    #[inline(always)]
+    fn enter_as_owner(&self, me: usize) -> Option<Held<'_>> {
+        debug_assert!(me == ANONYMOUS || me > POISONED);
+        // ANONYMOUS never owns a channel, so it never passes this test.
+        if self.owner.load(Ordering::Relaxed) != me {
+            return None;
+        }
+        // No caller's code runs while the state is held, so the owner never re-enters.
+        debug_assert!(
+            !self.owner_busy.load(Ordering::Relaxed),
+            "a channel was entered again by the thread already inside it"
+        );
+        self.owner_busy.store(true, Ordering::Relaxed);
+        // The CPU-level fence between the store above and the load below is supplied by
+        // the revoker's membarrier; only the compiler must not reorder them.
+        compiler_fence(Ordering::SeqCst);
+        if self.owner.load(Ordering::Relaxed) == me {
+            return Some(Held::Owner(self));
+        }
+        self.owner_busy.store(false, Ordering::Release);
+        None
+    }
+
+    /// Not the owner: become it if nobody is yet, else take the spin lock.
+    #[cold]
+    #[inline(never)]
+    fn acquire_slow(&self, me: usize) -> Result<Held<'_>, Poisoned> {
+        if me != ANONYMOUS
+            && self.owner.load(Ordering::Relaxed) == UNOWNED
             // Never become the owner while someone holds the spin lock: in a forked child
             // that may be a vanished thread, which only the spin path can tell.
             && self.locked.load(Ordering::Relaxed) == FREE
@@ -150,7 +169,9 @@ impl BiasedLock {
                 .compare_exchange(UNOWNED, me, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
-            return self.try_acquire(me);
+            if let Some(held) = self.enter_as_owner(me) {
+                return Ok(held);
+            }
         }
         self.acquire_shared()
     }
