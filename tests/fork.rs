@@ -33,8 +33,24 @@ enum Ending {
     Signalled(i32, String),
 }
 
+/// Runs `body` in a forked child (see [`fork_child`]). Under qemu-user, where a fork of a
+/// process with several threads occasionally leaves the child stuck inside the emulator
+/// (see tests/guard_page.rs), a child that hangs is forked again, up to three times.
+fn in_child(deadline: Duration, body: impl Fn() -> i32) -> Ending {
+    let attempts = if under_qemu_user() { 3 } else { 1 };
+    let mut ending = fork_child(deadline, &body);
+    for _ in 1..attempts {
+        if !matches!(ending, Ending::Hung(_)) {
+            break;
+        }
+        eprintln!("a child hung under qemu-user; forking again");
+        ending = fork_child(deadline, &body);
+    }
+    ending
+}
+
 /// Runs `body` in a forked child whose fd 2 is a pipe to us; kills it after `deadline`.
-fn in_child(deadline: Duration, body: impl FnOnce() -> i32) -> Ending {
+fn fork_child(deadline: Duration, body: impl FnOnce() -> i32) -> Ending {
     let mut fds = [0; 2];
     // SAFETY: pipe writes two fds into the array.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
