@@ -29,6 +29,34 @@
 //! | `TaskletExit` | a silent unwind with payload [`TaskletExit`] |
 //! | uncaught exception in a tasklet → main / `run()` | [`Error::Panicked`] from the call main or the innermost `run()` caller is suspended in |
 //! | return value (discarded) | kept: [`Tasklet::result`] |
+//! | `main.kill()` (raises `TaskletExit` in main) | main unwinds with [`TaskletExit`] from its suspended call; a line on stderr says so, since uncaught it ends the thread |
+//! | a later bomb replaces an earlier `tempval` bomb | a later error replaces an earlier pending error; a pending kill is never replaced |
+//! | `finally:` blocks of a killed tasklet may use channels | a destructor of an unwinding tasklet may complete a rendezvous (without the switch), but may not block or switch: [`Error::Unwinding`] |
+//!
+//! # What the safe API guarantees
+//! - **A refused operation leaves no trace.** Every operation checks everything that can
+//!   refuse it (a switch trap, the schedule callback, a blocked or dead target, an unwinding
+//!   stack) before it changes the ring, a channel's queue or a flag.
+//! - **No user code runs while the scheduler's state is half-changed.** Values whose `Drop`
+//!   comes due inside a switch (an error payload replaced by a later one, a result released
+//!   during a tasklet's end, mail for a tasklet that has died) are dropped at the next point
+//!   where every invariant holds, on the tasklet's own thread; a panic in such a `Drop` is
+//!   reported by the panic hook and otherwise ignored. Inside the schedule callback, every
+//!   scheduling operation (including [`Tasklet::remove`] and channel operations) fails with
+//!   [`Error::RecursiveCallback`].
+//! - **No switch while a stack unwinds.** The thread's panic state (what
+//!   [`std::thread::panicking`] reports, what poisons a `Mutex`) cannot move between
+//!   tasklets, so a destructor running because its tasklet panics or is killed may not
+//!   switch or block: such calls fail with [`Error::Unwinding`]. A channel operation that
+//!   finds a partner still completes, without the switch its preference would make, so a
+//!   destructor can hand a last value to a waiting tasklet.
+//! - **A kill is never lost.** It is never replaced by a later error; it reaches a tasklet
+//!   switched out inside the channel callback. Killing a main tasklet unwinds the thread's
+//!   own stack: catch [`TaskletExit`] there to survive it.
+//! - **Cross-thread wakes are tied to one blocking episode**, so a tasklet unblocked another
+//!   way (killed, thrown into, routed an error) is never woken into a later block.
+//! - A tasklet that never ran, is paused, and has no handle left (and no [`RemoteTasklet`])
+//!   is ended when its last handle goes: its closure is dropped then, not at thread end.
 //!
 //! # Deadlock
 //! When the last runnable tasklet would block and the innermost [`run`] caller (or the main
@@ -882,12 +910,15 @@ fn deliver_pending(me: &Inner, p: Pending) -> Result<()> {
 fn unwind_killed(me: &Inner) -> ! {
     if me.is_main {
         let thread = std::thread::current();
-        eprintln!(
+        let line = format!(
             "microthread: the main tasklet (id {}) of thread '{}' was killed: unwinding the \
-             thread's stack with TaskletExit",
+             thread's stack with TaskletExit\n",
             me.id,
             thread.name().unwrap_or("<unnamed>")
         );
+        // Straight to fd 2, like the overflow report: not swallowed by an output capture.
+        // SAFETY: write(2) only reads the buffer.
+        unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
     }
     panic::resume_unwind(Box::new(TaskletExit))
 }
