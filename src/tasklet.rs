@@ -379,7 +379,8 @@ impl fmt::Debug for Tasklet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Tasklet");
         d.field("id", &self.inner.id);
-        if let Some(n) = self.inner.name.borrow().as_deref() {
+        // A copy: the formatter is user code, which may set the name meanwhile.
+        if let Some(n) = self.name() {
             d.field("name", &n);
         }
         d.field("alive", &self.alive())

@@ -537,3 +537,25 @@ fn dropping_the_last_handle_of_an_unstarted_paused_tasklet_drops_its_closure() {
         assert_eq!(Rc::strong_count(&captured), 1);
     });
 }
+
+#[test]
+fn a_rendezvous_refused_by_a_switch_trap_leaves_the_waiter_queued() {
+    on_thread(|| {
+        let ch = Channel::<String>::new();
+        let rx = ch.clone();
+        let receiver = spawn(move || rx.receive().unwrap()).unwrap();
+        scheduler::run().unwrap();
+        assert_eq!(ch.queue(), [receiver.id()]);
+        switch_trap(1);
+        // Preference -1: the send would switch to the receiver, which the trap refuses.
+        let e = ch.send("kept".to_string()).unwrap_err();
+        assert!(matches!(e.error, Error::SwitchTrap));
+        assert_eq!(e.value.as_deref(), Some("kept"));
+        assert_eq!(ch.balance(), -1);
+        assert_eq!(ch.queue(), [receiver.id()]);
+        assert!(receiver.blocked());
+        switch_trap(-1);
+        ch.send("delivered".to_string()).unwrap();
+        assert_eq!(receiver.result::<String>().as_deref(), Some("delivered"));
+    });
+}

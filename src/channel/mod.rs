@@ -427,26 +427,21 @@ impl<T: Send + 'static> Channel<T> {
         if !cando {
             return self.block::<DIR>(s, g, msg);
         }
-        // SAFETY: a non-zero balance means a waiter of the other direction is queued; it is
-        // valid while queued.
-        let w = unsafe { *st.queue.front().unwrap_unchecked() };
-        // SAFETY: as above.
+        // SAFETY: a non-zero balance means a waiter of the other direction is queued.
+        let w = unsafe { st.queue.pop_front().unwrap_unchecked() };
+        // SAFETY: a queued waiter is valid until removed, which we just did under the lock;
+        // its tasklet stays blocked (and alive) until it is woken below.
         let local = ptr::eq(unsafe { (*w).scheduler }, s);
-        let mut switching = local && (st.schedule_all || st.preference == -DIR);
-        if s.may_refuse() {
-            // Checked before anything changes: a refused operation leaves no trace. While the
-            // caller's stack unwinds (a destructor of a killed or panicking tasklet) the
-            // rendezvous still completes, without the switch.
-            match s.refuse_switch(switching) {
-                Ok(()) => {}
-                Err(Error::Unwinding) => switching = false,
-                Err(e) => {
-                    drop(g);
-                    return Err(failure(e, msg));
-                }
+        let switching = local && (st.schedule_all || st.preference == -DIR);
+        if s.hooks_on() {
+            if let Err(e) = s.refuse_by_hooks(switching) {
+                // Put back as it was, under the same lock: nobody saw the change, so the
+                // refused operation leaves no trace.
+                st.queue.push_front(w);
+                drop(g);
+                return Err(failure(e, msg));
             }
         }
-        st.queue.pop_front();
         st.balance += DIR as isize;
         // SAFETY: a queued waiter is valid until removed, which we just did under the lock;
         // its tasklet stays blocked (and alive) until it is woken below.
@@ -488,6 +483,10 @@ impl<T: Send + 'static> Channel<T> {
         };
         match switched {
             Ok(()) => Ok(got),
+            // Refused because the caller's stack unwinds (a destructor of a killed or
+            // panicking tasklet): the rendezvous stands, the partner runs later. (No switch
+            // happens while a stack unwinds, so this cannot be an error delivered after one.)
+            Err(Error::Unwinding) if std::thread::panicking() => Ok(got),
             Err(e) => Err(failure(e, got)),
         }
     }
@@ -505,24 +504,18 @@ impl<T: Send + 'static> Channel<T> {
         let me = s.current_ptr();
         // SAFETY: `me` is the running tasklet.
         let m = unsafe { &*me };
-        // Everything that can refuse to block is checked before the tasklet is queued.
-        if m.block_trap.get() || st.closing {
-            drop(g);
-            return Err(failure(refusal(m.block_trap.get()), msg));
-        }
-        if let Err(e) = s.refuse_switch(true) {
-            drop(g);
-            return Err(failure(e, msg));
-        }
-        if let Some(p) = m.pending.take() {
-            // An error that waited for this tasklet's next suspension (see
-            // `blocked_with_error`) is delivered now, instead of blocking.
-            drop(g);
-            m.pending.set(Some(p));
-            return match scheduler::take_pending(m) {
-                Ok(()) => unreachable!("a pending error is delivered as an error"),
-                Err(e) => Err(failure(e, msg)),
-            };
+        // Everything that can refuse to block is checked before the tasklet is queued; one
+        // test on the common path.
+        // SAFETY (of the read of `pending`): a Cell of this thread, not borrowed anywhere.
+        if m.block_trap.get()
+            || st.closing
+            || s.may_refuse()
+            || unsafe { (*m.pending.as_ptr()).is_some() }
+        {
+            if let Err(e) = refuse_to_block(s, m, st.closing) {
+                drop(g);
+                return Err(failure(e, msg));
+            }
         }
         let epoch = m.block_epoch.get().wrapping_add(1);
         m.block_epoch.set(epoch);
@@ -573,14 +566,20 @@ fn failure<T>(e: Error, msg: Option<Msg<T>>) -> Box<(Error, Option<Msg<T>>)> {
     Box::new((e, msg))
 }
 
-/// The error for a channel operation that would block but may not.
+/// Why the running tasklet `m` may not block now, if it may not: its block trap, a closing
+/// channel, a refused switch, or an error that waited for its next suspension (see
+/// `blocked_with_error`), which is delivered now instead.
 #[cold]
-fn refusal(block_trap: bool) -> Error {
-    if block_trap {
-        Error::BlockTrap
-    } else {
-        Error::ClosedChannel
+#[inline(never)]
+fn refuse_to_block(s: &Scheduler, m: &Inner, closing: bool) -> Result<()> {
+    if m.block_trap.get() {
+        return Err(Error::BlockTrap);
     }
+    if closing {
+        return Err(Error::ClosedChannel);
+    }
+    s.refuse_switch(true)?;
+    scheduler::take_pending(m)
 }
 
 /// A blocked operation resumed with an error: give the message back, unless a receive got

@@ -545,18 +545,30 @@ impl Scheduler {
     /// or a kill: the thread's panic state cannot move to another tasklet).
     #[inline]
     pub(crate) fn refuse_switch(&self, switching: bool) -> Result<()> {
+        self.refuse_by_hooks(switching)?;
+        if switching && std::thread::panicking() {
+            return Err(Error::Unwinding);
+        }
+        Ok(())
+    }
+
+    /// The part of [`Scheduler::refuse_switch`] that only the hooks can refuse: the schedule
+    /// callback and the switch trap. Nothing to check unless [`Scheduler::hooks_on`].
+    #[inline]
+    pub(crate) fn refuse_by_hooks(&self, switching: bool) -> Result<()> {
         if self.in_callback.get() {
             return Err(Error::RecursiveCallback);
         }
-        if switching {
-            if self.switch_trap.get() != 0 {
-                return Err(Error::SwitchTrap);
-            }
-            if std::thread::panicking() {
-                return Err(Error::Unwinding);
-            }
+        if switching && self.switch_trap.get() != 0 {
+            return Err(Error::SwitchTrap);
         }
         Ok(())
+    }
+
+    /// Whether a switch trap or a schedule callback is set, or a callback is running.
+    #[inline(always)]
+    pub(crate) fn hooks_on(&self) -> bool {
+        self.hooks.get() != 0
     }
 
     /// Whether [`Scheduler::refuse_switch`] might refuse anything now: one load and one
