@@ -21,8 +21,11 @@
 //!   it called [`mark_ending`] first) leaves its fake stack to be destroyed at the thread's
 //!   next switch, not at once: the side it resumes may still read a value the dying frame
 //!   passed by address (a coroutine's last reply), and that frame can be on the fake stack.
-//!   The resumed side clears the poison left on the dead stack, so a context that reuses the
-//!   stack from the pool starts on clean memory.
+//!   The resumed side clears the poison left on the dead stack (by the frames ASan put on the
+//!   real stack rather than a fake one: all of them when use-after-return checks are off), so
+//!   a context that reuses the stack from the pool starts on clean memory. (Destroying the
+//!   fake stack at the last switch itself, with a null save, unmaps the frame that is making
+//!   the switch: every test binary then dies of SIGSEGV.)
 //!
 //! `__asan_handle_no_return` is not needed: no frame is ever abandoned on a live stack (a
 //! context suspends and resumes at the same switch), and the only abandoned frames, those of
