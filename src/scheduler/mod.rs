@@ -801,6 +801,7 @@ impl Scheduler {
         // (the scheduler's switches), unless one side preserves the FP environment.
         unsafe {
             if m.preserve_fp_env | n.preserve_fp_env {
+                Context::end_at_next_switch();
                 ctx.switch_fpenv(me as usize | DEAD);
                 fatal("a dead tasklet was resumed")
             } else {
