@@ -37,6 +37,7 @@ mod overflow;
 pub mod scheduler;
 pub mod stack;
 pub mod tasklet;
+mod valgrind;
 
 pub use channel::{Channel, SendError};
 pub use coroutine::{Coroutine, CoroutineResult, Yielder};

@@ -34,6 +34,7 @@ use std::sync::OnceLock;
 use memmap2::{MmapMut, MmapOptions};
 
 use crate::overflow;
+use crate::valgrind;
 
 pub mod pool;
 
@@ -85,6 +86,8 @@ pub struct Stack {
 }
 
 struct Range {
+    /// The usable part as valgrind knows it; dropped (deregistered) before `map` unmaps it.
+    _valgrind: valgrind::StackRegistration,
     /// Owns the whole range, guard included; unmapped when the stack is dropped.
     map: MmapMut,
     /// Bytes of the guard at the bottom of `map`.
@@ -135,8 +138,11 @@ impl Stack {
         }
         let base = map.as_ptr() as usize;
         let registration = overflow::Registration::new(base, guard, usable);
+        let limit = (base + guard) as *const u8;
+        let valgrind = valgrind::StackRegistration::new(limit, limit.wrapping_add(usable));
         Ok(Stack {
             range: Box::new(Range {
+                _valgrind: valgrind,
                 map,
                 guard,
                 registration,
