@@ -6,6 +6,12 @@
 //! stack and marks the memory in between as unaddressable, then reports every later access to
 //! it (hundreds of false "invalid read" reports in thread-locals and frames). A stack made
 //! known with `VALGRIND_STACK_REGISTER` lets it recognise the jump as a change of stack.
+//! (Valgrind registers every thread's own stack itself, at `clone`, so only ours are needed.)
+//!
+//! One more request covers the pool: a stack coming back to it is made addressable again
+//! ([`discard`]), since memcheck marked what its last context popped unaddressable, and the
+//! next context's initial frame is written there. That runs per release, so it is guarded by
+//! [`active`], a flag set only when a registration reached valgrind: natively a load.
 //!
 //! A client request is a magic instruction sequence that does nothing on a real CPU and that
 //! valgrind's translator recognises (see `valgrind.h`, `VALGRIND_DO_CLIENT_REQUEST_EXPR`):
@@ -20,11 +26,15 @@
 //! cycles and changes nothing but flags, and the result register keeps the default value
 //! (0). On other architectures (riscv64: valgrind has no port for it in the releases this
 //! was written against) the requests are no-ops. Stacks register once per mapping, not per
-//! spawn from the pool, so the cost does not appear on any hot path.
+//! spawn from the pool, so the sequence never runs on a hot path.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// `VG_USERREQ__RUNNING_ON_VALGRIND` from `valgrind.h`: answers how deep we are nested.
 #[cfg(test)]
 const RUNNING_ON_VALGRIND: usize = 0x1001;
+/// `VG_USERREQ__MAKE_MEM_DEFINED` from `memcheck.h` (`VG_USERREQ_TOOL_BASE('M','C') + 2`).
+const MAKE_MEM_DEFINED: usize = (b'M' as usize) << 24 | (b'C' as usize) << 16 | 2;
 /// `VG_USERREQ__STACK_REGISTER` from `valgrind.h`.
 const STACK_REGISTER: usize = 0x1501;
 /// `VG_USERREQ__STACK_DEREGISTER` from `valgrind.h`.
@@ -86,6 +96,30 @@ fn client_request(default: usize, _request: usize, _args: [usize; 5]) -> usize {
     default
 }
 
+/// Set by the first stack registration that valgrind answered: from then on, recycled stacks
+/// are announced too (see [`discard`]). Never set natively.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Whether a stack registration reached valgrind: one relaxed load, for paths that run on
+/// every spawn and must cost nothing natively.
+#[inline(always)]
+pub(crate) fn active() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
+/// `VALGRIND_MAKE_MEM_DEFINED(start, len)`: the memory is addressable again. For a stack
+/// going back to the pool: memcheck marked the part its last context popped unaddressable (as
+/// it must, while that context lived), but the next context's creator writes the closure and
+/// the initial frame there from outside its stack pointer.
+///
+/// Defined rather than undefined: a pooled stack really keeps its bytes (see
+/// [`crate::stack::pool`]), and tests/context.rs reads a predecessor's mark on purpose. Frames
+/// the next context pushes are marked undefined again by memcheck itself, so reads of
+/// uninitialised locals are still caught.
+pub(crate) fn discard(start: *const u8, len: usize) {
+    client_request(0, MAKE_MEM_DEFINED, [start as usize, len, 0, 0, 0]);
+}
+
 /// A stack made known to valgrind; forgotten again on drop (before the memory is unmapped).
 pub(crate) struct StackRegistration {
     id: usize,
@@ -97,6 +131,10 @@ impl StackRegistration {
     #[inline]
     pub(crate) fn new(start: *const u8, end: *const u8) -> StackRegistration {
         let id = client_request(0, STACK_REGISTER, [start as usize, end as usize, 0, 0, 0]);
+        // Valgrind registers the first thread's stack as 0 itself: ours are never 0 there.
+        if id != 0 && !active() {
+            ACTIVE.store(true, Ordering::Relaxed);
+        }
         StackRegistration { id }
     }
 }

@@ -76,6 +76,7 @@ fn acquire_pooled(size: usize) -> io::Result<Stack> {
 /// Gives a stack back: pooled if the pool is below its high-water mark, unmapped otherwise.
 #[inline]
 pub fn release(stack: Stack) {
+    stack.discard_contents();
     let stack = if stack.size() == DEFAULT_STACK_SIZE && FAST_SLOT_ON.with(Cell::get) {
         match LAST_DEFAULT.try_with(move |c| match c.take() {
             None => {
