@@ -19,7 +19,7 @@
 //! |---|---|---|---|
 //! | `x86_64-unknown-linux-gnu` | `asm/x86_64.S` | 1 page | MXCSR, x87 control word |
 //! | `aarch64-unknown-linux-gnu` | `asm/aarch64.S` | 1 page | FPCR |
-//! | `riscv64gc-unknown-linux-gnu` | `asm/riscv64.S` | 64 KiB | `frm` |
+//! | `riscv64gc-unknown-linux-gnu` | `asm/riscv64.S` | 1 MiB | `frm` |
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(
     missing_docs,
