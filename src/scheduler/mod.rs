@@ -662,6 +662,7 @@ impl Scheduler {
 
     /// Kills every live tasklet but main, then closes the mailbox: the thread is ending.
     fn shutdown(&self) {
+        overflow::ensure_altstack_for_teardown();
         self.kill_all();
         drop(self.shared.close());
     }

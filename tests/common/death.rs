@@ -80,22 +80,56 @@ const CHILD_ATTEMPTS: usize = 3;
 /// child exits with 0 if `body` returns, 101 if it panics. The caller holds [`serial`].
 pub fn in_child(mut body: impl FnMut()) -> Death {
     for attempt in 1..=CHILD_ATTEMPTS {
-        match fork_and_wait(&mut body) {
-            Some(death) => return death,
-            None if attempt < CHILD_ATTEMPTS => {
-                eprintln!("the child hung for {CHILD_DEADLINE:?}; killed it, forking again");
+        match fork_once() {
+            Forked::Child => {
+                let code = match panic::catch_unwind(AssertUnwindSafe(&mut body)) {
+                    Ok(()) => 0,
+                    Err(_) => 101,
+                };
+                // SAFETY: ends the child without running the parent's atexit handlers or
+                // harness.
+                unsafe { libc::_exit(code) };
             }
-            None => {}
+            Forked::Parent(Some(death)) => return death,
+            Forked::Parent(None) => retry_or_give_up(attempt),
         }
     }
-    panic!("the child did not end within {CHILD_DEADLINE:?}, {CHILD_ATTEMPTS} times");
+    unreachable!("retry_or_give_up panics on the last attempt")
 }
 
-fn fork_and_wait(body: &mut dyn FnMut()) -> Option<Death> {
+/// Forks; returns `None` in the child (fd 2 a pipe to the parent), which must then end on
+/// its own (for example by returning from its thread, to die in the thread's teardown), and
+/// `Some` of how the child ended in the parent. The caller holds [`serial`].
+pub fn fork_then() -> Option<Death> {
+    for attempt in 1..=CHILD_ATTEMPTS {
+        match fork_once() {
+            Forked::Child => return None,
+            Forked::Parent(Some(death)) => return Some(death),
+            Forked::Parent(None) => retry_or_give_up(attempt),
+        }
+    }
+    unreachable!("retry_or_give_up panics on the last attempt")
+}
+
+fn retry_or_give_up(attempt: usize) {
+    if attempt == CHILD_ATTEMPTS {
+        panic!("the child did not end within {CHILD_DEADLINE:?}, {CHILD_ATTEMPTS} times");
+    }
+    eprintln!("the child hung for {CHILD_DEADLINE:?}; killed it, forking again");
+}
+
+enum Forked {
+    /// In the child, with fd 2 redirected to the parent.
+    Child,
+    /// In the parent: how the child ended, or `None` if it was killed after the deadline.
+    Parent(Option<Death>),
+}
+
+fn fork_once() -> Forked {
     let mut fds = [0; 2];
     // SAFETY: pipe writes two fds into the array.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
-    // SAFETY: the child only uses what fork copied (see the module docs) and leaves by _exit.
+    // SAFETY: the child only uses what fork copied (see the module docs).
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
     if pid == 0 {
@@ -110,13 +144,14 @@ fn fork_and_wait(body: &mut dyn FnMut()) -> Option<Death> {
             libc::dup2(fds[1], 2);
             libc::close(fds[1]);
         }
-        let code = match panic::catch_unwind(AssertUnwindSafe(&mut *body)) {
-            Ok(()) => 0,
-            Err(_) => 101,
-        };
-        // SAFETY: ends the child without running the parent's atexit handlers or harness.
-        unsafe { libc::_exit(code) };
+        return Forked::Child;
     }
+    Forked::Parent(wait_for(pid, fds[0], fds[1]))
+}
+
+/// Reads the child's stderr until it ends and reaps it; `None` if it had to be killed.
+fn wait_for(pid: libc::pid_t, read_end: libc::c_int, write_end: libc::c_int) -> Option<Death> {
+    let fds = [read_end, write_end];
     // SAFETY: closing our copy of the write end, so that reading sees EOF when the child ends.
     unsafe { libc::close(fds[1]) };
     let started = Instant::now();
