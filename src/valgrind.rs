@@ -23,10 +23,10 @@
 //!
 //! The rotations add up to 128 bits, so they leave the register as it was, and the last
 //! instruction exchanges or ors a register with itself: natively the sequence costs five
-//! cycles and changes nothing but flags, and the result register keeps the default value
-//! (0). On other architectures (riscv64: valgrind has no port for it in the releases this
-//! was written against) the requests are no-ops. Stacks register once per mapping, not per
-//! spawn from the pool, so the sequence never runs on a hot path.
+//! cycles and changes nothing but (on x86_64) the flags, and the result register keeps the
+//! default value (0). On other architectures (riscv64: valgrind has no port for it in the
+//! releases this was written against) the requests are no-ops. Stacks register once per
+//! mapping, not per spawn from the pool, so the sequence never runs on a hot path.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -34,8 +34,9 @@ struct Pool {
 }
 
 thread_local! {
-    /// The most recently released stack of the default size and guard: the common case of a spawn right after
-    /// a finish costs no search and no `RefCell` borrow. Counts towards the pool.
+    /// The most recently released stack of the default size and guard: the common case of a
+    /// spawn right after a finish costs no search and no `RefCell` borrow. Counts towards the
+    /// pool.
     static LAST_DEFAULT: Cell<Option<Stack>> = const { Cell::new(None) };
     /// Whether the fast slot may hold a stack: the high-water mark is not zero.
     static FAST_SLOT_ON: Cell<bool> = const { Cell::new(DEFAULT_HIGH_WATER_MARK > 0) };
