@@ -835,6 +835,7 @@ impl Scheduler {
 
     /// Kills every live tasklet but main, then closes the mailbox: the thread is ending.
     fn shutdown(&self) {
+        overflow::ensure_altstack_for_teardown();
         self.kill_all();
         drop(self.shared.close());
     }
@@ -1008,7 +1009,7 @@ where
     unsafe { s.end(me, error) }
 }
 
-/// Options for a new tasklet: stack size and FP-environment preservation.
+/// Options for a new tasklet: stack size, guard size and FP-environment preservation.
 ///
 /// ```
 /// use microthread::scheduler::{self, TaskletBuilder};
@@ -1020,6 +1021,7 @@ where
 #[derive(Debug, Clone)]
 pub struct TaskletBuilder {
     stack_size: usize,
+    guard_size: usize,
     preserve_fp_env: bool,
 }
 
@@ -1034,6 +1036,7 @@ impl TaskletBuilder {
     pub fn new() -> TaskletBuilder {
         TaskletBuilder {
             stack_size: DEFAULT_STACK_SIZE,
+            guard_size: crate::stack::DEFAULT_GUARD_SIZE,
             preserve_fp_env: false,
         }
     }
@@ -1041,6 +1044,16 @@ impl TaskletBuilder {
     /// Usable bytes of the tasklet's stack.
     pub fn stack_size(mut self, bytes: usize) -> TaskletBuilder {
         self.stack_size = bytes;
+        self
+    }
+
+    /// Bytes of the inaccessible guard below the tasklet's stack (default
+    /// [`DEFAULT_GUARD_SIZE`](crate::stack::DEFAULT_GUARD_SIZE)), rounded up to pages, at least
+    /// one; address space only. On riscv64, where rustc emits no stack probes, a frame larger
+    /// than the guard can step over it unreported: make it larger than the tasklet's largest
+    /// frame (see [`crate::stack`]).
+    pub fn guard_size(mut self, bytes: usize) -> TaskletBuilder {
+        self.guard_size = bytes;
         self
     }
 
@@ -1062,7 +1075,7 @@ impl TaskletBuilder {
         R: 'static,
     {
         let s = scheduler();
-        let stack = pool::acquire(self.stack_size)?;
+        let stack = pool::acquire_with_guard(self.stack_size, self.guard_size)?;
         let id = id::next();
         stack.set_owner(id);
         let f = if mem::size_of::<F>() > 1024 {
