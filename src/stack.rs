@@ -111,9 +111,13 @@ pub struct Stack {
     range: Box<Range>,
 }
 
+/// Fields drop in declaration order: both registrations go before `map` is unmapped, so that
+/// no other thread's new mapping at the same address can match a stale entry.
 struct Range {
     /// The usable part as valgrind knows it; dropped (deregistered) before `map` unmaps it.
     _valgrind: valgrind::StackRegistration,
+    /// This stack's entry in the overflow handler's guard registry; dropped before `map`.
+    registration: overflow::Registration,
     /// Owns the whole range, guard included; unmapped when the stack is dropped.
     map: MmapMut,
     /// Bytes of the guard at the bottom of `map`.
@@ -121,8 +125,6 @@ struct Range {
     /// Whether this is what `Stack::new(DEFAULT_STACK_SIZE)` maps: the pool's fast slot
     /// holds only such stacks, and its release path checks this one flag.
     default_shape: bool,
-    /// This stack's entry in the overflow handler's guard registry.
-    registration: overflow::Registration,
 }
 
 impl Stack {
