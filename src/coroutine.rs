@@ -139,6 +139,7 @@ enum State {
 #[derive(Debug, Clone)]
 pub struct Builder {
     stack_size: usize,
+    guard_size: usize,
     preserve_fp_env: bool,
 }
 
@@ -149,10 +150,13 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// The defaults: a [`DEFAULT_STACK_SIZE`] stack, FP environment not preserved.
+    /// The defaults: a [`DEFAULT_STACK_SIZE`] stack with a
+    /// [`DEFAULT_GUARD_SIZE`](crate::stack::DEFAULT_GUARD_SIZE) guard, FP environment not
+    /// preserved.
     pub fn new() -> Builder {
         Builder {
             stack_size: DEFAULT_STACK_SIZE,
+            guard_size: crate::stack::DEFAULT_GUARD_SIZE,
             preserve_fp_env: false,
         }
     }
@@ -160,6 +164,17 @@ impl Builder {
     /// Usable bytes of the stack (default [`DEFAULT_STACK_SIZE`]), rounded up to pages.
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = bytes;
+        self
+    }
+
+    /// Bytes of the inaccessible guard below the stack (default
+    /// [`DEFAULT_GUARD_SIZE`](crate::stack::DEFAULT_GUARD_SIZE)), rounded up to pages, at least
+    /// one. It costs address space only. On riscv64, where rustc emits no stack probes, a frame
+    /// larger than the guard can step over it unreported: make the guard larger than the
+    /// largest frame the coroutine may have (see [`crate::stack`]). Not used by
+    /// [`build_on`](Builder::build_on), whose stack has its guard already.
+    pub fn guard_size(mut self, bytes: usize) -> Builder {
+        self.guard_size = bytes;
         self
     }
 
@@ -180,7 +195,7 @@ impl Builder {
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
     {
-        let stack = pool::acquire(self.stack_size)?;
+        let stack = pool::acquire_with_guard(self.stack_size, self.guard_size)?;
         Ok(Coroutine::create(stack, self.preserve_fp_env, f))
     }
 
@@ -556,7 +571,10 @@ where
     });
     // SAFETY: the final switch: the resumer reads `reply` and releases this stack without
     // ever resuming this frame, so nothing here runs again.
-    unsafe { switch_back(resumer, reply.as_mut_ptr() as usize, fpenv) };
+    unsafe {
+        Context::end_at_next_switch();
+        switch_back(resumer, reply.as_mut_ptr() as usize, fpenv)
+    };
     fatal("a finished coroutine was resumed")
 }
 

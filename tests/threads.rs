@@ -18,6 +18,17 @@ const MESSAGES: usize = if cfg!(debug_assertions) {
     1_200_000
 };
 
+/// [`MESSAGES`] divided by `MICROTHREAD_TEST_SCALE` if that is set to a number above 1:
+/// ci/valgrind.sh sets it, since valgrind runs threads one at a time and 30-50x slower.
+fn messages() -> usize {
+    let divisor = std::env::var("MICROTHREAD_TEST_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|&d| d > 1)
+        .unwrap_or(1);
+    (MESSAGES / divisor).max(THREADS * SENDERS_PER_THREAD * (THREADS - 1))
+}
+
 /// CPU time of the calling thread.
 fn thread_cpu_time() -> Duration {
     let mut ts = libc::timespec {
@@ -45,7 +56,7 @@ fn a_million_messages_between_four_threads_arrive_exactly_once_and_in_order() {
     // One inbox channel per thread; each thread's senders send (sender, seq) to the other
     // threads' inboxes in turn, and one receiver per thread checks what arrives.
     let inboxes: Vec<Channel<(usize, u64)>> = (0..THREADS).map(|_| Channel::new()).collect();
-    let per_sender = MESSAGES / (THREADS * SENDERS_PER_THREAD);
+    let per_sender = messages() / (THREADS * SENDERS_PER_THREAD);
     let per_receiver = per_sender * SENDERS_PER_THREAD * (THREADS - 1) / (THREADS - 1);
     // Each sender sends to the THREADS-1 other inboxes round-robin; make the count divisible.
     let per_sender = per_sender - per_sender % (THREADS - 1);
