@@ -179,6 +179,52 @@ fn in_a_forked_child_remote_operations_on_a_vanished_threads_tasklet_fail() {
     assert_exited_0(ending);
 }
 
+#[test]
+fn in_a_forked_child_a_send_does_not_hand_its_value_to_a_vanished_threads_receiver() {
+    let _serial = serial();
+    scheduler::init_thread();
+    let ch = Channel::<String>::new();
+    let rx = ch.clone();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let worker = spawn_thread(move || {
+        let r = rx.clone();
+        // Blocked receiving in the parent: in the child its thread does not exist.
+        spawn(move || {
+            let _ = r.receive();
+        })
+        .unwrap();
+        scheduler::run().unwrap();
+        ready_tx.send(()).unwrap();
+        let _ = stop_rx.recv();
+        // Release the receiver so the thread can end.
+        rx.send("bye".to_string()).unwrap();
+    });
+    ready_rx.recv().unwrap();
+    assert_eq!(ch.balance(), -1);
+    let ending = in_child(DEADLINE, || {
+        // Before the fix the send popped the vanished receiver and returned Ok: the value
+        // was written into a stack nothing will run again.
+        match ch.send("lost?".to_string()) {
+            Err(e) if matches!(e.error, Error::Deadlock) && e.value.as_deref() == Some("lost?") => {
+                if ch.balance() == 0 {
+                    0
+                } else {
+                    eprintln!("balance {}", ch.balance());
+                    1
+                }
+            }
+            other => {
+                eprintln!("the send returned {other:?}");
+                1
+            }
+        }
+    });
+    drop(stop_tx);
+    worker.join().unwrap();
+    assert_exited_0(ending);
+}
+
 /// Forks `forks` children while `hammer` runs on another thread, each child running
 /// `child`, and the parent `between` after each; returns how the children ended.
 fn fork_while(

@@ -147,8 +147,8 @@ impl<T> Chan<T> {
 }
 
 impl<T> Guard<'_, T> {
-    #[allow(clippy::mut_from_ref)]
-    fn state(&self) -> &mut State<T> {
+    /// The state, for as long as the guard is borrowed: one `&mut State` at a time.
+    fn state(&mut self) -> &mut State<T> {
         // SAFETY: the guard proves exclusive access to the state.
         unsafe { &mut *self.chan.state.get() }
     }
@@ -161,7 +161,7 @@ impl<T: Send> Blocker for Chan<T> {
         let Ok(held) = self.lock.try_acquire(scheduler::thread_identity()) else {
             return false;
         };
-        let g = Guard {
+        let mut g = Guard {
             chan: self,
             _held: held,
         };
@@ -363,7 +363,7 @@ impl<T: Send + 'static> Channel<T> {
 
     /// The ids of the blocked tasklets, head (next to be served) first.
     pub fn queue(&self) -> Vec<u64> {
-        let g = self.chan.lock();
+        let mut g = self.chan.lock();
         // SAFETY: queued waiters and their tasklets are valid; `id` is never written.
         g.state()
             .queue
@@ -412,7 +412,7 @@ impl<T: Send + 'static> Channel<T> {
 
     /// Closing and nobody waits: every further blocking operation fails.
     pub fn closed(&self) -> bool {
-        let g = self.chan.lock();
+        let mut g = self.chan.lock();
         let st = g.state();
         st.closing && st.balance == 0
     }
@@ -426,7 +426,7 @@ impl<T: Send + 'static> Channel<T> {
                 return Err(failure(e, msg));
             }
         }
-        let g = self.chan.lock_as(s as *const Scheduler as usize);
+        let mut g = self.chan.lock_as(s as *const Scheduler as usize);
         let st = g.state();
         let cando = if DIR > 0 {
             st.balance < 0
@@ -441,6 +441,15 @@ impl<T: Send + 'static> Channel<T> {
         // SAFETY: a queued waiter is valid until removed, which we just did under the lock;
         // its tasklet stays blocked (and alive) until it is woken below.
         let local = ptr::eq(unsafe { (*w).scheduler }, s);
+        // SAFETY: as above; a queued waiter's scheduler outlives it.
+        if !local && unsafe { (*(*w).scheduler).shared.ended() } {
+            // Only in a forked child: a waiter of a thread that does not exist here, which
+            // nothing will ever wake. It leaves the queue (its value, if any, stays in that
+            // thread's copied stack) and the operation starts again.
+            st.balance += DIR as isize;
+            drop(g);
+            return self.action_again::<DIR>(msg);
+        }
         let switching = local && (st.schedule_all || st.preference == -DIR);
         if s.hooks_on() {
             if let Err(e) = s.refuse_by_hooks(switching) {
@@ -500,13 +509,20 @@ impl<T: Send + 'static> Channel<T> {
         }
     }
 
+    /// `action`, out of line: after a waiter of a vanished thread was dropped.
+    #[cold]
+    #[inline(never)]
+    fn action_again<const DIR: i8>(&self, msg: Option<Msg<T>>) -> Outcome<T> {
+        self.action::<DIR>(msg)
+    }
+
     /// No partner: queue the running tasklet and switch away until a partner (or an error)
     /// makes it runnable again.
     #[inline(always)]
     fn block<const DIR: i8>(
         &self,
         s: &Scheduler,
-        g: Guard<'_, T>,
+        mut g: Guard<'_, T>,
         msg: Option<Msg<T>>,
     ) -> Outcome<T> {
         let st = g.state();
@@ -515,10 +531,10 @@ impl<T: Send + 'static> Channel<T> {
         let m = unsafe { &*me };
         // Everything that can refuse to block is checked before the tasklet is queued; one
         // test on the common path.
-        // SAFETY (of the read of `pending`): a Cell of this thread, not borrowed anywhere.
         if m.block_trap.get()
             || st.closing
             || s.may_refuse()
+            // SAFETY: a Cell of this thread that nothing borrows: a plain read.
             || unsafe { (*m.pending.as_ptr()).is_some() }
         {
             if let Err(e) = refuse_to_block(s, m, st.closing) {
@@ -555,7 +571,7 @@ impl<T: Send + 'static> Channel<T> {
     #[inline(never)]
     fn call_channel_callback<const DIR: i8>(&self, s: &Scheduler) -> Result<()> {
         s.before_channel_action(|| {
-            let st = self.chan.lock();
+            let mut st = self.chan.lock();
             let b = st.state().balance;
             ChannelInfo {
                 channel: self.chan.id,
@@ -586,6 +602,10 @@ fn refuse_to_block(s: &Scheduler, m: &Inner, closing: bool) -> Result<()> {
     }
     if closing {
         return Err(Error::ClosedChannel);
+    }
+    if s.shared.ended() {
+        // Nothing could ever wake it: its thread is past its teardown.
+        return Err(Error::SchedulerEnded);
     }
     s.refuse_switch(true)?;
     scheduler::take_pending(m)
@@ -666,7 +686,7 @@ impl<T: Send + 'static> Iterator for Iter<'_, T> {
 
     fn next(&mut self) -> Option<Result<T>> {
         {
-            let g = self.channel.chan.lock();
+            let mut g = self.channel.chan.lock();
             let st = g.state();
             if st.closing && st.balance <= 0 {
                 return None;
@@ -681,7 +701,7 @@ impl<T: Send + 'static> Iterator for Iter<'_, T> {
 impl<T> fmt::Debug for Channel<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (balance, preference, schedule_all, closing) = {
-            let g = self.chan.lock();
+            let mut g = self.chan.lock();
             let st = g.state();
             (st.balance, st.preference, st.schedule_all, st.closing)
         };

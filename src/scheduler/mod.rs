@@ -240,6 +240,7 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
         // The thread's thread-locals are being destroyed and ours already was: nothing would
         // end this scheduler, so it starts ended (it creates no tasklet and never sleeps).
         drop(s.shared.close());
+        s.refresh_hooks();
     } else {
         thread::end_at_thread_exit_anyway(s);
     }
@@ -580,7 +581,8 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Whether a switch trap or a schedule callback is set, or a callback is running.
+    /// Whether a switch trap or a schedule callback is set, a callback is running, or the
+    /// scheduler has ended.
     #[inline(always)]
     pub(crate) fn hooks_on(&self) -> bool {
         self.hooks.get() != 0
@@ -683,7 +685,8 @@ impl Scheduler {
         self.callback.set(cb);
         let hooks = (self.switch_trap.get() != 0) as u32
             | (has_cb as u32) << 1
-            | (self.in_callback.get() as u32) << 2;
+            | (self.in_callback.get() as u32) << 2
+            | (self.shared.ended() as u32) << 3;
         self.hooks.set(hooks);
     }
 
@@ -857,6 +860,8 @@ impl Scheduler {
         overflow::ensure_altstack_for_teardown();
         self.kill_all();
         drop(self.shared.close());
+        // A blocking call from now on takes the slow path, which refuses it before it queues.
+        self.refresh_hooks();
     }
 
     fn kill_all(&self) {
