@@ -1,195 +1,26 @@
 //! Death tests for the guard below each coroutine stack and the overflow report.
 //!
-//! Each test runs its dying part in a `fork()`ed child, never a re-executed test binary (that
-//! cannot work under qemu-user; see cross-arch.md). The child redirects its fd 2 to a pipe,
-//! then overflows or faults; the parent reads the pipe, `waitpid`s, and checks that the
-//! child died of SIGSEGV and what it wrote:
+//! Each test runs its dying part in a `fork()`ed child (see [`fork_child`]): the child
+//! overflows or faults, and the parent checks that it died of SIGSEGV and what it wrote:
 //!
 //! ```text
 //! microthread: tasklet <id> overflowed its stack of <N> bytes
 //! ```
 //!
-//! The child of a multi-threaded process may only rely on what the fork copied: every test of
-//! this file holds one lock for its whole run ([`serial`]), so no other thread of this process
-//! is inside the allocator, the guard registry or the pool when one forks (or mapping memory
-//! where a test expects a hole), and the coroutines a child runs are created by the parent
-//! before the fork where possible. Children leave with `_exit`, never through the harness.
+//! Every test of this file holds [`serial`] for its whole run, and the coroutines a child runs
+//! are created by the parent before the fork where possible.
 #![cfg(target_os = "linux")]
+
+mod fork_child;
 
 use std::hint::black_box;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
+use fork_child::{in_child, serial, under_qemu_user, Death};
 use microthread::coroutine::{Builder, Coroutine, CoroutineResult};
 use microthread::stack::{page_size, pool, Stack, MIN_STACK_SIZE};
-
-/// Serialises the tests of this file: see the module docs. Taken first thing by every test.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// How a forked child ended, and what it wrote to its stderr.
-#[derive(Debug)]
-struct Death {
-    status: libc::c_int,
-    stderr: String,
-}
-
-impl Death {
-    fn signal(&self) -> Option<libc::c_int> {
-        libc::WIFSIGNALED(self.status).then(|| libc::WTERMSIG(self.status))
-    }
-
-    fn exit_code(&self) -> Option<libc::c_int> {
-        libc::WIFEXITED(self.status).then(|| libc::WEXITSTATUS(self.status))
-    }
-
-    #[track_caller]
-    fn assert_killed_by_sigsegv(&self) {
-        assert_eq!(
-            self.signal(),
-            Some(libc::SIGSEGV),
-            "the child should die of SIGSEGV; it ended with {}, stderr: {:?}",
-            self.describe(),
-            self.stderr
-        );
-    }
-
-    /// Asserts that the child's stderr holds the overflow report for tasklet `id` of `size`.
-    #[track_caller]
-    fn assert_reports_overflow(&self, id: u64, size: usize) {
-        let report = overflow_report(id, size);
-        assert!(
-            self.stderr.contains(&report),
-            "expected {report:?} in the child's stderr: {:?}",
-            self.stderr
-        );
-    }
-
-    fn describe(&self) -> String {
-        match (self.signal(), self.exit_code()) {
-            (Some(s), _) => format!("signal {s}"),
-            (_, Some(c)) => format!("exit code {c}"),
-            _ => format!("status {:#x}", self.status),
-        }
-    }
-}
-
-/// Generous: a child under qemu-user takes well under a second.
-const CHILD_DEADLINE: Duration = Duration::from_secs(30);
-
-/// Whether this binary runs under qemu-user: built for a non-x86 architecture, on a machine
-/// whose `/proc/cpuinfo` (which qemu-user passes through from the host) describes an x86 CPU.
-fn under_qemu_user() -> bool {
-    if cfg!(any(target_arch = "x86_64", target_arch = "x86")) {
-        return false;
-    }
-    std::fs::read_to_string("/proc/cpuinfo")
-        .map(|c| c.contains("GenuineIntel") || c.contains("AuthenticAMD"))
-        .unwrap_or(false)
-}
-
-/// How many times a child that hangs is killed and forked again before the test fails.
-/// Under qemu-user a `fork` of a process with many threads occasionally leaves the child
-/// stuck inside the emulator (seen about once in ten full runs of this file on riscv64, never
-/// natively, and never when the hanging test runs alone); a child that ends is never retried.
-const CHILD_ATTEMPTS: usize = 3;
-
-/// Runs `body` in a forked child whose fd 2 is a pipe to us, and returns how it ended. The
-/// child exits with 0 if `body` returns, 101 if it panics. The caller holds [`serial`].
-fn in_child(mut body: impl FnMut()) -> Death {
-    for attempt in 1..=CHILD_ATTEMPTS {
-        // Each child runs on its own copy of the closure's state: the parent's is untouched.
-        match fork_and_wait(&mut body) {
-            Some(death) => return death,
-            None if attempt < CHILD_ATTEMPTS => {
-                eprintln!("the child hung for {CHILD_DEADLINE:?}; killed it, forking again");
-            }
-            None => {}
-        }
-    }
-    panic!("the child did not end within {CHILD_DEADLINE:?}, {CHILD_ATTEMPTS} times");
-}
-
-/// Forks a child that runs `body` and exits, and waits for it: `None` if it had to be killed
-/// after `CHILD_DEADLINE`.
-fn fork_and_wait(body: &mut dyn FnMut()) -> Option<Death> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe writes two fds into the array.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
-    // SAFETY: the child only uses what fork copied (see the module docs) and leaves by _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        // SAFETY: plain system calls on our own fds; no core file for an intended crash.
-        unsafe {
-            let no_core = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-            libc::close(fds[0]);
-            libc::dup2(fds[1], 2);
-            libc::close(fds[1]);
-        }
-        let code = match panic::catch_unwind(AssertUnwindSafe(&mut *body)) {
-            Ok(()) => 0,
-            Err(_) => 101,
-        };
-        // SAFETY: ends the child without running the parent's atexit handlers or harness.
-        unsafe { libc::_exit(code) };
-    }
-    // SAFETY: closing our copy of the write end, so that reading sees EOF when the child ends.
-    unsafe { libc::close(fds[1]) };
-    let started = Instant::now();
-    let mut stderr = Vec::new();
-    loop {
-        let mut pfd = libc::pollfd {
-            fd: fds[0],
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut pfd, 1, 100) };
-        if n > 0 {
-            let mut buf = [0u8; 4096];
-            // SAFETY: reads into our buffer.
-            let got = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
-            if got <= 0 {
-                break;
-            }
-            stderr.extend_from_slice(&buf[..got as usize]);
-        }
-        if started.elapsed() > CHILD_DEADLINE {
-            // SAFETY: killing and reaping our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, ptr::null_mut(), 0);
-                libc::close(fds[0]);
-            }
-            eprintln!(
-                "stderr of the hung child: {:?}",
-                String::from_utf8_lossy(&stderr)
-            );
-            return None;
-        }
-    }
-    // SAFETY: done with the read end.
-    unsafe { libc::close(fds[0]) };
-    let mut status = 0;
-    // SAFETY: reaping our own child.
-    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert_eq!(r, pid, "waitpid: {}", std::io::Error::last_os_error());
-    Some(Death {
-        status,
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    })
-}
 
 /// Recurses without bound, 1 KiB of stack per frame that the optimiser cannot remove.
 #[inline(never)]
@@ -205,6 +36,17 @@ fn recurse(depth: u64) -> u64 {
 
 fn overflow_report(id: u64, size: usize) -> String {
     format!("microthread: tasklet {id} overflowed its stack of {size} bytes\n")
+}
+
+/// Asserts that the child's stderr holds the overflow report for `id` of `size`.
+#[track_caller]
+fn assert_reports_overflow(death: &Death, id: u64, size: usize) {
+    let report = overflow_report(id, size);
+    assert!(
+        death.stderr.contains(&report),
+        "expected {report:?} in the child's stderr: {:?}",
+        death.stderr
+    );
 }
 
 /// Usable bytes the pool gives for a request of `n`: rounded to pages, at least the minimum.
@@ -232,7 +74,7 @@ fn overflowing_a_coroutine_reports_its_id_and_size_and_dies_of_sigsegv() {
         co.resume(());
     });
     death.assert_killed_by_sigsegv();
-    death.assert_reports_overflow(id, size);
+    assert_reports_overflow(&death, id, size);
     assert_eq!(
         death.stderr.matches("overflowed its stack").count(),
         1,
@@ -254,7 +96,7 @@ fn the_report_gives_the_usable_size_of_a_stack_given_to_build_on() {
         co.resume(());
     });
     death.assert_killed_by_sigsegv();
-    death.assert_reports_overflow(id, size);
+    assert_reports_overflow(&death, id, size);
 }
 
 #[test]
@@ -280,7 +122,7 @@ fn the_report_names_the_current_owner_of_a_recycled_stack() {
         second.resume(());
     });
     death.assert_killed_by_sigsegv();
-    death.assert_reports_overflow(second_id, rounded(size));
+    assert_reports_overflow(&death, second_id, rounded(size));
     assert!(
         !death.stderr.contains(&format!("tasklet {first_id} ")),
         "{:?}",
@@ -304,7 +146,7 @@ fn an_overflow_in_a_nested_coroutine_names_the_inner_one() {
         outer.resume(());
     });
     death.assert_killed_by_sigsegv();
-    death.assert_reports_overflow(inner_id, rounded(64 * 1024));
+    assert_reports_overflow(&death, inner_id, rounded(64 * 1024));
     assert!(
         !death.stderr.contains(&format!("tasklet {outer_id} ")),
         "{:?}",
@@ -508,7 +350,7 @@ fn an_overflow_on_a_thread_without_an_altstack_is_still_reported() {
         "creating a coroutine gave the thread an alternate signal stack"
     );
     assert!(id != 0 && size == rounded(64 * 1024) as u64);
-    death.assert_reports_overflow(id, size as usize);
+    assert_reports_overflow(&death, id, size as usize);
 }
 
 /// A coroutine on a minimum-size stack creates another coroutine (mapping a new stack, which
