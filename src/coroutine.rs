@@ -50,7 +50,7 @@ use std::ptr;
 
 use crate::context::Context;
 use crate::id;
-use crate::overflow;
+use crate::overflow::{self, OwnerKind};
 use crate::stack::{pool, Stack, DEFAULT_STACK_SIZE};
 
 /// What a [`Coroutine::resume`] gives back.
@@ -261,7 +261,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     {
         overflow::ensure_altstack();
         let id = id::next();
-        stack.set_owner(id);
+        stack.set_owner(OwnerKind::Coroutine, id);
         let align = mem::align_of::<F>().max(16);
         let closure = (stack.top() as usize - mem::size_of::<F>()) & !(align - 1);
         // SAFETY: the closure slot is at most MAX_INLINE_CLOSURE + 16 bytes below the top of

@@ -1,9 +1,10 @@
-//! Death tests for the guard below each coroutine stack and the overflow report.
+//! Death tests for the guard below each coroutine and tasklet stack and the overflow report.
 //!
 //! Each test runs its dying part in a `fork()`ed child (see [`fork_child`]): the child
 //! overflows or faults, and the parent checks that it died of SIGSEGV and what it wrote:
 //!
 //! ```text
+//! microthread: coroutine <id> overflowed its stack of <N> bytes
 //! microthread: tasklet <id> overflowed its stack of <N> bytes
 //! ```
 //!
@@ -14,12 +15,14 @@
 mod fork_child;
 
 use std::hint::black_box;
+use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fork_child::{in_child, serial, under_qemu_user, Death};
 use microthread::coroutine::{Builder, Coroutine, CoroutineResult};
+use microthread::scheduler::{self, TaskletBuilder};
 use microthread::stack::{page_size, pool, Stack, MIN_STACK_SIZE};
 
 /// Recurses without bound, 1 KiB of stack per frame that the optimiser cannot remove.
@@ -34,16 +37,21 @@ fn recurse(depth: u64) -> u64 {
     recurse(depth + 1).wrapping_add(u64::from(frame[7]))
 }
 
-fn overflow_report(id: u64, size: usize) -> String {
-    format!("microthread: tasklet {id} overflowed its stack of {size} bytes\n")
+/// The report for an overflow of the stack of coroutine (`kind` "coroutine") or tasklet `id`.
+fn overflow_report(kind: &str, id: u64, size: usize) -> String {
+    format!("microthread: {kind} {id} overflowed its stack of {size} bytes\n")
 }
 
-/// Asserts that the child's stderr holds the overflow report for `id` of `size`.
+/// Asserts that the child's stderr holds the overflow report for coroutine `id` of `size`.
 #[track_caller]
 fn assert_reports_overflow(death: &Death, id: u64, size: usize) {
-    let report = overflow_report(id, size);
+    assert_reports(death, &overflow_report("coroutine", id, size));
+}
+
+#[track_caller]
+fn assert_reports(death: &Death, report: &str) {
     assert!(
-        death.stderr.contains(&report),
+        death.stderr.contains(report),
         "expected {report:?} in the child's stderr: {:?}",
         death.stderr
     );
@@ -81,6 +89,39 @@ fn overflowing_a_coroutine_reports_its_id_and_size_and_dies_of_sigsegv() {
         "{:?}",
         death.stderr
     );
+}
+
+/// The report says what overflowed: a tasklet is a "tasklet", a plain coroutine (above) a
+/// "coroutine". Regression: both were reported as "tasklet".
+#[test]
+fn overflowing_a_tasklet_reports_a_tasklet_and_a_coroutine_is_not_called_one() {
+    let _serial = serial();
+    let death = in_child(|| {
+        let t = TaskletBuilder::new()
+            .stack_size(64 * 1024)
+            .spawn(|| recurse(0))
+            .unwrap();
+        // Not eprintln!, which the harness captures: straight to fd 2, the parent's pipe.
+        writeln!(std::io::stderr(), "spawned tasklet {}", t.id()).unwrap();
+        let _ = scheduler::run();
+    });
+    death.assert_killed_by_sigsegv();
+    let id: u64 = death
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("spawned tasklet "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no id in the child's stderr: {:?}", death.stderr));
+    assert_reports(&death, &overflow_report("tasklet", id, rounded(64 * 1024)));
+
+    let mut co = overflowing(64 * 1024);
+    let id = co.id();
+    let death = in_child(move || {
+        co.resume(());
+    });
+    death.assert_killed_by_sigsegv();
+    assert_reports_overflow(&death, id, rounded(64 * 1024));
+    assert!(!death.stderr.contains("tasklet"), "{:?}", death.stderr);
 }
 
 #[test]
@@ -124,7 +165,7 @@ fn the_report_names_the_current_owner_of_a_recycled_stack() {
     death.assert_killed_by_sigsegv();
     assert_reports_overflow(&death, second_id, rounded(size));
     assert!(
-        !death.stderr.contains(&format!("tasklet {first_id} ")),
+        !death.stderr.contains(&format!("coroutine {first_id} ")),
         "{:?}",
         death.stderr
     );
@@ -148,7 +189,7 @@ fn an_overflow_in_a_nested_coroutine_names_the_inner_one() {
     death.assert_killed_by_sigsegv();
     assert_reports_overflow(&death, inner_id, rounded(64 * 1024));
     assert!(
-        !death.stderr.contains(&format!("tasklet {outer_id} ")),
+        !death.stderr.contains(&format!("coroutine {outer_id} ")),
         "{:?}",
         death.stderr
     );

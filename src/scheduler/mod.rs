@@ -857,7 +857,7 @@ impl TaskletBuilder {
         let s = scheduler();
         let stack = pool::acquire(self.stack_size)?;
         let id = id::next();
-        stack.set_owner(id);
+        stack.set_owner(crate::overflow::OwnerKind::Tasklet, id);
         let f = if mem::size_of::<F>() > 1024 {
             Placed::Boxed(Box::new(f))
         } else {
