@@ -33,6 +33,11 @@
 //! - Suspending while the coroutine's stack is unwinding (from a `Drop` impl during a panic)
 //!   is a hard error: it aborts the process with a message, because the thread's panic state
 //!   cannot be carried across a switch.
+//! - Closures are written at the top of the coroutine's stack when they are small and not
+//!   over-aligned (at most 1024 bytes, aligned to at most 128); any other closure is boxed
+//!   (a zero-sized one with no allocation), so nothing is placed outside its stack. (A
+//!   closure body that takes the address of a capture aligned to more than its stack size
+//!   still needs that much stack to align its frame: a true overflow, as on a thread.)
 //!
 //! ```compile_fail
 //! fn assert_send<T: Send>() {}
@@ -225,6 +230,19 @@ pub struct Yielder<I, Y> {
 /// Closures larger than this are boxed rather than placed at the top of the stack.
 const MAX_INLINE_CLOSURE: usize = 1024;
 
+/// Closures aligned to more than this are boxed rather than placed at the top of the stack:
+/// rounding the slot down to a larger alignment would waste the stack, or leave it.
+const MAX_INLINE_ALIGN: usize = 128;
+
+/// Whether a closure of type `T` is written at the top of its stack (at most
+/// [`MAX_INLINE_CLOSURE`] bytes below it once aligned) rather than boxed. Shared by
+/// coroutines and tasklets; decided on size *and* alignment, since a small value may be
+/// aligned far beyond the stack (a zero-sized `#[repr(align(2097152))]` type).
+#[inline(always)]
+pub(crate) const fn fits_at_stack_top<T>() -> bool {
+    mem::size_of::<T>() <= MAX_INLINE_CLOSURE && mem::align_of::<T>() <= MAX_INLINE_ALIGN
+}
+
 impl<I, Y, R> Coroutine<I, Y, R> {
     /// Creates a coroutine running `f` on a default-sized stack from the thread's pool. `f`
     /// starts at the first [`resume`](Coroutine::resume), with that resume's value.
@@ -244,7 +262,8 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
     {
-        if mem::size_of::<F>() > MAX_INLINE_CLOSURE {
+        if !fits_at_stack_top::<F>() {
+            // A box of a zero-sized type allocates nothing, whatever its alignment.
             let boxed = Box::new(f);
             Coroutine::place(stack, preserve_fp_env, move |y: &Yielder<I, Y>, i| {
                 boxed(y, i)
@@ -262,10 +281,13 @@ impl<I, Y, R> Coroutine<I, Y, R> {
         overflow::ensure_altstack();
         let id = id::next();
         stack.set_owner(OwnerKind::Coroutine, id);
+        // `create` boxed anything that does not fit (a constant: no code in release).
+        assert!(fits_at_stack_top::<F>());
         let align = mem::align_of::<F>().max(16);
         let closure = (stack.top() as usize - mem::size_of::<F>()) & !(align - 1);
-        // SAFETY: the closure slot is at most MAX_INLINE_CLOSURE + 16 bytes below the top of
-        // a stack of at least MIN_STACK_SIZE bytes, aligned for F, and nothing else uses it.
+        // SAFETY: the slot is aligned for F and, since the top is page-aligned and F fits at
+        // the top, at most MAX_INLINE_CLOSURE bytes below the top of a stack of at least
+        // MIN_STACK_SIZE bytes; nothing else uses it.
         unsafe { ptr::write(closure as *mut F, f) };
         // SAFETY: `closure` is 16-aligned, the stack below it is ours and outlives the context
         // (it is only released after the final switch out of it).

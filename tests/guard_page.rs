@@ -124,6 +124,45 @@ fn overflowing_a_tasklet_reports_a_tasklet_and_a_coroutine_is_not_called_one() {
     assert!(!death.stderr.contains("tasklet"), "{:?}", death.stderr);
 }
 
+/// Zero-sized but aligned to 2 MiB: a closure capturing only this is zero-sized too.
+#[repr(align(2097152))]
+#[derive(Clone, Copy)]
+struct Aligned2M;
+
+/// Regression: a closure aligned beyond its stack's top region was placed by rounding down
+/// from the top, up to 2 MiB below it: its initial frame landed in the guard (a false
+/// overflow report) or in another mapping. Several stacks, so that one whose top happens to
+/// be 2 MiB-aligned cannot hide the bug.
+#[test]
+fn an_over_aligned_closure_runs_without_a_false_overflow_report() {
+    let _serial = serial();
+    let death = in_child(|| {
+        let mut cos: Vec<Coroutine<(), (), usize>> = (0..8)
+            .map(|_| {
+                let a = Aligned2M;
+                Builder::new()
+                    .stack_size(64 * 1024)
+                    .build(move |_, ()| {
+                        let _captured = a;
+                        0
+                    })
+                    .unwrap()
+            })
+            .collect();
+        for co in &mut cos {
+            assert_eq!(co.resume(()), CoroutineResult::Return(0));
+        }
+    });
+    assert_eq!(
+        death.exit_code(),
+        Some(0),
+        "{}: {:?}",
+        death.describe(),
+        death.stderr
+    );
+    assert!(!death.stderr.contains("overflowed"), "{:?}", death.stderr);
+}
+
 #[test]
 fn the_report_gives_the_usable_size_of_a_stack_given_to_build_on() {
     let _serial = serial();
