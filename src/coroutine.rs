@@ -43,6 +43,55 @@
 //! fn assert_send<T: Send>() {}
 //! assert_send::<microthread::coroutine::Coroutine<(), (), ()>>();
 //! ```
+//!
+//! # Variance
+//!
+//! A `Coroutine<I, Y, R>` is *invariant* in its input type `I`. The coroutine's body may keep
+//! an input of one resume across later suspensions, so the type must keep saying which
+//! lifetime those inputs have. (It was contravariant: a `Coroutine<&'a mut Vec<u64>, _, _>`
+//! became a `Coroutine<&'static mut Vec<u64>, _, _>`, outlived the `Vec`, and its body then
+//! wrote through the kept reference into freed memory.) Neither direction is accepted:
+//!
+//! ```compile_fail
+//! use microthread::coroutine::Coroutine;
+//! // Shortening what the caller must pass in would let the body keep a dead borrow.
+//! fn forget_the_borrow<'a>(
+//!     co: Coroutine<&'a mut Vec<u64>, (), usize>,
+//! ) -> Coroutine<&'static mut Vec<u64>, (), usize> {
+//!     co
+//! }
+//! ```
+//!
+//! ```compile_fail
+//! use microthread::coroutine::Coroutine;
+//! // A body that expects `'static` inputs (and may store them anywhere) must not get less.
+//! fn shorten_the_input<'a>(
+//!     co: Coroutine<&'static mut Vec<u64>, (), usize>,
+//! ) -> Coroutine<&'a mut Vec<u64>, (), usize> {
+//!     co
+//! }
+//! ```
+//!
+//! The same functions with one lifetime compile (so the two above fail for their lifetimes
+//! alone), and the output types stay covariant, which is sound: the coroutine only ever hands
+//! `Y` and `R` values out, so a caller may see them with a shorter lifetime.
+//!
+//! ```
+//! use microthread::coroutine::Coroutine;
+//! fn keep<'a>(co: Coroutine<&'a mut Vec<u64>, (), usize>) -> Coroutine<&'a mut Vec<u64>, (), usize> {
+//!     co
+//! }
+//! fn shorten_the_outputs<'a>(
+//!     co: Coroutine<(), &'static str, &'static str>,
+//! ) -> Coroutine<(), &'a str, &'a str> {
+//!     co
+//! }
+//! ```
+//!
+//! A [`Yielder<I, Y>`] is covariant in `I` and contravariant in `Y`: the body may treat the
+//! inputs it receives as living shorter than they do, and may only pass in yields that live
+//! at least as long as the resumer expects. It is only reachable as a borrow for the call of
+//! the body.
 
 use std::any::Any;
 use std::cell::Cell;
@@ -214,8 +263,12 @@ pub struct Coroutine<I, Y, R> {
     closure: *mut u8,
     /// Drops the closure in place if the coroutine is dropped before it started.
     drop_closure: unsafe fn(*mut u8),
-    _types: PhantomData<(fn(I) -> Y, fn() -> R, *mut ())>,
+    _types: Variance<I, Y, R>,
 }
+
+/// Makes [`Coroutine`] invariant in `I`, covariant in `Y` and `R` (see the module docs), and
+/// `!Send`.
+type Variance<I, Y, R> = PhantomData<(fn(I) -> I, fn() -> Y, fn() -> R, *mut ())>;
 
 /// The handle a coroutine uses to suspend itself; lives on the coroutine's stack.
 pub struct Yielder<I, Y> {
