@@ -94,18 +94,22 @@
 //! the body.
 
 use std::any::Any;
-use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::mem::{self, MaybeUninit};
-use std::panic::{self, AssertUnwindSafe};
+use std::panic;
 use std::ptr;
 
 use crate::context::Context;
 use crate::id;
 use crate::overflow::{self, OwnerKind};
 use crate::stack::{pool, Stack, DEFAULT_STACK_SIZE};
+
+mod yielder;
+
+use yielder::entry;
+pub use yielder::Yielder;
 
 /// What a [`Coroutine::resume`] gives back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -269,16 +273,6 @@ pub struct Coroutine<I, Y, R> {
 /// Makes [`Coroutine`] invariant in `I`, covariant in `Y` and `R` (see the module docs), and
 /// `!Send`.
 type Variance<I, Y, R> = PhantomData<(fn(I) -> I, fn() -> Y, fn() -> R, *mut ())>;
-
-/// The handle a coroutine uses to suspend itself; lives on the coroutine's stack.
-pub struct Yielder<I, Y> {
-    /// The context that resumed us; `None` only while we are suspended.
-    resumer: Cell<Option<Context>>,
-    /// Set once a drop asked us to unwind.
-    unwinding: Cell<bool>,
-    preserve_fp_env: bool,
-    _types: PhantomData<(fn(Y) -> I, *mut ())>,
-}
 
 /// Closures larger than this are boxed rather than placed at the top of the stack.
 const MAX_INLINE_CLOSURE: usize = 1024;
@@ -507,50 +501,6 @@ impl<I, Y, R> fmt::Debug for Coroutine<I, Y, R> {
     }
 }
 
-impl<I, Y> Yielder<I, Y> {
-    /// Suspends the coroutine, handing `value` to the [`Coroutine::resume`] that ran it, and
-    /// returns the value of the next resume.
-    #[inline]
-    pub fn suspend(&self, value: Y) -> I {
-        if self.unwinding.get() || std::thread::panicking() {
-            self.refuse_to_suspend();
-        }
-        // SAFETY: a running coroutine always holds its resumer (it is only taken here and in
-        // the entry's last switch, and put back when we are resumed).
-        let resumer = unsafe { self.resumer.take().unwrap_unchecked() };
-        let mut message = MaybeUninit::new(Reply {
-            kind: Kind::Yield,
-            payload: value,
-        });
-        // SAFETY: `resumer` is the suspended context that resumed us, on this thread, consumed
-        // here; it reads `message` once before resuming us again.
-        let transfer =
-            unsafe { switch_back(resumer, message.as_mut_ptr() as usize, self.preserve_fp_env) };
-        self.resumer.set(Some(transfer.from));
-        // SAFETY: the resumer passes the address of an initialised Resume on its stack.
-        match unsafe { ptr::read(transfer.data as *const Resume<I>) } {
-            Resume::Input(input) => input,
-            Resume::Unwind => {
-                self.unwinding.set(true);
-                panic::resume_unwind(Box::new(ForcedUnwind))
-            }
-        }
-    }
-}
-
-impl<I, Y> Yielder<I, Y> {
-    /// Suspending is impossible: a drop asked us to unwind and user code caught it (keep
-    /// unwinding), or the stack is unwinding right now (a hard error).
-    #[cold]
-    #[inline(never)]
-    fn refuse_to_suspend(&self) -> ! {
-        if std::thread::panicking() {
-            fatal("a coroutine tried to suspend while its stack was being unwound");
-        }
-        panic::resume_unwind(Box::new(ForcedUnwind))
-    }
-}
-
 #[cold]
 #[inline(never)]
 fn resume_failed(e: ResumeError) -> ! {
@@ -561,12 +511,6 @@ fn resume_failed(e: ResumeError) -> ! {
 #[inline(never)]
 fn rethrow(payload: Box<dyn Any + Send>) -> ! {
     panic::resume_unwind(payload)
-}
-
-impl<I, Y> fmt::Debug for Yielder<I, Y> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Yielder").finish_non_exhaustive()
-    }
 }
 
 /// Prints `why` and aborts: for states the process cannot continue from safely.
@@ -580,72 +524,4 @@ fn fatal(why: &str) -> ! {
 unsafe fn drop_in_place_as<F>(p: *mut u8) {
     // SAFETY: forwarded obligation.
     unsafe { ptr::drop_in_place(p as *mut F) }
-}
-
-/// The first Rust frame of every coroutine.
-///
-/// # Safety
-/// - Only reached through the trampoline of a context made by `Coroutine::place`, with
-///   `arg` the address of the `F` it wrote and `data` the address of a `Resume<I>`.
-unsafe extern "C" fn entry<I, Y, R, F, const FP_ENV: bool>(
-    from: Context,
-    data: usize,
-    arg: usize,
-) -> !
-where
-    F: FnOnce(&Yielder<I, Y>, I) -> R,
-{
-    // SAFETY: `arg` is the closure `place` wrote; we move it out exactly once.
-    let f = unsafe { ptr::read(arg as *const F) };
-    // SAFETY: the first resume passes the address of an initialised Resume on its stack.
-    let first = unsafe { ptr::read(data as *const Resume<I>) };
-    let yielder = Yielder {
-        resumer: Cell::new(Some(from)),
-        unwinding: Cell::new(false),
-        preserve_fp_env: FP_ENV,
-        _types: PhantomData,
-    };
-    let reply: Suspend<Y, R> = match first {
-        Resume::Input(input) => {
-            match panic::catch_unwind(AssertUnwindSafe(|| f(&yielder, input))) {
-                Ok(r) => Suspend::Return(r),
-                Err(p) if p.is::<ForcedUnwind>() => Suspend::Unwound,
-                Err(p) => Suspend::Panic(p),
-            }
-        }
-        // Not reachable: a coroutine that never started is dropped without a switch.
-        Resume::Unwind => {
-            drop(f);
-            Suspend::Unwound
-        }
-    };
-    let resumer = yielder
-        .resumer
-        .take()
-        .expect("a running coroutine knows its resumer");
-    let fpenv = yielder.preserve_fp_env;
-    drop(yielder);
-    let mut reply = MaybeUninit::new(Reply {
-        kind: Kind::Last,
-        payload: reply,
-    });
-    // SAFETY: the final switch: the resumer reads `reply` and releases this stack without
-    // ever resuming this frame, so nothing here runs again.
-    unsafe { switch_back(resumer, reply.as_mut_ptr() as usize, fpenv) };
-    fatal("a finished coroutine was resumed")
-}
-
-/// Switches from the coroutine back to its resumer.
-///
-/// # Safety
-/// - As `Context::switch`.
-#[inline(always)]
-unsafe fn switch_back(resumer: Context, data: usize, fpenv: bool) -> crate::context::Transfer {
-    if fpenv {
-        // SAFETY: forwarded.
-        unsafe { resumer.switch_fpenv_back(data) }
-    } else {
-        // SAFETY: forwarded.
-        unsafe { resumer.switch_light_back(data) }
-    }
 }
