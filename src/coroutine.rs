@@ -30,9 +30,10 @@
 //! - A coroutine is `!Send`: it stays on the thread that made it.
 //! - Stacks come from the thread's [`stack::pool`](crate::stack::pool) and go back to it when the
 //!   coroutine finishes, so a coroutine on a recycled stack costs no system call.
-//! - Suspending while the coroutine's stack is unwinding (from a `Drop` impl during a panic)
-//!   is a hard error: it aborts the process with a message, because the thread's panic state
-//!   cannot be carried across a switch.
+//! - Suspending while the coroutine's *own* stack is unwinding (from a `Drop` impl run by a
+//!   panic of the coroutine) is a hard error: it aborts the process with a message. A
+//!   coroutine resumed from a `Drop` that runs during a panic of its resumer suspends and is
+//!   resumed as usual. [`Yielder`] says exactly what is told apart and what is guaranteed.
 //! - Closures are written at the top of the coroutine's stack when they are small and not
 //!   over-aligned (at most 1024 bytes, aligned to at most 128); any other closure is boxed
 //!   (a zero-sized one with no allocation), so nothing is placed outside its stack. (A
@@ -513,9 +514,12 @@ fn rethrow(payload: Box<dyn Any + Send>) -> ! {
     panic::resume_unwind(payload)
 }
 
-/// Prints `why` and aborts: for states the process cannot continue from safely.
+/// Prints `why` and aborts: for states the process cannot continue from safely. Written to
+/// the process's stderr itself, not through `eprintln!`, which a test harness may capture
+/// (and would lose with the process).
 fn fatal(why: &str) -> ! {
-    eprintln!("microthread: {why}; aborting");
+    use std::io::Write;
+    let _ = writeln!(io::stderr(), "microthread: {why}; aborting");
     std::process::abort()
 }
 

@@ -4,14 +4,22 @@
 //! - Closures whose alignment does not fit the top of a stack are boxed, so they and their
 //!   initial frame stay inside their own stack (item 3; the death test without a false
 //!   overflow report is in tests/guard_page.rs).
+//! - Whether a coroutine may suspend depends on its own stack unwinding, not on the thread's
+//!   (item 9).
 //!
 //! The variance of `Coroutine` (item 2) is checked by `compile_fail` doctests in
 //! src/coroutine.rs.
 #![cfg(target_os = "linux")]
 
-use std::hint::black_box;
+mod fork_child;
 
-use microthread::coroutine::{Builder, Coroutine, CoroutineResult};
+use std::cell::RefCell;
+use std::hint::black_box;
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+
+use fork_child::{in_child, serial};
+use microthread::coroutine::{Builder, Coroutine, CoroutineResult, Yielder};
 use microthread::scheduler::{self, TaskletBuilder};
 use microthread::stack::{pool, Stack};
 
@@ -123,4 +131,134 @@ fn an_over_aligned_tasklet_runs_inside_its_stack_and_leaves_other_tasklets_intac
 
 fn on_thread(f: impl FnOnce() + Send + 'static) {
     std::thread::spawn(f).join().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// Item 9: suspending is refused only while the coroutine's own stack unwinds
+
+type Counter = Coroutine<u32, u32, u32>;
+
+/// Yields its input plus one, twice, then returns the third input times ten.
+fn counter() -> Counter {
+    Coroutine::new(|y, a: u32| {
+        let b = y.suspend(a + 1);
+        let c = y.suspend(b + 1);
+        c * 10
+    })
+    .unwrap()
+}
+
+/// What each resume gave, and whether the thread was panicking then.
+type Seen = Rc<RefCell<Vec<(bool, CoroutineResult<u32, u32>)>>>;
+
+/// Resumes the coroutine twice from its `Drop`, recording what it yielded.
+struct ResumeOnDrop {
+    co: Rc<RefCell<Counter>>,
+    seen: Seen,
+}
+
+impl Drop for ResumeOnDrop {
+    fn drop(&mut self) {
+        let mut co = self.co.borrow_mut();
+        for input in [1, 5] {
+            let r = co.resume(input);
+            self.seen.borrow_mut().push((std::thread::panicking(), r));
+        }
+    }
+}
+
+/// Regression: the first suspend aborted the process ("a coroutine tried to suspend while
+/// its stack was being unwound"), because the check was `thread::panicking()`, thread-wide.
+#[test]
+fn a_coroutine_resumed_from_a_drop_during_a_panic_suspends_and_resumes_again() {
+    let co = Rc::new(RefCell::new(counter()));
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let guard = ResumeOnDrop {
+        co: co.clone(),
+        seen: seen.clone(),
+    };
+    let r = panic::catch_unwind(AssertUnwindSafe(move || {
+        let _guard = guard;
+        panic::resume_unwind(Box::new("an ordinary panic"));
+    }));
+    assert_eq!(
+        *r.unwrap_err().downcast::<&str>().unwrap(),
+        "an ordinary panic"
+    );
+    assert_eq!(
+        *seen.borrow(),
+        [
+            (true, CoroutineResult::Yield(2)),
+            (true, CoroutineResult::Yield(6))
+        ]
+    );
+    assert!(!std::thread::panicking());
+    // After the panic: resumed normally, it finishes.
+    assert_eq!(co.borrow_mut().resume(7), CoroutineResult::Return(70));
+}
+
+/// A coroutine resumed from a `Drop` during a panic may itself panic and catch it, and still
+/// suspend afterwards; dropping it suspended from there unwinds it normally.
+#[test]
+fn a_coroutine_resumed_during_a_panic_may_catch_its_own_panic_and_is_dropped_cleanly() {
+    let dropped = Rc::new(RefCell::new(Vec::new()));
+    struct Note(Rc<RefCell<Vec<&'static str>>>, &'static str);
+    impl Drop for Note {
+        fn drop(&mut self) {
+            self.0.borrow_mut().push(self.1);
+        }
+    }
+    let log = dropped.clone();
+    let co: Coroutine<(), u32, ()> = Coroutine::new(move |y, ()| {
+        let _frame = Note(log.clone(), "coroutine frame");
+        let caught = panic::catch_unwind(|| panic::resume_unwind(Box::new(1u8)));
+        assert!(caught.is_err());
+        y.suspend(1);
+        y.suspend(2);
+    })
+    .unwrap();
+    let co = Rc::new(RefCell::new(co));
+    struct Resumer(Rc<RefCell<Coroutine<(), u32, ()>>>);
+    impl Drop for Resumer {
+        fn drop(&mut self) {
+            assert_eq!(self.0.borrow_mut().resume(()), CoroutineResult::Yield(1));
+        }
+    }
+    let resumer = Resumer(co.clone());
+    let r = panic::catch_unwind(AssertUnwindSafe(move || {
+        let _r = resumer;
+        panic::resume_unwind(Box::new("outer"));
+    }));
+    assert!(r.is_err());
+    assert!(dropped.borrow().is_empty());
+    drop(co);
+    assert_eq!(*dropped.borrow(), ["coroutine frame"]);
+}
+
+/// The refusal that stays: a destructor run by the coroutine's own panic may not suspend it.
+#[test]
+fn suspending_while_the_coroutine_itself_unwinds_still_aborts_with_a_message() {
+    let _serial = serial();
+    struct SuspendOnDrop<'a>(&'a Yielder<(), ()>);
+    impl Drop for SuspendOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.suspend(());
+        }
+    }
+    let mut co: Coroutine<(), (), ()> = Coroutine::new(|y, ()| {
+        let _d = SuspendOnDrop(y);
+        panic::resume_unwind(Box::new("the coroutine's own panic"));
+    })
+    .unwrap();
+    let death = in_child(move || {
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| co.resume(())));
+    });
+    assert_eq!(death.signal(), Some(libc::SIGABRT), "{}", death.describe());
+    assert!(
+        death
+            .stderr
+            .contains("a coroutine tried to suspend while its own stack was being unwound"),
+        "{:?}",
+        death.stderr
+    );
 }

@@ -1,5 +1,46 @@
-//! The coroutine's side of the switch: [`Yielder`], with which a coroutine suspends itself,
-//! and [`entry`], the first frame of every coroutine.
+//! The coroutine's side of the switch: [`Yielder`], the first frame of every coroutine
+//! ([`entry`]), and the rules for when a coroutine may suspend.
+//!
+//! # Suspending and unwinding
+//!
+//! The rules are on [`Yielder`]: a coroutine may not suspend while its own stack unwinds,
+//! and the `Yielder` tells its own unwinding from its resumer's by recording, at every switch
+//! into the coroutine, whether the thread was panicking then. In one case (the resumer was
+//! unwinding, and the coroutine began to unwind as well) a suspend mid-unwind is accepted;
+//! why that is still memory-safe is below.
+//!
+//! # Why two unwinds on two stacks of one thread are memory-safe
+//!
+//! With the Itanium unwinder (libgcc's or LLVM's libunwind, which Rust uses on every target
+//! of this crate) and Rust's `panic_unwind`:
+//!
+//! - Rust puts all state of one unwind in its exception object: `_Unwind_Exception` (whose
+//!   `private_1`/`private_2` words say forced or not and the canonical frame address of the
+//!   handler found in the search phase) plus the payload, in one heap allocation.
+//! - The unwinder keeps no state of its own between the frames it runs: the search phase
+//!   walks the current stack from the raise to the handler (here the `catch_unwind` of the
+//!   coroutine's first frame, so it never walks past it) and the cleanup phase installs the
+//!   context of each landing pad, discarding its own frames. A landing pad that runs a
+//!   destructor holds the exception object in its frame and continues with
+//!   `_Unwind_Resume(exception)`, which rebuilds its context from the current registers and
+//!   reads only the exception object. A destructor that suspends leaves all of that, intact,
+//!   in its own stack's frames and the heap. Handler frames are told apart by address, and
+//!   two stacks never share an address.
+//! - The unwinder's global data (the registered frame tables and their caches) is shared
+//!   by all threads already and locked accordingly; nothing in it belongs to one unwind.
+//! - Rust's panic runtime keeps, per thread, the panic count (incremented when a panic
+//!   starts, `resume_unwind` included, decremented when `catch_unwind` catches one) and
+//!   whether a panic hook is running (a panic then aborts the process, so a coroutine
+//!   resumed from a panic hook must not panic). A count is a count: unwinds on two stacks
+//!   add to it and are taken off in whatever order they are caught. Only the meaning of
+//!   `thread::panicking()` is shared, which is what the rules on [`Yielder`] are about.
+//! - A coroutine whose unwind is suspended and that is never resumed again is either dropped
+//!   (the process aborts, see [`Yielder`]) or leaked with `mem::forget` (its stack and
+//!   exception object are never freed and the thread stays `panicking()`: a leak, not a
+//!   use of freed memory).
+//!
+//! C++ exceptions keep per-thread state (`__cxa_get_globals`) and are not covered here: a
+//! foreign exception must not unwind across a suspension.
 
 use std::cell::Cell;
 use std::fmt;
@@ -12,11 +53,53 @@ use super::{fatal, ForcedUnwind, Kind, Reply, Resume, Suspend};
 use crate::context::{Context, Transfer};
 
 /// The handle a coroutine uses to suspend itself; lives on the coroutine's stack.
+///
+/// # When a coroutine may suspend
+///
+/// Not while its *own* stack is unwinding: a destructor run by a panic of the coroutine
+/// would suspend it mid-unwind, and the resumer would go on with the thread still counted as
+/// panicking, the unwind half done on a stack it cannot see. That is a hard error: the
+/// process aborts with a message. But the thread's panic state, [`std::thread::panicking`],
+/// is one count for the whole thread, whichever stack a panic unwinds: a healthy coroutine
+/// resumed from a `Drop` that runs while its *resumer* unwinds sees it too. So the `Yielder`
+/// records, at every switch into the coroutine (the first resume and each return from
+/// `suspend`), whether the thread was panicking then, which is whether the resumer was
+/// (nothing runs between the resumer's switch and ours). At a suspend:
+///
+/// - not panicking now: it suspends.
+/// - panicking now, not at the last resume: a panic began since, and the coroutine has run
+///   ever since (whatever it resumed has switched back to it), so the panic is unwinding its
+///   stack. Refused: the process aborts with
+///   "a coroutine tried to suspend while its own stack was being unwound".
+/// - panicking now and at the last resume: the resumer is unwinding. It suspends, and
+///   resumes later as usual.
+///
+/// With one panic count per thread, the last case cannot be told apart from a coroutine
+/// resumed during its resumer's unwind that *also* began to unwind since (it panicked, and
+/// a destructor run by that panic suspends). That suspend is accepted too, and then:
+///
+/// - memory stays safe (see `src/coroutine/yielder.rs` for why two unwinds on two stacks of
+///   one thread are sound with the Itanium unwinder);
+/// - the coroutine's unwind is suspended, not lost: the next resume continues it, and when it
+///   reaches the coroutine's first frame that resume returns the panic as usual;
+/// - until then the thread counts that panic: [`std::thread::panicking`] stays true on every
+///   stack of the thread after the resumer's own panic is caught (a `MutexGuard` dropped then
+///   poisons its mutex), and a coroutine resumed before that began which suspends while it
+///   lasts is taken for unwinding itself (the second case: abort with the message);
+/// - dropping the coroutine instead of resuming it starts its forced unwind inside the
+///   suspended destructor, which Rust does not allow: the process aborts with Rust's own
+///   message ("panic in a destructor during cleanup").
+///
+/// Dropping a suspended coroutine unwinds it with a private payload. Suspending during that
+/// unwind is refused the same way; if user code catches the payload and then suspends, the
+/// unwind starts again, since the coroutine must end.
 pub struct Yielder<I, Y> {
     /// The context that resumed us; `None` only while we are suspended.
     resumer: Cell<Option<Context>>,
     /// Set once a drop asked us to unwind.
     unwinding: Cell<bool>,
+    /// Whether the thread was panicking when we were last switched into: the resumer was.
+    resumer_panicking: Cell<bool>,
     preserve_fp_env: bool,
     _types: Variance<I, Y>,
 }
@@ -29,10 +112,14 @@ impl<I, Y> Yielder<I, Y> {
     /// Suspends the coroutine, handing `value` to the
     /// [`Coroutine::resume`](super::Coroutine::resume) that ran it, and returns the value of the
     /// next resume.
+    ///
+    /// Aborts the process with a message if the coroutine's own stack is unwinding (a
+    /// destructor run by its own panic called this); see [`Yielder`].
     #[inline]
     pub fn suspend(&self, value: Y) -> I {
-        if self.unwinding.get() || std::thread::panicking() {
-            self.refuse_to_suspend();
+        // One branch for the rare cases; `|`, not `||`, so the fast path has no more.
+        if self.unwinding.get() | std::thread::panicking() {
+            self.check_may_suspend();
         }
         // SAFETY: a running coroutine always holds its resumer (it is only taken here and in
         // the entry's last switch, and put back when we are resumed).
@@ -46,6 +133,7 @@ impl<I, Y> Yielder<I, Y> {
         let transfer =
             unsafe { switch_back(resumer, message.as_mut_ptr() as usize, self.preserve_fp_env) };
         self.resumer.set(Some(transfer.from));
+        self.resumer_panicking.set(std::thread::panicking());
         // SAFETY: the resumer passes the address of an initialised Resume on its stack.
         match unsafe { ptr::read(transfer.data as *const Resume<I>) } {
             Resume::Input(input) => input,
@@ -55,18 +143,20 @@ impl<I, Y> Yielder<I, Y> {
             }
         }
     }
-}
 
-impl<I, Y> Yielder<I, Y> {
-    /// Suspending is impossible: a drop asked us to unwind and user code caught it (keep
-    /// unwinding), or the stack is unwinding right now (a hard error).
+    /// The slow path of a suspend while the thread is panicking or after a drop asked us to
+    /// unwind: returns if the suspend may go ahead (the resumer is unwinding, not us), diverges
+    /// if not. Changes nothing before it decides.
     #[cold]
     #[inline(never)]
-    fn refuse_to_suspend(&self) -> ! {
-        if std::thread::panicking() {
-            fatal("a coroutine tried to suspend while its stack was being unwound");
+    fn check_may_suspend(&self) {
+        if std::thread::panicking() && !self.resumer_panicking.get() {
+            fatal("a coroutine tried to suspend while its own stack was being unwound");
         }
-        panic::resume_unwind(Box::new(ForcedUnwind))
+        if self.unwinding.get() {
+            // A drop asked us to unwind and user code caught it: keep unwinding.
+            panic::resume_unwind(Box::new(ForcedUnwind))
+        }
     }
 }
 
@@ -89,6 +179,7 @@ pub(super) unsafe extern "C" fn entry<I, Y, R, F, const FP_ENV: bool>(
 where
     F: FnOnce(&Yielder<I, Y>, I) -> R,
 {
+    let resumer_panicking = std::thread::panicking();
     // SAFETY: `arg` is the closure `place` wrote; we move it out exactly once.
     let f = unsafe { ptr::read(arg as *const F) };
     // SAFETY: the first resume passes the address of an initialised Resume on its stack.
@@ -96,6 +187,7 @@ where
     let yielder = Yielder {
         resumer: Cell::new(Some(from)),
         unwinding: Cell::new(false),
+        resumer_panicking: Cell::new(resumer_panicking),
         preserve_fp_env: FP_ENV,
         _types: PhantomData,
     };
