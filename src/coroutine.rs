@@ -34,8 +34,11 @@
 //!   panic of the coroutine) is a hard error: it aborts the process with a message. A
 //!   coroutine resumed from a `Drop` that runs during a panic of its resumer suspends and is
 //!   resumed as usual. [`Yielder`] says exactly what is told apart and what is guaranteed.
+//! - A [`Yielder`] suspends only its own coroutine: called from any other stack (say, handed
+//!   to a child coroutine as its input), [`Yielder::suspend`] panics with a sentence and
+//!   changes nothing.
 //! - Closures are written at the top of the coroutine's stack when they are small and not
-//!   over-aligned (at most 1024 bytes, aligned to at most 128); any other closure is boxed
+//!   over-aligned (up to about 1 KiB, aligned to at most 128); any other closure is boxed
 //!   (a zero-sized one with no allocation), so nothing is placed outside its stack. (A
 //!   closure body that takes the address of a capture aligned to more than its stack size
 //!   still needs that much stack to align its frame: a true overflow, as on a thread.)
@@ -92,7 +95,8 @@
 //! A [`Yielder<I, Y>`] is covariant in `I` and contravariant in `Y`: the body may treat the
 //! inputs it receives as living shorter than they do, and may only pass in yields that live
 //! at least as long as the resumer expects. It is only reachable as a borrow for the call of
-//! the body.
+//! the body, and (see above) suspends only its own coroutine, so no other code can use it
+//! with other types.
 
 use std::any::Any;
 use std::fmt;
@@ -109,8 +113,8 @@ use crate::stack::{pool, Stack, DEFAULT_STACK_SIZE};
 
 mod yielder;
 
-use yielder::entry;
 pub use yielder::Yielder;
+use yielder::{entry, Start};
 
 /// What a [`Coroutine::resume`] gives back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -310,7 +314,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
     {
-        if !fits_at_stack_top::<F>() {
+        if !fits_at_stack_top::<Start<F>>() {
             // A box of a zero-sized type allocates nothing, whatever its alignment.
             let boxed = Box::new(f);
             Coroutine::place(stack, preserve_fp_env, move |y: &Yielder<I, Y>, i| {
@@ -330,13 +334,17 @@ impl<I, Y, R> Coroutine<I, Y, R> {
         let id = id::next();
         stack.set_owner(OwnerKind::Coroutine, id);
         // `create` boxed anything that does not fit (a constant: no code in release).
-        assert!(fits_at_stack_top::<F>());
-        let align = mem::align_of::<F>().max(16);
-        let closure = (stack.top() as usize - mem::size_of::<F>()) & !(align - 1);
-        // SAFETY: the slot is aligned for F and, since the top is page-aligned and F fits at
-        // the top, at most MAX_INLINE_CLOSURE bytes below the top of a stack of at least
-        // MIN_STACK_SIZE bytes; nothing else uses it.
-        unsafe { ptr::write(closure as *mut F, f) };
+        assert!(fits_at_stack_top::<Start<F>>());
+        let align = mem::align_of::<Start<F>>().max(16);
+        let closure = (stack.top() as usize - mem::size_of::<Start<F>>()) & !(align - 1);
+        let start = Start {
+            f,
+            stack_limit: stack.limit() as usize,
+        };
+        // SAFETY: the slot is aligned for Start<F> and, since the top is page-aligned and
+        // Start<F> fits at the top, at most MAX_INLINE_CLOSURE bytes below the top of a stack
+        // of at least MIN_STACK_SIZE bytes; nothing else uses it.
+        unsafe { ptr::write(closure as *mut Start<F>, start) };
         // SAFETY: `closure` is 16-aligned, the stack below it is ours and outlives the context
         // (it is only released after the final switch out of it).
         let context = unsafe {
@@ -353,7 +361,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
             id,
             preserve_fp_env,
             closure: closure as *mut u8,
-            drop_closure: drop_in_place_as::<F>,
+            drop_closure: drop_in_place_as::<Start<F>>,
             _types: PhantomData,
         }
     }

@@ -1,11 +1,12 @@
-//! Regression tests for soundness holes in the coroutine layer (issue 7), each written
-//! against the unfixed code first and seen to fail there.
+//! Regression tests for soundness holes in the coroutine layer (issue 7, items 3, 9 and 17),
+//! each written against the unfixed code first and seen to fail there.
 //!
 //! - Closures whose alignment does not fit the top of a stack are boxed, so they and their
 //!   initial frame stay inside their own stack (item 3; the death test without a false
 //!   overflow report is in tests/guard_page.rs).
 //! - Whether a coroutine may suspend depends on its own stack unwinding, not on the thread's
 //!   (item 9).
+//! - A `Yielder` suspends only its own coroutine (item 17).
 //!
 //! The variance of `Coroutine` (item 2) is checked by `compile_fail` doctests in
 //! src/coroutine.rs.
@@ -261,4 +262,66 @@ fn suspending_while_the_coroutine_itself_unwinds_still_aborts_with_a_message() {
         "{:?}",
         death.stderr
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Item 17: a Yielder suspends only its own coroutine
+
+type Outer = Coroutine<(), u32, &'static str>;
+type Child<'y> = Coroutine<&'y Yielder<(), u32>, (), ()>;
+
+/// Regression: the child's call switched the outer coroutine's resumer back in from the
+/// child's stack (the outer resume returned `Yield(7)`), and dropping the outer coroutine
+/// later panicked with "internal error: entered unreachable code".
+#[test]
+fn a_yielder_used_from_another_coroutine_panics_with_a_sentence_and_changes_nothing() {
+    let mut outer: Outer = Coroutine::new(|y, ()| {
+        let mut child: Child<'_> = Coroutine::new(|_, outer_yielder: &Yielder<(), u32>| {
+            outer_yielder.suspend(7);
+        })
+        .unwrap();
+        let err = panic::catch_unwind(AssertUnwindSafe(|| child.resume(y))).unwrap_err();
+        let message = err
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        assert!(child.is_finished());
+        // The outer coroutine is untouched: it still suspends and finishes normally.
+        y.suspend(1);
+        if message.contains("a Yielder can only suspend its own coroutine") {
+            "refused"
+        } else {
+            "accepted"
+        }
+    })
+    .unwrap();
+    assert_eq!(outer.resume(()), CoroutineResult::Yield(1));
+    assert_eq!(outer.resume(()), CoroutineResult::Return("refused"));
+}
+
+/// The same, with the outer coroutine dropped while suspended: it unwinds normally.
+#[test]
+fn a_coroutine_whose_yielder_was_misused_is_dropped_cleanly() {
+    let unwound = Rc::new(RefCell::new(false));
+    let flag = unwound.clone();
+    let mut outer: Coroutine<(), u32, ()> = Coroutine::new(move |y, ()| {
+        struct SetOnDrop(Rc<RefCell<bool>>);
+        impl Drop for SetOnDrop {
+            fn drop(&mut self) {
+                *self.0.borrow_mut() = true;
+            }
+        }
+        let _set = SetOnDrop(flag);
+        let mut child: Child<'_> = Coroutine::new(|_, outer_yielder: &Yielder<(), u32>| {
+            outer_yielder.suspend(7);
+        })
+        .unwrap();
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| child.resume(y)));
+        y.suspend(1);
+    })
+    .unwrap();
+    assert_eq!(outer.resume(()), CoroutineResult::Yield(1));
+    drop(outer);
+    assert!(*unwound.borrow());
 }

@@ -1,6 +1,15 @@
 //! The coroutine's side of the switch: [`Yielder`], the first frame of every coroutine
 //! ([`entry`]), and the rules for when a coroutine may suspend.
 //!
+//! # Only its own coroutine
+//!
+//! A `Yielder` knows the range of its coroutine's stack below the coroutine's first frame.
+//! [`Yielder::suspend`] first checks that it runs in that range: then its coroutine is the
+//! one running there, and the innermost one on that stack. Called from anywhere else (a
+//! child coroutine that was handed the outer `&Yielder` as its input, say) it panics with a
+//! sentence before it touches any state. Stacks never overlap, so the check is exact; it
+//! costs two address comparisons.
+//!
 //! # Suspending and unwinding
 //!
 //! The rules are on [`Yielder`]: a coroutine may not suspend while its own stack unwinds,
@@ -42,6 +51,7 @@
 //! C++ exceptions keep per-thread state (`__cxa_get_globals`) and are not covered here: a
 //! foreign exception must not unwind across a suspension.
 
+use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
@@ -52,7 +62,19 @@ use std::ptr;
 use super::{fatal, ForcedUnwind, Kind, Reply, Resume, Suspend};
 use crate::context::{Context, Transfer};
 
+/// What [`Coroutine::place`](super::Coroutine) writes at the top of a new coroutine's stack:
+/// the closure, and what the coroutine needs to know about its stack.
+pub(super) struct Start<F> {
+    pub(super) f: F,
+    /// The lowest usable address of the coroutine's stack.
+    pub(super) stack_limit: usize,
+}
+
 /// The handle a coroutine uses to suspend itself; lives on the coroutine's stack.
+///
+/// It suspends only its own coroutine: [`suspend`](Yielder::suspend) called anywhere else
+/// (in a child coroutine that was handed the outer `&Yielder` as its input, say) panics with a
+/// sentence before it changes anything.
 ///
 /// # When a coroutine may suspend
 ///
@@ -92,7 +114,8 @@ use crate::context::{Context, Transfer};
 ///
 /// Dropping a suspended coroutine unwinds it with a private payload. Suspending during that
 /// unwind is refused the same way; if user code catches the payload and then suspends, the
-/// unwind starts again, since the coroutine must end.
+/// unwind starts again, since the coroutine must end. A payload carried by user code to the
+/// first frame of a coroutine that is not being dropped is an ordinary panic of it.
 pub struct Yielder<I, Y> {
     /// The context that resumed us; `None` only while we are suspended.
     resumer: Cell<Option<Context>>,
@@ -100,6 +123,10 @@ pub struct Yielder<I, Y> {
     unwinding: Cell<bool>,
     /// Whether the thread was panicking when we were last switched into: the resumer was.
     resumer_panicking: Cell<bool>,
+    /// The lowest usable address of our stack.
+    stack_limit: usize,
+    /// Where our first frame starts: every frame of the coroutine is below.
+    stack_top: usize,
     preserve_fp_env: bool,
     _types: Variance<I, Y>,
 }
@@ -113,16 +140,20 @@ impl<I, Y> Yielder<I, Y> {
     /// [`Coroutine::resume`](super::Coroutine::resume) that ran it, and returns the value of the
     /// next resume.
     ///
+    /// # Panics
+    /// If called anywhere but on this `Yielder`'s own coroutine (from another coroutine it was
+    /// passed to, for example), with a sentence; nothing has changed then.
+    ///
     /// Aborts the process with a message if the coroutine's own stack is unwinding (a
     /// destructor run by its own panic called this); see [`Yielder`].
     #[inline]
     pub fn suspend(&self, value: Y) -> I {
-        // One branch for the rare cases; `|`, not `||`, so the fast path has no more.
-        if self.unwinding.get() | std::thread::panicking() {
+        // One branch for the three rare cases; `|`, not `||`, so the fast path has no more.
+        if !self.on_own_stack() | self.unwinding.get() | std::thread::panicking() {
             self.check_may_suspend();
         }
         // SAFETY: a running coroutine always holds its resumer (it is only taken here and in
-        // the entry's last switch, and put back when we are resumed).
+        // the entry's last switch, and put back when we are resumed), and we run on its stack.
         let resumer = unsafe { self.resumer.take().unwrap_unchecked() };
         let mut message = MaybeUninit::new(Reply {
             kind: Kind::Yield,
@@ -144,12 +175,24 @@ impl<I, Y> Yielder<I, Y> {
         }
     }
 
-    /// The slow path of a suspend while the thread is panicking or after a drop asked us to
-    /// unwind: returns if the suspend may go ahead (the resumer is unwinding, not us), diverges
-    /// if not. Changes nothing before it decides.
+    /// Whether we run on this Yielder's stack, in a frame of its coroutine.
+    #[inline(always)]
+    fn on_own_stack(&self) -> bool {
+        let probe = MaybeUninit::<u8>::uninit();
+        let here = probe.as_ptr() as usize;
+        self.stack_limit <= here && here < self.stack_top
+    }
+
+    /// The slow path of a suspend from another stack, while the thread is panicking, or after a
+    /// drop asked us to unwind: returns if the suspend may go ahead (the resumer is unwinding,
+    /// not us), diverges if not. Changes nothing before it decides.
     #[cold]
     #[inline(never)]
+    #[track_caller]
     fn check_may_suspend(&self) {
+        if !self.on_own_stack() {
+            foreign_yielder();
+        }
         if std::thread::panicking() && !self.resumer_panicking.get() {
             fatal("a coroutine tried to suspend while its own stack was being unwound");
         }
@@ -158,6 +201,16 @@ impl<I, Y> Yielder<I, Y> {
             panic::resume_unwind(Box::new(ForcedUnwind))
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn foreign_yielder() -> ! {
+    panic!(
+        "Yielder::suspend called outside the coroutine it belongs to (a Yielder can only \
+         suspend its own coroutine, from that coroutine's stack)"
+    )
 }
 
 impl<I, Y> fmt::Debug for Yielder<I, Y> {
@@ -170,7 +223,7 @@ impl<I, Y> fmt::Debug for Yielder<I, Y> {
 ///
 /// # Safety
 /// - Only reached through the trampoline of a context made by `Coroutine::place`, with
-///   `arg` the address of the `F` it wrote and `data` the address of a `Resume<I>`.
+///   `arg` the address of the `Start<F>` it wrote and `data` the address of a `Resume<I>`.
 pub(super) unsafe extern "C" fn entry<I, Y, R, F, const FP_ENV: bool>(
     from: Context,
     data: usize,
@@ -180,14 +233,17 @@ where
     F: FnOnce(&Yielder<I, Y>, I) -> R,
 {
     let resumer_panicking = std::thread::panicking();
-    // SAFETY: `arg` is the closure `place` wrote; we move it out exactly once.
-    let f = unsafe { ptr::read(arg as *const F) };
+    // SAFETY: `arg` is the Start<F> `place` wrote; we move it out exactly once.
+    let Start { f, stack_limit } = unsafe { ptr::read(arg as *const Start<F>) };
     // SAFETY: the first resume passes the address of an initialised Resume on its stack.
     let first = unsafe { ptr::read(data as *const Resume<I>) };
     let yielder = Yielder {
         resumer: Cell::new(Some(from)),
         unwinding: Cell::new(false),
         resumer_panicking: Cell::new(resumer_panicking),
+        stack_limit,
+        // The context was laid out below `arg`, so every frame of this coroutine is too.
+        stack_top: arg,
         preserve_fp_env: FP_ENV,
         _types: PhantomData,
     };
@@ -195,8 +251,7 @@ where
         Resume::Input(input) => {
             match panic::catch_unwind(AssertUnwindSafe(|| f(&yielder, input))) {
                 Ok(r) => Suspend::Return(r),
-                Err(p) if p.is::<ForcedUnwind>() => Suspend::Unwound,
-                Err(p) => Suspend::Panic(p),
+                Err(p) => unwound_or_panicked(p, yielder.unwinding.get()),
             }
         }
         // Not reachable: a coroutine that never started is dropped without a switch.
@@ -219,6 +274,17 @@ where
     // ever resuming this frame, so nothing here runs again.
     unsafe { switch_back(resumer, reply.as_mut_ptr() as usize, fpenv) };
     fatal("a finished coroutine was resumed")
+}
+
+/// What a panic that reached the coroutine's first frame means: the end of the forced unwind
+/// of a drop only if a drop asked for one; any other payload, a [`ForcedUnwind`] that user
+/// code carried here included, is a panic of the coroutine.
+fn unwound_or_panicked<Y, R>(payload: Box<dyn Any + Send>, dropping: bool) -> Suspend<Y, R> {
+    if dropping && payload.is::<ForcedUnwind>() {
+        Suspend::Unwound
+    } else {
+        Suspend::Panic(payload)
+    }
 }
 
 /// Switches from the coroutine back to its resumer.
