@@ -325,3 +325,37 @@ fn a_coroutine_whose_yielder_was_misused_is_dropped_cleanly() {
     drop(outer);
     assert!(*unwound.borrow());
 }
+
+/// The private payload of a drop's forced unwind, caught by user code and carried to another
+/// coroutine that raises it, is an ordinary panic of that coroutine. Regression: its resume
+/// panicked with "internal error: entered unreachable code: a coroutine unwound without being
+/// dropped".
+#[test]
+fn a_forced_unwind_payload_raised_in_another_coroutine_is_an_ordinary_panic() {
+    let carried: Rc<RefCell<Option<Box<dyn std::any::Any + Send>>>> = Rc::default();
+    let keep = carried.clone();
+    let mut dropped: Coroutine<(), (), ()> = Coroutine::new(move |y, ()| {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| y.suspend(()))) {
+            *keep.borrow_mut() = Some(payload);
+        }
+    })
+    .unwrap();
+    assert_eq!(dropped.resume(()), CoroutineResult::Yield(()));
+    drop(dropped);
+    let payload = carried
+        .borrow_mut()
+        .take()
+        .expect("the drop's payload was caught");
+    let mut raiser: Coroutine<(), (), ()> =
+        Coroutine::new(move |_, ()| panic::resume_unwind(payload)).unwrap();
+    let err = panic::catch_unwind(AssertUnwindSafe(|| raiser.resume(()))).unwrap_err();
+    assert!(raiser.is_finished());
+    let message = err
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()));
+    assert_eq!(
+        message, None,
+        "the resume panicked with a message of its own"
+    );
+}
