@@ -537,3 +537,66 @@ unsafe fn drop_in_place_as<F>(p: *mut u8) {
     // SAFETY: forwarded obligation.
     unsafe { ptr::drop_in_place(p as *mut F) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[repr(align(2097152))]
+    #[derive(Clone, Copy)]
+    struct Aligned2M;
+
+    #[repr(align(128))]
+    struct Aligned128 {
+        _bytes: [u8; 128],
+    }
+
+    #[repr(align(256))]
+    struct Aligned256 {
+        _bytes: [u8; 256],
+    }
+
+    #[test]
+    fn closures_are_placed_inline_only_if_size_and_alignment_fit() {
+        assert!(fits_at_stack_top::<[u8; MAX_INLINE_CLOSURE]>());
+        assert!(!fits_at_stack_top::<[u8; MAX_INLINE_CLOSURE + 1]>());
+        assert!(fits_at_stack_top::<Aligned128>());
+        assert!(!fits_at_stack_top::<Aligned256>());
+        assert!(
+            !fits_at_stack_top::<Aligned2M>(),
+            "zero-sized, but over-aligned"
+        );
+    }
+
+    /// Regression (issue 7, item 3): a zero-sized closure aligned to 2 MiB was placed by
+    /// rounding the stack top down to 2 MiB, outside a 64 KiB stack. Checked without running
+    /// it, so that it holds in debug builds too (where running it needs megabytes of stack
+    /// for every frame that holds it by value to realign itself; see tests/coroutine_soundness.rs).
+    #[test]
+    fn an_over_aligned_closure_is_placed_in_the_top_region_of_its_stack() {
+        // A thread with room for a debug build's realigned frames of `build` and `create`.
+        let on_big_stack = std::thread::Builder::new().stack_size(64 << 20);
+        let placed = on_big_stack.spawn(|| {
+            (0..4)
+                .map(|_| {
+                    let a = Aligned2M;
+                    let co: Coroutine<(), (), ()> = Builder::new()
+                        .stack_size(64 * 1024)
+                        .build(move |_, ()| {
+                            let _captured = a;
+                        })
+                        .unwrap();
+                    let top = co.stack.as_ref().unwrap().top() as usize;
+                    (top, co.closure as usize)
+                })
+                .collect::<Vec<_>>()
+        });
+        for (top, slot) in placed.unwrap().join().unwrap() {
+            assert!(
+                slot < top && top - slot <= MAX_INLINE_CLOSURE + MAX_INLINE_ALIGN,
+                "the closure slot {slot:#x} is {} bytes below the stack top {top:#x}",
+                top.wrapping_sub(slot)
+            );
+        }
+    }
+}

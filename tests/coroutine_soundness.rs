@@ -3,7 +3,11 @@
 //!
 //! - Closures whose alignment does not fit the top of a stack are boxed, so they and their
 //!   initial frame stay inside their own stack (item 3; the death test without a false
-//!   overflow report is in tests/guard_page.rs).
+//!   overflow report is in tests/guard_page.rs). The tests that run such closures need a
+//!   release build: unoptimised code keeps every by-value move of a 2 MiB-aligned closure in
+//!   a stack slot of that alignment, so each frame on the way realigns itself by up to 2 MiB
+//!   (a true overflow of any small stack, on a thread just the same). The placement itself is
+//!   checked in every build by a unit test in src/coroutine.rs.
 //! - Whether a coroutine may suspend depends on its own stack unwinding, not on the thread's
 //!   (item 9).
 //! - A `Yielder` suspends only its own coroutine (item 17).
@@ -78,6 +82,12 @@ where
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "a debug build realigns every frame that holds the closure by value to 2 MiB, \
+              more stack than any here; the placement is checked in all builds by \
+              coroutine::tests::an_over_aligned_closure_is_placed_in_the_top_region_of_its_stack"
+)]
 fn over_aligned_coroutine_closures_run_inside_their_own_stack() {
     // Several stacks each: a stack top that happens to be aligned could hide the bug.
     for _ in 0..4 {
@@ -88,6 +98,12 @@ fn over_aligned_coroutine_closures_run_inside_their_own_stack() {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "a debug build realigns every frame that holds the closure by value to 2 MiB, \
+              more stack than any here; the placement is checked in all builds by \
+              coroutine::tests::an_over_aligned_closure_is_placed_in_the_top_region_of_its_stack"
+)]
 fn an_over_aligned_tasklet_runs_inside_its_stack_and_leaves_other_tasklets_intact() {
     // On a fresh thread, so the scheduler is fresh.
     on_thread(|| {

@@ -134,6 +134,12 @@ struct Aligned2M;
 /// overflow report) or in another mapping. Several stacks, so that one whose top happens to
 /// be 2 MiB-aligned cannot hide the bug.
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "a debug build realigns every frame that holds the closure by value to 2 MiB, \
+              more stack than any here; the placement is checked in all builds by \
+              coroutine::tests::an_over_aligned_closure_is_placed_in_the_top_region_of_its_stack"
+)]
 fn an_over_aligned_closure_runs_without_a_false_overflow_report() {
     let _serial = serial();
     let death = in_child(|| {
