@@ -14,6 +14,9 @@
 //!
 //! The variance of `Coroutine` (item 2) is checked by `compile_fail` doctests in
 //! src/coroutine.rs.
+//!
+//! Some tests fork a child (see [`fork_child`]); so that no other thread of this binary holds
+//! a lock the child would need, every test holds [`serial`] for its whole run.
 #![cfg(target_os = "linux")]
 
 mod fork_child;
@@ -89,6 +92,7 @@ where
               coroutine::tests::an_over_aligned_closure_is_placed_in_the_top_region_of_its_stack"
 )]
 fn over_aligned_coroutine_closures_run_inside_their_own_stack() {
+    let _serial = serial();
     // Several stacks each: a stack top that happens to be aligned could hide the bug.
     for _ in 0..4 {
         runs_inside_its_stack(Aligned2M, |_| true);
@@ -105,6 +109,7 @@ fn over_aligned_coroutine_closures_run_inside_their_own_stack() {
               coroutine::tests::an_over_aligned_closure_is_placed_in_the_top_region_of_its_stack"
 )]
 fn an_over_aligned_tasklet_runs_inside_its_stack_and_leaves_other_tasklets_intact() {
+    let _serial = serial();
     // On a fresh thread, so the scheduler is fresh.
     on_thread(|| {
         pool::clear();
@@ -188,6 +193,7 @@ impl Drop for ResumeOnDrop {
 /// its stack was being unwound"), because the check was `thread::panicking()`, thread-wide.
 #[test]
 fn a_coroutine_resumed_from_a_drop_during_a_panic_suspends_and_resumes_again() {
+    let _serial = serial();
     let co = Rc::new(RefCell::new(counter()));
     let seen = Rc::new(RefCell::new(Vec::new()));
     let guard = ResumeOnDrop {
@@ -218,6 +224,7 @@ fn a_coroutine_resumed_from_a_drop_during_a_panic_suspends_and_resumes_again() {
 /// suspend afterwards; dropping it suspended from there unwinds it normally.
 #[test]
 fn a_coroutine_resumed_during_a_panic_may_catch_its_own_panic_and_is_dropped_cleanly() {
+    let _serial = serial();
     let dropped = Rc::new(RefCell::new(Vec::new()));
     struct Note(Rc<RefCell<Vec<&'static str>>>, &'static str);
     impl Drop for Note {
@@ -250,6 +257,76 @@ fn a_coroutine_resumed_during_a_panic_may_catch_its_own_panic_and_is_dropped_cle
     assert!(dropped.borrow().is_empty());
     drop(co);
     assert_eq!(*dropped.borrow(), ["coroutine frame"]);
+}
+
+/// A coroutine that suspends from a destructor run by its own panic, while its resumer is
+/// unwinding too (the case one panic count per thread cannot tell apart, see `Yielder`).
+fn unwinding_under_an_unwinding_resumer() -> Rc<RefCell<Coroutine<(), (), ()>>> {
+    struct SuspendOnDrop<'a>(&'a Yielder<(), ()>);
+    impl Drop for SuspendOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.suspend(());
+        }
+    }
+    let co: Coroutine<(), (), ()> = Coroutine::new(|y, ()| {
+        let _d = SuspendOnDrop(y);
+        panic::resume_unwind(Box::new("the coroutine's own panic"));
+    })
+    .unwrap();
+    let co = Rc::new(RefCell::new(co));
+    struct Resumer(Rc<RefCell<Coroutine<(), (), ()>>>);
+    impl Drop for Resumer {
+        fn drop(&mut self) {
+            assert_eq!(self.0.borrow_mut().resume(()), CoroutineResult::Yield(()));
+        }
+    }
+    let resumer = Resumer(co.clone());
+    let r = panic::catch_unwind(AssertUnwindSafe(move || {
+        let _r = resumer;
+        panic::resume_unwind(Box::new("the resumer's panic"));
+    }));
+    assert_eq!(
+        *r.unwrap_err().downcast::<&str>().unwrap(),
+        "the resumer's panic"
+    );
+    co
+}
+
+/// What the docs of `Yielder` promise for that case: the suspended unwind keeps the thread
+/// panicking, and the next resume continues it and returns the coroutine's panic.
+#[test]
+fn a_suspended_unwind_under_an_unwinding_resumer_continues_at_the_next_resume() {
+    let _serial = serial();
+    let co = unwinding_under_an_unwinding_resumer();
+    assert!(
+        std::thread::panicking(),
+        "the coroutine's unwind is still counted"
+    );
+    let r = panic::catch_unwind(AssertUnwindSafe(|| co.borrow_mut().resume(())));
+    assert_eq!(
+        *r.unwrap_err().downcast::<&str>().unwrap(),
+        "the coroutine's own panic"
+    );
+    assert!(co.borrow().is_finished());
+    assert!(!std::thread::panicking());
+}
+
+/// And dropping it instead aborts the process with Rust's own message.
+#[test]
+fn dropping_a_coroutine_with_a_suspended_unwind_aborts_with_rusts_message() {
+    let _serial = serial();
+    let death = in_child(|| {
+        let co = unwinding_under_an_unwinding_resumer();
+        drop(co);
+    });
+    assert_eq!(death.signal(), Some(libc::SIGABRT), "{}", death.describe());
+    assert!(
+        death
+            .stderr
+            .contains("panic in a destructor during cleanup"),
+        "{:?}",
+        death.stderr
+    );
 }
 
 /// The refusal that stays: a destructor run by the coroutine's own panic may not suspend it.
@@ -291,6 +368,7 @@ type Child<'y> = Coroutine<&'y Yielder<(), u32>, (), ()>;
 /// later panicked with "internal error: entered unreachable code".
 #[test]
 fn a_yielder_used_from_another_coroutine_panics_with_a_sentence_and_changes_nothing() {
+    let _serial = serial();
     let mut outer: Outer = Coroutine::new(|y, ()| {
         let mut child: Child<'_> = Coroutine::new(|_, outer_yielder: &Yielder<(), u32>| {
             outer_yielder.suspend(7);
@@ -319,6 +397,7 @@ fn a_yielder_used_from_another_coroutine_panics_with_a_sentence_and_changes_noth
 /// The same, with the outer coroutine dropped while suspended: it unwinds normally.
 #[test]
 fn a_coroutine_whose_yielder_was_misused_is_dropped_cleanly() {
+    let _serial = serial();
     let unwound = Rc::new(RefCell::new(false));
     let flag = unwound.clone();
     let mut outer: Coroutine<(), u32, ()> = Coroutine::new(move |y, ()| {
@@ -348,6 +427,7 @@ fn a_coroutine_whose_yielder_was_misused_is_dropped_cleanly() {
 /// dropped".
 #[test]
 fn a_forced_unwind_payload_raised_in_another_coroutine_is_an_ordinary_panic() {
+    let _serial = serial();
     let carried: Rc<RefCell<Option<Box<dyn std::any::Any + Send>>>> = Rc::default();
     let keep = carried.clone();
     let mut dropped: Coroutine<(), (), ()> = Coroutine::new(move |y, ()| {
