@@ -15,11 +15,18 @@
 //! switching context's FP environment (restored exactly when it is resumed, by whichever
 //! switch resumes it) and starts the target in the default environment unless the target
 //! saved its own.
+//!
+//! # Sanitizers
+//! With the `asan` feature every switch here tells AddressSanitizer which stack it goes to
+//! (see `src/sanitizer.rs`); a context that ends by another switch than [`Context::exit`]
+//! says so first with [`Context::end_at_next_switch`]. Without the feature this costs
+//! nothing.
 
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
 use crate::arch;
+use crate::sanitizer;
 
 /// The `asm!` call of an x86_64 switch routine, giving its `Transfer`.
 ///
@@ -109,8 +116,12 @@ impl Context {
     /// - That memory must stay valid and otherwise unused for as long as the context runs or
     ///   is suspended.
     pub unsafe fn new(top: *mut u8, entry: Entry, arg: usize) -> Context {
-        // SAFETY: the caller vouches for the memory below `top`.
-        let sp = unsafe { arch::init_frame(top, entry as usize, arg) };
+        // SAFETY: the caller vouches for the memory below `top` (the sanitizer's header is
+        // counted in INITIAL_FRAME_SIZE).
+        let sp = unsafe {
+            let (top, entry, arg) = sanitizer::wrap_entry(top, entry, arg);
+            arch::init_frame(top, entry as usize, arg)
+        };
         Context {
             sp: NonNull::new(sp).expect("a frame below a non-null top"),
             _thread_bound: PhantomData,
@@ -118,7 +129,7 @@ impl Context {
     }
 
     /// Bytes the initial frame takes below `top`.
-    pub const INITIAL_FRAME_SIZE: usize = arch::INITIAL_FRAME_SIZE;
+    pub const INITIAL_FRAME_SIZE: usize = arch::INITIAL_FRAME_SIZE + sanitizer::ENTRY_HEADER_SIZE;
 
     /// Suspends the running context and resumes `self`, passing it `data`. Returns when some
     /// context switches back to this one.
@@ -129,9 +140,11 @@ impl Context {
     ///   docs); use [`Context::switch_fpenv`] for that.
     #[inline(always)]
     pub unsafe fn switch(self, data: usize) -> Transfer {
-        // SAFETY: `self` is a suspended frame of this thread (caller's obligation), consumed
-        // here so it cannot be resumed twice.
-        unsafe { Transfer::from_raw(arch::microthread_ctx_switch(self.sp.as_ptr(), data)) }
+        let suspension = sanitizer::start_switch(self.sp.as_ptr());
+        // SAFETY: the caller's obligation.
+        let transfer = unsafe { self.raw_switch(data) };
+        sanitizer::finish_switch(suspension);
+        transfer
     }
 
     /// As [`Context::switch`], and the running context's FP control state is saved and
@@ -142,8 +155,11 @@ impl Context {
     /// - As [`Context::switch`], except for the FP environment.
     #[inline(always)]
     pub unsafe fn switch_fpenv(self, data: usize) -> Transfer {
-        // SAFETY: as in `switch`.
-        unsafe { Transfer::from_raw(arch::microthread_ctx_switch_fpenv(self.sp.as_ptr(), data)) }
+        let suspension = sanitizer::start_switch(self.sp.as_ptr());
+        // SAFETY: the caller's obligation.
+        let transfer = unsafe { self.raw_switch_fpenv(data) };
+        sanitizer::finish_switch(suspension);
+        transfer
     }
 
     /// As [`Context::switch`], but the switch ends in a return instead of an indirect jump.
@@ -156,8 +172,11 @@ impl Context {
     /// - As [`Context::switch`].
     #[inline(always)]
     pub unsafe fn switch_ret(self, data: usize) -> Transfer {
-        // SAFETY: as in `switch`.
-        unsafe { Transfer::from_raw(arch::microthread_ctx_switch_ret(self.sp.as_ptr(), data)) }
+        let suspension = sanitizer::start_switch(self.sp.as_ptr());
+        // SAFETY: the caller's obligation.
+        let transfer = unsafe { self.raw_switch_ret(data) };
+        sanitizer::finish_switch(suspension);
+        transfer
     }
 
     /// The partner of [`Context::switch`] for asymmetric hand-offs: switches back to the
@@ -176,22 +195,11 @@ impl Context {
     ///   (anything else is correct, only slower).
     #[inline(always)]
     pub unsafe fn switch_back(self, data: usize) -> Transfer {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the routine saves every callee-saved register on our stack and resumes
-        // `self` (caller's obligation); see `x86_switch!` for the stack and registers.
-        unsafe {
-            x86_switch!(
-                jump,
-                arch::microthread_ctx_switch_ret,
-                self.sp.as_ptr(),
-                data
-            )
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        // SAFETY: forwarded.
-        unsafe {
-            self.switch(data)
-        }
+        let suspension = sanitizer::start_switch(self.sp.as_ptr());
+        // SAFETY: the caller's obligation.
+        let transfer = unsafe { self.raw_switch_back(data) };
+        sanitizer::finish_switch(suspension);
+        transfer
     }
 
     /// Lays out a new *light* context below `top`: one that is only ever switched with
@@ -203,8 +211,11 @@ impl Context {
     /// # Safety
     /// - As [`Context::new`], with [`Context::INITIAL_LIGHT_FRAME_SIZE`] bytes for the frame.
     pub unsafe fn new_light(top: *mut u8, entry: Entry, arg: usize) -> Context {
+        // SAFETY: the caller vouches for the memory below `top` (the sanitizer's header is
+        // counted in INITIAL_LIGHT_FRAME_SIZE).
+        let (top, entry, arg) = unsafe { sanitizer::wrap_entry(top, entry, arg) };
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the caller vouches for the memory below `top`.
+        // SAFETY: as above.
         let sp = unsafe { arch::init_light_frame(top, entry as usize, arg) };
         #[cfg(not(target_arch = "x86_64"))]
         // SAFETY: as above.
@@ -217,10 +228,11 @@ impl Context {
 
     /// Bytes the initial light frame takes below `top`.
     #[cfg(target_arch = "x86_64")]
-    pub const INITIAL_LIGHT_FRAME_SIZE: usize = arch::INITIAL_LIGHT_FRAME_SIZE;
+    pub const INITIAL_LIGHT_FRAME_SIZE: usize =
+        arch::INITIAL_LIGHT_FRAME_SIZE + sanitizer::ENTRY_HEADER_SIZE;
     /// Bytes the initial light frame takes below `top`.
     #[cfg(not(target_arch = "x86_64"))]
-    pub const INITIAL_LIGHT_FRAME_SIZE: usize = arch::INITIAL_FRAME_SIZE;
+    pub const INITIAL_LIGHT_FRAME_SIZE: usize = Context::INITIAL_FRAME_SIZE;
 
     /// [`Context::switch`] for light contexts (see [`Context::new_light`]): the resume
     /// direction, entered by a call and leaving by a jump.
@@ -230,23 +242,11 @@ impl Context {
     ///   a new light context).
     #[inline(always)]
     pub unsafe fn switch_light(self, data: usize) -> Transfer {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the routine saves rbx and rbp on our stack and resumes `self`, a light
-        // frame (caller's obligation); see `x86_switch!` for the clobbers.
-        unsafe {
-            x86_switch!(
-                call,
-                arch::microthread_ctx_switch_light,
-                self.sp.as_ptr(),
-                data,
-                light
-            )
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        // SAFETY: forwarded; light contexts are full ones on this architecture.
-        unsafe {
-            self.switch(data)
-        }
+        let suspension = sanitizer::start_switch(self.sp.as_ptr());
+        // SAFETY: the caller's obligation.
+        let transfer = unsafe { self.raw_switch_light(data) };
+        sanitizer::finish_switch(suspension);
+        transfer
     }
 
     /// [`Context::switch_back`] for light contexts: the suspend direction, entered by a jump
@@ -256,22 +256,11 @@ impl Context {
     /// - As [`Context::switch_light`].
     #[inline(always)]
     pub unsafe fn switch_light_back(self, data: usize) -> Transfer {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as in `switch_light`.
-        unsafe {
-            x86_switch!(
-                jump,
-                arch::microthread_ctx_switch_light_ret,
-                self.sp.as_ptr(),
-                data,
-                light
-            )
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        // SAFETY: forwarded.
-        unsafe {
-            self.switch_back(data)
-        }
+        let suspension = sanitizer::start_switch(self.sp.as_ptr());
+        // SAFETY: the caller's obligation.
+        let transfer = unsafe { self.raw_switch_light_back(data) };
+        sanitizer::finish_switch(suspension);
+        transfer
     }
 
     /// The partner of [`Context::switch_fpenv`] for asymmetric hand-offs, as
@@ -282,33 +271,28 @@ impl Context {
     /// - As [`Context::switch_fpenv`].
     #[inline(always)]
     pub unsafe fn switch_fpenv_back(self, data: usize) -> Transfer {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as in `switch_back`, and the routine also saves the FP environment.
-        unsafe {
-            x86_switch!(
-                jump,
-                arch::microthread_ctx_switch_fpenv_ret,
-                self.sp.as_ptr(),
-                data
-            )
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        // SAFETY: forwarded.
-        unsafe {
-            self.switch_fpenv(data)
-        }
+        let suspension = sanitizer::start_switch(self.sp.as_ptr());
+        // SAFETY: the caller's obligation.
+        let transfer = unsafe { self.raw_switch_fpenv_back(data) };
+        sanitizer::finish_switch(suspension);
+        transfer
     }
 
     /// The last switch of a context that is ending: resumes `self` and never comes back. On
     /// x86_64 it saves nothing and is entered and left by jumps, leaving the return-address
     /// predictor as the resumed context's calls left it; elsewhere it is [`Context::switch`].
-    /// The resumed side gets a meaningless `from` (never to be resumed).
+    /// The resumed side gets a meaningless `from` (never to be resumed). It may still read
+    /// what the ending frame passed it by address, until it next switches.
+    ///
+    /// A context that ends by another kind of switch (it needs a light or FP-environment
+    /// one) calls [`Context::end_at_next_switch`] first.
     ///
     /// # Safety
     /// - As [`Context::switch`], and `self` must be a plain (not light, not FP-environment)
     ///   frame; the calling context must never be resumed.
     #[inline(always)]
     pub unsafe fn exit(self, data: usize) -> ! {
+        sanitizer::start_last_switch(self.sp.as_ptr());
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the routine only restores `self`'s frame (caller's obligation) and jumps
         // into it; nothing of ours needs to survive.
@@ -324,8 +308,139 @@ impl Context {
         #[cfg(not(target_arch = "x86_64"))]
         {
             // SAFETY: forwarded.
-            unsafe { self.switch(data) };
+            unsafe { self.raw_switch(data) };
             unreachable!("an exited context was resumed")
+        }
+    }
+
+    /// Declares that the running context's next switch is its last: it is never resumed,
+    /// and the side it resumes may read what it passed by address only until that side
+    /// next switches. [`Context::exit`] implies this; a context that ends by any other
+    /// switch (a coroutine's last light or FP-environment switch back) calls this just
+    /// before it. With the `asan` feature this lets AddressSanitizer release the context's
+    /// fake stack and clear the poison its frames leave on the stack, which would otherwise
+    /// make the next context on the same (pooled) stack look like an overflow; without it,
+    /// this does nothing.
+    ///
+    /// # Safety
+    /// - The calling context must never be resumed after the next switch this thread makes.
+    #[inline(always)]
+    pub unsafe fn end_at_next_switch() {
+        sanitizer::mark_ending();
+    }
+
+    /// The plain switch routine, unannotated.
+    ///
+    /// # Safety
+    /// - As [`Context::switch`].
+    #[inline(always)]
+    unsafe fn raw_switch(self, data: usize) -> Transfer {
+        // SAFETY: `self` is a suspended frame of this thread (caller's obligation), consumed
+        // here so it cannot be resumed twice.
+        unsafe { Transfer::from_raw(arch::microthread_ctx_switch(self.sp.as_ptr(), data)) }
+    }
+
+    /// # Safety
+    /// - As [`Context::switch_fpenv`].
+    #[inline(always)]
+    unsafe fn raw_switch_fpenv(self, data: usize) -> Transfer {
+        // SAFETY: as in `raw_switch`.
+        unsafe { Transfer::from_raw(arch::microthread_ctx_switch_fpenv(self.sp.as_ptr(), data)) }
+    }
+
+    /// # Safety
+    /// - As [`Context::switch`].
+    #[inline(always)]
+    unsafe fn raw_switch_ret(self, data: usize) -> Transfer {
+        // SAFETY: as in `raw_switch`.
+        unsafe { Transfer::from_raw(arch::microthread_ctx_switch_ret(self.sp.as_ptr(), data)) }
+    }
+
+    /// # Safety
+    /// - As [`Context::switch`].
+    #[inline(always)]
+    unsafe fn raw_switch_back(self, data: usize) -> Transfer {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the routine saves every callee-saved register on our stack and resumes
+        // `self` (caller's obligation); see `x86_switch!` for the stack and registers.
+        unsafe {
+            x86_switch!(
+                jump,
+                arch::microthread_ctx_switch_ret,
+                self.sp.as_ptr(),
+                data
+            )
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        // SAFETY: forwarded.
+        unsafe {
+            self.raw_switch(data)
+        }
+    }
+
+    /// # Safety
+    /// - As [`Context::switch_light`].
+    #[inline(always)]
+    unsafe fn raw_switch_light(self, data: usize) -> Transfer {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the routine saves rbx and rbp on our stack and resumes `self`, a light
+        // frame (caller's obligation); see `x86_switch!` for the clobbers.
+        unsafe {
+            x86_switch!(
+                call,
+                arch::microthread_ctx_switch_light,
+                self.sp.as_ptr(),
+                data,
+                light
+            )
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        // SAFETY: forwarded; light contexts are full ones on this architecture.
+        unsafe {
+            self.raw_switch(data)
+        }
+    }
+
+    /// # Safety
+    /// - As [`Context::switch_light`].
+    #[inline(always)]
+    unsafe fn raw_switch_light_back(self, data: usize) -> Transfer {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `raw_switch_light`.
+        unsafe {
+            x86_switch!(
+                jump,
+                arch::microthread_ctx_switch_light_ret,
+                self.sp.as_ptr(),
+                data,
+                light
+            )
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        // SAFETY: forwarded.
+        unsafe {
+            self.raw_switch_back(data)
+        }
+    }
+
+    /// # Safety
+    /// - As [`Context::switch_fpenv`].
+    #[inline(always)]
+    unsafe fn raw_switch_fpenv_back(self, data: usize) -> Transfer {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `raw_switch_back`, and the routine also saves the FP environment.
+        unsafe {
+            x86_switch!(
+                jump,
+                arch::microthread_ctx_switch_fpenv_ret,
+                self.sp.as_ptr(),
+                data
+            )
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        // SAFETY: forwarded.
+        unsafe {
+            self.raw_switch_fpenv(data)
         }
     }
 

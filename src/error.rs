@@ -41,6 +41,10 @@ pub enum Error {
     ClosedChannel,
     /// A switch was attempted while `switch_trap` was non-zero.
     SwitchTrap,
+    /// A switch (or a channel operation that would block) was attempted while the running
+    /// tasklet's stack unwinds: from a destructor run by a panic or a kill. The thread's
+    /// panic state cannot move to another tasklet, so such code may not suspend.
+    Unwinding,
     /// `insert`, `run` or `switch` of a tasklet that is blocked on a channel.
     RunBlocked,
     /// `insert`, `run` or `switch` of a tasklet that has ended.
@@ -102,6 +106,9 @@ impl fmt::Display for Error {
             Error::BlockTrap => "this tasklet does not like to be blocked.",
             Error::ClosedChannel => "Send/receive operation on a closed channel",
             Error::SwitchTrap => "switch_trap",
+            Error::Unwinding => {
+                "a tasklet cannot switch or block while its stack is unwinding (in a destructor run by a panic or a kill)"
+            }
             Error::RunBlocked => "You cannot run a blocked tasklet",
             Error::RunDead => "You cannot run an unbound(dead) tasklet",
             Error::RemoveBlocked => "You cannot remove a blocked tasklet.",

@@ -20,6 +20,9 @@
 //! | `x86_64-unknown-linux-gnu` | `asm/x86_64.S` | 1 page | MXCSR, x87 control word |
 //! | `aarch64-unknown-linux-gnu` | `asm/aarch64.S` | 1 page | FPCR |
 //! | `riscv64gc-unknown-linux-gnu` | `asm/riscv64.S` | 64 KiB | `frm` |
+// The `asan` feature (src/sanitizer.rs) checks that the sanitizer is on and keeps one shim
+// uninstrumented; it only builds on nightly anyway.
+#![cfg_attr(feature = "asan", feature(cfg_sanitize, sanitize))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(
     missing_docs,
@@ -34,6 +37,7 @@ pub mod coroutine;
 pub mod error;
 mod id;
 mod overflow;
+mod sanitizer;
 pub mod scheduler;
 pub mod stack;
 pub mod tasklet;

@@ -233,6 +233,28 @@ fn lookup(addr: usize) -> Option<(OwnerKind, u64, usize)> {
     None
 }
 
+/// The usable range `(limit, top)` of the registered stack whose usable part contains
+/// `addr`: for the sanitizer annotations, which need the bounds of the stack a suspended
+/// context's stack pointer lies on. Async-signal-safe; a scan of the registry.
+#[cfg_attr(not(feature = "asan"), allow(dead_code))]
+pub(crate) fn usable_range_containing(addr: usize) -> Option<(usize, usize)> {
+    for c in REGISTRY.iter() {
+        let chunk = c.load(Ordering::Acquire);
+        // SAFETY: as in `slot`: chunks are never freed once published.
+        let chunk = unsafe { chunk.as_ref() }?;
+        for s in chunk.iter() {
+            let limit = s.guard_hi.load(Ordering::Acquire);
+            if limit != 0 && addr >= limit {
+                let usable = s.usable.load(Ordering::Relaxed);
+                if addr - limit < usable {
+                    return Some((limit, limit + usable));
+                }
+            }
+        }
+    }
+    None
+}
+
 /// The handlers that were installed before ours, for SIGSEGV and SIGBUS.
 static PREVIOUS: OnceLock<[libc::sigaction; 2]> = OnceLock::new();
 

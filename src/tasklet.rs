@@ -22,11 +22,16 @@ use crate::stack::Stack;
 /// Something a blocked tasklet waits in (a channel), which can let go of it when the tasklet
 /// is killed, thrown into, or delivered an error while blocked.
 pub(crate) trait Blocker {
-    /// Removes `t` from the wait queue (adjusting the balance).
-    fn unlink(&self, t: &Inner);
+    /// Removes `t` from the wait queue (adjusting the balance). False if it was no longer
+    /// queued: a partner on another thread completed its operation, and a wake for that
+    /// blocking episode is on its way (stale by the time it arrives: see `Inner::block_epoch`).
+    fn unlink(&self, t: &Inner) -> bool;
 }
 
 /// What the next switch into a tasklet delivers at its suspension point.
+///
+/// Precedence when something is already pending (see [`Inner::set_pending`]): a kill is never
+/// replaced; a later error replaces an earlier one, as in Stackless.
 pub(crate) enum Pending {
     /// Unwind with [`TaskletExit`](crate::error::TaskletExit).
     Kill,
@@ -71,6 +76,10 @@ pub(crate) struct Inner {
     /// The channel it is blocked on. A raw pointer: the blocked call borrows a handle to
     /// that channel for as long as it is blocked, so the channel outlives the block.
     pub(crate) blocked_on: Cell<Option<*const dyn Blocker>>,
+    /// Counts the tasklet's blocking episodes: a wake posted by another thread names the
+    /// episode it completed, so that one arriving after the tasklet was unblocked otherwise
+    /// (killed, thrown into, delivered an error) cannot end a later episode.
+    pub(crate) block_epoch: Cell<u64>,
     /// Boxed so that the check on every resume is one pointer load.
     pub(crate) pending: Cell<Option<Box<Pending>>>,
     /// The closure's return value, boxed (free for `()`), until someone takes it.
@@ -109,6 +118,7 @@ impl Inner {
             life: Cell::new(if is_main { Life::Started } else { Life::New }),
             blocked: Cell::new(0),
             blocked_on: Cell::new(None),
+            block_epoch: Cell::new(0),
             pending: Cell::new(None),
             result: RefCell::new(None),
             handles: Cell::new(0),
@@ -135,6 +145,23 @@ impl Inner {
     pub(crate) fn alive(&self) -> bool {
         self.life.get() != Life::Dead
     }
+
+    /// Makes `p` pending, by the precedence rule of [`Pending`]. Returns what lost (the
+    /// replaced error, or `p` itself if a kill is pending), for the caller to drop where no
+    /// scheduler state is half-changed: a payload's `Drop` is user code.
+    #[must_use]
+    pub(crate) fn set_pending(&self, p: Pending) -> Option<Box<Pending>> {
+        match self.pending.take() {
+            Some(old) if matches!(*old, Pending::Kill) => {
+                self.pending.set(Some(old));
+                Some(Box::new(p))
+            }
+            old => {
+                self.pending.set(Some(Box::new(p)));
+                old
+            }
+        }
+    }
 }
 
 /// A handle to a tasklet. Cheap to clone; all clones name the same tasklet. Dropping every
@@ -156,13 +183,29 @@ impl Drop for Tasklet {
     fn drop(&mut self) {
         let n = self.inner.handles.get() - 1;
         self.inner.handles.set(n);
-        if n == 0 && !self.inner.held.get() {
-            // Nobody can ask for the result any more; drop it on its own thread.
-            self.inner.result.borrow_mut().take();
+        if n != 0 {
+            return;
+        }
+        if !self.inner.held.get() {
+            // Nobody can ask for the result any more: drop it here, on its own thread, once
+            // the reference is released (its `Drop` is user code and may do anything).
+            let result = self.inner.result.take();
             // SAFETY: the last holder of the local reference releases it, once: the
             // scheduler has let go (`held` is false) and no other handle exists.
             let inner = unsafe { std::mem::ManuallyDrop::take(&mut self.inner) };
             recycle(inner);
+            drop(result);
+        } else if self.inner.life.get() == Life::New
+            && self.inner.floating()
+            && Arc::strong_count(&self.inner) == 1
+        {
+            // Paused, never run, and nobody can ever insert it again: it would only wait for
+            // its thread's end. Drop its closure now instead.
+            // SAFETY: the last handle of an unstarted tasklet of this thread (handles are
+            // !Send) that no other thread refers to; this handle's local reference is the
+            // one the scheduler shares, handed over here.
+            let inner = unsafe { std::mem::ManuallyDrop::take(&mut self.inner) };
+            crate::scheduler::discard_unstarted(inner);
         }
     }
 }
@@ -336,7 +379,8 @@ impl fmt::Debug for Tasklet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Tasklet");
         d.field("id", &self.inner.id);
-        if let Some(n) = self.inner.name.borrow().as_deref() {
+        // A copy: the formatter is user code, which may set the name meanwhile.
+        if let Some(n) = self.name() {
             d.field("name", &n);
         }
         d.field("alive", &self.alive())

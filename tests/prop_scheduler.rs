@@ -429,7 +429,7 @@ impl<'p> Model<'p> {
                 if self.floating(wake) {
                     wake
                 } else {
-                    self.ts[prev].pending = Some(Pend::Err(E::Deadlock));
+                    self.set_pending(prev, Pend::Err(E::Deadlock));
                     prev
                 }
             }
@@ -461,7 +461,7 @@ impl<'p> Model<'p> {
         };
         if let Some(e) = error {
             next = wake;
-            self.ts[wake].pending = Some(Pend::Err(e));
+            self.set_pending(wake, Pend::Err(e));
         }
         self.ts[me].life = Life::Dead;
         self.ts[me].slot = None;
@@ -512,9 +512,17 @@ impl<'p> Model<'p> {
         Ok(())
     }
 
+    /// Makes `what` pending in `t`: a later error replaces an earlier one (Stackless), but a
+    /// pending kill is never replaced.
+    fn set_pending(&mut self, t: usize, what: Pend) {
+        if !matches!(self.ts[t].pending, Some(Pend::Kill)) {
+            self.ts[t].pending = Some(what);
+        }
+    }
+
     /// The bomb of `throw`/`kill`: pending, or switched to now.
     fn deliver(&mut self, me: usize, t: usize, what: Pend, pending: bool) -> Flow {
-        self.ts[t].pending = Some(what);
+        self.set_pending(t, what);
         if pending {
             self.make_runnable(t);
             self.out(me, Out::Done)
@@ -566,6 +574,12 @@ impl<'p> Model<'p> {
             if ch.closing {
                 return self.channel_done(me, op, Err((E::Closed, msg)));
             }
+            // An error that waited for this tasklet's next suspension is delivered instead
+            // of blocking.
+            if let Some(Pend::Err(e)) = self.ts[me].pending.take() {
+                return self.channel_done(me, op, Err((e, msg)));
+            }
+            let ch = &mut self.chans[chi];
             ch.queue.push_back(me);
             ch.balance += d;
             self.ts[me].blocked = dir;
@@ -691,7 +705,7 @@ impl<'p> Model<'p> {
                         // The operation completed before the error came: keep its result,
                         // the error waits for the next suspension point.
                         Some(Msg::Value(v)) if !sending => {
-                            self.ts[me].pending = Some(Pend::Err(e));
+                            self.set_pending(me, Pend::Err(e));
                             Ok(Some(Msg::Value(v)))
                         }
                         // A sender whose value was taken gets the error without it.

@@ -94,6 +94,8 @@ enum Msg<T> {
 struct Waiter<T> {
     tasklet: *const Inner,
     scheduler: *const Scheduler,
+    /// The tasklet's blocking episode (`Inner::block_epoch`), named by a cross-thread wake.
+    epoch: u64,
     /// The sender's message, or the receiver's empty slot the partner fills.
     slot: UnsafeCell<Option<Msg<T>>>,
 }
@@ -152,16 +154,20 @@ impl<T> Guard<'_, T> {
 }
 
 impl<T: Send> Blocker for Chan<T> {
-    fn unlink(&self, t: &Inner) {
+    fn unlink(&self, t: &Inner) -> bool {
         let g = self.lock();
         let st = g.state();
         let is_ts = |&w: &*const Waiter<T>| {
             // SAFETY: queued waiters are valid (see `Chan`'s Send impl).
             unsafe { ptr::eq((*w).tasklet, t) }
         };
-        if let Some(i) = st.queue.iter().position(is_ts) {
-            st.queue.remove(i);
-            st.balance -= t.blocked.get() as isize;
+        match st.queue.iter().position(is_ts) {
+            Some(i) => {
+                st.queue.remove(i);
+                st.balance -= t.blocked.get() as isize;
+                true
+            }
+            None => false,
         }
     }
 }
@@ -423,6 +429,19 @@ impl<T: Send + 'static> Channel<T> {
         }
         // SAFETY: a non-zero balance means a waiter of the other direction is queued.
         let w = unsafe { st.queue.pop_front().unwrap_unchecked() };
+        // SAFETY: a queued waiter is valid until removed, which we just did under the lock;
+        // its tasklet stays blocked (and alive) until it is woken below.
+        let local = ptr::eq(unsafe { (*w).scheduler }, s);
+        let switching = local && (st.schedule_all || st.preference == -DIR);
+        if s.hooks_on() {
+            if let Err(e) = s.refuse_by_hooks(switching) {
+                // Put back as it was, under the same lock: nobody saw the change, so the
+                // refused operation leaves no trace.
+                st.queue.push_front(w);
+                drop(g);
+                return Err(failure(e, msg));
+            }
+        }
         st.balance += DIR as isize;
         // SAFETY: a queued waiter is valid until removed, which we just did under the lock;
         // its tasklet stays blocked (and alive) until it is woken below.
@@ -438,11 +457,11 @@ impl<T: Send + 'static> Channel<T> {
                 slot.take()
             };
             if !ptr::eq((*w).scheduler, s) {
-                return Ok(wake_on_its_thread(g, (*w).tasklet, (*w).scheduler, got));
+                return Ok(wake_on_its_thread(g, w, got));
             }
             ((*w).tasklet, got)
         };
-        let (schedule_all, preference) = (st.schedule_all, st.preference);
+        let schedule_all = st.schedule_all;
         drop(g);
         // SAFETY: the partner is a blocked tasklet of this thread, now out of the queue.
         let p = unsafe { &*partner };
@@ -451,19 +470,23 @@ impl<T: Send + 'static> Channel<T> {
         let me = s.current_ptr();
         // SAFETY: `me` runs; the partner is live, of this thread, in no queue.
         let switched = unsafe {
-            if schedule_all {
-                s.ring_insert(partner);
-                s.switch_to(me, (*me).next.get())
-            } else if preference == -DIR {
-                s.ring_insert_after_current(partner);
-                s.switch_to(me, partner)
-            } else {
+            if !switching {
                 s.ring_insert(partner);
                 Ok(())
+            } else if schedule_all {
+                s.ring_insert(partner);
+                s.switch_to(me, (*me).next.get())
+            } else {
+                s.ring_insert_after_current(partner);
+                s.switch_to(me, partner)
             }
         };
         match switched {
             Ok(()) => Ok(got),
+            // Refused because the caller's stack unwinds (a destructor of a killed or
+            // panicking tasklet): the rendezvous stands, the partner runs later. (No switch
+            // happens while a stack unwinds, so this cannot be an error delivered after one.)
+            Err(Error::Unwinding) if std::thread::panicking() => Ok(got),
             Err(e) => Err(failure(e, got)),
         }
     }
@@ -481,13 +504,25 @@ impl<T: Send + 'static> Channel<T> {
         let me = s.current_ptr();
         // SAFETY: `me` is the running tasklet.
         let m = unsafe { &*me };
-        if m.block_trap.get() || st.closing {
-            drop(g);
-            return Err(failure(refusal(m.block_trap.get()), msg));
+        // Everything that can refuse to block is checked before the tasklet is queued; one
+        // test on the common path.
+        // SAFETY (of the read of `pending`): a Cell of this thread, not borrowed anywhere.
+        if m.block_trap.get()
+            || st.closing
+            || s.may_refuse()
+            || unsafe { (*m.pending.as_ptr()).is_some() }
+        {
+            if let Err(e) = refuse_to_block(s, m, st.closing) {
+                drop(g);
+                return Err(failure(e, msg));
+            }
         }
+        let epoch = m.block_epoch.get().wrapping_add(1);
+        m.block_epoch.set(epoch);
         let waiter = Waiter {
             tasklet: me,
             scheduler: s as *const Scheduler,
+            epoch,
             slot: UnsafeCell::new(msg),
         };
         st.queue.push_back(&waiter);
@@ -503,7 +538,7 @@ impl<T: Send + 'static> Channel<T> {
         let slot = unsafe { (*waiter.slot.get()).take() };
         match r {
             Ok(()) => Ok(slot),
-            Err(e) => blocked_with_error::<T, DIR>(m, e, slot),
+            Err(e) => blocked_with_error::<T, DIR>(s, m, e, slot),
         }
     }
 
@@ -531,27 +566,42 @@ fn failure<T>(e: Error, msg: Option<Msg<T>>) -> Box<(Error, Option<Msg<T>>)> {
     Box::new((e, msg))
 }
 
-/// The error for a channel operation that would block but may not.
+/// Why the running tasklet `m` may not block now, if it may not: its block trap, a closing
+/// channel, a refused switch, or an error that waited for its next suspension (see
+/// `blocked_with_error`), which is delivered now instead.
 #[cold]
-fn refusal(block_trap: bool) -> Error {
-    if block_trap {
-        Error::BlockTrap
-    } else {
-        Error::ClosedChannel
+#[inline(never)]
+fn refuse_to_block(s: &Scheduler, m: &Inner, closing: bool) -> Result<()> {
+    if m.block_trap.get() {
+        return Err(Error::BlockTrap);
     }
+    if closing {
+        return Err(Error::ClosedChannel);
+    }
+    s.refuse_switch(true)?;
+    scheduler::take_pending(m)
 }
 
 /// A blocked operation resumed with an error: give the message back, unless a receive got
-/// its value too, in which case the value wins and the error waits for the next suspension.
+/// its value too, in which case the value wins (it would be lost otherwise) and the error
+/// waits for the tasklet's next suspension. A send whose value a partner took before the
+/// error came returns the error with no value in it (Stackless: the error replaces the
+/// send's result; the value was delivered).
 #[cold]
-fn blocked_with_error<T, const DIR: i8>(m: &Inner, e: Error, slot: Option<Msg<T>>) -> Outcome<T> {
-    match slot {
-        Some(Msg::Value(v)) if DIR < 0 => {
-            m.pending.set(Some(Box::new(Pending::Error(e))));
-            Ok(Some(Msg::Value(v)))
-        }
-        other => Err(failure(e, other)),
+fn blocked_with_error<T, const DIR: i8>(
+    s: &Scheduler,
+    m: &Inner,
+    e: Error,
+    slot: Option<Msg<T>>,
+) -> Outcome<T> {
+    let completed = DIR < 0 && matches!(slot, Some(Msg::Value(_)));
+    if !completed {
+        return Err(failure(e, slot));
     }
+    if let Some(lost) = m.set_pending(Pending::Error(e)) {
+        s.defer_drop(lost);
+    }
+    Ok(slot)
 }
 
 /// The partner is another thread's tasklet: it runs in its own thread, and we continue.
@@ -561,10 +611,11 @@ fn blocked_with_error<T, const DIR: i8>(m: &Inner, e: Error, slot: Option<Msg<T>
 #[inline(never)]
 fn wake_on_its_thread<T>(
     g: Guard<'_, T>,
-    partner: *const Inner,
-    partner_sched: *const Scheduler,
+    w: *const Waiter<T>,
     got: Option<Msg<T>>,
 ) -> Option<Msg<T>> {
+    // SAFETY: the waiter stays valid until its tasklet runs again, which needs this wake.
+    let (partner, partner_sched) = unsafe { ((*w).tasklet, (*w).scheduler) };
     // SAFETY: the partner is blocked, hence alive; we take a counted reference.
     let arc = unsafe {
         Arc::increment_strong_count(partner);
@@ -573,7 +624,9 @@ fn wake_on_its_thread<T>(
     // SAFETY: a blocked tasklet's scheduler is alive (it ends only after killing and
     // unlinking its tasklets); its shared part is reference-counted.
     let shared: Arc<Shared> = unsafe { (*partner_sched).shared.clone() };
-    let undelivered = shared.post(Mail::Wake(SendArc(arc)));
+    // SAFETY: the waiter is valid until its tasklet runs again, which needs this wake.
+    let epoch = unsafe { (*w).epoch };
+    let undelivered = shared.post(Mail::Wake(SendArc(arc), epoch));
     drop(g);
     drop(undelivered);
     got

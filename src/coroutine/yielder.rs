@@ -272,7 +272,10 @@ where
     });
     // SAFETY: the final switch: the resumer reads `reply` and releases this stack without
     // ever resuming this frame, so nothing here runs again.
-    unsafe { switch_back(resumer, reply.as_mut_ptr() as usize, fpenv) };
+    unsafe {
+        Context::end_at_next_switch();
+        switch_back(resumer, reply.as_mut_ptr() as usize, fpenv)
+    };
     fatal("a finished coroutine was resumed")
 }
 

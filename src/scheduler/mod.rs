@@ -29,6 +29,34 @@
 //! | `TaskletExit` | a silent unwind with payload [`TaskletExit`] |
 //! | uncaught exception in a tasklet → main / `run()` | [`Error::Panicked`] from the call main or the innermost `run()` caller is suspended in |
 //! | return value (discarded) | kept: [`Tasklet::result`] |
+//! | `main.kill()` (raises `TaskletExit` in main) | main unwinds with [`TaskletExit`] from its suspended call; a line on stderr says so, since uncaught it ends the thread |
+//! | a later bomb replaces an earlier `tempval` bomb | a later error replaces an earlier pending error; a pending kill is never replaced |
+//! | `finally:` blocks of a killed tasklet may use channels | a destructor of an unwinding tasklet may complete a rendezvous (without the switch), but may not block or switch: [`Error::Unwinding`] |
+//!
+//! # What the safe API guarantees
+//! - **A refused operation leaves no trace.** Every operation checks everything that can
+//!   refuse it (a switch trap, the schedule callback, a blocked or dead target, an unwinding
+//!   stack) before it changes the ring, a channel's queue or a flag.
+//! - **No user code runs while the scheduler's state is half-changed.** Values whose `Drop`
+//!   comes due inside a switch (an error payload replaced by a later one, a result released
+//!   during a tasklet's end, mail for a tasklet that has died) are dropped at the next point
+//!   where every invariant holds, on the tasklet's own thread; a panic in such a `Drop` is
+//!   reported by the panic hook and otherwise ignored. Inside the schedule callback, every
+//!   scheduling operation (including [`Tasklet::remove`] and channel operations) fails with
+//!   [`Error::RecursiveCallback`].
+//! - **No switch while a stack unwinds.** The thread's panic state (what
+//!   [`std::thread::panicking`] reports, what poisons a `Mutex`) cannot move between
+//!   tasklets, so a destructor running because its tasklet panics or is killed may not
+//!   switch or block: such calls fail with [`Error::Unwinding`]. A channel operation that
+//!   finds a partner still completes, without the switch its preference would make, so a
+//!   destructor can hand a last value to a waiting tasklet.
+//! - **A kill is never lost.** It is never replaced by a later error; it reaches a tasklet
+//!   switched out inside the channel callback. Killing a main tasklet unwinds the thread's
+//!   own stack: catch [`TaskletExit`] there to survive it.
+//! - **Cross-thread wakes are tied to one blocking episode**, so a tasklet unblocked another
+//!   way (killed, thrown into, routed an error) is never woken into a later block.
+//! - A tasklet that never ran, is paused, and has no handle left (and no [`RemoteTasklet`])
+//!   is ended when its last handle goes: its closure is dropped then, not at thread end.
 //!
 //! # Deadlock
 //! When the last runnable tasklet would block and the innermost [`run`] caller (or the main
@@ -63,6 +91,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::mem;
@@ -111,6 +140,11 @@ pub(crate) struct Scheduler {
     /// Non-zero when anything above needs the slow path of a switch: a switch trap, a
     /// callback, or a callback running. One load keeps the common switch fast.
     hooks: Cell<u32>,
+    /// Values whose `Drop` (user code) came due while the scheduler's state was half-changed
+    /// (a replaced error payload, a result released during a switch, mail for a dead
+    /// tasklet): dropped at the next safe point, where every invariant holds.
+    garbage: RefCell<Vec<Box<dyn Any>>>,
+    has_garbage: Cell<bool>,
 }
 
 thread_local! {
@@ -179,6 +213,8 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
         channel_hooks: Cell::new(false),
         shared,
         hooks: Cell::new(0),
+        garbage: RefCell::new(Vec::new()),
+        has_garbage: Cell::new(false),
     }));
     let owner = s as *const Scheduler as *const ();
     s.main = Arc::into_raw(Arc::new(Inner::new(id::next(), true, owner, false)));
@@ -208,9 +244,9 @@ unsafe fn handle(p: *const Inner) -> Tasklet {
 /// switcher's context, or releases the stack of a tasklet that just died.
 ///
 /// # Safety
-/// - `t` must be the transfer of a switch made by `Scheduler::transfer` or `end`.
+/// - `t` must be the transfer of a switch made by `Scheduler::transfer` or `end` of `s`.
 #[inline(always)]
-unsafe fn after_switch(t: Transfer) {
+unsafe fn after_switch(s: &Scheduler, t: Transfer) {
     if t.data & DEAD == 0 {
         // SAFETY: the switcher passed its own live Inner, which it keeps alive while
         // suspended (it is in the list).
@@ -228,6 +264,12 @@ unsafe fn after_switch(t: Transfer) {
         }
         d.held.set(false);
         if d.handles.get() == 0 {
+            // Nobody can ask for the result: it goes with the local reference, but on this
+            // thread (another thread may hold the last counted reference) and not here, in
+            // the middle of a switch.
+            if let Some(result) = d.result.take() {
+                s.defer_drop(result);
+            }
             // SAFETY: nobody else holds the local reference: release it, once.
             crate::tasklet::recycle(unsafe { Arc::from_raw(dead) });
         }
@@ -384,13 +426,20 @@ impl Scheduler {
             will_block: info.will_block,
         };
         self.in_channel_callback.set(true);
-        let _ = panic::catch_unwind(AssertUnwindSafe(|| cb(&event)));
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| cb(&event)));
         self.in_channel_callback.set(false);
         if !self.channel_callback_replaced.replace(false) {
             self.channel_callback.set(Some(cb));
         }
         self.refresh_channel_hooks();
-        Ok(())
+        match outcome {
+            // The callback may switch (only channel operations are refused inside it), so a
+            // kill can reach the tasklet in there: it is never swallowed. The channel
+            // operation has not started, so it unwinds without a trace.
+            Err(p) if p.is::<TaskletExit>() => panic::resume_unwind(p),
+            // Stackless prints and ignores an error in the callback; the panic hook printed.
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn set_channel_callback(
@@ -444,18 +493,25 @@ impl Scheduler {
     ///
     /// # Safety
     /// - `prev` must be the running tasklet; `next`, if any, a live tasklet of this thread.
+    ///
+    /// Callers check [`Scheduler::refuse_switch`] before they change any state, so that a
+    /// refused operation leaves no trace; the checks here only back that up.
     #[inline(always)]
     pub(crate) unsafe fn switch_to(&self, prev: *const Inner, next: *const Inner) -> Result<()> {
         if self.shared.has_mail.load(Ordering::Relaxed) {
             self.read_mail();
         }
         // SAFETY: `next` is checked for null before it is read.
-        if self.hooks.get() == 0 && !next.is_null() && prev != next && unsafe { (*next).in_ring() }
+        if self.hooks.get() == 0
+            && !next.is_null()
+            && prev != next
+            && unsafe { (*next).in_ring() }
+            && !std::thread::panicking()
         {
             // SAFETY: both are live tasklets of this thread, `prev` running, `next` in the ring.
             unsafe { self.transfer(prev, next) };
             // SAFETY: `prev` is running again.
-            return take_pending(unsafe { &*prev });
+            return self.resumed(unsafe { &*prev });
         }
         // SAFETY: forwarded.
         unsafe { self.switch_to_slow(prev, next) }
@@ -467,12 +523,7 @@ impl Scheduler {
             // SAFETY: forwarded.
             return unsafe { self.block(prev) };
         }
-        if self.in_callback.get() {
-            return Err(Error::RecursiveCallback);
-        }
-        if prev != next && self.switch_trap.get() != 0 {
-            return Err(Error::SwitchTrap);
-        }
+        self.refuse_switch(prev != next)?;
         // SAFETY: forwarded.
         unsafe { self.make_runnable(next) };
         if prev != next {
@@ -484,14 +535,130 @@ impl Scheduler {
             self.current.set(prev);
         }
         // SAFETY: `prev` is running again.
-        take_pending(unsafe { &*prev })
+        self.resumed(unsafe { &*prev })
+    }
+
+    /// Whether the running tasklet may switch now; checked by every operation before it
+    /// changes anything. Inside the schedule callback no scheduling operation may run at all;
+    /// otherwise only a switch to another tasklet (`switching`) can be refused: under a
+    /// switch trap, or while the running tasklet's stack unwinds (a destructor run by a panic
+    /// or a kill: the thread's panic state cannot move to another tasklet).
+    #[inline]
+    pub(crate) fn refuse_switch(&self, switching: bool) -> Result<()> {
+        self.refuse_by_hooks(switching)?;
+        if switching && std::thread::panicking() {
+            return Err(Error::Unwinding);
+        }
+        Ok(())
+    }
+
+    /// The part of [`Scheduler::refuse_switch`] that only the hooks can refuse: the schedule
+    /// callback and the switch trap. Nothing to check unless [`Scheduler::hooks_on`].
+    #[inline]
+    pub(crate) fn refuse_by_hooks(&self, switching: bool) -> Result<()> {
+        if self.in_callback.get() {
+            return Err(Error::RecursiveCallback);
+        }
+        if switching && self.switch_trap.get() != 0 {
+            return Err(Error::SwitchTrap);
+        }
+        Ok(())
+    }
+
+    /// Whether a switch trap or a schedule callback is set, or a callback is running.
+    #[inline(always)]
+    pub(crate) fn hooks_on(&self) -> bool {
+        self.hooks.get() != 0
+    }
+
+    /// Whether [`Scheduler::refuse_switch`] might refuse anything now: one load and one
+    /// relaxed atomic load, for the channel's fast path.
+    #[inline(always)]
+    pub(crate) fn may_refuse(&self) -> bool {
+        self.hooks.get() != 0 || std::thread::panicking()
+    }
+
+    /// The end of every switch back into `me`: drops what came due while the scheduler was
+    /// busy, then delivers what is pending for `me`.
+    #[inline(always)]
+    fn resumed(&self, me: &Inner) -> Result<()> {
+        // Taken first: a `Drop` that calls into the scheduler must not receive it instead.
+        let pending = me.pending.take();
+        if self.has_garbage.get() {
+            self.drop_garbage();
+        }
+        match pending {
+            None => Ok(()),
+            Some(p) => deliver_pending(me, *p),
+        }
+    }
+
+    /// Keeps `x` to be dropped at the next safe point (see `garbage`).
+    pub(crate) fn defer_drop(&self, x: Box<dyn Any>) {
+        self.garbage.borrow_mut().push(x);
+        self.has_garbage.set(true);
+    }
+
+    /// Drops the deferred values, at a point where every invariant holds. A `Drop` that
+    /// panics is reported by the panic hook and otherwise ignored (no caller expects it).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn drop_garbage(&self) {
+        loop {
+            let next = self.garbage.borrow_mut().pop();
+            let Some(x) = next else { break };
+            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(x)));
+        }
+        self.has_garbage.set(false);
     }
 
     /// Applies what other threads posted: tasklets they made runnable, remote operations.
+    /// Runs no user code (whatever must be dropped is deferred) and never unwinds, so it can
+    /// run in the middle of any operation.
     #[cold]
     #[inline(never)]
     pub(crate) fn read_mail(&self) {
-        thread::deliver(self.shared.take_mail());
+        for mail in self.shared.take_mail() {
+            // SAFETY: mail names tasklets of this thread.
+            unsafe { self.apply_mail(mail) };
+        }
+    }
+
+    /// # Safety
+    /// - The mail must name a tasklet of this scheduler.
+    unsafe fn apply_mail(&self, mail: Mail) {
+        let (t, pending) = match mail {
+            Mail::Wake(t, epoch) => {
+                let i = &t.0;
+                // A wake for an episode that already ended some other way is stale.
+                if i.blocked.get() != 0 && i.block_epoch.get() == epoch {
+                    i.blocked.set(0);
+                    i.blocked_on.set(None);
+                    // SAFETY: a live tasklet of this thread (it was blocked), in no queue now.
+                    unsafe { self.ring_insert(Arc::as_ptr(&t.0)) };
+                }
+                return;
+            }
+            Mail::Insert(t) => {
+                let i = &t.0;
+                if i.alive() && i.floating() {
+                    // SAFETY: a live tasklet of this thread in no queue.
+                    unsafe { self.ring_insert(Arc::as_ptr(&t.0)) };
+                }
+                return;
+            }
+            Mail::Kill(t) => (t, Pending::Kill),
+            Mail::Throw(t, e) => (t, Pending::Error(e)),
+        };
+        if !t.0.alive() {
+            self.defer_drop(Box::new(pending));
+            return;
+        }
+        if let Some(lost) = t.0.set_pending(pending) {
+            self.defer_drop(lost);
+        }
+        // SAFETY: a live tasklet of this thread.
+        unsafe { self.make_runnable(Arc::as_ptr(&t.0)) };
     }
 
     fn refresh_hooks(&self) {
@@ -523,7 +690,7 @@ impl Scheduler {
         // word is our own Inner, which stays alive in the list while we are suspended.
         let t = unsafe { switch_from_the_one_site(ctx, prev as usize, fp) };
         // SAFETY: every switch into a tasklet comes from `transfer` or `end`.
-        unsafe { after_switch(t) };
+        unsafe { after_switch(self, t) };
     }
 
     fn call_callback(&self, prev: *const Inner, next: *const Inner) {
@@ -568,7 +735,9 @@ impl Scheduler {
             // Nothing runnable here: wait for another thread to make something runnable.
             if let Err(e) = self.shared.sleep() {
                 // SAFETY: `prev` is running.
-                unsafe { (*prev).pending.set(Some(Box::new(Pending::Error(e)))) };
+                if let Some(lost) = unsafe { (*prev).set_pending(Pending::Error(e)) } {
+                    self.defer_drop(lost);
+                }
                 break;
             }
         }
@@ -585,6 +754,10 @@ impl Scheduler {
     unsafe fn end(&self, me: *const Inner, error: Option<Error>) -> ! {
         // SAFETY: `me` is running, hence in the ring.
         unsafe { self.ring_remove(me) };
+        // SAFETY: `me` is running; its list reference goes to whoever runs next.
+        let m = unsafe { &*me };
+        // Dead from here on: mail read below (a remote kill, insert or throw) leaves it alone.
+        m.life.set(Life::Dead);
         let mut error = error;
         let mut next = self.current.get();
         if next.is_null() && error.is_none() {
@@ -605,12 +778,11 @@ impl Scheduler {
         }
         if let Some(e) = error {
             next = self.innermost_watchdog_or_main();
-            // SAFETY: as above.
-            unsafe { (*next).pending.set(Some(Box::new(Pending::Error(e)))) };
+            // SAFETY: as above. What the error replaces is dropped after the switch.
+            if let Some(lost) = unsafe { (*next).set_pending(Pending::Error(e)) } {
+                self.defer_drop(lost);
+            }
         }
-        // SAFETY: `me` is running; its list reference goes to whoever runs next.
-        let m = unsafe { &*me };
-        m.life.set(Life::Dead);
         // SAFETY: `me` is a list member.
         unsafe { self.unregister(me) };
         // SAFETY: `next` is live.
@@ -629,6 +801,7 @@ impl Scheduler {
         // (the scheduler's switches), unless one side preserves the FP environment.
         unsafe {
             if m.preserve_fp_env | n.preserve_fp_env {
+                Context::end_at_next_switch();
                 ctx.switch_fpenv(me as usize | DEAD);
                 fatal("a dead tasklet was resumed")
             } else {
@@ -693,6 +866,7 @@ impl Scheduler {
             for v in victims {
                 let _ = panic::catch_unwind(AssertUnwindSafe(|| v.kill()));
             }
+            self.drop_garbage();
         }
     }
 }
@@ -718,27 +892,48 @@ unsafe fn switch_from_the_one_site(ctx: Context, data: usize, fpenv: bool) -> Tr
 fn unblock(t: &Inner) {
     if let Some(b) = t.blocked_on.take() {
         // SAFETY: the blocked call borrows a handle to the channel until it returns, and it
-        // has not returned: the tasklet is still blocked in it.
-        unsafe { (*b).unlink(t) };
+        // has not returned: the tasklet is still blocked in it. If a partner on another
+        // thread already took it out, its wake names this episode, which ends here: stale.
+        let _ = unsafe { (*b).unlink(t) };
     }
     t.blocked.set(0);
 }
 
 /// Delivers what is pending for the tasklet that just resumed: an error, or a kill.
 #[inline(always)]
-fn take_pending(me: &Inner) -> Result<()> {
+pub(crate) fn take_pending(me: &Inner) -> Result<()> {
     match me.pending.take() {
         None => Ok(()),
-        Some(p) => deliver_pending(*p),
+        Some(p) => deliver_pending(me, *p),
     }
 }
 
 #[cold]
-fn deliver_pending(p: Pending) -> Result<()> {
+fn deliver_pending(me: &Inner, p: Pending) -> Result<()> {
     match p {
         Pending::Error(e) => Err(e),
-        Pending::Kill => panic::resume_unwind(Box::new(TaskletExit)),
+        Pending::Kill => unwind_killed(me),
     }
+}
+
+/// Unwinds the running tasklet `me` with [`TaskletExit`]. For a main tasklet that is the
+/// thread's own stack: if nothing catches it the thread (or, on the process's main thread,
+/// the process) ends with it, so say so on stderr first rather than end without a word.
+#[cold]
+fn unwind_killed(me: &Inner) -> ! {
+    if me.is_main {
+        let thread = std::thread::current();
+        let line = format!(
+            "microthread: the main tasklet (id {}) of thread '{}' was killed: unwinding the \
+             thread's stack with TaskletExit\n",
+            me.id,
+            thread.name().unwrap_or("<unnamed>")
+        );
+        // Straight to fd 2, like the overflow report: not swallowed by an output capture.
+        // SAFETY: write(2) only reads the buffer.
+        unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+    }
+    panic::resume_unwind(Box::new(TaskletExit))
 }
 
 fn fatal(why: &str) -> ! {
@@ -762,9 +957,12 @@ where
     F: FnOnce() -> R + 'static,
     R: 'static,
 {
-    // SAFETY: the first switch into a tasklet comes from `transfer` or `end`.
-    unsafe { after_switch(Transfer { from, data }) };
     let s = scheduler();
+    // SAFETY: the first switch into a tasklet comes from `transfer` or `end`.
+    unsafe { after_switch(s, Transfer { from, data }) };
+    if s.has_garbage.get() {
+        s.drop_garbage();
+    }
     let me = s.current.get();
     // SAFETY: the running tasklet is live.
     let m = unsafe { &*me };
@@ -773,29 +971,38 @@ where
     let f = unsafe { ptr::read(arg as *const F) };
     m.closure.set(ptr::null_mut());
     m.drop_closure.set(None);
-    let error = match m.pending.take().map(|p| *p) {
-        Some(Pending::Kill) => {
-            drop(f);
+    // Nothing may unwind out of this frame (an `extern "C"` function without a caller): every
+    // piece of user code, the closure's `Drop` included, runs inside `catch_unwind`.
+    let panicked = |payload: Box<dyn Any + Send>| {
+        if payload.is::<TaskletExit>() {
             None
-        }
-        Some(Pending::Error(e)) => {
-            drop(f);
-            Some(e)
-        }
-        None => match panic::catch_unwind(AssertUnwindSafe(f)) {
-            Ok(r) => {
-                // Kept for whoever holds a handle; with no handle left, nobody can ask.
-                if m.handles.get() > 0 {
-                    *m.result.borrow_mut() = Some(Box::new(r));
-                }
-                None
-            }
-            Err(p) if p.is::<TaskletExit>() => None,
-            Err(payload) => Some(Error::Panicked {
+        } else {
+            Some(Error::Panicked {
                 tasklet: m.id,
                 payload,
-            }),
-        },
+            })
+        }
+    };
+    let error = match m.pending.take().map(|p| *p) {
+        // Killed or thrown into before it ever ran: the closure is dropped unrun.
+        Some(Pending::Kill) => panic::catch_unwind(AssertUnwindSafe(|| drop(f)))
+            .err()
+            .and_then(panicked),
+        Some(Pending::Error(e)) => {
+            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| drop(f))) {
+                s.defer_drop(p);
+            }
+            Some(e)
+        }
+        None => panic::catch_unwind(AssertUnwindSafe(|| {
+            let r = f();
+            // Kept for whoever holds a handle; with no handle left, nobody can ask.
+            if m.handles.get() > 0 {
+                *m.result.borrow_mut() = Some(Box::new(r));
+            }
+        }))
+        .err()
+        .and_then(panicked),
     };
     // SAFETY: `me` is running on its own stack and is not main.
     unsafe { s.end(me, error) }
@@ -1001,9 +1208,15 @@ impl Tasklet {
     /// Takes the tasklet out of the run queue: it becomes paused. No-op if not scheduled.
     ///
     /// # Errors
-    /// [`Error::RemoveCurrent`], [`Error::RemoveBlocked`].
+    /// [`Error::RemoveCurrent`], [`Error::RemoveBlocked`], [`Error::RecursiveCallback`] from
+    /// inside the schedule callback.
     pub fn remove(&self) -> Result<()> {
         let s = self.check_thread()?;
+        // The callback runs between choosing the next tasklet and switching to it: taking
+        // that one out of the ring now would make the switch enter a tasklet outside it.
+        if s.in_callback.get() {
+            return Err(Error::RecursiveCallback);
+        }
         if is_current(&self.inner) {
             return Err(Error::RemoveCurrent);
         }
@@ -1022,13 +1235,27 @@ impl Tasklet {
     /// and the caller in the ring runs first.
     ///
     /// # Errors
-    /// [`Error::RunBlocked`], [`Error::RunDead`], [`Error::SwitchTrap`], or an error delivered
-    /// to the caller while it was suspended.
+    /// [`Error::RunBlocked`], [`Error::RunDead`], [`Error::SwitchTrap`],
+    /// [`Error::RecursiveCallback`], [`Error::Unwinding`], or an error delivered to the caller
+    /// while it was suspended. A refused call changes nothing.
     pub fn run(&self) -> Result<()> {
+        let s = self.check_runnable()?;
+        s.refuse_switch(!is_current(&self.inner))?;
         self.insert()?;
-        let s = scheduler();
         // SAFETY: the current tasklet is running; the target is live, of this thread.
         unsafe { s.switch_to(s.current.get(), self.ptr()) }
+    }
+
+    /// The checks of [`insert`](Tasklet::insert), without inserting.
+    fn check_runnable(&self) -> Result<&'static Scheduler> {
+        let s = self.check_thread()?;
+        if self.inner.blocked.get() != 0 {
+            return Err(Error::RunBlocked);
+        }
+        if !self.inner.alive() {
+            return Err(Error::RunDead);
+        }
+        Ok(s)
     }
 
     /// Like [`run`](Tasklet::run), but the caller leaves the run queue (paused): the
@@ -1042,13 +1269,12 @@ impl Tasklet {
             return Err(Error::SwitchOtherThread);
         }
         if is_current(&self.inner) {
-            return Ok(());
+            return s.refuse_switch(false);
         }
+        self.check_runnable()?;
+        s.refuse_switch(true)?;
         self.insert()?;
         let me = s.current.get();
-        if s.switch_trap.get() != 0 && me != self.ptr() {
-            return Err(Error::SwitchTrap);
-        }
         // SAFETY: the running tasklet is in the ring.
         unsafe { s.ring_remove(me) };
         // SAFETY: `me` is running; the target is live and of this thread.
@@ -1061,8 +1287,17 @@ impl Tasklet {
     /// to like any other); killing a dead one does nothing; killing the current tasklet
     /// unwinds the caller.
     ///
+    /// Killing a main tasklet unwinds the thread's own stack with [`TaskletExit`] from the
+    /// call it is suspended in (Stackless raises `TaskletExit` in main): a program may catch
+    /// it; if nothing does, the thread ends, and a line on stderr says why.
+    ///
+    /// A kill is never lost or replaced: an error thrown into a tasklet with a kill pending
+    /// is dropped, and the kill is delivered.
+    ///
     /// # Errors
-    /// [`Error::SwitchTrap`], or an error delivered to the caller while it was suspended.
+    /// [`Error::SwitchTrap`] or [`Error::Unwinding`] (the caller may not switch now),
+    /// [`Error::RecursiveCallback`] from inside the schedule callback, or an error delivered
+    /// to the caller while it was suspended. A refused kill changes nothing.
     pub fn kill(&self) -> Result<()> {
         self.kill_with(false)
     }
@@ -1071,15 +1306,16 @@ impl Tasklet {
     /// queue) and unwinds when its turn comes; the caller continues at once.
     ///
     /// # Errors
-    /// As [`kill`](Tasklet::kill).
+    /// [`Error::RecursiveCallback`] from inside the schedule callback.
     pub fn kill_pending(&self) -> Result<()> {
         self.kill_with(true)
     }
 
     fn kill_with(&self, pending: bool) -> Result<()> {
         let s = self.check_thread()?;
+        s.refuse_switch(false)?;
         if is_current(&self.inner) {
-            panic::resume_unwind(Box::new(TaskletExit));
+            unwind_killed(&self.inner);
         }
         match self.inner.life.get() {
             Life::Dead => Ok(()),
@@ -1094,9 +1330,14 @@ impl Tasklet {
     /// taken out of its channel first. Throwing to the current tasklet returns the error to
     /// the caller.
     ///
+    /// An error replaces an earlier pending error (Stackless), whose payload is dropped once
+    /// the operation is done; it never replaces a pending kill (it is dropped instead).
+    ///
     /// # Errors
-    /// [`Error::ThrowDead`], [`Error::SwitchTrap`], the thrown error itself if the target is
-    /// the caller, or an error delivered to the caller while it was suspended.
+    /// [`Error::ThrowDead`], [`Error::SwitchTrap`], [`Error::Unwinding`],
+    /// [`Error::RecursiveCallback`], the thrown error itself if the target is the caller, or
+    /// an error delivered to the caller while it was suspended. A refused throw changes
+    /// nothing.
     pub fn throw(&self, error: Error) -> Result<()> {
         self.throw_with(error, false)
     }
@@ -1105,13 +1346,15 @@ impl Tasklet {
     /// continues at once.
     ///
     /// # Errors
-    /// As [`throw`](Tasklet::throw).
+    /// [`Error::ThrowDead`], [`Error::RecursiveCallback`], or the thrown error itself if the
+    /// target is the caller.
     pub fn throw_pending(&self, error: Error) -> Result<()> {
         self.throw_with(error, true)
     }
 
     fn throw_with(&self, error: Error, pending: bool) -> Result<()> {
         let s = self.check_thread()?;
+        s.refuse_switch(false)?;
         if is_current(&self.inner) {
             return Err(error);
         }
@@ -1121,11 +1364,19 @@ impl Tasklet {
         self.deliver(s, Pending::Error(error), pending)
     }
 
+    /// Makes `what` pending in this live tasklet (by the precedence of `Pending`: a kill is
+    /// never replaced) and makes it runnable; switches to it unless `pending`.
     fn deliver(&self, s: &Scheduler, what: Pending, pending: bool) -> Result<()> {
-        self.inner.pending.set(Some(Box::new(what)));
+        if !pending {
+            s.refuse_switch(true)?;
+        }
+        if let Some(lost) = self.inner.set_pending(what) {
+            s.defer_drop(lost);
+        }
         if pending {
             // SAFETY: live, of this thread.
             unsafe { s.make_runnable(self.ptr()) };
+            s.drop_garbage();
             Ok(())
         } else {
             // SAFETY: the current tasklet is running; the target is live, of this thread.
@@ -1189,7 +1440,8 @@ pub fn runcount() -> usize {
 /// one full round. A no-op if the caller is the only runnable tasklet.
 ///
 /// # Errors
-/// [`Error::SwitchTrap`], or an error delivered to the caller while it was suspended.
+/// [`Error::SwitchTrap`], [`Error::Unwinding`], [`Error::RecursiveCallback`], or an error
+/// delivered to the caller while it was suspended.
 #[inline]
 pub fn schedule() -> Result<()> {
     let s = scheduler();
@@ -1207,9 +1459,8 @@ pub fn schedule() -> Result<()> {
 pub fn schedule_remove() -> Result<()> {
     let s = scheduler();
     let me = s.current.get();
-    if s.switch_trap.get() != 0 {
-        return Err(Error::SwitchTrap);
-    }
+    // It may switch (and even when alone it may sleep), so every refusal applies.
+    s.refuse_switch(true)?;
     // SAFETY: `me` is running, in the ring.
     unsafe {
         let next = if (*me).next.get() == me {
@@ -1229,10 +1480,14 @@ pub fn schedule_remove() -> Result<()> {
 /// are woken innermost first.
 ///
 /// # Errors
-/// [`Error::Panicked`] and any error delivered to the caller; [`Error::SwitchTrap`].
+/// [`Error::Panicked`] and any error delivered to the caller; [`Error::SwitchTrap`],
+/// [`Error::Unwinding`], [`Error::RecursiveCallback`] (refused: nothing changed).
 pub fn run() -> Result<()> {
     let s = scheduler();
     let me = s.current.get();
+    // With nothing else runnable it returns at once, without switching.
+    // SAFETY: `me` is running, in the ring.
+    s.refuse_switch(unsafe { (*me).next.get() } != me)?;
     s.watchdogs.borrow_mut().push(me);
     s.innermost.set(me);
     // SAFETY: `me` is running, in the ring.
@@ -1242,6 +1497,35 @@ pub fn run() -> Result<()> {
     let _pop = PopWatchdogs(s, me);
     // SAFETY: `me` is running; `next` (if any) is a ring member.
     unsafe { s.switch_to(me, next) }
+}
+
+/// Ends a tasklet that never ran and never can (paused, no handle, no other thread refers to
+/// it): drops its closure now instead of at the thread's end. Called by the last handle.
+pub(crate) fn discard_unstarted(inner: Arc<Inner>) {
+    let s = scheduler();
+    let p = Arc::as_ptr(&inner);
+    let closure = inner.closure.replace(ptr::null_mut());
+    let drop_closure = inner.drop_closure.take();
+    // Out of every structure first: the closure's `Drop` is user code and may do anything.
+    inner.life.set(Life::Dead);
+    inner.context.set(None);
+    // SAFETY: a live tasklet of this thread is in the list; the list's reference is the
+    // local one this handle shares, which `inner` now holds.
+    unsafe { s.unregister(p) };
+    inner.held.set(false);
+    let dropped = match drop_closure {
+        // SAFETY: the closure written at `closure` on the tasklet's stack never ran, so it was
+        // never moved out; the stack is still mapped (released below).
+        Some(d) => panic::catch_unwind(AssertUnwindSafe(|| unsafe { d(closure) })),
+        None => Ok(()),
+    };
+    if let Some(stack) = inner.stack.take() {
+        pool::release(stack);
+    }
+    crate::tasklet::recycle(inner);
+    if let Err(payload) = dropped {
+        panic::resume_unwind(payload);
+    }
 }
 
 /// Pops a `run` caller and every deeper watchdog; the deeper ones continue as ordinary
@@ -1274,10 +1558,16 @@ impl Drop for PopWatchdogs {
 /// Adds `change` to this thread's switch-trap level and returns the old level;
 /// `switch_trap(0)` only reads it. While the level is non-zero, every switch to another
 /// tasklet fails with [`Error::SwitchTrap`]; operations that do not switch still work.
+///
+/// # Panics
+/// If the level would overflow an `i32` (it is left unchanged).
 pub fn switch_trap(change: i32) -> i32 {
     let s = scheduler();
     let old = s.switch_trap.get();
-    s.switch_trap.set(old + change);
+    let Some(new) = old.checked_add(change) else {
+        panic!("switch_trap({change}): the switch-trap level {old} would overflow an i32");
+    };
+    s.switch_trap.set(new);
     s.refresh_hooks();
     old
 }

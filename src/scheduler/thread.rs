@@ -19,7 +19,6 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use super::scheduler;
 use crate::error::{Error, Result};
 use crate::tasklet::{Inner, Tasklet};
 
@@ -35,8 +34,9 @@ unsafe impl Sync for SendArc {}
 
 /// An operation for a scheduler to apply on its own thread.
 pub(crate) enum Mail {
-    /// A channel partner on another thread completed this blocked tasklet's operation.
-    Wake(SendArc),
+    /// A channel partner on another thread completed this blocked tasklet's operation in the
+    /// blocking episode numbered here (`Inner::block_epoch`); stale if that episode is over.
+    Wake(SendArc, u64),
     Insert(SendArc),
     Kill(SendArc),
     Throw(SendArc, Error),
@@ -282,45 +282,6 @@ impl RemoteTasklet {
     /// [`Error::NoThread`] if its thread has ended.
     pub fn throw(&self, error: Error) -> Result<()> {
         self.send(move |t| Mail::Throw(t, error))
-    }
-}
-
-/// Applies mail on the owning thread.
-pub(crate) fn deliver(mail: Vec<Mail>) {
-    let s = scheduler();
-    for m in mail {
-        match m {
-            Mail::Wake(t) => {
-                let p = Arc::as_ptr(&t.0);
-                if t.0.blocked.get() != 0 {
-                    t.0.blocked.set(0);
-                    t.0.blocked_on.set(None);
-                    // SAFETY: a live tasklet of this thread (it was blocked), in no queue now.
-                    unsafe { s.ring_insert(p) };
-                }
-            }
-            Mail::Insert(t) => {
-                if t.0.alive() {
-                    // SAFETY: a live tasklet of this thread: the scheduler holds its local
-                    // reference. (A dead one may have released it already.)
-                    let _ = unsafe { Tasklet::from_local(Arc::as_ptr(&t.0)) }.insert();
-                }
-            }
-            Mail::Kill(t) => {
-                if t.0.alive() {
-                    // SAFETY: a live tasklet of this thread: the scheduler holds its local
-                    // reference. (A dead one may have released it already.)
-                    let _ = unsafe { Tasklet::from_local(Arc::as_ptr(&t.0)) }.kill_pending();
-                }
-            }
-            Mail::Throw(t, e) => {
-                if t.0.alive() {
-                    // SAFETY: a live tasklet of this thread: the scheduler holds its local
-                    // reference. (A dead one may have released it already.)
-                    let _ = unsafe { Tasklet::from_local(Arc::as_ptr(&t.0)) }.throw_pending(e);
-                }
-            }
-        }
     }
 }
 
