@@ -202,6 +202,7 @@ enum State {
 #[derive(Debug, Clone)]
 pub struct Builder {
     stack_size: usize,
+    guard_size: usize,
     preserve_fp_env: bool,
 }
 
@@ -212,10 +213,13 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// The defaults: a [`DEFAULT_STACK_SIZE`] stack, FP environment not preserved.
+    /// The defaults: a [`DEFAULT_STACK_SIZE`] stack with a
+    /// [`DEFAULT_GUARD_SIZE`](crate::stack::DEFAULT_GUARD_SIZE) guard, FP environment not
+    /// preserved.
     pub fn new() -> Builder {
         Builder {
             stack_size: DEFAULT_STACK_SIZE,
+            guard_size: crate::stack::DEFAULT_GUARD_SIZE,
             preserve_fp_env: false,
         }
     }
@@ -223,6 +227,17 @@ impl Builder {
     /// Usable bytes of the stack (default [`DEFAULT_STACK_SIZE`]), rounded up to pages.
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = bytes;
+        self
+    }
+
+    /// Bytes of the inaccessible guard below the stack (default
+    /// [`DEFAULT_GUARD_SIZE`](crate::stack::DEFAULT_GUARD_SIZE)), rounded up to pages, at least
+    /// one. It costs address space only. On riscv64, where rustc emits no stack probes, a frame
+    /// larger than the guard can step over it unreported: make the guard larger than the
+    /// largest frame the coroutine may have (see [`crate::stack`]). Not used by
+    /// [`build_on`](Builder::build_on), whose stack has its guard already.
+    pub fn guard_size(mut self, bytes: usize) -> Builder {
+        self.guard_size = bytes;
         self
     }
 
@@ -243,7 +258,7 @@ impl Builder {
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
     {
-        let stack = pool::acquire(self.stack_size)?;
+        let stack = pool::acquire_with_guard(self.stack_size, self.guard_size)?;
         Ok(Coroutine::create(stack, self.preserve_fp_env, f))
     }
 

@@ -1,7 +1,8 @@
 //! The crate's error type: misuse of the scheduler and channels, deadlocks, and errors that
 //! travel between tasklets (thrown, sent through a channel, or escaping a tasklet).
 //!
-//! Every message is Stackless Python's own sentence for the same condition, so a port can
+//! Every message is Stackless Python's own sentence for the same condition (but that of
+//! [`Error::SchedulerEnded`], a state Stackless does not have), so a port can
 //! match on the text as well as on the variant.
 //!
 //! # How an error reaches a tasklet
@@ -63,6 +64,10 @@ pub enum Error {
     RecursiveCallback,
     /// A channel operation from inside the channel callback.
     RecursiveChannelCallback,
+    /// A call that would block or sleep, on a thread whose scheduler has ended: the thread
+    /// is exiting and a thread-local destroyed after the scheduler's teardown made the call.
+    /// Nothing can wake it any more. (Stackless has no such state; the sentence is ours.)
+    SchedulerEnded,
     /// An error thrown into this tasklet with `throw`, or sent through a channel.
     Thrown(Payload),
     /// A tasklet panicked and nothing caught it; delivered to the innermost `run()` caller or
@@ -118,6 +123,10 @@ impl fmt::Display for Error {
             Error::NoThread => "tasklet has no thread",
             Error::RecursiveCallback => "Recursive scheduler call due to callbacks!",
             Error::RecursiveChannelCallback => "Recursive channel call due to callbacks!",
+            Error::SchedulerEnded => {
+                "this thread's scheduler has ended (the thread is exiting): nothing can wake a \
+                 blocked tasklet on it any more"
+            }
             Error::Thrown(_) => {
                 return match self.payload_str() {
                     Some(s) => write!(f, "error thrown into the tasklet: {s}"),

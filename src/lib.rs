@@ -19,7 +19,7 @@
 //! |---|---|---|---|
 //! | `x86_64-unknown-linux-gnu` | `asm/x86_64.S` | 1 page | MXCSR, x87 control word |
 //! | `aarch64-unknown-linux-gnu` | `asm/aarch64.S` | 1 page | FPCR |
-//! | `riscv64gc-unknown-linux-gnu` | `asm/riscv64.S` | 64 KiB | `frm` |
+//! | `riscv64gc-unknown-linux-gnu` | `asm/riscv64.S` | 1 MiB | `frm` |
 // The `asan` feature (src/sanitizer.rs) checks that the sanitizer is on and keeps one shim
 // uninstrumented; it only builds on nightly anyway.
 #![cfg_attr(feature = "asan", feature(cfg_sanitize, sanitize))]
@@ -41,6 +41,7 @@ mod sanitizer;
 pub mod scheduler;
 pub mod stack;
 pub mod tasklet;
+mod valgrind;
 
 pub use channel::{Channel, SendError};
 pub use coroutine::{Coroutine, CoroutineResult, Yielder};

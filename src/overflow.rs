@@ -344,31 +344,107 @@ fn reset_to_default(sig: libc::c_int) {
     unsafe { libc::signal(sig, libc::SIG_DFL) };
 }
 
-/// An alternate signal stack this crate installed for a thread that had none.
-struct AltStack {
-    map: *mut libc::c_void,
-    len: usize,
-}
+/// Alternate signal stacks this crate installs for threads that have none.
+///
+/// A thread's stack outlives every thread-local destructor: it belongs to a `pthread` key,
+/// whose destructor (disable, then unmap) glibc runs only after all of them
+/// (`__call_tls_dtors`, then `__nptl_deallocate_tsd`). That matters because the scheduler's
+/// thread-exit teardown runs in a thread-local destructor and may overflow, and by then std
+/// has removed the alternate stack it gave the thread (it does so when the thread's main
+/// function returns, and for the main thread in its exit cleanup). A thread-local owner
+/// could itself be destroyed before the teardown.
+struct AltStack;
 
-impl Drop for AltStack {
-    fn drop(&mut self) {
-        // SAFETY: disable the alternate stack before unmapping it, so no signal lands on
-        // freed memory; both calls only affect this thread and our own mapping.
+impl AltStack {
+    /// Bytes of each alternate stack: the kernel's minimum signal frame (which grows with
+    /// AVX-512 state) or `SIGSTKSZ`, whichever is larger, plus room for the handler.
+    fn len() -> usize {
+        static LEN: OnceLock<usize> = OnceLock::new();
+        *LEN.get_or_init(|| {
+            // SAFETY: getauxval has no preconditions; 0 means "unknown".
+            let min = unsafe { libc::getauxval(libc::AT_MINSIGSTKSZ) } as usize;
+            let page = crate::stack::page_size();
+            (min.max(libc::SIGSTKSZ) + 16 * 1024 + page - 1) & !(page - 1)
+        })
+    }
+
+    /// The key whose value is the calling thread's alternate stack (null: none of ours), or
+    /// `None` if the process has no key left (then stacks are never unmapped: a leak of one
+    /// small mapping per thread, never a stack freed while installed).
+    fn key() -> Option<libc::pthread_key_t> {
+        static KEY: OnceLock<Option<libc::pthread_key_t>> = OnceLock::new();
+        *KEY.get_or_init(|| {
+            let mut key: libc::pthread_key_t = 0;
+            // SAFETY: `key` is a valid out-pointer; the destructor has the C signature and is
+            // only called by glibc with a value we stored.
+            let rc = unsafe { libc::pthread_key_create(&mut key, Some(AltStack::release)) };
+            (rc == 0).then_some(key)
+        })
+    }
+
+    /// The calling thread's alternate stack that we mapped earlier, if any.
+    fn mapped() -> *mut libc::c_void {
+        match AltStack::key() {
+            // SAFETY: reading our own key; no other code stores into it.
+            Some(key) => unsafe { libc::pthread_getspecific(key) },
+            None => ptr::null_mut(),
+        }
+    }
+
+    /// Maps a new alternate stack, recorded under the key for release at thread exit.
+    fn map() -> Option<*mut libc::c_void> {
+        // SAFETY: an anonymous private mapping with no address hint has no preconditions.
+        let map = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                AltStack::len(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return None;
+        }
+        if let Some(key) = AltStack::key() {
+            // SAFETY: our own key; the value is the mapping, which `release` unmaps.
+            unsafe { libc::pthread_setspecific(key, map) };
+        }
+        Some(map)
+    }
+
+    /// The key's destructor: disables the alternate stack if it is still ours, then unmaps it.
+    ///
+    /// # Safety
+    /// Only as the key's destructor, with the mapping `map` stored by [`AltStack::map`], at
+    /// thread exit when no signal handler runs on it.
+    unsafe extern "C" fn release(map: *mut libc::c_void) {
+        // SAFETY: zeroed stack_t is valid; a null new stack only queries.
+        let mut current: libc::stack_t = unsafe { MaybeUninit::zeroed().assume_init() };
+        // SAFETY: as above; then disabling affects only this thread, and the mapping is ours
+        // and no longer installed when it is unmapped.
         unsafe {
-            let disable = libc::stack_t {
-                ss_sp: ptr::null_mut(),
-                ss_flags: libc::SS_DISABLE,
-                ss_size: 0,
-            };
-            libc::sigaltstack(&disable, ptr::null_mut());
-            libc::munmap(self.map, self.len);
+            if libc::sigaltstack(ptr::null(), &mut current) == 0
+                && current.ss_flags & libc::SS_DISABLE == 0
+                && current.ss_sp == map
+            {
+                let disable = libc::stack_t {
+                    ss_sp: ptr::null_mut(),
+                    ss_flags: libc::SS_DISABLE,
+                    ss_size: 0,
+                };
+                libc::sigaltstack(&disable, ptr::null_mut());
+            }
+            libc::munmap(map, AltStack::len());
         }
     }
 }
 
 thread_local! {
+    /// Whether this thread went through `install_altstack` once. A `const` cell without drop
+    /// glue: it is never destroyed, so it can be read during the thread-exit teardown.
     static CHECKED: Cell<bool> = const { Cell::new(false) };
-    static OWNED_ALTSTACK: Cell<Option<AltStack>> = const { Cell::new(None) };
 }
 
 /// Makes sure the calling thread has an alternate signal stack, so an overflow of a context's
@@ -376,14 +452,24 @@ thread_local! {
 #[inline]
 pub(crate) fn ensure_altstack() {
     if !CHECKED.with(|c| c.get()) {
+        CHECKED.with(|c| c.set(true));
         install_altstack();
     }
 }
 
+/// As [`ensure_altstack`], checked again whatever was found before: for the start of the
+/// scheduler's thread-exit teardown, which kills (and so runs the destructors of) every live
+/// tasklet after std removed the alternate stack it had given the thread.
+#[cold]
+pub(crate) fn ensure_altstack_for_teardown() {
+    install_altstack();
+}
+
+/// Installs an alternate signal stack on the calling thread unless it has one: the one we
+/// mapped for it earlier if there is one, else a new mapping.
 #[cold]
 #[inline(never)]
 fn install_altstack() {
-    CHECKED.with(|c| c.set(true));
     install_handler();
     // SAFETY: zeroed stack_t is valid; sigaltstack with a null new stack only queries.
     let mut current: libc::stack_t = unsafe { MaybeUninit::zeroed().assume_init() };
@@ -394,37 +480,23 @@ fn install_altstack() {
     if current.ss_flags & libc::SS_DISABLE == 0 {
         return;
     }
-    // SAFETY: getauxval has no preconditions; 0 means "unknown".
-    let min = unsafe { libc::getauxval(libc::AT_MINSIGSTKSZ) } as usize;
-    let page = crate::stack::page_size();
-    let len = (min.max(libc::SIGSTKSZ) + 16 * 1024 + page - 1) & !(page - 1);
-    // SAFETY: an anonymous private mapping with no address hint has no preconditions.
-    let map = unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if map == libc::MAP_FAILED {
+    let earlier = AltStack::mapped();
+    let Some(map) = (if earlier.is_null() {
+        AltStack::map()
+    } else {
+        Some(earlier)
+    }) else {
         return;
-    }
+    };
     let stack = libc::stack_t {
         ss_sp: map,
         ss_flags: 0,
-        ss_size: len,
+        ss_size: AltStack::len(),
     };
-    // SAFETY: `map` is a fresh read-write mapping of `len` bytes that lives until the
-    // thread-local AltStack is dropped at thread exit, which disables it first.
-    if unsafe { libc::sigaltstack(&stack, ptr::null_mut()) } == 0 {
-        OWNED_ALTSTACK.with(|o| o.set(Some(AltStack { map, len })));
-    } else {
-        // SAFETY: the mapping was never installed; nothing else refers to it.
-        unsafe { libc::munmap(map, len) };
-    }
+    // SAFETY: `map` is a read-write mapping of `AltStack::len()` bytes that stays mapped until
+    // the key's destructor at thread exit, which disables it first. If installing fails, it
+    // stays recorded under the key and is unmapped then.
+    unsafe { libc::sigaltstack(&stack, ptr::null_mut()) };
 }
 
 #[cfg(test)]

@@ -8,11 +8,31 @@
 //! |---|---|---|
 //! | default usable size ([`DEFAULT_STACK_SIZE`]) | 256 KiB | 256 KiB |
 //! | minimum usable size ([`MIN_STACK_SIZE`]) | 32 KiB | 32 KiB |
-//! | guard ([`DEFAULT_GUARD_SIZE`]) | one page | 64 KiB |
+//! | guard ([`DEFAULT_GUARD_SIZE`]) | one page | 1 MiB |
 //!
-//! Why the riscv64 guard is larger: rustc emits stack probes on x86_64 and aarch64, so no
-//! function can step over a one-page guard there, but it emits none on riscv64, where a
-//! frame of a few KiB could jump a single page and land in another mapping.
+//! Why the riscv64 guard is larger: rustc emits stack probes on x86_64 and aarch64, so a
+//! function with a large frame touches every page of it in order and no frame can step over
+//! a one-page guard there. rustc emits none on riscv64: a function moves the stack pointer
+//! down by its whole frame at once and then touches whatever part it uses first, so a frame
+//! larger than the guard can land below it, in the next mapping, which is usually another
+//! stack (with the former 64 KiB guard, a 200 KiB local silently wrote into a neighbouring
+//! tasklet's stack). Any access within a frame no larger than the guard, on the other hand,
+//! lands either in the stack or in its guard, since the frame starts inside the stack.
+//!
+//! The riscv64 guard is 1 MiB, as Linux's own gap below a thread's main stack
+//! (`stack_guard_gap`, 256 pages, sized after the "Stack Clash" attacks for the same
+//! reason): larger than any frame of realistic code, whose big buffers live on the heap. It
+//! costs address space only, no memory, and the address space allows it even on Sv39, the
+//! smallest riscv64 layout (39-bit virtual addresses, 256 GiB for user space): a default
+//! stack takes 1.25 MiB, so some 200 000 stacks fit, far more than the 32 000 that Linux's
+//! default `vm.max_map_count` (65 530 mappings, two per stack) allows anyway; Sv48 and Sv57
+//! leave 512 and 262 144 times as much. Where more or larger frames are expected, pass a larger
+//! guard ([`Stack::with_guard`], `guard_size` on `coroutine::Builder` and
+//! `scheduler::TaskletBuilder`).
+//!
+//! **The remaining limit on riscv64:** a frame larger than its stack's guard can still step
+//! over it and write into whatever is mapped below, without any report. Keep frames smaller
+//! than the guard (large buffers on the heap), or raise the guard to the largest frame.
 //!
 //! The usable part is reserved, not committed: an idle suspended context costs the pages it
 //! has touched (typically one), whatever its size.
@@ -35,6 +55,7 @@ use std::sync::OnceLock;
 use memmap2::{MmapMut, MmapOptions};
 
 use crate::overflow;
+use crate::valgrind;
 
 pub mod pool;
 
@@ -52,9 +73,10 @@ pub const MIN_STACK_SIZE: usize = 32 * 1024;
 /// Bytes of the guard below each stack (rounded up to pages at run time).
 #[cfg(not(target_arch = "riscv64"))]
 pub const DEFAULT_GUARD_SIZE: usize = 4096;
-/// Bytes of the guard below each stack: 64 KiB on riscv64, where rustc emits no stack probes.
+/// Bytes of the guard below each stack: 1 MiB on riscv64, where rustc emits no stack probes
+/// and a frame must not be able to step over the guard (see the [module docs](self)).
 #[cfg(target_arch = "riscv64")]
-pub const DEFAULT_GUARD_SIZE: usize = 64 * 1024;
+pub const DEFAULT_GUARD_SIZE: usize = 1024 * 1024;
 
 /// The system page size, read once with `sysconf` (never assumed to be 4096).
 pub fn page_size() -> usize {
@@ -76,6 +98,11 @@ fn round_to_pages(n: usize) -> Option<usize> {
     n.checked_add(page - 1).map(|n| n & !(page - 1))
 }
 
+/// The guard bytes that a request for `guard` gets: whole pages, at least one.
+fn rounded_guard(guard: usize) -> Option<usize> {
+    round_to_pages(guard.max(1))
+}
+
 /// A guard-paged stack: `[base, base + guard)` faults on access, `[limit, top)` is usable.
 pub struct Stack {
     /// Boxed so that a `Stack` is one pointer: it moves through the pool, coroutines and
@@ -85,13 +112,20 @@ pub struct Stack {
     range: Box<Range>,
 }
 
+/// Fields drop in declaration order: both registrations go before `map` is unmapped, so that
+/// no other thread's new mapping at the same address can match a stale entry.
 struct Range {
+    /// The usable part as valgrind knows it; dropped (deregistered) before `map` unmaps it.
+    _valgrind: valgrind::StackRegistration,
+    /// This stack's entry in the overflow handler's guard registry; dropped before `map`.
+    registration: overflow::Registration,
     /// Owns the whole range, guard included; unmapped when the stack is dropped.
     map: MmapMut,
     /// Bytes of the guard at the bottom of `map`.
     guard: usize,
-    /// This stack's entry in the overflow handler's guard registry.
-    registration: overflow::Registration,
+    /// Whether this is what `Stack::new(DEFAULT_STACK_SIZE)` maps: the pool's fast slot
+    /// holds only such stacks, and its release path checks this one flag.
+    default_shape: bool,
 }
 
 impl Stack {
@@ -117,7 +151,7 @@ impl Stack {
             )
         };
         let usable = round_to_pages(size.max(MIN_STACK_SIZE)).ok_or_else(too_large)?;
-        let guard = round_to_pages(guard.max(1)).ok_or_else(too_large)?;
+        let guard = rounded_guard(guard).ok_or_else(too_large)?;
         let total = usable.checked_add(guard).ok_or_else(too_large)?;
         if total > isize::MAX as usize {
             return Err(too_large());
@@ -136,10 +170,15 @@ impl Stack {
         }
         let base = map.as_ptr() as usize;
         let registration = overflow::Registration::new(base, guard, usable);
+        let limit = (base + guard) as *const u8;
+        let valgrind = valgrind::StackRegistration::new(limit, limit.wrapping_add(usable));
         Ok(Stack {
             range: Box::new(Range {
+                _valgrind: valgrind,
                 map,
                 guard,
+                default_shape: usable == DEFAULT_STACK_SIZE
+                    && Some(guard) == rounded_guard(DEFAULT_GUARD_SIZE),
                 registration,
             }),
         })
@@ -170,6 +209,22 @@ impl Stack {
     /// Bytes of the guard below `limit`.
     pub fn guard_size(&self) -> usize {
         self.range.guard
+    }
+
+    /// Whether the stack has the default usable size and the default guard.
+    #[inline]
+    pub(crate) fn is_default_shape(&self) -> bool {
+        self.range.default_shape
+    }
+
+    /// Forgets the contents, for a stack whose context is gone (going back to the pool):
+    /// under valgrind, makes the whole usable range addressable again (see
+    /// `valgrind::discard`); natively a load and a branch.
+    #[inline]
+    pub(crate) fn discard_contents(&self) {
+        if valgrind::active() {
+            valgrind::discard(self.limit(), self.size());
+        }
     }
 
     /// Records which coroutine or tasklet runs on this stack, for the overflow report.

@@ -18,6 +18,17 @@ const MESSAGES: usize = if cfg!(debug_assertions) {
     1_200_000
 };
 
+/// [`MESSAGES`] divided by `MICROTHREAD_TEST_SCALE` if that is set to a number above 1:
+/// ci/valgrind.sh sets it, since valgrind runs threads one at a time and 30-50x slower.
+fn messages() -> usize {
+    let divisor = std::env::var("MICROTHREAD_TEST_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|&d| d > 1)
+        .unwrap_or(1);
+    (MESSAGES / divisor).max(THREADS * SENDERS_PER_THREAD * (THREADS - 1))
+}
+
 /// CPU time of the calling thread.
 fn thread_cpu_time() -> Duration {
     let mut ts = libc::timespec {
@@ -45,7 +56,7 @@ fn a_million_messages_between_four_threads_arrive_exactly_once_and_in_order() {
     // One inbox channel per thread; each thread's senders send (sender, seq) to the other
     // threads' inboxes in turn, and one receiver per thread checks what arrives.
     let inboxes: Vec<Channel<(usize, u64)>> = (0..THREADS).map(|_| Channel::new()).collect();
-    let per_sender = MESSAGES / (THREADS * SENDERS_PER_THREAD);
+    let per_sender = messages() / (THREADS * SENDERS_PER_THREAD);
     let per_receiver = per_sender * SENDERS_PER_THREAD * (THREADS - 1) / (THREADS - 1);
     // Each sender sends to the THREADS-1 other inboxes round-robin; make the count divisible.
     let per_sender = per_sender - per_sender % (THREADS - 1);
@@ -242,4 +253,75 @@ fn remote_handles_kill_and_throw_into_another_threads_tasklets() {
     assert_eq!(worker.join().unwrap().as_deref(), Some("from afar"));
     // The worker's thread has ended: its tasklets are gone.
     assert!(matches!(victim.insert(), Err(Error::NoThread)));
+}
+
+/// Runs `f` on its own thread and gives its result, or fails the test if it has not returned
+/// after `limit` (the hung thread is left behind: the test has failed anyway).
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(_) => panic!("still running after {limit:?}: it hangs"),
+    }
+}
+
+/// A `fmt::Write` that asks the channel for its balance on every write, as a logging writer
+/// that inspects the channel it reports on might.
+struct ProbingWriter {
+    channel: Channel<u32>,
+    text: String,
+    balances: Vec<isize>,
+}
+
+impl std::fmt::Write for ProbingWriter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.balances.push(self.channel.balance());
+        self.text.push_str(s);
+        Ok(())
+    }
+}
+
+fn format_into_probing_writer(ch: Channel<u32>) -> ProbingWriter {
+    use std::fmt::Write;
+    let mut w = ProbingWriter {
+        channel: ch.clone(),
+        text: String::new(),
+        balances: Vec::new(),
+    };
+    write!(w, "{ch:?}").unwrap();
+    w
+}
+
+#[test]
+fn formatting_a_shared_channel_into_a_writer_that_uses_it_does_not_hang() {
+    let ch: Channel<u32> = Channel::new();
+    // Another thread's use ends the channel's bias: from now on every use takes the spin lock,
+    // so a formatter holding it while it writes would spin forever on the writer's `balance`.
+    let c = ch.clone();
+    std::thread::spawn(move || c.balance()).join().unwrap();
+    let w = within(Duration::from_secs(20), move || {
+        format_into_probing_writer(ch)
+    });
+    assert!(w.text.starts_with("Channel { id: "), "{}", w.text);
+    assert!(w.text.contains("balance: 0, preference: -1"), "{}", w.text);
+    assert!(!w.balances.is_empty() && w.balances.iter().all(|&b| b == 0));
+}
+
+#[test]
+fn formatting_a_channel_biased_to_this_thread_into_a_writer_that_uses_it_works() {
+    // The biased fast path: the writer's `balance` re-enters the channel from the owning
+    // thread, which must not happen while the formatter still holds its state.
+    let text = within(Duration::from_secs(20), || {
+        scheduler::init_thread();
+        let ch: Channel<u32> = Channel::new();
+        ch.set_preference(1);
+        format_into_probing_writer(ch).text
+    });
+    assert!(
+        text.contains("preference: 1, schedule_all: false, closing: false"),
+        "{text}"
+    );
 }

@@ -17,6 +17,18 @@
 //!
 //! Where `membarrier` is unavailable (an old kernel, or an emulator that does not forward it),
 //! channels are never biased: everyone takes the spin lock.
+//!
+//! # After `fork()`
+//! The child has only the forking thread, which is never inside a channel when it forks (no
+//! caller's code runs while a channel is held). A channel that *another* thread was inside at
+//! that moment is half-changed in the child, and its lock would never be released: the child
+//! detects that instead of spinning forever, and the channel becomes *poisoned*: every use of
+//! it panics with a sentence saying why. Two marks make it detectable: the spin lock holds the
+//! *fork generation* of its holder (bumped in every forked child, so a holder from before the
+//! fork is recognised), and a revoker that waits for a busy owner checks, in a forked child,
+//! whether the owner's thread still exists (identities are schedulers, which know). A channel
+//! nobody else was inside works normally in the child, biased or not. Tasklets of vanished
+//! threads still queued on a channel stay in its queue (see `scheduler::thread::fork`).
 
 use std::hint;
 use std::sync::atomic::{compiler_fence, AtomicBool, AtomicUsize, Ordering};
@@ -29,6 +41,33 @@ const SHARED: usize = 1;
 /// The identity of a thread without a scheduler: it never owns a channel (several threads
 /// share it).
 pub(crate) const ANONYMOUS: usize = 2;
+/// In a forked child: a thread that does not exist here was inside (see the module docs).
+const POISONED: usize = 3;
+
+/// `locked` when nobody holds the spin lock; a holder stores its `held_mark`.
+const FREE: usize = 0;
+
+/// Forks between the first process and this one: bumped in every forked child.
+static FORK_GENERATION: AtomicUsize = AtomicUsize::new(0);
+
+/// What a spin-lock holder stores: odd (never `FREE`), and naming its fork generation.
+fn held_mark() -> usize {
+    FORK_GENERATION.load(Ordering::Relaxed) << 1 | 1
+}
+
+/// Before a fork (from the scheduler's `pthread_atfork` handler): settle the one-time
+/// decision about fences, so that the child never waits for another thread's half-made one.
+pub(crate) fn before_fork() {
+    let _ = fences_available();
+}
+
+/// In a forked child, before anything else runs: see the module docs.
+pub(crate) fn in_forked_child() {
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A thread that does not exist in this forked child was inside the channel.
+pub(crate) struct Poisoned;
 
 /// See the module docs. Thread identities are the addresses of schedulers, which are never
 /// freed, so an identity is never reused.
@@ -36,7 +75,8 @@ pub(crate) struct BiasedLock {
     owner: AtomicUsize,
     /// Set by the owner for the length of each unlocked use.
     owner_busy: AtomicBool,
-    locked: AtomicBool,
+    /// The spin lock: `FREE`, or its holder's `held_mark`.
+    locked: AtomicUsize,
 }
 
 /// Proof of access; releases it when dropped.
@@ -50,7 +90,7 @@ impl Drop for Held<'_> {
     fn drop(&mut self) {
         match self {
             Held::Owner(l) => l.owner_busy.store(false, Ordering::Release),
-            Held::Locked(l) => l.locked.store(false, Ordering::Release),
+            Held::Locked(l) => l.locked.store(FREE, Ordering::Release),
         }
     }
 }
@@ -60,71 +100,153 @@ impl BiasedLock {
         BiasedLock {
             owner: AtomicUsize::new(UNOWNED),
             owner_busy: AtomicBool::new(false),
-            locked: AtomicBool::new(false),
+            locked: AtomicUsize::new(FREE),
         }
     }
 
-    /// Exclusive access for the thread whose identity is `me` (never 0 or 1; `ANONYMOUS`
-    /// always takes the spin lock).
+    /// Exclusive access for the thread whose identity is `me`: `ANONYMOUS` (which always
+    /// takes the spin lock) or the address of its scheduler.
+    ///
+    /// # Panics
+    /// If the channel is poisoned: in a forked child, a thread that does not exist here was
+    /// inside it when the process forked.
     #[inline]
     pub(crate) fn acquire(&self, me: usize) -> Held<'_> {
-        debug_assert!(me > SHARED);
-        let owner = self.owner.load(Ordering::Relaxed);
-        if me == ANONYMOUS {
-            return self.acquire_shared();
+        if let Some(held) = self.enter_as_owner(me) {
+            return held;
         }
-        if owner == me {
-            self.owner_busy.store(true, Ordering::Relaxed);
-            // The CPU-level fence between the store above and the load below is supplied by
-            // the revoker's membarrier; only the compiler must not reorder them.
-            compiler_fence(Ordering::SeqCst);
-            if self.owner.load(Ordering::Relaxed) == me {
-                return Held::Owner(self);
-            }
-            self.owner_busy.store(false, Ordering::Release);
-        } else if owner == UNOWNED
+        match self.acquire_slow(me) {
+            Ok(held) => held,
+            Err(Poisoned) => poisoned(),
+        }
+    }
+
+    /// As [`acquire`](BiasedLock::acquire), but a poisoned channel gives `Err`.
+    #[inline]
+    pub(crate) fn try_acquire(&self, me: usize) -> Result<Held<'_>, Poisoned> {
+        match self.enter_as_owner(me) {
+            Some(held) => Ok(held),
+            None => self.acquire_slow(me),
+        }
+    }
+
+    /// The owner's fast path: two plain stores and two plain loads (see the module docs).
+    #[inline(always)]
+    fn enter_as_owner(&self, me: usize) -> Option<Held<'_>> {
+        debug_assert!(me == ANONYMOUS || me > POISONED);
+        // ANONYMOUS never owns a channel, so it never passes this test.
+        if self.owner.load(Ordering::Relaxed) != me {
+            return None;
+        }
+        // No caller's code runs while the state is held, so the owner never re-enters.
+        debug_assert!(
+            !self.owner_busy.load(Ordering::Relaxed),
+            "a channel was entered again by the thread already inside it"
+        );
+        self.owner_busy.store(true, Ordering::Relaxed);
+        // The CPU-level fence between the store above and the load below is supplied by
+        // the revoker's membarrier; only the compiler must not reorder them.
+        compiler_fence(Ordering::SeqCst);
+        if self.owner.load(Ordering::Relaxed) == me {
+            return Some(Held::Owner(self));
+        }
+        self.owner_busy.store(false, Ordering::Release);
+        None
+    }
+
+    /// Not the owner: become it if nobody is yet, else take the spin lock.
+    #[cold]
+    #[inline(never)]
+    fn acquire_slow(&self, me: usize) -> Result<Held<'_>, Poisoned> {
+        if me != ANONYMOUS
+            && self.owner.load(Ordering::Relaxed) == UNOWNED
+            // Never become the owner while someone holds the spin lock: in a forked child
+            // that may be a vanished thread, which only the spin path can tell.
+            && self.locked.load(Ordering::Relaxed) == FREE
             && fences_available()
             && self
                 .owner
                 .compare_exchange(UNOWNED, me, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
-            return self.acquire(me);
+            if let Some(held) = self.enter_as_owner(me) {
+                return Ok(held);
+            }
         }
         self.acquire_shared()
     }
 
     #[cold]
     #[inline(never)]
-    fn acquire_shared(&self) -> Held<'_> {
+    fn acquire_shared(&self) -> Result<Held<'_>, Poisoned> {
+        let mark = held_mark();
         let mut backoff = Backoff::default();
-        while self.locked.swap(true, Ordering::Acquire) {
-            backoff.wait();
+        loop {
+            if self.owner.load(Ordering::Relaxed) == POISONED {
+                return Err(Poisoned);
+            }
+            match self.locked.compare_exchange_weak(
+                FREE,
+                mark,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(FREE) => {}
+                Err(holder) if holder != mark => {
+                    // Held since before a fork: by a thread that is not in this process.
+                    self.owner.store(POISONED, Ordering::Relaxed);
+                    return Err(Poisoned);
+                }
+                Err(_) => backoff.wait(),
+            }
         }
         if self.owner.load(Ordering::Relaxed) != SHARED {
-            self.revoke();
+            if let Err(p) = self.revoke() {
+                self.locked.store(FREE, Ordering::Release);
+                return Err(p);
+            }
         }
-        Held::Locked(self)
+        Ok(Held::Locked(self))
     }
 
-    /// Ends the bias for good (under the spin lock): see the module docs.
+    /// Ends the bias for good (under the spin lock): see the module docs. Fails (poisoning
+    /// the channel) if the owner is busy and, in a forked child, does not exist.
     #[cold]
-    fn revoke(&self) {
+    fn revoke(&self) -> Result<(), Poisoned> {
         // Nobody owns it yet: no owner can be inside, no barrier needed.
         if self
             .owner
             .compare_exchange(UNOWNED, SHARED, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
         {
-            return;
+            return Ok(());
         }
-        self.owner.store(SHARED, Ordering::SeqCst);
+        let owner = self.owner.swap(SHARED, Ordering::SeqCst);
         full_barrier_on_all_threads();
         let mut backoff = Backoff::default();
         while self.owner_busy.load(Ordering::Acquire) {
+            let forked = FORK_GENERATION.load(Ordering::Relaxed) != 0;
+            // SAFETY: `owner` was neither UNOWNED nor SHARED (the caller saw that under the
+            // lock) nor POISONED (checked under it too), and ANONYMOUS never owns: it is a
+            // scheduler's address.
+            if forked && unsafe { crate::scheduler::identity_vanished(owner) } {
+                self.owner.store(POISONED, Ordering::Relaxed);
+                return Err(Poisoned);
+            }
             backoff.wait();
         }
+        Ok(())
     }
+}
+
+#[cold]
+#[inline(never)]
+fn poisoned() -> ! {
+    panic!(
+        "microthread: this channel cannot be used in this forked child: a thread that does \
+         not exist here was inside it when the process forked, so its state is half-changed"
+    )
 }
 
 /// Spin a little, then give the CPU away: the thread we wait for may have been preempted,
@@ -189,7 +311,8 @@ mod tests {
     fn a_second_thread_revokes_the_bias_and_both_stay_exclusive() {
         let lock = Arc::new(BiasedLock::new());
         let counter = Arc::new(AtomicUsize::new(0));
-        // Identities: any distinct addresses above 1.
+        // Identities: any distinct addresses above POISONED (the one check that reads an
+        // identity's scheduler runs only in forked children).
         let (a, b) = (0x1000usize, 0x2000usize);
         drop(lock.acquire(a));
         if fences_available() {

@@ -75,6 +75,7 @@ use std::ptr;
 use std::sync::Arc;
 
 mod lock;
+pub(crate) use lock::{before_fork, in_forked_child};
 use lock::{BiasedLock, Held};
 
 use crate::error::{Error, Payload, Result};
@@ -155,7 +156,15 @@ impl<T> Guard<'_, T> {
 
 impl<T: Send> Blocker for Chan<T> {
     fn unlink(&self, t: &Inner) -> bool {
-        let g = self.lock();
+        // Called in the middle of scheduler operations, where a panic must not start. A
+        // poisoned channel (see `lock`) is never read again, so `t` may stay in its queue.
+        let Ok(held) = self.lock.try_acquire(scheduler::thread_identity()) else {
+            return false;
+        };
+        let g = Guard {
+            chan: self,
+            _held: held,
+        };
         let st = g.state();
         let is_ts = |&w: &*const Waiter<T>| {
             // SAFETY: queued waiters are valid (see `Chan`'s Send impl).
@@ -667,16 +676,21 @@ impl<T: Send + 'static> Iterator for Iter<'_, T> {
     }
 }
 
+/// Formats a snapshot taken under the lock, written after the lock is released: the
+/// formatter's writer is the caller's code and may use this very channel.
 impl<T> fmt::Debug for Channel<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let g = self.chan.lock();
-        let st = g.state();
+        let (balance, preference, schedule_all, closing) = {
+            let g = self.chan.lock();
+            let st = g.state();
+            (st.balance, st.preference, st.schedule_all, st.closing)
+        };
         f.debug_struct("Channel")
             .field("id", &self.chan.id)
-            .field("balance", &st.balance)
-            .field("preference", &st.preference)
-            .field("schedule_all", &st.schedule_all)
-            .field("closing", &st.closing)
+            .field("balance", &balance)
+            .field("preference", &preference)
+            .field("schedule_all", &schedule_all)
+            .field("closing", &closing)
             .finish()
     }
 }

@@ -108,8 +108,8 @@ use crate::stack::{pool, DEFAULT_STACK_SIZE};
 use crate::tasklet::{Inner, Life, Pending, Tasklet};
 
 mod thread;
-pub use thread::{spawn_thread, RemoteTasklet};
-pub(crate) use thread::{Mail, SendArc, Shared};
+pub(crate) use thread::{identity_vanished, Mail, SendArc, Shared};
+pub use thread::{spawn_thread, JoinHandle, RemoteTasklet};
 
 /// A schedule callback: called with (previous, next) before every switch.
 pub type ScheduleCallback = Box<dyn FnMut(&Tasklet, &Tasklet)>;
@@ -152,17 +152,26 @@ thread_local! {
     static TEARDOWN: Teardown = const { Teardown };
 }
 
-/// Ends the thread's scheduler when the thread ends.
+/// Ends the thread's scheduler when the thread ends. Thread-locals destroyed after it find
+/// the scheduler *ended*: creating a tasklet fails, and so does a call that would block or
+/// sleep ([`Error::SchedulerEnded`]). (If the scheduler is first created too late for this
+/// to be registered, it is ended from the start; see `thread::exit` for a scheduler created
+/// after the thread-locals' destructors have all run.)
 struct Teardown;
 
 impl Drop for Teardown {
     fn drop(&mut self) {
-        let s = SCHEDULER.with(|c| c.get());
-        if !s.is_null() {
-            // SAFETY: the scheduler was leaked by `init` for this thread and is still valid.
-            unsafe { (*s).shutdown() };
+        if let Some(s) = existing_scheduler() {
+            s.shutdown();
         }
     }
+}
+
+/// This thread's scheduler if it has one; never creates it.
+pub(crate) fn existing_scheduler() -> Option<&'static Scheduler> {
+    let s = SCHEDULER.with(|c| c.get());
+    // SAFETY: set by `init` to a leaked Scheduler of this thread, never freed.
+    (!s.is_null()).then(|| unsafe { &*s })
 }
 
 /// The low bit of a switch's word marks a dying tasklet whose stack the next one releases.
@@ -227,7 +236,13 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
     }
     SCHEDULER.with(|c| c.set(s));
     overflow::ensure_altstack();
-    let _ = TEARDOWN.try_with(|_| {});
+    if TEARDOWN.try_with(|_| {}).is_err() {
+        // The thread's thread-locals are being destroyed and ours already was: nothing would
+        // end this scheduler, so it starts ended (it creates no tasklet and never sleeps).
+        drop(s.shared.close());
+    } else {
+        thread::end_at_thread_exit_anyway(s);
+    }
     s
 }
 
@@ -834,7 +849,12 @@ impl Scheduler {
     }
 
     /// Kills every live tasklet but main, then closes the mailbox: the thread is ending.
+    /// From then on the scheduler is ended; a second call does nothing.
     fn shutdown(&self) {
+        if self.shared.ended() {
+            return;
+        }
+        overflow::ensure_altstack_for_teardown();
         self.kill_all();
         drop(self.shared.close());
     }
@@ -1008,7 +1028,7 @@ where
     unsafe { s.end(me, error) }
 }
 
-/// Options for a new tasklet: stack size and FP-environment preservation.
+/// Options for a new tasklet: stack size, guard size and FP-environment preservation.
 ///
 /// ```
 /// use microthread::scheduler::{self, TaskletBuilder};
@@ -1020,6 +1040,7 @@ where
 #[derive(Debug, Clone)]
 pub struct TaskletBuilder {
     stack_size: usize,
+    guard_size: usize,
     preserve_fp_env: bool,
 }
 
@@ -1034,6 +1055,7 @@ impl TaskletBuilder {
     pub fn new() -> TaskletBuilder {
         TaskletBuilder {
             stack_size: DEFAULT_STACK_SIZE,
+            guard_size: crate::stack::DEFAULT_GUARD_SIZE,
             preserve_fp_env: false,
         }
     }
@@ -1041,6 +1063,16 @@ impl TaskletBuilder {
     /// Usable bytes of the tasklet's stack.
     pub fn stack_size(mut self, bytes: usize) -> TaskletBuilder {
         self.stack_size = bytes;
+        self
+    }
+
+    /// Bytes of the inaccessible guard below the tasklet's stack (default
+    /// [`DEFAULT_GUARD_SIZE`](crate::stack::DEFAULT_GUARD_SIZE)), rounded up to pages, at least
+    /// one; address space only. On riscv64, where rustc emits no stack probes, a frame larger
+    /// than the guard can step over it unreported: make it larger than the tasklet's largest
+    /// frame (see [`crate::stack`]).
+    pub fn guard_size(mut self, bytes: usize) -> TaskletBuilder {
+        self.guard_size = bytes;
         self
     }
 
@@ -1055,14 +1087,21 @@ impl TaskletBuilder {
     /// inserted, run or switched to.
     ///
     /// # Errors
-    /// The OS error if a new stack cannot be mapped.
+    /// The OS error if a new stack cannot be mapped; an error of kind `Other` if this
+    /// thread's scheduler has ended (the thread is exiting, past its teardown).
     pub fn create<F, R>(self, f: F) -> io::Result<Tasklet>
     where
         F: FnOnce() -> R + 'static,
         R: 'static,
     {
         let s = scheduler();
-        let stack = pool::acquire(self.stack_size)?;
+        if s.shared.ended() {
+            return Err(io::Error::other(
+                "microthread: this thread's scheduler has ended (the thread is exiting and its \
+                 tasklets were killed); no new tasklet can be created on it",
+            ));
+        }
+        let stack = pool::acquire_with_guard(self.stack_size, self.guard_size)?;
         let id = id::next();
         stack.set_owner(crate::overflow::OwnerKind::Tasklet, id);
         // Decided on size and alignment: an over-aligned closure (even a zero-sized one) would

@@ -7,17 +7,39 @@
 //! every switch tells it there is mail) or, if it is asleep, wakes up for it.
 //!
 //! A thread whose ring is empty while some of its tasklets wait for other threads sleeps on
-//! a condition variable (no spinning, no polling) until mail arrives. It only goes to sleep
-//! if another thread with a scheduler is awake and so could still send it something; if it is
-//! the last one awake, its blocking call fails with [`Error::Deadlock`] instead. When the last
-//! awake thread ends, one sleeper is woken with that error. Threads that have never used
-//! microthread are not counted (as Go ignores threads it did not start): a thread that will
-//! wake others through a channel or a [`RemoteTasklet`] should call
-//! [`init_thread`](super::init_thread) before they may block, or be started with
-//! [`spawn_thread`].
+//! a condition variable (no spinning, no polling) until mail arrives.
+//!
+//! # Deadlock detection: what is and is not detected
+//! A thread *counts as awake* from its first use of microthread (or from [`spawn_thread`],
+//! before its closure runs) until its scheduler ends at thread exit, except while it sleeps
+//! in a blocking microthread call or waits in [`JoinHandle::join`]. A blocking call goes to
+//! sleep only if another thread counts as awake (it could still send something); if none
+//! does, the call fails with [`Error::Deadlock`] instead, and when the last awake thread
+//! stops counting (it ends, or starts a `join`), one sleeper is woken with that error (and
+//! the next when that one ends, and so on). So tasklets on several threads that all wait for
+//! each other, or for a thread that is joining them, get the error instead of hanging.
+//!
+//! Not detected:
+//! - threads that have never used microthread are invisible (as Go ignores threads it did
+//!   not start): one that will wake others through a channel or a [`RemoteTasklet`] should
+//!   call [`init_thread`](super::init_thread) before they may block, or be started with
+//!   [`spawn_thread`]; otherwise a sleeper may get a false `Deadlock`;
+//! - a thread blocked in anything but a microthread blocking call or [`JoinHandle::join`]
+//!   (a `std` lock, `std::thread::JoinHandle::join`, I/O, `std::thread::sleep`) counts as
+//!   awake, so threads waiting for it sleep until it wakes them or ends;
+//! - after its scheduler ended (in thread-local destructors that run after the teardown) a
+//!   thread no longer counts, creates no tasklet and never sleeps: a call that would block
+//!   fails with [`Error::SchedulerEnded`].
 
+use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+mod exit;
+mod fork;
+mod join;
+pub(crate) use exit::end_at_thread_exit_anyway;
+pub use join::{spawn_thread, JoinHandle};
 
 use crate::error::{Error, Result};
 use crate::tasklet::{Inner, Tasklet};
@@ -51,6 +73,9 @@ struct Mailbox {
     woken: bool,
     /// Wake up with the deadlock error: no awake thread is left to send anything.
     deadlock: bool,
+    /// Threads blocked in [`JoinHandle::join`] of this thread, not counted awake meanwhile:
+    /// counted awake again when this thread's scheduler ends (then their join returns soon).
+    joiners: usize,
 }
 
 /// The part of a scheduler other threads can reach.
@@ -59,37 +84,91 @@ pub(crate) struct Shared {
     /// Whether `mailbox.mail` may be non-empty; read on every switch.
     pub(crate) has_mail: AtomicBool,
     wake: Condvar,
+    /// The scheduler has ended (see [`Shared::ended`]); set with the mailbox's `open` cleared,
+    /// readable without the lock.
+    ended: AtomicBool,
+    /// The thread does not exist in this process: a forked child's copy of another thread's
+    /// scheduler (see `fork`). Its mailbox lock may be held by the vanished thread forever.
+    vanished: AtomicBool,
 }
 
-/// Threads with a live scheduler that are not asleep in `Shared::sleep`.
+/// Threads with a live scheduler that are neither asleep in `Shared::sleep` nor blocked in
+/// [`JoinHandle::join`].
 static AWAKE: AtomicUsize = AtomicUsize::new(0);
-/// Threads asleep in `Shared::sleep` (or about to be). Lock order: this, then a mailbox.
-static SLEEPERS: Mutex<Vec<Arc<Shared>>> = Mutex::new(Vec::new());
+
+/// Every scheduler that has not ended, and the sleepers among them.
+struct Registry {
+    /// Threads asleep in `Shared::sleep` (or about to be).
+    sleepers: Vec<Arc<Shared>>,
+    /// Every scheduler that has not ended (what a forked child must mark as gone).
+    live: Vec<Arc<Shared>>,
+}
+
+/// Lock order: this, then a mailbox.
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    sleepers: Vec::new(),
+    live: Vec::new(),
+});
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Stops counting one thread awake; if it was the last, wakes one sleeper (that nobody else
+/// is waking) with the deadlock error: nobody is left to wake it.
+fn uncount_awake(registry: &Registry) {
+    if AWAKE.fetch_sub(1, Ordering::SeqCst) == 1 {
+        for s in registry.sleepers.iter() {
+            let mut m = lock(&s.mailbox);
+            if m.sleeping && !m.woken {
+                m.woken = true;
+                m.deadlock = true;
+                AWAKE.fetch_add(1, Ordering::SeqCst);
+                s.wake.notify_one();
+                break;
+            }
+        }
+    }
+}
+
 impl Shared {
     /// A new scheduler's shared part; counts its thread awake.
     pub(crate) fn new() -> Arc<Shared> {
-        AWAKE.fetch_add(1, Ordering::SeqCst);
-        Arc::new(Shared {
+        fork::install_handlers();
+        let shared = Arc::new(Shared {
             mailbox: Mutex::new(Mailbox {
                 mail: Vec::new(),
                 open: true,
                 sleeping: false,
                 woken: false,
                 deadlock: false,
+                joiners: 0,
             }),
             has_mail: AtomicBool::new(false),
             wake: Condvar::new(),
-        })
+            ended: AtomicBool::new(false),
+            vanished: AtomicBool::new(false),
+        });
+        let mut registry = lock(&REGISTRY);
+        AWAKE.fetch_add(1, Ordering::SeqCst);
+        registry.live.push(shared.clone());
+        shared
+    }
+
+    /// Whether the scheduler has ended: its thread tore it down (or could not register the
+    /// teardown), or, in a forked child, the thread does not exist. Nothing is delivered to
+    /// it any more; it creates no tasklet and never sleeps.
+    pub(crate) fn ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
     }
 
     /// Delivers `mail` to the owning thread, waking it if it sleeps. Gives the mail back if
     /// the thread's scheduler has ended.
     pub(crate) fn post(&self, mail: Mail) -> std::result::Result<(), Mail> {
+        // Checked before the lock: in a forked child, a vanished thread may hold it forever.
+        if self.ended() {
+            return Err(mail);
+        }
         let mut m = lock(&self.mailbox);
         if !m.open {
             return Err(mail);
@@ -113,11 +192,16 @@ impl Shared {
     }
 
     /// Sleeps until mail arrives. Returns `Err(Deadlock)` without sleeping if no other thread
-    /// is awake, or when woken because the last awake thread ended.
+    /// is awake, or when woken because the last awake thread ended; `Err(SchedulerEnded)`
+    /// without sleeping (or touching the awake count) once the scheduler has ended, since no
+    /// mail can arrive any more.
     pub(crate) fn sleep(self: &Arc<Shared>) -> Result<()> {
         {
-            let mut sleepers = lock(&SLEEPERS);
+            let mut registry = lock(&REGISTRY);
             let mut m = lock(&self.mailbox);
+            if !m.open {
+                return Err(Error::SchedulerEnded);
+            }
             if !m.mail.is_empty() {
                 return Ok(());
             }
@@ -132,7 +216,7 @@ impl Shared {
             m.sleeping = true;
             m.woken = false;
             drop(m);
-            sleepers.push(self.clone());
+            registry.sleepers.push(self.clone());
         }
         let (counted_by_waker, deadlock) = {
             let mut m = lock(&self.mailbox);
@@ -148,11 +232,11 @@ impl Shared {
         if !counted_by_waker {
             AWAKE.fetch_add(1, Ordering::SeqCst);
         }
-        let mut sleepers = lock(&SLEEPERS);
-        if let Some(i) = sleepers.iter().position(|x| Arc::ptr_eq(x, self)) {
-            sleepers.swap_remove(i);
+        let mut registry = lock(&REGISTRY);
+        if let Some(i) = registry.sleepers.iter().position(|x| Arc::ptr_eq(x, self)) {
+            registry.sleepers.swap_remove(i);
         }
-        drop(sleepers);
+        drop(registry);
         if deadlock {
             Err(Error::Deadlock)
         } else {
@@ -161,29 +245,38 @@ impl Shared {
     }
 
     /// The owning thread's scheduler has ended: close the mailbox, hand back what it held,
-    /// and if no thread is left awake, wake a sleeper with the deadlock error.
+    /// count the threads joining this one awake again, stop counting this one, and if no
+    /// thread is left awake, wake a sleeper with the deadlock error. Only the first call
+    /// does anything.
     pub(crate) fn close(&self) -> Vec<Mail> {
-        let left = {
+        let mut registry = lock(&REGISTRY);
+        let (left, joiners) = {
             let mut m = lock(&self.mailbox);
-            m.open = false;
-            std::mem::take(&mut m.mail)
-        };
-        let sleepers = lock(&SLEEPERS);
-        if AWAKE.fetch_sub(1, Ordering::SeqCst) == 1 {
-            // Wake one sleeper that nobody else is waking.
-            for s in sleepers.iter() {
-                let mut m = lock(&s.mailbox);
-                if m.sleeping && !m.woken {
-                    m.woken = true;
-                    m.deadlock = true;
-                    AWAKE.fetch_add(1, Ordering::SeqCst);
-                    s.wake.notify_one();
-                    break;
-                }
+            if !m.open {
+                return Vec::new();
             }
+            m.open = false;
+            self.ended.store(true, Ordering::Release);
+            (std::mem::take(&mut m.mail), std::mem::take(&mut m.joiners))
+        };
+        if let Some(i) = registry.live.iter().position(|x| ptr::eq(&**x, self)) {
+            registry.live.swap_remove(i);
         }
+        AWAKE.fetch_add(joiners, Ordering::SeqCst);
+        uncount_awake(&registry);
         left
     }
+}
+
+/// Whether the thread whose identity (see `thread_identity`) is `identity` does not exist in
+/// this process: it was another thread of the parent of this forked child.
+///
+/// # Safety
+/// - `identity` must be the address of a scheduler (as channel owners are).
+pub(crate) unsafe fn identity_vanished(identity: usize) -> bool {
+    // SAFETY: schedulers are leaked, never freed (caller vouches that this is one).
+    let s = unsafe { &*(identity as *const super::Scheduler) };
+    s.shared.vanished.load(Ordering::Acquire)
 }
 
 /// A handle to a tasklet that any thread may hold and use: it inserts, kills or throws into
@@ -282,41 +375,5 @@ impl RemoteTasklet {
     /// [`Error::NoThread`] if its thread has ended.
     pub fn throw(&self, error: Error) -> Result<()> {
         self.send(move |t| Mail::Throw(t, error))
-    }
-}
-
-/// Spawns an OS thread that counts as awake for deadlock detection from its first
-/// instruction (its scheduler is created before `f` runs), so that other threads waiting for
-/// it sleep instead of reporting a deadlock.
-///
-/// # Panics
-/// As [`std::thread::spawn`], if the OS cannot create the thread.
-pub fn spawn_thread<F, T>(f: F) -> std::thread::JoinHandle<T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    // Created here, handed to the new thread: it is counted awake before this returns.
-    let ticket = Ticket(Some(Shared::new()));
-    std::thread::spawn(move || {
-        super::adopt(ticket.take());
-        f()
-    })
-}
-
-/// A scheduler's shared part made in advance for a new thread; uncounts it if unused.
-struct Ticket(Option<Arc<Shared>>);
-
-impl Ticket {
-    fn take(mut self) -> Arc<Shared> {
-        self.0.take().expect("a ticket is taken once")
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if let Some(s) = self.0.take() {
-            s.close();
-        }
     }
 }

@@ -1,12 +1,12 @@
 //! The per-thread stack pool: creating a context on a recycled stack costs no system call.
 //!
-//! Finished contexts give their stacks back with [`release`]; [`acquire`] hands out a pooled
-//! stack of the requested size before it maps a new one. The pool keeps at most
-//! [`high_water_mark`] stacks (default [`DEFAULT_HIGH_WATER_MARK`]), each of at most
-//! [`MAX_POOLED_STACK_SIZE`] usable bytes; a stack released into a full pool, or larger than
-//! that, is unmapped at once, so its memory and address space go back to the OS. The pool
-//! belongs to the thread (contexts never change thread) and unmaps what it holds when the
-//! thread ends.
+//! Finished contexts give their stacks back with [`release`]; [`acquire`] (or
+//! [`acquire_with_guard`]) hands out a pooled stack of the requested usable size and guard
+//! before it maps a new one. The pool keeps at most [`high_water_mark`] stacks (default
+//! [`DEFAULT_HIGH_WATER_MARK`]), each of at most [`MAX_POOLED_STACK_SIZE`] usable bytes; a
+//! stack released into a full pool, or larger than that, is unmapped at once, so its memory
+//! and address space go back to the OS. The pool belongs to the thread (contexts never change
+//! thread) and unmaps what it holds when the thread ends.
 //!
 //! Pooled stacks keep the pages their last user touched; that is the price of reuse without a
 //! system call, bounded by the high-water mark times the size cap (by default 64 × 4 MiB of
@@ -24,7 +24,8 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 
-use super::{round_to_pages, Stack, DEFAULT_STACK_SIZE, MIN_STACK_SIZE};
+use super::MIN_STACK_SIZE;
+use super::{round_to_pages, rounded_guard, Stack, DEFAULT_GUARD_SIZE, DEFAULT_STACK_SIZE};
 
 /// How many stacks a thread's pool keeps unless told otherwise.
 pub const DEFAULT_HIGH_WATER_MARK: usize = 64;
@@ -38,8 +39,9 @@ struct Pool {
 }
 
 thread_local! {
-    /// The most recently released default-size stack: the common case of a spawn right after
-    /// a finish costs no search and no `RefCell` borrow. Counts towards the pool.
+    /// The most recently released stack of the default size and guard: the common case of a
+    /// spawn right after a finish costs no search and no `RefCell` borrow. Counts towards the
+    /// pool.
     static LAST_DEFAULT: Cell<Option<Stack>> = const { Cell::new(None) };
     /// Whether the fast slot may hold a stack: the high-water mark is not zero.
     static FAST_SLOT_ON: Cell<bool> = const { Cell::new(DEFAULT_HIGH_WATER_MARK > 0) };
@@ -48,34 +50,49 @@ thread_local! {
     };
 }
 
-/// A stack with `size` usable bytes (rounded as [`Stack::new`] does): a pooled one if the
-/// pool has one of that size, otherwise a new mapping.
+/// A stack with `size` usable bytes (rounded as [`Stack::new`] does) and the default guard: a
+/// pooled one if the pool has one of that shape, otherwise a new mapping.
 ///
 /// # Errors
 /// As [`Stack::new`].
 #[inline]
 pub fn acquire(size: usize) -> io::Result<Stack> {
-    if size == DEFAULT_STACK_SIZE {
+    acquire_with_guard(size, DEFAULT_GUARD_SIZE)
+}
+
+/// A stack with `size` usable bytes and a guard of at least `guard` bytes (both rounded as
+/// [`Stack::with_guard`] does): a pooled one if the pool has one of exactly that shape,
+/// otherwise a new mapping.
+///
+/// # Errors
+/// As [`Stack::with_guard`].
+#[inline]
+pub fn acquire_with_guard(size: usize, guard: usize) -> io::Result<Stack> {
+    if size == DEFAULT_STACK_SIZE && guard == DEFAULT_GUARD_SIZE {
         if let Ok(Some(stack)) = LAST_DEFAULT.try_with(|c| c.take()) {
             return Ok(stack);
         }
     }
-    acquire_pooled(size)
+    acquire_pooled(size, guard)
 }
 
-fn acquire_pooled(size: usize) -> io::Result<Stack> {
-    let rounded = round_to_pages(size.max(MIN_STACK_SIZE));
-    let pooled = POOL
-        .try_with(|p| {
+fn acquire_pooled(size: usize, guard: usize) -> io::Result<Stack> {
+    let shape = round_to_pages(size.max(MIN_STACK_SIZE)).zip(rounded_guard(guard));
+    let pooled = shape.and_then(|(usable, guard)| {
+        POOL.try_with(|p| {
             let mut p = p.borrow_mut();
-            let i = p.stacks.iter().rposition(|s| Some(s.size()) == rounded)?;
+            let i = p
+                .stacks
+                .iter()
+                .rposition(|s| s.size() == usable && s.guard_size() == guard)?;
             Some(p.stacks.swap_remove(i))
         })
         .ok()
-        .flatten();
+        .flatten()
+    });
     match pooled {
         Some(stack) => Ok(stack),
-        None => Stack::new(size),
+        None => Stack::with_guard(size, guard),
     }
 }
 
@@ -83,7 +100,8 @@ fn acquire_pooled(size: usize) -> io::Result<Stack> {
 /// [`MAX_POOLED_STACK_SIZE`], unmapped otherwise.
 #[inline]
 pub fn release(stack: Stack) {
-    let stack = if stack.size() == DEFAULT_STACK_SIZE && FAST_SLOT_ON.with(Cell::get) {
+    stack.discard_contents();
+    let stack = if stack.is_default_shape() && FAST_SLOT_ON.with(Cell::get) {
         match LAST_DEFAULT.try_with(move |c| match c.take() {
             None => {
                 c.set(Some(stack));
@@ -241,6 +259,35 @@ mod tests {
         release(at_cap);
         assert_eq!(len(), 1);
         assert_eq!(acquire(MAX_POOLED_STACK_SIZE).unwrap().top(), top);
+        clear();
+    }
+
+    #[test]
+    fn stacks_are_pooled_by_size_and_guard() {
+        clear();
+        let page = crate::stack::page_size();
+        let big_guard = 16 * page;
+        let a = acquire_with_guard(64 * 1024, big_guard).unwrap();
+        assert_eq!(a.guard_size(), big_guard);
+        let top = a.top();
+        release(a);
+        // Same size, other guard: not this stack.
+        let b = acquire(64 * 1024).unwrap();
+        assert_ne!(b.top(), top);
+        assert_eq!(
+            b.guard_size(),
+            crate::stack::rounded_guard(DEFAULT_GUARD_SIZE).unwrap()
+        );
+        // Same size and guard (asked for in other words: rounded alike): this stack.
+        let c = acquire_with_guard(64 * 1024, big_guard - 1).unwrap();
+        assert_eq!(c.top(), top);
+        assert_eq!(c.guard_size(), big_guard);
+        // The default shape with a larger guard never goes into the fast slot's place.
+        let d = acquire_with_guard(DEFAULT_STACK_SIZE, big_guard).unwrap();
+        let d_top = d.top();
+        release(d);
+        assert_ne!(acquire(DEFAULT_STACK_SIZE).unwrap().top(), d_top);
+        drop((b, c));
         clear();
     }
 
