@@ -15,18 +15,19 @@
 //! The variance of `Coroutine` (item 2) is checked by `compile_fail` doctests in
 //! src/coroutine.rs.
 //!
-//! Some tests fork a child (see [`fork_child`]); so that no other thread of this binary holds
-//! a lock the child would need, every test holds [`serial`] for its whole run.
+//! Some tests fork a child (see tests/common/death.rs); so that no other thread of this
+//! binary holds a lock the child would need, every test holds [`serial`] for its whole run.
 #![cfg(target_os = "linux")]
 
-mod fork_child;
+#[path = "common/death.rs"]
+mod death;
 
 use std::cell::RefCell;
 use std::hint::black_box;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
-use fork_child::{in_child, serial};
+use death::{in_child, serial};
 use microthread::coroutine::{Builder, Coroutine, CoroutineResult, Yielder};
 use microthread::scheduler::{self, TaskletBuilder};
 use microthread::stack::{pool, Stack};

@@ -1,6 +1,6 @@
 //! Death tests for the guard below each coroutine and tasklet stack and the overflow report.
 //!
-//! Each test runs its dying part in a `fork()`ed child (see [`fork_child`]): the child
+//! Each test runs its dying part in a `fork()`ed child (see tests/common/death.rs): the child
 //! overflows or faults, and the parent checks that it died of SIGSEGV and what it wrote:
 //!
 //! ```text
@@ -12,7 +12,8 @@
 //! are created by the parent before the fork where possible.
 #![cfg(target_os = "linux")]
 
-mod fork_child;
+#[path = "common/death.rs"]
+mod death;
 
 use std::hint::black_box;
 use std::io::Write;
@@ -20,10 +21,21 @@ use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use fork_child::{in_child, serial, under_qemu_user, Death};
+use death::{in_child, serial, Death};
 use microthread::coroutine::{Builder, Coroutine, CoroutineResult};
 use microthread::scheduler::{self, TaskletBuilder};
 use microthread::stack::{page_size, pool, Stack, MIN_STACK_SIZE};
+
+/// Whether this binary runs under qemu-user: built for a non-x86 architecture, on a machine
+/// whose `/proc/cpuinfo` (which qemu-user passes through from the host) describes an x86 CPU.
+fn under_qemu_user() -> bool {
+    if cfg!(any(target_arch = "x86_64", target_arch = "x86")) {
+        return false;
+    }
+    std::fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.contains("GenuineIntel") || c.contains("AuthenticAMD"))
+        .unwrap_or(false)
+}
 
 /// Recurses without bound, 1 KiB of stack per frame that the optimiser cannot remove.
 #[inline(never)]
