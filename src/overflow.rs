@@ -8,12 +8,15 @@
 //! writes
 //!
 //! ```text
+//! microthread: coroutine <id> overflowed its stack of <N> bytes
 //! microthread: tasklet <id> overflowed its stack of <N> bytes
 //! ```
 //!
-//! with `write(2)`, restores the default action and returns, so the faulting instruction runs
-//! again and the process dies of the original signal: the exit status and a core dump point
-//! at the overflow, as if no handler had been installed. Faults elsewhere go to the handler
+//! naming what ran on the stack (a plain [`Coroutine`](crate::coroutine::Coroutine) or a
+//! tasklet; each records itself with [`OwnerKind`] when it takes the stack), with `write(2)`,
+//! restores the default action and returns, so the faulting instruction runs again and the
+//! process dies of the original signal: the exit status and a core dump point at the
+//! overflow, as if no handler had been installed. Faults elsewhere go to the handler
 //! that was installed before ours (Rust's own, which reports main-thread overflows), or to
 //! the default action.
 //!
@@ -115,6 +118,28 @@ fn new_chunk() -> *mut Chunk {
     p
 }
 
+/// What runs on a stack, for the overflow report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OwnerKind {
+    /// A plain [`Coroutine`](crate::coroutine::Coroutine).
+    Coroutine,
+    /// A tasklet of the scheduler.
+    Tasklet,
+}
+
+/// In a slot's `owner` word, the bit that marks a tasklet; the other bits are the id. Ids
+/// count up from 1 in one process-wide counter and never reach 2^63.
+const TASKLET_BIT: u64 = 1 << 63;
+
+impl OwnerKind {
+    fn word(self) -> &'static [u8] {
+        match self {
+            OwnerKind::Coroutine => b"coroutine",
+            OwnerKind::Tasklet => b"tasklet",
+        }
+    }
+}
+
 /// A stack's entry in the registry; clears it on drop.
 pub(crate) struct Registration {
     slot: u32,
@@ -161,11 +186,16 @@ impl Registration {
         Registration { slot: index }
     }
 
-    /// Records the id of the context or tasklet now using the stack.
+    /// Records what now runs on the stack: its kind and id.
     #[inline]
-    pub(crate) fn set_owner(&self, id: u64) {
+    pub(crate) fn set_owner(&self, kind: OwnerKind, id: u64) {
+        debug_assert!(id & TASKLET_BIT == 0, "ids never reach 2^63");
+        let word = match kind {
+            OwnerKind::Coroutine => id,
+            OwnerKind::Tasklet => id | TASKLET_BIT,
+        };
         if let Some(s) = slot(self.slot) {
-            s.owner.store(id, Ordering::Relaxed);
+            s.owner.store(word, Ordering::Relaxed);
         }
     }
 }
@@ -180,8 +210,9 @@ impl Drop for Registration {
     }
 }
 
-/// The registered guard containing `addr`: (owner id, usable bytes). Async-signal-safe.
-fn lookup(addr: usize) -> Option<(u64, usize)> {
+/// The registered guard containing `addr`: (owner kind, owner id, usable bytes).
+/// Async-signal-safe.
+fn lookup(addr: usize) -> Option<(OwnerKind, u64, usize)> {
     for c in REGISTRY.iter() {
         let chunk = c.load(Ordering::Acquire);
         // SAFETY: as in `slot`: chunks are never freed once published.
@@ -189,10 +220,13 @@ fn lookup(addr: usize) -> Option<(u64, usize)> {
         for s in chunk.iter() {
             let hi = s.guard_hi.load(Ordering::Acquire);
             if hi != 0 && addr < hi && addr >= s.guard_lo.load(Ordering::Relaxed) {
-                return Some((
-                    s.owner.load(Ordering::Relaxed),
-                    s.usable.load(Ordering::Relaxed),
-                ));
+                let owner = s.owner.load(Ordering::Relaxed);
+                let kind = if owner & TASKLET_BIT != 0 {
+                    OwnerKind::Tasklet
+                } else {
+                    OwnerKind::Coroutine
+                };
+                return Some((kind, owner & !TASKLET_BIT, s.usable.load(Ordering::Relaxed)));
             }
         }
     }
@@ -272,9 +306,11 @@ fn write_stderr(bytes: &[u8]) {
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo_t for an SA_SIGINFO handler.
     let addr = unsafe { (*info).si_addr() } as usize;
-    if let Some((owner, usable)) = lookup(addr) {
+    if let Some((kind, owner, usable)) = lookup(addr) {
         let (mut a, mut b) = ([0u8; 20], [0u8; 20]);
-        write_stderr(b"microthread: tasklet ");
+        write_stderr(b"microthread: ");
+        write_stderr(kind.word());
+        write_stderr(b" ");
         write_stderr(decimal(owner, &mut a));
         write_stderr(b" overflowed its stack of ");
         write_stderr(decimal(usable as u64, &mut b));
@@ -478,10 +514,21 @@ mod tests {
     #[test]
     fn registered_guards_are_found_and_forgotten() {
         let r = Registration::new(0x1000_0000, 0x1000, 0x4_0000);
-        r.set_owner(77);
-        assert_eq!(lookup(0x1000_0000), Some((77, 0x4_0000)));
-        assert_eq!(lookup(0x1000_0fff), Some((77, 0x4_0000)));
+        r.set_owner(OwnerKind::Tasklet, 77);
+        assert_eq!(
+            lookup(0x1000_0000),
+            Some((OwnerKind::Tasklet, 77, 0x4_0000))
+        );
+        assert_eq!(
+            lookup(0x1000_0fff),
+            Some((OwnerKind::Tasklet, 77, 0x4_0000))
+        );
         assert_eq!(lookup(0x1000_1000), None);
+        r.set_owner(OwnerKind::Coroutine, 78);
+        assert_eq!(
+            lookup(0x1000_0000),
+            Some((OwnerKind::Coroutine, 78, 0x4_0000))
+        );
         drop(r);
         assert_eq!(lookup(0x1000_0000), None);
     }

@@ -38,7 +38,8 @@
 //! has touched (typically one), whatever its size.
 //!
 //! A fault in the guard of any stack made here is reported by the crate's signal handler as
-//! `microthread: tasklet <id> overflowed its stack of <N> bytes`, then the process aborts.
+//! `microthread: coroutine <id> overflowed its stack of <N> bytes` (or `tasklet <id>`), then
+//! the process dies of the fault.
 //!
 //! ```
 //! use microthread::stack::{Stack, DEFAULT_STACK_SIZE};
@@ -226,10 +227,10 @@ impl Stack {
         }
     }
 
-    /// Records which context or tasklet runs on this stack, for the overflow report.
+    /// Records which coroutine or tasklet runs on this stack, for the overflow report.
     #[inline]
-    pub(crate) fn set_owner(&self, id: u64) {
-        self.range.registration.set_owner(id);
+    pub(crate) fn set_owner(&self, kind: overflow::OwnerKind, id: u64) {
+        self.range.registration.set_owner(kind, id);
     }
 }
 

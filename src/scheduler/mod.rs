@@ -1108,11 +1108,13 @@ impl TaskletBuilder {
         }
         let stack = pool::acquire_with_guard(self.stack_size, self.guard_size)?;
         let id = id::next();
-        stack.set_owner(id);
-        let f = if mem::size_of::<F>() > 1024 {
-            Placed::Boxed(Box::new(f))
-        } else {
+        stack.set_owner(crate::overflow::OwnerKind::Tasklet, id);
+        // Decided on size and alignment: an over-aligned closure (even a zero-sized one) would
+        // be placed below the stack. A box of a zero-sized type allocates nothing.
+        let f = if crate::coroutine::fits_at_stack_top::<F>() {
             Placed::Inline(f)
+        } else {
+            Placed::Boxed(Box::new(f))
         };
         let top = stack.top() as usize - cache_color(id);
         let (closure, drop_fn, ctx) = match f {
@@ -1182,6 +1184,9 @@ where
     F: FnOnce() -> R + 'static,
     R: 'static,
 {
+    // The caller boxed anything larger or more aligned (a constant: no code in release), so
+    // `at` is at most 1024 + 128 bytes below `top`.
+    assert!(crate::coroutine::fits_at_stack_top::<F>());
     let align = mem::align_of::<F>().max(16);
     let at = (top - mem::size_of::<F>()) & !(align - 1);
     // SAFETY: caller vouches for the room; `at` is aligned for F.

@@ -2,13 +2,15 @@
 //!
 //! Finished contexts give their stacks back with [`release`]; [`acquire`] (or
 //! [`acquire_with_guard`]) hands out a pooled stack of the requested usable size and guard
-//! before it maps a new one. The pool keeps at most
-//! [`high_water_mark`] stacks (default [`DEFAULT_HIGH_WATER_MARK`]); a stack released into a
-//! full pool is unmapped at once, so the memory goes back to the OS. The pool belongs to the
-//! thread (contexts never change thread) and unmaps what it holds when the thread ends.
+//! before it maps a new one. The pool keeps at most [`high_water_mark`] stacks (default
+//! [`DEFAULT_HIGH_WATER_MARK`]), each of at most [`MAX_POOLED_STACK_SIZE`] usable bytes; a
+//! stack released into a full pool, or larger than that, is unmapped at once, so its memory
+//! and address space go back to the OS. The pool belongs to the thread (contexts never change
+//! thread) and unmaps what it holds when the thread ends.
 //!
 //! Pooled stacks keep the pages their last user touched; that is the price of reuse without a
-//! system call, bounded by the high-water mark.
+//! system call, bounded by the high-water mark times the size cap (by default 64 × 4 MiB of
+//! address space per thread, of which only touched pages cost memory).
 //!
 //! ```
 //! use microthread::stack::{pool, DEFAULT_STACK_SIZE};
@@ -27,6 +29,9 @@ use super::{round_to_pages, rounded_guard, Stack, DEFAULT_GUARD_SIZE, DEFAULT_ST
 
 /// How many stacks a thread's pool keeps unless told otherwise.
 pub const DEFAULT_HIGH_WATER_MARK: usize = 64;
+
+/// The largest stack (usable bytes) the pool keeps: 4 MiB, 16 times the default size.
+pub const MAX_POOLED_STACK_SIZE: usize = 16 * DEFAULT_STACK_SIZE;
 
 struct Pool {
     stacks: Vec<Stack>,
@@ -91,7 +96,8 @@ fn acquire_pooled(size: usize, guard: usize) -> io::Result<Stack> {
     }
 }
 
-/// Gives a stack back: pooled if the pool is below its high-water mark, unmapped otherwise.
+/// Gives a stack back: pooled if the pool is below its high-water mark and the stack is at most
+/// [`MAX_POOLED_STACK_SIZE`], unmapped otherwise.
 #[inline]
 pub fn release(stack: Stack) {
     stack.discard_contents();
@@ -117,6 +123,10 @@ pub fn release(stack: Stack) {
 }
 
 fn release_pooled(stack: Stack) {
+    if stack.size() > MAX_POOLED_STACK_SIZE {
+        // Unmapped here: a parked huge stack would hold its address space for nobody.
+        return;
+    }
     // The fast slot's stack counts towards the mark too.
     let in_slot = LAST_DEFAULT
         .try_with(|c| {
@@ -221,6 +231,34 @@ mod tests {
         let c = acquire(128 * 1024).unwrap();
         assert_ne!(c.top(), top);
         assert_eq!(len(), 1);
+        clear();
+    }
+
+    /// Regression: the pool kept a stack of any size, so a parked huge stack held its address
+    /// space (a 64 TiB one made the next such request fail).
+    #[test]
+    fn stacks_larger_than_the_cap_are_unmapped_at_release_not_pooled() {
+        clear();
+        let big = acquire(MAX_POOLED_STACK_SIZE + 1).unwrap();
+        assert!(big.size() > MAX_POOLED_STACK_SIZE);
+        let top = big.top() as usize;
+        assert!(is_mapped(top));
+        release(big);
+        assert_eq!(len(), 0, "a stack above the cap is not pooled");
+        assert!(!is_mapped(top), "a stack above the cap goes back to the OS");
+        // Far above it (256 times; not terabytes, which take qemu-user a minute to map): the
+        // address space is given back at once, every time.
+        for _ in 0..3 {
+            let huge = acquire(1 << 30).unwrap();
+            release(huge);
+            assert_eq!(len(), 0);
+        }
+        // At the cap, a stack is still pooled.
+        let at_cap = acquire(MAX_POOLED_STACK_SIZE).unwrap();
+        let top = at_cap.top();
+        release(at_cap);
+        assert_eq!(len(), 1);
+        assert_eq!(acquire(MAX_POOLED_STACK_SIZE).unwrap().top(), top);
         clear();
     }
 

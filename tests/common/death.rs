@@ -1,7 +1,7 @@
 //! Death tests by `fork()`: run a body in a child whose stderr is a pipe to the parent, and
 //! report how the child ended and what it wrote. Never a re-executed test binary (qemu-user
-//! cannot). The same protocol as the helpers of tests/guard_page.rs, for test files that
-//! include this one with `#[path = "common/death.rs"] mod death;`.
+//! cannot). For test files that include this one with `#[path = "common/death.rs"] mod
+//! death;` (tests/guard_page.rs, tests/coroutine_soundness.rs, ...).
 //!
 //! A child of a multi-threaded process may only rely on what the fork copied: callers hold
 //! [`serial`] for the whole test, so no other thread of the test binary is inside the
@@ -36,7 +36,7 @@ impl Death {
         libc::WIFEXITED(self.status).then(|| libc::WEXITSTATUS(self.status))
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match (self.signal(), self.exit_code()) {
             (Some(s), _) => format!("signal {s}"),
             (_, Some(c)) => format!("exit code {c}"),
@@ -72,8 +72,10 @@ impl Death {
 
 /// Generous: a child under qemu-user takes well under a second.
 const CHILD_DEADLINE: Duration = Duration::from_secs(30);
-/// A child that hangs is killed and forked again this often (qemu-user occasionally leaves a
-/// forked child of a multi-threaded process stuck; see tests/guard_page.rs).
+/// A child that hangs is killed and forked again this often: under qemu-user a `fork` of a
+/// process with many threads occasionally leaves the child stuck inside the emulator (seen
+/// about once in ten full runs of tests/guard_page.rs on riscv64, never natively); a child
+/// that ends is never retried.
 const CHILD_ATTEMPTS: usize = 3;
 
 /// Runs `body` in a forked child whose fd 2 is a pipe to us, and returns how it ended. The

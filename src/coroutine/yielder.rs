@@ -1,0 +1,326 @@
+//! The coroutine's side of the switch: [`Yielder`], the first frame of every coroutine
+//! ([`entry`]), and the rules for when a coroutine may suspend.
+//!
+//! # Only its own coroutine
+//!
+//! A `Yielder` knows the range of its coroutine's stack below the coroutine's first frame.
+//! [`Yielder::suspend`] first checks that the stack pointer is in that range: then its
+//! coroutine is the one running there, and the innermost one on that stack. Called from anywhere else (a
+//! child coroutine that was handed the outer `&Yielder` as its input, say) it panics with a
+//! sentence before it touches any state. Stacks never overlap, so the check is exact; it
+//! costs two address comparisons.
+//!
+//! # Suspending and unwinding
+//!
+//! The rules are on [`Yielder`]: a coroutine may not suspend while its own stack unwinds,
+//! and the `Yielder` tells its own unwinding from its resumer's by recording, at every switch
+//! into the coroutine, whether the thread was panicking then. In one case (the resumer was
+//! unwinding, and the coroutine began to unwind as well) a suspend mid-unwind is accepted;
+//! why that is still memory-safe is below.
+//!
+//! # Why two unwinds on two stacks of one thread are memory-safe
+//!
+//! With the Itanium unwinder (libgcc's or LLVM's libunwind, which Rust uses on every target
+//! of this crate) and Rust's `panic_unwind`:
+//!
+//! - Rust puts all state of one unwind in its exception object: `_Unwind_Exception` (whose
+//!   `private_1`/`private_2` words say forced or not and the canonical frame address of the
+//!   handler found in the search phase) plus the payload, in one heap allocation.
+//! - The unwinder keeps no state of its own between the frames it runs: the search phase
+//!   walks the current stack from the raise to the handler (here the `catch_unwind` of the
+//!   coroutine's first frame, so it never walks past it) and the cleanup phase installs the
+//!   context of each landing pad, discarding its own frames. A landing pad that runs a
+//!   destructor holds the exception object in its frame and continues with
+//!   `_Unwind_Resume(exception)`, which rebuilds its context from the current registers and
+//!   reads only the exception object. A destructor that suspends leaves all of that, intact,
+//!   in its own stack's frames and the heap. Handler frames are told apart by address, and
+//!   two stacks never share an address.
+//! - The unwinder's global data (the registered frame tables and their caches) is shared
+//!   by all threads already and locked accordingly; nothing in it belongs to one unwind.
+//! - Rust's panic runtime keeps, per thread, the panic count (incremented when a panic
+//!   starts, `resume_unwind` included, decremented when `catch_unwind` catches one) and
+//!   whether a panic hook is running (a panic then aborts the process, so a coroutine
+//!   resumed from a panic hook must not panic). A count is a count: unwinds on two stacks
+//!   add to it and are taken off in whatever order they are caught. Only the meaning of
+//!   `thread::panicking()` is shared, which is what the rules on [`Yielder`] are about.
+//! - A coroutine whose unwind is suspended and that is never resumed again is either dropped
+//!   (the process aborts, see [`Yielder`]) or leaked with `mem::forget` (its stack and
+//!   exception object are never freed and the thread stays `panicking()`: a leak, not a
+//!   use of freed memory).
+//!
+//! C++ exceptions keep per-thread state (`__cxa_get_globals`) and are not covered here: a
+//! foreign exception must not unwind across a suspension.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+
+use super::{fatal, ForcedUnwind, Kind, Reply, Resume, Suspend};
+use crate::context::{Context, Transfer};
+
+/// What [`Coroutine::place`](super::Coroutine) writes at the top of a new coroutine's stack:
+/// the closure, and what the coroutine needs to know about its stack.
+pub(super) struct Start<F> {
+    pub(super) f: F,
+    /// The lowest usable address of the coroutine's stack.
+    pub(super) stack_limit: usize,
+}
+
+/// The handle a coroutine uses to suspend itself; lives on the coroutine's stack.
+///
+/// It suspends only its own coroutine: [`suspend`](Yielder::suspend) called anywhere else
+/// (in a child coroutine that was handed the outer `&Yielder` as its input, say) panics with a
+/// sentence before it changes anything.
+///
+/// # When a coroutine may suspend
+///
+/// Not while its *own* stack is unwinding: a destructor run by a panic of the coroutine
+/// would suspend it mid-unwind, and the resumer would go on with the thread still counted as
+/// panicking, the unwind half done on a stack it cannot see. That is a hard error: the
+/// process aborts with a message. But the thread's panic state, [`std::thread::panicking`],
+/// is one count for the whole thread, whichever stack a panic unwinds: a healthy coroutine
+/// resumed from a `Drop` that runs while its *resumer* unwinds sees it too. So the `Yielder`
+/// records, at every switch into the coroutine (the first resume and each return from
+/// `suspend`), whether the thread was panicking then, which is whether the resumer was
+/// (nothing runs between the resumer's switch and ours). At a suspend:
+///
+/// - not panicking now: it suspends.
+/// - panicking now, not at the last resume: a panic began since, and the coroutine has run
+///   ever since (whatever it resumed has switched back to it), so the panic is unwinding its
+///   stack. Refused: the process aborts with
+///   "a coroutine tried to suspend while its own stack was being unwound".
+/// - panicking now and at the last resume: the resumer is unwinding. It suspends, and
+///   resumes later as usual.
+///
+/// With one panic count per thread, the last case cannot be told apart from a coroutine
+/// resumed during its resumer's unwind that *also* began to unwind since (it panicked, and
+/// a destructor run by that panic suspends). That suspend is accepted too, and then:
+///
+/// - memory stays safe (see `src/coroutine/yielder.rs` for why two unwinds on two stacks of
+///   one thread are sound with the Itanium unwinder);
+/// - the coroutine's unwind is suspended, not lost: the next resume continues it, and when it
+///   reaches the coroutine's first frame that resume returns the panic as usual;
+/// - until then the thread counts that panic: [`std::thread::panicking`] stays true on every
+///   stack of the thread after the resumer's own panic is caught (a `MutexGuard` dropped then
+///   poisons its mutex), and a coroutine resumed before that began which suspends while it
+///   lasts is taken for unwinding itself (the second case: abort with the message);
+/// - dropping the coroutine instead of resuming it starts its forced unwind inside the
+///   suspended destructor, which Rust does not allow: the process aborts with Rust's own
+///   message ("panic in a destructor during cleanup").
+///
+/// Dropping a suspended coroutine unwinds it with a private payload. Suspending during that
+/// unwind is refused the same way; if user code catches the payload and then suspends, the
+/// unwind starts again, since the coroutine must end. A payload carried by user code to the
+/// first frame of a coroutine that is not being dropped is an ordinary panic of it.
+pub struct Yielder<I, Y> {
+    /// The context that resumed us; `None` only while we are suspended.
+    resumer: Cell<Option<Context>>,
+    /// Set once a drop asked us to unwind.
+    unwinding: Cell<bool>,
+    /// Whether the thread was panicking when we were last switched into: the resumer was.
+    resumer_panicking: Cell<bool>,
+    /// The lowest usable address of our stack.
+    stack_limit: usize,
+    /// Where our first frame starts: every frame of the coroutine is below.
+    stack_top: usize,
+    preserve_fp_env: bool,
+    _types: Variance<I, Y>,
+}
+
+/// Makes [`Yielder`] covariant in `I`, contravariant in `Y` (see the coroutine module docs),
+/// and `!Send`.
+type Variance<I, Y> = PhantomData<(fn(Y) -> I, *mut ())>;
+
+impl<I, Y> Yielder<I, Y> {
+    /// Suspends the coroutine, handing `value` to the
+    /// [`Coroutine::resume`](super::Coroutine::resume) that ran it, and returns the value of the
+    /// next resume.
+    ///
+    /// # Panics
+    /// If called anywhere but on this `Yielder`'s own coroutine (from another coroutine it was
+    /// passed to, for example), with a sentence; nothing has changed then.
+    ///
+    /// Aborts the process with a message if the coroutine's own stack is unwinding (a
+    /// destructor run by its own panic called this); see [`Yielder`].
+    #[inline]
+    pub fn suspend(&self, value: Y) -> I {
+        // One branch for the three rare cases; `|`, not `||`, so the fast path has no more.
+        if !self.on_own_stack() | self.unwinding.get() | std::thread::panicking() {
+            self.check_may_suspend();
+        }
+        // SAFETY: a running coroutine always holds its resumer (it is only taken here and in
+        // the entry's last switch, and put back when we are resumed), and we run on its stack.
+        let resumer = unsafe { self.resumer.take().unwrap_unchecked() };
+        let mut message = MaybeUninit::new(Reply {
+            kind: Kind::Yield,
+            payload: value,
+        });
+        // SAFETY: `resumer` is the suspended context that resumed us, on this thread, consumed
+        // here; it reads `message` once before resuming us again.
+        let transfer =
+            unsafe { switch_back(resumer, message.as_mut_ptr() as usize, self.preserve_fp_env) };
+        self.resumer.set(Some(transfer.from));
+        self.resumer_panicking.set(std::thread::panicking());
+        // SAFETY: the resumer passes the address of an initialised Resume on its stack.
+        match unsafe { ptr::read(transfer.data as *const Resume<I>) } {
+            Resume::Input(input) => input,
+            Resume::Unwind => {
+                self.unwinding.set(true);
+                panic::resume_unwind(Box::new(ForcedUnwind))
+            }
+        }
+    }
+
+    /// Whether we run on this Yielder's stack, in a frame of its coroutine.
+    #[inline(always)]
+    fn on_own_stack(&self) -> bool {
+        let here = stack_pointer();
+        self.stack_limit <= here && here < self.stack_top
+    }
+
+    /// The slow path of a suspend from another stack, while the thread is panicking, or after a
+    /// drop asked us to unwind: returns if the suspend may go ahead (the resumer is unwinding,
+    /// not us), diverges if not. Changes nothing before it decides.
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    fn check_may_suspend(&self) {
+        if !self.on_own_stack() {
+            foreign_yielder();
+        }
+        if std::thread::panicking() && !self.resumer_panicking.get() {
+            fatal("a coroutine tried to suspend while its own stack was being unwound");
+        }
+        if self.unwinding.get() {
+            // A drop asked us to unwind and user code caught it: keep unwinding.
+            panic::resume_unwind(Box::new(ForcedUnwind))
+        }
+    }
+}
+
+/// The stack pointer: where the running frame really is. (Not the address of a local: under
+/// AddressSanitizer's use-after-return checks an address-taken local lives on a separate
+/// "fake stack".)
+#[inline(always)]
+fn stack_pointer() -> usize {
+    let sp: usize;
+    // SAFETY: copies the stack pointer into a register; reads and writes nothing else.
+    // `pure`: the compiler may reuse one read for the whole function, which is right, since a
+    // function runs on one stack all along (a switch returns to it on the same stack); without
+    // it the read was a barrier that cost 11 instructions per switch round trip.
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        core::arch::asm!("mov {}, rsp", out(reg) sp, options(pure, nomem, nostack, preserves_flags));
+        #[cfg(target_arch = "aarch64")]
+        core::arch::asm!("mov {}, sp", out(reg) sp, options(pure, nomem, nostack, preserves_flags));
+        #[cfg(target_arch = "riscv64")]
+        core::arch::asm!("mv {}, sp", out(reg) sp, options(pure, nomem, nostack, preserves_flags));
+    }
+    sp
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn foreign_yielder() -> ! {
+    panic!(
+        "Yielder::suspend called outside the coroutine it belongs to (a Yielder can only \
+         suspend its own coroutine, from that coroutine's stack)"
+    )
+}
+
+impl<I, Y> fmt::Debug for Yielder<I, Y> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Yielder").finish_non_exhaustive()
+    }
+}
+
+/// The first Rust frame of every coroutine.
+///
+/// # Safety
+/// - Only reached through the trampoline of a context made by `Coroutine::place`, with
+///   `arg` the address of the `Start<F>` it wrote and `data` the address of a `Resume<I>`.
+pub(super) unsafe extern "C" fn entry<I, Y, R, F, const FP_ENV: bool>(
+    from: Context,
+    data: usize,
+    arg: usize,
+) -> !
+where
+    F: FnOnce(&Yielder<I, Y>, I) -> R,
+{
+    let resumer_panicking = std::thread::panicking();
+    // SAFETY: `arg` is the Start<F> `place` wrote; we move it out exactly once.
+    let Start { f, stack_limit } = unsafe { ptr::read(arg as *const Start<F>) };
+    // SAFETY: the first resume passes the address of an initialised Resume on its stack.
+    let first = unsafe { ptr::read(data as *const Resume<I>) };
+    let yielder = Yielder {
+        resumer: Cell::new(Some(from)),
+        unwinding: Cell::new(false),
+        resumer_panicking: Cell::new(resumer_panicking),
+        stack_limit,
+        // The context was laid out below `arg`, so every frame of this coroutine is too.
+        stack_top: arg,
+        preserve_fp_env: FP_ENV,
+        _types: PhantomData,
+    };
+    let reply: Suspend<Y, R> = match first {
+        Resume::Input(input) => {
+            match panic::catch_unwind(AssertUnwindSafe(|| f(&yielder, input))) {
+                Ok(r) => Suspend::Return(r),
+                Err(p) => unwound_or_panicked(p, yielder.unwinding.get()),
+            }
+        }
+        // Not reachable: a coroutine that never started is dropped without a switch.
+        Resume::Unwind => {
+            drop(f);
+            Suspend::Unwound
+        }
+    };
+    let resumer = yielder
+        .resumer
+        .take()
+        .expect("a running coroutine knows its resumer");
+    let fpenv = yielder.preserve_fp_env;
+    drop(yielder);
+    let mut reply = MaybeUninit::new(Reply {
+        kind: Kind::Last,
+        payload: reply,
+    });
+    // SAFETY: the final switch: the resumer reads `reply` and releases this stack without
+    // ever resuming this frame, so nothing here runs again.
+    unsafe {
+        Context::end_at_next_switch();
+        switch_back(resumer, reply.as_mut_ptr() as usize, fpenv)
+    };
+    fatal("a finished coroutine was resumed")
+}
+
+/// What a panic that reached the coroutine's first frame means: the end of the forced unwind
+/// of a drop only if a drop asked for one; any other payload, a [`ForcedUnwind`] that user
+/// code carried here included, is a panic of the coroutine.
+fn unwound_or_panicked<Y, R>(payload: Box<dyn Any + Send>, dropping: bool) -> Suspend<Y, R> {
+    if dropping && payload.is::<ForcedUnwind>() {
+        Suspend::Unwound
+    } else {
+        Suspend::Panic(payload)
+    }
+}
+
+/// Switches from the coroutine back to its resumer.
+///
+/// # Safety
+/// - As `Context::switch`.
+#[inline(always)]
+unsafe fn switch_back(resumer: Context, data: usize, fpenv: bool) -> Transfer {
+    if fpenv {
+        // SAFETY: forwarded.
+        unsafe { resumer.switch_fpenv_back(data) }
+    } else {
+        // SAFETY: forwarded.
+        unsafe { resumer.switch_light_back(data) }
+    }
+}
