@@ -187,6 +187,13 @@ fn run(options: &Options) {
     let cpu = sysinfo::cpu_model();
     let emulated = sysinfo::emulated();
     let debug_build = cfg!(debug_assertions);
+    // The widest label sets the first column, so the numbers stay in their columns.
+    let label_width = options
+        .rows
+        .iter()
+        .map(|r| r.label.len())
+        .max()
+        .unwrap_or(0);
 
     if !options.json {
         println!(
@@ -216,8 +223,13 @@ fn run(options: &Options) {
         }
         println!();
         println!(
-            "{:<44} {:>9} {:>9} {:>9} {:>14}",
-            "", "median", "min", "max", "iterations/run"
+            "{:<width$} {:>9} {:>9} {:>9} {:>14}",
+            "",
+            "median",
+            "min",
+            "max",
+            "iterations/run",
+            width = label_width
         );
     }
 
@@ -227,12 +239,13 @@ fn run(options: &Options) {
         let m = report::measure(row, options.runs, options.iterations);
         if !options.json {
             println!(
-                "{:<44} {:>9} {:>9} {:>9} {:>14}",
+                "{:<width$} {:>9} {:>9} {:>9} {:>14}",
                 row.label,
                 report::format_ns(m.median()),
                 report::format_ns(m.min()),
                 report::format_ns(m.max()),
-                report::group_thousands(m.iterations)
+                report::group_thousands(m.iterations),
+                width = label_width
             );
         }
         results.push((row, m));

@@ -36,6 +36,11 @@ pub const ROWS: &[Row] = &[
         measure: schedule_round_trip,
     },
     Row {
+        key: "schedule_round_trip_asymmetric_ns",
+        label: "schedule() ping-pong, main <-> a tasklet (different loops)",
+        measure: schedule_round_trip_asymmetric,
+    },
+    Row {
         key: "tasklet_spawn_ns",
         label: "tasklet spawn + run to completion (scheduler)",
         measure: tasklet_spawn,
@@ -44,6 +49,11 @@ pub const ROWS: &[Row] = &[
         key: "channel_round_trip_ns",
         label: "channel ping-pong, two tasklets, one thread",
         measure: channel_round_trip,
+    },
+    Row {
+        key: "channel_round_trip_asymmetric_ns",
+        label: "channel send + receive, main <-> an echoing tasklet",
+        measure: channel_round_trip_asymmetric,
     },
     Row {
         key: "channel_cross_thread_round_trip_ns",
@@ -117,6 +127,20 @@ fn schedule_round_trip(iterations: u64) -> f64 {
     per_op(start.elapsed(), iterations)
 }
 
+/// Main's loop and a tasklet's loop call `schedule()` alternately: the two sides suspend at
+/// different call sites, as in most real programs (each switch then returns somewhere else
+/// than the last one did, which the return-address predictor sees).
+fn schedule_round_trip_asymmetric(iterations: u64) -> f64 {
+    spawn_tasklet(yielder_loop(iterations + 1)).expect("a stack");
+    let start = Instant::now();
+    for _ in 0..iterations {
+        black_box(schedule()).expect("schedule in the benchmark");
+    }
+    let elapsed = start.elapsed();
+    scheduler::run().expect("the benchmark tasklet does not fail");
+    per_op(elapsed, iterations)
+}
+
 /// `spawn` of a trivial closure plus the `run()` that runs it to completion, on a pooled stack.
 fn tasklet_spawn(iterations: u64) -> f64 {
     spawn_tasklet(|| ()).expect("a stack");
@@ -154,6 +178,21 @@ fn channel_round_trip(iterations: u64) -> f64 {
     scheduler::run().expect("the benchmark tasklets do not fail");
     let elapsed = start.elapsed();
     black_box(a.receive().expect("the last pong"));
+    per_op(elapsed, iterations)
+}
+
+/// Main sends on `a` and receives on `b`; a tasklet of the same thread echoes: the two sides
+/// block at different places (a send and a receive), as in most real programs.
+fn channel_round_trip_asymmetric(iterations: u64) -> f64 {
+    let (a, b) = (Channel::<u64>::new(), Channel::<u64>::new());
+    spawn_tasklet(echo(a.clone(), b.clone(), iterations)).expect("a stack");
+    scheduler::run().expect("the echo blocks in receive");
+    let start = Instant::now();
+    for i in 0..iterations {
+        a.send(i).expect("the ping");
+        black_box(b.receive().expect("the pong"));
+    }
+    let elapsed = start.elapsed();
     per_op(elapsed, iterations)
 }
 
