@@ -43,6 +43,14 @@ fn rounded(n: usize) -> usize {
 
 #[test]
 fn a_tasklet_with_a_200_kib_frame_next_to_another_stack_hits_its_guard() {
+    if std::env::var_os("MICROTHREAD_UNDER_ASAN").is_some() {
+        // AddressSanitizer lays out an instrumented frame itself (redzones around the local,
+        // shadow writes before it is touched), so where a 200 KiB frame first faults is no
+        // longer the compiler's stack probe in the guard; the child dies of SIGSEGV outside
+        // any guard. The guard is tested by every other leg (native, qemu, valgrind).
+        eprintln!("skipped under AddressSanitizer: its frame layout is not the one tested");
+        return;
+    }
     let _serial = serial();
     // The overflowing tasklet first, then its neighbour: mmap places later mappings below
     // earlier ones, so the neighbour's stack lies just below the overflowing one's guard,
