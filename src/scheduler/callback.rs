@@ -11,6 +11,30 @@ use crate::tasklet::{Inner, Tasklet};
 /// A schedule callback: called with (previous, next) before every switch.
 pub type ScheduleCallback = Box<dyn FnMut(&Tasklet, &Tasklet)>;
 
+/// What a channel callback is told, before each channel operation of its thread.
+#[derive(Debug)]
+pub struct ChannelEvent {
+    /// The channel's id ([`Channel::id`](crate::channel::Channel::id)).
+    pub channel: u64,
+    /// The tasklet acting.
+    pub tasklet: Tasklet,
+    /// Sending (true) or receiving.
+    pub sending: bool,
+    /// Whether the operation will block (no partner waits).
+    pub will_block: bool,
+}
+
+/// A channel callback; see [`set_channel_callback`](crate::channel::set_channel_callback).
+pub type ChannelCallback = Box<dyn FnMut(&ChannelEvent)>;
+
+/// What the channel tells [`Scheduler::before_channel_action`] about its action, if a
+/// callback is installed.
+pub(crate) struct ChannelInfo {
+    pub(crate) channel: u64,
+    pub(crate) sending: bool,
+    pub(crate) will_block: bool,
+}
+
 impl Scheduler {
     /// Whether a channel callback is installed, or one is running.
     #[inline]
@@ -20,10 +44,7 @@ impl Scheduler {
 
     /// Calls the channel callback (if any) before a channel action of the current tasklet.
     #[cold]
-    pub(crate) fn before_channel_action(
-        &self,
-        info: impl FnOnce() -> crate::channel::ChannelInfo,
-    ) -> Result<()> {
+    pub(crate) fn before_channel_action(&self, info: impl FnOnce() -> ChannelInfo) -> Result<()> {
         if self.in_channel_callback.get() {
             return Err(Error::RecursiveChannelCallback);
         }
@@ -31,7 +52,7 @@ impl Scheduler {
             return Ok(());
         };
         let info = info();
-        let event = crate::channel::ChannelEvent {
+        let event = ChannelEvent {
             channel: info.channel,
             tasklet: current(),
             sending: info.sending,
@@ -56,8 +77,8 @@ impl Scheduler {
 
     pub(crate) fn set_channel_callback(
         &self,
-        callback: Option<crate::channel::ChannelCallback>,
-    ) -> Option<crate::channel::ChannelCallback> {
+        callback: Option<ChannelCallback>,
+    ) -> Option<ChannelCallback> {
         let old = self.channel_callback.replace(callback);
         if self.in_channel_callback.get() {
             self.channel_callback_replaced.set(true);

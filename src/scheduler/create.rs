@@ -212,7 +212,7 @@ impl TaskletBuilder {
 /// address modulo 4096, and the CPU's memory disambiguation (which compares the low 12 bits
 /// of a load with earlier stores) would see false dependencies between the registers one
 /// tasklet saves and the ones the next restores on every switch.
-pub(crate) fn cache_color(id: u64) -> usize {
+pub(super) fn cache_color(id: u64) -> usize {
     ((id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize) * 64
 }
 
@@ -277,7 +277,7 @@ where
 
 /// Ends a tasklet that never ran and never can (paused, no handle, no other thread refers to
 /// it): drops its closure now instead of at the thread's end. Called by the last handle.
-pub(crate) fn discard_unstarted(inner: Arc<Inner>) {
+pub(super) fn discard_unstarted(inner: Arc<Inner>) {
     let s = scheduler();
     let p = Arc::as_ptr(&inner);
     let closure = inner.closure.replace(ptr::null_mut());

@@ -8,7 +8,7 @@ use super::Scheduler;
 
 impl Scheduler {
     /// Keeps `x` to be dropped at the next safe point (see `garbage`).
-    pub(crate) fn defer_drop(&self, x: Box<dyn Any>) {
+    pub(super) fn defer_drop(&self, x: Box<dyn Any>) {
         self.garbage.borrow_mut().push(x);
         self.has_garbage.set(true);
     }
@@ -17,7 +17,7 @@ impl Scheduler {
     /// panics is reported by the panic hook and otherwise ignored (no caller expects it).
     #[cold]
     #[inline(never)]
-    pub(crate) fn drop_garbage(&self) {
+    pub(super) fn drop_garbage(&self) {
         loop {
             let next = self.garbage.borrow_mut().pop();
             let Some(x) = next else { break };

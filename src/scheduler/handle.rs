@@ -22,6 +22,11 @@ impl Tasklet {
         }
     }
 
+    /// Whether it is the running tasklet of its thread.
+    pub fn is_current(&self) -> bool {
+        is_current(&self.inner)
+    }
+
     pub(super) fn ptr(&self) -> *const Inner {
         Arc::as_ptr(&self.inner)
     }

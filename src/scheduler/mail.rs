@@ -12,7 +12,7 @@ impl Scheduler {
     /// run in the middle of any operation.
     #[cold]
     #[inline(never)]
-    pub(crate) fn read_mail(&self) {
+    pub(super) fn read_mail(&self) {
         for mail in self.shared.take_mail() {
             // SAFETY: mail names tasklets of this thread.
             unsafe { self.apply_mail(mail) };

@@ -103,9 +103,9 @@ use crate::overflow;
 use crate::tasklet::{Inner, Tasklet};
 
 mod thread;
-pub(crate) use thread::{identity_vanished, Mail, SendArc, Shared};
 pub use thread::{spawn_thread, JoinHandle, RemoteTasklet};
-mod blocking;
+use thread::{Mail, SendArc, Shared};
+pub(crate) mod blocking;
 mod callback;
 mod create;
 mod garbage;
@@ -118,10 +118,8 @@ mod teardown;
 mod watchdog;
 
 pub use callback::{set_schedule_callback, switch_trap, ScheduleCallback};
-pub(crate) use create::discard_unstarted;
 pub use create::{spawn, TaskletBuilder};
 pub use handle::{atomic, AtomicGuard};
-pub(crate) use kill::take_pending;
 pub use ring::runcount;
 pub use switch::{schedule, schedule_remove};
 use teardown::Teardown;
@@ -144,12 +142,12 @@ pub(crate) struct Scheduler {
     in_callback: Cell<bool>,
     /// Set when a callback changes the callback while it runs.
     callback_replaced: Cell<bool>,
-    channel_callback: Cell<Option<crate::channel::ChannelCallback>>,
+    channel_callback: Cell<Option<callback::ChannelCallback>>,
     in_channel_callback: Cell<bool>,
     channel_callback_replaced: Cell<bool>,
     channel_hooks: Cell<bool>,
     /// What other threads can reach: the mailbox.
-    pub(crate) shared: Arc<Shared>,
+    shared: Arc<Shared>,
     /// Non-zero when anything above needs the slow path of a switch: a switch trap, a
     /// callback, or a callback running. One load keeps the common switch fast.
     hooks: Cell<u32>,
@@ -166,7 +164,7 @@ thread_local! {
 }
 
 /// This thread's scheduler if it has one; never creates it.
-pub(crate) fn existing_scheduler() -> Option<&'static Scheduler> {
+pub(super) fn existing_scheduler() -> Option<&'static Scheduler> {
     let s = SCHEDULER.with(|c| c.get());
     // SAFETY: set by `init` to a leaked Scheduler of this thread, never freed.
     (!s.is_null()).then(|| unsafe { &*s })
@@ -174,7 +172,7 @@ pub(crate) fn existing_scheduler() -> Option<&'static Scheduler> {
 
 /// This thread's scheduler, created on first use.
 #[inline]
-pub(crate) fn scheduler() -> &'static Scheduler {
+pub(super) fn scheduler() -> &'static Scheduler {
     let s = SCHEDULER.with(|c| c.get());
     if s.is_null() {
         return init();
@@ -191,7 +189,7 @@ fn init() -> &'static Scheduler {
 
 /// Creates this thread's scheduler now, with a shared part made in advance by the thread
 /// that spawned this one (so it was counted awake from the start).
-pub(crate) fn adopt(shared: Arc<Shared>) {
+pub(super) fn adopt(shared: Arc<Shared>) {
     if SCHEDULER.with(|c| c.get()).is_null() {
         init_with(shared);
     } else {
@@ -230,6 +228,7 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
         s.ring_insert(s.main);
     }
     SCHEDULER.with(|c| c.set(s));
+    crate::tasklet::set_discard_unstarted(create::discard_unstarted);
     overflow::ensure_altstack();
     if TEARDOWN.try_with(|_| {}).is_err() {
         // The thread's thread-locals are being destroyed and ours already was: nothing would
@@ -257,7 +256,7 @@ impl Scheduler {
     }
 }
 
-pub(crate) fn is_current(t: &Inner) -> bool {
+pub(super) fn is_current(t: &Inner) -> bool {
     let s = SCHEDULER.with(|c| c.get());
     // SAFETY: a non-null scheduler pointer is this thread's live scheduler.
     !s.is_null() && ptr::eq(unsafe { (*s).current.get() }, t)
@@ -274,7 +273,7 @@ pub fn init_thread() {
 /// An identity for the calling thread: its scheduler's address if it has one, else 2 (a
 /// value no scheduler has; such threads never own a channel). Does not create a scheduler.
 #[inline]
-pub(crate) fn thread_identity() -> usize {
+pub(super) fn thread_identity() -> usize {
     let s = SCHEDULER.with(|c| c.get());
     if s.is_null() {
         2

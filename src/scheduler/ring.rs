@@ -16,7 +16,7 @@ impl Scheduler {
     ///
     /// # Safety
     /// - `t` must be a live tasklet of this scheduler, not in the ring.
-    pub(crate) unsafe fn ring_insert(&self, t: *const Inner) {
+    pub(super) unsafe fn ring_insert(&self, t: *const Inner) {
         // SAFETY: ring members are live (they are in the list); caller vouches for `t`.
         unsafe {
             let cur = self.current.get();
@@ -39,7 +39,7 @@ impl Scheduler {
     ///
     /// # Safety
     /// - As `ring_insert`.
-    pub(crate) unsafe fn ring_insert_after_current(&self, t: *const Inner) {
+    pub(super) unsafe fn ring_insert_after_current(&self, t: *const Inner) {
         let hold = self.current.get();
         if !hold.is_null() {
             // SAFETY: `hold` is a ring member.

@@ -67,7 +67,7 @@ impl Scheduler {
     /// Callers check [`Scheduler::refuse_switch`] before they change any state, so that a
     /// refused operation leaves no trace; the checks here only back that up.
     #[inline(always)]
-    pub(crate) unsafe fn switch_to(&self, prev: *const Inner, next: *const Inner) -> Result<()> {
+    pub(super) unsafe fn switch_to(&self, prev: *const Inner, next: *const Inner) -> Result<()> {
         if self.shared.has_mail.load(Ordering::Relaxed) {
             self.read_mail();
         }
@@ -118,39 +118,12 @@ impl Scheduler {
     /// switch trap, or while the running tasklet's stack unwinds (a destructor run by a panic
     /// or a kill: the thread's panic state cannot move to another tasklet).
     #[inline]
-    pub(crate) fn refuse_switch(&self, switching: bool) -> Result<()> {
+    pub(super) fn refuse_switch(&self, switching: bool) -> Result<()> {
         self.refuse_by_hooks(switching)?;
         if switching && std::thread::panicking() {
             return Err(Error::Unwinding);
         }
         Ok(())
-    }
-
-    /// The part of [`Scheduler::refuse_switch`] that only the hooks can refuse: the schedule
-    /// callback and the switch trap. Nothing to check unless [`Scheduler::hooks_on`].
-    #[inline]
-    pub(crate) fn refuse_by_hooks(&self, switching: bool) -> Result<()> {
-        if self.in_callback.get() {
-            return Err(Error::RecursiveCallback);
-        }
-        if switching && self.switch_trap.get() != 0 {
-            return Err(Error::SwitchTrap);
-        }
-        Ok(())
-    }
-
-    /// Whether a switch trap or a schedule callback is set, a callback is running, or the
-    /// scheduler has ended.
-    #[inline(always)]
-    pub(crate) fn hooks_on(&self) -> bool {
-        self.hooks.get() != 0
-    }
-
-    /// Whether [`Scheduler::refuse_switch`] might refuse anything now: one load and one
-    /// relaxed atomic load, for the channel's fast path.
-    #[inline(always)]
-    pub(crate) fn may_refuse(&self) -> bool {
-        self.hooks.get() != 0 || std::thread::panicking()
     }
 
     /// The end of every switch back into `me`: drops what came due while the scheduler was
