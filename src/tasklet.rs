@@ -13,7 +13,7 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::ptr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::context::Context;
 use crate::error::Error;
@@ -205,9 +205,23 @@ impl Drop for Tasklet {
             // !Send) that no other thread refers to; this handle's local reference is the
             // one the scheduler shares, handed over here.
             let inner = unsafe { std::mem::ManuallyDrop::take(&mut self.inner) };
-            crate::scheduler::discard_unstarted(inner);
+            match DISCARD_UNSTARTED.get() {
+                Some(discard) => discard(inner),
+                None => unreachable!("a tasklet exists only once its scheduler has started"),
+            }
         }
     }
+}
+
+/// How the last handle of a tasklet that never ran and never can ends it (the scheduler's
+/// `discard_unstarted`: its closure is dropped now). Set by the scheduler, the layer above,
+/// when it starts, so that this module does not call up into it.
+static DISCARD_UNSTARTED: OnceLock<fn(Arc<Inner>)> = OnceLock::new();
+
+/// Sets what [`DISCARD_UNSTARTED`] calls; every scheduler sets the same function, the first
+/// one wins.
+pub(crate) fn set_discard_unstarted(discard: fn(Arc<Inner>)) {
+    let _ = DISCARD_UNSTARTED.set(discard);
 }
 
 /// How many dead tasklets' allocations a thread keeps for reuse.
@@ -313,11 +327,6 @@ impl Tasklet {
     /// The tasklet that stands for its thread's own stack.
     pub fn is_main(&self) -> bool {
         self.inner.is_main
-    }
-
-    /// Whether it is the running tasklet of its thread.
-    pub fn is_current(&self) -> bool {
-        crate::scheduler::is_current(&self.inner)
     }
 
     /// Whether it has run at least once (a main tasklet always has).

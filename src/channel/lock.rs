@@ -230,7 +230,7 @@ impl BiasedLock {
             // SAFETY: `owner` was neither UNOWNED nor SHARED (the caller saw that under the
             // lock) nor POISONED (checked under it too), and ANONYMOUS never owns: it is a
             // scheduler's address.
-            if forked && unsafe { crate::scheduler::identity_vanished(owner) } {
+            if forked && unsafe { crate::scheduler::blocking::identity_vanished(owner) } {
                 self.owner.store(POISONED, Ordering::Relaxed);
                 return Err(Poisoned);
             }

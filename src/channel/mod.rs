@@ -74,14 +74,22 @@ use std::marker::PhantomData;
 use std::ptr;
 use std::sync::Arc;
 
+mod iter;
 mod lock;
+mod send_error;
+mod wait;
+
+pub use iter::Iter;
 pub(crate) use lock::{before_fork, in_forked_child};
 use lock::{BiasedLock, Held};
+use send_error::send_error;
+pub use send_error::SendError;
+use wait::{wake_on_its_thread, Waiter};
 
 use crate::error::{Error, Payload, Result};
 use crate::id;
-use crate::scheduler::{self, scheduler, Mail, Scheduler, SendArc, Shared};
-use crate::tasklet::{Blocker, Inner, Pending, Tasklet};
+use crate::scheduler::blocking::{self, scheduler, ChannelInfo, Scheduler};
+pub use crate::scheduler::blocking::{ChannelCallback, ChannelEvent};
 
 /// A value or an error travelling through a channel.
 enum Msg<T> {
@@ -89,16 +97,6 @@ enum Msg<T> {
     /// Boxed once more so that the message of a small `T` is two words: it moves through
     /// registers, and its copies do not trip store-to-load forwarding.
     Error(Box<Payload>),
-}
-
-/// A blocked tasklet's place in a channel's queue; lives on the blocked tasklet's stack.
-struct Waiter<T> {
-    tasklet: *const Inner,
-    scheduler: *const Scheduler,
-    /// The tasklet's blocking episode (`Inner::block_epoch`), named by a cross-thread wake.
-    epoch: u64,
-    /// The sender's message, or the receiver's empty slot the partner fills.
-    slot: UnsafeCell<Option<Msg<T>>>,
 }
 
 struct State<T> {
@@ -133,7 +131,7 @@ impl<T> Chan<T> {
     /// Exclusive access to the state for the calling thread.
     #[inline]
     fn lock(&self) -> Guard<'_, T> {
-        self.lock_as(scheduler::thread_identity())
+        self.lock_as(blocking::thread_identity())
     }
 
     /// Exclusive access for the thread whose scheduler is `s` (already at hand).
@@ -151,33 +149,6 @@ impl<T> Guard<'_, T> {
     fn state(&mut self) -> &mut State<T> {
         // SAFETY: the guard proves exclusive access to the state.
         unsafe { &mut *self.chan.state.get() }
-    }
-}
-
-impl<T: Send> Blocker for Chan<T> {
-    fn unlink(&self, t: &Inner) -> bool {
-        // Called in the middle of scheduler operations, where a panic must not start. A
-        // poisoned channel (see `lock`) is never read again, so `t` may stay in its queue.
-        let Ok(held) = self.lock.try_acquire(scheduler::thread_identity()) else {
-            return false;
-        };
-        let mut g = Guard {
-            chan: self,
-            _held: held,
-        };
-        let st = g.state();
-        let is_ts = |&w: &*const Waiter<T>| {
-            // SAFETY: queued waiters are valid (see `Chan`'s Send impl).
-            unsafe { ptr::eq((*w).tasklet, t) }
-        };
-        match st.queue.iter().position(is_ts) {
-            Some(i) => {
-                st.queue.remove(i);
-                st.balance -= t.blocked.get() as isize;
-                true
-            }
-            None => false,
-        }
     }
 }
 
@@ -200,48 +171,6 @@ impl<T: Send + 'static> Default for Channel<T> {
         Channel::new()
     }
 }
-
-/// A send that failed, and why.
-pub struct SendError<T> {
-    /// The value, given back if it was not delivered. `None` when it was delivered but an
-    /// error reached the sender before its call returned (for example a panic of another
-    /// tasklet, routed to the sender while the receiver ran).
-    pub value: Option<T>,
-    /// Why it was not delivered.
-    pub error: Error,
-}
-
-impl<T> fmt::Debug for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SendError")
-            .field("error", &self.error)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T> fmt::Display for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.error.fmt(f)
-    }
-}
-
-impl<T> std::error::Error for SendError<T> {}
-
-/// What a channel callback is told, before each channel operation of its thread.
-#[derive(Debug)]
-pub struct ChannelEvent {
-    /// The channel's id ([`Channel::id`]).
-    pub channel: u64,
-    /// The tasklet acting.
-    pub tasklet: Tasklet,
-    /// Sending (true) or receiving.
-    pub sending: bool,
-    /// Whether the operation will block (no partner waits).
-    pub will_block: bool,
-}
-
-/// A channel callback; see [`set_channel_callback`].
-pub type ChannelCallback = Box<dyn FnMut(&ChannelEvent)>;
 
 /// Installs `callback`, called before every send and receive made by this thread, and returns
 /// the previous one. A channel operation made from inside it fails with
@@ -442,7 +371,7 @@ impl<T: Send + 'static> Channel<T> {
         // its tasklet stays blocked (and alive) until it is woken below.
         let local = ptr::eq(unsafe { (*w).scheduler }, s);
         // SAFETY: as above; a queued waiter's scheduler outlives it.
-        if !local && unsafe { (*(*w).scheduler).shared.ended() } {
+        if !local && unsafe { (*(*w).scheduler).ended() } {
             // Only in a forked child: a waiter of a thread that does not exist here, which
             // nothing will ever wake. It leaves the queue (its value, if any, stays in that
             // thread's copied stack) and the operation starts again.
@@ -482,23 +411,7 @@ impl<T: Send + 'static> Channel<T> {
         let schedule_all = st.schedule_all;
         drop(g);
         // SAFETY: the partner is a blocked tasklet of this thread, now out of the queue.
-        let p = unsafe { &*partner };
-        p.blocked.set(0);
-        p.blocked_on.set(None);
-        let me = s.current_ptr();
-        // SAFETY: `me` runs; the partner is live, of this thread, in no queue.
-        let switched = unsafe {
-            if !switching {
-                s.ring_insert(partner);
-                Ok(())
-            } else if schedule_all {
-                s.ring_insert(partner);
-                s.switch_to(me, (*me).next.get())
-            } else {
-                s.ring_insert_after_current(partner);
-                s.switch_to(me, partner)
-            }
-        };
+        let switched = unsafe { s.wake_here(partner, switching, schedule_all) };
         match switched {
             Ok(()) => Ok(got),
             // Refused because the caller's stack unwinds (a destructor of a killed or
@@ -514,57 +427,6 @@ impl<T: Send + 'static> Channel<T> {
     #[inline(never)]
     fn action_again<const DIR: i8>(&self, msg: Option<Msg<T>>) -> Outcome<T> {
         self.action::<DIR>(msg)
-    }
-
-    /// No partner: queue the running tasklet and switch away until a partner (or an error)
-    /// makes it runnable again.
-    #[inline(always)]
-    fn block<const DIR: i8>(
-        &self,
-        s: &Scheduler,
-        mut g: Guard<'_, T>,
-        msg: Option<Msg<T>>,
-    ) -> Outcome<T> {
-        let st = g.state();
-        let me = s.current_ptr();
-        // SAFETY: `me` is the running tasklet.
-        let m = unsafe { &*me };
-        // Everything that can refuse to block is checked before the tasklet is queued; one
-        // test on the common path.
-        if m.block_trap.get()
-            || st.closing
-            || s.may_refuse()
-            // SAFETY: a Cell of this thread that nothing borrows: a plain read.
-            || unsafe { (*m.pending.as_ptr()).is_some() }
-        {
-            if let Err(e) = refuse_to_block(s, m, st.closing) {
-                drop(g);
-                return Err(failure(e, msg));
-            }
-        }
-        let epoch = m.block_epoch.get().wrapping_add(1);
-        m.block_epoch.set(epoch);
-        let waiter = Waiter {
-            tasklet: me,
-            scheduler: s as *const Scheduler,
-            epoch,
-            slot: UnsafeCell::new(msg),
-        };
-        st.queue.push_back(&waiter);
-        st.balance += DIR as isize;
-        drop(g);
-        m.blocked.set(DIR);
-        let blocker: &dyn Blocker = &*self.chan;
-        m.blocked_on.set(Some(blocker as *const dyn Blocker));
-        // SAFETY: `me` runs and is in the ring; the switch comes back once a partner (or an
-        // error) makes us runnable, and by then `waiter` is out of the queue.
-        let r = unsafe { s.block_current(me) };
-        // SAFETY: out of the queue (see above), so nobody else touches the slot any more.
-        let slot = unsafe { (*waiter.slot.get()).take() };
-        match r {
-            Ok(()) => Ok(slot),
-            Err(e) => blocked_with_error::<T, DIR>(s, m, e, slot),
-        }
     }
 
     #[cold]
@@ -591,111 +453,6 @@ fn failure<T>(e: Error, msg: Option<Msg<T>>) -> Box<(Error, Option<Msg<T>>)> {
     Box::new((e, msg))
 }
 
-/// Why the running tasklet `m` may not block now, if it may not: its block trap, a closing
-/// channel, a refused switch, or an error that waited for its next suspension (see
-/// `blocked_with_error`), which is delivered now instead.
-#[cold]
-#[inline(never)]
-fn refuse_to_block(s: &Scheduler, m: &Inner, closing: bool) -> Result<()> {
-    if m.block_trap.get() {
-        return Err(Error::BlockTrap);
-    }
-    if closing {
-        return Err(Error::ClosedChannel);
-    }
-    if s.shared.ended() {
-        // Nothing could ever wake it: its thread is past its teardown.
-        return Err(Error::SchedulerEnded);
-    }
-    s.refuse_switch(true)?;
-    scheduler::take_pending(m)
-}
-
-/// A blocked operation resumed with an error: give the message back, unless a receive got
-/// its value too, in which case the value wins (it would be lost otherwise) and the error
-/// waits for the tasklet's next suspension. A send whose value a partner took before the
-/// error came returns the error with no value in it (Stackless: the error replaces the
-/// send's result; the value was delivered).
-#[cold]
-fn blocked_with_error<T, const DIR: i8>(
-    s: &Scheduler,
-    m: &Inner,
-    e: Error,
-    slot: Option<Msg<T>>,
-) -> Outcome<T> {
-    let completed = DIR < 0 && matches!(slot, Some(Msg::Value(_)));
-    if !completed {
-        return Err(failure(e, slot));
-    }
-    if let Some(lost) = m.set_pending(Pending::Error(e)) {
-        s.defer_drop(lost);
-    }
-    Ok(slot)
-}
-
-/// The partner is another thread's tasklet: it runs in its own thread, and we continue.
-/// Posted while the channel is still locked, so its own thread never finds it neither queued
-/// nor posted (see `unblock`).
-#[cold]
-#[inline(never)]
-fn wake_on_its_thread<T>(
-    g: Guard<'_, T>,
-    w: *const Waiter<T>,
-    got: Option<Msg<T>>,
-) -> Option<Msg<T>> {
-    // SAFETY: the waiter stays valid until its tasklet runs again, which needs this wake.
-    let (partner, partner_sched) = unsafe { ((*w).tasklet, (*w).scheduler) };
-    // SAFETY: the partner is blocked, hence alive; we take a counted reference.
-    let arc = unsafe {
-        Arc::increment_strong_count(partner);
-        Arc::from_raw(partner)
-    };
-    // SAFETY: a blocked tasklet's scheduler is alive (it ends only after killing and
-    // unlinking its tasklets); its shared part is reference-counted.
-    let shared: Arc<Shared> = unsafe { (*partner_sched).shared.clone() };
-    // SAFETY: the waiter is valid until its tasklet runs again, which needs this wake.
-    let epoch = unsafe { (*w).epoch };
-    let undelivered = shared.post(Mail::Wake(SendArc(arc), epoch));
-    drop(g);
-    drop(undelivered);
-    got
-}
-
-#[cold]
-fn send_error<T>(error: Error, msg: Option<Msg<T>>) -> SendError<T> {
-    let value = match msg {
-        Some(Msg::Value(v)) => Some(v),
-        _ => None,
-    };
-    SendError { value, error }
-}
-
-pub(crate) struct ChannelInfo {
-    pub(crate) channel: u64,
-    pub(crate) sending: bool,
-    pub(crate) will_block: bool,
-}
-
-/// Received values until the channel is closing and drained; see [`Channel::iter`].
-pub struct Iter<'a, T> {
-    channel: &'a Channel<T>,
-}
-
-impl<T: Send + 'static> Iterator for Iter<'_, T> {
-    type Item = Result<T>;
-
-    fn next(&mut self) -> Option<Result<T>> {
-        {
-            let mut g = self.channel.chan.lock();
-            let st = g.state();
-            if st.closing && st.balance <= 0 {
-                return None;
-            }
-        }
-        Some(self.channel.receive())
-    }
-}
-
 /// Formats a snapshot taken under the lock, written after the lock is released: the
 /// formatter's writer is the caller's code and may use this very channel.
 impl<T> fmt::Debug for Channel<T> {
@@ -719,5 +476,5 @@ impl<T> fmt::Debug for Channel<T> {
 fn assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Channel<u32>>();
-    let _ = PhantomData::<scheduler::RemoteTasklet>;
+    let _ = PhantomData::<crate::scheduler::RemoteTasklet>;
 }

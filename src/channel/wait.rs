@@ -1,0 +1,158 @@
+//! The blocked side of a channel: a blocked tasklet's place in the queue ([`Waiter`]),
+//! blocking the running tasklet (`block`, with the checks that may refuse it), what a blocked
+//! operation returns when an error resumes it, letting go of a waiter that is killed or thrown
+//! into (the [`Blocker`] impl), and waking a partner that waits on another thread.
+
+use std::cell::UnsafeCell;
+use std::ptr;
+
+use super::{failure, Chan, Channel, Guard, Msg, Outcome};
+use crate::error::{Error, Result};
+use crate::scheduler::blocking::{self, Blocker, Inner, Scheduler};
+
+/// A blocked tasklet's place in a channel's queue; lives on the blocked tasklet's stack.
+pub(super) struct Waiter<T> {
+    pub(super) tasklet: *const Inner,
+    pub(super) scheduler: *const Scheduler,
+    /// The tasklet's blocking episode (`Inner::block_epoch`), named by a cross-thread wake.
+    pub(super) epoch: u64,
+    /// The sender's message, or the receiver's empty slot the partner fills.
+    pub(super) slot: UnsafeCell<Option<Msg<T>>>,
+}
+
+impl<T: Send> Blocker for Chan<T> {
+    fn unlink(&self, t: &Inner) -> bool {
+        // Called in the middle of scheduler operations, where a panic must not start. A
+        // poisoned channel (see `lock`) is never read again, so `t` may stay in its queue.
+        let Ok(held) = self.lock.try_acquire(blocking::thread_identity()) else {
+            return false;
+        };
+        let mut g = Guard {
+            chan: self,
+            _held: held,
+        };
+        let st = g.state();
+        let is_ts = |&w: &*const Waiter<T>| {
+            // SAFETY: queued waiters are valid (see `Chan`'s Send impl).
+            unsafe { ptr::eq((*w).tasklet, t) }
+        };
+        match st.queue.iter().position(is_ts) {
+            Some(i) => {
+                st.queue.remove(i);
+                st.balance -= t.blocked.get() as isize;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl<T: Send + 'static> Channel<T> {
+    /// No partner: queue the running tasklet and switch away until a partner (or an error)
+    /// makes it runnable again.
+    #[inline(always)]
+    pub(super) fn block<const DIR: i8>(
+        &self,
+        s: &Scheduler,
+        mut g: Guard<'_, T>,
+        msg: Option<Msg<T>>,
+    ) -> Outcome<T> {
+        let st = g.state();
+        let me = s.current_ptr();
+        // SAFETY: `me` is the running tasklet.
+        let m = unsafe { &*me };
+        // Everything that can refuse to block is checked before the tasklet is queued; one
+        // test on the common path.
+        if m.block_trap.get()
+            || st.closing
+            || s.may_refuse()
+            // SAFETY: a Cell of this thread that nothing borrows: a plain read.
+            || unsafe { (*m.pending.as_ptr()).is_some() }
+        {
+            if let Err(e) = refuse_to_block(s, m, st.closing) {
+                drop(g);
+                return Err(failure(e, msg));
+            }
+        }
+        let epoch = m.block_epoch.get().wrapping_add(1);
+        m.block_epoch.set(epoch);
+        let waiter = Waiter {
+            tasklet: me,
+            scheduler: s as *const Scheduler,
+            epoch,
+            slot: UnsafeCell::new(msg),
+        };
+        st.queue.push_back(&waiter);
+        st.balance += DIR as isize;
+        drop(g);
+        m.blocked.set(DIR);
+        let blocker: &dyn Blocker = &*self.chan;
+        m.blocked_on.set(Some(blocker as *const dyn Blocker));
+        // SAFETY: `me` runs and is in the ring; the switch comes back once a partner (or an
+        // error) makes us runnable, and by then `waiter` is out of the queue.
+        let r = unsafe { s.block_current(me) };
+        // SAFETY: out of the queue (see above), so nobody else touches the slot any more.
+        let slot = unsafe { (*waiter.slot.get()).take() };
+        match r {
+            Ok(()) => Ok(slot),
+            Err(e) => blocked_with_error::<T, DIR>(s, m, e, slot),
+        }
+    }
+}
+
+/// Why the running tasklet `m` may not block now, if it may not: its block trap, a closing
+/// channel, a refused switch, or an error that waited for its next suspension (see
+/// `blocked_with_error`), which is delivered now instead.
+#[cold]
+#[inline(never)]
+fn refuse_to_block(s: &Scheduler, m: &Inner, closing: bool) -> Result<()> {
+    if m.block_trap.get() {
+        return Err(Error::BlockTrap);
+    }
+    if closing {
+        return Err(Error::ClosedChannel);
+    }
+    s.refuse_block(m)
+}
+
+/// A blocked operation resumed with an error: give the message back, unless a receive got
+/// its value too, in which case the value wins (it would be lost otherwise) and the error
+/// waits for the tasklet's next suspension. A send whose value a partner took before the
+/// error came returns the error with no value in it (Stackless: the error replaces the
+/// send's result; the value was delivered).
+#[cold]
+fn blocked_with_error<T, const DIR: i8>(
+    s: &Scheduler,
+    m: &Inner,
+    e: Error,
+    slot: Option<Msg<T>>,
+) -> Outcome<T> {
+    let completed = DIR < 0 && matches!(slot, Some(Msg::Value(_)));
+    if !completed {
+        return Err(failure(e, slot));
+    }
+    s.pend_error(m, e);
+    Ok(slot)
+}
+
+/// The partner is another thread's tasklet: it runs in its own thread, and we continue.
+/// Posted while the channel is still locked, so its own thread never finds it neither queued
+/// nor posted (see `unblock`).
+#[cold]
+#[inline(never)]
+pub(super) fn wake_on_its_thread<T>(
+    g: Guard<'_, T>,
+    w: *const Waiter<T>,
+    got: Option<Msg<T>>,
+) -> Option<Msg<T>> {
+    // SAFETY: the waiter stays valid until its tasklet runs again, which needs this wake.
+    let (partner, partner_sched) = unsafe { ((*w).tasklet, (*w).scheduler) };
+    // SAFETY: the waiter is valid until its tasklet runs again, which needs this wake.
+    let epoch = unsafe { (*w).epoch };
+    // SAFETY: the partner is blocked (hence alive) on this channel, out of its queue now, and
+    // `partner_sched` is its scheduler; it cannot run again before this wake.
+    let undelivered = unsafe { blocking::wake_on_its_thread(partner, partner_sched, epoch) };
+    drop(g);
+    drop(undelivered);
+    got
+}

@@ -1,0 +1,153 @@
+//! The scheduler's interface for channels: the few operations a blocking primitive needs —
+//! the running tasklet, the checks that may refuse a block or a switch, blocking the running
+//! tasklet, making a partner runnable (here, or on its own thread), keeping an error for the
+//! tasklet's next suspension — and the names they use. [`crate::channel`] uses the scheduler
+//! only through this module and the channel callback's plumbing (`before_channel_action`,
+//! `channel_hooks`, `set_channel_callback`, in `callback`), so the layers stay
+//! one-directional: channel → scheduler → tasklet.
+
+use std::sync::Arc;
+
+use super::{Mail, SendArc};
+use crate::error::{Error, Result};
+use crate::tasklet::Pending;
+
+pub(crate) use super::callback::ChannelInfo;
+pub use super::callback::{ChannelCallback, ChannelEvent};
+pub(crate) use super::kill::take_pending;
+pub(crate) use super::thread::identity_vanished;
+pub(crate) use super::{scheduler, thread_identity, Scheduler};
+pub(crate) use crate::tasklet::{Blocker, Inner};
+
+/// What a cross-thread wake gives back if the partner's thread has ended: drop it after the
+/// channel's lock is released.
+pub(crate) type Undelivered = std::result::Result<(), Mail>;
+
+impl Scheduler {
+    /// The running tasklet.
+    pub(crate) fn current_ptr(&self) -> *const Inner {
+        self.current.get()
+    }
+
+    /// Whether this scheduler has ended (its thread is past its teardown): nothing it owns
+    /// can be woken any more.
+    #[inline]
+    pub(crate) fn ended(&self) -> bool {
+        self.shared.ended()
+    }
+
+    /// Takes the running tasklet `me` (just marked blocked) out of the ring and switches to
+    /// the next runnable one, or blocks (§2.4). Returns when `me` runs again.
+    ///
+    /// # Safety
+    /// - `me` must be the running tasklet, in the ring.
+    pub(crate) unsafe fn block_current(&self, me: *const Inner) -> Result<()> {
+        // SAFETY: forwarded.
+        unsafe {
+            self.ring_remove(me);
+            self.switch_to(me, self.current.get())
+        }
+    }
+
+    /// The part of [`Scheduler::refuse_switch`] that only the hooks can refuse: the schedule
+    /// callback and the switch trap. Nothing to check unless [`Scheduler::hooks_on`].
+    #[inline]
+    pub(crate) fn refuse_by_hooks(&self, switching: bool) -> Result<()> {
+        if self.in_callback.get() {
+            return Err(Error::RecursiveCallback);
+        }
+        if switching && self.switch_trap.get() != 0 {
+            return Err(Error::SwitchTrap);
+        }
+        Ok(())
+    }
+
+    /// Whether a switch trap or a schedule callback is set, a callback is running, or the
+    /// scheduler has ended.
+    #[inline(always)]
+    pub(crate) fn hooks_on(&self) -> bool {
+        self.hooks.get() != 0
+    }
+
+    /// Whether [`Scheduler::refuse_switch`] might refuse anything now: one load and one
+    /// relaxed atomic load, for the channel's fast path.
+    #[inline(always)]
+    pub(crate) fn may_refuse(&self) -> bool {
+        self.hooks.get() != 0 || std::thread::panicking()
+    }
+
+    /// The scheduler's part of why the running tasklet `m` may not block now: its thread has
+    /// ended, a switch would be refused, or an error waited for its next suspension (it is
+    /// delivered now instead).
+    pub(crate) fn refuse_block(&self, m: &Inner) -> Result<()> {
+        if self.shared.ended() {
+            // Nothing could ever wake it: its thread is past its teardown.
+            return Err(Error::SchedulerEnded);
+        }
+        self.refuse_switch(true)?;
+        take_pending(m)
+    }
+
+    /// Keeps `e` pending in the running tasklet `m`, for its next suspension; what it
+    /// replaces is dropped at the next safe point.
+    pub(crate) fn pend_error(&self, m: &Inner, e: Error) {
+        if let Some(lost) = m.set_pending(Pending::Error(e)) {
+            self.defer_drop(lost);
+        }
+    }
+
+    /// Unblocks `partner` (a rendezvous completed with it) and makes it runnable: at the end
+    /// of the run queue if not `switching`; else with `schedule_all` at the end and the
+    /// running tasklet yields; else right after the running tasklet, which switches to it.
+    ///
+    /// # Safety
+    /// - `partner` must be a blocked tasklet of this thread, out of its channel's queue.
+    #[inline(always)]
+    pub(crate) unsafe fn wake_here(
+        &self,
+        partner: *const Inner,
+        switching: bool,
+        schedule_all: bool,
+    ) -> Result<()> {
+        // SAFETY: the partner is a blocked tasklet of this thread, now out of the queue.
+        let p = unsafe { &*partner };
+        p.blocked.set(0);
+        p.blocked_on.set(None);
+        let me = self.current_ptr();
+        // SAFETY: `me` runs; the partner is live, of this thread, in no queue.
+        unsafe {
+            if !switching {
+                self.ring_insert(partner);
+                Ok(())
+            } else if schedule_all {
+                self.ring_insert(partner);
+                self.switch_to(me, (*me).next.get())
+            } else {
+                self.ring_insert_after_current(partner);
+                self.switch_to(me, partner)
+            }
+        }
+    }
+}
+
+/// Posts a wake for `partner`'s blocking episode `epoch` to its own thread (whose scheduler
+/// is `partner_sched`): it becomes runnable there.
+///
+/// # Safety
+/// - `partner` must be a tasklet blocked on a channel (hence alive) whose scheduler is
+///   `partner_sched`, and that cannot run again before this wake.
+pub(crate) unsafe fn wake_on_its_thread(
+    partner: *const Inner,
+    partner_sched: *const Scheduler,
+    epoch: u64,
+) -> Undelivered {
+    // SAFETY: the partner is blocked, hence alive; we take a counted reference.
+    let arc = unsafe {
+        Arc::increment_strong_count(partner);
+        Arc::from_raw(partner)
+    };
+    // SAFETY: a blocked tasklet's scheduler is alive (it ends only after killing and
+    // unlinking its tasklets); its shared part is reference-counted.
+    let shared = unsafe { (*partner_sched).shared.clone() };
+    shared.post(Mail::Wake(SendArc(arc), epoch))
+}

@@ -1,0 +1,144 @@
+//! Callbacks and the switch trap: the schedule callback (called before every switch), the
+//! channel callback (called before every channel action; the channel's own types for it live
+//! here, so that the scheduler does not depend on the channel module), and [`switch_trap`].
+
+use std::panic::{self, AssertUnwindSafe};
+
+use super::{current, handle, scheduler, Scheduler};
+use crate::error::{Error, Result, TaskletExit};
+use crate::tasklet::{Inner, Tasklet};
+
+/// A schedule callback: called with (previous, next) before every switch.
+pub type ScheduleCallback = Box<dyn FnMut(&Tasklet, &Tasklet)>;
+
+/// What a channel callback is told, before each channel operation of its thread.
+#[derive(Debug)]
+pub struct ChannelEvent {
+    /// The channel's id ([`Channel::id`](crate::channel::Channel::id)).
+    pub channel: u64,
+    /// The tasklet acting.
+    pub tasklet: Tasklet,
+    /// Sending (true) or receiving.
+    pub sending: bool,
+    /// Whether the operation will block (no partner waits).
+    pub will_block: bool,
+}
+
+/// A channel callback; see [`set_channel_callback`](crate::channel::set_channel_callback).
+pub type ChannelCallback = Box<dyn FnMut(&ChannelEvent)>;
+
+/// What the channel tells [`Scheduler::before_channel_action`] about its action, if a
+/// callback is installed.
+pub(crate) struct ChannelInfo {
+    pub(crate) channel: u64,
+    pub(crate) sending: bool,
+    pub(crate) will_block: bool,
+}
+
+impl Scheduler {
+    /// Whether a channel callback is installed, or one is running.
+    #[inline]
+    pub(crate) fn channel_hooks(&self) -> bool {
+        self.channel_hooks.get()
+    }
+
+    /// Calls the channel callback (if any) before a channel action of the current tasklet.
+    #[cold]
+    pub(crate) fn before_channel_action(&self, info: impl FnOnce() -> ChannelInfo) -> Result<()> {
+        if self.in_channel_callback.get() {
+            return Err(Error::RecursiveChannelCallback);
+        }
+        let Some(mut cb) = self.channel_callback.take() else {
+            return Ok(());
+        };
+        let info = info();
+        let event = ChannelEvent {
+            channel: info.channel,
+            tasklet: current(),
+            sending: info.sending,
+            will_block: info.will_block,
+        };
+        self.in_channel_callback.set(true);
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| cb(&event)));
+        self.in_channel_callback.set(false);
+        if !self.channel_callback_replaced.replace(false) {
+            self.channel_callback.set(Some(cb));
+        }
+        self.refresh_channel_hooks();
+        match outcome {
+            // The callback may switch (only channel operations are refused inside it), so a
+            // kill can reach the tasklet in there: it is never swallowed. The channel
+            // operation has not started, so it unwinds without a trace.
+            Err(p) if p.is::<TaskletExit>() => panic::resume_unwind(p),
+            // Stackless prints and ignores an error in the callback; the panic hook printed.
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn set_channel_callback(
+        &self,
+        callback: Option<ChannelCallback>,
+    ) -> Option<ChannelCallback> {
+        let old = self.channel_callback.replace(callback);
+        if self.in_channel_callback.get() {
+            self.channel_callback_replaced.set(true);
+        }
+        self.refresh_channel_hooks();
+        old
+    }
+
+    pub(super) fn refresh_channel_hooks(&self) {
+        let cb = self.channel_callback.take();
+        self.channel_hooks
+            .set(cb.is_some() || self.in_channel_callback.get());
+        self.channel_callback.set(cb);
+    }
+
+    pub(super) fn call_callback(&self, prev: *const Inner, next: *const Inner) {
+        let Some(mut cb) = self.callback.take() else {
+            return;
+        };
+        // SAFETY: both are live tasklets of this thread.
+        let (p, n) = unsafe { (handle(prev), handle(next)) };
+        self.in_callback.set(true);
+        self.refresh_hooks();
+        // Stackless prints and ignores an error in the callback; the panic hook has printed.
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| cb(&p, &n)));
+        self.in_callback.set(false);
+        // Unless the callback installed a new one (or removed itself), put it back.
+        if !self.callback_replaced.replace(false) {
+            self.callback.set(Some(cb));
+        }
+        self.refresh_hooks();
+    }
+}
+
+/// Adds `change` to this thread's switch-trap level and returns the old level;
+/// `switch_trap(0)` only reads it. While the level is non-zero, every switch to another
+/// tasklet fails with [`Error::SwitchTrap`]; operations that do not switch still work.
+///
+/// # Panics
+/// If the level would overflow an `i32` (it is left unchanged).
+pub fn switch_trap(change: i32) -> i32 {
+    let s = scheduler();
+    let old = s.switch_trap.get();
+    let Some(new) = old.checked_add(change) else {
+        panic!("switch_trap({change}): the switch-trap level {old} would overflow an i32");
+    };
+    s.switch_trap.set(new);
+    s.refresh_hooks();
+    old
+}
+
+/// Installs `callback`, called with (previous, next) before every switch of this thread,
+/// and returns the previous one. A panic in the callback is ignored (after the panic hook
+/// reports it); a scheduler operation from inside it fails with [`Error::RecursiveCallback`].
+pub fn set_schedule_callback(callback: Option<ScheduleCallback>) -> Option<ScheduleCallback> {
+    let s = scheduler();
+    let old = s.callback.replace(callback);
+    if s.in_callback.get() {
+        s.callback_replaced.set(true);
+    }
+    s.refresh_hooks();
+    old
+}

@@ -1,0 +1,305 @@
+//! Tasklet creation: [`TaskletBuilder`], [`spawn`] and [`Tasklet::new`]; placing the closure
+//! and the first frame on the new stack (`place`, `cache_color`); the tasklet's first frame
+//! (`entry`); and ending a tasklet that never ran when its last handle goes
+//! (`discard_unstarted`).
+
+use std::any::Any;
+use std::io;
+use std::mem;
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::sync::Arc;
+
+use super::switch::after_switch;
+use super::{scheduler, Scheduler};
+use crate::context::{Context, Transfer};
+use crate::error::{Error, TaskletExit};
+use crate::id;
+use crate::stack::{pool, DEFAULT_STACK_SIZE};
+use crate::tasklet::{Inner, Life, Pending, Tasklet};
+
+/// The first Rust frame of every tasklet.
+///
+/// # Safety
+/// - Reached only through the trampoline of a context made by `Tasklet::create`, with `arg`
+///   the address of the closure it wrote and `data` the word of the switch into it.
+unsafe extern "C" fn entry<F, R>(from: Context, data: usize, arg: usize) -> !
+where
+    F: FnOnce() -> R + 'static,
+    R: 'static,
+{
+    let s = scheduler();
+    // SAFETY: the first switch into a tasklet comes from `transfer` or `end`.
+    unsafe { after_switch(s, Transfer { from, data }) };
+    if s.has_garbage.get() {
+        s.drop_garbage();
+    }
+    let me = s.current.get();
+    // SAFETY: the running tasklet is live.
+    let m = unsafe { &*me };
+    m.life.set(Life::Started);
+    // SAFETY: `arg` is the closure `create` wrote; it is moved out exactly once, here.
+    let f = unsafe { ptr::read(arg as *const F) };
+    m.closure.set(ptr::null_mut());
+    m.drop_closure.set(None);
+    // Nothing may unwind out of this frame (an `extern "C"` function without a caller): every
+    // piece of user code, the closure's `Drop` included, runs inside `catch_unwind`.
+    let panicked = |payload: Box<dyn Any + Send>| {
+        if payload.is::<TaskletExit>() {
+            None
+        } else {
+            Some(Error::Panicked {
+                tasklet: m.id,
+                payload,
+            })
+        }
+    };
+    let error = match m.pending.take().map(|p| *p) {
+        // Killed or thrown into before it ever ran: the closure is dropped unrun.
+        Some(Pending::Kill) => panic::catch_unwind(AssertUnwindSafe(|| drop(f)))
+            .err()
+            .and_then(panicked),
+        Some(Pending::Error(e)) => {
+            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| drop(f))) {
+                s.defer_drop(p);
+            }
+            Some(e)
+        }
+        None => panic::catch_unwind(AssertUnwindSafe(|| {
+            let r = f();
+            // Kept for whoever holds a handle; with no handle left, nobody can ask.
+            if m.handles.get() > 0 {
+                *m.result.borrow_mut() = Some(Box::new(r));
+            }
+        }))
+        .err()
+        .and_then(panicked),
+    };
+    // SAFETY: `me` is running on its own stack and is not main.
+    unsafe { s.end(me, error) }
+}
+
+/// Options for a new tasklet: stack size, guard size and FP-environment preservation.
+///
+/// ```
+/// use microthread::scheduler::{self, TaskletBuilder};
+/// let t = TaskletBuilder::new().stack_size(64 * 1024).spawn(|| 6 * 7)?;
+/// scheduler::run().unwrap();
+/// assert_eq!(t.result::<i32>(), Some(42));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct TaskletBuilder {
+    stack_size: usize,
+    guard_size: usize,
+    preserve_fp_env: bool,
+}
+
+impl Default for TaskletBuilder {
+    fn default() -> Self {
+        TaskletBuilder::new()
+    }
+}
+
+impl TaskletBuilder {
+    /// Defaults: a [`DEFAULT_STACK_SIZE`] stack from the pool, FP environment not preserved.
+    pub fn new() -> TaskletBuilder {
+        TaskletBuilder {
+            stack_size: DEFAULT_STACK_SIZE,
+            guard_size: crate::stack::DEFAULT_GUARD_SIZE,
+            preserve_fp_env: false,
+        }
+    }
+
+    /// Usable bytes of the tasklet's stack.
+    pub fn stack_size(mut self, bytes: usize) -> TaskletBuilder {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// Bytes of the inaccessible guard below the tasklet's stack (default
+    /// [`DEFAULT_GUARD_SIZE`](crate::stack::DEFAULT_GUARD_SIZE)), rounded up to pages, at least
+    /// one; address space only. On riscv64, where rustc emits no stack probes, a frame larger
+    /// than the guard can step over it unreported: make it larger than the tasklet's largest
+    /// frame (see [`crate::stack`]).
+    pub fn guard_size(mut self, bytes: usize) -> TaskletBuilder {
+        self.guard_size = bytes;
+        self
+    }
+
+    /// Whether switches into and out of this tasklet preserve the FP control state (see
+    /// [`crate::context`]).
+    pub fn preserve_fp_env(mut self, on: bool) -> TaskletBuilder {
+        self.preserve_fp_env = on;
+        self
+    }
+
+    /// Creates the tasklet alive and paused (Stackless `bind(f, args)`): it runs once
+    /// inserted, run or switched to.
+    ///
+    /// # Errors
+    /// The OS error if a new stack cannot be mapped; an error of kind `Other` if this
+    /// thread's scheduler has ended (the thread is exiting, past its teardown).
+    pub fn create<F, R>(self, f: F) -> io::Result<Tasklet>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        let s = scheduler();
+        if s.shared.ended() {
+            return Err(io::Error::other(
+                "microthread: this thread's scheduler has ended (the thread is exiting and its \
+                 tasklets were killed); no new tasklet can be created on it",
+            ));
+        }
+        let stack = pool::acquire_with_guard(self.stack_size, self.guard_size)?;
+        let id = id::next();
+        stack.set_owner(crate::overflow::OwnerKind::Tasklet, id);
+        // Decided on size and alignment: an over-aligned closure (even a zero-sized one) would
+        // be placed below the stack. A box of a zero-sized type allocates nothing.
+        let f = if crate::coroutine::fits_at_stack_top::<F>() {
+            Placed::Inline(f)
+        } else {
+            Placed::Boxed(Box::new(f))
+        };
+        let top = stack.top() as usize - cache_color(id);
+        let (closure, drop_fn, ctx) = match f {
+            // SAFETY: the closure goes at the top of our fresh stack, aligned, and the initial
+            // frame just below it; the stack outlives the context.
+            Placed::Inline(f) => unsafe { place(top, f) },
+            // SAFETY: as above, for the boxed closure.
+            Placed::Boxed(b) => unsafe { place(top, b) },
+        };
+        let rc = crate::tasklet::new_tasklet(
+            id,
+            s as *const Scheduler as *const (),
+            self.preserve_fp_env,
+        );
+        rc.context.set(Some(ctx));
+        rc.stack.set(Some(stack));
+        rc.closure.set(closure);
+        rc.drop_closure.set(Some(drop_fn));
+        let p = Arc::into_raw(rc);
+        // SAFETY: the scheduler holds the new tasklet's local reference; handles share it.
+        let t = unsafe {
+            s.register(p);
+            Tasklet::from_local(p)
+        };
+        Ok(t)
+    }
+
+    /// Creates the tasklet and inserts it at the end of the run queue (Stackless
+    /// `tasklet(f)()`).
+    ///
+    /// # Errors
+    /// The OS error if a new stack cannot be mapped.
+    pub fn spawn<F, R>(self, f: F) -> io::Result<Tasklet>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        let t = self.create(f)?;
+        let s = scheduler();
+        // SAFETY: a new tasklet of this thread, in no queue.
+        unsafe { s.ring_insert(Arc::as_ptr(&t.inner)) };
+        Ok(t)
+    }
+}
+
+/// A per-tasklet offset of the stack top, in whole cache lines within a page.
+///
+/// Stack tops are page-aligned, so without it every tasklet's frames would sit at the same
+/// address modulo 4096, and the CPU's memory disambiguation (which compares the low 12 bits
+/// of a load with earlier stores) would see false dependencies between the registers one
+/// tasklet saves and the ones the next restores on every switch.
+pub(super) fn cache_color(id: u64) -> usize {
+    ((id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize) * 64
+}
+
+pub(super) enum Placed<F, B> {
+    Inline(F),
+    Boxed(B),
+}
+
+/// Writes `f` just below `top` and a context that starts `entry::<F, R>` below it.
+///
+/// # Safety
+/// - `top` must be the 16-aligned top of a stack with room for `f` and the initial frame.
+pub(super) unsafe fn place<F, R>(top: usize, f: F) -> (*mut u8, unsafe fn(*mut u8), Context)
+where
+    F: FnOnce() -> R + 'static,
+    R: 'static,
+{
+    // The caller boxed anything larger or more aligned (a constant: no code in release), so
+    // `at` is at most 1024 + 128 bytes below `top`.
+    assert!(crate::coroutine::fits_at_stack_top::<F>());
+    let align = mem::align_of::<F>().max(16);
+    let at = (top - mem::size_of::<F>()) & !(align - 1);
+    // SAFETY: caller vouches for the room; `at` is aligned for F.
+    unsafe { ptr::write(at as *mut F, f) };
+    // SAFETY: `at` is 16-aligned and the stack below is ours.
+    let ctx = unsafe { Context::new(at as *mut u8, entry::<F, R>, at) };
+    (at as *mut u8, drop_as::<F>, ctx)
+}
+
+/// # Safety
+/// - `p` must point to a valid `F` that is not used afterwards.
+pub(super) unsafe fn drop_as<F>(p: *mut u8) {
+    // SAFETY: forwarded.
+    unsafe { ptr::drop_in_place(p as *mut F) }
+}
+
+impl Tasklet {
+    /// Creates a tasklet alive and paused (Stackless `bind(f, args)`), on a default stack.
+    ///
+    /// # Errors
+    /// The OS error if a new stack cannot be mapped.
+    pub fn new<F, R>(f: F) -> io::Result<Tasklet>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        TaskletBuilder::new().create(f)
+    }
+}
+
+/// Creates a tasklet and appends it to the run queue: Stackless `tasklet(f)()`.
+///
+/// # Errors
+/// The OS error if a new stack cannot be mapped.
+pub fn spawn<F, R>(f: F) -> io::Result<Tasklet>
+where
+    F: FnOnce() -> R + 'static,
+    R: 'static,
+{
+    TaskletBuilder::new().spawn(f)
+}
+
+/// Ends a tasklet that never ran and never can (paused, no handle, no other thread refers to
+/// it): drops its closure now instead of at the thread's end. Called by the last handle.
+pub(super) fn discard_unstarted(inner: Arc<Inner>) {
+    let s = scheduler();
+    let p = Arc::as_ptr(&inner);
+    let closure = inner.closure.replace(ptr::null_mut());
+    let drop_closure = inner.drop_closure.take();
+    // Out of every structure first: the closure's `Drop` is user code and may do anything.
+    inner.life.set(Life::Dead);
+    inner.context.set(None);
+    // SAFETY: a live tasklet of this thread is in the list; the list's reference is the
+    // local one this handle shares, which `inner` now holds.
+    unsafe { s.unregister(p) };
+    inner.held.set(false);
+    let dropped = match drop_closure {
+        // SAFETY: the closure written at `closure` on the tasklet's stack never ran, so it was
+        // never moved out; the stack is still mapped (released below).
+        Some(d) => panic::catch_unwind(AssertUnwindSafe(|| unsafe { d(closure) })),
+        None => Ok(()),
+    };
+    if let Some(stack) = inner.stack.take() {
+        pool::release(stack);
+    }
+    crate::tasklet::recycle(inner);
+    if let Err(payload) = dropped {
+        panic::resume_unwind(payload);
+    }
+}

@@ -1,0 +1,244 @@
+//! Kill, throw and what they leave pending: delivering a pending error or kill when a tasklet
+//! resumes, unwinding a killed tasklet, and a tasklet's end, which routes its uncaught error to
+//! main or the innermost `run()` caller.
+
+use std::panic;
+use std::ptr;
+use std::sync::atomic::Ordering;
+
+use super::switch::{fatal, DEAD};
+use super::{is_current, Scheduler};
+use crate::context::Context;
+use crate::error::{Error, Result, TaskletExit};
+use crate::tasklet::{Inner, Life, Pending, Tasklet};
+
+impl Tasklet {
+    /// Ends the tasklet now: it unwinds from its suspension point with every destructor on
+    /// its stack run, then ends silently; the caller stays scheduled and continues when its
+    /// turn comes. A tasklet that never ran ends without running its closure (it is switched
+    /// to like any other); killing a dead one does nothing; killing the current tasklet
+    /// unwinds the caller.
+    ///
+    /// Killing a main tasklet unwinds the thread's own stack with [`TaskletExit`] from the
+    /// call it is suspended in (Stackless raises `TaskletExit` in main): a program may catch
+    /// it; if nothing does, the thread ends, and a line on stderr says why.
+    ///
+    /// A kill is never lost or replaced: an error thrown into a tasklet with a kill pending
+    /// is dropped, and the kill is delivered.
+    ///
+    /// # Errors
+    /// [`Error::SwitchTrap`] or [`Error::Unwinding`] (the caller may not switch now),
+    /// [`Error::RecursiveCallback`] from inside the schedule callback, or an error delivered
+    /// to the caller while it was suspended. A refused kill changes nothing.
+    pub fn kill(&self) -> Result<()> {
+        self.kill_with(false)
+    }
+
+    /// Like [`kill`](Tasklet::kill), but the tasklet only becomes runnable (at the end of the
+    /// queue) and unwinds when its turn comes; the caller continues at once.
+    ///
+    /// # Errors
+    /// [`Error::RecursiveCallback`] from inside the schedule callback.
+    pub fn kill_pending(&self) -> Result<()> {
+        self.kill_with(true)
+    }
+
+    pub(super) fn kill_with(&self, pending: bool) -> Result<()> {
+        let s = self.check_thread()?;
+        s.refuse_switch(false)?;
+        if is_current(&self.inner) {
+            unwind_killed(&self.inner);
+        }
+        match self.inner.life.get() {
+            Life::Dead => Ok(()),
+            // One that never ran is switched to (or made runnable) like any other, as in
+            // Stackless: it ends at its first instruction, without running its closure.
+            Life::New | Life::Started => self.deliver(s, Pending::Kill, pending),
+        }
+    }
+
+    /// Raises `error` in the tasklet at its suspension point, as the `Err` of the call it is
+    /// suspended in, and switches to it now (the caller stays scheduled). A blocked tasklet is
+    /// taken out of its channel first. Throwing to the current tasklet returns the error to
+    /// the caller.
+    ///
+    /// An error replaces an earlier pending error (Stackless), whose payload is dropped once
+    /// the operation is done; it never replaces a pending kill (it is dropped instead).
+    ///
+    /// # Errors
+    /// [`Error::ThrowDead`], [`Error::SwitchTrap`], [`Error::Unwinding`],
+    /// [`Error::RecursiveCallback`], the thrown error itself if the target is the caller, or
+    /// an error delivered to the caller while it was suspended. A refused throw changes
+    /// nothing.
+    pub fn throw(&self, error: Error) -> Result<()> {
+        self.throw_with(error, false)
+    }
+
+    /// Like [`throw`](Tasklet::throw), but the target only becomes runnable; the caller
+    /// continues at once.
+    ///
+    /// # Errors
+    /// [`Error::ThrowDead`], [`Error::RecursiveCallback`], or the thrown error itself if the
+    /// target is the caller.
+    pub fn throw_pending(&self, error: Error) -> Result<()> {
+        self.throw_with(error, true)
+    }
+
+    pub(super) fn throw_with(&self, error: Error, pending: bool) -> Result<()> {
+        let s = self.check_thread()?;
+        s.refuse_switch(false)?;
+        if is_current(&self.inner) {
+            return Err(error);
+        }
+        if !self.inner.alive() {
+            return Err(Error::ThrowDead);
+        }
+        self.deliver(s, Pending::Error(error), pending)
+    }
+
+    /// Makes `what` pending in this live tasklet (by the precedence of `Pending`: a kill is
+    /// never replaced) and makes it runnable; switches to it unless `pending`.
+    pub(super) fn deliver(&self, s: &Scheduler, what: Pending, pending: bool) -> Result<()> {
+        if !pending {
+            s.refuse_switch(true)?;
+        }
+        if let Some(lost) = self.inner.set_pending(what) {
+            s.defer_drop(lost);
+        }
+        if pending {
+            // SAFETY: live, of this thread.
+            unsafe { s.make_runnable(self.ptr()) };
+            s.drop_garbage();
+            Ok(())
+        } else {
+            // SAFETY: the current tasklet is running; the target is live, of this thread.
+            unsafe { s.switch_to(s.current.get(), self.ptr()) }
+        }
+    }
+}
+
+impl Scheduler {
+    /// Stackless's `slp_tasklet_end`: the current tasklet `me` has finished. Never returns.
+    ///
+    /// # Safety
+    /// - `me` must be the running, non-main tasklet, on its own stack.
+    #[inline(always)]
+    pub(super) unsafe fn end(&self, me: *const Inner, error: Option<Error>) -> ! {
+        // SAFETY: `me` is running, hence in the ring.
+        unsafe { self.ring_remove(me) };
+        // SAFETY: `me` is running; its list reference goes to whoever runs next.
+        let m = unsafe { &*me };
+        // Dead from here on: mail read below (a remote kill, insert or throw) leaves it alone.
+        m.life.set(Life::Dead);
+        let mut error = error;
+        let mut next = self.current.get();
+        if next.is_null() && error.is_none() {
+            // SAFETY: the running tasklet's stack stays valid until its last switch.
+            next = unsafe { self.wait_for_other_threads() };
+        }
+        if next.is_null() {
+            next = self.innermost_watchdog_or_main();
+            // SAFETY: watchdogs and main are live.
+            let blocked = unsafe { (*next).blocked.get() };
+            if blocked != 0 && error.is_none() {
+                error = Some(if blocked < 0 {
+                    Error::MainReceivingWithoutSender
+                } else {
+                    Error::MainSendingWithoutReceiver
+                });
+            }
+        }
+        if let Some(e) = error {
+            next = self.innermost_watchdog_or_main();
+            // SAFETY: as above. What the error replaces is dropped after the switch.
+            if let Some(lost) = unsafe { (*next).set_pending(Pending::Error(e)) } {
+                self.defer_drop(lost);
+            }
+        }
+        // SAFETY: `me` is a list member.
+        unsafe { self.unregister(me) };
+        // SAFETY: `next` is live.
+        unsafe { self.make_runnable(next) };
+        if self.hooks.get() != 0 {
+            self.call_callback(me, next);
+        }
+        self.current.set(next);
+        // SAFETY: `next` is live and not running.
+        let n = unsafe { &*next };
+        let Some(ctx) = n.context.take() else {
+            fatal("switch to a tasklet without a saved context")
+        };
+        // SAFETY: the last switch out of this stack: `next` releases it (after_switch with
+        // the DEAD mark) and nothing resumes this frame again. `next` waits in a plain frame
+        // (the scheduler's switches), unless one side preserves the FP environment.
+        unsafe {
+            if m.preserve_fp_env | n.preserve_fp_env {
+                Context::end_at_next_switch();
+                ctx.switch_fpenv(me as usize | DEAD);
+                fatal("a dead tasklet was resumed")
+            } else {
+                ctx.exit(me as usize | DEAD)
+            }
+        }
+    }
+
+    /// The ring is empty and a tasklet is ending: if whoever it would wake is blocked, sleep
+    /// (still on the dying tasklet's stack) while other threads may make something runnable
+    /// here. Returns the new current tasklet, or null if there is none (or nobody awake).
+    ///
+    /// # Safety
+    /// - Only from `end`, with the ring empty.
+    pub(super) unsafe fn wait_for_other_threads(&self) -> *const Inner {
+        loop {
+            if self.shared.has_mail.load(Ordering::Relaxed) {
+                self.read_mail();
+            }
+            let next = self.current.get();
+            if !next.is_null() {
+                return next;
+            }
+            let wake = self.innermost_watchdog_or_main();
+            // SAFETY: watchdogs and main are live.
+            if unsafe { (*wake).floating() } || self.shared.sleep().is_err() {
+                return ptr::null();
+            }
+        }
+    }
+}
+
+/// Delivers what is pending for the tasklet that just resumed: an error, or a kill.
+#[inline(always)]
+pub(crate) fn take_pending(me: &Inner) -> Result<()> {
+    match me.pending.take() {
+        None => Ok(()),
+        Some(p) => deliver_pending(me, *p),
+    }
+}
+
+#[cold]
+pub(super) fn deliver_pending(me: &Inner, p: Pending) -> Result<()> {
+    match p {
+        Pending::Error(e) => Err(e),
+        Pending::Kill => unwind_killed(me),
+    }
+}
+
+/// Unwinds the running tasklet `me` with [`TaskletExit`]. For a main tasklet that is the
+/// thread's own stack: if nothing catches it the thread (or, on the process's main thread,
+/// the process) ends with it, so say so on stderr first rather than end without a word.
+#[cold]
+pub(super) fn unwind_killed(me: &Inner) -> ! {
+    if me.is_main {
+        let thread = std::thread::current();
+        let line = format!(
+            "microthread: the main tasklet (id {}) of thread '{}' was killed: unwinding the \
+             thread's stack with TaskletExit\n",
+            me.id,
+            thread.name().unwrap_or("<unnamed>")
+        );
+        // Straight to fd 2, like the overflow report: not swallowed by an output capture.
+        // SAFETY: write(2) only reads the buffer.
+        unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+    }
+    panic::resume_unwind(Box::new(TaskletExit))
+}

@@ -1,0 +1,150 @@
+//! The ring and its cursor: the run queue of a thread's runnable tasklets (the running one
+//! included), `current` pointing into it, and `runcount`; the list of all live tasklets, which
+//! holds each one's local reference; and making a tasklet runnable again (out of its channel
+//! or back into the ring).
+
+use std::ptr;
+
+#[cfg(doc)]
+use super::run;
+
+use super::{scheduler, Scheduler};
+use crate::tasklet::Inner;
+
+impl Scheduler {
+    /// Inserts `t` at the end of the run queue (just before the current tasklet).
+    ///
+    /// # Safety
+    /// - `t` must be a live tasklet of this scheduler, not in the ring.
+    pub(super) unsafe fn ring_insert(&self, t: *const Inner) {
+        // SAFETY: ring members are live (they are in the list); caller vouches for `t`.
+        unsafe {
+            let cur = self.current.get();
+            if cur.is_null() {
+                (*t).next.set(t);
+                (*t).prev.set(t);
+                self.current.set(t);
+            } else {
+                let last = (*cur).prev.get();
+                (*last).next.set(t);
+                (*t).prev.set(last);
+                (*t).next.set(cur);
+                (*cur).prev.set(t);
+            }
+        }
+        self.runcount.set(self.runcount.get() + 1);
+    }
+
+    /// Inserts `t` right after the current tasklet (a preferred channel partner).
+    ///
+    /// # Safety
+    /// - As `ring_insert`.
+    pub(super) unsafe fn ring_insert_after_current(&self, t: *const Inner) {
+        let hold = self.current.get();
+        if !hold.is_null() {
+            // SAFETY: `hold` is a ring member.
+            self.current.set(unsafe { (*hold).next.get() });
+        }
+        // SAFETY: forwarded.
+        unsafe { self.ring_insert(t) };
+        if !hold.is_null() {
+            self.current.set(hold);
+        }
+    }
+
+    /// Unlinks `t` from the ring; `current` moves on if `t` was current.
+    ///
+    /// # Safety
+    /// - `t` must be in this scheduler's ring.
+    pub(super) unsafe fn ring_remove(&self, t: *const Inner) {
+        // SAFETY: `t` and its neighbours are ring members.
+        unsafe {
+            let (prev, next) = ((*t).prev.get(), (*t).next.get());
+            if next == t {
+                self.current.set(ptr::null());
+            } else {
+                (*prev).next.set(next);
+                (*next).prev.set(prev);
+                if self.current.get() == t {
+                    self.current.set(next);
+                }
+            }
+            (*t).next.set(ptr::null());
+            (*t).prev.set(ptr::null());
+        }
+        self.runcount.set(self.runcount.get() - 1);
+    }
+
+    /// Adds `t` (an `Arc::into_raw` reference the list now owns) to the list of live tasklets.
+    ///
+    /// # Safety
+    /// - `t` must be a live tasklet of this scheduler, not in the list, whose reference the
+    ///   list takes over.
+    pub(super) unsafe fn register(&self, t: *const Inner) {
+        let head = self.all.get();
+        // SAFETY: `t` and `head` are live.
+        unsafe {
+            (*t).all_next.set(head);
+            (*t).all_prev.set(ptr::null());
+            if !head.is_null() {
+                (*head).all_prev.set(t);
+            }
+        }
+        self.all.set(t);
+    }
+
+    /// Removes `t` from the list; the caller takes over the list's strong reference.
+    ///
+    /// # Safety
+    /// - `t` must be in this scheduler's list.
+    pub(super) unsafe fn unregister(&self, t: *const Inner) {
+        // SAFETY: `t` and its neighbours are list members.
+        unsafe {
+            let (p, n) = ((*t).all_prev.get(), (*t).all_next.get());
+            if p.is_null() {
+                self.all.set(n);
+            } else {
+                (*p).all_next.set(n);
+            }
+            if !n.is_null() {
+                (*n).all_prev.set(p);
+            }
+            (*t).all_next.set(ptr::null());
+            (*t).all_prev.set(ptr::null());
+        }
+    }
+
+    /// Makes `t` runnable if it is not: unblocked from its channel, or inserted if floating.
+    ///
+    /// # Safety
+    /// - `t` must be a live tasklet of this scheduler.
+    pub(super) unsafe fn make_runnable(&self, t: *const Inner) {
+        // SAFETY: caller vouches for `t`.
+        let tr = unsafe { &*t };
+        if tr.blocked.get() != 0 {
+            unblock(tr);
+            // SAFETY: an unblocked tasklet is in no queue.
+            unsafe { self.ring_insert(t) };
+        } else if !tr.in_ring() {
+            // SAFETY: as above.
+            unsafe { self.ring_insert(t) };
+        }
+    }
+}
+
+/// Takes a channel-blocked tasklet out of its channel's queue.
+pub(super) fn unblock(t: &Inner) {
+    if let Some(b) = t.blocked_on.take() {
+        // SAFETY: the blocked call borrows a handle to the channel until it returns, and it
+        // has not returned: the tasklet is still blocked in it. If a partner on another
+        // thread already took it out, its wake names this episode, which ends here: stale.
+        let _ = unsafe { (*b).unlink(t) };
+    }
+    t.blocked.set(0);
+}
+
+/// Tasklets in this thread's run queue, the current one included. Paused and blocked
+/// tasklets are not counted, nor is a tasklet waiting inside [`run`].
+pub fn runcount() -> usize {
+    scheduler().runcount.get()
+}

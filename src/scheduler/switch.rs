@@ -1,0 +1,270 @@
+//! The switch and what runs around it: [`schedule`] and [`schedule_remove`], the fast and the
+//! slow path of every switch (`switch_to`), the checks that may refuse one (`refuse_switch`
+//! and the hooks word), the one call site of the context switch, what every resumed tasklet
+//! does first (`after_switch`, `resumed`), and blocking when nothing is runnable.
+
+use std::mem;
+use std::ptr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::kill::deliver_pending;
+#[cfg(doc)]
+use super::run;
+use super::{scheduler, Scheduler};
+use crate::context::{Context, Transfer};
+use crate::error::{Error, Result};
+use crate::stack::pool;
+use crate::tasklet::{Inner, Pending};
+
+/// The low bit of a switch's word marks a dying tasklet whose stack the next one releases.
+pub(super) const DEAD: usize = 1;
+
+/// Called by every context that a switch resumes, with that switch's transfer: records the
+/// switcher's context, or releases the stack of a tasklet that just died.
+///
+/// # Safety
+/// - `t` must be the transfer of a switch made by `Scheduler::transfer` or `end` of `s`.
+#[inline(always)]
+pub(super) unsafe fn after_switch(s: &Scheduler, t: Transfer) {
+    if t.data & DEAD == 0 {
+        // SAFETY: the switcher passed its own live Inner, which it keeps alive while
+        // suspended (it is in the list).
+        unsafe { (*(t.data as *const Inner)).context.set(Some(t.from)) };
+    } else {
+        // A dying tasklet passes a pointer to itself; its last frame is dead, so its stack
+        // can go back to the pool now that we run elsewhere.
+        let dead = (t.data & !DEAD) as *const Inner;
+        mem::forget(t.from);
+        // SAFETY: the dead tasklet's local reference is still held: by the scheduler, until
+        // just below.
+        let d = unsafe { &*dead };
+        if let Some(stack) = d.stack.take() {
+            pool::release(stack);
+        }
+        d.held.set(false);
+        if d.handles.get() == 0 {
+            // Nobody can ask for the result: it goes with the local reference, but on this
+            // thread (another thread may hold the last counted reference) and not here, in
+            // the middle of a switch.
+            if let Some(result) = d.result.take() {
+                s.defer_drop(result);
+            }
+            // SAFETY: nobody else holds the local reference: release it, once.
+            crate::tasklet::recycle(unsafe { Arc::from_raw(dead) });
+        }
+    }
+}
+
+impl Scheduler {
+    /// Stackless's `slp_schedule_task`: switch from `prev` (the running tasklet, in the ring
+    /// or not) to `next` (`None`: nothing is runnable; block). Every switch passes here; the
+    /// common case (a runnable target, no trap or callback) takes the first branch.
+    ///
+    /// # Safety
+    /// - `prev` must be the running tasklet; `next`, if any, a live tasklet of this thread.
+    ///
+    /// Callers check [`Scheduler::refuse_switch`] before they change any state, so that a
+    /// refused operation leaves no trace; the checks here only back that up.
+    #[inline(always)]
+    pub(super) unsafe fn switch_to(&self, prev: *const Inner, next: *const Inner) -> Result<()> {
+        if self.shared.has_mail.load(Ordering::Relaxed) {
+            self.read_mail();
+        }
+        // SAFETY: `next` is checked for null before it is read.
+        if self.hooks.get() == 0
+            && !next.is_null()
+            && prev != next
+            && unsafe { (*next).in_ring() }
+            && !std::thread::panicking()
+        {
+            // SAFETY: both are live tasklets of this thread, `prev` running, `next` in the ring.
+            unsafe { self.transfer(prev, next) };
+            // SAFETY: `prev` is running again.
+            return self.resumed(unsafe { &*prev });
+        }
+        // SAFETY: forwarded.
+        unsafe { self.switch_to_slow(prev, next) }
+    }
+
+    #[inline(never)]
+    pub(super) unsafe fn switch_to_slow(
+        &self,
+        prev: *const Inner,
+        next: *const Inner,
+    ) -> Result<()> {
+        if next.is_null() {
+            // SAFETY: forwarded.
+            return unsafe { self.block(prev) };
+        }
+        self.refuse_switch(prev != next)?;
+        // SAFETY: forwarded.
+        unsafe { self.make_runnable(next) };
+        if prev != next {
+            self.call_callback(prev, next);
+            // SAFETY: both are live tasklets of this thread, `prev` running.
+            unsafe { self.transfer(prev, next) };
+        } else {
+            // Back in the ring (if it had left it), the running tasklet is the cursor again.
+            self.current.set(prev);
+        }
+        // SAFETY: `prev` is running again.
+        self.resumed(unsafe { &*prev })
+    }
+
+    /// Whether the running tasklet may switch now; checked by every operation before it
+    /// changes anything. Inside the schedule callback no scheduling operation may run at all;
+    /// otherwise only a switch to another tasklet (`switching`) can be refused: under a
+    /// switch trap, or while the running tasklet's stack unwinds (a destructor run by a panic
+    /// or a kill: the thread's panic state cannot move to another tasklet).
+    #[inline]
+    pub(super) fn refuse_switch(&self, switching: bool) -> Result<()> {
+        self.refuse_by_hooks(switching)?;
+        if switching && std::thread::panicking() {
+            return Err(Error::Unwinding);
+        }
+        Ok(())
+    }
+
+    /// The end of every switch back into `me`: drops what came due while the scheduler was
+    /// busy, then delivers what is pending for `me`.
+    #[inline(always)]
+    pub(super) fn resumed(&self, me: &Inner) -> Result<()> {
+        // Taken first: a `Drop` that calls into the scheduler must not receive it instead.
+        let pending = me.pending.take();
+        if self.has_garbage.get() {
+            self.drop_garbage();
+        }
+        match pending {
+            None => Ok(()),
+            Some(p) => deliver_pending(me, *p),
+        }
+    }
+
+    pub(super) fn refresh_hooks(&self) {
+        // SAFETY (of the read below): the callback cell is only swapped, never borrowed.
+        let cb = self.callback.take();
+        let has_cb = cb.is_some();
+        self.callback.set(cb);
+        let hooks = (self.switch_trap.get() != 0) as u32
+            | (has_cb as u32) << 1
+            | (self.in_callback.get() as u32) << 2
+            | (self.shared.ended() as u32) << 3;
+        self.hooks.set(hooks);
+    }
+
+    /// The actual switch: `current := next`, then into `next`'s context.
+    ///
+    /// # Safety
+    /// - `prev` must be running, `next` suspended (or new), both of this thread.
+    #[inline(always)]
+    pub(super) unsafe fn transfer(&self, prev: *const Inner, next: *const Inner) {
+        self.current.set(next);
+        // SAFETY: caller vouches for both.
+        let (p, n) = unsafe { (&*prev, &*next) };
+        let fp = p.preserve_fp_env | n.preserve_fp_env;
+        // A suspended tasklet always has a saved context.
+        let Some(ctx) = n.context.take() else {
+            fatal("switch to a tasklet without a saved context")
+        };
+        // SAFETY: `ctx` is `next`'s suspended frame on its live stack, consumed here; the
+        // word is our own Inner, which stays alive in the list while we are suspended.
+        let t = unsafe { switch_from_the_one_site(ctx, prev as usize, fp) };
+        // SAFETY: every switch into a tasklet comes from `transfer` or `end`.
+        unsafe { after_switch(self, t) };
+    }
+
+    /// Stackless's `schedule_task_block`: `prev` stopped being runnable and the ring is empty.
+    ///
+    /// # Safety
+    /// - `prev` must be the running tasklet, out of the ring.
+    pub(super) unsafe fn block(&self, prev: *const Inner) -> Result<()> {
+        loop {
+            if self.shared.has_mail.load(Ordering::Relaxed) {
+                self.read_mail();
+            }
+            let next = self.current.get();
+            if !next.is_null() {
+                // Another thread made something runnable here.
+                // SAFETY: `prev` is running; `next` is a ring member.
+                return unsafe { self.switch_to(prev, next) };
+            }
+            let wake = self.innermost_watchdog_or_main();
+            // SAFETY: watchdogs and main are live.
+            if unsafe { (*wake).floating() } {
+                // SAFETY: forwarded; `wake` is live.
+                return unsafe { self.switch_to(prev, wake) };
+            }
+            // Nothing runnable here: wait for another thread to make something runnable.
+            if let Err(e) = self.shared.sleep() {
+                // SAFETY: `prev` is running.
+                if let Some(lost) = unsafe { (*prev).set_pending(Pending::Error(e)) } {
+                    self.defer_drop(lost);
+                }
+                break;
+            }
+        }
+        // Puts `prev` back in the ring (out of its channel) and raises the error in it.
+        // SAFETY: forwarded.
+        unsafe { self.switch_to(prev, prev) }
+    }
+}
+
+/// The only call site of the switch between tasklets. Every suspended tasklet (but a new one)
+/// waits at the return address of this one call, so the switch can end in `ret` and be
+/// predicted every time (see `Context::switch_ret`).
+///
+/// # Safety
+/// - As `Context::switch`.
+#[inline(never)]
+pub(super) unsafe fn switch_from_the_one_site(ctx: Context, data: usize, fpenv: bool) -> Transfer {
+    if fpenv {
+        // SAFETY: forwarded.
+        unsafe { ctx.switch_fpenv(data) }
+    } else {
+        // SAFETY: forwarded.
+        unsafe { ctx.switch_ret(data) }
+    }
+}
+
+pub(super) fn fatal(why: &str) -> ! {
+    eprintln!("microthread: {why}; aborting");
+    std::process::abort()
+}
+
+/// Yields to the next tasklet in the run queue; the caller stays in it and runs again after
+/// one full round. A no-op if the caller is the only runnable tasklet.
+///
+/// # Errors
+/// [`Error::SwitchTrap`], [`Error::Unwinding`], [`Error::RecursiveCallback`], or an error
+/// delivered to the caller while it was suspended.
+#[inline]
+pub fn schedule() -> Result<()> {
+    let s = scheduler();
+    let me = s.current.get();
+    // SAFETY: `me` is running and in the ring, so `next` is a live ring member.
+    unsafe { s.switch_to(me, (*me).next.get()) }
+}
+
+/// Like [`schedule`], but the caller leaves the run queue (paused) and runs again only when
+/// someone inserts, runs or switches to it. If it was the last runnable tasklet, the
+/// innermost [`run`] caller (or main) is woken; if it is main and alone, this returns at once.
+///
+/// # Errors
+/// As [`schedule`], and [`Error::Deadlock`].
+pub fn schedule_remove() -> Result<()> {
+    let s = scheduler();
+    let me = s.current.get();
+    // It may switch (and even when alone it may sleep), so every refusal applies.
+    s.refuse_switch(true)?;
+    // SAFETY: `me` is running, in the ring.
+    unsafe {
+        let next = if (*me).next.get() == me {
+            ptr::null()
+        } else {
+            (*me).next.get()
+        };
+        s.ring_remove(me);
+        s.switch_to(me, next)
+    }
+}

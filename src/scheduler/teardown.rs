@@ -1,0 +1,69 @@
+//! Teardown: ending a thread's scheduler when its thread ends, killing every tasklet still
+//! alive and closing the mailbox.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+
+use super::{existing_scheduler, handle, is_current, Scheduler};
+use crate::overflow;
+
+/// Ends the thread's scheduler when the thread ends. Thread-locals destroyed after it find
+/// the scheduler *ended*: creating a tasklet fails, and so does a call that would block or
+/// sleep ([`Error::SchedulerEnded`]). (If the scheduler is first created too late for this
+/// to be registered, it is ended from the start; see `thread::exit` for a scheduler created
+/// after the thread-locals' destructors have all run.)
+pub(super) struct Teardown;
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        if let Some(s) = existing_scheduler() {
+            s.shutdown();
+        }
+    }
+}
+
+impl Scheduler {
+    /// Kills every live tasklet but main, then closes the mailbox: the thread is ending.
+    /// From then on the scheduler is ended; a second call does nothing.
+    pub(super) fn shutdown(&self) {
+        if self.shared.ended() {
+            return;
+        }
+        overflow::ensure_altstack_for_teardown();
+        self.kill_all();
+        drop(self.shared.close());
+        // A blocking call from now on takes the slow path, which refuses it before it queues.
+        self.refresh_hooks();
+    }
+
+    pub(super) fn kill_all(&self) {
+        for _ in 0..16 {
+            self.read_mail();
+            let mut victims = Vec::new();
+            let mut p = self.all.get();
+            while !p.is_null() {
+                // SAFETY: list members are live.
+                unsafe {
+                    if !(*p).is_main {
+                        victims.push(handle(p));
+                    }
+                    p = (*p).all_next.get();
+                }
+            }
+            if victims.is_empty() {
+                return;
+            }
+            // Take them out of the ring first, so killing one does not run the others.
+            for v in &victims {
+                if v.inner.in_ring() && !is_current(&v.inner) {
+                    // SAFETY: `v` is in the ring.
+                    unsafe { self.ring_remove(Arc::as_ptr(&v.inner)) };
+                }
+            }
+            for v in victims {
+                let _ = panic::catch_unwind(AssertUnwindSafe(|| v.kill()));
+            }
+            self.drop_garbage();
+        }
+    }
+}
