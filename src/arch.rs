@@ -165,7 +165,9 @@ mod tests {
     #[test]
     fn initial_frame_fits_and_leaves_the_trampoline_aligned() {
         let words = FRAME.size / 8;
-        assert!(FRAME.entry_slot < words && FRAME.arg_slot < words && FRAME.pc_slot < words);
+        assert!(FRAME.entry_slot < words);
+        assert!(FRAME.arg_slot < words);
+        assert!(FRAME.pc_slot < words);
         assert!(FRAME.pc_slot * 8 < FRAME.popped && FRAME.popped <= FRAME.size);
         // The frame starts 16-aligned below the top, and what the switch leaves after popping
         // must be a whole number of 16-byte units, so that the trampoline starts aligned.
