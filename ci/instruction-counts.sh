@@ -19,14 +19,8 @@ if [[ "$(uname -m)" != x86_64 ]]; then
     echo "instruction-counts: the ceilings are for x86_64; skipped on $(uname -m)"
     exit 0
 fi
-if ! command -v valgrind >/dev/null 2>&1; then
-    echo "instruction-counts: installing valgrind"
-    sudo=()
-    ((EUID == 0)) || sudo=(sudo)
-    "${sudo[@]}" apt-get update
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y --no-install-recommends valgrind
-fi
+source ci/lib/ensure-valgrind.bash
+ensure_valgrind instruction-counts
 
 cargo build --release --bin microthread
 bin="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/microthread"

@@ -25,14 +25,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if ! command -v valgrind >/dev/null 2>&1; then
-    echo "valgrind: installing valgrind"
-    sudo=()
-    ((EUID == 0)) || sudo=(sudo)
-    "${sudo[@]}" apt-get update
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y --no-install-recommends valgrind
-fi
+source ci/lib/ensure-valgrind.bash
+ensure_valgrind valgrind
 valgrind --version
 
 host="$(rustc -vV | sed -n 's/^host: //p')"

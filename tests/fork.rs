@@ -8,12 +8,16 @@
 //! channel when one forks; children leave with `_exit`, never through the harness.
 #![cfg(target_os = "linux")]
 
+#[path = "common/death.rs"]
+mod death;
+
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use death::under_qemu_user;
 use microthread::scheduler::{self, spawn};
 use microthread::{spawn_thread, Channel, Error, Tasklet};
 
@@ -397,16 +401,6 @@ fn the_forking_threads_mailbox_is_usable_in_the_child_while_another_thread_posts
         endings.iter().all(|e| matches!(e, Ending::Exited(0, _))),
         "{endings:?}"
     );
-}
-
-/// Whether this binary runs under qemu-user (see tests/guard_page.rs).
-fn under_qemu_user() -> bool {
-    if cfg!(any(target_arch = "x86_64", target_arch = "x86")) {
-        return false;
-    }
-    std::fs::read_to_string("/proc/cpuinfo")
-        .map(|c| c.contains("GenuineIntel") || c.contains("AuthenticAMD"))
-        .unwrap_or(false)
 }
 
 #[test]

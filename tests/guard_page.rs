@@ -21,33 +21,10 @@ use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use death::{in_child, serial, Death};
+use death::{in_child, recurse, serial, under_qemu_user, Death};
 use microthread::coroutine::{Builder, Coroutine, CoroutineResult};
 use microthread::scheduler::{self, TaskletBuilder};
 use microthread::stack::{page_size, pool, Stack, MIN_STACK_SIZE};
-
-/// Whether this binary runs under qemu-user: built for a non-x86 architecture, on a machine
-/// whose `/proc/cpuinfo` (which qemu-user passes through from the host) describes an x86 CPU.
-fn under_qemu_user() -> bool {
-    if cfg!(any(target_arch = "x86_64", target_arch = "x86")) {
-        return false;
-    }
-    std::fs::read_to_string("/proc/cpuinfo")
-        .map(|c| c.contains("GenuineIntel") || c.contains("AuthenticAMD"))
-        .unwrap_or(false)
-}
-
-/// Recurses without bound, 1 KiB of stack per frame that the optimiser cannot remove.
-#[inline(never)]
-fn recurse(depth: u64) -> u64 {
-    let mut frame = [0u8; 1024];
-    frame[(depth % 1024) as usize] = depth as u8;
-    let frame = black_box(&mut frame);
-    if black_box(depth) == u64::MAX {
-        return 0;
-    }
-    recurse(depth + 1).wrapping_add(u64::from(frame[7]))
-}
 
 /// The report for an overflow of the stack of coroutine (`kind` "coroutine") or tasklet `id`.
 fn overflow_report(kind: &str, id: u64, size: usize) -> String {

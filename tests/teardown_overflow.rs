@@ -16,21 +16,9 @@ mod death;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use death::{fork_then, serial};
+use death::{fork_then, recurse, serial};
 use microthread::scheduler::{self, TaskletBuilder};
 use microthread::stack::{page_size, MIN_STACK_SIZE};
-
-/// Recurses without bound, 1 KiB of stack per frame that the optimiser cannot remove.
-#[inline(never)]
-fn recurse(depth: u64) -> u64 {
-    let mut frame = [0u8; 1024];
-    frame[(depth % 1024) as usize] = depth as u8;
-    let frame = black_box(&mut frame);
-    if black_box(depth) == u64::MAX {
-        return 0;
-    }
-    recurse(depth + 1).wrapping_add(u64::from(frame[7]))
-}
 
 /// Set in the child only: the parent's copy of the tasklet must die quietly in its own
 /// thread's teardown.

@@ -8,6 +8,7 @@
 //! allocator, the guard registry or a pool when one forks. Children leave with `_exit`.
 #![allow(dead_code)]
 
+use std::hint::black_box;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::sync::{Mutex, MutexGuard};
@@ -199,4 +200,27 @@ fn wait_for(pid: libc::pid_t, read_end: libc::c_int, write_end: libc::c_int) -> 
         status,
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
     })
+}
+
+/// Whether this binary runs under qemu-user: built for a non-x86 architecture, on a machine
+/// whose `/proc/cpuinfo` (which qemu-user passes through from the host) describes an x86 CPU.
+pub fn under_qemu_user() -> bool {
+    if cfg!(any(target_arch = "x86_64", target_arch = "x86")) {
+        return false;
+    }
+    std::fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.contains("GenuineIntel") || c.contains("AuthenticAMD"))
+        .unwrap_or(false)
+}
+
+/// Recurses without bound, 1 KiB of stack per frame that the optimiser cannot remove.
+#[inline(never)]
+pub fn recurse(depth: u64) -> u64 {
+    let mut frame = [0u8; 1024];
+    frame[(depth % 1024) as usize] = depth as u8;
+    let frame = black_box(&mut frame);
+    if black_box(depth) == u64::MAX {
+        return 0;
+    }
+    recurse(depth + 1).wrapping_add(u64::from(frame[7]))
 }
