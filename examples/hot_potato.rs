@@ -59,7 +59,10 @@ fn main() -> std::io::Result<()> {
     let tasklets = arg(1, 100) as usize;
     let limit = arg(2, 10_000);
     // One tasklet alone would send to itself: nobody would ever receive.
-    assert!(tasklets >= 2 && limit >= 1, "at least 2 tasklets and a limit of 1 or more");
+    assert!(
+        tasklets >= 2 && limit >= 1,
+        "at least 2 tasklets and a limit of 1 or more"
+    );
     let chans: Vec<Channel<Msg>> = (0..tasklets).map(|_| Channel::new()).collect();
     // Which tasklet brought the counter to the limit (all run on this thread: `Rc` is fine).
     let winner = Rc::new(Cell::new(None));
@@ -125,7 +128,10 @@ fn main() -> std::io::Result<()> {
         assert_eq!(h, mine, "tasklet {i}'s hops");
     }
     assert!(ring.iter().all(|t| !t.alive()));
-    assert!(chans.iter().all(|c| c.balance() == 0), "nobody waits any more");
+    assert!(
+        chans.iter().all(|c| c.balance() == 0),
+        "nobody waits any more"
+    );
     assert_eq!(scheduler::runcount(), 1, "only main is left");
     println!("ok");
     Ok(())

@@ -106,8 +106,11 @@ fn main() -> std::io::Result<()> {
         rx.receive()
     })?;
 
-    let workers: Vec<(&'static str, Tasklet)> =
-        vec![("quick", quick.clone()), ("slow", slow.clone()), ("stuck", stuck.clone())];
+    let workers: Vec<(&'static str, Tasklet)> = vec![
+        ("quick", quick.clone()),
+        ("slow", slow.clone()),
+        ("stuck", stuck.clone()),
+    ];
     let l = log.clone();
     let supervisor = spawn(move || {
         let mut rounds = 0;
@@ -118,7 +121,10 @@ fn main() -> std::io::Result<()> {
         let mut killed = Vec::new();
         for (name, w) in &workers {
             if w.alive() {
-                say(&l, format!("supervisor: {name} not done after {rounds} rounds: kill"));
+                say(
+                    &l,
+                    format!("supervisor: {name} not done after {rounds} rounds: kill"),
+                );
                 // Switches to the worker now; it unwinds, and we go on when our turn comes.
                 w.kill().unwrap();
                 assert!(!w.alive());
@@ -135,8 +141,15 @@ fn main() -> std::io::Result<()> {
     assert_eq!(slow.result::<u64>(), None, "killed: no result");
     assert!(stuck.result::<microthread::Result<u32>>().is_none());
     assert!(!quick.alive() && !slow.alive() && !stuck.alive());
-    assert_eq!(supervisor.result::<Vec<&str>>(), Some(vec!["slow", "stuck"]));
-    assert_eq!(nobody_sends.balance(), 0, "the killed receiver left the channel");
+    assert_eq!(
+        supervisor.result::<Vec<&str>>(),
+        Some(vec!["slow", "stuck"])
+    );
+    assert_eq!(
+        nobody_sends.balance(),
+        0,
+        "the killed receiver left the channel"
+    );
     assert_eq!(
         *log.borrow(),
         [

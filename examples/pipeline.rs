@@ -61,7 +61,8 @@ fn main() -> std::io::Result<()> {
             out.send(n).expect("the filter takes every number");
         }
         out.close();
-        l.borrow_mut().push(format!("producer: sent 2..={LAST}, closed"));
+        l.borrow_mut()
+            .push(format!("producer: sent 2..={LAST}, closed"));
     })?;
 
     let (inp, out, l) = (numbers.clone(), primes.clone(), log.clone());
@@ -81,14 +82,16 @@ fn main() -> std::io::Result<()> {
             out.send(last).expect("the consumer takes the last prime");
         }
         out.close();
-        l.borrow_mut().push(format!("filter: saw {seen} numbers, closed"));
+        l.borrow_mut()
+            .push(format!("filter: saw {seen} numbers, closed"));
         seen
     })?;
 
     let (inp, l) = (primes.clone(), log.clone());
     let consumer = spawn(move || {
         let got: Vec<u32> = inp.iter().map(|p| p.unwrap()).collect();
-        l.borrow_mut().push(format!("consumer: got {} primes", got.len()));
+        l.borrow_mut()
+            .push(format!("consumer: got {} primes", got.len()));
         got
     })?;
 
@@ -98,14 +101,19 @@ fn main() -> std::io::Result<()> {
     for line in log.borrow().iter() {
         println!("{line}");
     }
-    let got = consumer.result::<Vec<u32>>().expect("the consumer returned");
+    let got = consumer
+        .result::<Vec<u32>>()
+        .expect("the consumer returned");
     println!("primes up to {LAST}: {got:?}");
 
     let expected: Vec<u32> = (2..=LAST).filter(|&n| is_prime(n)).collect();
     assert_eq!(got, expected);
     assert_eq!(got.len(), 15);
     assert!(!consumer.alive());
-    assert!(numbers.closed() && primes.closed(), "both channels end closed and drained");
+    assert!(
+        numbers.closed() && primes.closed(),
+        "both channels end closed and drained"
+    );
     assert_eq!((numbers.balance(), primes.balance()), (0, 0));
     assert_eq!(
         *log.borrow(),

@@ -133,7 +133,10 @@ fn main() -> std::io::Result<()> {
     for n in 1..=jobs_count {
         assert_eq!(answers[n as usize], Some(collatz_steps(n)), "job {n}");
     }
-    assert_eq!(counted, by_thread, "each thread's own count matches what main saw");
+    assert_eq!(
+        counted, by_thread,
+        "each thread's own count matches what main saw"
+    );
     assert_eq!(counted.iter().sum::<usize>() as u64, jobs_count);
     assert_eq!((jobs.balance(), results.balance()), (0, 0));
     assert_eq!(scheduler::runcount(), 1, "only main is left");
