@@ -67,8 +67,12 @@
 //! # End of a thread
 //! When a thread ends, its scheduler kills every tasklet still alive: each unwinds from its
 //! suspension point with every destructor on its stack run; tasklets that never ran just
-//! have their closures dropped. (This happens in a thread-local destructor, which Rust does not
-//! run for the process's main thread at exit; there, the process ends with them.) A tasklet
+//! have their closures dropped. This happens in a thread-local destructor, which glibc also
+//! runs for the process's main thread when `main` returns or [`std::process::exit`] is
+//! called (`exit(3)` runs the calling thread's thread-local destructors;
+//! `tests/process_exit.rs` shows it). It does not happen when the process ends any other way:
+//! [`std::process::abort`], `_exit(2)`, a fatal signal, or `exit` called on *another*
+//! thread (that one's tasklets are killed, the rest end with the process). A tasklet
 //! whose handles were all dropped stays alive until it ends or its thread ends; nothing is
 //! freed behind its back.
 //!
