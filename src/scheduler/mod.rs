@@ -10,28 +10,13 @@
 //!
 //! # Stackless operations and their Rust form
 //!
-//! | Stackless Python | microthread |
-//! |---|---|
-//! | `stackless.tasklet(f)(*args)` | [`spawn(move \|\| f(args))`](spawn) |
-//! | `stackless.tasklet(f).bind(f, args)` (alive, paused) | [`Tasklet::new(move \|\| f(args))`](Tasklet::new) |
-//! | `t.insert()` / `t.remove()` | [`Tasklet::insert`] / [`Tasklet::remove`] |
-//! | `t.run()` / `t.switch()` | [`Tasklet::run`] / [`Tasklet::switch`] |
-//! | `t.kill()` / `t.kill(pending=True)` | [`Tasklet::kill`] / [`Tasklet::kill_pending`] |
-//! | `t.throw(exc)` / `t.throw(exc, pending=True)` | [`Tasklet::throw`] / [`Tasklet::throw_pending`] |
-//! | `stackless.schedule()` / `schedule_remove()` | [`schedule`] / [`schedule_remove`] |
-//! | `stackless.run()` | [`run`] |
-//! | `stackless.current` / `main` / `runcount` | [`current`] / [`main`] / [`runcount`] |
-//! | `t.alive`, `blocked`, `scheduled`, `paused`, `is_main`, `is_current` | methods of the same names |
-//! | `with stackless.atomic():` / `t.set_atomic()` | [`atomic`] / [`Tasklet::set_atomic`] |
-//! | `stackless.switch_trap(n)` | [`switch_trap`] |
-//! | `stackless.set_schedule_callback(cb)` | [`set_schedule_callback`] |
-//! | an exception raised at a suspension point | `Err(Error)` from the suspended call (see [`Error`]) |
-//! | `TaskletExit` | a silent unwind with payload [`TaskletExit`] |
-//! | uncaught exception in a tasklet → main / `run()` | [`Error::Panicked`] from the call main or the innermost `run()` caller is suspended in |
-//! | return value (discarded) | kept: [`Tasklet::result`] |
-//! | `main.kill()` (raises `TaskletExit` in main) | main unwinds with [`TaskletExit`] from its suspended call; a line on stderr says so, since uncaught it ends the thread |
-//! | a later bomb replaces an earlier `tempval` bomb | a later error replaces an earlier pending error; a pending kill is never replaced |
-//! | `finally:` blocks of a killed tasklet may use channels | a destructor of an unwinding tasklet may complete a rendezvous (without the switch), but may not block or switch: [`Error::Unwinding`] |
+//! The crate root maps the whole `stackless` module, every function and attribute, to its
+//! Rust form: [the table there](crate#the-stackless-module-in-rust). The scheduler's part in
+//! short: [`spawn`], [`Tasklet::new`], [`run`], [`schedule`], [`schedule_remove`],
+//! [`current`], [`main`], [`runcount`], [`atomic`], [`switch_trap`],
+//! [`set_schedule_callback`], the [`Tasklet`] methods that move a tasklet around the ring
+//! (`insert`, `remove`, `run`, `switch`, `kill`, `throw`), and [`spawn_thread`] and
+//! [`RemoteTasklet`] for several threads.
 //!
 //! # What the safe API guarantees
 //! - **A refused operation leaves no trace.** Every operation checks everything that can
