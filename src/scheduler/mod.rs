@@ -255,6 +255,25 @@ pub(super) fn is_current(t: &Inner) -> bool {
 /// first use; call this early in a thread that has no tasklets of its own but will wake
 /// another thread's tasklets through a channel or a [`RemoteTasklet`], so that a thread
 /// waiting for it sleeps instead of reporting a deadlock (see [`spawn_thread`]).
+///
+/// ```
+/// use microthread::{scheduler, Channel};
+/// use std::sync::mpsc;
+///
+/// let ch = Channel::<u32>::new();
+/// let tx = ch.clone();
+/// let (ready_tx, ready) = mpsc::channel();
+/// let helper = std::thread::spawn(move || {
+///     scheduler::init_thread(); // counted awake from here on
+///     ready_tx.send(()).unwrap();
+///     tx.send(7).unwrap();
+/// });
+/// ready.recv().unwrap();
+/// // The helper counts as awake, so this receive sleeps until the value arrives instead of
+/// // failing with Error::Deadlock.
+/// assert_eq!(ch.receive().unwrap(), 7);
+/// helper.join().unwrap();
+/// ```
 pub fn init_thread() {
     scheduler();
 }
@@ -271,14 +290,37 @@ pub(super) fn thread_identity() -> usize {
     }
 }
 
-/// The running tasklet of this thread.
+/// The running tasklet of this thread (Stackless `stackless.current`).
+///
+/// ```
+/// use microthread::{scheduler, spawn};
+///
+/// assert_eq!(scheduler::current(), scheduler::main(), "outside any tasklet: main");
+/// let t = spawn(|| {
+///     let me = scheduler::current();
+///     (me.id(), me.is_main(), me.is_current())
+/// })?;
+/// scheduler::run().unwrap();
+/// assert_eq!(t.result::<(u64, bool, bool)>(), Some((t.id(), false, true)));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn current() -> Tasklet {
     let s = scheduler();
     // SAFETY: the running tasklet is live.
     unsafe { handle(s.current.get()) }
 }
 
-/// This thread's main tasklet: the thread's own stack.
+/// This thread's main tasklet: the thread's own stack (Stackless `stackless.main`). Each
+/// thread has its own.
+///
+/// ```
+/// use microthread::scheduler;
+///
+/// let main = scheduler::main();
+/// assert!(main.is_main() && main.is_current() && main.alive());
+/// let other = std::thread::spawn(|| scheduler::main().id()).join().unwrap();
+/// assert_ne!(other, main.id(), "another thread, another main tasklet");
+/// ```
 pub fn main() -> Tasklet {
     // SAFETY: main lives as long as the scheduler.
     unsafe { handle(scheduler().main) }
