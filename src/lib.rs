@@ -102,7 +102,7 @@
 //! | `t.set_ignore_nesting(flag)`, `t.ignore_nesting` | none: there is no nesting level that could hold off preemption; a native stack switches at any depth (preemption itself: issue 9) |
 //! | `t.bind_thread(tid)` | none: a tasklet never moves to another thread (`Tasklet` is `!Send`, so thread-locals stay sound) |
 //! | `t.__reduce__()`, `t.__setstate__()`, `t.restorable` | not yet: pickling is issue 10 |
-//! | `t.__del__` | the `Drop` of the last [`Tasklet`] handle ends a tasklet that never ran and is paused (its closure is dropped); any other stays alive until it ends, or its thread ends and kills it with its destructors run |
+//! | `t.__del__` | the `Drop` of the last [`Tasklet`] handle ends a tasklet that never ran and is paused, if no [`RemoteTasklet`] refers to it (its closure is dropped); any other stays alive until it ends, or its thread ends and kills it with its destructors run |
 //! | `t.set_context(ctx)`, `t.context_run(f)`, `t.context_id` | none: Rust has no `contextvars`; `thread_local!` values are per thread, so keep per-tasklet state in the closure's captures |
 //! | `t.alive`, `t.paused`, `t.blocked`, `t.scheduled` | [`Tasklet::alive`], [`Tasklet::paused`], [`Tasklet::blocked`], [`Tasklet::scheduled`] |
 //! | `t.block_trap` | [`Tasklet::block_trap`] / [`Tasklet::set_block_trap`] ([`Error::BlockTrap`]) |
