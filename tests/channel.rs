@@ -325,7 +325,7 @@ fn the_channel_callback_sees_each_action_before_it_happens() {
         let s = seen.clone();
         let ch: Channel<u32> = Channel::new();
         let c2 = ch.clone();
-        channel::set_channel_callback(Some(Box::new(move |ev| {
+        channel::set_channel_callback(Some(Rc::new(move |ev: &channel::ChannelEvent<'_>| {
             s.borrow_mut()
                 .push((ev.tasklet.is_main(), ev.sending, ev.will_block));
             assert_eq!(c2.balance(), c2.balance());
