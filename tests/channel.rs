@@ -370,7 +370,9 @@ fn the_channel_callback_sees_each_action_before_it_happens() {
 fn the_callback_gets_the_channel_itself() {
     on_thread(|| {
         let ch: Ch<u32> = Ch::new();
-        let seen: Rc<RefCell<Vec<(u64, isize, Vec<u64>, bool)>>> = Rc::default();
+        // (id, balance, queue, closing) as the callback saw them.
+        type Seen = Vec<(u64, isize, Vec<u64>, bool)>;
+        let seen: Rc<RefCell<Seen>> = Rc::default();
         let kept: Rc<RefCell<Option<Ch<u32>>>> = Rc::default();
         let (s, k) = (seen.clone(), kept.clone());
         channel::set_channel_callback(Some(Rc::new(move |ev: &ChannelEvent<'_>| {
@@ -668,7 +670,7 @@ fn queue_tasklets_leaves_out_the_waiters_of_other_threads() {
     let mine = spawn(move || c.receive().unwrap()).unwrap();
     scheduler::run().unwrap();
     assert_eq!(ch.queue(), [other_id, mine.id()]);
-    assert_eq!(ch.queue_tasklets(), [mine.clone()]);
+    assert_eq!(ch.queue_tasklets(), std::slice::from_ref(&mine));
     ch.send_sequence([1, 2]).unwrap();
     assert_eq!(other.join().unwrap(), 1);
     scheduler::run().unwrap();

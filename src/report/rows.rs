@@ -166,33 +166,26 @@ trait EchoChannel: Clone + 'static {
     fn receive(&self) -> u64;
 }
 
-impl EchoChannel for Channel<u64> {
-    fn new() -> Self {
-        Channel::new()
-    }
-    #[inline(always)]
-    fn send(&self, v: u64) {
-        Channel::send(self, v).expect("a partner")
-    }
-    #[inline(always)]
-    fn receive(&self) -> u64 {
-        Channel::receive(self).expect("a partner")
-    }
+/// Implements [`EchoChannel`] for a channel type of `u64`.
+macro_rules! echo_channel {
+    ($Ch:ident) => {
+        impl EchoChannel for $Ch<u64> {
+            fn new() -> Self {
+                $Ch::new()
+            }
+            #[inline(always)]
+            fn send(&self, v: u64) {
+                $Ch::send(self, v).expect("a partner")
+            }
+            #[inline(always)]
+            fn receive(&self) -> u64 {
+                $Ch::receive(self).expect("a partner")
+            }
+        }
+    };
 }
-
-impl EchoChannel for LocalChannel<u64> {
-    fn new() -> Self {
-        LocalChannel::new()
-    }
-    #[inline(always)]
-    fn send(&self, v: u64) {
-        LocalChannel::send(self, v).expect("a partner")
-    }
-    #[inline(always)]
-    fn receive(&self) -> u64 {
-        LocalChannel::receive(self).expect("a partner")
-    }
-}
+echo_channel!(Channel);
+echo_channel!(LocalChannel);
 
 /// The echoing side of a channel ping-pong: receive on `a`, send back on `b`.
 fn echo<C: EchoChannel>(a: C, b: C, n: u64) -> impl FnOnce() {

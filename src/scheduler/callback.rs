@@ -17,7 +17,7 @@ pub type ScheduleCallback = Box<dyn FnMut(&Tasklet, &Tasklet)>;
 /// A channel, whatever its kind and item type, as a [`ChannelEvent`] shows it: the queries
 /// of [`Channel`](crate::channel::Channel) and [`LocalChannel`](crate::channel::LocalChannel)
 /// (each method does what the channel method of the same name does), and
-/// [`downcast_ref`](<dyn AnyChannel>::downcast_ref) to the channel itself. Implemented by
+/// [`downcast_ref`](AnyChannel#method.downcast_ref) to the channel itself. Implemented by
 /// those two types only.
 ///
 /// ```
@@ -50,7 +50,7 @@ pub trait AnyChannel: sealed::SealedChannel + Any + fmt::Debug {
     fn queue(&self) -> Vec<u64>;
     /// Handles of the blocked tasklets of the calling thread, head first.
     fn queue_tasklets(&self) -> Vec<Tasklet>;
-    /// The channel as `Any`, for [`downcast_ref`](<dyn AnyChannel>::downcast_ref).
+    /// The channel as `Any`, for [`downcast_ref`](AnyChannel#method.downcast_ref).
     fn as_any(&self) -> &dyn Any;
 }
 
@@ -102,7 +102,7 @@ pub(crate) use sealed::SealedChannel;
 /// ```
 #[derive(Debug)]
 pub struct ChannelEvent<'a> {
-    /// The channel: query it, or [`downcast_ref`](<dyn AnyChannel>::downcast_ref) it to its
+    /// The channel: query it, or [`downcast_ref`](AnyChannel#method.downcast_ref) it to its
     /// own type.
     pub channel: &'a dyn AnyChannel,
     /// The tasklet acting.
