@@ -372,6 +372,17 @@ assert!(ch.closed());")]
 
         #[doc = concat!("Received values until the channel is closing and drained; see [`",
             stringify!($Ch), "::iter`].")]
+        #[doc = example!($Ch, "let ch = Ch::new();
+let tx = ch.clone();
+spawn(move || {
+    tx.send(1u32).unwrap();
+    tx.close(); // the next send still finds the receiver waiting
+    tx.send(2).unwrap();
+})?;
+let mut values = ch.iter();
+assert_eq!(values.next().map(Result::unwrap), Some(1));
+assert_eq!(values.next().map(Result::unwrap), Some(2));
+assert!(values.next().is_none()); // closing, and no sender waits")]
         pub struct $Iter<'a, T> {
             channel: &'a $Ch<T>,
         }

@@ -4,6 +4,8 @@
 //! [`BiasedLock`]. A [`LocalChannel`](super::LocalChannel) never leaves its thread (its
 //! handle is `!Send` and `!Sync`): its lock is [`OneThread`], which does nothing.
 
+#[cfg(debug_assertions)]
+use std::cell::Cell;
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -69,21 +71,63 @@ impl ChannelLock for BiasedLock {
 
 /// The lock of a channel whose handles never leave their thread: nothing to do, since no
 /// caller's code runs while the state is held and no other thread can reach it. `!Send` and
-/// `!Sync`, so that a [`Core`] using it is too.
-pub(super) struct OneThread(PhantomData<*const ()>);
+/// `!Sync`, so that a [`Core`] using it is too. Debug builds check that nobody enters twice.
+pub(super) struct OneThread {
+    #[cfg(debug_assertions)]
+    inside: Cell<bool>,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// A [`OneThread`] access: in debug builds, leaves the channel when dropped.
+pub(super) struct OneThreadHeld<'a> {
+    #[cfg(debug_assertions)]
+    inside: &'a Cell<bool>,
+    _lock: PhantomData<&'a OneThread>,
+}
+
+impl OneThread {
+    #[inline(always)]
+    fn enter(&self) -> OneThreadHeld<'_> {
+        #[cfg(debug_assertions)]
+        assert!(
+            !self.inside.replace(true),
+            "a channel was entered again by the thread already inside it"
+        );
+        OneThreadHeld {
+            #[cfg(debug_assertions)]
+            inside: &self.inside,
+            _lock: PhantomData,
+        }
+    }
+}
+
+#[cfg(debug_assertions)]
+impl Drop for OneThreadHeld<'_> {
+    fn drop(&mut self) {
+        self.inside.set(false);
+    }
+}
 
 impl ChannelLock for OneThread {
-    type Held<'a> = ();
+    type Held<'a> = OneThreadHeld<'a>;
     const ONE_THREAD: bool = true;
     fn new() -> Self {
-        OneThread(PhantomData)
+        OneThread {
+            #[cfg(debug_assertions)]
+            inside: Cell::new(false),
+            _not_send: PhantomData,
+        }
     }
     #[inline(always)]
-    fn acquire_as(&self, _me: usize) {}
+    fn acquire_as(&self, _me: usize) -> OneThreadHeld<'_> {
+        self.enter()
+    }
     #[inline(always)]
-    fn acquire_here(&self) {}
-    fn try_acquire_here(&self) -> Result<(), Poisoned> {
-        Ok(())
+    fn acquire_here(&self) -> OneThreadHeld<'_> {
+        self.enter()
+    }
+    fn try_acquire_here(&self) -> Result<OneThreadHeld<'_>, Poisoned> {
+        Ok(self.enter())
     }
 }
 

@@ -1,5 +1,20 @@
 //! [`LocalChannel`]: the channel of the tasklets of one thread, for values that are not
 //! `Send`.
+//!
+//! # Why it is sound
+//! It runs the very code of [`Channel`](super::Channel) (`action`, `block`, the `Blocker`
+//! impl), with a lock that does nothing. That is sound because every thread that touches its
+//! state is the thread that made it:
+//! - its handle holds an `Rc` (so it is `!Send` and `!Sync`), and the only other way to it,
+//!   the callback's `&dyn AnyChannel`, is neither `Send` nor `Sync` either: no other thread
+//!   can send, receive, query or downcast it;
+//! - so every waiter in its queue is a tasklet of that thread (checked in debug builds), and
+//!   the cross-thread branches of the rendezvous are compiled out (`ChannelLock::ONE_THREAD`);
+//! - a blocked tasklet is let go of (`Blocker::unlink`) by its own thread only: kill, throw
+//!   and teardown run there (another thread's kill is mail, read by the owner);
+//! - tasklets never move between threads, so a `T` that is not `Send` stays on its thread;
+//! - no caller's code runs while the state is held (the same rule as for `Channel`), so no
+//!   second access overlaps the first (checked in debug builds).
 
 use std::any::Any;
 use std::fmt;
