@@ -18,6 +18,17 @@ macro_rules! example {
     };
 }
 
+/// [`AnyChannel`] methods that call the inherent query of the same name on `$Ch`.
+macro_rules! forward_queries {
+    ($Ch:ident: $($query:ident -> $ret:ty),* $(,)?) => {
+        $(
+            fn $query(&self) -> $ret {
+                $Ch::$query(self)
+            }
+        )*
+    };
+}
+
 /// The shared API of a channel handle type `$Ch` (items `T: $bound`), whose iterator is
 /// `$Iter`.
 macro_rules! channel_api {
@@ -307,30 +318,9 @@ assert!(ch.closed());")]
         impl<T> SealedChannel for $Ch<T> {}
 
         impl<T: $($bound)+> AnyChannel for $Ch<T> {
-            fn id(&self) -> u64 {
-                $Ch::id(self)
-            }
-            fn balance(&self) -> isize {
-                $Ch::balance(self)
-            }
-            fn preference(&self) -> i8 {
-                $Ch::preference(self)
-            }
-            fn schedule_all(&self) -> bool {
-                $Ch::schedule_all(self)
-            }
-            fn closing(&self) -> bool {
-                $Ch::closing(self)
-            }
-            fn closed(&self) -> bool {
-                $Ch::closed(self)
-            }
-            fn queue(&self) -> Vec<u64> {
-                $Ch::queue(self)
-            }
-            fn queue_tasklets(&self) -> Vec<Tasklet> {
-                $Ch::queue_tasklets(self)
-            }
+            forward_queries!($Ch: id -> u64, balance -> isize, preference -> i8,
+                schedule_all -> bool, closing -> bool, closed -> bool, queue -> Vec<u64>,
+                queue_tasklets -> Vec<Tasklet>);
             fn as_any(&self) -> &dyn Any {
                 self
             }
