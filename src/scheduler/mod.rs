@@ -133,7 +133,6 @@ pub(crate) struct Scheduler {
     callback_replaced: Cell<bool>,
     channel_callback: Cell<Option<callback::ChannelCallback>>,
     in_channel_callback: Cell<bool>,
-    channel_callback_replaced: Cell<bool>,
     channel_hooks: Cell<bool>,
     /// What other threads can reach: the mailbox.
     shared: Arc<Shared>,
@@ -200,7 +199,6 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
         callback_replaced: Cell::new(false),
         channel_callback: Cell::new(None),
         in_channel_callback: Cell::new(false),
-        channel_callback_replaced: Cell::new(false),
         channel_hooks: Cell::new(false),
         shared,
         hooks: Cell::new(0),
