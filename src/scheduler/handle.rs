@@ -31,6 +31,74 @@ impl Tasklet {
         Arc::as_ptr(&self.inner)
     }
 
+    /// The tasklet after this one in the run queue (Stackless `t.next`): the one that runs
+    /// after it in round-robin order. `None` if it is not in the run queue: paused, dead, or
+    /// blocked. (Stackless gives a blocked tasklet's neighbours in its channel's queue; here a
+    /// channel's queue is not a list of tasklets: [`Channel::queue`] gives its order.) A
+    /// tasklet alone in the run queue is its own neighbour.
+    ///
+    /// Walking `next` from [`current`] lists the run queue in the order it runs,
+    /// [`runcount`](super::runcount) tasklets:
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, current, spawn};
+    /// let a = spawn(|| ())?;
+    /// let b = spawn(|| ())?;
+    /// let mut order = vec![current()];
+    /// while let Some(n) = order.last().unwrap().next().filter(|n| *n != order[0]) {
+    ///     order.push(n);
+    /// }
+    /// assert_eq!(order, [current(), a.clone(), b.clone()]);
+    /// assert_eq!(order.len(), scheduler::runcount());
+    /// assert_eq!(a.prev(), Some(current()));
+    /// assert!(microthread::Tasklet::new(|| ())?.next().is_none()); // paused
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// [`Channel::queue`]: crate::channel::Channel::queue
+    pub fn next(&self) -> Option<Tasklet> {
+        let n = self.inner.next.get();
+        // SAFETY: a ring member is a live tasklet of this thread (this handle's, since handles
+        // are !Send), held by the scheduler.
+        (!n.is_null()).then(|| unsafe { Tasklet::from_local(n) })
+    }
+
+    /// The tasklet before this one in the run queue (Stackless `t.prev`); `None` when it is
+    /// not in the run queue, as [`next`](Tasklet::next).
+    ///
+    /// ```
+    /// use microthread::scheduler::{current, spawn};
+    /// let a = spawn(|| ())?;
+    /// // New tasklets go to the end of the run queue: just before the current one.
+    /// assert_eq!(current().prev(), Some(a.clone()));
+    /// assert_eq!(a.next(), Some(current()));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn prev(&self) -> Option<Tasklet> {
+        let p = self.inner.prev.get();
+        // SAFETY: as in `next`.
+        (!p.is_null()).then(|| unsafe { Tasklet::from_local(p) })
+    }
+
+    /// The id of the thread the tasklet belongs to (Stackless `t.thread_id`): the same for
+    /// every tasklet of a thread and its main tasklet, [`std::thread::current`]'s id there;
+    /// `None` once the thread's scheduler has ended (Stackless: -1), which a handle can only
+    /// see from a thread-local destructor that runs after that.
+    ///
+    /// ```
+    /// use microthread::scheduler::{main, spawn};
+    /// let t = spawn(|| ())?;
+    /// assert_eq!(t.thread_id(), Some(std::thread::current().id()));
+    /// assert_eq!(t.thread_id(), main().thread_id());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn thread_id(&self) -> Option<std::thread::ThreadId> {
+        // SAFETY: a tasklet's owner is its thread's scheduler, leaked: never freed.
+        let s = unsafe { &*(self.inner.owner as *const Scheduler) };
+        // On the tasklet's thread: handles are !Send.
+        s.shared.thread_id_here()
+    }
+
     /// Appends the tasklet to the end of the run queue (just before the current tasklet) if it
     /// is not in it. No switch.
     ///
@@ -119,12 +187,14 @@ impl Tasklet {
         }
         self.check_runnable()?;
         s.refuse_switch(true)?;
+        // Read while the caller is still in the ring: a remote run's target takes its place.
+        s.read_mail_before_choosing();
         self.insert()?;
         let me = s.current.get();
         // SAFETY: the running tasklet is in the ring.
         unsafe { s.ring_remove(me) };
         // SAFETY: `me` is running; the target is live and of this thread.
-        unsafe { s.switch_to(me, self.ptr()) }
+        unsafe { s.switch_after_mail(me, self.ptr()) }
     }
 }
 
