@@ -23,6 +23,15 @@ impl Tasklet {
     }
 
     /// Whether it is the running tasklet of its thread.
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, current, main, spawn};
+    /// assert!(main().is_current());
+    /// let t = spawn(|| current().is_current() && !main().is_current())?;
+    /// scheduler::run().unwrap();
+    /// assert_eq!(t.result::<bool>(), Some(true));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn is_current(&self) -> bool {
         is_current(&self.inner)
     }
@@ -104,6 +113,18 @@ impl Tasklet {
     ///
     /// # Errors
     /// [`Error::RunBlocked`], [`Error::RunDead`].
+    ///
+    /// ```
+    /// use microthread::{scheduler, Error, Tasklet};
+    /// let t = Tasklet::new(|| ())?;
+    /// t.insert().unwrap();
+    /// t.insert().unwrap(); // already scheduled: no-op
+    /// assert_eq!(scheduler::runcount(), 2);
+    /// assert_eq!(scheduler::current().prev(), Some(t.clone())); // at the end of the queue
+    /// scheduler::run().unwrap();
+    /// assert!(matches!(t.insert(), Err(Error::RunDead)));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn insert(&self) -> Result<()> {
         let s = self.check_thread()?;
         if self.inner.blocked.get() != 0 {
@@ -124,6 +145,16 @@ impl Tasklet {
     /// # Errors
     /// [`Error::RemoveCurrent`], [`Error::RemoveBlocked`], [`Error::RecursiveCallback`] from
     /// inside the schedule callback.
+    ///
+    /// ```
+    /// use microthread::{scheduler, spawn, Error};
+    /// let t = spawn(|| ())?;
+    /// t.remove().unwrap();
+    /// assert!(t.paused());
+    /// assert_eq!(scheduler::runcount(), 1);
+    /// assert!(matches!(scheduler::current().remove(), Err(Error::RemoveCurrent)));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn remove(&self) -> Result<()> {
         let s = self.check_thread()?;
         // The callback runs between choosing the next tasklet and switching to it: taking
@@ -152,6 +183,24 @@ impl Tasklet {
     /// [`Error::RunBlocked`], [`Error::RunDead`], [`Error::SwitchTrap`],
     /// [`Error::RecursiveCallback`], [`Error::Unwinding`], or an error delivered to the caller
     /// while it was suspended. A refused call changes nothing.
+    ///
+    /// ```
+    /// use microthread::{scheduler, spawn};
+    /// use std::{cell::RefCell, rc::Rc};
+    /// let log = Rc::new(RefCell::new(Vec::new()));
+    /// let ts: Vec<_> = ["A", "B", "C"]
+    ///     .into_iter()
+    ///     .map(|n| {
+    ///         let log = log.clone();
+    ///         spawn(move || log.borrow_mut().push(n)).unwrap()
+    ///     })
+    ///     .collect();
+    /// // Queue: main, A, B, C. Running B jumps there: B, C, then main; A waits its turn.
+    /// ts[1].run().unwrap();
+    /// assert_eq!(*log.borrow(), ["B", "C"]);
+    /// assert!(ts[0].scheduled());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn run(&self) -> Result<()> {
         let s = self.check_runnable()?;
         s.refuse_switch(!is_current(&self.inner))?;
@@ -177,6 +226,21 @@ impl Tasklet {
     ///
     /// # Errors
     /// As [`run`](Tasklet::run), and [`Error::SwitchOtherThread`].
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, main, spawn};
+    /// let t = spawn(|| {
+    ///     let paused = main().paused();
+    ///     main().switch().unwrap(); // hand back; this tasklet is paused now
+    ///     paused
+    /// })?;
+    /// t.switch().unwrap(); // main leaves the run queue; t runs
+    /// assert!(t.paused() && t.alive());
+    /// t.insert().unwrap();
+    /// scheduler::run().unwrap();
+    /// assert_eq!(t.result::<bool>(), Some(true));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn switch(&self) -> Result<()> {
         let s = scheduler();
         if !s.is_this_thread(&self.inner) {

@@ -262,6 +262,20 @@ pub(super) fn fatal(why: &str) -> ! {
 /// # Errors
 /// [`Error::SwitchTrap`], [`Error::Unwinding`], [`Error::RecursiveCallback`], or an error
 /// delivered to the caller while it was suspended.
+///
+/// ```
+/// use microthread::scheduler::{self, spawn};
+/// use std::{cell::RefCell, rc::Rc};
+/// let log = Rc::new(RefCell::new(Vec::new()));
+/// let l = log.clone();
+/// spawn(move || l.borrow_mut().push("other"))?;
+/// log.borrow_mut().push("main");
+/// scheduler::schedule().unwrap(); // the other tasklet runs, then main again
+/// log.borrow_mut().push("main again");
+/// assert_eq!(*log.borrow(), ["main", "other", "main again"]);
+/// scheduler::schedule().unwrap(); // alone: a no-op
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[inline]
 pub fn schedule() -> Result<()> {
     let s = scheduler();
@@ -277,6 +291,20 @@ pub fn schedule() -> Result<()> {
 ///
 /// # Errors
 /// As [`schedule`], and [`Error::Deadlock`].
+///
+/// ```
+/// use microthread::scheduler::{self, spawn};
+/// let t = spawn(|| {
+///     scheduler::schedule_remove().unwrap(); // paused until someone inserts it
+///     "resumed"
+/// })?;
+/// scheduler::run().unwrap(); // run() returns: nothing is runnable
+/// assert!(t.paused());
+/// t.insert().unwrap();
+/// scheduler::run().unwrap();
+/// assert_eq!(t.result::<&str>(), Some("resumed"));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn schedule_remove() -> Result<()> {
     let s = scheduler();
     let me = s.current.get();
