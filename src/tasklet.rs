@@ -13,8 +13,11 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::ptr;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
+
+mod remote_state;
+mod tempval;
+pub(crate) use remote_state::RemoteState;
 
 use crate::context::Context;
 use crate::error::Error;
@@ -109,41 +112,6 @@ pub(crate) struct Inner {
     /// Stackless's `tempval`: the value `schedule_with` returns, which another tasklet may
     /// replace while this one is away. Dropped on the tasklet's own thread when it ends.
     pub(crate) tempval: Cell<Option<Box<dyn Any>>>,
-}
-
-/// An atomic mirror of a tasklet's state for other threads ([`RemoteTasklet`]'s queries),
-/// since the `Cell`s it is computed from belong to the owning thread. Only the owner writes
-/// it, with relaxed stores (a plain store on every architecture, no read-modify-write), at
-/// each transition: into the ring (`ring_insert`), out of it (`ring_remove`, which also sees
-/// whether the tasklet leaves it to block), and death (`unregister`). A reader gets a
-/// snapshot that was true at some moment and may be stale by the time it looks at it.
-///
-/// [`RemoteTasklet`]: crate::scheduler::RemoteTasklet
-pub(crate) struct RemoteState(AtomicU8);
-
-impl RemoteState {
-    /// Alive (created, not ended).
-    pub(crate) const ALIVE: u8 = 1;
-    /// In the run queue (scheduled or running).
-    pub(crate) const IN_RING: u8 = 2;
-    /// Blocked on a channel.
-    pub(crate) const BLOCKED: u8 = 4;
-
-    pub(crate) fn new(bits: u8) -> RemoteState {
-        RemoteState(AtomicU8::new(bits))
-    }
-
-    /// Publishes `bits`; by the owning thread only.
-    #[inline(always)]
-    pub(crate) fn set(&self, bits: u8) {
-        self.0.store(bits, Ordering::Relaxed);
-    }
-
-    /// The last published state: a snapshot.
-    #[inline]
-    pub(crate) fn get(&self) -> u8 {
-        self.0.load(Ordering::Relaxed)
-    }
 }
 
 impl Inner {
@@ -554,61 +522,6 @@ impl Tasklet {
                 None
             }
         }
-    }
-
-    // --- tempval (issue 8 item 6) ---
-
-    /// Puts `value` in the tasklet's `tempval` (Stackless `t.tempval = value`), returning what
-    /// was there. A tasklet suspended in
-    /// [`schedule_with`](crate::scheduler::schedule_with) or
-    /// [`schedule_remove_with`](crate::scheduler::schedule_remove_with) gets it as that call's
-    /// value when it resumes. Emptied when the tasklet ends (Stackless: `None`).
-    ///
-    /// ```
-    /// use microthread::scheduler::{self, spawn};
-    /// let t = spawn(|| {
-    ///     let got = scheduler::schedule_remove_with(Box::new(0u32)).unwrap();
-    ///     *got.downcast::<u32>().unwrap()
-    /// })?;
-    /// scheduler::run().unwrap(); // t waits in schedule_remove_with; its tempval holds 0
-    /// assert_eq!(t.set_tempval(Box::new(42u32)).unwrap().downcast_ref(), Some(&0u32));
-    /// t.insert().unwrap();
-    /// scheduler::run().unwrap();
-    /// assert_eq!(t.result::<u32>(), Some(42));
-    /// assert!(!t.has_tempval()); // empty once it has ended
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn set_tempval(&self, value: Box<dyn Any>) -> Option<Box<dyn Any>> {
-        self.inner.tempval.replace(Some(value))
-    }
-
-    /// Takes the value out of the tasklet's `tempval`, leaving it empty.
-    ///
-    /// ```
-    /// let t = microthread::Tasklet::new(|| ())?;
-    /// t.set_tempval(Box::new("x"));
-    /// assert_eq!(*t.take_tempval().unwrap().downcast::<&str>().unwrap(), "x");
-    /// assert!(t.take_tempval().is_none());
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn take_tempval(&self) -> Option<Box<dyn Any>> {
-        self.inner.tempval.take()
-    }
-
-    /// Whether the tasklet's `tempval` holds a value.
-    ///
-    /// ```
-    /// let t = microthread::Tasklet::new(|| ())?;
-    /// assert!(!t.has_tempval());
-    /// t.set_tempval(Box::new(1u8));
-    /// assert!(t.has_tempval());
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn has_tempval(&self) -> bool {
-        let v = self.inner.tempval.take();
-        let has = v.is_some();
-        self.inner.tempval.set(v);
-        has
     }
 
     /// Whether two handles name the same tasklet.

@@ -2,9 +2,11 @@
 //! the process-wide count of threads that could still wake one, and [`RemoteTasklet`].
 //!
 //! A thread's ring is only ever touched by that thread. Another thread that must change it
-//! (a channel partner made runnable, a remote insert, kill or throw) posts an operation to
-//! the owner's mailbox; the owner applies it at its next switch (one relaxed load of a flag on
-//! every switch tells it there is mail) or, if it is asleep, wakes up for it.
+//! (a channel partner made runnable, a remote insert, remove, run, kill or throw) posts an
+//! operation to the owner's mailbox; the owner applies it at its next switch (one relaxed load
+//! of a flag on every switch tells it there is mail; see `mail` for where exactly) or, if it
+//! is asleep, wakes up for it. What other threads may *read* of a tasklet (for
+//! [`RemoteTasklet`]'s queries) is one atomic byte its thread publishes at every change.
 //!
 //! A thread whose ring is empty while some of its tasklets wait for other threads sleeps on
 //! a condition variable (no spinning, no polling) until mail arrives.
