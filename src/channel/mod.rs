@@ -174,7 +174,7 @@ impl<T: Send + 'static> Default for Channel<T> {
 
 /// Installs `callback`, called before every send and receive made by this thread, and returns
 /// the previous one. A channel operation made from inside it fails with
-/// [`Error::RecursiveCallback`].
+/// [`Error::RecursiveChannelCallback`].
 pub fn set_channel_callback(callback: Option<ChannelCallback>) -> Option<ChannelCallback> {
     scheduler().set_channel_callback(callback)
 }

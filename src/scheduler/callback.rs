@@ -117,6 +117,20 @@ impl Scheduler {
 /// `switch_trap(0)` only reads it. While the level is non-zero, every switch to another
 /// tasklet fails with [`Error::SwitchTrap`]; operations that do not switch still work.
 ///
+/// ```
+/// use microthread::{scheduler, spawn, Error};
+///
+/// let t = spawn(|| ())?;
+/// assert_eq!(scheduler::switch_trap(1), 0, "returns the old level");
+/// assert!(matches!(scheduler::schedule(), Err(Error::SwitchTrap)));
+/// assert!(t.alive() && t.scheduled(), "refused: nothing changed");
+/// assert_eq!(scheduler::switch_trap(0), 1, "0 only reads it");
+/// assert_eq!(scheduler::switch_trap(-1), 1);
+/// scheduler::run().unwrap();
+/// assert!(!t.alive());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
 /// # Panics
 /// If the level would overflow an `i32` (it is left unchanged).
 pub fn switch_trap(change: i32) -> i32 {
