@@ -15,6 +15,10 @@ use std::fmt;
 use std::ptr;
 use std::sync::{Arc, OnceLock};
 
+mod remote_state;
+mod tempval;
+pub(crate) use remote_state::RemoteState;
+
 use crate::context::Context;
 use crate::error::Error;
 use crate::stack::Stack;
@@ -101,6 +105,13 @@ pub(crate) struct Inner {
     pub(crate) preserve_fp_env: bool,
     /// The scheduler that owns this tasklet (its thread's).
     pub(crate) owner: *const (),
+    // --- Ring walking, thread id, remote state, tempval (issue 8 items 2, 3, 4, 6) ---
+    /// What other threads may read of the tasklet's state (see [`RemoteState`]): written by
+    /// the owning thread only, on every change of `life`, the ring links and `blocked`.
+    pub(crate) remote_state: RemoteState,
+    /// Stackless's `tempval`: the value `schedule_with` returns, which another tasklet may
+    /// replace while this one is away. Dropped on the tasklet's own thread when it ends.
+    pub(crate) tempval: Cell<Option<Box<dyn Any>>>,
 }
 
 impl Inner {
@@ -129,6 +140,8 @@ impl Inner {
             block_trap: Cell::new(false),
             preserve_fp_env,
             owner,
+            remote_state: RemoteState::new(RemoteState::ALIVE),
+            tempval: Cell::new(None),
         }
     }
 
@@ -236,6 +249,12 @@ thread_local! {
 /// Releases the local reference of a dead tasklet: keeps the allocation for reuse if no other
 /// thread refers to it, else just drops the reference.
 pub(crate) fn recycle(inner: Arc<Inner>) {
+    // A value put in a dead tasklet's `tempval` (it is emptied when the tasklet ends) must
+    // not go to another thread with the last reference, nor into a new tasklet.
+    // SAFETY: a Cell of this thread that nothing borrows: a plain read.
+    if unsafe { (*inner.tempval.as_ptr()).is_some() } {
+        drop_tempval(&inner);
+    }
     if Arc::strong_count(&inner) != 1 || inner.alive() {
         return;
     }
@@ -245,6 +264,11 @@ pub(crate) fn recycle(inner: Arc<Inner>) {
             r.push(inner);
         }
     });
+}
+
+#[cold]
+fn drop_tempval(inner: &Inner) {
+    drop(inner.tempval.take());
 }
 
 /// A new, not yet started tasklet's state: a recycled allocation if the thread has one (a
@@ -268,6 +292,9 @@ pub(crate) fn new_tasklet(id: u64, owner: *const (), preserve_fp_env: bool) -> A
         t.result.get_mut().take();
         t.atomic.set(false);
         t.block_trap.set(false);
+        t.remote_state.set(RemoteState::ALIVE);
+        // Emptied when the tasklet died (`after_switch`) and in `recycle`.
+        debug_assert!(t.tempval.get_mut().is_none());
         return a;
     }
     Arc::new(Inner::new(id, false, owner, preserve_fp_env))
@@ -288,69 +315,185 @@ impl Tasklet {
     }
 
     /// The tasklet's id, unique in the process.
+    ///
+    /// ```
+    /// let (a, b) = (microthread::Tasklet::new(|| ())?, microthread::Tasklet::new(|| ())?);
+    /// assert_ne!(a.id(), b.id());
+    /// assert_eq!(a.clone().id(), a.id());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn id(&self) -> u64 {
         self.inner.id
     }
 
     /// The tasklet's name, if one was set.
+    ///
+    /// ```
+    /// let t = microthread::Tasklet::new(|| ())?;
+    /// assert_eq!(t.name(), None);
+    /// t.set_name(Some("worker"));
+    /// assert_eq!(t.name().as_deref(), Some("worker"));
+    /// assert!(format!("{t:?}").contains("worker"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn name(&self) -> Option<String> {
         self.inner.name.borrow().clone()
     }
 
     /// Sets (or clears) the tasklet's name, shown in its `Debug` output.
+    ///
+    /// ```
+    /// let t = microthread::Tasklet::new(|| ())?;
+    /// t.set_name(Some("a"));
+    /// t.set_name(None);
+    /// assert_eq!(t.name(), None);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn set_name(&self, name: Option<&str>) {
         *self.inner.name.borrow_mut() = name.map(str::to_owned);
     }
 
     /// Alive: created and not yet ended (returned, panicked, or killed).
+    ///
+    /// ```
+    /// use microthread::{scheduler, spawn};
+    /// let t = spawn(|| ())?;
+    /// assert!(t.alive());
+    /// scheduler::run().unwrap();
+    /// assert!(!t.alive()); // it returned
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn alive(&self) -> bool {
         self.inner.alive()
     }
 
     /// Blocked on a channel.
+    ///
+    /// ```
+    /// use microthread::{scheduler, spawn, Channel};
+    /// let ch = Channel::<u8>::new();
+    /// let rx = ch.clone();
+    /// let t = spawn(move || rx.receive().unwrap())?;
+    /// scheduler::run().unwrap(); // it blocks in receive
+    /// assert!(t.blocked() && t.scheduled() && !t.paused());
+    /// ch.send(1).unwrap();
+    /// assert!(!t.blocked() && !t.alive());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn blocked(&self) -> bool {
         self.inner.blocked.get() != 0
     }
 
     /// In the run queue (the current tasklet is too) or blocked on a channel, as Stackless
     /// defines `scheduled`.
+    ///
+    /// ```
+    /// use microthread::{scheduler, Tasklet};
+    /// let t = Tasklet::new(|| ())?;
+    /// assert!(!t.scheduled()); // created paused
+    /// t.insert().unwrap();
+    /// assert!(t.scheduled());
+    /// assert!(scheduler::current().scheduled()); // the running tasklet is in the run queue
+    /// # scheduler::run().unwrap();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn scheduled(&self) -> bool {
         self.inner.in_ring() || self.blocked()
     }
 
     /// Alive but neither scheduled nor blocked: it runs only when someone inserts, runs or
     /// switches to it.
+    ///
+    /// ```
+    /// use microthread::{scheduler, spawn};
+    /// let t = spawn(|| ())?;
+    /// assert!(!t.paused());
+    /// t.remove().unwrap();
+    /// assert!(t.paused() && t.alive());
+    /// assert!(!scheduler::main().paused()); // main, outside run(), is in the run queue
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn paused(&self) -> bool {
         self.alive() && !self.scheduled()
     }
 
     /// The tasklet that stands for its thread's own stack.
+    ///
+    /// ```
+    /// use microthread::scheduler::{current, main, spawn};
+    /// assert!(main().is_main() && current().is_main());
+    /// assert!(!spawn(|| ())?.is_main());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn is_main(&self) -> bool {
         self.inner.is_main
     }
 
     /// Whether it has run at least once (a main tasklet always has).
+    ///
+    /// ```
+    /// use microthread::{scheduler, scheduler::schedule_remove, spawn};
+    /// let t = spawn(|| schedule_remove())?;
+    /// assert!(!t.started());
+    /// scheduler::run().unwrap(); // it runs and pauses itself
+    /// assert!(t.started() && t.alive());
+    /// assert!(scheduler::main().started());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn started(&self) -> bool {
         self.inner.life.get() != crate::tasklet::Life::New
     }
 
     /// Whether `atomic` is set: no involuntary switch (preemption) may happen while it is.
+    ///
+    /// ```
+    /// let t = microthread::scheduler::current();
+    /// assert!(!t.atomic());
+    /// microthread::scheduler::atomic(|| assert!(t.atomic()));
+    /// assert!(!t.atomic());
+    /// ```
     pub fn atomic(&self) -> bool {
         self.inner.atomic.get()
     }
 
     /// Sets `atomic`, returning the old value. Explicit switches (schedule, channel blocking)
     /// still happen; only involuntary ones are suppressed. See [`crate::scheduler::atomic`].
+    ///
+    /// ```
+    /// let t = microthread::Tasklet::new(|| ())?;
+    /// assert!(!t.set_atomic(true));
+    /// assert!(t.set_atomic(false)); // the old value
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn set_atomic(&self, on: bool) -> bool {
         self.inner.atomic.replace(on)
     }
 
     /// Whether a channel operation that would block fails with [`Error::BlockTrap`] instead.
+    ///
+    /// ```
+    /// use microthread::{scheduler, spawn, Channel, Error};
+    /// let ch = Channel::<u8>::new();
+    /// let rx = ch.clone();
+    /// let t = spawn(move || rx.receive())?;
+    /// t.set_block_trap(true);
+    /// assert!(t.block_trap());
+    /// scheduler::run().unwrap();
+    /// assert!(matches!(t.result::<microthread::Result<u8>>(), Some(Err(Error::BlockTrap))));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn block_trap(&self) -> bool {
         self.inner.block_trap.get()
     }
 
     /// Sets `block_trap`, returning the old value.
+    ///
+    /// ```
+    /// let t = microthread::Tasklet::new(|| ())?;
+    /// assert!(!t.set_block_trap(true));
+    /// assert!(t.set_block_trap(false));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn set_block_trap(&self, on: bool) -> bool {
         self.inner.block_trap.replace(on)
     }
@@ -359,6 +502,17 @@ impl Tasklet {
     /// is the closure's return type; `None` before it returned, if it panicked or was killed,
     /// if the value was already taken, or if `R` is not the right type. Stackless discards
     /// return values; this is the join-like accessor it lacks.
+    ///
+    /// ```
+    /// use microthread::{scheduler, spawn};
+    /// let t = spawn(|| 6 * 7)?;
+    /// assert_eq!(t.result::<i32>(), None); // not yet run
+    /// scheduler::run().unwrap();
+    /// assert_eq!(t.result::<u8>(), None); // wrong type: kept
+    /// assert_eq!(t.result::<i32>(), Some(42));
+    /// assert_eq!(t.result::<i32>(), None); // taken
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn result<R: 'static>(&self) -> Option<R> {
         let mut slot = self.inner.result.borrow_mut();
         match slot.take()?.downcast::<R>() {
@@ -371,6 +525,13 @@ impl Tasklet {
     }
 
     /// Whether two handles name the same tasklet.
+    ///
+    /// ```
+    /// let a = microthread::Tasklet::new(|| ())?;
+    /// assert!(a.ptr_eq(&a.clone()));
+    /// assert!(!a.ptr_eq(&microthread::Tasklet::new(|| ())?));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn ptr_eq(&self, other: &Tasklet) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }

@@ -106,28 +106,38 @@ impl Drop for SchedulesOnDrop {
 #[test]
 fn a_remote_throw_to_a_dead_tasklet_drops_its_payload_outside_the_scheduler() {
     on_thread(|| {
+        scheduler::init_thread();
         let dropped = Arc::new(AtomicUsize::new(0));
-        let t = spawn(|| ()).unwrap();
-        let remote = t.remote();
-        scheduler::run().unwrap();
-        assert!(!t.alive());
+        let (remote_tx, remote_rx) = std::sync::mpsc::channel();
+        let (posted_tx, posted_rx) = std::sync::mpsc::channel::<()>();
+        let wake = Channel::<()>::new();
+        let w = wake.clone();
         let d = dropped.clone();
-        std::thread::spawn(move || {
-            // Still Ok: the thread is alive; the tasklet is dead when the mail is read.
+        let thrower = microthread::spawn_thread(move || {
+            let remote: microthread::RemoteTasklet = remote_rx.recv().unwrap();
+            // Ok: the tasklet is alive (running) now; it is dead when the mail is read.
             remote
                 .throw(Error::Thrown(Box::new(SchedulesOnDrop(d))))
                 .unwrap();
+            posted_tx.send(()).unwrap();
+            w.send(()).unwrap();
+        });
+        let t = spawn(move || {
+            remote_tx.send(current().remote()).unwrap();
+            // Ends once the throw is posted, without a switch in between: the ring is then
+            // empty and main blocked, so the mail is read in the middle of this tasklet's end.
+            posted_rx.recv().unwrap();
         })
-        .join()
         .unwrap();
-        // The mail is read at the start of this switch; the payload's drop must wait until
-        // the switch is over.
-        let other = spawn(|| 7).unwrap();
-        schedule().unwrap();
-        scheduler::run().unwrap();
+        wake.receive().unwrap();
+        assert!(!t.alive());
+        // The payload's drop waited until the switch was over.
         assert_eq!(dropped.load(Ordering::SeqCst), 1);
+        let other = spawn(|| 7).unwrap();
+        scheduler::run().unwrap();
         assert_eq!(other.result::<i32>(), Some(7));
         assert_eq!(runcount(), 1);
+        thrower.join().unwrap();
     });
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::{Mail, SendArc};
 use crate::error::{Error, Result};
-use crate::tasklet::Pending;
+use crate::tasklet::{Pending, RemoteState};
 
 pub use super::callback::{AnyChannel, ChannelCallback, ChannelEvent};
 pub(crate) use super::callback::{ChannelInfo, SealedChannel};
@@ -42,10 +42,13 @@ impl Scheduler {
     /// # Safety
     /// - `me` must be the running tasklet, in the ring.
     pub(crate) unsafe fn block_current(&self, me: *const Inner) -> Result<()> {
-        // SAFETY: forwarded.
+        // SAFETY: forwarded. The mail is read once `me` is out of the ring (a wake for this
+        // very block may be in it), before the next tasklet is chosen: a remote run's target
+        // takes `me`'s place and runs next.
         unsafe {
-            self.ring_remove(me);
-            self.switch_to(me, self.current.get())
+            self.ring_remove_as(me, RemoteState::ALIVE | RemoteState::BLOCKED);
+            self.read_mail_after_leaving();
+            self.switch_after_mail(me, self.current.get())
         }
     }
 
@@ -119,13 +122,43 @@ impl Scheduler {
             if !switching {
                 self.ring_insert(partner);
                 Ok(())
-            } else if schedule_all {
-                self.ring_insert(partner);
-                self.switch_to(me, (*me).next.get())
             } else {
-                self.ring_insert_after_current(partner);
-                self.switch_to(me, partner)
+                // Read before the partner goes in, so that a remote run's target runs after
+                // it (and the switch below needs no mail check of its own).
+                if self
+                    .shared
+                    .has_mail
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    self.read_mail_before_waking(partner);
+                }
+                if schedule_all {
+                    self.ring_insert(partner);
+                    self.switch_after_mail(me, (*me).next.get())
+                } else {
+                    self.ring_insert_after_current(partner);
+                    self.switch_after_mail(me, partner)
+                }
             }
+        }
+    }
+}
+
+impl Scheduler {
+    /// Reads the mail in [`Scheduler::wake_here`] before the partner goes into the ring. The
+    /// mail may have made the partner runnable already (a remote kill or throw): then it is
+    /// taken out again, to go where `wake_here` puts it.
+    ///
+    /// # Safety
+    /// - `partner` must be a live tasklet of this thread, unblocked, in no channel's queue.
+    #[cold]
+    #[inline(never)]
+    unsafe fn read_mail_before_waking(&self, partner: *const Inner) {
+        self.read_mail();
+        // SAFETY: live (caller's obligation).
+        if unsafe { (*partner).in_ring() } {
+            // SAFETY: in the ring.
+            unsafe { self.ring_remove(partner) };
         }
     }
 }

@@ -23,6 +23,15 @@ impl Tasklet {
     }
 
     /// Whether it is the running tasklet of its thread.
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, current, main, spawn};
+    /// assert!(main().is_current());
+    /// let t = spawn(|| current().is_current() && !main().is_current())?;
+    /// scheduler::run().unwrap();
+    /// assert_eq!(t.result::<bool>(), Some(true));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn is_current(&self) -> bool {
         is_current(&self.inner)
     }
@@ -31,11 +40,91 @@ impl Tasklet {
         Arc::as_ptr(&self.inner)
     }
 
+    /// The tasklet after this one in the run queue (Stackless `t.next`): the one that runs
+    /// after it in round-robin order. `None` if it is not in the run queue: paused, dead, or
+    /// blocked. (Stackless gives a blocked tasklet's neighbours in its channel's queue; here a
+    /// channel's queue is not a list of tasklets: [`Channel::queue`] gives its order.) A
+    /// tasklet alone in the run queue is its own neighbour.
+    ///
+    /// Walking `next` from [`current`] lists the run queue in the order it runs,
+    /// [`runcount`](super::runcount) tasklets:
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, current, spawn};
+    /// let a = spawn(|| ())?;
+    /// let b = spawn(|| ())?;
+    /// let mut order = vec![current()];
+    /// while let Some(n) = order.last().unwrap().next().filter(|n| *n != order[0]) {
+    ///     order.push(n);
+    /// }
+    /// assert_eq!(order, [current(), a.clone(), b.clone()]);
+    /// assert_eq!(order.len(), scheduler::runcount());
+    /// assert_eq!(a.prev(), Some(current()));
+    /// assert!(microthread::Tasklet::new(|| ())?.next().is_none()); // paused
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// [`Channel::queue`]: crate::channel::Channel::queue
+    pub fn next(&self) -> Option<Tasklet> {
+        let n = self.inner.next.get();
+        // SAFETY: a ring member is a live tasklet of this thread (this handle's, since handles
+        // are !Send), held by the scheduler.
+        (!n.is_null()).then(|| unsafe { Tasklet::from_local(n) })
+    }
+
+    /// The tasklet before this one in the run queue (Stackless `t.prev`); `None` when it is
+    /// not in the run queue, as [`next`](Tasklet::next).
+    ///
+    /// ```
+    /// use microthread::scheduler::{current, spawn};
+    /// let a = spawn(|| ())?;
+    /// // New tasklets go to the end of the run queue: just before the current one.
+    /// assert_eq!(current().prev(), Some(a.clone()));
+    /// assert_eq!(a.next(), Some(current()));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn prev(&self) -> Option<Tasklet> {
+        let p = self.inner.prev.get();
+        // SAFETY: as in `next`.
+        (!p.is_null()).then(|| unsafe { Tasklet::from_local(p) })
+    }
+
+    /// The id of the thread the tasklet belongs to (Stackless `t.thread_id`): the same for
+    /// every tasklet of a thread and its main tasklet, [`std::thread::current`]'s id there;
+    /// `None` once the thread's scheduler has ended (Stackless: -1), which a handle can only
+    /// see from a thread-local destructor that runs after that.
+    ///
+    /// ```
+    /// use microthread::scheduler::{main, spawn};
+    /// let t = spawn(|| ())?;
+    /// assert_eq!(t.thread_id(), Some(std::thread::current().id()));
+    /// assert_eq!(t.thread_id(), main().thread_id());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn thread_id(&self) -> Option<std::thread::ThreadId> {
+        // SAFETY: a tasklet's owner is its thread's scheduler, leaked: never freed.
+        let s = unsafe { &*(self.inner.owner as *const Scheduler) };
+        // On the tasklet's thread: handles are !Send.
+        s.shared.thread_id_here()
+    }
+
     /// Appends the tasklet to the end of the run queue (just before the current tasklet) if it
     /// is not in it. No switch.
     ///
     /// # Errors
     /// [`Error::RunBlocked`], [`Error::RunDead`].
+    ///
+    /// ```
+    /// use microthread::{scheduler, Error, Tasklet};
+    /// let t = Tasklet::new(|| ())?;
+    /// t.insert().unwrap();
+    /// t.insert().unwrap(); // already scheduled: no-op
+    /// assert_eq!(scheduler::runcount(), 2);
+    /// assert_eq!(scheduler::current().prev(), Some(t.clone())); // at the end of the queue
+    /// scheduler::run().unwrap();
+    /// assert!(matches!(t.insert(), Err(Error::RunDead)));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn insert(&self) -> Result<()> {
         let s = self.check_thread()?;
         if self.inner.blocked.get() != 0 {
@@ -56,6 +145,16 @@ impl Tasklet {
     /// # Errors
     /// [`Error::RemoveCurrent`], [`Error::RemoveBlocked`], [`Error::RecursiveCallback`] from
     /// inside the schedule callback.
+    ///
+    /// ```
+    /// use microthread::{scheduler, spawn, Error};
+    /// let t = spawn(|| ())?;
+    /// t.remove().unwrap();
+    /// assert!(t.paused());
+    /// assert_eq!(scheduler::runcount(), 1);
+    /// assert!(matches!(scheduler::current().remove(), Err(Error::RemoveCurrent)));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn remove(&self) -> Result<()> {
         let s = self.check_thread()?;
         // The callback runs between choosing the next tasklet and switching to it: taking
@@ -84,6 +183,24 @@ impl Tasklet {
     /// [`Error::RunBlocked`], [`Error::RunDead`], [`Error::SwitchTrap`],
     /// [`Error::RecursiveCallback`], [`Error::Unwinding`], or an error delivered to the caller
     /// while it was suspended. A refused call changes nothing.
+    ///
+    /// ```
+    /// use microthread::{scheduler, spawn};
+    /// use std::{cell::RefCell, rc::Rc};
+    /// let log = Rc::new(RefCell::new(Vec::new()));
+    /// let ts: Vec<_> = ["A", "B", "C"]
+    ///     .into_iter()
+    ///     .map(|n| {
+    ///         let log = log.clone();
+    ///         spawn(move || log.borrow_mut().push(n)).unwrap()
+    ///     })
+    ///     .collect();
+    /// // Queue: main, A, B, C. Running B jumps there: B, C, then main; A waits its turn.
+    /// ts[1].run().unwrap();
+    /// assert_eq!(*log.borrow(), ["B", "C"]);
+    /// assert!(ts[0].scheduled());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn run(&self) -> Result<()> {
         let s = self.check_runnable()?;
         s.refuse_switch(!is_current(&self.inner))?;
@@ -109,6 +226,21 @@ impl Tasklet {
     ///
     /// # Errors
     /// As [`run`](Tasklet::run), and [`Error::SwitchOtherThread`].
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, main, spawn};
+    /// let t = spawn(|| {
+    ///     let paused = main().paused();
+    ///     main().switch().unwrap(); // hand back; this tasklet is paused now
+    ///     paused
+    /// })?;
+    /// t.switch().unwrap(); // main leaves the run queue; t runs
+    /// assert!(t.paused() && t.alive());
+    /// t.insert().unwrap();
+    /// scheduler::run().unwrap();
+    /// assert_eq!(t.result::<bool>(), Some(true));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn switch(&self) -> Result<()> {
         let s = scheduler();
         if !s.is_this_thread(&self.inner) {
@@ -119,12 +251,14 @@ impl Tasklet {
         }
         self.check_runnable()?;
         s.refuse_switch(true)?;
+        // Read while the caller is still in the ring: a remote run's target takes its place.
+        s.read_mail_before_choosing();
         self.insert()?;
         let me = s.current.get();
         // SAFETY: the running tasklet is in the ring.
         unsafe { s.ring_remove(me) };
         // SAFETY: `me` is running; the target is live and of this thread.
-        unsafe { s.switch_to(me, self.ptr()) }
+        unsafe { s.switch_after_mail(me, self.ptr()) }
     }
 }
 

@@ -110,7 +110,7 @@ pub use callback::{set_schedule_callback, switch_trap, ScheduleCallback};
 pub use create::{spawn, TaskletBuilder};
 pub use handle::{atomic, AtomicGuard};
 pub use ring::runcount;
-pub use switch::{schedule, schedule_remove};
+pub use switch::{schedule, schedule_remove, schedule_remove_with, schedule_with};
 use teardown::Teardown;
 pub use watchdog::run;
 

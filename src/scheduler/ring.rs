@@ -9,13 +9,14 @@ use std::ptr;
 use super::run;
 
 use super::{scheduler, Scheduler};
-use crate::tasklet::Inner;
+use crate::tasklet::{Inner, RemoteState};
 
 impl Scheduler {
     /// Inserts `t` at the end of the run queue (just before the current tasklet).
     ///
     /// # Safety
     /// - `t` must be a live tasklet of this scheduler, not in the ring.
+    #[inline(always)]
     pub(super) unsafe fn ring_insert(&self, t: *const Inner) {
         // SAFETY: ring members are live (they are in the list); caller vouches for `t`.
         unsafe {
@@ -31,6 +32,9 @@ impl Scheduler {
                 (*t).next.set(cur);
                 (*cur).prev.set(t);
             }
+            // Only a live tasklet that is not blocked is ever inserted.
+            (*t).remote_state
+                .set(RemoteState::ALIVE | RemoteState::IN_RING);
         }
         self.runcount.set(self.runcount.get() + 1);
     }
@@ -52,11 +56,37 @@ impl Scheduler {
         }
     }
 
+    /// Inserts `t` right after `anchor`, a ring member.
+    ///
+    /// # Safety
+    /// - As `ring_insert`, and `anchor` must be in this scheduler's ring.
+    pub(super) unsafe fn ring_insert_after(&self, anchor: *const Inner, t: *const Inner) {
+        let hold = self.current.get();
+        // SAFETY: `anchor` is a ring member; inserting before its successor puts `t` after it.
+        unsafe {
+            self.current.set((*anchor).next.get());
+            self.ring_insert(t);
+        }
+        self.current.set(hold);
+    }
+
     /// Unlinks `t` from the ring; `current` moves on if `t` was current.
     ///
     /// # Safety
     /// - `t` must be in this scheduler's ring.
+    #[inline(always)]
     pub(super) unsafe fn ring_remove(&self, t: *const Inner) {
+        // SAFETY: forwarded. It leaves paused; one that dies is marked dead when it leaves the
+        // list (`unregister`).
+        unsafe { self.ring_remove_as(t, RemoteState::ALIVE) }
+    }
+
+    /// `ring_remove`, publishing `state` as the tasklet's state for other threads.
+    ///
+    /// # Safety
+    /// - As `ring_remove`.
+    #[inline(always)]
+    pub(super) unsafe fn ring_remove_as(&self, t: *const Inner, state: u8) {
         // SAFETY: `t` and its neighbours are ring members.
         unsafe {
             let (prev, next) = ((*t).prev.get(), (*t).next.get());
@@ -71,6 +101,7 @@ impl Scheduler {
             }
             (*t).next.set(ptr::null());
             (*t).prev.set(ptr::null());
+            (*t).remote_state.set(state);
         }
         self.runcount.set(self.runcount.get() - 1);
     }
@@ -97,6 +128,7 @@ impl Scheduler {
     ///
     /// # Safety
     /// - `t` must be in this scheduler's list.
+    #[inline(always)]
     pub(super) unsafe fn unregister(&self, t: *const Inner) {
         // SAFETY: `t` and its neighbours are list members.
         unsafe {
@@ -111,6 +143,8 @@ impl Scheduler {
             }
             (*t).all_next.set(ptr::null());
             (*t).all_prev.set(ptr::null());
+            // Only a tasklet that has ended leaves the list.
+            (*t).remote_state.set(0);
         }
     }
 

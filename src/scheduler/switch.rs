@@ -3,6 +3,7 @@
 //! and the hooks word), the one call site of the context switch, what every resumed tasklet
 //! does first (`after_switch`, `resumed`), and blocking when nothing is runnable.
 
+use std::any::Any;
 use std::mem;
 use std::ptr;
 use std::sync::atomic::Ordering;
@@ -42,6 +43,14 @@ pub(super) unsafe fn after_switch(s: &Scheduler, t: Transfer) {
         if let Some(stack) = d.stack.take() {
             pool::release(stack);
         }
+        // Stackless: `tempval` is None once the tasklet has ended. Emptied here, on its own
+        // thread, after the schedule callback (which may have set it) and outside the switch.
+        // SAFETY: a Cell of this thread that nothing borrows: a plain read.
+        if unsafe { (*d.tempval.as_ptr()).is_some() } {
+            if let Some(v) = d.tempval.take() {
+                s.defer_drop(v);
+            }
+        }
         d.held.set(false);
         if d.handles.get() == 0 {
             // Nobody can ask for the result: it goes with the local reference, but on this
@@ -71,6 +80,21 @@ impl Scheduler {
         if self.shared.has_mail.load(Ordering::Relaxed) {
             self.read_mail();
         }
+        // SAFETY: forwarded.
+        unsafe { self.switch_after_mail(prev, next) }
+    }
+
+    /// [`Scheduler::switch_to`] for a caller that has just read the mail (before it chose
+    /// `next` from the ring: see `mail`). Mail arriving since waits for the next switch.
+    ///
+    /// # Safety
+    /// - As `switch_to`.
+    #[inline(always)]
+    pub(super) unsafe fn switch_after_mail(
+        &self,
+        prev: *const Inner,
+        next: *const Inner,
+    ) -> Result<()> {
         // SAFETY: `next` is checked for null before it is read.
         if self.hooks.get() == 0
             && !next.is_null()
@@ -238,12 +262,27 @@ pub(super) fn fatal(why: &str) -> ! {
 /// # Errors
 /// [`Error::SwitchTrap`], [`Error::Unwinding`], [`Error::RecursiveCallback`], or an error
 /// delivered to the caller while it was suspended.
+///
+/// ```
+/// use microthread::scheduler::{self, spawn};
+/// use std::{cell::RefCell, rc::Rc};
+/// let log = Rc::new(RefCell::new(Vec::new()));
+/// let l = log.clone();
+/// spawn(move || l.borrow_mut().push("other"))?;
+/// log.borrow_mut().push("main");
+/// scheduler::schedule().unwrap(); // the other tasklet runs, then main again
+/// log.borrow_mut().push("main again");
+/// assert_eq!(*log.borrow(), ["main", "other", "main again"]);
+/// scheduler::schedule().unwrap(); // alone: a no-op
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[inline]
 pub fn schedule() -> Result<()> {
     let s = scheduler();
+    s.read_mail_before_choosing();
     let me = s.current.get();
     // SAFETY: `me` is running and in the ring, so `next` is a live ring member.
-    unsafe { s.switch_to(me, (*me).next.get()) }
+    unsafe { s.switch_after_mail(me, (*me).next.get()) }
 }
 
 /// Like [`schedule`], but the caller leaves the run queue (paused) and runs again only when
@@ -252,11 +291,26 @@ pub fn schedule() -> Result<()> {
 ///
 /// # Errors
 /// As [`schedule`], and [`Error::Deadlock`].
+///
+/// ```
+/// use microthread::scheduler::{self, spawn};
+/// let t = spawn(|| {
+///     scheduler::schedule_remove().unwrap(); // paused until someone inserts it
+///     "resumed"
+/// })?;
+/// scheduler::run().unwrap(); // run() returns: nothing is runnable
+/// assert!(t.paused());
+/// t.insert().unwrap();
+/// scheduler::run().unwrap();
+/// assert_eq!(t.result::<&str>(), Some("resumed"));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn schedule_remove() -> Result<()> {
     let s = scheduler();
     let me = s.current.get();
     // It may switch (and even when alone it may sleep), so every refusal applies.
     s.refuse_switch(true)?;
+    s.read_mail_before_choosing();
     // SAFETY: `me` is running, in the ring.
     unsafe {
         let next = if (*me).next.get() == me {
@@ -265,6 +319,64 @@ pub fn schedule_remove() -> Result<()> {
             (*me).next.get()
         };
         s.ring_remove(me);
-        s.switch_to(me, next)
+        s.switch_after_mail(me, next)
     }
+}
+
+/// [`schedule`] passing a value (Stackless `schedule(retval)`): the value goes into the
+/// caller's `tempval`, and the call returns what is in it when the caller resumes: what
+/// another tasklet put there meanwhile with [`Tasklet::set_tempval`], else `value` itself
+/// (or `()`, Stackless's `None`, if someone took it and put nothing back).
+///
+/// # Errors
+/// As [`schedule`]. The value then stays in the caller's `tempval` (take it back with
+/// `current().take_tempval()`), as in Stackless.
+///
+/// ```
+/// use microthread::scheduler::{self, current, spawn};
+/// let me = current();
+/// spawn(move || me.set_tempval(Box::new("from the other tasklet")))?;
+/// let got = scheduler::schedule_with(Box::new("mine")).unwrap();
+/// assert_eq!(*got.downcast::<&str>().unwrap(), "from the other tasklet");
+/// // Nobody touches it: our own value comes back.
+/// let got = scheduler::schedule_with(Box::new(7u8)).unwrap();
+/// assert_eq!(*got.downcast::<u8>().unwrap(), 7);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// [`Tasklet::set_tempval`]: crate::Tasklet::set_tempval
+pub fn schedule_with(value: Box<dyn Any>) -> Result<Box<dyn Any>> {
+    through_tempval(value, schedule)
+}
+
+/// [`schedule_remove`] passing a value (Stackless `schedule_remove(retval)`): returns what is
+/// in the caller's `tempval` when someone inserts it again, as [`schedule_with`]. The usual
+/// way to "return" a value to a paused tasklet: `t.set_tempval(v); t.insert()`.
+///
+/// # Errors
+/// As [`schedule_remove`]; the value then stays in the caller's `tempval`.
+///
+/// ```
+/// use microthread::scheduler::{self, spawn};
+/// let t = spawn(|| *scheduler::schedule_remove_with(Box::new(0)).unwrap().downcast::<i32>().unwrap())?;
+/// scheduler::run().unwrap(); // t is paused inside schedule_remove_with
+/// t.set_tempval(Box::new(5));
+/// t.insert().unwrap();
+/// scheduler::run().unwrap();
+/// assert_eq!(t.result::<i32>(), Some(5));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn schedule_remove_with(value: Box<dyn Any>) -> Result<Box<dyn Any>> {
+    through_tempval(value, schedule_remove)
+}
+
+/// Puts `value` in the running tasklet's `tempval`, runs `op`, and takes the `tempval`.
+fn through_tempval(value: Box<dyn Any>, op: fn() -> Result<()>) -> Result<Box<dyn Any>> {
+    let s = scheduler();
+    // SAFETY: the running tasklet is live, and stays so while suspended (it is in the list).
+    let me = unsafe { &*s.current.get() };
+    // What it replaces is dropped here, where nothing is half-changed.
+    drop(me.tempval.replace(Some(value)));
+    op()?;
+    Ok(me.tempval.take().unwrap_or_else(|| Box::new(())))
 }

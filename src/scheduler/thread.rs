@@ -2,9 +2,11 @@
 //! the process-wide count of threads that could still wake one, and [`RemoteTasklet`].
 //!
 //! A thread's ring is only ever touched by that thread. Another thread that must change it
-//! (a channel partner made runnable, a remote insert, kill or throw) posts an operation to
-//! the owner's mailbox; the owner applies it at its next switch (one relaxed load of a flag on
-//! every switch tells it there is mail) or, if it is asleep, wakes up for it.
+//! (a channel partner made runnable, a remote insert, remove, run, kill or throw) posts an
+//! operation to the owner's mailbox; the owner applies it at its next switch (one relaxed load
+//! of a flag on every switch tells it there is mail; see `mail` for where exactly) or, if it
+//! is asleep, wakes up for it. What other threads may *read* of a tasklet (for
+//! [`RemoteTasklet`]'s queries) is one atomic byte its thread publishes at every change.
 //!
 //! A thread whose ring is empty while some of its tasklets wait for other threads sleeps on
 //! a condition variable (no spinning, no polling) until mail arrives.
@@ -33,16 +35,19 @@
 
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::ThreadId;
 
 mod exit;
 mod fork;
 mod join;
+mod remote;
 pub(crate) use exit::end_at_thread_exit_anyway;
 pub use join::{spawn_thread, JoinHandle};
+pub use remote::RemoteTasklet;
 
 use crate::error::{Error, Result};
-use crate::tasklet::{Inner, Tasklet};
+use crate::tasklet::Inner;
 
 /// A reference to a tasklet that another thread may hold: only its reference count is ever
 /// touched off its own thread, and everything about it that is not `Send` is cleared on its
@@ -62,6 +67,11 @@ pub(crate) enum Mail {
     Insert(SendArc),
     Kill(SendArc),
     Throw(SendArc, Error),
+    /// A remote `remove()`: out of the run queue, unless it is the running tasklet or blocked.
+    Remove(SendArc),
+    /// A remote `run()`: into the run queue right after the running tasklet (after the
+    /// targets of earlier remote runs that have not run yet), so that it runs next.
+    Run(SendArc),
 }
 
 struct Mailbox {
@@ -90,6 +100,9 @@ pub(crate) struct Shared {
     /// The thread does not exist in this process: a forked child's copy of another thread's
     /// scheduler (see `fork`). Its mailbox lock may be held by the vanished thread forever.
     vanished: AtomicBool,
+    /// The owning thread's id, recorded on the owning thread when first asked for there (a
+    /// shared part may be made in advance, by the thread that spawns the owner); never changed.
+    thread: OnceLock<ThreadId>,
 }
 
 /// Threads with a live scheduler that are neither asleep in `Shared::sleep` nor blocked in
@@ -148,11 +161,36 @@ impl Shared {
             wake: Condvar::new(),
             ended: AtomicBool::new(false),
             vanished: AtomicBool::new(false),
+            thread: OnceLock::new(),
         });
         let mut registry = lock(&REGISTRY);
         AWAKE.fetch_add(1, Ordering::SeqCst);
         registry.live.push(shared.clone());
         shared
+    }
+
+    /// The owning thread's id, or `None` once its scheduler has ended (Stackless: -1). Only
+    /// on the owning thread: records the id on first use. (Not when the scheduler starts, which
+    /// may be late in the thread's exit, where `std::thread::current` is gone.)
+    #[inline]
+    pub(crate) fn thread_id_here(&self) -> Option<ThreadId> {
+        if self.ended() {
+            None
+        } else {
+            Some(*self.thread.get_or_init(|| std::thread::current().id()))
+        }
+    }
+
+    /// The owning thread's id as recorded by [`Shared::thread_id_here`] (every
+    /// `RemoteTasklet` is made on the owning thread, which records it), or `None` once its
+    /// scheduler has ended.
+    #[inline]
+    pub(crate) fn thread_id(&self) -> Option<ThreadId> {
+        if self.ended() {
+            None
+        } else {
+            self.thread.get().copied()
+        }
     }
 
     /// Whether the scheduler has ended: its thread tore it down (or could not register the
@@ -277,103 +315,4 @@ pub(crate) unsafe fn identity_vanished(identity: usize) -> bool {
     // SAFETY: schedulers are leaked, never freed (caller vouches that this is one).
     let s = unsafe { &*(identity as *const super::Scheduler) };
     s.shared.vanished.load(Ordering::Acquire)
-}
-
-/// A handle to a tasklet that any thread may hold and use: it inserts, kills or throws into
-/// the tasklet on the tasklet's own thread (Stackless: operations on another thread's tasklet
-/// act on that thread's ring). The caller never waits: the operation is done in its pending
-/// form when the owning thread next switches, and wakes that thread if it sleeps.
-///
-/// ```
-/// use microthread::{Channel, Tasklet};
-/// use std::sync::mpsc;
-///
-/// // This thread will wake the worker: make it known as a thread that can.
-/// microthread::scheduler::init_thread();
-/// let (tx, rx) = mpsc::channel();
-/// let worker = microthread::spawn_thread(move || {
-///     let done = Channel::new();
-///     let d = done.clone();
-///     let t = Tasklet::new(move || d.send("ran").unwrap()).unwrap(); // paused
-///     tx.send(t.remote()).unwrap();
-///     // Nothing runnable here: the thread sleeps until the remote insert arrives.
-///     done.receive().unwrap()
-/// });
-/// rx.recv().unwrap().insert().unwrap();
-/// assert_eq!(worker.join().unwrap(), "ran");
-/// ```
-#[derive(Clone)]
-pub struct RemoteTasklet {
-    tasklet: Arc<SendArc>,
-    owner: Arc<Shared>,
-    id: u64,
-}
-
-impl std::fmt::Debug for RemoteTasklet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteTasklet")
-            .field("id", &self.id)
-            .finish()
-    }
-}
-
-impl Tasklet {
-    /// A handle other threads can use to insert, kill or throw into this tasklet.
-    pub fn remote(&self) -> RemoteTasklet {
-        // SAFETY: the owner pointer of a tasklet is its thread's leaked scheduler.
-        let owner = unsafe {
-            (*(self.inner.owner as *const super::Scheduler))
-                .shared
-                .clone()
-        };
-        RemoteTasklet {
-            tasklet: Arc::new(SendArc(Arc::clone(&self.inner))),
-            owner,
-            id: self.inner.id,
-        }
-    }
-}
-
-impl RemoteTasklet {
-    /// The tasklet's id.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    fn send(&self, make: impl FnOnce(SendArc) -> Mail) -> Result<()> {
-        let mail = make(SendArc(self.tasklet.0.clone()));
-        match self.owner.post(mail) {
-            Ok(()) => Ok(()),
-            Err(mail) => {
-                // Its thread has ended; drop the reference here (the tasklet is dead and was
-                // cleared on its own thread).
-                drop(mail);
-                Err(Error::NoThread)
-            }
-        }
-    }
-
-    /// Appends the tasklet to its thread's run queue (if it is paused).
-    ///
-    /// # Errors
-    /// [`Error::NoThread`] if its thread has ended.
-    pub fn insert(&self) -> Result<()> {
-        self.send(Mail::Insert)
-    }
-
-    /// Kills the tasklet (the pending form: it unwinds when its turn comes).
-    ///
-    /// # Errors
-    /// [`Error::NoThread`] if its thread has ended.
-    pub fn kill(&self) -> Result<()> {
-        self.send(Mail::Kill)
-    }
-
-    /// Throws `error` into the tasklet (the pending form).
-    ///
-    /// # Errors
-    /// [`Error::NoThread`] if its thread has ended.
-    pub fn throw(&self, error: Error) -> Result<()> {
-        self.send(move |t| Mail::Throw(t, error))
-    }
 }

@@ -59,11 +59,13 @@ pub fn run() -> Result<()> {
     s.innermost.set(me);
     // SAFETY: `me` is running, in the ring.
     unsafe { s.ring_remove(me) };
+    // Before the next tasklet is chosen: a remote run's target runs first.
+    s.read_mail_after_leaving();
     let next = s.current.get();
     // Popped when `run` returns, and also when a kill unwinds the caller out of it.
     let _pop = PopWatchdogs(s, me);
     // SAFETY: `me` is running; `next` (if any) is a ring member.
-    unsafe { s.switch_to(me, next) }
+    unsafe { s.switch_after_mail(me, next) }
 }
 
 /// Pops a `run` caller and every deeper watchdog; the deeper ones continue as ordinary
