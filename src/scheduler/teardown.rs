@@ -23,7 +23,8 @@ impl Drop for Teardown {
 }
 
 impl Scheduler {
-    /// Kills every live tasklet but main, then closes the mailbox: the thread is ending.
+    /// Kills every live tasklet but main, oldest first, then closes the mailbox: the thread is
+    /// ending.
     /// From then on the scheduler is ended; a second call does nothing.
     pub(super) fn shutdown(&self) {
         if self.shared.ended() {
@@ -53,6 +54,9 @@ impl Scheduler {
             if victims.is_empty() {
                 return;
             }
+            // The list is newest first; they are killed oldest first (creation order), as in
+            // the model of Stackless's thread end (reference §4).
+            victims.reverse();
             // Take them out of the ring first, so killing one does not run the others.
             for v in &victims {
                 if v.inner.in_ring() && !is_current(&v.inner) {
