@@ -3,17 +3,16 @@
 //! (`entry`); and ending a tasklet that never ran when its last handle goes
 //! (`discard_unstarted`).
 
-use std::any::Any;
 use std::io;
 use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::sync::Arc;
 
+use super::error_handler::{thrown_payload, uncaught};
 use super::switch::after_switch;
 use super::{scheduler, Scheduler};
 use crate::context::{Context, Transfer};
-use crate::error::{Error, TaskletExit};
 use crate::id;
 use crate::stack::{pool, DEFAULT_STACK_SIZE};
 use crate::tasklet::{Inner, Life, Pending, Tasklet};
@@ -43,27 +42,21 @@ where
     m.closure.set(ptr::null_mut());
     m.drop_closure.set(None);
     // Nothing may unwind out of this frame (an `extern "C"` function without a caller): every
-    // piece of user code, the closure's `Drop` included, runs inside `catch_unwind`.
-    let panicked = |payload: Box<dyn Any + Send>| {
-        if payload.is::<TaskletExit>() {
-            None
-        } else {
-            Some(Error::Panicked {
-                tasklet: m.id,
-                payload,
-            })
-        }
-    };
+    // piece of user code, the closure's `Drop` and the error handler included, runs inside
+    // `catch_unwind`. An uncaught panic goes to the error handler first (`uncaught`).
+    let id = m.id;
     let error = match m.pending.take().map(|p| *p) {
         // Killed or thrown into before it ever ran: the closure is dropped unrun.
         Some(Pending::Kill) => panic::catch_unwind(AssertUnwindSafe(|| drop(f)))
             .err()
-            .and_then(panicked),
+            .and_then(|p| uncaught(id, p)),
         Some(Pending::Error(e)) => {
             if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| drop(f))) {
                 s.defer_drop(p);
             }
-            Some(e)
+            // As in Stackless, where it is raised at the tasklet's first instruction: the
+            // thrown error is the tasklet's own uncaught error, routed like a panic of it.
+            uncaught(id, thrown_payload(e))
         }
         None => panic::catch_unwind(AssertUnwindSafe(|| {
             let r = f();
@@ -73,7 +66,7 @@ where
             }
         }))
         .err()
-        .and_then(panicked),
+        .and_then(|p| uncaught(id, p)),
     };
     // SAFETY: `me` is running on its own stack and is not main.
     unsafe { s.end(me, error) }
