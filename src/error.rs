@@ -78,6 +78,21 @@ pub enum Error {
         /// What it panicked with.
         payload: Payload,
     },
+    // Binding and setting up (Stackless `bind` and `setup`, reference §1.2 and Appendix A).
+    /// [`Tasklet::setup`](crate::Tasklet::setup) of a tasklet that is already alive.
+    TaskletAlive,
+    /// [`Tasklet::setup`](crate::Tasklet::setup) of a tasklet with no function: unbound, or
+    /// dead.
+    NotBound,
+    /// [`Tasklet::unbind`](crate::Tasklet::unbind) of the current tasklet.
+    BindCurrent,
+    /// [`Tasklet::unbind`](crate::Tasklet::unbind) of a tasklet that is scheduled or blocked.
+    BindScheduled,
+    /// [`Tasklet::unbind`](crate::Tasklet::unbind) of a tasklet that has started: it has
+    /// native frames on its stack (Stackless: C state), which only unwinding can end.
+    HasCState,
+    /// [`Tasklet::unbind`](crate::Tasklet::unbind) of a main tasklet.
+    UnbindMain,
 }
 
 impl Error {
@@ -139,6 +154,15 @@ impl fmt::Display for Error {
                     None => write!(f, "tasklet {tasklet} panicked"),
                 }
             }
+            Error::TaskletAlive => "tasklet is alive",
+            Error::NotBound => "the tasklet was not bound to a function",
+            Error::BindCurrent => "can't (re)bind the current tasklet",
+            Error::BindScheduled => "tasklet is scheduled",
+            Error::HasCState => {
+                "tasklet has C state on its stack: it has started running, and its native \
+                 frames can only be unwound: end it with kill()"
+            }
+            Error::UnbindMain => "can't unbind the main tasklet",
         };
         f.write_str(s)
     }

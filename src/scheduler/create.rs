@@ -1,7 +1,8 @@
-//! Tasklet creation: [`TaskletBuilder`], [`spawn`] and [`Tasklet::new`]; placing the closure
-//! and the first frame on the new stack (`place`, `cache_color`); the tasklet's first frame
-//! (`entry`); and ending a tasklet that never ran when its last handle goes
-//! (`discard_unstarted`).
+//! Tasklet creation: [`TaskletBuilder`], [`spawn`], [`Tasklet::new`] and [`Tasklet::bound`];
+//! placing the closure and the first frame on the new stack (`place`, `cache_color`); the
+//! tasklet's first frame (`entry`); and ending a tasklet that never ran when its last handle
+//! goes (`discard_unstarted`). Setting up and unbinding a tasklet that never ran live in
+//! `bind`.
 
 use std::io;
 use std::mem;
@@ -72,13 +73,21 @@ where
     unsafe { s.end(me, error) }
 }
 
-/// Options for a new tasklet: stack size, guard size and FP-environment preservation.
+/// Options for a new tasklet: stack size, guard size and FP-environment preservation; then
+/// [`spawn`](TaskletBuilder::spawn) (alive and scheduled), [`create`](TaskletBuilder::create)
+/// (alive and paused) or [`bind`](TaskletBuilder::bind) (bound, not alive).
 ///
 /// ```
 /// use microthread::scheduler::{self, TaskletBuilder};
 /// let t = TaskletBuilder::new().stack_size(64 * 1024).spawn(|| 6 * 7)?;
 /// scheduler::run().unwrap();
 /// assert_eq!(t.result::<i32>(), Some(42));
+///
+/// // The builder is `Clone`: one configuration, many tasklets.
+/// let small = TaskletBuilder::new().stack_size(16 * 1024);
+/// let a = small.clone().create(|| 1)?;
+/// let b = small.bind(|| 2)?;
+/// assert!(a.alive() && a.paused() && !b.alive());
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -129,6 +138,17 @@ impl TaskletBuilder {
 
     /// Creates the tasklet alive and paused (Stackless `bind(f, args)`): it runs once
     /// inserted, run or switched to.
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, TaskletBuilder};
+    /// let t = TaskletBuilder::new().create(|| "ran")?;
+    /// assert!(t.alive() && t.paused());
+    /// scheduler::run().unwrap(); // nothing is scheduled: it does not run
+    /// assert!(t.paused());
+    /// t.run().unwrap();
+    /// assert_eq!(t.result::<&str>(), Some("ran"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     /// The OS error if a new stack cannot be mapped; an error of kind `Other` if this
@@ -181,11 +201,53 @@ impl TaskletBuilder {
         Ok(t)
     }
 
+    /// Creates the tasklet bound but not alive (Stackless `tasklet(f)`): its closure is on
+    /// its stack, but it is neither alive nor scheduled, and it cannot run until
+    /// [`Tasklet::setup`] makes it alive and scheduled. [`Tasklet::unbind`] drops the closure
+    /// unrun; so does dropping its last handle (unless a [`RemoteTasklet`] refers to it), or
+    /// its thread's end.
+    ///
+    /// [`RemoteTasklet`]: crate::scheduler::RemoteTasklet
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, TaskletBuilder};
+    /// use microthread::Error;
+    /// let t = TaskletBuilder::new().bind(|| 6 * 7)?;
+    /// assert!(!t.alive() && !t.scheduled() && !t.paused());
+    /// assert!(matches!(t.run(), Err(Error::RunDead)));
+    /// t.setup().unwrap();
+    /// assert!(t.alive() && t.scheduled());
+    /// scheduler::run().unwrap();
+    /// assert_eq!(t.result::<i32>(), Some(42));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`create`](TaskletBuilder::create).
+    pub fn bind<F, R>(self, f: F) -> io::Result<Tasklet>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        let t = self.create(f)?;
+        t.inner.life.set(Life::Bound);
+        Ok(t)
+    }
+
     /// Creates the tasklet and inserts it at the end of the run queue (Stackless
     /// `tasklet(f)()`).
     ///
+    /// ```
+    /// use microthread::scheduler::{self, TaskletBuilder};
+    /// let t = TaskletBuilder::new().spawn(|| ())?;
+    /// assert!(t.alive() && t.scheduled());
+    /// scheduler::run().unwrap();
+    /// assert!(!t.alive());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
     /// # Errors
-    /// The OS error if a new stack cannot be mapped.
+    /// As [`create`](TaskletBuilder::create).
     pub fn spawn<F, R>(self, f: F) -> io::Result<Tasklet>
     where
         F: FnOnce() -> R + 'static,
@@ -243,7 +305,19 @@ pub(super) unsafe fn drop_as<F>(p: *mut u8) {
 }
 
 impl Tasklet {
-    /// Creates a tasklet alive and paused (Stackless `bind(f, args)`), on a default stack.
+    /// Creates a tasklet alive and paused (Stackless `bind(f, args)`), on a default stack: it
+    /// runs once [inserted](Tasklet::insert), [run](Tasklet::run) or
+    /// [switched to](Tasklet::switch).
+    ///
+    /// ```
+    /// use microthread::{scheduler, Tasklet};
+    /// let t = Tasklet::new(|| 1 + 1)?;
+    /// assert!(t.alive() && t.paused() && !t.started());
+    /// t.insert().unwrap();
+    /// scheduler::run().unwrap();
+    /// assert_eq!(t.result::<i32>(), Some(2));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     /// The OS error if a new stack cannot be mapped.
@@ -254,9 +328,49 @@ impl Tasklet {
     {
         TaskletBuilder::new().create(f)
     }
+
+    /// Creates a tasklet bound to `f` but not alive (Stackless `tasklet(f)`), on a default
+    /// stack: [`setup`](Tasklet::setup) makes it alive and scheduled. See
+    /// [`TaskletBuilder::bind`].
+    ///
+    /// ```
+    /// use microthread::{scheduler, Tasklet};
+    /// let t = Tasklet::bound(|| "hello")?;
+    /// assert!(!t.alive());
+    /// t.setup().unwrap();
+    /// scheduler::run().unwrap();
+    /// assert_eq!(t.result::<&str>(), Some("hello"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The OS error if a new stack cannot be mapped.
+    pub fn bound<F, R>(f: F) -> io::Result<Tasklet>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        TaskletBuilder::new().bind(f)
+    }
 }
 
-/// Creates a tasklet and appends it to the run queue: Stackless `tasklet(f)()`.
+/// Creates a tasklet and appends it to the run queue: Stackless `tasklet(f)()`. The one-call
+/// form of [`Tasklet::bound`] + [`Tasklet::setup`].
+///
+/// ```
+/// use microthread::scheduler::{self, spawn};
+/// use std::{cell::RefCell, rc::Rc};
+///
+/// let log = Rc::new(RefCell::new(Vec::new()));
+/// for name in ["A", "B"] {
+///     let log = log.clone();
+///     spawn(move || log.borrow_mut().push(name))?;
+/// }
+/// assert_eq!(scheduler::runcount(), 3); // main and the two new ones
+/// scheduler::run().unwrap();
+/// assert_eq!(*log.borrow(), ["A", "B"]); // in creation order
+/// # Ok::<(), std::io::Error>(())
+/// ```
 ///
 /// # Errors
 /// The OS error if a new stack cannot be mapped.
@@ -268,29 +382,14 @@ where
     TaskletBuilder::new().spawn(f)
 }
 
-/// Ends a tasklet that never ran and never can (paused, no handle, no other thread refers to
-/// it): drops its closure now instead of at the thread's end. Called by the last handle.
+/// Ends a tasklet that never ran and never can (paused or bound, no handle, no other thread
+/// refers to it): drops its closure now instead of at the thread's end. Called by the last
+/// handle.
 pub(super) fn discard_unstarted(inner: Arc<Inner>) {
     let s = scheduler();
-    let p = Arc::as_ptr(&inner);
-    let closure = inner.closure.replace(ptr::null_mut());
-    let drop_closure = inner.drop_closure.take();
-    // Out of every structure first: the closure's `Drop` is user code and may do anything.
-    inner.life.set(Life::Dead);
-    inner.context.set(None);
-    // SAFETY: a live tasklet of this thread is in the list; the list's reference is the
-    // local one this handle shares, which `inner` now holds.
-    unsafe { s.unregister(p) };
-    inner.held.set(false);
-    let dropped = match drop_closure {
-        // SAFETY: the closure written at `closure` on the tasklet's stack never ran, so it was
-        // never moved out; the stack is still mapped (released below).
-        Some(d) => panic::catch_unwind(AssertUnwindSafe(|| unsafe { d(closure) })),
-        None => Ok(()),
-    };
-    if let Some(stack) = inner.stack.take() {
-        pool::release(stack);
-    }
+    // SAFETY: an unrun, floating tasklet of this thread, in the list; its local reference
+    // is the one the last handle handed over, held here in `inner`.
+    let dropped = unsafe { s.drop_unrun(&inner) };
     crate::tasklet::recycle(inner);
     if let Err(payload) = dropped {
         panic::resume_unwind(payload);

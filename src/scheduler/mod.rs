@@ -105,6 +105,7 @@ use crate::tasklet::{Inner, Tasklet};
 mod thread;
 pub use thread::{spawn_thread, JoinHandle, RemoteTasklet};
 use thread::{Mail, SendArc, Shared};
+mod bind;
 pub(crate) mod blocking;
 mod callback;
 mod create;
