@@ -48,7 +48,8 @@ pub enum Error {
     Unwinding,
     /// `insert`, `run` or `switch` of a tasklet that is blocked on a channel.
     RunBlocked,
-    /// `insert`, `run` or `switch` of a tasklet that has ended.
+    /// `insert`, `run` or `switch` of a tasklet that is not alive: it has ended, or it is
+    /// bound and not yet set up.
     RunDead,
     /// `remove` of a tasklet that is blocked on a channel.
     RemoveBlocked,
@@ -56,7 +57,8 @@ pub enum Error {
     RemoveCurrent,
     /// `switch` to a tasklet of another thread.
     SwitchOtherThread,
-    /// `throw` to a tasklet that has ended.
+    /// `throw` to a tasklet that is not alive: it has ended, or it is bound and not yet set
+    /// up.
     ThrowDead,
     /// The tasklet's thread has ended.
     NoThread,
@@ -84,15 +86,22 @@ pub enum Error {
     /// [`Tasklet::setup`](crate::Tasklet::setup) of a tasklet with no function: unbound, or
     /// dead.
     NotBound,
-    /// [`Tasklet::unbind`](crate::Tasklet::unbind) of the current tasklet.
+    /// [`Tasklet::unbind`](crate::Tasklet::unbind) or [`Tasklet::bind`](crate::Tasklet::bind)
+    /// of the current tasklet.
     BindCurrent,
-    /// [`Tasklet::unbind`](crate::Tasklet::unbind) of a tasklet that is scheduled or blocked.
+    /// [`Tasklet::unbind`](crate::Tasklet::unbind) or [`Tasklet::bind`](crate::Tasklet::bind)
+    /// of a tasklet that is scheduled or blocked.
     BindScheduled,
-    /// [`Tasklet::unbind`](crate::Tasklet::unbind) of a tasklet that has started: it has
-    /// native frames on its stack (Stackless: C state), which only unwinding can end.
+    /// [`Tasklet::unbind`](crate::Tasklet::unbind) or [`Tasklet::bind`](crate::Tasklet::bind)
+    /// of a tasklet that has started and not ended: it has native frames on its stack
+    /// (Stackless: C state), which only unwinding can end.
     HasCState,
-    /// [`Tasklet::unbind`](crate::Tasklet::unbind) of a main tasklet.
+    /// [`Tasklet::unbind`](crate::Tasklet::unbind) or [`Tasklet::bind`](crate::Tasklet::bind)
+    /// of a main tasklet.
     UnbindMain,
+    /// [`Tasklet::bind`](crate::Tasklet::bind) could not map a new stack: the OS error.
+    /// (Stackless has no such state; the sentence is ours.)
+    NoStack(std::io::Error),
 }
 
 impl Error {
@@ -163,6 +172,7 @@ impl fmt::Display for Error {
                  frames can only be unwound: end it with kill()"
             }
             Error::UnbindMain => "can't unbind the main tasklet",
+            Error::NoStack(e) => return write!(f, "cannot map a stack for the tasklet: {e}"),
         };
         f.write_str(s)
     }

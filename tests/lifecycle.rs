@@ -303,7 +303,7 @@ fn unbind_is_refused_by_stacklesss_preconditions_and_a_refusal_changes_nothing()
 }
 
 #[test]
-fn unbind_and_setup_inside_the_schedule_callback_are_refused() {
+fn setup_unbind_and_bind_inside_the_schedule_callback_are_refused() {
     on_thread(|| {
         let bound = Tasklet::bound(|| ()).unwrap();
         let paused = Tasklet::new(|| ()).unwrap();
@@ -312,12 +312,14 @@ fn unbind_and_setup_inside_the_schedule_callback_are_refused() {
         set_schedule_callback(Some(Rc::new(move |_, _| {
             s.borrow_mut()
                 .push((b.setup().unwrap_err(), p.unbind().unwrap_err()));
+            s.borrow_mut()
+                .push((b.bind(|| ()).unwrap_err(), p.bind(|| ()).unwrap_err()));
         })));
         spawn(|| ()).unwrap();
         scheduler::run().unwrap();
         set_schedule_callback(None);
         let seen = seen.borrow();
-        assert_eq!(seen.len(), 2);
+        assert_eq!(seen.len(), 4, "two switches, two pairs each: {seen:?}");
         for (a, b) in seen.iter() {
             assert!(matches!(a, Error::RecursiveCallback), "{a:?}");
             assert!(matches!(b, Error::RecursiveCallback), "{b:?}");
@@ -428,4 +430,121 @@ fn bound_tasklets_left_at_a_threads_end_have_their_closures_dropped_in_creation_
         *log.lock().unwrap(),
         ["A bound", "B alive", "C bound, remote handle"]
     );
+}
+
+#[test]
+fn bind_gives_a_dead_tasklet_a_new_function_and_keeps_its_identity() {
+    on_thread(|| {
+        let t = spawn(|| 1).unwrap();
+        t.set_name(Some("worker"));
+        let id = t.id();
+        scheduler::run().unwrap();
+        assert!(!t.alive());
+        t.bind(|| 2).unwrap();
+        assert_eq!(flags(&t), (false, false, false, false));
+        assert!(t.result::<i32>().is_none(), "the old result was dropped");
+        assert!(matches!(t.run(), Err(Error::RunDead)));
+        t.setup().unwrap();
+        scheduler::run().unwrap();
+        assert_eq!(t.result::<i32>(), Some(2));
+        assert_eq!((t.id(), t.name().as_deref()), (id, Some("worker")));
+        // One that panicked, and one that was killed, can be bound again too.
+        let p = spawn(|| panic!("first life")).unwrap();
+        assert!(scheduler::run().is_err());
+        p.bind(|| "second life").unwrap();
+        p.setup().unwrap();
+        scheduler::run().unwrap();
+        assert_eq!(p.result::<&str>(), Some("second life"));
+        let k = spawn(|| loop {
+            schedule().unwrap();
+        })
+        .unwrap();
+        schedule().unwrap();
+        k.kill().unwrap();
+        k.bind(|| 3).unwrap();
+        k.setup().unwrap();
+        scheduler::run().unwrap();
+        assert_eq!(k.result::<i32>(), Some(3));
+    });
+}
+
+#[test]
+fn bind_replaces_the_closure_of_a_tasklet_that_never_ran_and_it_is_not_alive() {
+    on_thread(|| {
+        let drops = Rc::new(Cell::new(0));
+        let c = Counted(drops.clone());
+        let bound = Tasklet::bound(move || drop(c)).unwrap();
+        bound.bind(|| "new").unwrap();
+        assert_eq!(drops.get(), 1);
+        assert_eq!(flags(&bound), (false, false, false, false));
+        let c = Counted(drops.clone());
+        let paused = Tasklet::new(move || drop(c)).unwrap();
+        paused.bind(|| "new too").unwrap();
+        assert_eq!(drops.get(), 2);
+        assert_eq!(flags(&paused), (false, false, false, false));
+        bound.setup().unwrap();
+        paused.setup().unwrap();
+        scheduler::run().unwrap();
+        assert_eq!(bound.result::<&str>(), Some("new"));
+        assert_eq!(paused.result::<&str>(), Some("new too"));
+        // Bound again and forgotten: discarded with its last handle, no leak.
+        let c = Counted(drops.clone());
+        bound.bind(move || drop(c)).unwrap();
+        drop(bound);
+        assert_eq!(drops.get(), 3);
+    });
+}
+
+#[test]
+fn bind_is_refused_like_unbind_and_a_refusal_changes_nothing() {
+    on_thread(|| {
+        let e = scheduler::main().bind(|| ()).unwrap_err();
+        assert!(matches!(e, Error::BindCurrent), "{e:?}");
+        spawn(|| {
+            let me = scheduler::current();
+            assert!(matches!(me.bind(|| ()), Err(Error::BindCurrent)));
+            let e = scheduler::main().bind(|| ()).unwrap_err();
+            assert!(matches!(e, Error::BindScheduled), "{e:?}");
+        })
+        .unwrap();
+        schedule().unwrap();
+        let ran = Rc::new(Cell::new(false));
+        let r = ran.clone();
+        let scheduled = spawn(move || r.set(true)).unwrap();
+        assert!(matches!(scheduled.bind(|| ()), Err(Error::BindScheduled)));
+        scheduler::run().unwrap();
+        assert!(ran.get());
+        spawn(|| {
+            let e = scheduler::main().bind(|| ()).unwrap_err();
+            assert!(matches!(e, Error::UnbindMain), "{e:?}");
+        })
+        .unwrap();
+        scheduler::run().unwrap();
+        let started = spawn(|| schedule_remove().unwrap()).unwrap();
+        scheduler::run().unwrap();
+        let e = started.bind(|| ()).unwrap_err();
+        assert!(matches!(e, Error::HasCState), "{e:?}");
+        assert!(started.alive() && started.paused() && started.started());
+        started.run().unwrap();
+        assert!(!started.alive());
+    });
+}
+
+#[test]
+fn a_panic_in_the_old_closures_drop_continues_from_bind_with_the_new_one_bound() {
+    on_thread(|| {
+        struct Bomb;
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                panic!("old closure");
+            }
+        }
+        let b = Bomb;
+        let t = Tasklet::bound(move || drop(b)).unwrap();
+        let p = panic::catch_unwind(AssertUnwindSafe(|| t.bind(|| 5))).unwrap_err();
+        assert_eq!(p.downcast_ref::<&str>(), Some(&"old closure"));
+        t.setup().unwrap();
+        scheduler::run().unwrap();
+        assert_eq!(t.result::<i32>(), Some(5));
+    });
 }

@@ -1,14 +1,16 @@
 //! A tasklet's life before it runs (reference §1.2, Appendix B): [`Tasklet::setup`] makes a
 //! bound tasklet alive and scheduled; [`Tasklet::unbind`] (Stackless `bind(None)`) drops the
-//! closure of a tasklet that never ran; `drop_unrun` is how both `unbind` and the last handle
-//! of an unreachable unrun tasklet drop it.
+//! closure of a tasklet that never ran; [`Tasklet::bind`] (Stackless `bind(f)`) gives one that
+//! is not running a new closure; `drop_unrun` is how both `unbind` and the last handle of an
+//! unreachable unrun tasklet drop it.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
+use super::create::prepare;
 use super::{is_current, Scheduler};
 use crate::error::{Error, Result};
-use crate::stack::pool;
+use crate::stack::{pool, DEFAULT_GUARD_SIZE, DEFAULT_STACK_SIZE};
 use crate::tasklet::{Inner, Life, Tasklet};
 
 impl Tasklet {
@@ -86,6 +88,21 @@ impl Tasklet {
     /// If the closure's `Drop` panics, that panic continues from this call, once the tasklet
     /// is dead and its stack released.
     pub fn unbind(&self) -> Result<()> {
+        let s = self.check_rebind()?;
+        if self.inner.life.get() == Life::Dead {
+            return Ok(());
+        }
+        // SAFETY: an unrun (bound or new), floating tasklet of this thread, held by the
+        // scheduler (in the list); this handle keeps its local reference.
+        if let Err(payload) = unsafe { s.drop_unrun(&self.inner) } {
+            panic::resume_unwind(payload);
+        }
+        Ok(())
+    }
+
+    /// The preconditions of [`unbind`](Tasklet::unbind) and [`bind`](Tasklet::bind), in
+    /// Stackless's order; on success the tasklet is dead, or unrun and floating.
+    fn check_rebind(&self) -> Result<&'static Scheduler> {
         let s = self.check_thread()?;
         if s.in_callback.get() {
             return Err(Error::RecursiveCallback);
@@ -95,7 +112,7 @@ impl Tasklet {
         }
         let life = self.inner.life.get();
         if life == Life::Dead {
-            return Ok(());
+            return Ok(s);
         }
         if !self.inner.floating() {
             return Err(Error::BindScheduled);
@@ -106,9 +123,78 @@ impl Tasklet {
         if life == Life::Started {
             return Err(Error::HasCState);
         }
-        // SAFETY: an unrun (bound or new), floating tasklet of this thread, held by the
-        // scheduler (in the list); this handle keeps its local reference.
-        if let Err(payload) = unsafe { s.drop_unrun(&self.inner) } {
+        Ok(s)
+    }
+
+    /// Binds the tasklet to `f`, on a new default-sized stack
+    /// ([`DEFAULT_STACK_SIZE`](crate::stack::DEFAULT_STACK_SIZE)): it becomes bound, not
+    /// alive, and [`setup`](Tasklet::setup) runs `f` (Stackless `bind(f)`). Its id, name and
+    /// flags stay; an earlier return value is dropped. A tasklet that never ran (bound, or
+    /// alive and paused) has its old closure dropped unrun, as [`unbind`](Tasklet::unbind)
+    /// does; a dead one is bound again.
+    ///
+    /// ```
+    /// use microthread::{scheduler, Tasklet};
+    /// let t = microthread::spawn(|| 1)?;
+    /// scheduler::run().unwrap();
+    /// assert!(!t.alive());
+    /// t.bind(|| 2).unwrap(); // the same tasklet, a new function
+    /// assert!(!t.alive() && t.result::<i32>().is_none());
+    /// t.setup().unwrap();
+    /// scheduler::run().unwrap();
+    /// assert_eq!(t.result::<i32>(), Some(2));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`unbind`](Tasklet::unbind) (current, scheduled or blocked, main, started and not
+    /// ended); [`Error::SchedulerEnded`] if this thread's scheduler has ended;
+    /// [`Error::NoStack`] if a new stack cannot be mapped. A refused call changes nothing.
+    ///
+    /// # Panics
+    /// If the old closure's `Drop` panics, that panic continues from this call, once the
+    /// tasklet is bound to `f`.
+    pub fn bind<F, R>(&self, f: F) -> Result<()>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        let s = self.check_rebind()?;
+        if s.shared.ended() {
+            return Err(Error::SchedulerEnded);
+        }
+        let t: &Inner = &self.inner;
+        let (stack, closure, drop_fn, ctx) =
+            prepare(DEFAULT_STACK_SIZE, DEFAULT_GUARD_SIZE, t.id, f).map_err(Error::NoStack)?;
+        // All at once, without user code: the old closure, stack, pending error and result
+        // are swapped out, and dropped once the tasklet is bound to `f`.
+        let was_dead = t.life.replace(Life::Bound) == Life::Dead;
+        let old_closure = t.closure.replace(closure);
+        let old_drop = t.drop_closure.replace(Some(drop_fn));
+        let old_stack = t.stack.replace(Some(stack));
+        t.context.set(Some(ctx));
+        let old_pending = t.pending.take();
+        let old_result = t.result.take();
+        if was_dead {
+            // Dead and not in the schedule callback: the scheduler has let go of it (`held`
+            // is false) and its handles hold its local reference, which the list shares again.
+            debug_assert!(!t.held.get());
+            t.held.set(true);
+            // SAFETY: a tasklet of this thread, not in the list; the list shares the local
+            // reference this handle holds.
+            unsafe { s.register(t) };
+        }
+        let dropped = match old_drop {
+            // SAFETY: the old closure never ran, so it was never moved out; its stack is
+            // still mapped (released below).
+            Some(d) => panic::catch_unwind(AssertUnwindSafe(|| unsafe { d(old_closure) })),
+            None => Ok(()),
+        };
+        if let Some(stack) = old_stack {
+            pool::release(stack);
+        }
+        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop((old_pending, old_result))));
+        if let Err(payload) = dropped {
             panic::resume_unwind(payload);
         }
         Ok(())

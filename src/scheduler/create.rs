@@ -15,7 +15,7 @@ use super::switch::after_switch;
 use super::{scheduler, Scheduler};
 use crate::context::{Context, Transfer};
 use crate::id;
-use crate::stack::{pool, DEFAULT_STACK_SIZE};
+use crate::stack::{pool, Stack, DEFAULT_STACK_SIZE};
 use crate::tasklet::{Inner, Life, Pending, Tasklet};
 
 /// The first Rust frame of every tasklet.
@@ -165,24 +165,8 @@ impl TaskletBuilder {
                  tasklets were killed); no new tasklet can be created on it",
             ));
         }
-        let stack = pool::acquire_with_guard(self.stack_size, self.guard_size)?;
         let id = id::next();
-        stack.set_owner(crate::overflow::OwnerKind::Tasklet, id);
-        // Decided on size and alignment: an over-aligned closure (even a zero-sized one) would
-        // be placed below the stack. A box of a zero-sized type allocates nothing.
-        let f = if crate::coroutine::fits_at_stack_top::<F>() {
-            Placed::Inline(f)
-        } else {
-            Placed::Boxed(Box::new(f))
-        };
-        let top = stack.top() as usize - cache_color(id);
-        let (closure, drop_fn, ctx) = match f {
-            // SAFETY: the closure goes at the top of our fresh stack, aligned, and the initial
-            // frame just below it; the stack outlives the context.
-            Placed::Inline(f) => unsafe { place(top, f) },
-            // SAFETY: as above, for the boxed closure.
-            Placed::Boxed(b) => unsafe { place(top, b) },
-        };
+        let (stack, closure, drop_fn, ctx) = prepare(self.stack_size, self.guard_size, id, f)?;
         let rc = crate::tasklet::new_tasklet(
             id,
             s as *const Scheduler as *const (),
@@ -259,6 +243,39 @@ impl TaskletBuilder {
         unsafe { s.ring_insert(Arc::as_ptr(&t.inner)) };
         Ok(t)
     }
+}
+
+/// A new stack for tasklet `id`, with `f` placed at its top and a context that starts it
+/// below: the stack, where the closure is, how to drop it unrun, and the context.
+#[inline(always)]
+pub(super) fn prepare<F, R>(
+    stack_size: usize,
+    guard_size: usize,
+    id: u64,
+    f: F,
+) -> io::Result<(Stack, *mut u8, unsafe fn(*mut u8), Context)>
+where
+    F: FnOnce() -> R + 'static,
+    R: 'static,
+{
+    let stack = pool::acquire_with_guard(stack_size, guard_size)?;
+    stack.set_owner(crate::overflow::OwnerKind::Tasklet, id);
+    // Decided on size and alignment: an over-aligned closure (even a zero-sized one) would
+    // be placed below the stack. A box of a zero-sized type allocates nothing.
+    let f = if crate::coroutine::fits_at_stack_top::<F>() {
+        Placed::Inline(f)
+    } else {
+        Placed::Boxed(Box::new(f))
+    };
+    let top = stack.top() as usize - cache_color(id);
+    let (closure, drop_fn, ctx) = match f {
+        // SAFETY: the closure goes at the top of our fresh stack, aligned, and the initial
+        // frame just below it; the stack outlives the context.
+        Placed::Inline(f) => unsafe { place(top, f) },
+        // SAFETY: as above, for the boxed closure.
+        Placed::Boxed(b) => unsafe { place(top, b) },
+    };
+    Ok((stack, closure, drop_fn, ctx))
 }
 
 /// A per-tasklet offset of the stack top, in whole cache lines within a page.
