@@ -42,15 +42,15 @@ pub(crate) enum Pending {
 /// Where a tasklet is in its life (reference Appendix B).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Life {
-    /// Bound but not alive (Stackless `tasklet(f)`): its closure waits at the top of its
-    /// stack, as for `New`, but it cannot run until `setup` makes it `New` (and scheduled).
-    Bound,
     /// Created, alive; its closure waits at the top of its stack.
     New,
     /// Has run; suspended or running.
     Started,
-    /// Returned, panicked or was killed; its stack is gone.
+    /// Returned, panicked, was killed or unbound; its stack is gone.
     Dead,
+    /// Bound but not alive (Stackless `tasklet(f)`): its closure waits at the top of its
+    /// stack, as for `New`, but it cannot run until `setup` makes it `New` (and scheduled).
+    Bound,
 }
 
 /// A tasklet's state. All mutation through `Cell`s, by the scheduler of its thread only,

@@ -7,7 +7,7 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
-use super::create::prepare;
+use super::create::{prepare, Prepared};
 use super::{is_current, Scheduler};
 use crate::error::{Error, Result};
 use crate::stack::{pool, DEFAULT_GUARD_SIZE, DEFAULT_STACK_SIZE};
@@ -164,8 +164,12 @@ impl Tasklet {
             return Err(Error::SchedulerEnded);
         }
         let t: &Inner = &self.inner;
-        let (stack, closure, drop_fn, ctx) =
-            prepare(DEFAULT_STACK_SIZE, DEFAULT_GUARD_SIZE, t.id, f).map_err(Error::NoStack)?;
+        let Prepared {
+            stack,
+            closure,
+            drop_closure: drop_fn,
+            context: ctx,
+        } = prepare(DEFAULT_STACK_SIZE, DEFAULT_GUARD_SIZE, t.id, f).map_err(Error::NoStack)?;
         // All at once, without user code: the old closure, stack, pending error and result
         // are swapped out, and dropped once the tasklet is bound to `f`.
         let was_dead = t.life.replace(Life::Bound) == Life::Dead;

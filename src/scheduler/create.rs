@@ -45,19 +45,16 @@ where
     // Nothing may unwind out of this frame (an `extern "C"` function without a caller): every
     // piece of user code, the closure's `Drop` and the error handler included, runs inside
     // `catch_unwind`. An uncaught panic goes to the error handler first (`uncaught`).
-    let id = m.id;
-    let error = match m.pending.take().map(|p| *p) {
+    let panic = match m.pending.take().map(|p| *p) {
         // Killed or thrown into before it ever ran: the closure is dropped unrun.
-        Some(Pending::Kill) => panic::catch_unwind(AssertUnwindSafe(|| drop(f)))
-            .err()
-            .and_then(|p| uncaught(id, p)),
+        Some(Pending::Kill) => panic::catch_unwind(AssertUnwindSafe(|| drop(f))).err(),
         Some(Pending::Error(e)) => {
             if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| drop(f))) {
                 s.defer_drop(p);
             }
             // As in Stackless, where it is raised at the tasklet's first instruction: the
             // thrown error is the tasklet's own uncaught error, routed like a panic of it.
-            uncaught(id, thrown_payload(e))
+            Some(thrown_payload(e))
         }
         None => panic::catch_unwind(AssertUnwindSafe(|| {
             let r = f();
@@ -66,10 +63,28 @@ where
                 *m.result.borrow_mut() = Some(Box::new(r));
             }
         }))
-        .err()
-        .and_then(|p| uncaught(id, p)),
+        .err(),
     };
+    if let Some(payload) = panic {
+        // SAFETY: as below.
+        unsafe { died(s, me, payload) }
+    }
     // SAFETY: `me` is running on its own stack and is not main.
+    unsafe { s.end(me, None) }
+}
+
+/// The end of a tasklet with an uncaught panic (or an error thrown into it before it ran):
+/// the error handler sees it first (`uncaught`), then the tasklet ends with what is left to
+/// route. Out of line, so that the common end in `entry` stays lean.
+///
+/// # Safety
+/// - As [`Scheduler::end`]: `me` must be the running, non-main tasklet, on its own stack.
+#[cold]
+#[inline(never)]
+unsafe fn died(s: &Scheduler, me: *const Inner, payload: crate::error::Payload) -> ! {
+    // SAFETY: the running tasklet is live.
+    let error = uncaught(unsafe { (*me).id }, payload);
+    // SAFETY: forwarded.
     unsafe { s.end(me, error) }
 }
 
@@ -166,7 +181,12 @@ impl TaskletBuilder {
             ));
         }
         let id = id::next();
-        let (stack, closure, drop_fn, ctx) = prepare(self.stack_size, self.guard_size, id, f)?;
+        let Prepared {
+            stack,
+            closure,
+            drop_closure: drop_fn,
+            context: ctx,
+        } = prepare(self.stack_size, self.guard_size, id, f)?;
         let rc = crate::tasklet::new_tasklet(
             id,
             s as *const Scheduler as *const (),
@@ -245,15 +265,26 @@ impl TaskletBuilder {
     }
 }
 
+/// A new tasklet stack with its closure placed at the top (see [`prepare`]).
+pub(super) struct Prepared {
+    pub(super) stack: Stack,
+    /// Where the closure is, on `stack`.
+    pub(super) closure: *mut u8,
+    /// How to drop the closure unrun.
+    pub(super) drop_closure: unsafe fn(*mut u8),
+    /// The context that starts the tasklet (its first frame, `entry`).
+    pub(super) context: Context,
+}
+
 /// A new stack for tasklet `id`, with `f` placed at its top and a context that starts it
-/// below: the stack, where the closure is, how to drop it unrun, and the context.
+/// below.
 #[inline(always)]
 pub(super) fn prepare<F, R>(
     stack_size: usize,
     guard_size: usize,
     id: u64,
     f: F,
-) -> io::Result<(Stack, *mut u8, unsafe fn(*mut u8), Context)>
+) -> io::Result<Prepared>
 where
     F: FnOnce() -> R + 'static,
     R: 'static,
@@ -275,7 +306,12 @@ where
         // SAFETY: as above, for the boxed closure.
         Placed::Boxed(b) => unsafe { place(top, b) },
     };
-    Ok((stack, closure, drop_fn, ctx))
+    Ok(Prepared {
+        stack,
+        closure,
+        drop_closure: drop_fn,
+        context: ctx,
+    })
 }
 
 /// A per-tasklet offset of the stack top, in whole cache lines within a page.

@@ -85,10 +85,19 @@ pub fn error_handler() -> Option<ErrorHandler> {
 /// What the uncaught panic `payload` of the dying tasklet `tasklet` (the running one, not
 /// main) becomes: `None` to end silently (a kill, or the handler swallowed it), else the
 /// error to route. Calls the handler, if any; never unwinds.
+#[inline(always)]
 pub(super) fn uncaught(tasklet: u64, payload: Payload) -> Option<Error> {
     if payload.is::<TaskletExit>() {
-        return None;
+        None
+    } else {
+        handle(tasklet, payload)
     }
+}
+
+/// The part of [`uncaught`] for a panic that is not a kill.
+#[cold]
+#[inline(never)]
+fn handle(tasklet: u64, payload: Payload) -> Option<Error> {
     let Some(handler) = error_handler() else {
         return Some(Error::Panicked { tasklet, payload });
     };
@@ -103,6 +112,7 @@ pub(super) fn uncaught(tasklet: u64, payload: Payload) -> Option<Error> {
 
 /// The payload an error thrown into a tasklet that never ran ends it with: what a
 /// [`Error::Thrown`] carries, or any other error itself, boxed.
+#[cold]
 pub(super) fn thrown_payload(error: Error) -> Payload {
     match error {
         Error::Thrown(payload) => payload,
