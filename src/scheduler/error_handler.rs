@@ -19,6 +19,17 @@
 //! thread's own stack, where a panic is an ordinary Rust panic). An error thrown into a
 //! tasklet that never ran is that tasklet's uncaught error (see
 //! [`Tasklet::throw`](crate::Tasklet::throw)); the handler sees it too.
+//!
+//! The handler belongs to its thread (it is an `Rc`), as the schedule callback does:
+//!
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<microthread::scheduler::ErrorHandler>();
+//! ```
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<microthread::scheduler::ScheduleCallback>();
+//! ```
 
 use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
