@@ -127,7 +127,7 @@ impl Tasklet {
     }
 
     /// Binds the tasklet to `f`, on a new default-sized stack
-    /// ([`DEFAULT_STACK_SIZE`](crate::stack::DEFAULT_STACK_SIZE)): it becomes bound, not
+    /// ([`crate::stack::DEFAULT_STACK_SIZE`]): it becomes bound, not
     /// alive, and [`setup`](Tasklet::setup) runs `f` (Stackless `bind(f)`). Its id, name and
     /// flags stay; an earlier return value is dropped. A tasklet that never ran (bound, or
     /// alive and paused) has its old closure dropped unrun, as [`unbind`](Tasklet::unbind)

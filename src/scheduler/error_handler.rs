@@ -2,34 +2,7 @@
 //! function that sees the uncaught panic of any tasklet but main before it is routed, and what
 //! a dying tasklet's uncaught panic becomes (`uncaught`).
 //!
-//! # When it runs, and what it may do
-//! It is called **in the dying tasklet**, on its own stack: [`current`](super::current) is
-//! that tasklet, which is still alive and scheduled, and its stack has finished unwinding (the
-//! panic was caught first), so the handler may do anything a tasklet may: schedule, switch,
-//! block on a channel, even replace or remove the handler (the call in progress keeps the
-//! handler it started with). The tasklet ends when the handler returns:
-//! - it **returns**: the error is swallowed; nothing is routed;
-//! - it **panics**: that new panic is routed as usual, as [`Error::Panicked`] with the dying
-//!   tasklet's id, to the innermost [`run`](super::run) caller or main (the handler is not
-//!   called again for its own panic);
-//! - it **panics with [`TaskletExit`]** (for example because the tasklet is killed while the
-//!   handler waits in a switch): the tasklet ends silently, as a killed one does.
-//!
-//! It is not called for a kill ([`TaskletExit`]), nor for a panic of the main tasklet (the
-//! thread's own stack, where a panic is an ordinary Rust panic). An error thrown into a
-//! tasklet that never ran is that tasklet's uncaught error (see
-//! [`Tasklet::throw`](crate::Tasklet::throw)); the handler sees it too.
-//!
-//! The handler belongs to its thread (it is an `Rc`), as the schedule callback does:
-//!
-//! ```compile_fail
-//! fn assert_send<T: Send>() {}
-//! assert_send::<microthread::scheduler::ErrorHandler>();
-//! ```
-//! ```compile_fail
-//! fn assert_send<T: Send>() {}
-//! assert_send::<microthread::scheduler::ScheduleCallback>();
-//! ```
+//! When it runs and what it may do: see [`set_error_handler`].
 
 use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
@@ -38,7 +11,17 @@ use std::rc::Rc;
 use crate::error::{Error, Payload, TaskletExit};
 
 /// An error handler: called with the payload of a tasklet's uncaught panic; see
-/// [`set_error_handler`].
+/// [`set_error_handler`]. It belongs to its thread (an `Rc`), as a
+/// [`ScheduleCallback`](crate::scheduler::ScheduleCallback) does:
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>() {}
+/// assert_send::<microthread::scheduler::ErrorHandler>();
+/// ```
+/// ```compile_fail
+/// fn assert_send<T: Send>() {}
+/// assert_send::<microthread::scheduler::ScheduleCallback>();
+/// ```
 pub type ErrorHandler = Rc<dyn Fn(Payload)>;
 
 thread_local! {
@@ -47,9 +30,27 @@ thread_local! {
     static HANDLER: RefCell<Option<ErrorHandler>> = const { RefCell::new(None) };
 }
 
-/// Installs `handler` as this thread's error handler (`None` removes it, restoring the
-/// default routing) and returns the previous one. See the [module docs](self) for when it
-/// runs and what it may do.
+/// Installs `handler` as this thread's error handler (Stackless `set_error_handler`; `None`
+/// removes it, restoring the default routing) and returns the previous one.
+///
+/// # When it runs, and what it may do
+/// It is called **in the dying tasklet**, on its own stack:
+/// [`current`](crate::scheduler::current) is that tasklet, which is still alive and scheduled,
+/// and its stack has finished unwinding (the panic was caught first), so the handler may do
+/// anything a tasklet may: schedule, switch,
+/// block on a channel, even replace or remove the handler (the call in progress keeps the
+/// handler it started with). The tasklet ends when the handler returns:
+/// - it **returns**: the error is swallowed; nothing is routed;
+/// - it **panics**: that new panic is routed as usual, as [`Error::Panicked`] with the dying
+///   tasklet's id, to the innermost [`run`](crate::scheduler::run) caller or main (the
+///   handler is not called again for its own panic);
+/// - it **panics with [`TaskletExit`]** (for example because the tasklet is killed while the
+///   handler waits in a switch): the tasklet ends silently, as a killed one does.
+///
+/// It is not called for a kill ([`TaskletExit`]), nor for a panic of the main tasklet (the
+/// thread's own stack, where a panic is an ordinary Rust panic). An error thrown into a
+/// tasklet that never ran is that tasklet's uncaught error (see
+/// [`Tasklet::throw`](crate::Tasklet::throw)); the handler sees it too.
 ///
 /// ```
 /// use microthread::scheduler::{self, set_error_handler, spawn};
