@@ -1,9 +1,10 @@
 //! The crate's error type: misuse of the scheduler and channels, deadlocks, and errors that
 //! travel between tasklets (thrown, sent through a channel, or escaping a tasklet).
 //!
-//! Every message is Stackless Python's own sentence for the same condition (but that of
-//! [`Error::SchedulerEnded`], a state Stackless does not have), so a port can
-//! match on the text as well as on the variant.
+//! Every message is Stackless Python's own sentence for the same condition, so a port can
+//! match on the text as well as on the variant; but for [`Error::SchedulerEnded`] and
+//! [`Error::Unwinding`], states Stackless does not have, and [`Error::Thrown`] and
+//! [`Error::Panicked`], whose text is the payload's with our prefix.
 //!
 //! # How an error reaches a tasklet
 //! Whatever Stackless would raise *at a suspension point* arrives in Rust as the `Err` of the

@@ -1,5 +1,10 @@
 //! Scenario tests for channels: the §3.1 decision table, FIFO order, close/drain, iteration,
-//! errors through channels, deadlocks, and channels between threads.
+//! errors through channels, deadlocks, the channel callback, and channels between threads.
+//!
+//! The one-thread scenarios run on both kinds of channel: `for_both_channel_kinds!`
+//! (tests/common/kinds.rs) expands them once in `shared` (with `Ch` = `Channel`) and once in
+//! `local` (with `Ch` = `LocalChannel`), so a `LocalChannel` is held to exactly the same
+//! behaviour. What is new with `LocalChannel` is in tests/channel_handles.rs.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -12,8 +17,13 @@ use microthread::{Error, Tasklet};
 mod common;
 use common::{log, on_thread, push, taken, Log};
 
+#[macro_use]
+#[path = "common/kinds.rs"]
+mod kinds;
+
+for_both_channel_kinds! {
 /// A receiver A blocked on `ch`, then B spawned (runnable): returns the log.
-fn receiver_waiting_then_b(ch: &Channel<u32>, l: &Log) -> Tasklet {
+fn receiver_waiting_then_b(ch: &Ch<u32>, l: &Log) -> Tasklet {
     let (c, l2) = (ch.clone(), l.clone());
     let a = Tasklet::new(move || {
         let v = c.receive().unwrap();
@@ -32,7 +42,7 @@ fn receiver_waiting_then_b(ch: &Channel<u32>, l: &Log) -> Tasklet {
 #[test]
 fn default_preference_send_runs_the_receiver_at_once_and_the_sender_last() {
     on_thread(|| {
-        let (ch, l) = (Channel::new(), log());
+        let (ch, l) = (Ch::new(), log());
         receiver_waiting_then_b(&ch, &l);
         ch.send(42).unwrap();
         push(&l, "main after send");
@@ -45,7 +55,7 @@ fn default_preference_send_runs_the_receiver_at_once_and_the_sender_last() {
 #[test]
 fn preference_plus_one_send_continues_and_the_receiver_goes_last() {
     on_thread(|| {
-        let (ch, l) = (Channel::new(), log());
+        let (ch, l) = (Ch::new(), log());
         ch.set_preference(5);
         assert_eq!(ch.preference(), 1);
         receiver_waiting_then_b(&ch, &l);
@@ -59,7 +69,7 @@ fn preference_plus_one_send_continues_and_the_receiver_goes_last() {
 #[test]
 fn preference_zero_send_continues_too() {
     on_thread(|| {
-        let (ch, l) = (Channel::new(), log());
+        let (ch, l) = (Ch::new(), log());
         ch.set_preference(0);
         receiver_waiting_then_b(&ch, &l);
         ch.send(1).unwrap();
@@ -72,7 +82,7 @@ fn preference_zero_send_continues_too() {
 #[test]
 fn schedule_all_makes_the_caller_yield_after_appending_the_partner() {
     on_thread(|| {
-        let (ch, l) = (Channel::new(), log());
+        let (ch, l) = (Ch::new(), log());
         ch.set_schedule_all(true);
         receiver_waiting_then_b(&ch, &l);
         ch.send(3).unwrap();
@@ -82,7 +92,7 @@ fn schedule_all_makes_the_caller_yield_after_appending_the_partner() {
 }
 
 /// A sender S blocked on `ch` with value 9, then B spawned.
-fn sender_waiting_then_b(ch: &Channel<u32>, l: &Log) {
+fn sender_waiting_then_b(ch: &Ch<u32>, l: &Log) {
     let (c, l2) = (ch.clone(), l.clone());
     let s = Tasklet::new(move || {
         c.send(9).unwrap();
@@ -98,7 +108,7 @@ fn sender_waiting_then_b(ch: &Channel<u32>, l: &Log) {
 #[test]
 fn default_preference_receive_continues_and_the_sender_is_appended() {
     on_thread(|| {
-        let (ch, l) = (Channel::new(), log());
+        let (ch, l) = (Ch::new(), log());
         sender_waiting_then_b(&ch, &l);
         let v = ch.receive().unwrap();
         push(&l, format!("main got {v}"));
@@ -110,7 +120,7 @@ fn default_preference_receive_continues_and_the_sender_is_appended() {
 #[test]
 fn preference_plus_one_receive_runs_the_sender_at_once() {
     on_thread(|| {
-        let (ch, l) = (Channel::new(), log());
+        let (ch, l) = (Ch::new(), log());
         ch.set_preference(1);
         sender_waiting_then_b(&ch, &l);
         let v = ch.receive().unwrap();
@@ -122,7 +132,7 @@ fn preference_plus_one_receive_runs_the_sender_at_once() {
 #[test]
 fn schedule_all_on_receive_yields_too() {
     on_thread(|| {
-        let (ch, l) = (Channel::new(), log());
+        let (ch, l) = (Ch::new(), log());
         ch.set_schedule_all(true);
         sender_waiting_then_b(&ch, &l);
         let v = ch.receive().unwrap();
@@ -134,7 +144,7 @@ fn schedule_all_on_receive_yields_too() {
 #[test]
 fn blocked_receivers_and_senders_are_served_in_fifo_order() {
     on_thread(|| {
-        let (ch, l) = (Channel::new(), log());
+        let (ch, l) = (Ch::new(), log());
         let mut ids = Vec::new();
         for n in ["P", "Q", "R"] {
             let (c, l2) = (ch.clone(), l.clone());
@@ -165,7 +175,7 @@ fn blocked_receivers_and_senders_are_served_in_fifo_order() {
 #[test]
 fn close_lets_blocked_senders_drain_then_fails_blocking_operations() {
     on_thread(|| {
-        let ch = Channel::new();
+        let ch = Ch::new();
         for v in [1, 2] {
             let c = ch.clone();
             spawn(move || c.send(v).unwrap()).unwrap();
@@ -190,7 +200,7 @@ fn close_lets_blocked_senders_drain_then_fails_blocking_operations() {
 #[test]
 fn iteration_drains_blocked_senders_then_ends_when_closing() {
     on_thread(|| {
-        let ch = Channel::new();
+        let ch = Ch::new();
         let senders: Vec<Tasklet> = (0..5u32)
             .map(|v| {
                 let c = ch.clone();
@@ -224,7 +234,7 @@ fn iteration_drains_blocked_senders_then_ends_when_closing() {
 #[test]
 fn an_error_sent_through_a_channel_arrives_at_the_receive() {
     on_thread(|| {
-        let ch: Channel<u32> = Channel::new();
+        let ch: Ch<u32> = Ch::new();
         let c = ch.clone();
         spawn(move || c.send_throw(Box::new("key error")).unwrap()).unwrap();
         scheduler::run().unwrap();
@@ -239,7 +249,7 @@ fn an_error_sent_through_a_channel_arrives_at_the_receive() {
 #[test]
 fn kill_and_throw_take_a_blocked_tasklet_out_of_its_channel() {
     on_thread(|| {
-        let ch: Channel<u32> = Channel::new();
+        let ch: Ch<u32> = Ch::new();
         let c = ch.clone();
         let r = spawn(move || c.receive()).unwrap();
         let c = ch.clone();
@@ -258,7 +268,7 @@ fn kill_and_throw_take_a_blocked_tasklet_out_of_its_channel() {
 #[test]
 fn block_trap_refuses_to_block() {
     on_thread(|| {
-        let ch: Channel<u32> = Channel::new();
+        let ch: Ch<u32> = Ch::new();
         current().set_block_trap(true);
         assert_eq!(
             ch.receive().unwrap_err().to_string(),
@@ -271,7 +281,7 @@ fn block_trap_refuses_to_block() {
 #[test]
 fn the_last_runnable_tasklet_blocking_is_a_deadlock_error() {
     on_thread(|| {
-        let ch: Channel<u32> = Channel::new();
+        let ch: Ch<u32> = Ch::new();
         let e = ch.receive().unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -285,7 +295,7 @@ fn the_last_runnable_tasklet_blocking_is_a_deadlock_error() {
 #[test]
 fn main_blocked_when_the_last_tasklet_ends_gets_the_stackless_error() {
     on_thread(|| {
-        let ch: Channel<u32> = Channel::new();
+        let ch: Ch<u32> = Ch::new();
         spawn(|| ()).unwrap();
         let e = ch.receive().unwrap_err();
         assert_eq!(
@@ -305,7 +315,7 @@ fn main_blocked_when_the_last_tasklet_ends_gets_the_stackless_error() {
 #[test]
 fn a_blocked_tasklet_keeps_its_channel_alive() {
     on_thread(|| {
-        let ch: Channel<String> = Channel::new();
+        let ch: Ch<String> = Ch::new();
         let weak_id = ch.id();
         let c = ch.clone();
         let t = spawn(move || c.receive().unwrap()).unwrap();
@@ -323,9 +333,9 @@ fn the_channel_callback_sees_each_action_before_it_happens() {
     on_thread(|| {
         let seen: Rc<RefCell<Vec<(bool, bool, bool)>>> = Rc::default();
         let s = seen.clone();
-        let ch: Channel<u32> = Channel::new();
+        let ch: Ch<u32> = Ch::new();
         let c2 = ch.clone();
-        channel::set_channel_callback(Some(Box::new(move |ev| {
+        channel::set_channel_callback(Some(Rc::new(move |ev: &channel::ChannelEvent<'_>| {
             s.borrow_mut()
                 .push((ev.tasklet.is_main(), ev.sending, ev.will_block));
             assert_eq!(c2.balance(), c2.balance());
@@ -341,6 +351,7 @@ fn the_channel_callback_sees_each_action_before_it_happens() {
         channel::set_channel_callback(None);
         assert_eq!(*seen.borrow(), [(false, false, true), (true, true, false)]);
     });
+}
 }
 
 #[test]

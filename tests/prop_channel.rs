@@ -15,6 +15,9 @@
 //! predicts them (main blocking with nothing runnable; the last tasklet ending or blocking
 //! while main is blocked).
 //!
+//! Each property runs twice: with `Channel`s and with `LocalChannel`s (the same model: a
+//! `LocalChannel` behaves as a `Channel` for the tasklets of its thread).
+//!
 //! Cases run one at a time, each on a fresh thread (see `on_thread` in the included file): a
 //! deadlocking case must see no other thread with a scheduler, or it would sleep until that
 //! thread ends instead of failing at once.
@@ -22,7 +25,7 @@
 #[path = "prop_scheduler.rs"]
 mod model;
 
-use model::{config, program, scheduler_op, Op};
+use model::{check_on, config, program, scheduler_op, ChannelKind, Op};
 use proptest::prelude::*;
 
 fn channel() -> impl Strategy<Value = usize> {
@@ -75,13 +78,25 @@ proptest! {
 
     #[test]
     fn channel_programs_follow_the_model(prog in program(channel_op, 1..=5, 8, 1..=3)) {
-        model::check(&prog)?;
+        check_on(&prog, ChannelKind::Shared)?;
+    }
+
+    #[test]
+    fn local_channel_programs_follow_the_model(prog in program(channel_op, 1..=5, 8, 1..=3)) {
+        check_on(&prog, ChannelKind::Local)?;
     }
 
     #[test]
     fn rendezvous_on_one_channel_follows_the_decision_table(
         prog in program(rendezvous_op, 1..=4, 6, 1..=1)
     ) {
-        model::check(&prog)?;
+        check_on(&prog, ChannelKind::Shared)?;
+    }
+
+    #[test]
+    fn rendezvous_on_one_local_channel_follows_the_decision_table(
+        prog in program(rendezvous_op, 1..=4, 6, 1..=1)
+    ) {
+        check_on(&prog, ChannelKind::Local)?;
     }
 }

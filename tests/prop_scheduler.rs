@@ -74,9 +74,12 @@ use std::rc::Rc;
 use std::sync::{mpsc, Mutex, Once};
 use std::time::Duration;
 
-use microthread::channel::Channel;
 use microthread::scheduler;
 use microthread::{Error, Tasklet};
+#[path = "common/channel_kind.rs"]
+mod channel_kind;
+use channel_kind::AnyKindChannel;
+pub use channel_kind::ChannelKind;
 use proptest::prelude::*;
 
 /// At most this many tasklets (main included) per program; further creations log `Cap`.
@@ -1115,7 +1118,7 @@ struct Real {
     /// Tasklet id → number.
     ids: RefCell<HashMap<u64, usize>>,
     trace: RefCell<Vec<Ev>>,
-    chans: Vec<Channel<u32>>,
+    chans: Vec<AnyKindChannel>,
 }
 
 impl Real {
@@ -1402,8 +1405,8 @@ fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     }
 }
 
-/// Runs the program for real on a fresh thread; returns its trace.
-pub fn run_real(prog: &Program) -> Vec<Ev> {
+/// Runs the program for real on a fresh thread, with channels of `kind`; returns its trace.
+pub fn run_real(prog: &Program, kind: ChannelKind) -> Vec<Ev> {
     silence_tasklet_panics();
     let prog = prog.clone();
     on_thread(move || {
@@ -1412,7 +1415,9 @@ pub fn run_real(prog: &Program) -> Vec<Ev> {
             ids: RefCell::new(HashMap::from([(main.id(), 0)])),
             tasklets: RefCell::new(vec![main]),
             trace: RefCell::new(Vec::new()),
-            chans: (0..prog.channels).map(|_| Channel::new()).collect(),
+            chans: (0..prog.channels)
+                .map(|_| AnyKindChannel::new(kind))
+                .collect(),
             prog,
         });
         exec(&r, 0, 0);
@@ -1444,8 +1449,13 @@ fn silence_tasklet_panics() {
 
 /// Runs the program in the model and for real, and compares the traces.
 pub fn check(prog: &Program) -> Result<(), TestCaseError> {
+    check_on(prog, ChannelKind::Shared)
+}
+
+/// As [`check`], with the real run's channels of `kind`.
+pub fn check_on(prog: &Program, kind: ChannelKind) -> Result<(), TestCaseError> {
     let expected = Model::new(prog).run();
-    let actual = run_real(prog);
+    let actual = run_real(prog, kind);
     for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
         prop_assert_eq!(
             a,

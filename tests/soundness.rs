@@ -490,7 +490,7 @@ fn a_kill_delivered_inside_the_channel_callback_ends_the_tasklet() {
     on_thread(|| {
         let target: Rc<Cell<u64>> = Rc::new(Cell::new(0));
         let t2 = target.clone();
-        channel::set_channel_callback(Some(Box::new(move |ev| {
+        channel::set_channel_callback(Some(Rc::new(move |ev: &channel::ChannelEvent<'_>| {
             if ev.tasklet.id() == t2.get() {
                 // Switch away inside the callback; the kill arrives here.
                 let _ = schedule();

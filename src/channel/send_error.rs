@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::Msg;
+use super::core::Msg;
 use crate::error::Error;
 
 /// A send that failed, and why.

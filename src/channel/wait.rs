@@ -6,7 +6,8 @@
 use std::cell::UnsafeCell;
 use std::ptr;
 
-use super::{failure, Chan, Channel, Guard, Msg, Outcome};
+use super::action::{failure, Outcome};
+use super::core::{ChannelLock, Core, Guard, Msg};
 use crate::error::{Error, Result};
 use crate::scheduler::blocking::{self, Blocker, Inner, Scheduler};
 
@@ -20,20 +21,16 @@ pub(super) struct Waiter<T> {
     pub(super) slot: UnsafeCell<Option<Msg<T>>>,
 }
 
-impl<T: Send> Blocker for Chan<T> {
+impl<T, L: ChannelLock> Blocker for Core<T, L> {
     fn unlink(&self, t: &Inner) -> bool {
         // Called in the middle of scheduler operations, where a panic must not start. A
         // poisoned channel (see `lock`) is never read again, so `t` may stay in its queue.
-        let Ok(held) = self.lock.try_acquire(blocking::thread_identity()) else {
+        let Some(mut g) = self.try_lock() else {
             return false;
-        };
-        let mut g = Guard {
-            chan: self,
-            _held: held,
         };
         let st = g.state();
         let is_ts = |&w: &*const Waiter<T>| {
-            // SAFETY: queued waiters are valid (see `Chan`'s Send impl).
+            // SAFETY: queued waiters are valid (see `Core`'s Send impl).
             unsafe { ptr::eq((*w).tasklet, t) }
         };
         match st.queue.iter().position(is_ts) {
@@ -47,14 +44,14 @@ impl<T: Send> Blocker for Chan<T> {
     }
 }
 
-impl<T: Send + 'static> Channel<T> {
+impl<T: 'static, L: ChannelLock> Core<T, L> {
     /// No partner: queue the running tasklet and switch away until a partner (or an error)
     /// makes it runnable again.
     #[inline(always)]
     pub(super) fn block<const DIR: i8>(
         &self,
         s: &Scheduler,
-        mut g: Guard<'_, T>,
+        mut g: Guard<'_, T, L>,
         msg: Option<Msg<T>>,
     ) -> Outcome<T> {
         let st = g.state();
@@ -86,7 +83,7 @@ impl<T: Send + 'static> Channel<T> {
         st.balance += DIR as isize;
         drop(g);
         m.blocked.set(DIR);
-        let blocker: &dyn Blocker = &*self.chan;
+        let blocker: &dyn Blocker = self;
         m.blocked_on.set(Some(blocker as *const dyn Blocker));
         // SAFETY: `me` runs and is in the ring; the switch comes back once a partner (or an
         // error) makes us runnable, and by then `waiter` is out of the queue.
@@ -140,8 +137,8 @@ fn blocked_with_error<T, const DIR: i8>(
 /// nor posted (see `unblock`).
 #[cold]
 #[inline(never)]
-pub(super) fn wake_on_its_thread<T>(
-    g: Guard<'_, T>,
+pub(super) fn wake_on_its_thread<T, L: ChannelLock>(
+    g: Guard<'_, T, L>,
     w: *const Waiter<T>,
     got: Option<Msg<T>>,
 ) -> Option<Msg<T>> {

@@ -7,9 +7,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use microthread::channel::{Channel, LocalChannel};
 use microthread::coroutine::{Builder, Coroutine};
 use microthread::scheduler::{self, schedule, spawn as spawn_tasklet};
-use microthread::Channel;
 
 use super::{per_op, Row};
 
@@ -48,7 +48,12 @@ pub const ROWS: &[Row] = &[
     Row {
         key: "channel_round_trip_ns",
         label: "channel ping-pong, two tasklets, one thread",
-        measure: channel_round_trip,
+        measure: channel_round_trip::<Channel<u64>>,
+    },
+    Row {
+        key: "local_channel_round_trip_ns",
+        label: "LocalChannel ping-pong, two tasklets, one thread",
+        measure: channel_round_trip::<LocalChannel<u64>>,
     },
     Row {
         key: "channel_round_trip_asymmetric_ns",
@@ -154,30 +159,59 @@ fn tasklet_spawn(iterations: u64) -> f64 {
     per_op(start.elapsed(), iterations)
 }
 
+/// The two channel types, for the rows that measure both.
+trait EchoChannel: Clone + 'static {
+    fn new() -> Self;
+    fn send(&self, v: u64);
+    fn receive(&self) -> u64;
+}
+
+/// Implements [`EchoChannel`] for a channel type of `u64`.
+macro_rules! echo_channel {
+    ($Ch:ident) => {
+        impl EchoChannel for $Ch<u64> {
+            fn new() -> Self {
+                $Ch::new()
+            }
+            #[inline(always)]
+            fn send(&self, v: u64) {
+                $Ch::send(self, v).expect("a partner")
+            }
+            #[inline(always)]
+            fn receive(&self) -> u64 {
+                $Ch::receive(self).expect("a partner")
+            }
+        }
+    };
+}
+echo_channel!(Channel);
+echo_channel!(LocalChannel);
+
 /// The echoing side of a channel ping-pong: receive on `a`, send back on `b`.
-fn echo(a: Channel<u64>, b: Channel<u64>, n: u64) -> impl FnOnce() {
+fn echo<C: EchoChannel>(a: C, b: C, n: u64) -> impl FnOnce() {
     move || {
         for _ in 0..n {
-            let v = a.receive().expect("the ping");
-            b.send(v + 1).expect("the pong");
+            let v = a.receive();
+            b.send(v + 1);
         }
     }
 }
 
-/// Two tasklets of one thread: one sends on `a` and receives on `b`, the other echoes.
-fn channel_round_trip(iterations: u64) -> f64 {
+/// Two tasklets of one thread: one sends on `a` and receives on `b`, the other echoes, over
+/// channels of type `C`.
+fn channel_round_trip<C: EchoChannel>(iterations: u64) -> f64 {
     // Both tasklets run the same echo loop (receive on one channel, send the value on the
     // other), so they suspend at the same place, as in a symmetric ping-pong; main starts the
     // ball rolling with one value and takes the last one back.
-    let (a, b) = (Channel::new(), Channel::new());
+    let (a, b) = (C::new(), C::new());
     spawn_tasklet(echo(a.clone(), b.clone(), iterations)).expect("a stack");
     spawn_tasklet(echo(b.clone(), a.clone(), iterations)).expect("a stack");
     scheduler::run().expect("both block in receive");
     let start = Instant::now();
-    a.send(0).expect("the first ping");
+    a.send(0);
     scheduler::run().expect("the benchmark tasklets do not fail");
     let elapsed = start.elapsed();
-    black_box(a.receive().expect("the last pong"));
+    black_box(a.receive());
     per_op(elapsed, iterations)
 }
 

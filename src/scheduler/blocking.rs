@@ -12,12 +12,12 @@ use super::{Mail, SendArc};
 use crate::error::{Error, Result};
 use crate::tasklet::Pending;
 
-pub(crate) use super::callback::ChannelInfo;
-pub use super::callback::{ChannelCallback, ChannelEvent};
+pub use super::callback::{AnyChannel, ChannelCallback, ChannelEvent};
+pub(crate) use super::callback::{ChannelInfo, SealedChannel};
 pub(crate) use super::kill::take_pending;
 pub(crate) use super::thread::identity_vanished;
 pub(crate) use super::{scheduler, thread_identity, Scheduler};
-pub(crate) use crate::tasklet::{Blocker, Inner};
+pub(crate) use crate::tasklet::{Blocker, Inner, Tasklet};
 
 /// What a cross-thread wake gives back if the partner's thread has ended: drop it after the
 /// channel's lock is released.

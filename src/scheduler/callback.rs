@@ -2,6 +2,8 @@
 //! channel callback (called before every channel action; the channel's own types for it live
 //! here, so that the scheduler does not depend on the channel module), and [`switch_trap`].
 
+use std::any::Any;
+use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
@@ -13,11 +15,97 @@ use crate::tasklet::{Inner, Tasklet};
 /// [`set_schedule_callback`].
 pub type ScheduleCallback = Rc<dyn Fn(&Tasklet, &Tasklet)>;
 
-/// What a channel callback is told, before each channel operation of its thread.
+/// A channel, whatever its kind and item type, as a [`ChannelEvent`] shows it: the queries
+/// of [`Channel`](crate::channel::Channel) and [`LocalChannel`](crate::channel::LocalChannel)
+/// (each method does what the channel method of the same name does), and
+/// [`downcast_ref`](AnyChannel#method.downcast_ref) to the channel itself. Implemented by
+/// those two types only.
+///
+/// ```
+/// use microthread::channel::{AnyChannel, Channel, LocalChannel};
+///
+/// let ch = Channel::<u32>::new();
+/// ch.close();
+/// let any: &dyn AnyChannel = &ch;
+/// assert_eq!((any.id(), any.balance(), any.preference()), (ch.id(), 0, -1));
+/// assert!(any.closing() && any.closed() && !any.schedule_all());
+/// assert!(any.queue().is_empty() && any.queue_tasklets().is_empty());
+/// assert_eq!(any.downcast_ref::<Channel<u32>>().map(|c| c.id()), Some(ch.id()));
+/// assert!(any.downcast_ref::<Channel<u64>>().is_none());
+/// assert!(any.downcast_ref::<LocalChannel<u32>>().is_none());
+/// ```
+pub trait AnyChannel: sealed::SealedChannel + Any + fmt::Debug {
+    /// The channel's id.
+    fn id(&self) -> u64;
+    /// Senders waiting (positive) or receivers waiting (negative).
+    fn balance(&self) -> isize;
+    /// -1, 0 or +1.
+    fn preference(&self) -> i8;
+    /// Whether every rendezvous makes the caller yield.
+    fn schedule_all(&self) -> bool;
+    /// Whether the channel is closing.
+    fn closing(&self) -> bool;
+    /// Closing and nobody waits.
+    fn closed(&self) -> bool;
+    /// The ids of the blocked tasklets, head first.
+    fn queue(&self) -> Vec<u64>;
+    /// Handles of the blocked tasklets of the calling thread, head first.
+    fn queue_tasklets(&self) -> Vec<Tasklet>;
+    /// The channel as `Any`, for [`downcast_ref`](AnyChannel#method.downcast_ref).
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl dyn AnyChannel + '_ {
+    /// The channel itself, if it is a `C` (a `Channel<T>` or a `LocalChannel<T>` of the right
+    /// `T`); clone it to keep it.
+    ///
+    /// ```
+    /// use microthread::channel::{AnyChannel, LocalChannel};
+    /// use std::rc::Rc;
+    ///
+    /// let ch = LocalChannel::<Rc<u8>>::new();
+    /// let any: &dyn AnyChannel = &ch;
+    /// let kept: LocalChannel<Rc<u8>> = any.downcast_ref::<LocalChannel<Rc<u8>>>().unwrap().clone();
+    /// assert_eq!(kept.id(), ch.id());
+    /// ```
+    pub fn downcast_ref<C: AnyChannel>(&self) -> Option<&C> {
+        self.as_any().downcast_ref::<C>()
+    }
+}
+
+mod sealed {
+    /// Only the channel module's types are channels.
+    pub trait SealedChannel {}
+}
+pub(crate) use sealed::SealedChannel;
+
+/// What a channel callback is told, before each channel operation of its thread (Stackless
+/// passes `(channel, tasklet, sending, will_block)`).
+///
+/// ```
+/// use microthread::channel::{self, Channel};
+/// use std::{cell::RefCell, rc::Rc};
+///
+/// let seen = Rc::new(RefCell::new(Vec::new()));
+/// let log = seen.clone();
+/// channel::set_channel_callback(Some(Rc::new(move |ev: &channel::ChannelEvent<'_>| {
+///     let ch = ev.channel.downcast_ref::<Channel<u32>>().expect("a Channel<u32>");
+///     log.borrow_mut().push((ch.id(), ev.channel.balance(), ev.sending, ev.will_block));
+/// })));
+/// let ch = Channel::<u32>::new();
+/// let rx = ch.clone();
+/// microthread::spawn(move || rx.receive().unwrap())?;
+/// microthread::scheduler::run().unwrap(); // the receiver blocks
+/// ch.send(5).unwrap();
+/// channel::set_channel_callback(None);
+/// assert_eq!(*seen.borrow(), [(ch.id(), 0, false, true), (ch.id(), -1, true, false)]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
-pub struct ChannelEvent {
-    /// The channel's id ([`Channel::id`](crate::channel::Channel::id)).
-    pub channel: u64,
+pub struct ChannelEvent<'a> {
+    /// The channel: query it, or [`downcast_ref`](AnyChannel#method.downcast_ref) it to its
+    /// own type.
+    pub channel: &'a dyn AnyChannel,
     /// The tasklet acting.
     pub tasklet: Tasklet,
     /// Sending (true) or receiving.
@@ -27,12 +115,12 @@ pub struct ChannelEvent {
 }
 
 /// A channel callback; see [`set_channel_callback`](crate::channel::set_channel_callback).
-pub type ChannelCallback = Box<dyn FnMut(&ChannelEvent)>;
+pub type ChannelCallback = Rc<dyn Fn(&ChannelEvent<'_>)>;
 
 /// What the channel tells [`Scheduler::before_channel_action`] about its action, if a
 /// callback is installed.
-pub(crate) struct ChannelInfo {
-    pub(crate) channel: u64,
+pub(crate) struct ChannelInfo<'a> {
+    pub(crate) channel: &'a dyn AnyChannel,
     pub(crate) sending: bool,
     pub(crate) will_block: bool,
 }
@@ -46,11 +134,15 @@ impl Scheduler {
 
     /// Calls the channel callback (if any) before a channel action of the current tasklet.
     #[cold]
-    pub(crate) fn before_channel_action(&self, info: impl FnOnce() -> ChannelInfo) -> Result<()> {
+    pub(crate) fn before_channel_action<'c>(
+        &self,
+        info: impl FnOnce() -> ChannelInfo<'c>,
+    ) -> Result<()> {
         if self.in_channel_callback.get() {
             return Err(Error::RecursiveChannelCallback);
         }
-        let Some(mut cb) = self.channel_callback.take() else {
+        // A counted reference: the callback may replace itself while it runs.
+        let Some(cb) = self.channel_callback() else {
             return Ok(());
         };
         let info = info();
@@ -63,10 +155,10 @@ impl Scheduler {
         self.in_channel_callback.set(true);
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| cb(&event)));
         self.in_channel_callback.set(false);
-        if !self.channel_callback_replaced.replace(false) {
-            self.channel_callback.set(Some(cb));
-        }
         self.refresh_channel_hooks();
+        // The last reference if the callback replaced itself: its drop is user code, and runs
+        // with the scheduler's state whole.
+        drop(cb);
         match outcome {
             // The callback may switch (only channel operations are refused inside it), so a
             // kill can reach the tasklet in there: it is never swallowed. The channel
@@ -77,14 +169,19 @@ impl Scheduler {
         }
     }
 
+    /// The installed channel callback (a new reference to it).
+    pub(crate) fn channel_callback(&self) -> Option<ChannelCallback> {
+        let cb = self.channel_callback.take();
+        let copy = cb.clone();
+        self.channel_callback.set(cb);
+        copy
+    }
+
     pub(crate) fn set_channel_callback(
         &self,
         callback: Option<ChannelCallback>,
     ) -> Option<ChannelCallback> {
         let old = self.channel_callback.replace(callback);
-        if self.in_channel_callback.get() {
-            self.channel_callback_replaced.set(true);
-        }
         self.refresh_channel_hooks();
         old
     }
@@ -128,6 +225,20 @@ impl Scheduler {
 /// Adds `change` to this thread's switch-trap level and returns the old level;
 /// `switch_trap(0)` only reads it. While the level is non-zero, every switch to another
 /// tasklet fails with [`Error::SwitchTrap`]; operations that do not switch still work.
+///
+/// ```
+/// use microthread::{scheduler, spawn, Error};
+///
+/// let t = spawn(|| ())?;
+/// assert_eq!(scheduler::switch_trap(1), 0, "returns the old level");
+/// assert!(matches!(scheduler::schedule(), Err(Error::SwitchTrap)));
+/// assert!(t.alive() && t.scheduled(), "refused: nothing changed");
+/// assert_eq!(scheduler::switch_trap(0), 1, "0 only reads it");
+/// assert_eq!(scheduler::switch_trap(-1), 1);
+/// scheduler::run().unwrap();
+/// assert!(!t.alive());
+/// # Ok::<(), std::io::Error>(())
+/// ```
 ///
 /// # Panics
 /// If the level would overflow an `i32` (it is left unchanged).

@@ -128,14 +128,43 @@ impl Tasklet {
     }
 }
 
-/// Runs `f` with the current tasklet's `atomic` flag set, restoring it afterwards: no
-/// involuntary switch (preemption) happens inside. Explicit switches still do.
+/// Runs `f` with the current tasklet's `atomic` flag set, restoring it afterwards (Stackless
+/// `with stackless.atomic():`): no involuntary switch (preemption) happens inside. Explicit
+/// switches still do. (There is no preemption yet, issue 9: today the flag changes nothing.)
+///
+/// ```
+/// use microthread::scheduler::{self, atomic};
+///
+/// let t = scheduler::spawn(|| 1)?;
+/// let n = atomic(|| {
+///     assert!(scheduler::current().atomic());
+///     scheduler::schedule().unwrap(); // an explicit switch still happens
+///     5
+/// });
+/// assert_eq!((n, t.result::<i32>()), (5, Some(1)));
+/// assert!(!scheduler::current().atomic(), "restored");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn atomic<T>(f: impl FnOnce() -> T) -> T {
     let _guard = AtomicGuard::new();
     f()
 }
 
-/// Sets the current tasklet's `atomic` flag for its lifetime; see [`atomic`].
+/// Sets the current tasklet's `atomic` flag for its lifetime, then restores the old value;
+/// see [`atomic`].
+///
+/// ```
+/// use microthread::scheduler::{current, AtomicGuard};
+///
+/// let outer = AtomicGuard::new();
+/// {
+///     let _inner = AtomicGuard::new();
+///     assert!(current().atomic());
+/// }
+/// assert!(current().atomic(), "the inner guard restores what the outer one set");
+/// drop(outer);
+/// assert!(!current().atomic());
+/// ```
 #[derive(Debug)]
 pub struct AtomicGuard {
     tasklet: Tasklet,

@@ -10,28 +10,13 @@
 //!
 //! # Stackless operations and their Rust form
 //!
-//! | Stackless Python | microthread |
-//! |---|---|
-//! | `stackless.tasklet(f)(*args)` | [`spawn(move \|\| f(args))`](spawn) |
-//! | `stackless.tasklet(f).bind(f, args)` (alive, paused) | [`Tasklet::new(move \|\| f(args))`](Tasklet::new) |
-//! | `t.insert()` / `t.remove()` | [`Tasklet::insert`] / [`Tasklet::remove`] |
-//! | `t.run()` / `t.switch()` | [`Tasklet::run`] / [`Tasklet::switch`] |
-//! | `t.kill()` / `t.kill(pending=True)` | [`Tasklet::kill`] / [`Tasklet::kill_pending`] |
-//! | `t.throw(exc)` / `t.throw(exc, pending=True)` | [`Tasklet::throw`] / [`Tasklet::throw_pending`] |
-//! | `stackless.schedule()` / `schedule_remove()` | [`schedule`] / [`schedule_remove`] |
-//! | `stackless.run()` | [`run`] |
-//! | `stackless.current` / `main` / `runcount` | [`current`] / [`main`] / [`runcount`] |
-//! | `t.alive`, `blocked`, `scheduled`, `paused`, `is_main`, `is_current` | methods of the same names |
-//! | `with stackless.atomic():` / `t.set_atomic()` | [`atomic`] / [`Tasklet::set_atomic`] |
-//! | `stackless.switch_trap(n)` | [`switch_trap`] |
-//! | `stackless.set_schedule_callback(cb)` | [`set_schedule_callback`] |
-//! | an exception raised at a suspension point | `Err(Error)` from the suspended call (see [`Error`]) |
-//! | `TaskletExit` | a silent unwind with payload [`TaskletExit`] |
-//! | uncaught exception in a tasklet → main / `run()` | [`Error::Panicked`] from the call main or the innermost `run()` caller is suspended in |
-//! | return value (discarded) | kept: [`Tasklet::result`] |
-//! | `main.kill()` (raises `TaskletExit` in main) | main unwinds with [`TaskletExit`] from its suspended call; a line on stderr says so, since uncaught it ends the thread |
-//! | a later bomb replaces an earlier `tempval` bomb | a later error replaces an earlier pending error; a pending kill is never replaced |
-//! | `finally:` blocks of a killed tasklet may use channels | a destructor of an unwinding tasklet may complete a rendezvous (without the switch), but may not block or switch: [`Error::Unwinding`] |
+//! The crate root maps the whole `stackless` module, every function and attribute, to its
+//! Rust form: [the table there](crate#the-stackless-module-in-rust). The scheduler's part in
+//! short: [`spawn`], [`Tasklet::new`], [`run`], [`schedule`], [`schedule_remove`],
+//! [`current`], [`main`], [`runcount`], [`atomic`], [`switch_trap`],
+//! [`set_schedule_callback`], the [`Tasklet`] methods that move a tasklet around the ring
+//! (`insert`, `remove`, `run`, `switch`, `kill`, `throw`), and [`spawn_thread`] and
+//! [`RemoteTasklet`] for several threads.
 //!
 //! # What the safe API guarantees
 //! - **A refused operation leaves no trace.** Every operation checks everything that can
@@ -67,8 +52,12 @@
 //! # End of a thread
 //! When a thread ends, its scheduler kills every tasklet still alive: each unwinds from its
 //! suspension point with every destructor on its stack run; tasklets that never ran just
-//! have their closures dropped. (This happens in a thread-local destructor, which Rust does not
-//! run for the process's main thread at exit; there, the process ends with them.) A tasklet
+//! have their closures dropped. This happens in a thread-local destructor, which glibc also
+//! runs for the process's main thread when `main` returns or [`std::process::exit`] is
+//! called (`exit(3)` runs the calling thread's thread-local destructors;
+//! `tests/process_exit.rs` shows it). It does not happen when the process ends any other way:
+//! [`std::process::abort`], `_exit(2)`, a fatal signal, or `exit` called on *another*
+//! thread (that one's tasklets are killed, the rest end with the process). A tasklet
 //! whose handles were all dropped stays alive until it ends or its thread ends; nothing is
 //! freed behind its back.
 //!
@@ -145,7 +134,6 @@ pub(crate) struct Scheduler {
     in_callback: Cell<bool>,
     channel_callback: Cell<Option<callback::ChannelCallback>>,
     in_channel_callback: Cell<bool>,
-    channel_callback_replaced: Cell<bool>,
     channel_hooks: Cell<bool>,
     /// What other threads can reach: the mailbox.
     shared: Arc<Shared>,
@@ -211,7 +199,6 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
         in_callback: Cell::new(false),
         channel_callback: Cell::new(None),
         in_channel_callback: Cell::new(false),
-        channel_callback_replaced: Cell::new(false),
         channel_hooks: Cell::new(false),
         shared,
         hooks: Cell::new(0),
@@ -266,6 +253,25 @@ pub(super) fn is_current(t: &Inner) -> bool {
 /// first use; call this early in a thread that has no tasklets of its own but will wake
 /// another thread's tasklets through a channel or a [`RemoteTasklet`], so that a thread
 /// waiting for it sleeps instead of reporting a deadlock (see [`spawn_thread`]).
+///
+/// ```
+/// use microthread::{scheduler, Channel};
+/// use std::sync::mpsc;
+///
+/// let ch = Channel::<u32>::new();
+/// let tx = ch.clone();
+/// let (ready_tx, ready) = mpsc::channel();
+/// let helper = std::thread::spawn(move || {
+///     scheduler::init_thread(); // counted awake from here on
+///     ready_tx.send(()).unwrap();
+///     tx.send(7).unwrap();
+/// });
+/// ready.recv().unwrap();
+/// // The helper counts as awake, so this receive sleeps until the value arrives instead of
+/// // failing with Error::Deadlock.
+/// assert_eq!(ch.receive().unwrap(), 7);
+/// helper.join().unwrap();
+/// ```
 pub fn init_thread() {
     scheduler();
 }
@@ -282,14 +288,37 @@ pub(super) fn thread_identity() -> usize {
     }
 }
 
-/// The running tasklet of this thread.
+/// The running tasklet of this thread (Stackless `stackless.current`).
+///
+/// ```
+/// use microthread::{scheduler, spawn};
+///
+/// assert_eq!(scheduler::current(), scheduler::main(), "outside any tasklet: main");
+/// let t = spawn(|| {
+///     let me = scheduler::current();
+///     (me.id(), me.is_main(), me.is_current())
+/// })?;
+/// scheduler::run().unwrap();
+/// assert_eq!(t.result::<(u64, bool, bool)>(), Some((t.id(), false, true)));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn current() -> Tasklet {
     let s = scheduler();
     // SAFETY: the running tasklet is live.
     unsafe { handle(s.current.get()) }
 }
 
-/// This thread's main tasklet: the thread's own stack.
+/// This thread's main tasklet: the thread's own stack (Stackless `stackless.main`). Each
+/// thread has its own.
+///
+/// ```
+/// use microthread::scheduler;
+///
+/// let main = scheduler::main();
+/// assert!(main.is_main() && main.is_current() && main.alive());
+/// let other = std::thread::spawn(|| scheduler::main().id()).join().unwrap();
+/// assert_ne!(other, main.id(), "another thread, another main tasklet");
+/// ```
 pub fn main() -> Tasklet {
     // SAFETY: main lives as long as the scheduler.
     unsafe { handle(scheduler().main) }

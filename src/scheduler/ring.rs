@@ -145,6 +145,18 @@ pub(super) fn unblock(t: &Inner) {
 
 /// Tasklets in this thread's run queue, the current one included. Paused and blocked
 /// tasklets are not counted, nor is a tasklet waiting inside [`run`].
+///
+/// ```
+/// use microthread::{scheduler, spawn};
+///
+/// assert_eq!(scheduler::runcount(), 1, "main alone");
+/// let t = spawn(scheduler::runcount)?;
+/// assert_eq!(scheduler::runcount(), 2);
+/// scheduler::run().unwrap();
+/// assert_eq!(t.result::<usize>(), Some(1), "inside run(), main waits and is not counted");
+/// assert_eq!(scheduler::runcount(), 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn runcount() -> usize {
     scheduler().runcount.get()
 }

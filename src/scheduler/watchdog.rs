@@ -26,6 +26,26 @@ impl Scheduler {
 /// error of a tasklet that panicked (the other tasklets stay scheduled). Nested `run` calls
 /// are woken innermost first.
 ///
+/// Stackless `run()` with no timeout (`run(timeout)` and preemption: not yet, issue 9).
+///
+/// ```
+/// use microthread::{scheduler, spawn, Error};
+///
+/// // Inside run() the caller (here main) waits outside the run queue: it is not counted.
+/// let counted = spawn(scheduler::runcount)?;
+/// let failing = spawn(|| -> () { panic!("boom") })?;
+/// let later = spawn(|| "after")?;
+/// match scheduler::run() {
+///     Err(Error::Panicked { tasklet, .. }) => assert_eq!(tasklet, failing.id()),
+///     other => panic!("expected the panic, got {other:?}"),
+/// }
+/// assert_eq!(counted.result::<usize>(), Some(3));
+/// assert!(later.scheduled(), "the other tasklets stay scheduled");
+/// scheduler::run().unwrap();
+/// assert_eq!(later.result::<&str>(), Some("after"));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
 /// # Errors
 /// [`Error::Panicked`] and any error delivered to the caller; [`Error::SwitchTrap`],
 /// [`Error::Unwinding`], [`Error::RecursiveCallback`] (refused: nothing changed).

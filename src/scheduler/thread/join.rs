@@ -27,6 +27,20 @@ use super::{lock, uncount_awake, Shared, AWAKE, REGISTRY};
 /// blocked in anything else (a `std` lock, `std::thread::JoinHandle::join`, I/O) counts as
 /// awake, so the threads waiting for it sleep until it wakes them or ends.
 ///
+/// ```
+/// use microthread::{spawn_thread, Channel};
+///
+/// let results = Channel::<u32>::new();
+/// let tx = results.clone();
+/// let worker = spawn_thread(move || {
+///     // The worker's main tasklet blocks until main receives; its thread sleeps meanwhile.
+///     tx.send(6 * 7).unwrap();
+///     std::thread::current().id()
+/// });
+/// assert_eq!(results.receive().unwrap(), 42);
+/// assert_ne!(worker.join().unwrap(), std::thread::current().id());
+/// ```
+///
 /// # Panics
 /// As [`std::thread::spawn`], if the OS cannot create the thread.
 pub fn spawn_thread<F, T>(f: F) -> JoinHandle<T>
@@ -46,6 +60,18 @@ where
 
 /// A thread started by [`spawn_thread`]; the same API as [`std::thread::JoinHandle`], and
 /// [`join`](JoinHandle::join) takes part in deadlock detection (see the module docs).
+///
+/// ```
+/// use microthread::{spawn_thread, Channel, Error};
+///
+/// microthread::scheduler::init_thread(); // this thread counts as awake
+/// // A worker waits for a value nobody will send. While this thread waits in join(), no
+/// // thread is awake that could send it, so the receive fails instead of hanging.
+/// let nobody_sends = Channel::<u32>::new();
+/// let rx = nobody_sends.clone();
+/// let stuck = spawn_thread(move || rx.receive());
+/// assert!(matches!(stuck.join().unwrap(), Err(Error::Deadlock)));
+/// ```
 pub struct JoinHandle<T> {
     thread: std::thread::JoinHandle<T>,
     /// The thread's scheduler's shared part (it ends when the thread ends).

@@ -1,0 +1,179 @@
+//! The rendezvous: Stackless's `channel_action`, written once for both kinds of channel
+//! ([`Handle`]), and the send / receive results the public methods make of it.
+
+use std::ptr;
+
+use super::core::{ChannelLock, Core, Msg};
+use super::send_error::{send_error, SendError};
+use super::wait::wake_on_its_thread;
+use crate::error::{Error, Payload, Result};
+use crate::scheduler::blocking::{scheduler, AnyChannel, ChannelInfo, Scheduler};
+
+/// A public channel handle: what the rendezvous needs of it.
+pub(super) trait Handle: AnyChannel + Sized {
+    type Item: 'static;
+    type Lock: ChannelLock;
+    fn core(&self) -> &Core<Self::Item, Self::Lock>;
+}
+
+/// A channel action's result. The failure is boxed: it is rare, and a small `Outcome` keeps
+/// the common path from copying an `Error` and a message around.
+pub(super) type Outcome<T> = std::result::Result<Option<Msg<T>>, Box<(Error, Option<Msg<T>>)>>;
+
+#[cold]
+pub(super) fn failure<T>(e: Error, msg: Option<Msg<T>>) -> Box<(Error, Option<Msg<T>>)> {
+    Box::new((e, msg))
+}
+
+/// Sends `value` on `h` (see `Channel::send`).
+#[inline(always)]
+pub(super) fn send<H: Handle>(
+    h: &H,
+    value: H::Item,
+) -> std::result::Result<(), SendError<H::Item>> {
+    match action::<H, 1>(h, Some(Msg::Value(value))) {
+        // A successful send gets nothing back: no message to drop (skip the drop glue).
+        Ok(nothing) => {
+            debug_assert!(nothing.is_none());
+            std::mem::forget(nothing);
+            Ok(())
+        }
+        Err(f) => {
+            let (error, msg) = *f;
+            Err(send_error(error, msg))
+        }
+    }
+}
+
+/// Sends an error on `h` (see `Channel::send_throw`).
+pub(super) fn send_throw<H: Handle>(
+    h: &H,
+    payload: Payload,
+) -> std::result::Result<(), SendError<Payload>> {
+    match action::<H, 1>(h, Some(Msg::Error(Box::new(payload)))) {
+        // A successful send gets nothing back: no message to drop (skip the drop glue).
+        Ok(nothing) => {
+            debug_assert!(nothing.is_none());
+            std::mem::forget(nothing);
+            Ok(())
+        }
+        Err(f) => match *f {
+            (error, Some(Msg::Error(p))) => Err(SendError {
+                value: Some(*p),
+                error,
+            }),
+            (error, _) => Err(SendError { value: None, error }),
+        },
+    }
+}
+
+/// Receives on `h` (see `Channel::receive`).
+#[inline(always)]
+pub(super) fn receive<H: Handle>(h: &H) -> Result<H::Item> {
+    match action::<H, -1>(h, None) {
+        Ok(Some(Msg::Value(v))) => Ok(v),
+        Ok(Some(Msg::Error(p))) => Err(Error::Thrown(*p)),
+        Ok(None) => unreachable!("a completed receive always has a message"),
+        Err(f) => Err(f.0),
+    }
+}
+
+/// Stackless's `channel_action`: `DIR` +1 sends `msg`, -1 receives.
+#[inline(always)]
+fn action<H: Handle, const DIR: i8>(h: &H, msg: Option<Msg<H::Item>>) -> Outcome<H::Item> {
+    let s = scheduler();
+    if s.channel_hooks() {
+        if let Err(e) = call_channel_callback::<H, DIR>(h, s) {
+            return Err(failure(e, msg));
+        }
+    }
+    let chan = h.core();
+    let mut g = chan.lock_as(s as *const Scheduler as usize);
+    let st = g.state();
+    let cando = if DIR > 0 {
+        st.balance < 0
+    } else {
+        st.balance > 0
+    };
+    if !cando {
+        return chan.block::<DIR>(s, g, msg);
+    }
+    // SAFETY: a non-zero balance means a waiter of the other direction is queued.
+    let w = unsafe { st.queue.pop_front().unwrap_unchecked() };
+    // SAFETY: a queued waiter is valid until removed, which we just did under the lock;
+    // its tasklet stays blocked (and alive) until it is woken below.
+    let local = H::Lock::ONE_THREAD || ptr::eq(unsafe { (*w).scheduler }, s);
+    // A one-thread channel's waiters are all of this thread: its handles never leave it.
+    // SAFETY: as above.
+    debug_assert!(ptr::eq(unsafe { (*w).scheduler }, s) || !H::Lock::ONE_THREAD);
+    // SAFETY: as above; a queued waiter's scheduler outlives it.
+    if !local && unsafe { (*(*w).scheduler).ended() } {
+        // Only in a forked child: a waiter of a thread that does not exist here, which
+        // nothing will ever wake. It leaves the queue (its value, if any, stays in that
+        // thread's copied stack) and the operation starts again.
+        st.balance += DIR as isize;
+        drop(g);
+        return action_again::<H, DIR>(h, msg);
+    }
+    let switching = local && (st.schedule_all || st.preference == -DIR);
+    if s.hooks_on() {
+        if let Err(e) = s.refuse_by_hooks(switching) {
+            // Put back as it was, under the same lock: nobody saw the change, so the
+            // refused operation leaves no trace.
+            st.queue.push_front(w);
+            drop(g);
+            return Err(failure(e, msg));
+        }
+    }
+    st.balance += DIR as isize;
+    // SAFETY: a queued waiter is valid until removed, which we just did under the lock;
+    // its tasklet stays blocked (and alive) until it is woken below.
+    let (partner, got) = unsafe {
+        let slot = &mut *(*w).slot.get();
+        let got = if DIR > 0 {
+            // The receiver's slot is empty: write without dropping the old value (its
+            // drop glue is an out-of-line call on this hot path).
+            debug_assert!(slot.is_none());
+            ptr::write(slot, msg);
+            None
+        } else {
+            slot.take()
+        };
+        if !local {
+            return Ok(wake_on_its_thread(g, w, got));
+        }
+        ((*w).tasklet, got)
+    };
+    let schedule_all = st.schedule_all;
+    drop(g);
+    // SAFETY: the partner is a blocked tasklet of this thread, now out of the queue.
+    let switched = unsafe { s.wake_here(partner, switching, schedule_all) };
+    match switched {
+        Ok(()) => Ok(got),
+        // Refused because the caller's stack unwinds (a destructor of a killed or
+        // panicking tasklet): the rendezvous stands, the partner runs later. (No switch
+        // happens while a stack unwinds, so this cannot be an error delivered after one.)
+        Err(Error::Unwinding) if std::thread::panicking() => Ok(got),
+        Err(e) => Err(failure(e, got)),
+    }
+}
+
+/// `action`, out of line: after a waiter of a vanished thread was dropped.
+#[cold]
+#[inline(never)]
+fn action_again<H: Handle, const DIR: i8>(h: &H, msg: Option<Msg<H::Item>>) -> Outcome<H::Item> {
+    action::<H, DIR>(h, msg)
+}
+
+#[cold]
+#[inline(never)]
+fn call_channel_callback<H: Handle, const DIR: i8>(h: &H, s: &Scheduler) -> Result<()> {
+    s.before_channel_action(|| {
+        let b = h.core().lock().state().balance;
+        ChannelInfo {
+            channel: h,
+            sending: DIR > 0,
+            will_block: if DIR > 0 { b >= 0 } else { b <= 0 },
+        }
+    })
+}

@@ -1,0 +1,19 @@
+//! `for_both_channel_kinds!`: scenario tests written once, run on both channel types.
+
+/// Expands the scenarios once per channel kind, each in a module where `Ch` is that kind.
+macro_rules! for_both_channel_kinds {
+    ($($scenarios:tt)*) => {
+        mod shared {
+            #[allow(unused_imports)]
+            use super::*;
+            use microthread::channel::Channel as Ch;
+            $($scenarios)*
+        }
+        mod local {
+            #[allow(unused_imports)]
+            use super::*;
+            use microthread::channel::LocalChannel as Ch;
+            $($scenarios)*
+        }
+    };
+}
