@@ -49,7 +49,8 @@ pub enum Error {
     Unwinding,
     /// `insert`, `run` or `switch` of a tasklet that is blocked on a channel.
     RunBlocked,
-    /// `insert`, `run` or `switch` of a tasklet that has ended.
+    /// `insert`, `run` or `switch` of a tasklet that is not alive: it has ended, or it is
+    /// bound and not yet set up.
     RunDead,
     /// `remove` of a tasklet that is blocked on a channel.
     RemoveBlocked,
@@ -57,7 +58,8 @@ pub enum Error {
     RemoveCurrent,
     /// `switch` to a tasklet of another thread.
     SwitchOtherThread,
-    /// `throw` to a tasklet that has ended.
+    /// `throw` to a tasklet that is not alive: it has ended, or it is bound and not yet set
+    /// up.
     ThrowDead,
     /// The tasklet's thread has ended.
     NoThread,
@@ -79,6 +81,28 @@ pub enum Error {
         /// What it panicked with.
         payload: Payload,
     },
+    // Binding and setting up (Stackless `bind` and `setup`, reference §1.2 and Appendix A).
+    /// [`Tasklet::setup`](crate::Tasklet::setup) of a tasklet that is already alive.
+    TaskletAlive,
+    /// [`Tasklet::setup`](crate::Tasklet::setup) of a tasklet with no function: unbound, or
+    /// dead.
+    NotBound,
+    /// [`Tasklet::unbind`](crate::Tasklet::unbind) or [`Tasklet::bind`](crate::Tasklet::bind)
+    /// of the current tasklet.
+    BindCurrent,
+    /// [`Tasklet::unbind`](crate::Tasklet::unbind) or [`Tasklet::bind`](crate::Tasklet::bind)
+    /// of a tasklet that is scheduled or blocked.
+    BindScheduled,
+    /// [`Tasklet::unbind`](crate::Tasklet::unbind) or [`Tasklet::bind`](crate::Tasklet::bind)
+    /// of a tasklet that has started and not ended: it has native frames on its stack
+    /// (Stackless: C state), which only unwinding can end.
+    HasCState,
+    /// [`Tasklet::unbind`](crate::Tasklet::unbind) or [`Tasklet::bind`](crate::Tasklet::bind)
+    /// of a main tasklet.
+    UnbindMain,
+    /// [`Tasklet::bind`](crate::Tasklet::bind) could not map a new stack: the OS error.
+    /// (Stackless has no such state; the sentence is ours.)
+    NoStack(std::io::Error),
 }
 
 impl Error {
@@ -140,6 +164,16 @@ impl fmt::Display for Error {
                     None => write!(f, "tasklet {tasklet} panicked"),
                 }
             }
+            Error::TaskletAlive => "tasklet is alive",
+            Error::NotBound => "the tasklet was not bound to a function",
+            Error::BindCurrent => "can't (re)bind the current tasklet",
+            Error::BindScheduled => "tasklet is scheduled",
+            Error::HasCState => {
+                "tasklet has C state on its stack: it has started running, and its native \
+                 frames can only be unwound: end it with kill()"
+            }
+            Error::UnbindMain => "can't unbind the main tasklet",
+            Error::NoStack(e) => return write!(f, "cannot map a stack for the tasklet: {e}"),
         };
         f.write_str(s)
     }

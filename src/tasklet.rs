@@ -43,15 +43,18 @@ pub(crate) enum Pending {
     Error(Error),
 }
 
-/// Where a tasklet is in its life.
+/// Where a tasklet is in its life (reference Appendix B).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Life {
-    /// Created; its closure waits at the top of its stack.
+    /// Created, alive; its closure waits at the top of its stack.
     New,
     /// Has run; suspended or running.
     Started,
-    /// Returned, panicked or was killed; its stack is gone.
+    /// Returned, panicked, was killed or unbound; its stack is gone.
     Dead,
+    /// Bound but not alive (Stackless `tasklet(f)`): its closure waits at the top of its
+    /// stack, as for `New`, but it cannot run until `setup` makes it `New` (and scheduled).
+    Bound,
 }
 
 /// A tasklet's state. All mutation through `Cell`s, by the scheduler of its thread only,
@@ -155,8 +158,14 @@ impl Inner {
         !self.in_ring() && self.blocked.get() == 0
     }
 
+    /// Alive: set up (or bound with its arguments) and not yet ended.
     pub(crate) fn alive(&self) -> bool {
-        self.life.get() != Life::Dead
+        matches!(self.life.get(), Life::New | Life::Started)
+    }
+
+    /// Its closure is still unrun on its stack (bound, or alive and never run).
+    pub(crate) fn unrun(&self) -> bool {
+        matches!(self.life.get(), Life::New | Life::Bound)
     }
 
     /// Makes `p` pending, by the precedence rule of [`Pending`]. Returns what lost (the
@@ -208,12 +217,10 @@ impl Drop for Tasklet {
             let inner = unsafe { std::mem::ManuallyDrop::take(&mut self.inner) };
             recycle(inner);
             drop(result);
-        } else if self.inner.life.get() == Life::New
-            && self.inner.floating()
-            && Arc::strong_count(&self.inner) == 1
+        } else if self.inner.unrun() && self.inner.floating() && Arc::strong_count(&self.inner) == 1
         {
-            // Paused, never run, and nobody can ever insert it again: it would only wait for
-            // its thread's end. Drop its closure now instead.
+            // Paused (or bound), never run, and nobody can ever insert or set it up again: it
+            // would only wait for its thread's end. Drop its closure now instead.
             // SAFETY: the last handle of an unstarted tasklet of this thread (handles are
             // !Send) that no other thread refers to; this handle's local reference is the
             // one the scheduler shares, handed over here.
@@ -255,7 +262,7 @@ pub(crate) fn recycle(inner: Arc<Inner>) {
     if unsafe { (*inner.tempval.as_ptr()).is_some() } {
         drop_tempval(&inner);
     }
-    if Arc::strong_count(&inner) != 1 || inner.alive() {
+    if Arc::strong_count(&inner) != 1 || inner.life.get() != Life::Dead {
         return;
     }
     let _ = RECYCLED.try_with(move |r| {
@@ -353,14 +360,27 @@ impl Tasklet {
         *self.inner.name.borrow_mut() = name.map(str::to_owned);
     }
 
-    /// Alive: created and not yet ended (returned, panicked, or killed).
+    /// Alive: created (or [set up](Tasklet::setup)) and not yet ended (returned, panicked,
+    /// killed or [unbound](Tasklet::unbind)). A [bound](Tasklet::bound) tasklet is not alive
+    /// until it is set up.
+    ///
+    /// The states of reference Appendix B, as `(alive, scheduled, paused, started)`:
     ///
     /// ```
-    /// use microthread::{scheduler, spawn};
-    /// let t = spawn(|| ())?;
-    /// assert!(t.alive());
-    /// scheduler::run().unwrap();
-    /// assert!(!t.alive()); // it returned
+    /// use microthread::{scheduler, Tasklet};
+    /// let flags = |t: &Tasklet| (t.alive(), t.scheduled(), t.paused(), t.started());
+    ///
+    /// let t = Tasklet::bound(|| scheduler::schedule_remove().unwrap())?;
+    /// assert_eq!(flags(&t), (false, false, false, false)); // bound, not alive
+    /// t.setup().unwrap();
+    /// assert_eq!(flags(&t), (true, true, false, false)); // alive, scheduled
+    /// scheduler::schedule().unwrap();
+    /// assert_eq!(flags(&t), (true, false, true, true)); // ran, paused itself
+    /// t.kill().unwrap();
+    /// assert_eq!(flags(&t), (false, false, false, true)); // dead
+    ///
+    /// let p = Tasklet::new(|| ())?;
+    /// assert_eq!(flags(&p), (true, false, true, false)); // alive, paused, never ran
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn alive(&self) -> bool {
@@ -429,7 +449,10 @@ impl Tasklet {
         self.inner.is_main
     }
 
-    /// Whether it has run at least once (a main tasklet always has).
+    /// Whether its closure has left the top of its stack: it has run at least once, or it
+    /// has ended (even without running: killed or [unbound](Tasklet::unbind) first). A main
+    /// tasklet always has. False exactly for a bound tasklet and an alive one that never ran,
+    /// the ones [`unbind`](Tasklet::unbind) accepts.
     ///
     /// ```
     /// use microthread::{scheduler, scheduler::schedule_remove, spawn};
@@ -441,7 +464,7 @@ impl Tasklet {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn started(&self) -> bool {
-        self.inner.life.get() != crate::tasklet::Life::New
+        matches!(self.inner.life.get(), Life::Started | Life::Dead)
     }
 
     /// Whether `atomic` is set: no involuntary switch (preemption) may happen while it is.

@@ -10,7 +10,10 @@
 //! `insert` / `remove` / `run` / `switch` / `kill` / `kill_pending` / `throw` /
 //! `throw_pending` of a tasklet named by index (modulo the number created so far, so it may be
 //! the caller itself, main, a dead or a never-run tasklet), a nested `scheduler::run()`,
-//! return, and panic. Main's script starts with a few spawns and ends with one or two
+//! return, and panic; and the steps on a tasklet's life (`lifecycle_op`): `Tasklet::bound`,
+//! `setup`, `unbind`, `bind` to another script, and `set_error_handler` with no handler, one
+//! that swallows, or one that panics (each handler call logs an event at step
+//! [`HANDLER_STEP`] with the payload it saw, in the dying tasklet). Main's script starts with a few spawns and ends with one or two
 //! `scheduler::run()` calls and a query. Every step runs at most once per tasklet and at most
 //! [`MAX_TASKLETS`] tasklets exist, so every program terminates.
 //!
@@ -29,6 +32,8 @@
 //! - `nested_runs_follow_the_model`: weighted towards nested `run()` calls and what ends or
 //!   wakes them (panics and fatal throws routed to the innermost caller, kills unwinding a
 //!   tasklet out of `run()`, `run`/`switch`/`insert` of a waiting caller).
+//! - `lifecycle_programs_follow_the_model`: weighted towards bound tasklets, setup, unbind,
+//!   bind and the error handler, with the panics, throws and kills that reach them.
 //!
 //! 128 cases each, or `PROPTEST_CASES`. Each case runs on a fresh thread, one at a time.
 //! After the last event (main's final query), the traces must be equal, which also compares
@@ -43,6 +48,10 @@
 //! next or, with an error or an empty ring, to the innermost watchdog or main (with the
 //! "main tasklet is receiving/sending without a ..." errors), `block` wakes a floating
 //! watchdog/main or raises the deadlock error, `run` pops itself and deeper watchdogs.
+//! A bound tasklet is not alive and in no queue until `setup` appends it to the ring; `unbind`
+//! and `bind` check current, scheduled, main and started in that order. A dying tasklet's
+//! panic goes through the error handler (`die`), and an error pending in a tasklet at its
+//! first run is its own uncaught error (`Panicked` with the thrown payload).
 //!
 //! # What is excluded, and why
 //! - `kill`/`kill_pending` of main, and return/panic in main: main is the test thread's own
@@ -50,6 +59,8 @@
 //!   A fatal error reaching main is logged like any other.
 //! - `switch_trap`, callbacks, `block_trap`, `atomic` and tasklets of other threads: covered
 //!   by the scenario tests; they would need the model to know about other threads.
+//! - An error handler that switches or blocks (the handlers here only log, and maybe panic):
+//!   covered by tests/error_handler.rs.
 //! - One deliberate difference from Stackless is modelled as the crate implements it: a
 //!   *blocked* receiver that got its value but then gets an error before it runs again keeps
 //!   the value, and the error is delivered at its next suspension point (Stackless overwrites
@@ -73,6 +84,14 @@ use proptest::prelude::*;
 
 /// At most this many tasklets (main included) per program; further creations log `Cap`.
 pub const MAX_TASKLETS: usize = 8;
+
+/// The step number of an event the error handler logs (it runs between steps).
+pub const HANDLER_STEP: usize = usize::MAX;
+
+/// What an error handler that panics panics with, for a payload `msg`.
+fn handler_panic(msg: &str) -> String {
+    format!("boomh:{msg}")
+}
 
 /// One step of a script. Tasklet, script and channel numbers are taken modulo what exists.
 #[derive(Clone, Debug)]
@@ -114,6 +133,16 @@ pub enum Op {
     Open(usize),
     Preference(usize, i8),
     ScheduleAll(usize, bool),
+    /// `Tasklet::bound` (bound, not alive), same script choice as `Spawn`.
+    Bound(usize),
+    /// `setup` of a tasklet.
+    Setup(usize),
+    /// `unbind` of a tasklet.
+    Unbind(usize),
+    /// `bind` of a tasklet to script `1 + .1 % (scripts - 1)`.
+    Bind(usize, usize),
+    /// `set_error_handler`: 0 none, 1 one that logs and swallows, 2 one that logs and panics.
+    ErrorHandler(u8),
 }
 
 #[derive(Clone, Debug)]
@@ -144,6 +173,12 @@ pub enum E {
     RemoveBlocked,
     RemoveCurrent,
     ThrowDead,
+    TaskletAlive,
+    NotBound,
+    BindCurrent,
+    BindScheduled,
+    HasCState,
+    UnbindMain,
     Thrown(String),
     /// A panic of tasklet number `.0`, with its message.
     Panicked(usize, String),
@@ -165,6 +200,8 @@ pub enum Out {
     Err(E),
     /// A send failed and gave this value (or thrown payload) back.
     ErrBack(E, String),
+    /// The error handler saw this payload (step [`HANDLER_STEP`]).
+    Handled(String),
     /// Runcount aside (in every event), each tasklet's flags: `a`live, `s`cheduled,
     /// `b`locked, `p`aused, `c`urrent, `-` where false.
     State(Vec<String>),
@@ -224,9 +261,17 @@ fn is_fatal(e: &E) -> Option<String> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Life {
+    /// Bound, not alive (`Tasklet::bound`, `bind`).
+    Bound,
     New,
     Started,
     Dead,
+}
+
+impl Life {
+    fn alive(self) -> bool {
+        matches!(self, Life::New | Life::Started)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -331,6 +376,8 @@ pub struct Model<'p> {
     watchdogs: Vec<usize>,
     chans: Vec<MChannel>,
     trace: Vec<Ev>,
+    /// The error handler's kind (see `Op::ErrorHandler`).
+    handler: u8,
 }
 
 impl<'p> Model<'p> {
@@ -348,6 +395,7 @@ impl<'p> Model<'p> {
                 })
                 .collect(),
             trace: Vec::new(),
+            handler: 0,
         }
     }
 
@@ -493,7 +541,7 @@ impl<'p> Model<'p> {
         if self.ts[t].blocked != 0 {
             return Err(E::RunBlocked);
         }
-        if self.ts[t].life == Life::Dead {
+        if !self.ts[t].life.alive() {
             return Err(E::RunDead);
         }
         if !self.in_ring(t) {
@@ -644,7 +692,7 @@ impl<'p> Model<'p> {
     fn states(&self) -> Vec<String> {
         (0..self.ts.len())
             .map(|t| {
-                let alive = self.ts[t].life != Life::Dead;
+                let alive = self.ts[t].life.alive();
                 let blocked = self.ts[t].blocked != 0;
                 let scheduled = self.in_ring(t) || blocked;
                 flags(
@@ -670,7 +718,7 @@ impl<'p> Model<'p> {
             channels: self.snapshot(),
         });
         if let (Some(msg), true) = (fatal, me != 0) {
-            return self.end(me, Some(E::Panicked(me, msg)));
+            return self.die(me, msg);
         }
         self.ts[me].pc += 1;
         Flow::Next
@@ -810,7 +858,7 @@ impl<'p> Model<'p> {
                 } else if t == me {
                     // Killing oneself unwinds at once, pending or not.
                     self.end(me, None)
-                } else if self.ts[t].life == Life::Dead {
+                } else if !self.ts[t].life.alive() {
                     self.out(me, Out::Done)
                 } else {
                     self.deliver(me, t, Pend::Kill, pending)
@@ -825,7 +873,7 @@ impl<'p> Model<'p> {
                 let p = thrown_payload(me, step, fatal);
                 if t == me {
                     self.out(me, Out::Err(E::Thrown(p)))
-                } else if self.ts[t].life == Life::Dead {
+                } else if !self.ts[t].life.alive() {
                     self.out(me, Out::Err(E::ThrowDead))
                 } else {
                     self.deliver(me, t, Pend::Err(E::Thrown(p)), pending)
@@ -838,7 +886,7 @@ impl<'p> Model<'p> {
                 self.switch(me, next, Susp::Run)
             }
             Op::Return if me != 0 => self.end(me, None),
-            Op::Panic if me != 0 => self.end(me, Some(E::Panicked(me, format!("boom{me}.{step}")))),
+            Op::Panic if me != 0 => self.die(me, format!("boom{me}.{step}")),
             Op::Return | Op::Panic => self.out(me, Out::Skip),
             Op::Send(c) => {
                 let ch = self.prog.channel(c);
@@ -903,7 +951,103 @@ impl<'p> Model<'p> {
                 self.chans[ch].schedule_all = on;
                 self.out(me, Out::Done)
             }
+            Op::Bound(..)
+            | Op::Setup(..)
+            | Op::Unbind(..)
+            | Op::Bind(..)
+            | Op::ErrorHandler(..) => self.exec_lifecycle(me, op),
         }
+    }
+
+    // ---------- bound tasklets, setup, unbind, bind, the error handler ----------
+
+    fn exec_lifecycle(&mut self, me: usize, op: Op) -> Flow {
+        let target = |m: &Self, n: usize| n % m.ts.len();
+        let unit = |r: Result<(), E>| match r {
+            Ok(()) => Out::Done,
+            Err(e) => Out::Err(e),
+        };
+        match op {
+            Op::Bound(n) => {
+                if self.ts.len() >= MAX_TASKLETS {
+                    return self.out(me, Out::Cap);
+                }
+                let t = self.ts.len();
+                self.ts
+                    .push(MTasklet::new(self.prog.script_of(n), Life::Bound));
+                self.out(me, Out::Made(t))
+            }
+            Op::Setup(n) => {
+                let t = target(self, n);
+                let r = match self.ts[t].life {
+                    Life::New | Life::Started => Err(E::TaskletAlive),
+                    Life::Dead => Err(E::NotBound),
+                    Life::Bound => {
+                        self.ts[t].life = Life::New;
+                        self.ring_insert(t);
+                        Ok(())
+                    }
+                };
+                self.out(me, unit(r))
+            }
+            Op::Unbind(n) => {
+                let t = target(self, n);
+                let r = self.check_rebind(t).map(|()| {
+                    let m = &mut self.ts[t];
+                    m.life = Life::Dead;
+                    m.pending = None;
+                });
+                self.out(me, unit(r))
+            }
+            Op::Bind(n, script) => {
+                let t = target(self, n);
+                let script = self.prog.script_of(script);
+                let r = self.check_rebind(t).map(|()| {
+                    let mut fresh = MTasklet::new(script, Life::Bound);
+                    std::mem::swap(&mut self.ts[t], &mut fresh);
+                });
+                self.out(me, unit(r))
+            }
+            Op::ErrorHandler(kind) => {
+                self.handler = kind % 3;
+                self.out(me, Out::Done)
+            }
+            _ => unreachable!("not a lifecycle step"),
+        }
+    }
+
+    /// The preconditions of `unbind` and `bind`, in Stackless's order; `Ok` for a dead
+    /// tasklet too (unbind: nothing to do; bind: bound again).
+    fn check_rebind(&self, t: usize) -> Result<(), E> {
+        if self.ring.front() == Some(&t) {
+            return Err(E::BindCurrent);
+        }
+        match self.ts[t].life {
+            Life::Dead => Ok(()),
+            _ if !self.floating(t) => Err(E::BindScheduled),
+            _ if t == 0 => Err(E::UnbindMain),
+            Life::Started => Err(E::HasCState),
+            Life::New | Life::Bound => Ok(()),
+        }
+    }
+
+    /// The running tasklet `me` (not main) panicked with `msg`: the error handler sees it
+    /// first (logging it), then it ends with the error to route, if any.
+    fn die(&mut self, me: usize, msg: String) -> Flow {
+        let error = match self.handler {
+            0 => Some(E::Panicked(me, msg)),
+            kind => {
+                self.trace.push(Ev {
+                    tasklet: me,
+                    step: HANDLER_STEP,
+                    out: Out::Handled(msg.clone()),
+                    runcount: self.ring.len(),
+                    channels: self.snapshot(),
+                });
+                (kind == 2).then(|| E::Panicked(me, handler_panic(&msg)))
+            }
+        };
+        self.end(me, error)
     }
 
     /// Runs the program until main's script is done; returns the trace, ending with main's
@@ -916,7 +1060,14 @@ impl<'p> Model<'p> {
                 self.ts[me].life = Life::Started;
                 match self.ts[me].pending.take() {
                     Some(Pend::Kill) => self.end(me, None),
-                    Some(Pend::Err(e)) => self.end(me, Some(e)),
+                    // Its uncaught error, as if raised at its first instruction.
+                    Some(Pend::Err(e)) => {
+                        let msg = match e {
+                            E::Thrown(p) => p,
+                            _ => "?".to_string(),
+                        };
+                        self.die(me, msg)
+                    }
                     None => Flow::Next,
                 }
             } else if let Some(s) = self.ts[me].susp.take() {
@@ -983,6 +1134,12 @@ impl Real {
             Error::RemoveBlocked => E::RemoveBlocked,
             Error::RemoveCurrent => E::RemoveCurrent,
             Error::ThrowDead => E::ThrowDead,
+            Error::TaskletAlive => E::TaskletAlive,
+            Error::NotBound => E::NotBound,
+            Error::BindCurrent => E::BindCurrent,
+            Error::BindScheduled => E::BindScheduled,
+            Error::HasCState => E::HasCState,
+            Error::UnbindMain => E::UnbindMain,
             Error::Thrown(_) => E::Thrown(s(e)),
             Error::Panicked { tasklet, .. } => {
                 let n = self
@@ -1165,7 +1322,67 @@ fn real_step(r: &Rc<Real>, me: usize, step: usize, op: Op) -> Option<Out> {
             r.chans[r.prog.channel(c)].set_schedule_all(on);
             Out::Done
         }
+        Op::Bound(..) | Op::Setup(..) | Op::Unbind(..) | Op::Bind(..) | Op::ErrorHandler(..) => {
+            real_lifecycle_step(r, op)
+        }
     })
+}
+
+/// The text of a panic payload (what the scripts panic and throw with).
+fn payload_text(p: &microthread::error::Payload) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "?".to_string())
+}
+
+/// Executes a step on bound tasklets, setup, unbind, bind or the error handler.
+fn real_lifecycle_step(r: &Rc<Real>, op: Op) -> Out {
+    match op {
+        Op::Bound(n) => {
+            let t = r.tasklets.borrow().len();
+            if t >= MAX_TASKLETS {
+                return Out::Cap;
+            }
+            let script = r.prog.script_of(n);
+            let rc = r.clone();
+            let handle = Tasklet::bound(move || exec(&rc, t, script)).expect("a stack");
+            r.ids.borrow_mut().insert(handle.id(), t);
+            r.tasklets.borrow_mut().push(handle);
+            Out::Made(t)
+        }
+        Op::Setup(n) => r.unit(r.target(n).1.setup()),
+        Op::Unbind(n) => r.unit(r.target(n).1.unbind()),
+        Op::Bind(n, script) => {
+            let (i, t) = r.target(n);
+            let script = r.prog.script_of(script);
+            let rc = r.clone();
+            r.unit(t.bind(move || exec(&rc, i, script)))
+        }
+        Op::ErrorHandler(kind) => {
+            let handler: Option<scheduler::ErrorHandler> = match kind % 3 {
+                0 => None,
+                kind => {
+                    // Weak: the handler lives in a thread-local, which must not keep the
+                    // harness (and its tasklet handles) alive past the scheduler's teardown.
+                    let weak = Rc::downgrade(r);
+                    Some(Rc::new(move |p| {
+                        let msg = payload_text(&p);
+                        if let Some(r) = weak.upgrade() {
+                            let me = r.ids.borrow()[&scheduler::current().id()];
+                            r.event(me, HANDLER_STEP, Out::Handled(msg.clone()));
+                        }
+                        if kind == 2 {
+                            panic::panic_any(handler_panic(&msg));
+                        }
+                    }))
+                }
+            };
+            scheduler::set_error_handler(handler);
+            Out::Done
+        }
+        _ => unreachable!("not a lifecycle step"),
+    }
 }
 
 /// Cases run one at a time: a scheduler thread of a concurrently running case would make a
@@ -1273,9 +1490,23 @@ fn tasklet() -> impl Strategy<Value = usize> {
     0..MAX_TASKLETS
 }
 
+/// Steps on a tasklet's life: bound tasklets, `setup`, `unbind`, `bind`, and the error
+/// handler.
+pub fn lifecycle_op() -> BoxedStrategy<Op> {
+    prop_oneof![
+        2 => any::<usize>().prop_map(Op::Bound),
+        3 => tasklet().prop_map(Op::Setup),
+        2 => tasklet().prop_map(Op::Unbind),
+        1 => (tasklet(), any::<usize>()).prop_map(|(t, s)| Op::Bind(t, s)),
+        2 => (0..3u8).prop_map(Op::ErrorHandler),
+    ]
+    .boxed()
+}
+
 /// Scheduler steps; main's exclude return and panic (which it would only skip).
 pub fn scheduler_op(main: bool) -> BoxedStrategy<Op> {
     let common = prop_oneof![
+        4 => lifecycle_op(),
         2 => Just(Op::Log),
         2 => Just(Op::Query),
         6 => Just(Op::Schedule),
@@ -1334,6 +1565,36 @@ pub fn watchdog_op(main: bool) -> BoxedStrategy<Op> {
     }
 }
 
+/// Steps weighted towards a tasklet's life: bound tasklets set up, unbound and bound again,
+/// error handlers of every kind seeing panics and fatal throws (also into tasklets that never
+/// ran), mixed with the steps that run, pause and end tasklets.
+pub fn lifecycle_heavy_op(main: bool) -> BoxedStrategy<Op> {
+    let common = prop_oneof![
+        6 => lifecycle_op(),
+        3 => Just(Op::Schedule),
+        1 => Just(Op::ScheduleRemove),
+        1 => Just(Op::Query),
+        1 => any::<usize>().prop_map(Op::New),
+        1 => tasklet().prop_map(Op::Insert),
+        1 => tasklet().prop_map(Op::Run),
+        1 => (tasklet(), any::<bool>())
+            .prop_map(|(target, pending)| Op::Kill { target, pending }),
+        2 => (tasklet(), any::<bool>(), any::<bool>())
+            .prop_map(|(target, fatal, pending)| Op::Throw { target, fatal, pending }),
+        1 => Just(Op::RunScheduler),
+    ];
+    if main {
+        common.boxed()
+    } else {
+        prop_oneof![
+            8 => common,
+            2 => Just(Op::Panic),
+            1 => Just(Op::Return),
+        ]
+        .boxed()
+    }
+}
+
 /// A program: main's script (a few creations, `body` steps, one or two `run()`s and a query)
 /// and `others` scripts of up to `len` steps each.
 pub fn program(
@@ -1345,6 +1606,7 @@ pub fn program(
     let creation = prop_oneof![
         3 => any::<usize>().prop_map(Op::Spawn),
         1 => any::<usize>().prop_map(Op::New),
+        1 => any::<usize>().prop_map(Op::Bound),
     ];
     (
         proptest::collection::vec(creation, 1..=3),
@@ -1393,6 +1655,13 @@ proptest! {
 
     #[test]
     fn nested_runs_follow_the_model(prog in program(watchdog_op, 2..=5, 8, 0..=0)) {
+        if own_crate() {
+            check(&prog)?;
+        }
+    }
+
+    #[test]
+    fn lifecycle_programs_follow_the_model(prog in program(lifecycle_heavy_op, 1..=4, 8, 0..=0)) {
         if own_crate() {
             check(&prog)?;
         }

@@ -354,7 +354,7 @@ fn the_schedule_callback_sees_every_switch() {
     on_thread(|| {
         let seen: Rc<RefCell<Vec<(bool, bool)>>> = Rc::default();
         let s = seen.clone();
-        scheduler::set_schedule_callback(Some(Box::new(move |prev, next| {
+        scheduler::set_schedule_callback(Some(Rc::new(move |prev, next| {
             s.borrow_mut().push((prev.is_main(), next.is_main()));
             assert_eq!(
                 scheduler::schedule().unwrap_err().to_string(),

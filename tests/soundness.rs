@@ -214,7 +214,7 @@ fn inside_callback<R: 'static>(body: impl FnOnce(&Tasklet) -> R + 'static) -> R 
     let out: Rc<RefCell<Option<R>>> = Rc::new(RefCell::new(None));
     let body = RefCell::new(Some(body));
     let o = out.clone();
-    set_schedule_callback(Some(Box::new(move |_prev: &Tasklet, next: &Tasklet| {
+    set_schedule_callback(Some(Rc::new(move |_prev: &Tasklet, next: &Tasklet| {
         if let Some(b) = body.borrow_mut().take() {
             *o.borrow_mut() = Some(b(next));
         }
@@ -339,7 +339,7 @@ fn a_result_released_during_its_tasklets_end_is_dropped_on_its_own_thread() {
         let remote = t.remote();
         let last_handle = Rc::new(RefCell::new(Some(t)));
         let l = last_handle.clone();
-        set_schedule_callback(Some(Box::new(move |prev: &Tasklet, _next: &Tasklet| {
+        set_schedule_callback(Some(Rc::new(move |prev: &Tasklet, _next: &Tasklet| {
             if !prev.alive() {
                 // The dying tasklet's last handle goes during its end.
                 l.borrow_mut().take();

@@ -11,8 +11,9 @@ use super::{current, handle, scheduler, Scheduler};
 use crate::error::{Error, Result, TaskletExit};
 use crate::tasklet::{Inner, Tasklet};
 
-/// A schedule callback: called with (previous, next) before every switch.
-pub type ScheduleCallback = Box<dyn FnMut(&Tasklet, &Tasklet)>;
+/// A schedule callback: called with (previous, next) before every switch; see
+/// [`set_schedule_callback`].
+pub type ScheduleCallback = Rc<dyn Fn(&Tasklet, &Tasklet)>;
 
 /// A channel, whatever its kind and item type, as a [`ChannelEvent`] shows it: the queries
 /// of [`Channel`](crate::channel::Channel) and [`LocalChannel`](crate::channel::LocalChannel)
@@ -193,7 +194,7 @@ impl Scheduler {
     }
 
     pub(super) fn call_callback(&self, prev: *const Inner, next: *const Inner) {
-        let Some(mut cb) = self.callback.take() else {
+        let Some(cb) = self.schedule_callback() else {
             return;
         };
         // SAFETY: both are live tasklets of this thread.
@@ -203,11 +204,21 @@ impl Scheduler {
         // Stackless prints and ignores an error in the callback; the panic hook has printed.
         let _ = panic::catch_unwind(AssertUnwindSafe(|| cb(&p, &n)));
         self.in_callback.set(false);
-        // Unless the callback installed a new one (or removed itself), put it back.
-        if !self.callback_replaced.replace(false) {
-            self.callback.set(Some(cb));
-        }
         self.refresh_hooks();
+        // The callback stays installed while it runs (this is a clone); if it replaced itself,
+        // this clone is the last one, and its `Drop` (user code) waits for a safe point: the
+        // switch around this call is half done.
+        if Rc::strong_count(&cb) == 1 {
+            self.defer_drop(Box::new(cb));
+        }
+    }
+
+    /// The installed schedule callback, cloned.
+    pub(super) fn schedule_callback(&self) -> Option<ScheduleCallback> {
+        // The cell is only swapped, never borrowed.
+        let cb = self.callback.take();
+        self.callback.set(cb.clone());
+        cb
     }
 }
 
@@ -243,14 +254,47 @@ pub fn switch_trap(change: i32) -> i32 {
 }
 
 /// Installs `callback`, called with (previous, next) before every switch of this thread,
-/// and returns the previous one. A panic in the callback is ignored (after the panic hook
-/// reports it); a scheduler operation from inside it fails with [`Error::RecursiveCallback`].
+/// and returns the previous one (`None` removes it). A panic in the callback is ignored
+/// (after the panic hook reports it); a scheduler operation from inside it fails with
+/// [`Error::RecursiveCallback`]. A callback may replace or remove itself; the call in
+/// progress finishes with the callback it started with.
+///
+/// ```
+/// use microthread::scheduler::{self, set_schedule_callback, spawn};
+/// use std::{cell::RefCell, rc::Rc};
+///
+/// let switches = Rc::new(RefCell::new(Vec::new()));
+/// let s = switches.clone();
+/// set_schedule_callback(Some(Rc::new(move |prev, next| {
+///     s.borrow_mut().push((prev.is_main(), next.is_main()));
+/// })));
+/// spawn(|| ())?;
+/// scheduler::run().unwrap();
+/// set_schedule_callback(None);
+/// // main -> the tasklet, then the dying tasklet -> main.
+/// assert_eq!(*switches.borrow(), [(true, false), (false, true)]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn set_schedule_callback(callback: Option<ScheduleCallback>) -> Option<ScheduleCallback> {
     let s = scheduler();
     let old = s.callback.replace(callback);
-    if s.in_callback.get() {
-        s.callback_replaced.set(true);
-    }
     s.refresh_hooks();
     old
+}
+
+/// This thread's schedule callback, if one is installed: the one given to
+/// [`set_schedule_callback`] (`Rc::ptr_eq` with it).
+///
+/// ```
+/// use microthread::scheduler::{schedule_callback, set_schedule_callback, ScheduleCallback};
+/// use std::rc::Rc;
+///
+/// let cb: ScheduleCallback = Rc::new(|_, _| ());
+/// set_schedule_callback(Some(cb.clone()));
+/// assert!(Rc::ptr_eq(&schedule_callback().unwrap(), &cb));
+/// set_schedule_callback(None);
+/// assert!(schedule_callback().is_none());
+/// ```
+pub fn schedule_callback() -> Option<ScheduleCallback> {
+    scheduler().schedule_callback()
 }

@@ -1,21 +1,21 @@
-//! Tasklet creation: [`TaskletBuilder`], [`spawn`] and [`Tasklet::new`]; placing the closure
-//! and the first frame on the new stack (`place`, `cache_color`); the tasklet's first frame
-//! (`entry`); and ending a tasklet that never ran when its last handle goes
-//! (`discard_unstarted`).
+//! Tasklet creation: [`TaskletBuilder`], [`spawn`], [`Tasklet::new`] and [`Tasklet::bound`];
+//! placing the closure and the first frame on the new stack (`place`, `cache_color`); the
+//! tasklet's first frame (`entry`); and ending a tasklet that never ran when its last handle
+//! goes (`discard_unstarted`). Setting up and unbinding a tasklet that never ran live in
+//! `bind`.
 
-use std::any::Any;
 use std::io;
 use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::sync::Arc;
 
+use super::error_handler::{thrown_payload, uncaught};
 use super::switch::after_switch;
 use super::{scheduler, Scheduler};
 use crate::context::{Context, Transfer};
-use crate::error::{Error, TaskletExit};
 use crate::id;
-use crate::stack::{pool, DEFAULT_STACK_SIZE};
+use crate::stack::{pool, Stack, DEFAULT_STACK_SIZE};
 use crate::tasklet::{Inner, Life, Pending, Tasklet};
 
 /// The first Rust frame of every tasklet.
@@ -43,27 +43,18 @@ where
     m.closure.set(ptr::null_mut());
     m.drop_closure.set(None);
     // Nothing may unwind out of this frame (an `extern "C"` function without a caller): every
-    // piece of user code, the closure's `Drop` included, runs inside `catch_unwind`.
-    let panicked = |payload: Box<dyn Any + Send>| {
-        if payload.is::<TaskletExit>() {
-            None
-        } else {
-            Some(Error::Panicked {
-                tasklet: m.id,
-                payload,
-            })
-        }
-    };
-    let error = match m.pending.take().map(|p| *p) {
+    // piece of user code, the closure's `Drop` and the error handler included, runs inside
+    // `catch_unwind`. An uncaught panic goes to the error handler first (`uncaught`).
+    let panic = match m.pending.take().map(|p| *p) {
         // Killed or thrown into before it ever ran: the closure is dropped unrun.
-        Some(Pending::Kill) => panic::catch_unwind(AssertUnwindSafe(|| drop(f)))
-            .err()
-            .and_then(panicked),
+        Some(Pending::Kill) => panic::catch_unwind(AssertUnwindSafe(|| drop(f))).err(),
         Some(Pending::Error(e)) => {
             if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| drop(f))) {
                 s.defer_drop(p);
             }
-            Some(e)
+            // As in Stackless, where it is raised at the tasklet's first instruction: the
+            // thrown error is the tasklet's own uncaught error, routed like a panic of it.
+            Some(thrown_payload(e))
         }
         None => panic::catch_unwind(AssertUnwindSafe(|| {
             let r = f();
@@ -72,20 +63,46 @@ where
                 *m.result.borrow_mut() = Some(Box::new(r));
             }
         }))
-        .err()
-        .and_then(panicked),
+        .err(),
     };
+    if let Some(payload) = panic {
+        // SAFETY: as below.
+        unsafe { died(s, me, payload) }
+    }
     // SAFETY: `me` is running on its own stack and is not main.
+    unsafe { s.end(me, None) }
+}
+
+/// The end of a tasklet with an uncaught panic (or an error thrown into it before it ran):
+/// the error handler sees it first (`uncaught`), then the tasklet ends with what is left to
+/// route. Out of line, so that the common end in `entry` stays lean.
+///
+/// # Safety
+/// - As [`Scheduler::end`]: `me` must be the running, non-main tasklet, on its own stack.
+#[cold]
+#[inline(never)]
+unsafe fn died(s: &Scheduler, me: *const Inner, payload: crate::error::Payload) -> ! {
+    // SAFETY: the running tasklet is live.
+    let error = uncaught(unsafe { (*me).id }, payload);
+    // SAFETY: forwarded.
     unsafe { s.end(me, error) }
 }
 
-/// Options for a new tasklet: stack size, guard size and FP-environment preservation.
+/// Options for a new tasklet: stack size, guard size and FP-environment preservation; then
+/// [`spawn`](TaskletBuilder::spawn) (alive and scheduled), [`create`](TaskletBuilder::create)
+/// (alive and paused) or [`bind`](TaskletBuilder::bind) (bound, not alive).
 ///
 /// ```
 /// use microthread::scheduler::{self, TaskletBuilder};
 /// let t = TaskletBuilder::new().stack_size(64 * 1024).spawn(|| 6 * 7)?;
 /// scheduler::run().unwrap();
 /// assert_eq!(t.result::<i32>(), Some(42));
+///
+/// // The builder is `Clone`: one configuration, many tasklets.
+/// let small = TaskletBuilder::new().stack_size(16 * 1024);
+/// let a = small.clone().create(|| 1)?;
+/// let b = small.bind(|| 2)?;
+/// assert!(a.alive() && a.paused() && !b.alive());
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -137,6 +154,17 @@ impl TaskletBuilder {
     /// Creates the tasklet alive and paused (Stackless `bind(f, args)`): it runs once
     /// inserted, run or switched to.
     ///
+    /// ```
+    /// use microthread::scheduler::{self, TaskletBuilder};
+    /// let t = TaskletBuilder::new().create(|| "ran")?;
+    /// assert!(t.alive() && t.paused());
+    /// scheduler::run().unwrap(); // nothing is scheduled: it does not run
+    /// assert!(t.paused());
+    /// t.run().unwrap();
+    /// assert_eq!(t.result::<&str>(), Some("ran"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// The OS error if a new stack cannot be mapped; an error of kind `Other` if this
     /// thread's scheduler has ended (the thread is exiting, past its teardown).
@@ -152,24 +180,13 @@ impl TaskletBuilder {
                  tasklets were killed); no new tasklet can be created on it",
             ));
         }
-        let stack = pool::acquire_with_guard(self.stack_size, self.guard_size)?;
         let id = id::next();
-        stack.set_owner(crate::overflow::OwnerKind::Tasklet, id);
-        // Decided on size and alignment: an over-aligned closure (even a zero-sized one) would
-        // be placed below the stack. A box of a zero-sized type allocates nothing.
-        let f = if crate::coroutine::fits_at_stack_top::<F>() {
-            Placed::Inline(f)
-        } else {
-            Placed::Boxed(Box::new(f))
-        };
-        let top = stack.top() as usize - cache_color(id);
-        let (closure, drop_fn, ctx) = match f {
-            // SAFETY: the closure goes at the top of our fresh stack, aligned, and the initial
-            // frame just below it; the stack outlives the context.
-            Placed::Inline(f) => unsafe { place(top, f) },
-            // SAFETY: as above, for the boxed closure.
-            Placed::Boxed(b) => unsafe { place(top, b) },
-        };
+        let Prepared {
+            stack,
+            closure,
+            drop_closure: drop_fn,
+            context: ctx,
+        } = prepare(self.stack_size, self.guard_size, id, f)?;
         let rc = crate::tasklet::new_tasklet(
             id,
             s as *const Scheduler as *const (),
@@ -188,11 +205,53 @@ impl TaskletBuilder {
         Ok(t)
     }
 
+    /// Creates the tasklet bound but not alive (Stackless `tasklet(f)`): its closure is on
+    /// its stack, but it is neither alive nor scheduled, and it cannot run until
+    /// [`Tasklet::setup`] makes it alive and scheduled. [`Tasklet::unbind`] drops the closure
+    /// unrun; so does dropping its last handle (unless a [`RemoteTasklet`] refers to it), or
+    /// its thread's end.
+    ///
+    /// [`RemoteTasklet`]: crate::scheduler::RemoteTasklet
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, TaskletBuilder};
+    /// use microthread::Error;
+    /// let t = TaskletBuilder::new().bind(|| 6 * 7)?;
+    /// assert!(!t.alive() && !t.scheduled() && !t.paused());
+    /// assert!(matches!(t.run(), Err(Error::RunDead)));
+    /// t.setup().unwrap();
+    /// assert!(t.alive() && t.scheduled());
+    /// scheduler::run().unwrap();
+    /// assert_eq!(t.result::<i32>(), Some(42));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`create`](TaskletBuilder::create).
+    pub fn bind<F, R>(self, f: F) -> io::Result<Tasklet>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        let t = self.create(f)?;
+        t.inner.life.set(Life::Bound);
+        Ok(t)
+    }
+
     /// Creates the tasklet and inserts it at the end of the run queue (Stackless
     /// `tasklet(f)()`).
     ///
+    /// ```
+    /// use microthread::scheduler::{self, TaskletBuilder};
+    /// let t = TaskletBuilder::new().spawn(|| ())?;
+    /// assert!(t.alive() && t.scheduled());
+    /// scheduler::run().unwrap();
+    /// assert!(!t.alive());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
     /// # Errors
-    /// The OS error if a new stack cannot be mapped.
+    /// As [`create`](TaskletBuilder::create).
     pub fn spawn<F, R>(self, f: F) -> io::Result<Tasklet>
     where
         F: FnOnce() -> R + 'static,
@@ -204,6 +263,55 @@ impl TaskletBuilder {
         unsafe { s.ring_insert(Arc::as_ptr(&t.inner)) };
         Ok(t)
     }
+}
+
+/// A new tasklet stack with its closure placed at the top (see [`prepare`]).
+pub(super) struct Prepared {
+    pub(super) stack: Stack,
+    /// Where the closure is, on `stack`.
+    pub(super) closure: *mut u8,
+    /// How to drop the closure unrun.
+    pub(super) drop_closure: unsafe fn(*mut u8),
+    /// The context that starts the tasklet (its first frame, `entry`).
+    pub(super) context: Context,
+}
+
+/// A new stack for tasklet `id`, with `f` placed at its top and a context that starts it
+/// below.
+#[inline(always)]
+pub(super) fn prepare<F, R>(
+    stack_size: usize,
+    guard_size: usize,
+    id: u64,
+    f: F,
+) -> io::Result<Prepared>
+where
+    F: FnOnce() -> R + 'static,
+    R: 'static,
+{
+    let stack = pool::acquire_with_guard(stack_size, guard_size)?;
+    stack.set_owner(crate::overflow::OwnerKind::Tasklet, id);
+    // Decided on size and alignment: an over-aligned closure (even a zero-sized one) would
+    // be placed below the stack. A box of a zero-sized type allocates nothing.
+    let f = if crate::coroutine::fits_at_stack_top::<F>() {
+        Placed::Inline(f)
+    } else {
+        Placed::Boxed(Box::new(f))
+    };
+    let top = stack.top() as usize - cache_color(id);
+    let (closure, drop_fn, ctx) = match f {
+        // SAFETY: the closure goes at the top of our fresh stack, aligned, and the initial
+        // frame just below it; the stack outlives the context.
+        Placed::Inline(f) => unsafe { place(top, f) },
+        // SAFETY: as above, for the boxed closure.
+        Placed::Boxed(b) => unsafe { place(top, b) },
+    };
+    Ok(Prepared {
+        stack,
+        closure,
+        drop_closure: drop_fn,
+        context: ctx,
+    })
 }
 
 /// A per-tasklet offset of the stack top, in whole cache lines within a page.
@@ -250,7 +358,19 @@ pub(super) unsafe fn drop_as<F>(p: *mut u8) {
 }
 
 impl Tasklet {
-    /// Creates a tasklet alive and paused (Stackless `bind(f, args)`), on a default stack.
+    /// Creates a tasklet alive and paused (Stackless `bind(f, args)`), on a default stack: it
+    /// runs once [inserted](Tasklet::insert), [run](Tasklet::run) or
+    /// [switched to](Tasklet::switch).
+    ///
+    /// ```
+    /// use microthread::{scheduler, Tasklet};
+    /// let t = Tasklet::new(|| 1 + 1)?;
+    /// assert!(t.alive() && t.paused() && !t.started());
+    /// t.insert().unwrap();
+    /// scheduler::run().unwrap();
+    /// assert_eq!(t.result::<i32>(), Some(2));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     /// The OS error if a new stack cannot be mapped.
@@ -261,9 +381,49 @@ impl Tasklet {
     {
         TaskletBuilder::new().create(f)
     }
+
+    /// Creates a tasklet bound to `f` but not alive (Stackless `tasklet(f)`), on a default
+    /// stack: [`setup`](Tasklet::setup) makes it alive and scheduled. See
+    /// [`TaskletBuilder::bind`].
+    ///
+    /// ```
+    /// use microthread::{scheduler, Tasklet};
+    /// let t = Tasklet::bound(|| "hello")?;
+    /// assert!(!t.alive());
+    /// t.setup().unwrap();
+    /// scheduler::run().unwrap();
+    /// assert_eq!(t.result::<&str>(), Some("hello"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The OS error if a new stack cannot be mapped.
+    pub fn bound<F, R>(f: F) -> io::Result<Tasklet>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        TaskletBuilder::new().bind(f)
+    }
 }
 
-/// Creates a tasklet and appends it to the run queue: Stackless `tasklet(f)()`.
+/// Creates a tasklet and appends it to the run queue: Stackless `tasklet(f)()`. The one-call
+/// form of [`Tasklet::bound`] + [`Tasklet::setup`].
+///
+/// ```
+/// use microthread::scheduler::{self, spawn};
+/// use std::{cell::RefCell, rc::Rc};
+///
+/// let log = Rc::new(RefCell::new(Vec::new()));
+/// for name in ["A", "B"] {
+///     let log = log.clone();
+///     spawn(move || log.borrow_mut().push(name))?;
+/// }
+/// assert_eq!(scheduler::runcount(), 3); // main and the two new ones
+/// scheduler::run().unwrap();
+/// assert_eq!(*log.borrow(), ["A", "B"]); // in creation order
+/// # Ok::<(), std::io::Error>(())
+/// ```
 ///
 /// # Errors
 /// The OS error if a new stack cannot be mapped.
@@ -275,29 +435,14 @@ where
     TaskletBuilder::new().spawn(f)
 }
 
-/// Ends a tasklet that never ran and never can (paused, no handle, no other thread refers to
-/// it): drops its closure now instead of at the thread's end. Called by the last handle.
+/// Ends a tasklet that never ran and never can (paused or bound, no handle, no other thread
+/// refers to it): drops its closure now instead of at the thread's end. Called by the last
+/// handle.
 pub(super) fn discard_unstarted(inner: Arc<Inner>) {
     let s = scheduler();
-    let p = Arc::as_ptr(&inner);
-    let closure = inner.closure.replace(ptr::null_mut());
-    let drop_closure = inner.drop_closure.take();
-    // Out of every structure first: the closure's `Drop` is user code and may do anything.
-    inner.life.set(Life::Dead);
-    inner.context.set(None);
-    // SAFETY: a live tasklet of this thread is in the list; the list's reference is the
-    // local one this handle shares, which `inner` now holds.
-    unsafe { s.unregister(p) };
-    inner.held.set(false);
-    let dropped = match drop_closure {
-        // SAFETY: the closure written at `closure` on the tasklet's stack never ran, so it was
-        // never moved out; the stack is still mapped (released below).
-        Some(d) => panic::catch_unwind(AssertUnwindSafe(|| unsafe { d(closure) })),
-        None => Ok(()),
-    };
-    if let Some(stack) = inner.stack.take() {
-        pool::release(stack);
-    }
+    // SAFETY: an unrun, floating tasklet of this thread, in the list; its local reference
+    // is the one the last handle handed over, held here in `inner`.
+    let dropped = unsafe { s.drop_unrun(&inner) };
     crate::tasklet::recycle(inner);
     if let Err(payload) = dropped {
         panic::resume_unwind(payload);

@@ -24,7 +24,30 @@ impl Tasklet {
     /// it; if nothing does, the thread ends, and a line on stderr says why.
     ///
     /// A kill is never lost or replaced: an error thrown into a tasklet with a kill pending
-    /// is dropped, and the kill is delivered.
+    /// is dropped, and the kill is delivered. Killing a [bound](Tasklet::bound) tasklet,
+    /// which is not alive, does nothing (it stays bound).
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, schedule, spawn};
+    /// use std::{cell::RefCell, rc::Rc};
+    ///
+    /// let log = Rc::new(RefCell::new(Vec::new()));
+    /// struct Cleanup(Rc<RefCell<Vec<&'static str>>>);
+    /// impl Drop for Cleanup {
+    ///     fn drop(&mut self) { self.0.borrow_mut().push("cleaned up") }
+    /// }
+    /// let c = Cleanup(log.clone());
+    /// let t = spawn(move || {
+    ///     let _c = c;
+    ///     loop { schedule().unwrap(); }
+    /// })?;
+    /// schedule().unwrap(); // t runs once
+    /// t.kill().unwrap(); // t unwinds now, its destructors run, then main continues
+    /// log.borrow_mut().push("main continues");
+    /// assert!(!t.alive());
+    /// assert_eq!(*log.borrow(), ["cleaned up", "main continues"]);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::SwitchTrap`] or [`Error::Unwinding`] (the caller may not switch now),
@@ -36,6 +59,17 @@ impl Tasklet {
 
     /// Like [`kill`](Tasklet::kill), but the tasklet only becomes runnable (at the end of the
     /// queue) and unwinds when its turn comes; the caller continues at once.
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, schedule_remove, spawn};
+    /// let t = spawn(|| schedule_remove().unwrap())?;
+    /// scheduler::run().unwrap(); // t pauses itself
+    /// t.kill_pending().unwrap();
+    /// assert!(t.alive() && t.scheduled()); // not yet: it unwinds when its turn comes
+    /// scheduler::run().unwrap();
+    /// assert!(!t.alive());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::RecursiveCallback`] from inside the schedule callback.
@@ -50,7 +84,8 @@ impl Tasklet {
             unwind_killed(&self.inner);
         }
         match self.inner.life.get() {
-            Life::Dead => Ok(()),
+            // Not alive: nothing to end (a bound one keeps its closure; `unbind` drops it).
+            Life::Dead | Life::Bound => Ok(()),
             // One that never ran is switched to (or made runnable) like any other, as in
             // Stackless: it ends at its first instruction, without running its closure.
             Life::New | Life::Started => self.deliver(s, Pending::Kill, pending),
@@ -65,6 +100,40 @@ impl Tasklet {
     /// An error replaces an earlier pending error (Stackless), whose payload is dropped once
     /// the operation is done; it never replaces a pending kill (it is dropped instead).
     ///
+    /// A tasklet that never ran ends at once, without running its closure, and the error is
+    /// that tasklet's uncaught error, as in Stackless (where it is raised at the tasklet's
+    /// first instruction): the [error handler](crate::scheduler::set_error_handler) sees it,
+    /// and unless the handler swallows it, it is routed to the innermost `run()` caller or
+    /// main as [`Error::Panicked`] with the tasklet's id and, as the payload, what an
+    /// [`Error::Thrown`] carries, or for any other variant the error itself, boxed.
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, schedule_remove, spawn};
+    /// use microthread::Error;
+    /// use std::{cell::RefCell, rc::Rc};
+    ///
+    /// let got = Rc::new(RefCell::new(None));
+    /// let g = got.clone();
+    /// let t = spawn(move || {
+    ///     let e = schedule_remove().unwrap_err();
+    ///     *g.borrow_mut() = e.payload_str().map(str::to_owned);
+    /// })?;
+    /// scheduler::run().unwrap(); // t waits in schedule_remove
+    /// t.throw(Error::Thrown(Box::new("stop"))).unwrap(); // t runs now, then main continues
+    /// assert_eq!(got.borrow().as_deref(), Some("stop"));
+    ///
+    /// // Into a tasklet that never ran: its uncaught error, routed to main.
+    /// let fresh = spawn(|| unreachable!())?;
+    /// match fresh.throw(Error::Thrown(Box::new("early"))) {
+    ///     Err(Error::Panicked { tasklet, payload }) => {
+    ///         assert_eq!(tasklet, fresh.id());
+    ///         assert_eq!(payload.downcast_ref::<&str>(), Some(&"early"));
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::ThrowDead`], [`Error::SwitchTrap`], [`Error::Unwinding`],
     /// [`Error::RecursiveCallback`], the thrown error itself if the target is the caller, or
@@ -76,6 +145,22 @@ impl Tasklet {
 
     /// Like [`throw`](Tasklet::throw), but the target only becomes runnable; the caller
     /// continues at once.
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, schedule_remove, spawn};
+    /// use microthread::Error;
+    /// use std::{cell::Cell, rc::Rc};
+    ///
+    /// let thrown = Rc::new(Cell::new(false));
+    /// let th = thrown.clone();
+    /// let t = spawn(move || th.set(schedule_remove().is_err()))?;
+    /// scheduler::run().unwrap();
+    /// t.throw_pending(Error::Thrown(Box::new(1))).unwrap();
+    /// assert!(!thrown.get() && t.scheduled()); // delivered when its turn comes
+    /// scheduler::run().unwrap();
+    /// assert!(thrown.get());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::ThrowDead`], [`Error::RecursiveCallback`], or the thrown error itself if the

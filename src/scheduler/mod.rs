@@ -94,9 +94,11 @@ use crate::tasklet::{Inner, Tasklet};
 mod thread;
 pub use thread::{spawn_thread, JoinHandle, RemoteTasklet};
 use thread::{Mail, SendArc, Shared};
+mod bind;
 pub(crate) mod blocking;
 mod callback;
 mod create;
+mod error_handler;
 mod garbage;
 mod handle;
 mod kill;
@@ -106,8 +108,9 @@ mod switch;
 mod teardown;
 mod watchdog;
 
-pub use callback::{set_schedule_callback, switch_trap, ScheduleCallback};
+pub use callback::{schedule_callback, set_schedule_callback, switch_trap, ScheduleCallback};
 pub use create::{spawn, TaskletBuilder};
+pub use error_handler::{error_handler, set_error_handler, ErrorHandler};
 pub use handle::{atomic, AtomicGuard};
 pub use ring::runcount;
 pub use switch::{schedule, schedule_remove, schedule_remove_with, schedule_with};
@@ -129,8 +132,6 @@ pub(crate) struct Scheduler {
     switch_trap: Cell<i32>,
     callback: Cell<Option<ScheduleCallback>>,
     in_callback: Cell<bool>,
-    /// Set when a callback changes the callback while it runs.
-    callback_replaced: Cell<bool>,
     channel_callback: Cell<Option<callback::ChannelCallback>>,
     in_channel_callback: Cell<bool>,
     channel_hooks: Cell<bool>,
@@ -196,7 +197,6 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
         switch_trap: Cell::new(0),
         callback: Cell::new(None),
         in_callback: Cell::new(false),
-        callback_replaced: Cell::new(false),
         channel_callback: Cell::new(None),
         in_channel_callback: Cell::new(false),
         channel_hooks: Cell::new(false),

@@ -1,11 +1,12 @@
 //! Teardown: ending a thread's scheduler when its thread ends, killing every tasklet still
-//! alive and closing the mailbox.
+//! alive (oldest first; a bound one has its closure dropped) and closing the mailbox.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
 use super::{existing_scheduler, handle, is_current, Scheduler};
 use crate::overflow;
+use crate::tasklet::Life;
 
 /// Ends the thread's scheduler when the thread ends. Thread-locals destroyed after it find
 /// the scheduler *ended*: creating a tasklet fails, and so does a call that would block or
@@ -23,7 +24,8 @@ impl Drop for Teardown {
 }
 
 impl Scheduler {
-    /// Kills every live tasklet but main, then closes the mailbox: the thread is ending.
+    /// Kills every live tasklet but main, oldest first, then closes the mailbox: the thread is
+    /// ending.
     /// From then on the scheduler is ended; a second call does nothing.
     pub(super) fn shutdown(&self) {
         if self.shared.ended() {
@@ -53,6 +55,9 @@ impl Scheduler {
             if victims.is_empty() {
                 return;
             }
+            // The list is newest first; they are killed oldest first (creation order), as in
+            // the model of Stackless's thread end (reference §4).
+            victims.reverse();
             // Take them out of the ring first, so killing one does not run the others.
             for v in &victims {
                 if v.inner.in_ring() && !is_current(&v.inner) {
@@ -61,7 +66,14 @@ impl Scheduler {
                 }
             }
             for v in victims {
-                let _ = panic::catch_unwind(AssertUnwindSafe(|| v.kill()));
+                // A bound tasklet is not alive, so a kill leaves it alone: drop its closure.
+                let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+                    if v.inner.life.get() == Life::Bound {
+                        v.unbind()
+                    } else {
+                        v.kill()
+                    }
+                }));
             }
             self.drop_garbage();
         }
