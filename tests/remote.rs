@@ -76,6 +76,30 @@ fn another_thread_sees_each_state_the_tasklet_is_in() {
 }
 
 #[test]
+fn another_thread_sees_bound_unbound_and_rebound_tasklets_as_the_owner_does() {
+    on_thread(|| {
+        let bound = Tasklet::bound(|| ()).unwrap();
+        let not_alive = (false, false, false, false);
+        assert_eq!(local(&bound), not_alive);
+        assert_eq!(seen(&bound.remote()), not_alive, "bound, not set up");
+        bound.setup().unwrap();
+        assert_eq!(seen(&bound.remote()), (true, true, false, false), "set up");
+        bound.remove().unwrap();
+        bound.unbind().unwrap();
+        assert_eq!(local(&bound), not_alive);
+        assert_eq!(seen(&bound.remote()), not_alive, "unbound");
+        // Re-bound after its end, and after it was alive and paused without running.
+        let paused = Tasklet::new(|| ()).unwrap();
+        assert_eq!(seen(&paused.remote()), (true, false, false, true));
+        for t in [&bound, &paused] {
+            t.bind(|| ()).unwrap();
+            assert_eq!(local(t), not_alive);
+            assert_eq!(seen(&t.remote()), not_alive, "re-bound tasklet {}", t.id());
+        }
+    });
+}
+
+#[test]
 fn every_tasklet_of_a_thread_has_that_threads_id_and_none_once_it_ended() {
     let (tx, rx) = mpsc::channel();
     let worker = spawn_thread(move || {

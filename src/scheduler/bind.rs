@@ -173,6 +173,8 @@ impl Tasklet {
         // All at once, without user code: the old closure, stack, pending error and result
         // are swapped out, and dropped once the tasklet is bound to `f`.
         let was_dead = t.life.replace(Life::Bound) == Life::Dead;
+        // Not alive, for other threads too (`register` below does not publish).
+        t.remote_state.set(0);
         let old_closure = t.closure.replace(closure);
         let old_drop = t.drop_closure.replace(Some(drop_fn));
         let old_stack = t.stack.replace(Some(stack));

@@ -235,6 +235,8 @@ impl TaskletBuilder {
     {
         let t = self.create(f)?;
         t.inner.life.set(Life::Bound);
+        // Not alive, for other threads too.
+        t.inner.remote_state.set(0);
         Ok(t)
     }
 
