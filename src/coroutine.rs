@@ -48,6 +48,31 @@
 //! assert_send::<microthread::coroutine::Coroutine<(), (), ()>>();
 //! ```
 //!
+//! # Borrowed inputs need the scoped form
+//!
+//! A `Coroutine` may be leaked with [`mem::forget`](std::mem::forget): its stack is then
+//! never freed and its frames never run again. That is harmless for what the coroutine owns,
+//! but not for a borrow: the caller's borrow ends while a frame on the leaked stack still
+//! holds it, and a scoped thread started there keeps using it. So `Coroutine::new` and
+//! [`Builder::build`] take `'static` closures and `'static` input, yield and return types;
+//! a coroutine that borrows from its caller is a [`ScopedCoroutine`]. This does not compile
+//! (it did: the scoped thread then pushed to `shared` while the caller did):
+//!
+//! ```compile_fail
+//! use microthread::coroutine::Coroutine;
+//! let mut shared = vec![0u64];
+//! let mut co: Coroutine<&mut Vec<u64>, (), ()> = Coroutine::new(|y, v: &mut Vec<u64>| {
+//!     std::thread::scope(|s| {
+//!         s.spawn(|| v.push(1));
+//!         y.suspend(());
+//!     });
+//! })
+//! .unwrap();
+//! co.resume(&mut shared);
+//! std::mem::forget(co);
+//! shared.push(2);
+//! ```
+//!
 //! # Variance
 //!
 //! A `Coroutine<I, Y, R>` is *invariant* in its input type `I`. The coroutine's body may keep
@@ -111,8 +136,12 @@ use crate::id;
 use crate::overflow::{self, OwnerKind};
 use crate::stack::{pool, Stack, DEFAULT_STACK_SIZE};
 
+mod generator;
+mod scoped;
 mod yielder;
 
+pub use generator::{generator, scoped_generator, Generator, ScopedGenerator};
+pub use scoped::ScopedCoroutine;
 pub use yielder::Yielder;
 use yielder::{entry, Start};
 
@@ -123,6 +152,66 @@ pub enum CoroutineResult<Y, R> {
     Yield(Y),
     /// The coroutine finished with this value.
     Return(R),
+}
+
+impl<Y, R> CoroutineResult<Y, R> {
+    /// The yielded value, if it is one.
+    ///
+    /// ```
+    /// use microthread::coroutine::CoroutineResult;
+    /// let r: CoroutineResult<u8, &str> = CoroutineResult::Yield(4);
+    /// assert_eq!(r.as_yield(), Some(&4));
+    /// assert_eq!(r.as_return(), None);
+    /// ```
+    pub fn as_yield(&self) -> Option<&Y> {
+        match self {
+            CoroutineResult::Yield(y) => Some(y),
+            CoroutineResult::Return(_) => None,
+        }
+    }
+
+    /// The returned value, if it is one.
+    ///
+    /// ```
+    /// use microthread::coroutine::CoroutineResult;
+    /// let r: CoroutineResult<u8, &str> = CoroutineResult::Return("end");
+    /// assert_eq!(r.as_return(), Some(&"end"));
+    /// assert_eq!(r.as_yield(), None);
+    /// ```
+    pub fn as_return(&self) -> Option<&R> {
+        match self {
+            CoroutineResult::Yield(_) => None,
+            CoroutineResult::Return(r) => Some(r),
+        }
+    }
+
+    /// The yielded value, if it is one, by value (corosensei's `as_yield`).
+    ///
+    /// ```
+    /// use microthread::coroutine::CoroutineResult;
+    /// let r: CoroutineResult<String, ()> = CoroutineResult::Yield("x".into());
+    /// assert_eq!(r.into_yield(), Some(String::from("x")));
+    /// ```
+    pub fn into_yield(self) -> Option<Y> {
+        match self {
+            CoroutineResult::Yield(y) => Some(y),
+            CoroutineResult::Return(_) => None,
+        }
+    }
+
+    /// The returned value, if it is one, by value (corosensei's `as_return`).
+    ///
+    /// ```
+    /// use microthread::coroutine::CoroutineResult;
+    /// let r: CoroutineResult<(), Vec<u8>> = CoroutineResult::Return(vec![1]);
+    /// assert_eq!(r.into_return(), Some(vec![1]));
+    /// ```
+    pub fn into_return(self) -> Option<R> {
+        match self {
+            CoroutineResult::Yield(_) => None,
+            CoroutineResult::Return(r) => Some(r),
+        }
+    }
 }
 
 /// Why a coroutine could not be resumed.
@@ -257,17 +346,31 @@ impl Builder {
     pub fn build<I, Y, R, F>(self, f: F) -> io::Result<Coroutine<I, Y, R>>
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
+        I: 'static,
+        Y: 'static,
+        R: 'static,
     {
-        let stack = pool::acquire_with_guard(self.stack_size, self.guard_size)?;
-        Ok(Coroutine::create(stack, self.preserve_fp_env, f))
+        let stack = self.acquire_stack()?;
+        // SAFETY: `F`, `I`, `Y` and `R` are `'static`: nothing the coroutine can hold ends.
+        Ok(unsafe { Coroutine::create(stack, self.preserve_fp_env, f) })
+    }
+
+    /// A stack of this builder's size and guard from the thread's pool.
+    #[inline(always)]
+    fn acquire_stack(&self) -> io::Result<Stack> {
+        pool::acquire_with_guard(self.stack_size, self.guard_size)
     }
 
     /// Creates the coroutine on the given stack.
     pub fn build_on<I, Y, R, F>(self, stack: Stack, f: F) -> Coroutine<I, Y, R>
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
+        I: 'static,
+        Y: 'static,
+        R: 'static,
     {
-        Coroutine::create(stack, self.preserve_fp_env, f)
+        // SAFETY: as in `build`.
+        unsafe { Coroutine::create(stack, self.preserve_fp_env, f) }
     }
 }
 
@@ -320,30 +423,49 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     pub fn new<F>(f: F) -> io::Result<Coroutine<I, Y, R>>
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
+        I: 'static,
+        Y: 'static,
+        R: 'static,
     {
         Builder::new().build(f)
     }
 
+    /// Creates the coroutine, without the `'static` bounds of the public constructors.
+    ///
+    /// # Safety
+    /// - Whatever `f` borrows, and every lifetime in `I`, `Y` and `R`, must stay valid until
+    ///   the coroutine has finished or been dropped; the coroutine must not be leaked (with
+    ///   `mem::forget`, say) before that, since its suspended frames may hold those borrows
+    ///   and a thread they started may still use them. [`ScopedCoroutine`] keeps this by
+    ///   dropping the coroutine before its scope returns.
     #[inline(always)]
-    fn create<F>(stack: Stack, preserve_fp_env: bool, f: F) -> Coroutine<I, Y, R>
+    unsafe fn create<F>(stack: Stack, preserve_fp_env: bool, f: F) -> Coroutine<I, Y, R>
     where
-        F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
+        F: FnOnce(&Yielder<I, Y>, I) -> R,
     {
         if !fits_at_stack_top::<Start<F>>() {
             // A box of a zero-sized type allocates nothing, whatever its alignment.
             let boxed = Box::new(f);
-            Coroutine::place(stack, preserve_fp_env, move |y: &Yielder<I, Y>, i| {
-                boxed(y, i)
-            })
+            // SAFETY: the caller's obligation, for the box that now holds `f`.
+            unsafe {
+                Coroutine::place(stack, preserve_fp_env, move |y: &Yielder<I, Y>, i| {
+                    boxed(y, i)
+                })
+            }
         } else {
-            Coroutine::place(stack, preserve_fp_env, f)
+            // SAFETY: the caller's obligation.
+            unsafe { Coroutine::place(stack, preserve_fp_env, f) }
         }
     }
 
+    /// Writes `f` at the top of `stack` and lays out the first frame.
+    ///
+    /// # Safety
+    /// - As [`create`](Coroutine::create): the result holds `f`'s borrows.
     #[inline(always)]
-    fn place<F>(stack: Stack, preserve_fp_env: bool, f: F) -> Coroutine<I, Y, R>
+    unsafe fn place<F>(stack: Stack, preserve_fp_env: bool, f: F) -> Coroutine<I, Y, R>
     where
-        F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
+        F: FnOnce(&Yielder<I, Y>, I) -> R,
     {
         overflow::ensure_altstack();
         let id = id::next();
@@ -491,12 +613,11 @@ impl<I, Y, R> Drop for Coroutine<I, Y, R> {
             }
             State::Suspended => {
                 if cfg!(panic = "abort") {
-                    // No unwinding: the frames on the stack are abandoned with it.
+                    // No unwinding: the frames are abandoned, and so is their stack, which
+                    // stays mapped: a thread they started (a scoped one) may still use it.
                     mem::forget(self.context.take());
+                    mem::forget(self.stack.take());
                     self.state = State::Finished;
-                    if let Some(stack) = self.stack.take() {
-                        pool::release(stack);
-                    }
                     return;
                 }
                 match self.switch_in(Resume::Unwind) {
