@@ -223,7 +223,7 @@ fn a_panic_that_replaces_the_end_of_scope_unwind_propagates_from_with() {
 #[test]
 fn an_unfinished_coroutine_is_unwound_at_the_end_of_its_scope_in_frame_order() {
     let log = RefCell::new(Vec::new());
-    fn deeper<'a>(y: &Yielder<(), u32>, log: &'a RefCell<Vec<&'static str>>, depth: u32) {
+    fn deeper(y: &Yielder<(), u32>, log: &RefCell<Vec<&'static str>>, depth: u32) {
         let _noted = Noted {
             name: ["frame 0", "frame 1", "frame 2"][depth as usize],
             log,
@@ -506,7 +506,9 @@ fn an_endless_generator_dropped_mid_way_unwinds_its_stack() {
             name: "generator frame",
             log,
         };
-        (0u64..).for_each(|n| y.suspend(n));
+        for n in 0u64.. {
+            y.suspend(n);
+        }
     })
     .unwrap();
     assert_eq!(
