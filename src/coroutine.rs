@@ -106,10 +106,11 @@
 //!
 //! # Borrowed inputs need the scoped form
 //!
-//! A `Coroutine` may be leaked with [`mem::forget`]: its stack is then
-//! never freed and its frames never run again. That is harmless for what the coroutine owns,
-//! but not for a borrow: the caller's borrow ends while a frame on the leaked stack still
-//! holds it, and a scoped thread started there keeps using it. So `Coroutine::new` and
+//! A `Coroutine` may be leaked with [`mem::forget`]: its stack is then never freed and its
+//! frames never run again. That is harmless for what the coroutine owns, but not for a
+//! borrow: the caller's borrow ends while a frame on the leaked stack still holds it, and a
+//! scoped thread started there keeps using it (corosensei's issue 27, there for its first
+//! `ScopedCoroutine`). So `Coroutine::new` and
 //! [`Builder::build`] take `'static` closures and `'static` input, yield and return types;
 //! a coroutine that borrows from its caller is a [`ScopedCoroutine`]. This does not compile
 //! (it did: the scoped thread then pushed to `shared` while the caller did):
@@ -129,13 +130,20 @@
 //! shared.push(2);
 //! ```
 //!
+//! A `ScopedCoroutine` is reachable only as a `&mut` inside the call that made it, and that
+//! call ends it (unwinding it if it is suspended) before it returns, so forgetting anything
+//! the user holds forgets a reference and nothing else. The guarantees and the reasons are
+//! [on the type](ScopedCoroutine#what-is-guaranteed-and-why-memforget-is-harmless).
+//!
 //! # Variance
 //!
 //! A `Coroutine<I, Y, R>` is *invariant* in its input type `I`. The coroutine's body may keep
 //! an input of one resume across later suspensions, so the type must keep saying which
 //! lifetime those inputs have. (It was contravariant: a `Coroutine<&'a mut Vec<u64>, _, _>`
 //! became a `Coroutine<&'static mut Vec<u64>, _, _>`, outlived the `Vec`, and its body then
-//! wrote through the kept reference into freed memory.) Neither direction is accepted:
+//! wrote through the kept reference into freed memory.) Such types are made only inside a
+//! [`ScopedCoroutine`] now (see above), which wraps a `Coroutine` and so is invariant in `I`
+//! too. Neither direction is accepted:
 //!
 //! ```compile_fail
 //! use microthread::coroutine::Coroutine;
