@@ -4,6 +4,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -22,6 +23,15 @@ struct Noted<'a> {
 impl Drop for Noted<'_> {
     fn drop(&mut self) {
         self.log.borrow_mut().push(self.name);
+    }
+}
+
+/// [`Noted`] for `'static` bodies: pushes `name` to a shared log when dropped.
+struct NotedShared(&'static str, Rc<RefCell<Vec<&'static str>>>);
+
+impl Drop for NotedShared {
+    fn drop(&mut self) {
+        self.1.borrow_mut().push(self.0);
     }
 }
 
@@ -271,7 +281,7 @@ fn a_coroutine_never_resumed_drops_its_closure_once_at_the_end_of_its_scope() {
 }
 
 /// corosensei issue 27: a forgotten scoped coroutine left a scoped thread running on data the
-/// caller had back. Here the handle is forgotten (and leaked in a box) and the scope still
+/// caller had back. Here the handle is forgotten (and a reborrow of it) and the scope still
 /// ends the coroutine. The thread may write only once the unwind has begun (a destructor in
 /// the body lets it go), and the unwind then runs `thread::scope`'s join before `with`
 /// returns, so the write is seen after `with`. (Were the thread not joined, `with` would
@@ -304,8 +314,8 @@ fn forgetting_the_handle_still_joins_a_scoped_thread_started_in_the_body() {
         },
         |co| {
             assert_eq!(co.resume(()), CoroutineResult::Yield(()));
-            // Everything the scope can forget: the reference, and a box holding it.
-            std::mem::forget(Box::new(&mut *co));
+            // Everything the scope can forget: a reborrow, and the reference itself.
+            std::mem::forget(&mut *co);
             std::mem::forget(co);
             assert!(!go.load(Ordering::SeqCst));
         },
@@ -438,15 +448,13 @@ fn ending_an_outer_scope_unwinds_an_inner_scoped_coroutine_suspended_inside_it()
 
 #[test]
 fn a_scope_inside_a_dropped_plain_coroutine_ends_its_scoped_coroutine() {
-    let log: &'static RefCell<Vec<&'static str>> = Box::leak(Box::new(RefCell::new(Vec::new())));
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let shared = log.clone();
     let mut plain: Coroutine<(), (), ()> = Coroutine::new(move |plain_y, ()| {
         let local = Cell::new(0);
         ScopedCoroutine::with(
             |y: &Yielder<(), ()>, ()| {
-                let _noted = Noted {
-                    name: "scoped frame",
-                    log,
-                };
+                let _noted = NotedShared("scoped frame", shared.clone());
                 local.set(1);
                 y.suspend(());
             },
@@ -500,12 +508,10 @@ fn a_panic_in_a_generator_propagates_from_next_and_then_it_is_over() {
 
 #[test]
 fn an_endless_generator_dropped_mid_way_unwinds_its_stack() {
-    let log: &'static RefCell<Vec<&'static str>> = Box::leak(Box::new(RefCell::new(Vec::new())));
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let shared = log.clone();
     let mut naturals = generator(move |y| {
-        let _noted = Noted {
-            name: "generator frame",
-            log,
-        };
+        let _noted = NotedShared("generator frame", shared);
         for n in 0u64.. {
             y.suspend(n);
         }
