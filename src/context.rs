@@ -6,6 +6,89 @@
 //! `jump_fcontext` shape). Everything above this module, and nothing else, switches through
 //! here; the safe interface on top is [`Coroutine`](crate::coroutine::Coroutine).
 //!
+//! # An example
+//!
+//! A context on a [`Stack`](crate::stack::Stack) that doubles the word it is given, hands it
+//! back, and ends on the second switch into it:
+//!
+//! ```
+//! use microthread::context::Context;
+//! use microthread::stack::Stack;
+//!
+//! // The first switch into the context calls this with the switching context and its word.
+//! unsafe extern "C" fn doubler(from: Context, data: usize, arg: usize) -> ! {
+//!     assert_eq!(arg, 1000);
+//!     // SAFETY: `from` is the suspended main context of this thread; `switch_back` pairs
+//!     // with the `switch` it is suspended in.
+//!     let again = unsafe { from.switch_back(data * 2) };
+//!     // SAFETY: `again.from` is main again, suspended by a plain switch; this frame is never
+//!     // resumed after `exit`.
+//!     unsafe { again.from.exit(again.data + 1) }
+//! }
+//!
+//! let stack = Stack::new(64 * 1024)?;
+//! // SAFETY: the stack top is 16-aligned, and the stack outlives the context (it is dropped
+//! // after the context has ended).
+//! let context = unsafe { Context::new(stack.top(), doubler, 1000) };
+//! // SAFETY: a new context of this thread, on a live stack.
+//! let back = unsafe { context.switch(21) };
+//! assert_eq!(back.data, 42);
+//! // SAFETY: `back.from` is the doubler, suspended in its `switch_back`.
+//! let last = unsafe { back.from.switch(9) };
+//! assert_eq!(last.data, 10);
+//! // `last.from` is meaningless after an `exit`: it must never be resumed. Forget it.
+//! std::mem::forget(last.from);
+//! drop(stack);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # Pairing the switch calls
+//!
+//! A context is resumed by popping the frame its suspension wrote, so the call that resumes
+//! it must match the *kind* of frame; and on x86_64 the call that suspends should match the
+//! call it returns to, for speed.
+//!
+//! | a context made or suspended by | is resumed by | else |
+//! |---|---|---|
+//! | [`Context::new`], [`switch`](Context::switch), [`switch_ret`](Context::switch_ret), [`switch_back`](Context::switch_back), [`switch_fpenv`](Context::switch_fpenv), [`switch_fpenv_back`](Context::switch_fpenv_back) (a *full* frame) | any of those five, or [`exit`](Context::exit) | a light switch into a full frame is undefined behaviour: it pops two words where there are six and jumps to a saved register |
+//! | [`Context::new_light`], [`switch_light`](Context::switch_light), [`switch_light_back`](Context::switch_light_back) (a *light* frame) | [`switch_light`](Context::switch_light) or [`switch_light_back`](Context::switch_light_back) only | a full switch or `exit` into a light frame is undefined behaviour (it pops six words where there are two) |
+//!
+//! Within a kind the calls differ in how they enter and leave, which only the CPU's
+//! return-address predictor sees (x86_64; elsewhere the pairs are one routine):
+//!
+//! | resume with | suspend back with | for |
+//! |---|---|---|
+//! | [`switch`](Context::switch) | [`switch_back`](Context::switch_back) | a resumer and a context that hands control back to it (a coroutine) |
+//! | [`switch_fpenv`](Context::switch_fpenv) | [`switch_fpenv_back`](Context::switch_fpenv_back) | the same, keeping the FP environment |
+//! | [`switch_light`](Context::switch_light) | [`switch_light_back`](Context::switch_light_back) | the same, light contexts |
+//! | [`switch_ret`](Context::switch_ret) | [`switch_ret`](Context::switch_ret) | symmetric switches from one call site (a scheduler loop) |
+//!
+//! Any other pairing of two calls of one kind is correct, only slower: each unmatched
+//! `call` or `ret` costs a mispredicted return, on this switch and on the returns after it.
+//!
+//! The other rules:
+//!
+//! - **Once.** Every switch consumes the context it resumes, and every `Transfer::from` is
+//!   a new handle to the context that switched: resume each exactly once, or never. A
+//!   handle dropped without a resume leaks the frame and whatever its stack holds (no
+//!   destructor runs). Resuming the same frame twice (through [`Context::from_raw`]) is
+//!   undefined behaviour.
+//! - **One thread.** A context is resumed on the thread that suspended it (it is `!Send`).
+//! - **The stack outlives the context**: while a context is suspended or running, its stack
+//!   must stay mapped and unused by anything else.
+//! - **An end.** An entry function never returns: it ends with a switch it is never resumed
+//!   from. [`exit`](Context::exit) (into a full frame) is that switch; a context that ends
+//!   with any other switch calls [`Context::end_at_next_switch`] just before it (without it,
+//!   AddressSanitizer builds report false errors on the stack's next user). The `from` that
+//!   the resumed side gets from an `exit` is meaningless: never resume it.
+//! - **The FP environment** (next section): a context that needs its FP control state kept
+//!   must suspend with `switch_fpenv`/`switch_fpenv_back` every time; a frame suspended so
+//!   restores its own whoever resumes it, and one suspended by a plain switch keeps whatever
+//!   state the thread has when it is resumed. This is about the FP state only; mixing plain
+//!   and FP-environment switches is otherwise correct.
+//!
+//! [`Coroutine`](crate::coroutine::Coroutine) follows all of these for you.
+//!
 //! # The floating-point environment
 //! The plain [`Context::switch`] saves the callee-saved integer and FP registers of the
 //! platform ABI but not the FP control state (x86_64 MXCSR and x87 control word, aarch64

@@ -20,11 +20,49 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! # The forms
+//!
+//! | form | closure and types | lives | made by |
+//! |---|---|---|---|
+//! | [`Coroutine<I, Y, R>`] | `'static` | as long as its owner keeps it | [`Coroutine::new`], [`Builder::build`], [`Builder::build_on`] |
+//! | [`ScopedCoroutine<'a, I, Y, R>`] | may borrow from the caller (`'a`) | inside one call, which ends it | [`ScopedCoroutine::with`], [`Builder::scoped`], [`Builder::scoped_on`] |
+//! | [`Generator<Y>`] = `Coroutine<(), Y, ()>` | `'static` | an [`Iterator`] over its yields | [`generator`], or any constructor above |
+//! | [`ScopedGenerator<'a, Y>`] = `ScopedCoroutine<'a, (), Y, ()>` | may borrow | `&mut` of it is the iterator, inside its scope | [`scoped_generator`], or any scoped constructor |
+//!
+//! A body suspends itself with [`Yielder::suspend`]; a resume gives a [`CoroutineResult`].
+//!
+//! ```
+//! use microthread::coroutine::{generator, ScopedCoroutine};
+//!
+//! // A generator is an iterator.
+//! let evens = generator(|y| (0..10).filter(|n| n % 2 == 0).for_each(|n| y.suspend(n)))?;
+//! assert_eq!(evens.collect::<Vec<u32>>(), [0, 2, 4, 6, 8]);
+//!
+//! // A scoped coroutine borrows from the caller's stack, here mutably.
+//! let mut total = 0;
+//! ScopedCoroutine::with(
+//!     |y, mut n: u32| loop {
+//!         total += n;
+//!         n = y.suspend(());
+//!     },
+//!     |co| {
+//!         co.resume(1);
+//!         co.resume(2);
+//!     },
+//! )?;
+//! assert_eq!(total, 3);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # Behaviour
+//!
 //! - A panic inside the coroutine propagates out of the [`Coroutine::resume`] that ran it;
 //!   the coroutine is then finished.
 //! - Dropping a suspended coroutine unwinds its stack from the suspension point, so every
-//!   destructor on it runs (with `panic = "abort"` there is no unwinding; the stack is then
-//!   released without running them). Dropping one that never started drops its closure.
+//!   destructor on it runs. With `panic = "abort"` there is no unwinding: a [`Coroutine`]'s
+//!   frames and stack are then leaked (never reused, since something they started may still
+//!   use them), and a [`ScopedCoroutine`] whose scope ends while it is suspended aborts the
+//!   process with a message. Dropping one that never started drops its closure.
 //! - Resuming a finished coroutine panics with a sentence; [`Coroutine::try_resume`] returns
 //!   [`ResumeError`] instead.
 //! - A coroutine is `!Send`: it stays on the thread that made it.
@@ -48,13 +86,64 @@
 //! assert_send::<microthread::coroutine::Coroutine<(), (), ()>>();
 //! ```
 //!
+//! # Coming from corosensei
+//!
+//! | corosensei 0.3 | microthread |
+//! |---|---|
+//! | `Coroutine::new(f)` | [`Coroutine::new`]`(f)?` (maps a stack: an `io::Result`) |
+//! | `Coroutine::with_stack(stack, f)` | [`Builder::build_on`]`(stack, f)`; sizes: [`Builder::stack_size`] |
+//! | `coroutine.resume(x)` / `started()` / `done()` | [`Coroutine::resume`] / [`Coroutine::started`] / [`Coroutine::is_finished`]; [`Coroutine::try_resume`] returns [`ResumeError`] instead of panicking |
+//! | `Yielder<I, Y>`, `yielder.suspend(y)` | [`Yielder<I, Y>`], [`Yielder::suspend`] (also checks it is on its own coroutine) |
+//! | `CoroutineResult::{Yield, Return}`, `as_yield()`, `as_return()` | [`CoroutineResult`]; by value: [`CoroutineResult::into_yield`] / [`into_return`](CoroutineResult::into_return); [`as_yield`](CoroutineResult::as_yield) / [`as_return`](CoroutineResult::as_return) borrow |
+//! | `ScopedCoroutine::new(f).scope(\|co\| ..)` with `co.as_mut().resume(x)` | [`ScopedCoroutine::with`]`(f, \|co\| ..)?` with `co.resume(x)` (`co` is a `&mut ScopedCoroutine`) |
+//! | `ScopedCoroutine::with_stack(stack, f)` | [`Builder::scoped_on`]`(stack, f, scope)` |
+//! | `force_unwind()` | dropping the coroutine (or ending its scope) unwinds it |
+//! | `force_reset()`, `trap_handler()`, `on_stack` | none: overflows are reported by the guard-page handler ([`crate::stack`]) |
+//! | `Sync` when its stack is; `Send` only by an `unsafe impl` | `!Send`, `!Sync` |
+//!
+//! Both need `'static` closures and types for the plain form, and run a dropped coroutine's
+//! destructors by unwinding its stack.
+//!
+//! # Borrowed inputs need the scoped form
+//!
+//! A `Coroutine` may be leaked with [`mem::forget`]: its stack is then never freed and its
+//! frames never run again. That is harmless for what the coroutine owns, but not for a
+//! borrow: the caller's borrow ends while a frame on the leaked stack still holds it, and a
+//! scoped thread started there keeps using it (corosensei's issue 27, there for its first
+//! `ScopedCoroutine`). So `Coroutine::new` and
+//! [`Builder::build`] take `'static` closures and `'static` input, yield and return types;
+//! a coroutine that borrows from its caller is a [`ScopedCoroutine`]. This does not compile
+//! (it did: the scoped thread then pushed to `shared` while the caller did):
+//!
+//! ```compile_fail
+//! use microthread::coroutine::Coroutine;
+//! let mut shared = vec![0u64];
+//! let mut co: Coroutine<&mut Vec<u64>, (), ()> = Coroutine::new(|y, v: &mut Vec<u64>| {
+//!     std::thread::scope(|s| {
+//!         s.spawn(|| v.push(1));
+//!         y.suspend(());
+//!     });
+//! })
+//! .unwrap();
+//! co.resume(&mut shared);
+//! std::mem::forget(co);
+//! shared.push(2);
+//! ```
+//!
+//! A `ScopedCoroutine` is reachable only as a `&mut` inside the call that made it, and that
+//! call ends it (unwinding it if it is suspended) before it returns, so forgetting anything
+//! the user holds forgets a reference and nothing else. The guarantees and the reasons are
+//! [on the type](ScopedCoroutine#what-is-guaranteed-and-why-memforget-is-harmless).
+//!
 //! # Variance
 //!
 //! A `Coroutine<I, Y, R>` is *invariant* in its input type `I`. The coroutine's body may keep
 //! an input of one resume across later suspensions, so the type must keep saying which
 //! lifetime those inputs have. (It was contravariant: a `Coroutine<&'a mut Vec<u64>, _, _>`
 //! became a `Coroutine<&'static mut Vec<u64>, _, _>`, outlived the `Vec`, and its body then
-//! wrote through the kept reference into freed memory.) Neither direction is accepted:
+//! wrote through the kept reference into freed memory.) Such types are made only inside a
+//! [`ScopedCoroutine`] now (see above), which wraps a `Coroutine` and so is invariant in `I`
+//! too. Neither direction is accepted:
 //!
 //! ```compile_fail
 //! use microthread::coroutine::Coroutine;
@@ -109,41 +198,20 @@ use std::ptr;
 use crate::context::Context;
 use crate::id;
 use crate::overflow::{self, OwnerKind};
-use crate::stack::{pool, Stack, DEFAULT_STACK_SIZE};
+use crate::stack::{pool, Stack};
 
+mod builder;
+mod generator;
+mod result;
+mod scoped;
 mod yielder;
 
+pub use builder::Builder;
+pub use generator::{generator, scoped_generator, Generator, ScopedGenerator};
+pub use result::{CoroutineResult, ResumeError};
+pub use scoped::ScopedCoroutine;
 pub use yielder::Yielder;
 use yielder::{entry, Start};
-
-/// What a [`Coroutine::resume`] gives back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CoroutineResult<Y, R> {
-    /// The coroutine suspended itself with this value.
-    Yield(Y),
-    /// The coroutine finished with this value.
-    Return(R),
-}
-
-/// Why a coroutine could not be resumed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResumeError {
-    /// It has finished (returned or panicked).
-    Finished,
-    /// It is running: it is the caller, or one of the callers, of this resume.
-    Running,
-}
-
-impl fmt::Display for ResumeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ResumeError::Finished => "attempt to resume a coroutine that has finished",
-            ResumeError::Running => "attempt to resume a coroutine that is running",
-        })
-    }
-}
-
-impl std::error::Error for ResumeError {}
 
 /// Message from the resumer, on the resumer's stack; the word passed is its address.
 enum Resume<I> {
@@ -190,87 +258,6 @@ enum State {
     Finished,
 }
 
-/// Options for a new coroutine.
-///
-/// ```
-/// use microthread::coroutine::{Builder, Coroutine, CoroutineResult};
-/// let mut co: Coroutine<(), (), u8> =
-///     Builder::new().stack_size(64 * 1024).preserve_fp_env(true).build(|_, ()| 7)?;
-/// assert_eq!(co.resume(()), CoroutineResult::Return(7));
-/// # Ok::<(), std::io::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct Builder {
-    stack_size: usize,
-    guard_size: usize,
-    preserve_fp_env: bool,
-}
-
-impl Default for Builder {
-    fn default() -> Builder {
-        Builder::new()
-    }
-}
-
-impl Builder {
-    /// The defaults: a [`DEFAULT_STACK_SIZE`] stack with a
-    /// [`DEFAULT_GUARD_SIZE`](crate::stack::DEFAULT_GUARD_SIZE) guard, FP environment not
-    /// preserved.
-    pub fn new() -> Builder {
-        Builder {
-            stack_size: DEFAULT_STACK_SIZE,
-            guard_size: crate::stack::DEFAULT_GUARD_SIZE,
-            preserve_fp_env: false,
-        }
-    }
-
-    /// Usable bytes of the stack (default [`DEFAULT_STACK_SIZE`]), rounded up to pages.
-    pub fn stack_size(mut self, bytes: usize) -> Builder {
-        self.stack_size = bytes;
-        self
-    }
-
-    /// Bytes of the inaccessible guard below the stack (default
-    /// [`DEFAULT_GUARD_SIZE`](crate::stack::DEFAULT_GUARD_SIZE)), rounded up to pages, at least
-    /// one. It costs address space only. On riscv64, where rustc emits no stack probes, a frame
-    /// larger than the guard can step over it unreported: make the guard larger than the
-    /// largest frame the coroutine may have (see [`crate::stack`]). Not used by
-    /// [`build_on`](Builder::build_on), whose stack has its guard already.
-    pub fn guard_size(mut self, bytes: usize) -> Builder {
-        self.guard_size = bytes;
-        self
-    }
-
-    /// Whether switches into and out of this coroutine save and restore the FP control state
-    /// (MXCSR and the x87 control word, FPCR, `frm`), so that it and its resumer each keep
-    /// their own. Off by default: see [`crate::context`] for the cost and the reasons.
-    pub fn preserve_fp_env(mut self, on: bool) -> Builder {
-        self.preserve_fp_env = on;
-        self
-    }
-
-    /// Creates the coroutine on a stack from the thread's pool.
-    ///
-    /// # Errors
-    /// The OS error if a new stack cannot be mapped.
-    #[inline(always)]
-    pub fn build<I, Y, R, F>(self, f: F) -> io::Result<Coroutine<I, Y, R>>
-    where
-        F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
-    {
-        let stack = pool::acquire_with_guard(self.stack_size, self.guard_size)?;
-        Ok(Coroutine::create(stack, self.preserve_fp_env, f))
-    }
-
-    /// Creates the coroutine on the given stack.
-    pub fn build_on<I, Y, R, F>(self, stack: Stack, f: F) -> Coroutine<I, Y, R>
-    where
-        F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
-    {
-        Coroutine::create(stack, self.preserve_fp_env, f)
-    }
-}
-
 /// A function on its own stack that can suspend itself; see the [module docs](self).
 ///
 /// `I` is what each resume passes in, `Y` what each suspension passes out, and `R` what the
@@ -312,7 +299,21 @@ pub(crate) const fn fits_at_stack_top<T>() -> bool {
 
 impl<I, Y, R> Coroutine<I, Y, R> {
     /// Creates a coroutine running `f` on a default-sized stack from the thread's pool. `f`
-    /// starts at the first [`resume`](Coroutine::resume), with that resume's value.
+    /// starts at the first [`resume`](Coroutine::resume), with that resume's value. `f` and
+    /// the three types are `'static`; to borrow, use [`ScopedCoroutine`] (see the module docs
+    /// for why).
+    ///
+    /// ```
+    /// use microthread::coroutine::{Coroutine, CoroutineResult};
+    /// let mut echo = Coroutine::new(|y, first: String| {
+    ///     let second = y.suspend(first.len());
+    ///     format!("{first} {second}")
+    /// })?;
+    /// assert!(!echo.started()); // nothing ran yet
+    /// assert_eq!(echo.resume("hello".into()), CoroutineResult::Yield(5));
+    /// assert_eq!(echo.resume("world".into()), CoroutineResult::Return("hello world".into()));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     /// The OS error if a new stack cannot be mapped.
@@ -320,30 +321,49 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     pub fn new<F>(f: F) -> io::Result<Coroutine<I, Y, R>>
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
+        I: 'static,
+        Y: 'static,
+        R: 'static,
     {
         Builder::new().build(f)
     }
 
+    /// Creates the coroutine, without the `'static` bounds of the public constructors.
+    ///
+    /// # Safety
+    /// - Whatever `f` borrows, and every lifetime in `I`, `Y` and `R`, must stay valid until
+    ///   the coroutine has finished or been dropped; the coroutine must not be leaked (with
+    ///   `mem::forget`, say) before that, since its suspended frames may hold those borrows
+    ///   and a thread they started may still use them. [`ScopedCoroutine`] keeps this by
+    ///   dropping the coroutine before its scope returns.
     #[inline(always)]
-    fn create<F>(stack: Stack, preserve_fp_env: bool, f: F) -> Coroutine<I, Y, R>
+    unsafe fn create<F>(stack: Stack, preserve_fp_env: bool, f: F) -> Coroutine<I, Y, R>
     where
-        F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
+        F: FnOnce(&Yielder<I, Y>, I) -> R,
     {
         if !fits_at_stack_top::<Start<F>>() {
             // A box of a zero-sized type allocates nothing, whatever its alignment.
             let boxed = Box::new(f);
-            Coroutine::place(stack, preserve_fp_env, move |y: &Yielder<I, Y>, i| {
-                boxed(y, i)
-            })
+            // SAFETY: the caller's obligation, for the box that now holds `f`.
+            unsafe {
+                Coroutine::place(stack, preserve_fp_env, move |y: &Yielder<I, Y>, i| {
+                    boxed(y, i)
+                })
+            }
         } else {
-            Coroutine::place(stack, preserve_fp_env, f)
+            // SAFETY: the caller's obligation.
+            unsafe { Coroutine::place(stack, preserve_fp_env, f) }
         }
     }
 
+    /// Writes `f` at the top of `stack` and lays out the first frame.
+    ///
+    /// # Safety
+    /// - As [`create`](Coroutine::create): the result holds `f`'s borrows.
     #[inline(always)]
-    fn place<F>(stack: Stack, preserve_fp_env: bool, f: F) -> Coroutine<I, Y, R>
+    unsafe fn place<F>(stack: Stack, preserve_fp_env: bool, f: F) -> Coroutine<I, Y, R>
     where
-        F: FnOnce(&Yielder<I, Y>, I) -> R + 'static,
+        F: FnOnce(&Yielder<I, Y>, I) -> R,
     {
         overflow::ensure_altstack();
         let id = id::next();
@@ -384,6 +404,26 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     /// Resumes the coroutine with `input` until it suspends or finishes. On the first resume
     /// `input` is the function's argument; later it is what [`Yielder::suspend`] returns.
     ///
+    /// ```
+    /// use microthread::coroutine::{Coroutine, CoroutineResult};
+    /// use std::panic::{catch_unwind, AssertUnwindSafe};
+    /// let mut acc = Coroutine::new(|y, mut n: i64| {
+    ///     let mut sum = 0;
+    ///     while n != 0 {
+    ///         sum += n;
+    ///         n = y.suspend(sum);
+    ///     }
+    ///     panic!("stopped at {sum}");
+    /// })?;
+    /// assert_eq!(acc.resume(4), CoroutineResult::Yield(4));
+    /// assert_eq!(acc.resume(-1), CoroutineResult::Yield(3));
+    /// // The coroutine's panic comes out of the resume that ran it; then it is finished.
+    /// let err = catch_unwind(AssertUnwindSafe(|| acc.resume(0))).unwrap_err();
+    /// assert_eq!(err.downcast_ref::<String>().unwrap(), "stopped at 3");
+    /// assert!(acc.is_finished());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
     /// # Panics
     /// If the coroutine has finished or is running, with the sentence of [`ResumeError`];
     /// and with the coroutine's own panic, if it panics.
@@ -397,6 +437,14 @@ impl<I, Y, R> Coroutine<I, Y, R> {
 
     /// As [`resume`](Coroutine::resume), but an error instead of a panic when the coroutine
     /// cannot be resumed. A panic inside the coroutine still propagates.
+    ///
+    /// ```
+    /// use microthread::coroutine::{Coroutine, CoroutineResult, ResumeError};
+    /// let mut once: Coroutine<u8, (), u8> = Coroutine::new(|_, x| x + 1)?;
+    /// assert_eq!(once.try_resume(1), Ok(CoroutineResult::Return(2)));
+    /// assert_eq!(once.try_resume(1), Err(ResumeError::Finished));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`ResumeError::Finished`] or [`ResumeError::Running`].
@@ -462,16 +510,43 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     }
 
     /// Whether the coroutine has returned or panicked.
+    ///
+    /// ```
+    /// use microthread::coroutine::Coroutine;
+    /// let mut co: Coroutine<(), (), ()> = Coroutine::new(|y, ()| y.suspend(()))?;
+    /// co.resume(());
+    /// assert!(!co.is_finished()); // suspended
+    /// co.resume(());
+    /// assert!(co.is_finished()); // returned
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.state == State::Finished
     }
 
     /// Whether the coroutine has been resumed at least once.
+    ///
+    /// ```
+    /// use microthread::coroutine::Coroutine;
+    /// let mut co: Coroutine<(), (), ()> = Coroutine::new(|_, ()| ())?;
+    /// assert!(!co.started());
+    /// co.resume(());
+    /// assert!(co.started() && co.is_finished());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn started(&self) -> bool {
         self.state != State::NotStarted
     }
 
     /// The id in overflow reports: unique in the process.
+    ///
+    /// ```
+    /// use microthread::coroutine::Coroutine;
+    /// let a: Coroutine<(), (), ()> = Coroutine::new(|_, ()| ())?;
+    /// let b: Coroutine<(), (), ()> = Coroutine::new(|_, ()| ())?;
+    /// assert_ne!(a.id(), b.id());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn id(&self) -> u64 {
         self.id
     }
@@ -491,12 +566,11 @@ impl<I, Y, R> Drop for Coroutine<I, Y, R> {
             }
             State::Suspended => {
                 if cfg!(panic = "abort") {
-                    // No unwinding: the frames on the stack are abandoned with it.
+                    // No unwinding: the frames are abandoned, and so is their stack, which
+                    // stays mapped: a thread they started (a scoped one) may still use it.
                     mem::forget(self.context.take());
+                    mem::forget(self.stack.take());
                     self.state = State::Finished;
-                    if let Some(stack) = self.stack.take() {
-                        pool::release(stack);
-                    }
                     return;
                 }
                 match self.switch_in(Resume::Unwind) {

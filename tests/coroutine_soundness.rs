@@ -28,7 +28,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
 use death::{in_child, serial};
-use microthread::coroutine::{Builder, Coroutine, CoroutineResult, Yielder};
+use microthread::coroutine::{Builder, Coroutine, CoroutineResult, ScopedCoroutine, Yielder};
 use microthread::scheduler::{self, TaskletBuilder};
 use microthread::stack::{pool, Stack};
 
@@ -373,7 +373,9 @@ fn suspending_while_the_coroutine_itself_unwinds_still_aborts_with_a_message() {
 // Item 17: a Yielder suspends only its own coroutine
 
 type Outer = Coroutine<(), u32, &'static str>;
-type Child<'y> = Coroutine<&'y Yielder<(), u32>, (), ()>;
+
+// The child is a coroutine whose input is the outer coroutine's `&Yielder`, a borrow, so it
+// is a scoped one (a plain `Coroutine` needs `'static` inputs).
 
 /// Regression: the child's call switched the outer coroutine's resumer back in from the
 /// child's stack (the outer resume returned `Yield(7)`), and dropping the outer coroutine
@@ -382,17 +384,20 @@ type Child<'y> = Coroutine<&'y Yielder<(), u32>, (), ()>;
 fn a_yielder_used_from_another_coroutine_panics_with_a_sentence_and_changes_nothing() {
     let _serial = serial();
     let mut outer: Outer = Coroutine::new(|y, ()| {
-        let mut child: Child<'_> = Coroutine::new(|_, outer_yielder: &Yielder<(), u32>| {
-            outer_yielder.suspend(7);
-        })
+        let message = ScopedCoroutine::with(
+            |_: &Yielder<_, ()>, outer_yielder: &Yielder<(), u32>| {
+                outer_yielder.suspend(7);
+            },
+            |child| {
+                let err = panic::catch_unwind(AssertUnwindSafe(|| child.resume(y))).unwrap_err();
+                assert!(child.is_finished());
+                err.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
+            },
+        )
         .unwrap();
-        let err = panic::catch_unwind(AssertUnwindSafe(|| child.resume(y))).unwrap_err();
-        let message = err
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        assert!(child.is_finished());
         // The outer coroutine is untouched: it still suspends and finishes normally.
         y.suspend(1);
         if message.contains("a Yielder can only suspend its own coroutine") {
@@ -420,11 +425,15 @@ fn a_coroutine_whose_yielder_was_misused_is_dropped_cleanly() {
             }
         }
         let _set = SetOnDrop(flag);
-        let mut child: Child<'_> = Coroutine::new(|_, outer_yielder: &Yielder<(), u32>| {
-            outer_yielder.suspend(7);
-        })
+        ScopedCoroutine::with(
+            |_: &Yielder<_, ()>, outer_yielder: &Yielder<(), u32>| {
+                outer_yielder.suspend(7);
+            },
+            |child| {
+                let _ = panic::catch_unwind(AssertUnwindSafe(|| child.resume(y)));
+            },
+        )
         .unwrap();
-        let _ = panic::catch_unwind(AssertUnwindSafe(|| child.resume(y)));
         y.suspend(1);
     })
     .unwrap();

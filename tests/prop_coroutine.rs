@@ -16,6 +16,8 @@
 //! which coroutine's tag, or `ResumeError::Finished`), and after every operation how many
 //! tracked values are alive: each value must be dropped exactly once, whether its coroutine
 //! finishes, panics, or is dropped while suspended (forced unwind) or before it started.
+//!
+//! `generators`: a generator (plain and scoped) yields what a plain loop collects.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -25,6 +27,10 @@ use std::sync::Once;
 
 use microthread::coroutine::{Builder, Coroutine, CoroutineResult, ResumeError, Yielder};
 use proptest::prelude::*;
+
+/// Generators against a plain loop (`tests/prop_coroutine/generators.rs`).
+#[path = "prop_coroutine/generators.rs"]
+mod generators;
 
 const SLOTS: usize = 8;
 /// Stack sizes for top-level coroutines: the minimum (16 KiB), 64 KiB and the default.

@@ -146,6 +146,20 @@ impl<I, Y> Yielder<I, Y> {
     ///
     /// Aborts the process with a message if the coroutine's own stack is unwinding (a
     /// destructor run by its own panic called this); see [`Yielder`].
+    ///
+    /// ```
+    /// use microthread::coroutine::{Coroutine, CoroutineResult, Yielder};
+    /// // Any depth of calls may suspend: the whole stack stays as it is.
+    /// fn walk(y: &Yielder<bool, u32>, depth: u32) -> u32 {
+    ///     if y.suspend(depth) { walk(y, depth + 1) } else { depth }
+    /// }
+    /// // The first resume's value is the body's argument, the others are what `suspend` returns.
+    /// let mut co = Coroutine::new(|y, _first: bool| walk(y, 0))?;
+    /// assert_eq!(co.resume(true), CoroutineResult::Yield(0));
+    /// assert_eq!(co.resume(true), CoroutineResult::Yield(1)); // `suspend` returned `true`
+    /// assert_eq!(co.resume(false), CoroutineResult::Return(1));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     #[inline]
     pub fn suspend(&self, value: Y) -> I {
         // One branch for the three rare cases; `|`, not `||`, so the fast path has no more.
