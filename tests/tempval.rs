@@ -178,7 +178,7 @@ fn a_tempval_set_by_the_schedule_callback_of_a_dying_tasklet_is_dropped_too() {
         let id = t.id();
         let armed = Rc::new(Cell::new(true));
         let a = armed.clone();
-        scheduler::set_schedule_callback(Some(Box::new(move |prev: &Tasklet, _next: &Tasklet| {
+        scheduler::set_schedule_callback(Some(Rc::new(move |prev: &Tasklet, _next: &Tasklet| {
             if prev.id() == id && !prev.alive() && a.replace(false) {
                 prev.set_tempval(Tracked::new(&d));
             }

@@ -1,4 +1,6 @@
 //! Helpers shared by the scenario tests: an event log, and a fresh thread per test.
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
 
 use std::cell::RefCell;
 use std::rc::Rc;
