@@ -3,7 +3,6 @@
 //! `remove`, `run` (in order: Stackless's TH11), `kill`, `throw`, and `switch` refused; and
 //! how they fail on tasklets of a thread that has ended (reference §4).
 
-#[allow(dead_code)] // only `on_thread` is used here
 mod common;
 
 use std::cell::RefCell;

@@ -2,7 +2,6 @@
 //! `current()` it lists the run queue in the order it runs, `runcount()` tasklets, after
 //! `run()` and `switch()` jumps too; tasklets outside the run queue have no neighbours.
 
-#[allow(dead_code)] // only `on_thread` is used here
 mod common;
 
 use std::cell::RefCell;

@@ -65,10 +65,8 @@ fn stale_wake(interrupt: fn(&Tasklet)) {
         assert!(ch.queue().is_empty());
         second_go.store(true, Ordering::SeqCst);
         let mut got: Vec<u64> = Vec::new();
-        for r in [first, second] {
-            if let Ok(v) = r {
-                got.push(*v);
-            }
+        for v in [first, second].into_iter().flatten() {
+            got.push(*v);
         }
         if got.len() < 2 {
             got.push(*ch.receive().unwrap());

@@ -3,7 +3,6 @@
 //! the `tempval` is empty once a tasklet has ended, and what it held is dropped on the
 //! tasklet's own thread, outside any switch.
 
-#[allow(dead_code)] // only `on_thread` is used here
 mod common;
 
 use std::any::Any;

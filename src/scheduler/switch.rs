@@ -95,10 +95,10 @@ impl Scheduler {
         prev: *const Inner,
         next: *const Inner,
     ) -> Result<()> {
-        // SAFETY: `next` is checked for null before it is read.
         if self.hooks.get() == 0
             && !next.is_null()
             && prev != next
+            // SAFETY: `next` is checked for null before it is read.
             && unsafe { (*next).in_ring() }
             && !std::thread::panicking()
         {
