@@ -29,9 +29,9 @@
 //!
 //! `__asan_handle_no_return` is not needed: no frame is ever abandoned on a live stack (a
 //! context suspends and resumes at the same switch), and the only abandoned frames, those of
-//! a dying context, are cleared with the rest of its stack. (Not covered: under
-//! `panic = "abort"` a suspended coroutine that is dropped is abandoned without a last
-//! switch, and its stack goes back to the pool with its frames' poison.)
+//! a dying context, are cleared with the rest of its stack. (Under `panic = "abort"` a
+//! suspended coroutine that is dropped is abandoned without a last switch: its stack is
+//! leaked, never reused, so its frames' poison is never seen again.)
 //!
 //! Without the feature every function here is an empty `#[inline(always)]` one and
 //! [`Suspension`] has no size: the switch compiles exactly as without this module. The

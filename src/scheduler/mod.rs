@@ -50,9 +50,10 @@
 //! [`Error::Deadlock`] and it keeps running.
 //!
 //! # End of a thread
-//! When a thread ends, its scheduler kills every tasklet still alive: each unwinds from its
-//! suspension point with every destructor on its stack run; tasklets that never ran just
-//! have their closures dropped. This happens in a thread-local destructor, which glibc also
+//! When a thread ends, its scheduler kills every tasklet still alive, oldest first (creation
+//! order, as Stackless's model of threads does): each unwinds from its suspension point with
+//! every destructor on its stack run; tasklets that never ran, and
+//! [bound](Tasklet::bound) ones, just have their closures dropped. This happens in a thread-local destructor, which glibc also
 //! runs for the process's main thread when `main` returns or [`std::process::exit`] is
 //! called (`exit(3)` runs the calling thread's thread-local destructors;
 //! `tests/process_exit.rs` shows it). It does not happen when the process ends any other way:
