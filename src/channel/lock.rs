@@ -55,14 +55,36 @@ fn held_mark() -> usize {
     FORK_GENERATION.load(Ordering::Relaxed) << 1 | 1
 }
 
-/// Before a fork (from the scheduler's `pthread_atfork` handler): settle the one-time
-/// decision about fences, so that the child never waits for another thread's half-made one.
-pub(crate) fn before_fork() {
+/// Registers the channels' own `pthread_atfork` handlers, once per process; called by the
+/// first [`Channel::new`](super::Channel::new) (before a channel exists, a fork has nothing to
+/// fix). The channel module installs them itself, so that the scheduler below it never calls
+/// up into it.
+pub(crate) fn install_fork_handlers() {
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
+    if INSTALLED.load(Ordering::Acquire) || INSTALLED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    // SAFETY: two `extern "C" fn()` handlers that live for the whole process.
+    let rc = unsafe { libc::pthread_atfork(Some(before_fork), None, Some(in_forked_child)) };
+    if rc != 0 {
+        // Only ENOMEM is possible; without the handlers a forked child could spin forever on
+        // a channel a vanished thread held, instead of finding it poisoned: say so, carry on.
+        eprintln!(
+            "microthread: pthread_atfork failed ({}); a channel held by another thread when \
+             the process forks may hang in the child instead of being reported as poisoned",
+            std::io::Error::from_raw_os_error(rc)
+        );
+    }
+}
+
+/// Before a fork: settle the one-time decision about fences, so that the child never waits
+/// for another thread's half-made one.
+extern "C" fn before_fork() {
     let _ = fences_available();
 }
 
 /// In a forked child, before anything else runs: see the module docs.
-pub(crate) fn in_forked_child() {
+extern "C" fn in_forked_child() {
     FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
 }
 

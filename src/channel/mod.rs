@@ -112,7 +112,6 @@ use self::core::Core;
 use action::Handle;
 pub use local::{LocalChannel, LocalIter};
 use lock::BiasedLock;
-pub(crate) use lock::{before_fork, in_forked_child};
 pub use send_error::SendError;
 
 use crate::error::{Payload, Result};
@@ -147,6 +146,7 @@ impl<T: Send + 'static> Channel<T> {
     /// assert_eq!((ch.balance(), ch.preference(), ch.closing()), (0, -1, false));
     /// ```
     pub fn new() -> Channel<T> {
+        lock::install_fork_handlers();
         Channel {
             chan: Arc::new(Core::new()),
         }

@@ -11,7 +11,7 @@
 //!   forking thread has a live one, else 0), so a blocking call nobody can satisfy fails
 //!   with [`Error::Deadlock`](crate::Error::Deadlock); threads that were joining the forking
 //!   thread vanished too;
-//! - channels: see `channel::lock` (a channel another thread was inside at the fork panics
+//! - channels: `channel::lock` has its own handlers (a channel another thread was inside at the fork panics
 //!   with a sentence in the child instead of spinning forever).
 //!
 //! Not handled: tasklets of vanished threads that were blocked on a channel stay in its
@@ -61,9 +61,6 @@ pub(super) fn install_handlers() {
 }
 
 extern "C" fn prepare() {
-    // A channel's first use by this process decides (once) whether it can use fences; make
-    // sure that decision is not half-made by another thread when we fork.
-    crate::channel::before_fork();
     let registry = lock(&REGISTRY);
     let own = super::super::existing_scheduler().map(|s| lock(&s.shared.mailbox));
     // SAFETY: see `Held`: we hold the registry lock, so no other fork is in its handlers.
@@ -96,6 +93,5 @@ extern "C" fn child() {
         // Whoever was joining this thread vanished.
         m.joiners = 0;
     }
-    crate::channel::in_forked_child();
     drop(registry);
 }
