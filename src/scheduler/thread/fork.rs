@@ -11,8 +11,8 @@
 //!   forking thread has a live one, else 0), so a blocking call nobody can satisfy fails
 //!   with [`Error::Deadlock`](crate::Error::Deadlock); threads that were joining the forking
 //!   thread vanished too;
-//! - channels: `channel::lock` has its own handlers (a channel another thread was inside at the fork panics
-//!   with a sentence in the child instead of spinning forever).
+//! - channels: `channel::lock` has its own handlers (a channel another thread was inside at
+//!   the fork panics with a sentence in the child instead of spinning forever).
 //!
 //! Not handled: tasklets of vanished threads that were blocked on a channel stay in its
 //! queue; a partner operation in the child pairs with one, cannot post its wake (the post
