@@ -122,13 +122,15 @@ pub use crate::scheduler::blocking::{AnyChannel, ChannelCallback, ChannelEvent};
 /// the same channel. `Send + Sync` when `T: Send`.
 ///
 /// ```
-/// use microthread::channel::Channel;
+/// use microthread::{channel::Channel, spawn_thread};
 ///
 /// fn is_send_sync<S: Send + Sync>(_: &S) {}
 /// let ch = Channel::<u32>::new();
 /// is_send_sync(&ch);
 /// let other = ch.clone();
-/// let t = std::thread::spawn(move || other.receive().unwrap()); // another thread's main
+/// // Another thread's main tasklet; spawn_thread counts it awake at once, so this thread's
+/// // send cannot find nobody awake (a false Error::Deadlock) before it starts.
+/// let t = spawn_thread(move || other.receive().unwrap());
 /// ch.send(9).unwrap(); // the partner is on another thread: main continues
 /// assert_eq!(t.join().unwrap(), 9);
 /// ```

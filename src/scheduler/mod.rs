@@ -259,6 +259,7 @@ pub(super) fn is_current(t: &Inner) -> bool {
 /// use microthread::{scheduler, Channel};
 /// use std::sync::mpsc;
 ///
+/// scheduler::init_thread(); // this thread too: the helper's send must find it awake
 /// let ch = Channel::<u32>::new();
 /// let tx = ch.clone();
 /// let (ready_tx, ready) = mpsc::channel();

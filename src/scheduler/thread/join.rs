@@ -14,7 +14,8 @@ use super::{lock, uncount_awake, Shared, AWAKE, REGISTRY};
 
 /// Spawns an OS thread that counts as awake for deadlock detection from its first
 /// instruction (its scheduler is created before `f` runs), so that other threads waiting for
-/// it sleep instead of reporting a deadlock.
+/// it sleep instead of reporting a deadlock. The calling thread gets its scheduler too (as
+/// [`init_thread`](crate::scheduler::init_thread) does), for the same reason.
 ///
 /// # Deadlock detection
 /// A thread counts as awake from its first use of microthread (or from here) until its
@@ -48,6 +49,10 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    // The caller will usually wait for the new thread's results: it counts as awake from
+    // here too, so that a worker's first send cannot find nobody awake and fail with a false
+    // deadlock before the caller's first microthread call.
+    let _ = super::super::scheduler();
     // Created here, handed to the new thread: it is counted awake before this returns.
     let shared = Shared::new();
     let ticket = Ticket(Some(shared.clone()));
