@@ -88,8 +88,8 @@ pub use steps::{Op, Out, Program};
 
 /// The reference model.
 #[path = "prop_scheduler/model.rs"]
-mod model;
-pub use model::Model;
+mod reference_model;
+pub use reference_model::Model;
 
 /// The real run.
 #[path = "prop_scheduler/real.rs"]
