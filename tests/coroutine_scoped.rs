@@ -14,34 +14,10 @@ use microthread::coroutine::{
 };
 use microthread::stack::Stack;
 
-/// Pushes `name` to a log borrowed from the test's stack when dropped.
-struct Noted<'a> {
-    name: &'static str,
-    log: &'a RefCell<Vec<&'static str>>,
-}
-
-impl Drop for Noted<'_> {
-    fn drop(&mut self) {
-        self.log.borrow_mut().push(self.name);
-    }
-}
-
-/// [`Noted`] for `'static` bodies: pushes `name` to a shared log when dropped.
-struct NotedShared(&'static str, Rc<RefCell<Vec<&'static str>>>);
-
-impl Drop for NotedShared {
-    fn drop(&mut self) {
-        self.1.borrow_mut().push(self.0);
-    }
-}
-
-fn message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
-}
+/// Drop-logging values and panic messages.
+#[path = "coroutine_scoped/observe.rs"]
+mod observe;
+use observe::{message, Noted, NotedShared};
 
 // ---------------------------------------------------------------------------------------
 // Borrowing

@@ -1,0 +1,175 @@
+//! Where a new coroutine's closure goes: written at the top of its stack when it is small and
+//! not over-aligned, else boxed; and the first frame laid out below it.
+
+use std::marker::PhantomData;
+use std::mem;
+use std::ptr;
+
+use super::yielder::{entry, Start};
+use super::{Coroutine, State, Yielder};
+use crate::context::Context;
+use crate::id;
+use crate::overflow::{self, OwnerKind};
+use crate::stack::Stack;
+
+/// Closures larger than this are boxed rather than placed at the top of the stack.
+const MAX_INLINE_CLOSURE: usize = 1024;
+
+/// Closures aligned to more than this are boxed rather than placed at the top of the stack:
+/// rounding the slot down to a larger alignment would waste the stack, or leave it.
+const MAX_INLINE_ALIGN: usize = 128;
+
+/// Whether a closure of type `T` is written at the top of its stack (at most
+/// [`MAX_INLINE_CLOSURE`] bytes below it once aligned) rather than boxed. Shared by
+/// coroutines and tasklets; decided on size *and* alignment, since a small value may be
+/// aligned far beyond the stack (a zero-sized `#[repr(align(2097152))]` type).
+#[inline(always)]
+pub(crate) const fn fits_at_stack_top<T>() -> bool {
+    mem::size_of::<T>() <= MAX_INLINE_CLOSURE && mem::align_of::<T>() <= MAX_INLINE_ALIGN
+}
+
+impl<I, Y, R> Coroutine<I, Y, R> {
+    /// Creates the coroutine, without the `'static` bounds of the public constructors.
+    ///
+    /// # Safety
+    /// - Whatever `f` borrows, and every lifetime in `I`, `Y` and `R`, must stay valid until
+    ///   the coroutine has finished or been dropped; the coroutine must not be leaked (with
+    ///   `mem::forget`, say) before that, since its suspended frames may hold those borrows
+    ///   and a thread they started may still use them. [`ScopedCoroutine`] keeps this by
+    ///   dropping the coroutine before its scope returns.
+    #[inline(always)]
+    pub(super) unsafe fn create<F>(stack: Stack, preserve_fp_env: bool, f: F) -> Coroutine<I, Y, R>
+    where
+        F: FnOnce(&Yielder<I, Y>, I) -> R,
+    {
+        if !fits_at_stack_top::<Start<F>>() {
+            // A box of a zero-sized type allocates nothing, whatever its alignment.
+            let boxed = Box::new(f);
+            // SAFETY: the caller's obligation, for the box that now holds `f`.
+            unsafe {
+                Coroutine::place(stack, preserve_fp_env, move |y: &Yielder<I, Y>, i| {
+                    boxed(y, i)
+                })
+            }
+        } else {
+            // SAFETY: the caller's obligation.
+            unsafe { Coroutine::place(stack, preserve_fp_env, f) }
+        }
+    }
+
+    /// Writes `f` at the top of `stack` and lays out the first frame.
+    ///
+    /// # Safety
+    /// - As [`create`](Coroutine::create): the result holds `f`'s borrows.
+    #[inline(always)]
+    unsafe fn place<F>(stack: Stack, preserve_fp_env: bool, f: F) -> Coroutine<I, Y, R>
+    where
+        F: FnOnce(&Yielder<I, Y>, I) -> R,
+    {
+        overflow::ensure_altstack();
+        let id = id::next();
+        stack.set_owner(OwnerKind::Coroutine, id);
+        // `create` boxed anything that does not fit (a constant: no code in release).
+        assert!(fits_at_stack_top::<Start<F>>());
+        let align = mem::align_of::<Start<F>>().max(16);
+        let closure = (stack.top() as usize - mem::size_of::<Start<F>>()) & !(align - 1);
+        let start = Start {
+            f,
+            stack_limit: stack.limit() as usize,
+        };
+        // SAFETY: the slot is aligned for Start<F> and, since the top is page-aligned and
+        // Start<F> fits at the top, at most MAX_INLINE_CLOSURE bytes below the top of a stack
+        // of at least MIN_STACK_SIZE bytes; nothing else uses it.
+        unsafe { ptr::write(closure as *mut Start<F>, start) };
+        // SAFETY: `closure` is 16-aligned, the stack below it is ours and outlives the context
+        // (it is only released after the final switch out of it).
+        let context = unsafe {
+            if preserve_fp_env {
+                Context::new(closure as *mut u8, entry::<I, Y, R, F, true>, closure)
+            } else {
+                Context::new_light(closure as *mut u8, entry::<I, Y, R, F, false>, closure)
+            }
+        };
+        Coroutine {
+            context: Some(context),
+            stack: Some(stack),
+            state: State::NotStarted,
+            id,
+            preserve_fp_env,
+            closure: closure as *mut u8,
+            drop_closure: drop_in_place_as::<Start<F>>,
+            _types: PhantomData,
+        }
+    }
+}
+
+/// # Safety
+/// - `p` must point to a valid `F` that is not used afterwards.
+unsafe fn drop_in_place_as<F>(p: *mut u8) {
+    // SAFETY: forwarded obligation.
+    unsafe { ptr::drop_in_place(p as *mut F) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coroutine::Builder;
+
+    #[repr(align(2097152))]
+    #[derive(Clone, Copy)]
+    struct Aligned2M;
+
+    #[repr(align(128))]
+    struct Aligned128 {
+        _bytes: [u8; 128],
+    }
+
+    #[repr(align(256))]
+    struct Aligned256 {
+        _bytes: [u8; 256],
+    }
+
+    #[test]
+    fn closures_are_placed_inline_only_if_size_and_alignment_fit() {
+        assert!(fits_at_stack_top::<[u8; MAX_INLINE_CLOSURE]>());
+        assert!(!fits_at_stack_top::<[u8; MAX_INLINE_CLOSURE + 1]>());
+        assert!(fits_at_stack_top::<Aligned128>());
+        assert!(!fits_at_stack_top::<Aligned256>());
+        assert!(
+            !fits_at_stack_top::<Aligned2M>(),
+            "zero-sized, but over-aligned"
+        );
+    }
+
+    /// Regression (issue 7, item 3): a zero-sized closure aligned to 2 MiB was placed by
+    /// rounding the stack top down to 2 MiB, outside a 64 KiB stack. Checked without running
+    /// it, so that it holds in debug builds too (where running it needs megabytes of stack
+    /// for every frame that holds it by value to realign itself; see tests/coroutine_soundness.rs).
+    #[test]
+    fn an_over_aligned_closure_is_placed_in_the_top_region_of_its_stack() {
+        // A thread with room for a debug build's realigned frames of `build` and `create`.
+        let on_big_stack = std::thread::Builder::new().stack_size(64 << 20);
+        let placed = on_big_stack.spawn(|| {
+            (0..4)
+                .map(|_| {
+                    let a = Aligned2M;
+                    let co: Coroutine<(), (), ()> = Builder::new()
+                        .stack_size(64 * 1024)
+                        .build(move |_, ()| {
+                            let _captured = a;
+                        })
+                        .unwrap();
+                    let top = co.stack.as_ref().unwrap().top() as usize;
+                    (top, co.closure as usize)
+                })
+                .collect::<Vec<_>>()
+        });
+        for (top, slot) in placed.unwrap().join().unwrap() {
+            assert!(
+                slot < top && top - slot <= MAX_INLINE_CLOSURE + MAX_INLINE_ALIGN,
+                "the closure slot {slot:#x} is {} bytes below the stack top {top:#x}",
+                top.wrapping_sub(slot)
+            );
+        }
+    }
+}
