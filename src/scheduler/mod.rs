@@ -107,6 +107,7 @@ mod mail;
 mod ring;
 mod switch;
 mod teardown;
+mod timer;
 mod watchdog;
 
 pub use callback::{schedule_callback, set_schedule_callback, switch_trap, ScheduleCallback};
@@ -116,6 +117,8 @@ pub use handle::{atomic, AtomicGuard};
 pub use ring::runcount;
 pub use switch::{schedule, schedule_remove, schedule_remove_with, schedule_with};
 use teardown::Teardown;
+pub(crate) use timer::deadline_after;
+pub use timer::{sleep, sleep_until};
 pub use watchdog::run;
 
 /// A thread's scheduler; see the module docs.
@@ -146,6 +149,11 @@ pub(crate) struct Scheduler {
     /// tasklet): dropped at the next safe point, where every invariant holds.
     garbage: RefCell<Vec<Box<dyn Any>>>,
     has_garbage: Cell<bool>,
+    /// Sleepers and receives with a deadline (see `timer`).
+    timers: RefCell<timer::Timers>,
+    /// Zero while the timer queue is empty; else counts switches down to the next look at
+    /// the clock. One load on every switch.
+    timer_poll: Cell<u32>,
 }
 
 thread_local! {
@@ -205,6 +213,8 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
         hooks: Cell::new(0),
         garbage: RefCell::new(Vec::new()),
         has_garbage: Cell::new(false),
+        timers: RefCell::new(timer::Timers::new()),
+        timer_poll: Cell::new(0),
     }));
     let owner = s as *const Scheduler as *const ();
     s.main = Arc::into_raw(Arc::new(Inner::new(id::next(), true, owner, false)));

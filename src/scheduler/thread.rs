@@ -282,6 +282,27 @@ impl Shared {
         }
     }
 
+    /// Sleeps until `deadline` or until mail arrives, whichever comes first. Unlike
+    /// [`Shared::sleep`] the thread keeps counting as awake: it wakes by itself (a sleeping
+    /// tasklet of it always does), so no thread waiting for it may report a deadlock.
+    pub(crate) fn sleep_until(&self, deadline: std::time::Instant) {
+        if self.ended() {
+            return;
+        }
+        let mut m = lock(&self.mailbox);
+        while m.open && m.mail.is_empty() {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            m = self
+                .wake
+                .wait_timeout(m, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     /// The owning thread's scheduler has ended: close the mailbox, hand back what it held,
     /// count the threads joining this one awake again, stop counting this one, and if no
     /// thread is left awake, wake a sleeper with the deadlock error. Only the first call
