@@ -114,7 +114,7 @@ assert!(matches!(ch.receive(), Err(microthread::Error::ClosedChannel)));")]
             /// thread that races with the deadline either delivers (this returns `Ok`) or
             /// finds no receiver: the value is never lost. While it waits, the caller is
             /// blocked on the channel and on the timer queue (see
-            /// [Sleeping](crate::scheduler::sleep)); a zero timeout only takes a value from a
+            /// [Sleeping](crate::scheduler#sleeping)); a zero timeout only takes a value from a
             /// sender that already waits.
             ///
             /// # Errors

@@ -282,7 +282,7 @@ impl Scheduler {
 }
 
 /// Sleeps for `duration`: the calling tasklet leaves the run queue and the others run; it
-/// goes to the end of the run queue once the time has passed (see [Sleeping](self#sleeping)
+/// goes to the end of the run queue once the time has passed (see [Sleeping](crate::scheduler#sleeping)
 /// for what it is meanwhile, and how soon it wakes). `sleep(Duration::ZERO)` is a
 /// [`schedule`](super::schedule). A duration too long for the clock sleeps about a century.
 ///
