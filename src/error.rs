@@ -73,6 +73,10 @@ pub enum Error {
     SchedulerEnded,
     /// An error thrown into this tasklet with `throw`, or sent through a channel.
     Thrown(Payload),
+    /// A receive with a timeout (`receive_timeout`) found no sender before its deadline; the
+    /// channel is as if the receive never happened. (Stackless has no such state; the
+    /// sentence is ours.)
+    Timeout,
     /// A tasklet panicked and nothing caught it; delivered to the innermost `run()` caller or
     /// the main tasklet.
     Panicked {
@@ -152,6 +156,7 @@ impl fmt::Display for Error {
                 "this thread's scheduler has ended (the thread is exiting): nothing can wake a \
                  blocked tasklet on it any more"
             }
+            Error::Timeout => "the receive timed out: no sender came before its deadline",
             Error::Thrown(_) => {
                 return match self.payload_str() {
                     Some(s) => write!(f, "error thrown into the tasklet: {s}"),

@@ -57,6 +57,7 @@
 //! |---|---|
 //! | `run()` | [`run()`](scheduler::run): the caller waits on the watchdog stack until the run queue is empty |
 //! | `run(timeout, threadblock, soft, ignore_nesting, totaltimeout)` | not yet: issue 9 (preemption). `run()` is Stackless's `run(timeout=0)`, whose flags have no effect |
+//! | (no Stackless equivalent: users write a sleep manager) | [`scheduler::sleep`] / [`scheduler::sleep_until`] (and [`Channel::receive_timeout`](channel::Channel::receive_timeout)) |
 //! | `schedule()` / `schedule(retval)` | [`schedule()`](scheduler::schedule) / [`schedule_with(v)`](scheduler::schedule_with) (returns the caller's `tempval` as set while it was away, else `v`) |
 //! | `schedule_remove()` / `schedule_remove(retval)` | [`schedule_remove()`](scheduler::schedule_remove) / [`schedule_remove_with(v)`](scheduler::schedule_remove_with) |
 //! | `getcurrent()`, `current` | [`current()`](scheduler::current) |

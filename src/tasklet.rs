@@ -43,6 +43,9 @@ pub(crate) enum Pending {
     Error(Error),
 }
 
+/// `Inner::blocked` of a tasklet asleep in `scheduler::sleep` (on no channel).
+pub(crate) const SLEEPING: i8 = 2;
+
 /// Where a tasklet is in its life (reference Appendix B).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Life {
@@ -78,7 +81,7 @@ pub(crate) struct Inner {
     /// The stack (none for a main tasklet); released by whoever runs after its last switch.
     pub(crate) stack: Cell<Option<Stack>>,
     pub(crate) life: Cell<Life>,
-    /// 0, or +1 / -1 while blocked sending / receiving.
+    /// 0, or +1 / -1 while blocked sending / receiving, or [`SLEEPING`].
     pub(crate) blocked: Cell<i8>,
     /// The channel it is blocked on. A raw pointer: the blocked call borrows a handle to
     /// that channel for as long as it is blocked, so the channel outlives the block.
@@ -387,7 +390,22 @@ impl Tasklet {
         self.inner.alive()
     }
 
-    /// Blocked on a channel.
+    /// Blocked on a channel, or asleep in [`sleep`](crate::scheduler::sleep) (see
+    /// [`sleeping`](Tasklet::sleeping)).
+    ///
+    /// | state | `alive` | `scheduled` | `blocked` | `sleeping` | `paused` |
+    /// |---|---|---|---|---|---|
+    /// | running or in the run queue | yes | yes | no | no | no |
+    /// | blocked on a channel | yes | yes | yes | no | no |
+    /// | asleep (no Stackless equivalent) | yes | yes | yes | yes | no |
+    /// | paused (out of the run queue) | yes | no | no | no | yes |
+    /// | dead or bound | no | no | no | no | no |
+    ///
+    /// A sleeper is blocked on the timer queue: `insert`, `run`, `switch` and `remove` refuse
+    /// it as a blocked tasklet, a kill or a throw wakes it; [`RemoteTasklet::blocked`] is
+    /// true for it too.
+    ///
+    /// [`RemoteTasklet::blocked`]: crate::scheduler::RemoteTasklet::blocked
     ///
     /// ```
     /// use microthread::{scheduler, spawn, Channel};
@@ -402,6 +420,24 @@ impl Tasklet {
     /// ```
     pub fn blocked(&self) -> bool {
         self.inner.blocked.get() != 0
+    }
+
+    /// Asleep in [`sleep`](crate::scheduler::sleep) or
+    /// [`sleep_until`](crate::scheduler::sleep_until) until its deadline: then also
+    /// [`blocked`](Tasklet::blocked), on no channel.
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, spawn};
+    /// use std::time::Duration;
+    /// let t = spawn(|| scheduler::sleep(Duration::from_millis(1)).unwrap())?;
+    /// scheduler::schedule().unwrap(); // it goes to sleep
+    /// assert!(t.sleeping() && t.blocked() && !t.paused());
+    /// scheduler::run().unwrap();
+    /// assert!(!t.sleeping() && !t.alive());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn sleeping(&self) -> bool {
+        self.inner.blocked.get() == SLEEPING
     }
 
     /// In the run queue (the current tasklet is too) or blocked on a channel, as Stackless

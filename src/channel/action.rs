@@ -2,6 +2,7 @@
 //! ([`Handle`]), and the send / receive results the public methods make of it.
 
 use std::ptr;
+use std::time::Instant;
 
 use super::core::{ChannelLock, Core, Msg};
 use super::send_error::{send_error, SendError};
@@ -78,9 +79,29 @@ pub(super) fn receive<H: Handle>(h: &H) -> Result<H::Item> {
     }
 }
 
+/// Receives on `h`, giving up at `deadline` (see `Channel::receive_timeout`).
+pub(super) fn receive_until<H: Handle>(h: &H, deadline: Instant) -> Result<H::Item> {
+    match action_until::<H, -1>(h, None, Some(deadline)) {
+        Ok(Some(Msg::Value(v))) => Ok(v),
+        Ok(Some(Msg::Error(p))) => Err(Error::Thrown(*p)),
+        Ok(None) => unreachable!("a completed receive always has a message"),
+        Err(f) => Err(f.0),
+    }
+}
+
 /// Stackless's `channel_action`: `DIR` +1 sends `msg`, -1 receives.
 #[inline(always)]
 fn action<H: Handle, const DIR: i8>(h: &H, msg: Option<Msg<H::Item>>) -> Outcome<H::Item> {
+    action_until::<H, DIR>(h, msg, None)
+}
+
+/// `action`, blocking at most until `deadline` if there is one (for a receive only).
+#[inline(always)]
+fn action_until<H: Handle, const DIR: i8>(
+    h: &H,
+    msg: Option<Msg<H::Item>>,
+    deadline: Option<Instant>,
+) -> Outcome<H::Item> {
     let s = scheduler();
     if s.channel_hooks() {
         if let Err(e) = call_channel_callback::<H, DIR>(h, s) {
@@ -96,7 +117,7 @@ fn action<H: Handle, const DIR: i8>(h: &H, msg: Option<Msg<H::Item>>) -> Outcome
         st.balance > 0
     };
     if !cando {
-        return chan.block::<DIR>(s, g, msg);
+        return chan.block::<DIR>(s, g, msg, deadline);
     }
     // SAFETY: a non-zero balance means a waiter of the other direction is queued.
     let w = unsafe { st.queue.pop_front().unwrap_unchecked() };
@@ -113,7 +134,7 @@ fn action<H: Handle, const DIR: i8>(h: &H, msg: Option<Msg<H::Item>>) -> Outcome
         // thread's copied stack) and the operation starts again.
         st.balance += DIR as isize;
         drop(g);
-        return action_again::<H, DIR>(h, msg);
+        return action_again::<H, DIR>(h, msg, deadline);
     }
     let switching = local && (st.schedule_all || st.preference == -DIR);
     if s.hooks_on() {
@@ -161,8 +182,12 @@ fn action<H: Handle, const DIR: i8>(h: &H, msg: Option<Msg<H::Item>>) -> Outcome
 /// `action`, out of line: after a waiter of a vanished thread was dropped.
 #[cold]
 #[inline(never)]
-fn action_again<H: Handle, const DIR: i8>(h: &H, msg: Option<Msg<H::Item>>) -> Outcome<H::Item> {
-    action::<H, DIR>(h, msg)
+fn action_again<H: Handle, const DIR: i8>(
+    h: &H,
+    msg: Option<Msg<H::Item>>,
+    deadline: Option<Instant>,
+) -> Outcome<H::Item> {
+    action_until::<H, DIR>(h, msg, deadline)
 }
 
 #[cold]

@@ -107,6 +107,32 @@ assert!(matches!(ch.receive(), Err(microthread::Error::ClosedChannel)));")]
                 action::receive(self)
             }
 
+            /// Like `receive`, but gives up after `timeout`: if no sender came by then, the
+            /// call fails with [`Error::Timeout`](crate::Error::Timeout) and the channel is
+            /// exactly as if the receive never happened (its balance and queue are as
+            /// before); a value sent later goes to the next receiver. A sender on another
+            /// thread that races with the deadline either delivers (this returns `Ok`) or
+            /// finds no receiver: the value is never lost. While it waits, the caller is
+            /// blocked on the channel and on the timer queue (see
+            /// [Sleeping](crate::scheduler#sleeping)); a zero timeout only takes a value from a
+            /// sender that already waits.
+            ///
+            /// # Errors
+            /// [`Error::Timeout`](crate::Error::Timeout), and those of `receive`.
+            #[doc = example!($Ch, "use std::time::Duration;
+let ch = Ch::<u32>::new();
+let before = ch.balance();
+let timed_out = ch.receive_timeout(Duration::from_millis(2));
+assert!(matches!(timed_out, Err(microthread::Error::Timeout)));
+assert_eq!(ch.balance(), before); // as if it never happened
+let tx = ch.clone();
+spawn(move || tx.send(5).unwrap())?;
+scheduler::schedule().unwrap(); // the sender blocks: nobody receives yet
+assert_eq!(ch.receive_timeout(Duration::ZERO).unwrap(), 5);")]
+            pub fn receive_timeout(&self, timeout: std::time::Duration) -> Result<T> {
+                action::receive_until(self, crate::scheduler::deadline_after(timeout))
+            }
+
             /// Sends every item, in order; returns how many were sent.
             ///
             /// # Errors

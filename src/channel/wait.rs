@@ -5,6 +5,7 @@
 
 use std::cell::UnsafeCell;
 use std::ptr;
+use std::time::Instant;
 
 use super::action::{failure, Outcome};
 use super::core::{ChannelLock, Core, Guard, Msg};
@@ -53,6 +54,7 @@ impl<T: 'static, L: ChannelLock> Core<T, L> {
         s: &Scheduler,
         mut g: Guard<'_, T, L>,
         msg: Option<Msg<T>>,
+        deadline: Option<Instant>,
     ) -> Outcome<T> {
         let st = g.state();
         let me = s.current_ptr();
@@ -71,6 +73,13 @@ impl<T: 'static, L: ChannelLock> Core<T, L> {
                 return Err(failure(e, msg));
             }
         }
+        if let Some(d) = deadline {
+            if d <= Instant::now() {
+                // The deadline has passed and nobody waits to send: the channel is untouched.
+                drop(g);
+                return Err(failure(Error::Timeout, msg));
+            }
+        }
         let epoch = m.block_epoch.get().wrapping_add(1);
         m.block_epoch.set(epoch);
         let waiter = Waiter {
@@ -85,6 +94,10 @@ impl<T: 'static, L: ChannelLock> Core<T, L> {
         m.blocked.set(DIR);
         let blocker: &dyn Blocker = self;
         m.blocked_on.set(Some(blocker as *const dyn Blocker));
+        if let Some(d) = deadline {
+            // SAFETY: `me` is the running tasklet, live; the entry names this episode.
+            unsafe { s.add_timer(me, d, epoch) };
+        }
         // SAFETY: `me` runs and is in the ring; the switch comes back once a partner (or an
         // error) makes us runnable, and by then `waiter` is out of the queue.
         let r = unsafe { s.block_current(me) };
@@ -92,6 +105,10 @@ impl<T: 'static, L: ChannelLock> Core<T, L> {
         let slot = unsafe { (*waiter.slot.get()).take() };
         match r {
             Ok(()) => Ok(slot),
+            // The deadline came, but a sender on another thread had already taken us out of
+            // the queue (under the lock, before the timer's unlink) and delivered: the
+            // value wins and the timeout is forgotten. Nothing is lost either way.
+            Err(Error::Timeout) if DIR < 0 && deadline.is_some() && slot.is_some() => Ok(slot),
             Err(e) => blocked_with_error::<T, DIR>(s, m, e, slot),
         }
     }

@@ -278,9 +278,13 @@ impl Scheduler {
             if self.shared.has_mail.load(Ordering::Relaxed) {
                 self.read_mail();
             }
+            self.expire_timers_if_any();
             let next = self.current.get();
             if !next.is_null() {
                 return next;
+            }
+            if self.wait_for_timer() {
+                continue;
             }
             let wake = self.innermost_watchdog_or_main();
             // SAFETY: watchdogs and main are live.

@@ -49,6 +49,44 @@
 //! blocked. When nobody can wake the blocking tasklet at all, its call fails with
 //! [`Error::Deadlock`] and it keeps running.
 //!
+//! # Sleeping
+//! [`sleep`] parks the calling tasklet on its thread's timer queue until a deadline and lets
+//! the other tasklets run; the thread itself never blocks while one of them can run.
+//! Stackless has no sleep: its users write a "sleep manager" (a tasklet that keeps sleepers
+//! paused and re-inserts them when their time comes, driven by a `run()` loop); this is that
+//! manager, built into the scheduler.
+//!
+//! - **State.** A sleeping tasklet is neither in the run queue nor paused: it counts as
+//!   *blocked* ([`Tasklet::blocked`] and [`RemoteTasklet::blocked`] are true, `scheduled` is
+//!   true, `paused` false), as a tasklet blocked on a channel is, and [`Tasklet::sleeping`]
+//!   tells the two apart. So `insert`, `run` and `switch` refuse it with
+//!   [`Error::RunBlocked`], `remove` with [`Error::RemoveBlocked`]; a kill or a throw takes
+//!   it off the timer queue and delivers the `TaskletExit` / the error at its `sleep` call, as
+//!   for a blocked tasklet; at thread end it is killed like the others.
+//! - **Order.** Expired sleepers go to the end of the run queue in deadline order; equal
+//!   deadlines in the order their tasklets went to sleep. A deadline already past (`sleep(0)`)
+//!   is a plain [`schedule`]: the caller goes to the end of the run queue.
+//! - **When the scheduler looks.** Reading the clock costs about 20 ns, too much for every
+//!   switch. With an empty timer queue a switch pays one load of a counter that is zero.
+//!   With sleepers, every switch counts it down and every 32nd switch reads the clock and
+//!   moves the expired sleepers into the run queue; and whenever the run queue empties
+//!   (everything else blocked, paused or asleep) the scheduler reads the clock at once. A
+//!   tasklet that never switches is never interrupted for a sleeper (as for preemption: there
+//!   is no safe point in native code that reaches no scheduler call).
+//! - **Waiting.** When nothing is runnable and some tasklet sleeps, the thread sleeps until
+//!   the earliest deadline (a timed wait on the condition variable that mail from other
+//!   threads signals: such mail wakes it early), then continues. [`run`] and a
+//!   main tasklet that blocks do not return or fail meanwhile: a sleeper always wakes, so
+//!   while one sleeps there is no [`Error::Deadlock`], on this thread or on threads waiting
+//!   for it (it counts as awake).
+//! - **Receive with a timeout.**
+//!   [`Channel::receive_timeout`](crate::channel::Channel::receive_timeout) blocks on the
+//!   channel *and* puts a deadline on the timer queue; when the deadline comes first, the receiver leaves the channel's
+//!   queue (under the channel's lock, so its balance and queue are as if it never came) and
+//!   its call returns [`Error::Timeout`]. A sender that took it out of the queue first (on
+//!   another thread, under the same lock) has delivered: the receive returns the value.
+//!
+//!
 //! # End of a thread
 //! When a thread ends, its scheduler kills every tasklet still alive, oldest first (creation
 //! order, as Stackless's model of threads does): each unwinds from its suspension point with
@@ -107,6 +145,7 @@ mod mail;
 mod ring;
 mod switch;
 mod teardown;
+mod timer;
 mod watchdog;
 
 pub use callback::{schedule_callback, set_schedule_callback, switch_trap, ScheduleCallback};
@@ -116,6 +155,8 @@ pub use handle::{atomic, AtomicGuard};
 pub use ring::runcount;
 pub use switch::{schedule, schedule_remove, schedule_remove_with, schedule_with};
 use teardown::Teardown;
+pub(crate) use timer::deadline_after;
+pub use timer::{sleep, sleep_until};
 pub use watchdog::run;
 
 /// A thread's scheduler; see the module docs.
@@ -146,6 +187,11 @@ pub(crate) struct Scheduler {
     /// tasklet): dropped at the next safe point, where every invariant holds.
     garbage: RefCell<Vec<Box<dyn Any>>>,
     has_garbage: Cell<bool>,
+    /// Sleepers and receives with a deadline (see `timer`).
+    timers: RefCell<timer::Timers>,
+    /// Zero while the timer queue is empty; else counts switches down to the next look at
+    /// the clock. One load on every switch.
+    timer_poll: Cell<u32>,
 }
 
 thread_local! {
@@ -205,6 +251,8 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
         hooks: Cell::new(0),
         garbage: RefCell::new(Vec::new()),
         has_garbage: Cell::new(false),
+        timers: RefCell::new(timer::Timers::new()),
+        timer_poll: Cell::new(0),
     }));
     let owner = s as *const Scheduler as *const ();
     s.main = Arc::into_raw(Arc::new(Inner::new(id::next(), true, owner, false)));

@@ -95,6 +95,7 @@ impl Scheduler {
         prev: *const Inner,
         next: *const Inner,
     ) -> Result<()> {
+        self.poll_timers();
         if self.hooks.get() == 0
             && !next.is_null()
             && prev != next
@@ -207,11 +208,16 @@ impl Scheduler {
             if self.shared.has_mail.load(Ordering::Relaxed) {
                 self.read_mail();
             }
+            self.expire_timers_if_any();
             let next = self.current.get();
             if !next.is_null() {
-                // Another thread made something runnable here.
+                // Another thread made something runnable here, or a sleeper's time came.
                 // SAFETY: `prev` is running; `next` is a ring member.
                 return unsafe { self.switch_to(prev, next) };
+            }
+            // Someone sleeps: wait for the earliest deadline (or mail), then look again.
+            if self.wait_for_timer() {
+                continue;
             }
             let wake = self.innermost_watchdog_or_main();
             // SAFETY: watchdogs and main are live.
