@@ -81,6 +81,10 @@ pub(super) fn receive<H: Handle>(h: &H) -> Result<H::Item> {
 /// Stackless's `channel_action`: `DIR` +1 sends `msg`, -1 receives.
 #[inline(always)]
 fn action<H: Handle, const DIR: i8>(h: &H, msg: Option<Msg<H::Item>>) -> Outcome<H::Item> {
+    // A safe point: a watchdog may preempt the caller here, before anything changes.
+    if let Err(e) = crate::scheduler::tick() {
+        return Err(failure(e, msg));
+    }
     let s = scheduler();
     if s.channel_hooks() {
         if let Err(e) = call_channel_callback::<H, DIR>(h, s) {

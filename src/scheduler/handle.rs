@@ -202,6 +202,7 @@ impl Tasklet {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn run(&self) -> Result<()> {
+        super::tick()?;
         let s = self.check_runnable()?;
         s.refuse_switch(!is_current(&self.inner))?;
         self.insert()?;
@@ -242,6 +243,7 @@ impl Tasklet {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn switch(&self) -> Result<()> {
+        super::tick()?;
         let s = scheduler();
         if !s.is_this_thread(&self.inner) {
             return Err(Error::SwitchOtherThread);

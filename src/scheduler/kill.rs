@@ -245,6 +245,10 @@ impl Scheduler {
         // SAFETY: `next` is live.
         unsafe { self.make_runnable(next) };
         if self.hooks.get() != 0 {
+            if self.hooks.get() & super::preempt::WATCHDOG_HOOK != 0 {
+                // SAFETY: `me` runs, `next` is a ring member.
+                next = unsafe { self.watchdog_on_switch(me, next) };
+            }
             self.call_callback(me, next);
         }
         self.current.set(next);
