@@ -81,11 +81,11 @@ pub(super) fn receive<H: Handle>(h: &H) -> Result<H::Item> {
 /// Stackless's `channel_action`: `DIR` +1 sends `msg`, -1 receives.
 #[inline(always)]
 fn action<H: Handle, const DIR: i8>(h: &H, msg: Option<Msg<H::Item>>) -> Outcome<H::Item> {
+    let s = scheduler();
     // A safe point: a watchdog may preempt the caller here, before anything changes.
-    if let Err(e) = crate::scheduler::tick() {
+    if let Err(e) = s.op_tick() {
         return Err(failure(e, msg));
     }
-    let s = scheduler();
     if s.channel_hooks() {
         if let Err(e) = call_channel_callback::<H, DIR>(h, s) {
             return Err(failure(e, msg));

@@ -6,7 +6,8 @@
 //! scheduler or channel operation ([`schedule`](super::schedule),
 //! [`schedule_remove`](super::schedule_remove), [`run`](super::run) and
 //! [`run_with`](super::run_with), [`Tasklet::run`], [`Tasklet::switch`], every send and
-//! receive), each of which counts one tick at its start, before it changes anything. A
+//! receive), each of which counts one tick at its start, before it changes anything, while
+//! a watchdog is active (without one nobody reads the count). A
 //! CPU-bound loop calls `tick()` where Stackless's eval loop counted a bytecode.
 //!
 //! Native code is never interrupted between safe points, and cannot be soundly: a signal
@@ -195,6 +196,29 @@ fn interrupt() -> Result<()> {
     // SAFETY: `cur` is running; the watchdog is a live tasklet of this thread (paused inside
     // `run_with`, or scheduled if someone inserted it).
     unsafe { s.switch_to(cur, wd) }
+}
+
+impl Scheduler {
+    /// The safe point at the start of every scheduler and channel operation: a [`tick`]
+    /// while a watchdog is active. Without one the counter matters to nobody (a watchdog
+    /// measures its budget from the count when it starts), so the operation pays only the
+    /// load of the hooks word, which it reads anyway.
+    ///
+    /// # Errors
+    /// As [`tick`].
+    #[inline(always)]
+    pub(crate) fn op_tick(&self) -> Result<()> {
+        if self.hooks.get() & WATCHDOG_HOOK != 0 {
+            return op_tick_slow();
+        }
+        Ok(())
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn op_tick_slow() -> Result<()> {
+    tick()
 }
 
 /// A channel operation is about to switch to the partner it chose.

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::kill::deliver_pending;
-use super::preempt::{tick, watchdog_active, WATCHDOG_HOOK};
+use super::preempt::{watchdog_active, WATCHDOG_HOOK};
 #[cfg(doc)]
 use super::run;
 use super::{scheduler, Scheduler};
@@ -286,8 +286,8 @@ pub(super) fn fatal(why: &str) -> ! {
 /// ```
 #[inline]
 pub fn schedule() -> Result<()> {
-    tick()?;
     let s = scheduler();
+    s.op_tick()?;
     s.read_mail_before_choosing();
     let me = s.current.get();
     // SAFETY: `me` is running and in the ring, so `next` is a live ring member.
@@ -315,8 +315,8 @@ pub fn schedule() -> Result<()> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn schedule_remove() -> Result<()> {
-    tick()?;
     let s = scheduler();
+    s.op_tick()?;
     let me = s.current.get();
     // It may switch (and even when alone it may sleep), so every refusal applies.
     s.refuse_switch(true)?;

@@ -3,7 +3,7 @@
 
 use std::ptr;
 
-use super::preempt::{tick, Budget, PREEMPT};
+use super::preempt::{Budget, PREEMPT, WATCHDOG_HOOK};
 use super::{handle, scheduler, Scheduler};
 #[cfg(doc)]
 use crate::error::Error;
@@ -52,8 +52,10 @@ impl Scheduler {
 /// [`Error::Panicked`] and any error delivered to the caller; [`Error::SwitchTrap`],
 /// [`Error::Unwinding`], [`Error::RecursiveCallback`] (refused: nothing changed).
 pub fn run() -> Result<()> {
-    run_with(RunOptions::new()).map(|_| ())
+    // The same code as `run_with`, with the budget's branches folded away.
+    run_inline(RunOptions::new()).map(|_| ())
 }
+
 
 /// How [`run_with`] runs: Stackless's `run(timeout, threadblock, soft, ignore_nesting,
 /// totaltimeout)` as a builder. [`RunOptions::new`] is plain `run()`: no budget.
@@ -211,8 +213,17 @@ impl RunOptions {
 /// # Errors
 /// As [`run`].
 pub fn run_with(options: RunOptions) -> Result<Option<Tasklet>> {
-    tick()?;
+    let victim = run_inline(options)?;
+    // SAFETY: a non-null victim is a live tasklet of this thread (see `run_inline`).
+    Ok((!victim.is_null()).then(|| unsafe { handle(victim) }))
+}
+
+/// `run_with`, returning the hard-interrupted victim as a pointer (null if none): a live
+/// tasklet of this thread, paused.
+#[inline(always)]
+fn run_inline(options: RunOptions) -> Result<*const Inner> {
     let s = scheduler();
+    s.op_tick()?;
     let me = s.current.get();
     // With nothing else runnable it returns at once, without switching.
     // SAFETY: `me` is running, in the ring.
@@ -247,7 +258,7 @@ pub fn run_with(options: RunOptions) -> Result<Option<Tasklet>> {
     };
     result?;
     if victim.is_null() || options.soft {
-        return Ok(None);
+        return Ok(ptr::null());
     }
     // SAFETY: the victim was running when it was interrupted, just before this resumed: a
     // live tasklet of this thread.
@@ -255,8 +266,8 @@ pub fn run_with(options: RunOptions) -> Result<Option<Tasklet>> {
         if (*victim).in_ring() {
             s.ring_remove(victim);
         }
-        Ok(Some(handle(victim)))
     }
+    Ok(victim)
 }
 
 /// Pops a `run` caller and every deeper watchdog; the deeper ones continue as ordinary
@@ -273,7 +284,7 @@ impl Drop for PopWatchdogs {
         }
         // Innermost first, as Stackless pops them, down to and including `me`.
         while let Some(p) = w.pop() {
-            if PREEMPT.with(|pr| pr.slot0.get()) == p {
+            if s.hooks.get() & WATCHDOG_HOOK != 0 && PREEMPT.with(|pr| pr.slot0.get()) == p {
                 // The interrupt watchdog leaves: its budget ends.
                 s.uninstall_watchdog();
             }
