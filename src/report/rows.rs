@@ -283,5 +283,8 @@ fn tick_watchdog(iterations: u64) -> f64 {
     let victim = scheduler::run_with(scheduler::RunOptions::new().ticks(1 << 62))
         .expect("the benchmark tasklet does not fail");
     assert!(victim.is_none(), "the budget is never used up");
-    per_op(t.result::<std::time::Duration>().expect("it finished"), iterations)
+    per_op(
+        t.result::<std::time::Duration>().expect("it finished"),
+        iterations,
+    )
 }

@@ -250,6 +250,10 @@ impl Scheduler {
                 next = unsafe { self.watchdog_on_switch(me, next) };
             }
             self.call_callback(me, next);
+            if self.hooks.get() & super::preempt::WATCHDOG_HOOK != 0 {
+                // SAFETY: `next` is live.
+                unsafe { self.watchdog_restart_slice(next) };
+            }
         }
         self.current.set(next);
         // SAFETY: `next` is live and not running.

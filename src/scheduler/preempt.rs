@@ -54,8 +54,11 @@ pub(super) const WATCHDOG_HOOK: u32 = 1 << 4;
 /// `runflags` and `interrupted`, and the interrupt slot `watchdogs[0]`).
 pub(super) struct Preempt {
     ticks: Cell<u64>,
-    /// The tick that fires the interrupt; `u64::MAX` when none is installed.
+    /// The tick that fires the interrupt; `u64::MAX` when none is installed. The budget's
+    /// own end is `deadline`; while the running tasklet has a hard interrupt pending, every
+    /// tick checks (the watermark is the counter).
     watermark: Cell<u64>,
+    deadline: Cell<u64>,
     interval: Cell<u64>,
     soft: Cell<bool>,
     total: Cell<bool>,
@@ -73,6 +76,7 @@ thread_local! {
         Preempt {
             ticks: Cell::new(0),
             watermark: Cell::new(u64::MAX),
+            deadline: Cell::new(u64::MAX),
             interval: Cell::new(0),
             soft: Cell::new(false),
             total: Cell::new(false),
@@ -178,16 +182,20 @@ fn interrupt() -> Result<()> {
         || std::thread::panicking()
         || cur == wd;
     if deferred {
-        c.pending_irq.set(true);
         PREEMPT.with(|p| {
+            // Stackless restarts the budget (once: not again at every re-check).
+            if !c.pending_irq.get() {
+                p.deadline
+                    .set(p.ticks.get().saturating_add(p.interval.get()));
+            }
             // Hard mode: check again at every safe point until the section is over.
-            let next = if soft {
-                p.ticks.get().wrapping_add(p.interval.get())
+            p.watermark.set(if soft {
+                p.deadline.get()
             } else {
                 p.ticks.get()
-            };
-            p.watermark.set(next);
+            });
         });
+        c.pending_irq.set(true);
         return Ok(());
     }
     c.pending_irq.set(false);
@@ -244,7 +252,8 @@ impl Scheduler {
             p.interval.set(budget.ticks);
             p.soft.set(budget.soft);
             p.total.set(budget.total);
-            p.watermark.set(p.ticks.get().saturating_add(budget.ticks));
+            p.deadline.set(p.ticks.get().saturating_add(budget.ticks));
+            p.watermark.set(p.deadline.get());
         });
         self.refresh_hooks();
     }
@@ -260,7 +269,7 @@ impl Scheduler {
     }
 
     /// Every switch from `prev` to `next` while a watchdog is active, before the schedule
-    /// callback (Stackless's `slp_schedule_soft_irq` and the timeslice restart): returns the
+    /// callback (Stackless's `slp_schedule_soft_irq`): returns the
     /// tasklet to switch to instead (the watchdog, for a soft interrupt), which is in the ring.
     ///
     /// # Safety
@@ -305,19 +314,35 @@ impl Scheduler {
             }
             wd
         });
-        if prev != next {
-            PREEMPT.with(|p| {
-                // SAFETY: live (caller's obligation).
-                let hard_pending = !p.soft.get() && unsafe { (*next).pending_irq.get() };
-                if hard_pending {
-                    p.watermark.set(p.ticks.get());
-                } else if !p.total.get() {
-                    p.watermark
-                        .set(p.ticks.get().saturating_add(p.interval.get()));
-                }
-            });
-        }
         next
+    }
+
+    /// The last step of a switch to `next` while a watchdog is active, after the schedule
+    /// callback (whose ticks count for the tasklet it ran in): the timeslice restarts (not
+    /// with [`RunOptions::total`](super::RunOptions::total)), and a hard interrupt pending
+    /// for `next` fires at its first safe point.
+    ///
+    /// # Safety
+    /// - `next` must be a live tasklet of this thread.
+    #[cold]
+    #[inline(never)]
+    pub(super) unsafe fn watchdog_restart_slice(&self, next: *const Inner) {
+        PREEMPT.with(|p| {
+            if p.slot0.get().is_null() {
+                return;
+            }
+            if !p.total.get() {
+                p.deadline
+                    .set(p.ticks.get().saturating_add(p.interval.get()));
+            }
+            // SAFETY: live (caller's obligation).
+            let hard_pending = !p.soft.get() && unsafe { (*next).pending_irq.get() };
+            p.watermark.set(if hard_pending {
+                p.ticks.get()
+            } else {
+                p.deadline.get()
+            });
+        });
     }
 }
 

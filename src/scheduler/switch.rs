@@ -133,6 +133,10 @@ impl Scheduler {
         };
         if prev != next {
             self.call_callback(prev, next);
+            if self.hooks.get() & WATCHDOG_HOOK != 0 {
+                // SAFETY: `next` is live.
+                unsafe { self.watchdog_restart_slice(next) };
+            }
             // SAFETY: both are live tasklets of this thread, `prev` running.
             unsafe { self.transfer(prev, next) };
         } else {

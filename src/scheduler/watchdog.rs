@@ -56,7 +56,6 @@ pub fn run() -> Result<()> {
     run_inline(RunOptions::new()).map(|_| ())
 }
 
-
 /// How [`run_with`] runs: Stackless's `run(timeout, threadblock, soft, ignore_nesting,
 /// totaltimeout)` as a builder. [`RunOptions::new`] is plain `run()`: no budget.
 ///
