@@ -249,7 +249,9 @@ fn run_inline(options: RunOptions) -> Result<*const Inner> {
     let pop = PopWatchdogs(s, me);
     // SAFETY: `me` is running; `next` (if any) is a ring member.
     let result = unsafe { s.switch_after_mail(me, next) };
-    drop(pop);
+    // Popped here, inline (the guard's `Drop` is for a kill's unwinding).
+    pop.pop();
+    std::mem::forget(pop);
     let victim = if irq {
         PREEMPT.with(|p| p.interrupted.replace(ptr::null()))
     } else {
@@ -275,6 +277,13 @@ pub(super) struct PopWatchdogs(&'static Scheduler, *const Inner);
 
 impl Drop for PopWatchdogs {
     fn drop(&mut self) {
+        self.pop();
+    }
+}
+
+impl PopWatchdogs {
+    #[inline(always)]
+    fn pop(&self) {
         let PopWatchdogs(s, me) = *self;
         let mut w = s.watchdogs.borrow_mut();
         // Usually `me` is the innermost; if an outer `run` already popped it, nothing to do.
