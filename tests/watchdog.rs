@@ -396,3 +396,28 @@ fn a_victim_killed_while_paused_unwinds_from_its_tick() {
     assert!(!t.alive());
     assert!(!reached.get(), "a kill unwinds: tick() does not return");
 }
+
+#[test]
+fn total_budget_a_deferred_interrupt_does_not_cut_the_next_tasklet_short() {
+    let mark = Rc::new(Cell::new(0));
+    let m = mark.clone();
+    let a = spawn(move || {
+        atomic(|| {
+            ticks(50).unwrap(); // the budget runs out here: deferred
+            scheduler::schedule().unwrap();
+        });
+        m.set(1);
+        tick().unwrap(); // the first safe point after the section
+        m.set(2);
+    })
+    .unwrap();
+    let b = spawn(|| ticks(5).unwrap()).unwrap();
+    let victim = run_with(RunOptions::new().ticks(10).total(true)).unwrap();
+    assert_eq!(victim, Some(a.clone()));
+    assert_eq!(mark.get(), 1);
+    assert!(
+        !b.alive(),
+        "b ran its 5 ticks on the budget restarted at the deferral"
+    );
+    a.kill().unwrap();
+}
