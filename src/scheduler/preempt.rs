@@ -281,7 +281,7 @@ impl Scheduler {
         prev: *const Inner,
         next: *const Inner,
     ) -> *const Inner {
-        let next = PREEMPT.with(|p| {
+        PREEMPT.with(|p| {
             let wd = p.slot0.get();
             let nsi = p.no_soft_irq.replace(false);
             // SAFETY: live tasklets of this thread (caller's obligation; the watchdog is
@@ -313,8 +313,7 @@ impl Scheduler {
                 self.current.set(hold);
             }
             wd
-        });
-        next
+        })
     }
 
     /// The last step of a switch to `next` while a watchdog is active, after the schedule
