@@ -56,7 +56,7 @@
 //! | Stackless | microthread |
 //! |---|---|
 //! | `run()` | [`run()`](scheduler::run): the caller waits on the watchdog stack until the run queue is empty |
-//! | `run(timeout, threadblock, soft, ignore_nesting, totaltimeout)` | not yet: issue 9 (preemption). `run()` is Stackless's `run(timeout=0)`, whose flags have no effect |
+//! | `run(timeout, threadblock, soft, ignore_nesting, totaltimeout)` | [`run_with(RunOptions::new().ticks(timeout).soft(soft).total(totaltimeout))`](scheduler::run_with) → `Result<Option<Tasklet>>`: the hard-interrupted tasklet (paused; [`insert`](Tasklet::insert) resumes it where it was) or `None`. Ticks are counted at safe points: [`tick()`](scheduler::tick), [`ticks(n)`](scheduler::ticks) and every scheduler and channel operation. `ignore_nesting`: none needed, every safe point is at nesting level 0. `threadblock`: not yet (issue 9) |
 //! | (no Stackless equivalent: users write a sleep manager) | [`scheduler::sleep`] / [`scheduler::sleep_until`] (and [`Channel::receive_timeout`](channel::Channel::receive_timeout)) |
 //! | `schedule()` / `schedule(retval)` | [`schedule()`](scheduler::schedule) / [`schedule_with(v)`](scheduler::schedule_with) (returns the caller's `tempval` as set while it was away, else `v`) |
 //! | `schedule_remove()` / `schedule_remove(retval)` | [`schedule_remove()`](scheduler::schedule_remove) / [`schedule_remove_with(v)`](scheduler::schedule_remove_with) |
@@ -75,7 +75,7 @@
 //! | `getdebug()`, `debug` | `cfg!(debug_assertions)` |
 //! | `getuncollectables()`, `uncollectables` | none: nothing is uncollectable. The scheduler keeps every live tasklet until it ends, and kills those left when their thread ends, destructors run (see [`scheduler`], "End of a thread") |
 //! | `test_outside()`, `test_cframe_nr(n)`, `_test_nostacklesscall(f)` | none: they create or count interpreter C frames; every tasklet here is "C state" (a native stack) and may switch at any depth |
-//! | `with atomic():` | [`atomic(f)`](scheduler::atomic) / [`AtomicGuard`](scheduler::AtomicGuard); the flag is kept, but its effect, holding off preemption, is not yet: issue 9 |
+//! | `with atomic():` | [`atomic(f)`](scheduler::atomic) / [`AtomicGuard`](scheduler::AtomicGuard): no watchdog interrupt inside; one that comes due there is deferred (Stackless's `pending_irq`, internal) and fires at the first safe point after the section |
 //! | `bomb(type, value, tb)` | an [`Error`] value: [`Error::Thrown`] carries the payload that [`Tasklet::throw`] or [`Channel::send_throw`] delivers; a pending one waits inside the scheduler until the tasklet resumes |
 //! | `cframe` | none: no interpreter frames |
 //! | `cstack`, `t.cstate` | none: a tasklet's stack is a guard-paged [`stack::Stack`] the scheduler owns; it is not handed out |
@@ -99,8 +99,8 @@
 //! | `t.raise_exception(cls, *args)` | `t.throw(Error::Thrown(Box::new(value)))` ([`Error::Thrown`]) |
 //! | `t.kill()` / `t.kill(pending=True)` | [`Tasklet::kill`] / [`Tasklet::kill_pending`] |
 //! | `main.kill()` (raises `TaskletExit` in main) | main unwinds with [`TaskletExit`] from its suspended call; a line on stderr says so, since uncaught it ends the thread |
-//! | `t.set_atomic(flag)`, `t.atomic` | [`Tasklet::set_atomic`], [`Tasklet::atomic`]; the effect on preemption: not yet, issue 9 |
-//! | `t.set_ignore_nesting(flag)`, `t.ignore_nesting` | none: there is no nesting level that could hold off preemption; a native stack switches at any depth (preemption itself: issue 9) |
+//! | `t.set_atomic(flag)`, `t.atomic` | [`Tasklet::set_atomic`], [`Tasklet::atomic`]; `set_atomic(false)` on the current tasklet with an interrupt pending (`pending_irq`) lets it fire at the next safe point ([`tick`](scheduler::tick)) |
+//! | `t.set_ignore_nesting(flag)`, `t.ignore_nesting` | none: preemption happens only at safe points ([`tick`](scheduler::tick), scheduler and channel operations), which are all at nesting level 0, so there is no nesting level to ignore |
 //! | `t.bind_thread(tid)` | none: a tasklet never moves to another thread (`Tasklet` is `!Send`, so thread-locals stay sound) |
 //! | `t.__reduce__()`, `t.__setstate__()`, `t.restorable` | not yet: pickling is issue 10 |
 //! | `t.__del__` | the `Drop` of the last [`Tasklet`] handle ends a tasklet that never ran and is paused, if no [`RemoteTasklet`] refers to it (its closure is dropped); any other stays alive until it ends, or its thread ends and kills it with its destructors run |

@@ -107,6 +107,9 @@ pub(crate) struct Inner {
     pub(crate) closure: Cell<*mut u8>,
     pub(crate) drop_closure: Cell<Option<unsafe fn(*mut u8)>>,
     pub(crate) atomic: Cell<bool>,
+    /// Stackless's `pending_irq`: a watchdog interrupt was deferred while this tasklet ran
+    /// (atomic, a callback, a switch trap, or soft mode); see `scheduler::preempt`.
+    pub(crate) pending_irq: Cell<bool>,
     pub(crate) block_trap: Cell<bool>,
     pub(crate) preserve_fp_env: bool,
     /// The scheduler that owns this tasklet (its thread's).
@@ -143,6 +146,7 @@ impl Inner {
             closure: Cell::new(ptr::null_mut()),
             drop_closure: Cell::new(None),
             atomic: Cell::new(false),
+            pending_irq: Cell::new(false),
             block_trap: Cell::new(false),
             preserve_fp_env,
             owner,
@@ -301,6 +305,7 @@ pub(crate) fn new_tasklet(id: u64, owner: *const (), preserve_fp_env: bool) -> A
         t.pending.get_mut().take();
         t.result.get_mut().take();
         t.atomic.set(false);
+        t.pending_irq.set(false);
         t.block_trap.set(false);
         t.remote_state.set(RemoteState::ALIVE);
         // Emptied when the tasklet died (`after_switch`) and in `recycle`.

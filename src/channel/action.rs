@@ -103,6 +103,10 @@ fn action_until<H: Handle, const DIR: i8>(
     deadline: Option<Instant>,
 ) -> Outcome<H::Item> {
     let s = scheduler();
+    // A safe point: a watchdog may preempt the caller here, before anything changes.
+    if let Err(e) = s.op_tick() {
+        return Err(failure(e, msg));
+    }
     if s.channel_hooks() {
         if let Err(e) = call_channel_callback::<H, DIR>(h, s) {
             return Err(failure(e, msg));

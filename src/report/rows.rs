@@ -61,6 +61,16 @@ pub const ROWS: &[Row] = &[
         measure: channel_round_trip_asymmetric,
     },
     Row {
+        key: "tick_ns",
+        label: "scheduler::tick() safe point, no watchdog",
+        measure: tick_no_watchdog,
+    },
+    Row {
+        key: "tick_watchdog_ns",
+        label: "scheduler::tick() under run_with(ticks), budget not used up",
+        measure: tick_watchdog,
+    },
+    Row {
         key: "channel_cross_thread_round_trip_ns",
         label: "channel ping-pong between two threads (condvar sleep/wake)",
         measure: channel_cross_thread_round_trip,
@@ -275,4 +285,37 @@ fn channel_cross_thread_round_trip(iterations: u64) -> f64 {
     let elapsed = start.elapsed();
     other.join().expect("the echo thread");
     per_op(elapsed, iterations)
+}
+
+/// `iterations` calls of the safe point `tick()` with no watchdog: a compare and an increment.
+fn tick_no_watchdog(iterations: u64) -> f64 {
+    let start = Instant::now();
+    for _ in 0..iterations {
+        if scheduler::tick().is_err() {
+            unreachable!("no watchdog: never preempted");
+        }
+    }
+    per_op(start.elapsed(), iterations)
+}
+
+/// `iterations` calls of `tick()` in a tasklet under a watchdog whose budget is never used
+/// up (the same compare, against a real watermark).
+fn tick_watchdog(iterations: u64) -> f64 {
+    let t = spawn_tasklet(move || {
+        let start = Instant::now();
+        for _ in 0..iterations {
+            if scheduler::tick().is_err() {
+                unreachable!("the budget is never used up");
+            }
+        }
+        start.elapsed()
+    })
+    .expect("a stack");
+    let victim = scheduler::run_with(scheduler::RunOptions::new().ticks(1 << 62))
+        .expect("the benchmark tasklet does not fail");
+    assert!(victim.is_none(), "the budget is never used up");
+    per_op(
+        t.result::<std::time::Duration>().expect("it finished"),
+        iterations,
+    )
 }

@@ -137,6 +137,9 @@ impl Scheduler {
                     self.switch_after_mail(me, (*me).next.get())
                 } else {
                     self.ring_insert_after_current(partner);
+                    if self.hooks.get() != 0 {
+                        super::preempt::note_explicit_partner();
+                    }
                     self.switch_after_mail(me, partner)
                 }
             }

@@ -202,6 +202,7 @@ impl Tasklet {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn run(&self) -> Result<()> {
+        scheduler().op_tick()?;
         let s = self.check_runnable()?;
         s.refuse_switch(!is_current(&self.inner))?;
         self.insert()?;
@@ -243,6 +244,7 @@ impl Tasklet {
     /// ```
     pub fn switch(&self) -> Result<()> {
         let s = scheduler();
+        s.op_tick()?;
         if !s.is_this_thread(&self.inner) {
             return Err(Error::SwitchOtherThread);
         }

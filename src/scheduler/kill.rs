@@ -245,7 +245,15 @@ impl Scheduler {
         // SAFETY: `next` is live.
         unsafe { self.make_runnable(next) };
         if self.hooks.get() != 0 {
+            if self.hooks.get() & super::preempt::WATCHDOG_HOOK != 0 {
+                // SAFETY: `me` runs, `next` is a ring member.
+                next = unsafe { self.watchdog_on_switch(me, next) };
+            }
             self.call_callback(me, next);
+            if self.hooks.get() & super::preempt::WATCHDOG_HOOK != 0 {
+                // SAFETY: `next` is live.
+                unsafe { self.watchdog_restart_slice(next) };
+            }
         }
         self.current.set(next);
         // SAFETY: `next` is live and not running.

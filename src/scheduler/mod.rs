@@ -142,6 +142,7 @@ mod garbage;
 mod handle;
 mod kill;
 mod mail;
+mod preempt;
 mod ring;
 mod switch;
 mod teardown;
@@ -152,12 +153,13 @@ pub use callback::{schedule_callback, set_schedule_callback, switch_trap, Schedu
 pub use create::{spawn, TaskletBuilder};
 pub use error_handler::{error_handler, set_error_handler, ErrorHandler};
 pub use handle::{atomic, AtomicGuard};
+pub use preempt::{tick, ticks};
 pub use ring::runcount;
 pub use switch::{schedule, schedule_remove, schedule_remove_with, schedule_with};
 use teardown::Teardown;
 pub(crate) use timer::deadline_after;
 pub use timer::{sleep, sleep_until};
-pub use watchdog::run;
+pub use watchdog::{run, run_with, RunOptions};
 
 /// A thread's scheduler; see the module docs.
 pub(crate) struct Scheduler {

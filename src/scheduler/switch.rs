@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::kill::deliver_pending;
+use super::preempt::{watchdog_active, WATCHDOG_HOOK};
 #[cfg(doc)]
 use super::run;
 use super::{scheduler, Scheduler};
@@ -125,8 +126,18 @@ impl Scheduler {
         self.refuse_switch(prev != next)?;
         // SAFETY: forwarded.
         unsafe { self.make_runnable(next) };
+        let next = if self.hooks.get() & WATCHDOG_HOOK != 0 {
+            // SAFETY: `prev` runs, `next` is now a ring member.
+            unsafe { self.watchdog_on_switch(prev, next) }
+        } else {
+            next
+        };
         if prev != next {
             self.call_callback(prev, next);
+            if self.hooks.get() & WATCHDOG_HOOK != 0 {
+                // SAFETY: `next` is live.
+                unsafe { self.watchdog_restart_slice(next) };
+            }
             // SAFETY: both are live tasklets of this thread, `prev` running.
             unsafe { self.transfer(prev, next) };
         } else {
@@ -174,7 +185,8 @@ impl Scheduler {
         let hooks = (self.switch_trap.get() != 0) as u32
             | (has_cb as u32) << 1
             | (self.in_callback.get() as u32) << 2
-            | (self.shared.ended() as u32) << 3;
+            | (self.shared.ended() as u32) << 3
+            | if watchdog_active() { WATCHDOG_HOOK } else { 0 };
         self.hooks.set(hooks);
     }
 
@@ -285,6 +297,7 @@ pub(super) fn fatal(why: &str) -> ! {
 #[inline]
 pub fn schedule() -> Result<()> {
     let s = scheduler();
+    s.op_tick()?;
     s.read_mail_before_choosing();
     let me = s.current.get();
     // SAFETY: `me` is running and in the ring, so `next` is a live ring member.
@@ -313,6 +326,7 @@ pub fn schedule() -> Result<()> {
 /// ```
 pub fn schedule_remove() -> Result<()> {
     let s = scheduler();
+    s.op_tick()?;
     let me = s.current.get();
     // It may switch (and even when alone it may sleep), so every refusal applies.
     s.refuse_switch(true)?;

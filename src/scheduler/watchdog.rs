@@ -1,13 +1,14 @@
-//! [`run`] and the watchdog stack: the tasklets waiting inside `run()`, innermost last, and
+//! [`run`], [`run_with`] and the watchdog stack: the tasklets waiting inside `run()`, innermost last, and
 //! whom an empty run queue wakes.
 
 use std::ptr;
 
-use super::{scheduler, Scheduler};
+use super::preempt::{Budget, PREEMPT, WATCHDOG_HOOK};
+use super::{handle, scheduler, Scheduler};
 #[cfg(doc)]
 use crate::error::Error;
 use crate::error::Result;
-use crate::tasklet::Inner;
+use crate::tasklet::{Inner, Tasklet};
 
 impl Scheduler {
     pub(super) fn innermost_watchdog_or_main(&self) -> *const Inner {
@@ -26,7 +27,8 @@ impl Scheduler {
 /// error of a tasklet that panicked (the other tasklets stay scheduled). Nested `run` calls
 /// are woken innermost first.
 ///
-/// Stackless `run()` with no timeout (`run(timeout)` and preemption: not yet, issue 9).
+/// Stackless `run()` with no timeout: [`run_with`]`(RunOptions::new())`, which never
+/// returns a tasklet. For a budget (`run(timeout, ...)`), see [`run_with`].
 ///
 /// ```
 /// use microthread::{scheduler, spawn, Error};
@@ -50,22 +52,223 @@ impl Scheduler {
 /// [`Error::Panicked`] and any error delivered to the caller; [`Error::SwitchTrap`],
 /// [`Error::Unwinding`], [`Error::RecursiveCallback`] (refused: nothing changed).
 pub fn run() -> Result<()> {
+    // The same code as `run_with`, with the budget's branches folded away.
+    run_inline(RunOptions::new()).map(|_| ())
+}
+
+/// How [`run_with`] runs: Stackless's `run(timeout, threadblock, soft, ignore_nesting,
+/// totaltimeout)` as a builder. [`RunOptions::new`] is plain `run()`: no budget.
+///
+/// ```
+/// use microthread::scheduler::RunOptions;
+///
+/// let o = RunOptions::new().ticks(1_000).soft(true).total(true);
+/// assert_eq!((o.budget(), o.is_soft(), o.is_total()), (Some(1_000), true, true));
+/// assert_eq!(RunOptions::new().ticks(0).budget(), None, "0: no budget, as Stackless's 0");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    ticks: u64,
+    soft: bool,
+    total: bool,
+}
+
+impl RunOptions {
+    /// No budget: [`run_with`] behaves as [`run`].
+    ///
+    /// ```
+    /// use microthread::scheduler::RunOptions;
+    /// assert_eq!(RunOptions::new().budget(), None);
+    /// ```
+    pub fn new() -> RunOptions {
+        RunOptions::default()
+    }
+
+    /// A budget of `n` ticks (Stackless's `timeout`): the running tasklet may pass `n` safe
+    /// points ([`tick`](super::tick), scheduler and channel operations); the next one
+    /// interrupts it. (Stackless interrupts one tick later: it compares with `>`.) By
+    /// default the budget is a timeslice, restarted at every switch to another tasklet; see
+    /// [`total`](RunOptions::total). `0` means no budget.
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, run_with, spawn, RunOptions};
+    /// // Two tasklets that yield every 10 ticks never use up a timeslice of 50.
+    /// for _ in 0..2 {
+    ///     spawn(|| for _ in 0..20 { scheduler::ticks(9).unwrap(); scheduler::schedule().unwrap() })?;
+    /// }
+    /// assert_eq!(run_with(RunOptions::new().ticks(50)).unwrap(), None);
+    /// assert_eq!(scheduler::runcount(), 1, "both finished");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn ticks(mut self, n: u64) -> RunOptions {
+        self.ticks = n;
+        self
+    }
+
+    /// Soft interrupts (Stackless's `soft`): a tasklet that uses up its budget is not cut;
+    /// at its next switch the watchdog runs instead of whoever would have run next, and
+    /// [`run_with`] returns `None` with every tasklet still scheduled. When that switch is a
+    /// channel operation switching to the partner it chose (preference), the pending
+    /// interrupt passes on to the partner, as in Stackless. A tasklet that never switches
+    /// keeps a soft `run_with` from returning.
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, run_with, spawn, RunOptions};
+    /// let busy = spawn(|| loop { scheduler::ticks(100).unwrap(); scheduler::schedule().unwrap() })?;
+    /// assert_eq!(run_with(RunOptions::new().ticks(10).soft(true)).unwrap(), None);
+    /// assert!(busy.scheduled(), "still scheduled");
+    /// busy.kill().unwrap();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn soft(mut self, on: bool) -> RunOptions {
+        self.soft = on;
+        self
+    }
+
+    /// One budget for the whole call (Stackless's `totaltimeout`) instead of a timeslice.
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, run_with, spawn, RunOptions};
+    /// for _ in 0..2 {
+    ///     spawn(|| for _ in 0..20 { scheduler::ticks(9).unwrap(); scheduler::schedule().unwrap() })?;
+    /// }
+    /// let victim = run_with(RunOptions::new().ticks(50).total(true)).unwrap();
+    /// assert!(victim.is_some(), "the budget ran out before they finished");
+    /// assert_eq!(scheduler::runcount(), 2, "main and the other one");
+    /// victim.unwrap().kill().unwrap();
+    /// scheduler::run().unwrap();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn total(mut self, on: bool) -> RunOptions {
+        self.total = on;
+        self
+    }
+
+    /// The tick budget, if any.
+    ///
+    /// ```
+    /// use microthread::scheduler::RunOptions;
+    /// assert_eq!(RunOptions::new().ticks(7).budget(), Some(7));
+    /// ```
+    pub fn budget(&self) -> Option<u64> {
+        (self.ticks > 0).then_some(self.ticks)
+    }
+
+    /// Whether interrupts are soft.
+    ///
+    /// ```
+    /// use microthread::scheduler::RunOptions;
+    /// assert!(!RunOptions::new().is_soft());
+    /// ```
+    pub fn is_soft(&self) -> bool {
+        self.soft
+    }
+
+    /// Whether the budget covers the whole call.
+    ///
+    /// ```
+    /// use microthread::scheduler::RunOptions;
+    /// assert!(RunOptions::new().total(true).is_total());
+    /// ```
+    pub fn is_total(&self) -> bool {
+        self.total
+    }
+}
+
+/// Stackless's `run(timeout, threadblock, soft, ignore_nesting, totaltimeout)`: runs the
+/// scheduler as [`run`] does, and with a budget ([`RunOptions::ticks`]) it becomes the
+/// thread's *interrupt watchdog* if there is none yet (the outermost active `run_with` with
+/// a budget; a nested one behaves as [`run`]).
+///
+/// Hard mode (the default): the tasklet that uses up the budget is interrupted at its safe
+/// point, removed from the run queue and returned, paused; after
+/// [`insert`](Tasklet::insert) it resumes exactly where it was (inside that `tick()`).
+/// Returns `None` when the run queue emptied (or someone ran the caller) first. An
+/// interrupt deferred by [`atomic`](super::atomic), a callback or a
+/// [`switch_trap`](super::switch_trap) fires at the first safe point after that section.
+/// When the interrupt watchdog leaves the watchdog stack (an outer `run` was woken and
+/// popped it), its budget ends with it. See the [`preempt`](super::tick) docs for what a
+/// safe point is.
+///
+/// ```
+/// use microthread::scheduler::{self, run_with, spawn, RunOptions};
+/// use std::{cell::Cell, rc::Rc};
+///
+/// let progress = Rc::new(Cell::new(0u32));
+/// let p = progress.clone();
+/// let busy = spawn(move || for i in 1..=100 { p.set(i); scheduler::tick().unwrap() })?;
+/// let victim = run_with(RunOptions::new().ticks(10)).unwrap().expect("interrupted");
+/// assert_eq!(victim, busy);
+/// assert!(victim.paused() && progress.get() < 100);
+/// victim.insert().unwrap();
+/// scheduler::run().unwrap(); // no budget: it finishes where it left off
+/// assert_eq!(progress.get(), 100);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// `threadblock` has no Rust form yet (see the crate docs); `ignore_nesting` needs none:
+/// every safe point is at nesting level zero.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with(options: RunOptions) -> Result<Option<Tasklet>> {
+    let victim = run_inline(options)?;
+    // SAFETY: a non-null victim is a live tasklet of this thread (see `run_inline`).
+    Ok((!victim.is_null()).then(|| unsafe { handle(victim) }))
+}
+
+/// `run_with`, returning the hard-interrupted victim as a pointer (null if none): a live
+/// tasklet of this thread, paused.
+#[inline(always)]
+fn run_inline(options: RunOptions) -> Result<*const Inner> {
     let s = scheduler();
+    s.op_tick()?;
     let me = s.current.get();
     // With nothing else runnable it returns at once, without switching.
     // SAFETY: `me` is running, in the ring.
     s.refuse_switch(unsafe { (*me).next.get() } != me)?;
+    let irq = options.ticks > 0 && PREEMPT.with(|p| p.slot0.get().is_null());
     s.watchdogs.borrow_mut().push(me);
     s.innermost.set(me);
+    if irq {
+        s.install_watchdog(
+            me,
+            &Budget {
+                ticks: options.ticks,
+                soft: options.soft,
+                total: options.total,
+            },
+        );
+    }
     // SAFETY: `me` is running, in the ring.
     unsafe { s.ring_remove(me) };
     // Before the next tasklet is chosen: a remote run's target runs first.
     s.read_mail_after_leaving();
     let next = s.current.get();
     // Popped when `run` returns, and also when a kill unwinds the caller out of it.
-    let _pop = PopWatchdogs(s, me);
+    let pop = PopWatchdogs(s, me);
     // SAFETY: `me` is running; `next` (if any) is a ring member.
-    unsafe { s.switch_after_mail(me, next) }
+    let result = unsafe { s.switch_after_mail(me, next) };
+    // Popped here, inline (the guard's `Drop` is for a kill's unwinding).
+    pop.pop();
+    std::mem::forget(pop);
+    let victim = if irq {
+        PREEMPT.with(|p| p.interrupted.replace(ptr::null()))
+    } else {
+        ptr::null()
+    };
+    result?;
+    if victim.is_null() || options.soft {
+        return Ok(ptr::null());
+    }
+    // SAFETY: the victim was running when it was interrupted, just before this resumed: a
+    // live tasklet of this thread.
+    unsafe {
+        if (*victim).in_ring() {
+            s.ring_remove(victim);
+        }
+    }
+    Ok(victim)
 }
 
 /// Pops a `run` caller and every deeper watchdog; the deeper ones continue as ordinary
@@ -74,6 +277,13 @@ pub(super) struct PopWatchdogs(&'static Scheduler, *const Inner);
 
 impl Drop for PopWatchdogs {
     fn drop(&mut self) {
+        self.pop();
+    }
+}
+
+impl PopWatchdogs {
+    #[inline(always)]
+    fn pop(&self) {
         let PopWatchdogs(s, me) = *self;
         let mut w = s.watchdogs.borrow_mut();
         // Usually `me` is the innermost; if an outer `run` already popped it, nothing to do.
@@ -82,6 +292,10 @@ impl Drop for PopWatchdogs {
         }
         // Innermost first, as Stackless pops them, down to and including `me`.
         while let Some(p) = w.pop() {
+            if s.hooks.get() & WATCHDOG_HOOK != 0 && PREEMPT.with(|pr| pr.slot0.get()) == p {
+                // The interrupt watchdog leaves: its budget ends.
+                s.uninstall_watchdog();
+            }
             // SAFETY: watchdogs are live tasklets of this thread.
             if unsafe { (*p).floating() } {
                 // SAFETY: as above, and floating.

@@ -1,0 +1,351 @@
+//! Preemption at safe points: the tick counter, [`tick`] and [`ticks`], and what a watchdog
+//! interrupt does (Stackless Python reference §2.7).
+//!
+//! # Safe points
+//! A tasklet is preempted only at a **safe point**: a call of [`tick`] or [`ticks`], or any
+//! scheduler or channel operation ([`schedule`](super::schedule),
+//! [`schedule_remove`](super::schedule_remove), [`run`](super::run) and
+//! [`run_with`](super::run_with), [`Tasklet::run`], [`Tasklet::switch`], every send and
+//! receive), each of which counts one tick at its start, before it changes anything, while
+//! a watchdog is active (without one nobody reads the count). A
+//! CPU-bound loop calls `tick()` where Stackless's eval loop counted a bytecode.
+//!
+//! Native code is never interrupted between safe points, and cannot be soundly: a signal
+//! could stop a tasklet while it holds the allocator's lock, a `std` lock (stdout, the
+//! environment), or is inside the panic machinery, and switching to another tasklet that
+//! takes the same lock would deadlock or corrupt it, because the lock belongs to the thread,
+//! not to the tasklet. So code that reaches no safe point runs on until it does. This is
+//! also Stackless's rule: it counts bytecodes, and a long call into C code is not preempted
+//! ("tasklets that do long running calls outside of Python code are not something this
+//! mechanism has any insight into"). Stackless also holds off preemption at a non-zero C
+//! nesting level unless `ignore_nesting` is set; every safe point here is at nesting level
+//! zero by construction, so there is no `ignore_nesting`.
+//!
+//! # The cost
+//! A tick is a compare of this thread's counter with its watermark and an increment, both
+//! thread-local `Cell<u64>`s: the watermark is `u64::MAX` while no watchdog is active, so
+//! the check never fires; with a watchdog it fires once the budget is used up. Report rows
+//! `tick_ns` and `tick_watchdog_ns`. While a watchdog is active every switch takes the
+//! scheduler's slow path (a bit in its hooks word), where the timeslice restarts and a soft
+//! interrupt is delivered; without one the switch is untouched.
+//!
+//! # Deferred interrupts
+//! When the budget is used up while the running tasklet is [`atomic`](super::atomic), while
+//! a schedule or channel callback runs, under a [`switch_trap`](super::switch_trap), while
+//! its stack unwinds, or in soft mode, the interrupt is deferred: the tasklet's
+//! `pending_irq` is set. In hard mode it then fires at the first safe point after the
+//! section ends (every tick checks again while one is pending); in soft mode at the
+//! tasklet's next switch (see [`RunOptions::soft`](super::RunOptions::soft)).
+
+use std::cell::Cell;
+use std::ptr;
+
+use super::{scheduler, Scheduler};
+use crate::error::Result;
+use crate::tasklet::Inner;
+#[cfg(doc)]
+use crate::tasklet::Tasklet;
+
+/// The bit of the scheduler's hooks word that sends every switch through the slow path while
+/// a watchdog with a budget is active.
+pub(super) const WATCHDOG_HOOK: u32 = 1 << 4;
+
+/// This thread's preemption state (Stackless's `tick_counter`, `tick_watermark`, `interval`,
+/// `runflags` and `interrupted`, and the interrupt slot `watchdogs[0]`).
+pub(super) struct Preempt {
+    ticks: Cell<u64>,
+    /// The tick that fires the interrupt; `u64::MAX` when none is installed. The budget's
+    /// own end is `deadline`; while the running tasklet has a hard interrupt pending, every
+    /// tick checks (the watermark is the counter).
+    watermark: Cell<u64>,
+    deadline: Cell<u64>,
+    interval: Cell<u64>,
+    soft: Cell<bool>,
+    total: Cell<bool>,
+    /// The interrupt watchdog (Stackless's `watchdogs[0]`): null when none.
+    pub(super) slot0: Cell<*const Inner>,
+    /// The tasklet an interrupt recorded for the interrupt watchdog.
+    pub(super) interrupted: Cell<*const Inner>,
+    /// Set by a channel operation that switches to the partner it chose (Stackless's
+    /// `PY_WATCHDOG_NO_SOFT_IRQ`): a soft interrupt passes on to that partner.
+    no_soft_irq: Cell<bool>,
+}
+
+thread_local! {
+    pub(super) static PREEMPT: Preempt = const {
+        Preempt {
+            ticks: Cell::new(0),
+            watermark: Cell::new(u64::MAX),
+            deadline: Cell::new(u64::MAX),
+            interval: Cell::new(0),
+            soft: Cell::new(false),
+            total: Cell::new(false),
+            slot0: Cell::new(ptr::null()),
+            interrupted: Cell::new(ptr::null()),
+            no_soft_irq: Cell::new(false),
+        }
+    };
+}
+
+/// A safe point: counts one tick, and if the budget of the active watchdog (see
+/// [`run_with`](super::run_with)) is used up, preempts the caller here. With no watchdog it
+/// is a compare and an increment and never switches.
+///
+/// # Errors
+/// Only when it was preempted: an error delivered to the caller while it was away (it was
+/// killed or thrown into before it was inserted again).
+///
+/// ```
+/// use microthread::scheduler::{self, run_with, spawn, RunOptions};
+///
+/// // A CPU-bound loop with a safe point in it, under a budget of 100 ticks.
+/// let busy = spawn(|| {
+///     for _ in 0..1_000 {
+///         scheduler::tick().unwrap();
+///     }
+/// })?;
+/// let victim = run_with(RunOptions::new().ticks(100)).unwrap();
+/// assert_eq!(victim, Some(busy.clone()), "interrupted and handed back");
+/// assert!(busy.alive() && busy.paused());
+/// // With no watchdog, tick() never switches.
+/// scheduler::tick().unwrap();
+/// busy.insert().unwrap();
+/// scheduler::run().unwrap();
+/// assert!(!busy.alive());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[inline(always)]
+pub fn tick() -> Result<()> {
+    PREEMPT.with(|p| {
+        let n = p.ticks.get();
+        p.ticks.set(n.wrapping_add(1));
+        if n >= p.watermark.get() {
+            interrupt()
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// `n` safe points at once: counts `n` ticks, then preempts the caller if the budget is used
+/// up (the interrupt fires once, here, however far past the budget `n` goes). For a loop
+/// whose body stands for several ticks.
+///
+/// # Errors
+/// As [`tick`].
+///
+/// ```
+/// use microthread::scheduler::{self, run_with, spawn, RunOptions};
+///
+/// let busy = spawn(|| scheduler::ticks(1_000).unwrap())?;
+/// assert_eq!(run_with(RunOptions::new().ticks(10)).unwrap(), Some(busy.clone()));
+/// busy.insert().unwrap();
+/// scheduler::run().unwrap(); // no watchdog now: it finishes
+/// assert!(!busy.alive());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[inline]
+pub fn ticks(n: u64) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    PREEMPT.with(|p| {
+        let last = p.ticks.get().wrapping_add(n - 1);
+        p.ticks.set(last.wrapping_add(1));
+        if last >= p.watermark.get() {
+            interrupt()
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// Stackless's `interrupt_timeout_return`: the budget is used up at a safe point.
+#[cold]
+#[inline(never)]
+fn interrupt() -> Result<()> {
+    let s = scheduler();
+    let cur = s.current.get();
+    let (wd, soft) = PREEMPT.with(|p| (p.slot0.get(), p.soft.get()));
+    if wd.is_null() {
+        // No watchdog (a stale watermark): nothing to do.
+        PREEMPT.with(|p| p.watermark.set(u64::MAX));
+        return Ok(());
+    }
+    // SAFETY: the running tasklet is live.
+    let c = unsafe { &*cur };
+    let deferred = soft
+        || c.atomic.get()
+        || s.in_callback.get()
+        || s.in_channel_callback.get()
+        || s.switch_trap.get() != 0
+        || std::thread::panicking()
+        || cur == wd;
+    if deferred {
+        PREEMPT.with(|p| {
+            // Stackless restarts the budget (once: not again at every re-check).
+            if !c.pending_irq.get() {
+                p.deadline
+                    .set(p.ticks.get().saturating_add(p.interval.get()));
+            }
+            // Hard mode: check again at every safe point until the section is over.
+            p.watermark.set(if soft {
+                p.deadline.get()
+            } else {
+                p.ticks.get()
+            });
+        });
+        c.pending_irq.set(true);
+        return Ok(());
+    }
+    c.pending_irq.set(false);
+    PREEMPT.with(|p| p.interrupted.set(cur));
+    // The victim stays in the ring: the watchdog's `run_with` removes it.
+    // SAFETY: `cur` is running; the watchdog is a live tasklet of this thread (paused inside
+    // `run_with`, or scheduled if someone inserted it).
+    unsafe { s.switch_to(cur, wd) }
+}
+
+impl Scheduler {
+    /// The safe point at the start of every scheduler and channel operation: a [`tick`]
+    /// while a watchdog is active. Without one the counter matters to nobody (a watchdog
+    /// measures its budget from the count when it starts), so the operation pays only the
+    /// load of the hooks word, which it reads anyway.
+    ///
+    /// # Errors
+    /// As [`tick`].
+    #[inline(always)]
+    pub(crate) fn op_tick(&self) -> Result<()> {
+        if self.hooks.get() & WATCHDOG_HOOK != 0 {
+            return op_tick_slow();
+        }
+        Ok(())
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn op_tick_slow() -> Result<()> {
+    tick()
+}
+
+/// A channel operation is about to switch to the partner it chose.
+#[inline(always)]
+pub(super) fn note_explicit_partner() {
+    PREEMPT.with(|p| p.no_soft_irq.set(true));
+}
+
+/// The budget and mode of an interrupt watchdog being installed.
+pub(super) struct Budget {
+    pub(super) ticks: u64,
+    pub(super) soft: bool,
+    pub(super) total: bool,
+}
+
+impl Scheduler {
+    /// Installs `wd` as the interrupt watchdog with `budget`.
+    pub(super) fn install_watchdog(&self, wd: *const Inner, budget: &Budget) {
+        PREEMPT.with(|p| {
+            p.slot0.set(wd);
+            p.interrupted.set(ptr::null());
+            p.no_soft_irq.set(false);
+            p.interval.set(budget.ticks);
+            p.soft.set(budget.soft);
+            p.total.set(budget.total);
+            p.deadline.set(p.ticks.get().saturating_add(budget.ticks));
+            p.watermark.set(p.deadline.get());
+        });
+        self.refresh_hooks();
+    }
+
+    /// Removes the interrupt watchdog: no budget is counted any more.
+    pub(super) fn uninstall_watchdog(&self) {
+        PREEMPT.with(|p| {
+            p.slot0.set(ptr::null());
+            p.watermark.set(u64::MAX);
+            p.no_soft_irq.set(false);
+        });
+        self.refresh_hooks();
+    }
+
+    /// Every switch from `prev` to `next` while a watchdog is active, before the schedule
+    /// callback (Stackless's `slp_schedule_soft_irq`): returns the
+    /// tasklet to switch to instead (the watchdog, for a soft interrupt), which is in the ring.
+    ///
+    /// # Safety
+    /// - `prev` must be the running tasklet, `next` a ring member, both of this thread.
+    #[cold]
+    #[inline(never)]
+    pub(super) unsafe fn watchdog_on_switch(
+        &self,
+        prev: *const Inner,
+        next: *const Inner,
+    ) -> *const Inner {
+        PREEMPT.with(|p| {
+            let wd = p.slot0.get();
+            let nsi = p.no_soft_irq.replace(false);
+            // SAFETY: live tasklets of this thread (caller's obligation; the watchdog is
+            // paused in `run_with`).
+            let (pv, nx) = unsafe { (&*prev, &*next) };
+            if wd.is_null() || !p.soft.get() || !pv.pending_irq.get() {
+                return next;
+            }
+            if self.switch_trap.get() != 0 || std::thread::panicking() {
+                // The redirect would be refused: it waits for a later switch.
+                return next;
+            }
+            pv.pending_irq.set(false);
+            // SAFETY: as above.
+            if !unsafe { (*wd).floating() } || prev == wd || next == wd {
+                return next;
+            }
+            if nsi {
+                nx.pending_irq.set(true);
+                return next;
+            }
+            p.interrupted.set(next);
+            // `wd` goes just before `next`, so `next` runs when the watchdog yields again.
+            // SAFETY: `next` is a ring member, `wd` a floating live tasklet of this thread.
+            unsafe {
+                let hold = self.current.get();
+                self.current.set(next);
+                self.ring_insert(wd);
+                self.current.set(hold);
+            }
+            wd
+        })
+    }
+
+    /// The last step of a switch to `next` while a watchdog is active, after the schedule
+    /// callback (whose ticks count for the tasklet it ran in): the timeslice restarts (not
+    /// with [`RunOptions::total`](super::RunOptions::total)), and a hard interrupt pending
+    /// for `next` fires at its first safe point.
+    ///
+    /// # Safety
+    /// - `next` must be a live tasklet of this thread.
+    #[cold]
+    #[inline(never)]
+    pub(super) unsafe fn watchdog_restart_slice(&self, next: *const Inner) {
+        PREEMPT.with(|p| {
+            if p.slot0.get().is_null() {
+                return;
+            }
+            if !p.total.get() {
+                p.deadline
+                    .set(p.ticks.get().saturating_add(p.interval.get()));
+            }
+            // SAFETY: live (caller's obligation).
+            let hard_pending = !p.soft.get() && unsafe { (*next).pending_irq.get() };
+            p.watermark.set(if hard_pending {
+                p.ticks.get()
+            } else {
+                p.deadline.get()
+            });
+        });
+    }
+}
+
+/// Whether an interrupt watchdog is active on this thread (for the hooks word).
+pub(super) fn watchdog_active() -> bool {
+    PREEMPT.with(|p| !p.slot0.get().is_null())
+}

@@ -1,0 +1,251 @@
+//! Model-based property test of the tick watchdog (reference §2.6–2.7): random tasklet
+//! programs of `ticks(k)` and `schedule()` steps run under `run_with` with random budgets,
+//! hard or soft, timeslice or total, for real and in a small model of the ring and the tick
+//! counter. Main calls `run_with` again and again, re-inserting each returned victim, until
+//! every tasklet has finished. The two traces (each step as it starts, each `run_with`
+//! result: which tasklet it returned, or none) must be equal.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use microthread::scheduler::{self, run_with, spawn, RunOptions};
+use microthread::Tasklet;
+use proptest::prelude::*;
+
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Ticks(u64),
+    Schedule,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ev {
+    /// Tasklet (1-based), step index, as the step starts.
+    Step(usize, usize),
+    /// What a `run_with` returned: the victim's number, or 0 for none.
+    Ret(usize),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Opts {
+    ticks: u64,
+    soft: bool,
+    total: bool,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![(1u64..=6).prop_map(Step::Ticks), Just(Step::Schedule)]
+}
+
+fn opts() -> impl Strategy<Value = Opts> {
+    (1u64..=8, any::<bool>(), any::<bool>()).prop_map(|(ticks, soft, total)| Opts {
+        ticks,
+        soft,
+        total,
+    })
+}
+
+const MAX_RUNS: usize = 400;
+
+fn real(progs: &[Vec<Step>], runs: &[Opts]) -> Vec<Ev> {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let ts: Vec<Tasklet> = progs
+        .iter()
+        .enumerate()
+        .map(|(i, prog)| {
+            let (log, prog) = (log.clone(), prog.clone());
+            spawn(move || {
+                for (pc, s) in prog.iter().enumerate() {
+                    log.borrow_mut().push(Ev::Step(i + 1, pc));
+                    match *s {
+                        Step::Ticks(k) => scheduler::ticks(k).unwrap(),
+                        Step::Schedule => scheduler::schedule().unwrap(),
+                    }
+                }
+            })
+            .unwrap()
+        })
+        .collect();
+    for r in 0..MAX_RUNS {
+        if ts.iter().all(|t| !t.alive()) {
+            break;
+        }
+        let o = runs[r % runs.len()];
+        let v = run_with(RunOptions::new().ticks(o.ticks).soft(o.soft).total(o.total)).unwrap();
+        let n = v
+            .as_ref()
+            .map(|v| ts.iter().position(|t| t == v).unwrap() + 1)
+            .unwrap_or(0);
+        log.borrow_mut().push(Ev::Ret(n));
+        if let Some(v) = v {
+            v.insert().unwrap();
+        }
+    }
+    for t in &ts {
+        if t.alive() {
+            t.kill().unwrap();
+        }
+    }
+    let out = log.borrow().clone();
+    out
+}
+
+/// The model. The ring is a `Vec` whose element 0 is `current`; 0 is main.
+struct Model {
+    ring: Vec<usize>,
+    pc: Vec<usize>,
+    /// Interrupted inside `schedule()`'s safe point: on resume it does the switch.
+    in_schedule: Vec<bool>,
+    pending: Vec<bool>,
+    ticks: u64,
+    deadline: u64,
+    log: Vec<Ev>,
+}
+
+enum Out {
+    Victim(usize),
+    None,
+}
+
+impl Model {
+    fn restart(&mut self, o: &Opts) {
+        if !o.total {
+            self.deadline = self.ticks + o.ticks;
+        }
+    }
+
+    /// The budget is used up at a safe point of `t`: true if it is interrupted (hard).
+    fn interrupt(&mut self, t: usize, o: &Opts) -> bool {
+        if o.soft {
+            if !self.pending[t] {
+                self.deadline = self.ticks + o.ticks;
+            }
+            self.pending[t] = true;
+            return false;
+        }
+        // Main goes in just before `t` and runs; `run_with` removes `t`.
+        let rest: Vec<usize> = self.ring[1..].to_vec();
+        self.ring = std::iter::once(0).chain(rest).collect();
+        true
+    }
+
+    /// Main goes in just before `ring[i]` and runs (a soft interrupt's redirect).
+    fn redirect_before(&mut self, i: usize) {
+        let mut rot: Vec<usize> = self.ring[i..].to_vec();
+        rot.extend_from_slice(&self.ring[..i]);
+        self.ring = std::iter::once(0).chain(rot).collect();
+    }
+
+    /// `schedule()`'s switch from `t` (ring[0]); Some(out) if `run_with` returns.
+    fn schedule_switch(&mut self, t: usize, o: &Opts) -> Option<Out> {
+        let ni = if self.ring.len() > 1 { 1 } else { 0 };
+        if o.soft && self.pending[t] {
+            self.pending[t] = false;
+            self.redirect_before(ni);
+            return Some(Out::None);
+        }
+        if ni == 1 {
+            self.ring.rotate_left(1);
+            self.restart(o);
+        }
+        None
+    }
+
+    fn run_with(&mut self, o: &Opts, progs: &[Vec<Step>]) -> Out {
+        self.ticks = 0;
+        self.deadline = o.ticks;
+        self.pending.iter_mut().for_each(|p| *p = false);
+        assert_eq!(self.ring[0], 0);
+        self.ring.remove(0);
+        assert!(!self.ring.is_empty());
+        self.restart(o);
+        loop {
+            let t = self.ring[0];
+            if self.in_schedule[t] {
+                self.in_schedule[t] = false;
+                if let Some(out) = self.schedule_switch(t, o) {
+                    return out;
+                }
+                continue;
+            }
+            if self.pc[t] == progs[t - 1].len() {
+                self.ring.remove(0);
+                if self.ring.is_empty() {
+                    self.ring.push(0);
+                    return Out::None;
+                }
+                if o.soft && self.pending[t] {
+                    self.pending[t] = false;
+                    self.redirect_before(0);
+                    return Out::None;
+                }
+                self.restart(o);
+                continue;
+            }
+            let pc = self.pc[t];
+            self.log.push(Ev::Step(t, pc));
+            self.pc[t] += 1;
+            match progs[t - 1][pc] {
+                Step::Ticks(k) => {
+                    let last = self.ticks + k - 1;
+                    self.ticks += k;
+                    if last >= self.deadline && self.interrupt(t, o) {
+                        return Out::Victim(t);
+                    }
+                }
+                Step::Schedule => {
+                    let n = self.ticks;
+                    self.ticks += 1;
+                    if n >= self.deadline && self.interrupt(t, o) {
+                        self.in_schedule[t] = true;
+                        return Out::Victim(t);
+                    }
+                    if let Some(out) = self.schedule_switch(t, o) {
+                        return out;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn model(progs: &[Vec<Step>], runs: &[Opts]) -> Vec<Ev> {
+    let n = progs.len();
+    let mut m = Model {
+        ring: (0..=n).collect(),
+        pc: vec![0; n + 1],
+        in_schedule: vec![false; n + 1],
+        pending: vec![false; n + 1],
+        ticks: 0,
+        deadline: 0,
+        log: Vec::new(),
+    };
+    for r in 0..MAX_RUNS {
+        if m.ring.iter().all(|&t| t == 0) {
+            break;
+        }
+        let o = runs[r % runs.len()];
+        match m.run_with(&o, progs) {
+            Out::Victim(v) => {
+                m.log.push(Ev::Ret(v));
+                m.ring.push(v);
+            }
+            Out::None => m.log.push(Ev::Ret(0)),
+        }
+    }
+    m.log
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_real_watchdog_trace_equals_the_models(
+        progs in prop::collection::vec(prop::collection::vec(step(), 0..12), 1..4),
+        runs in prop::collection::vec(opts(), 1..5),
+    ) {
+        let want = model(&progs, &runs);
+        let got = real(&progs, &runs);
+        prop_assert_eq!(got, want);
+    }
+}
