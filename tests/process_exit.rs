@@ -25,6 +25,11 @@ impl Drop for SaysWhenDropped {
 
 #[test]
 fn tasklets_alive_when_the_process_exits_are_killed_with_their_destructors_run() {
+    if std::env::var_os("MICROTHREAD_UNDER_ASAN").is_some() {
+        // LeakSanitizer runs at the child's exit(3) and changes its exit code.
+        eprintln!("skipped under ASan: LeakSanitizer reports at exit and replaces the exit code");
+        return;
+    }
     let _serial = serial();
     let death = in_child(|| {
         let ch = Channel::<u32>::new();
