@@ -146,6 +146,7 @@ mod preempt;
 mod ring;
 mod switch;
 mod teardown;
+mod time_slice;
 mod timer;
 mod watchdog;
 

@@ -39,7 +39,10 @@
 
 use std::cell::Cell;
 use std::ptr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
+use super::time_slice::{self, SliceFlags};
 use super::{scheduler, Scheduler};
 use crate::error::Result;
 use crate::tasklet::Inner;
@@ -54,14 +57,20 @@ pub(super) const WATCHDOG_HOOK: u32 = 1 << 4;
 /// `runflags` and `interrupted`, and the interrupt slot `watchdogs[0]`).
 pub(super) struct Preempt {
     ticks: Cell<u64>,
-    /// The tick that fires the interrupt; `u64::MAX` when none is installed. The budget's
-    /// own end is `deadline`; while the running tasklet has a hard interrupt pending, every
-    /// tick checks (the watermark is the counter).
-    watermark: Cell<u64>,
+    /// The tick that fires the interrupt (`flags.watermark`; `u64::MAX` when none is
+    /// installed; 0 when the time slice fired) and the slice's deadline. The budget's own
+    /// end is `deadline`; while the running tasklet has a hard interrupt pending, every tick
+    /// checks (the watermark is the counter).
+    flags: SliceFlags,
     deadline: Cell<u64>,
+    /// The tick budget (`u64::MAX` for a watchdog with a time slice only).
     interval: Cell<u64>,
+    /// The time slice in nanoseconds; 0: none.
+    slice_ns: Cell<u64>,
     soft: Cell<bool>,
     total: Cell<bool>,
+    /// Stackless's `threadblock` run flag of the interrupt watchdog.
+    threadblock: Cell<bool>,
     /// The interrupt watchdog (Stackless's `watchdogs[0]`): null when none.
     pub(super) slot0: Cell<*const Inner>,
     /// The tasklet an interrupt recorded for the interrupt watchdog.
@@ -75,11 +84,13 @@ thread_local! {
     pub(super) static PREEMPT: Preempt = const {
         Preempt {
             ticks: Cell::new(0),
-            watermark: Cell::new(u64::MAX),
+            flags: SliceFlags::new(),
             deadline: Cell::new(u64::MAX),
             interval: Cell::new(0),
+            slice_ns: Cell::new(0),
             soft: Cell::new(false),
             total: Cell::new(false),
+            threadblock: Cell::new(false),
             slot0: Cell::new(ptr::null()),
             interrupted: Cell::new(ptr::null()),
             no_soft_irq: Cell::new(false),
@@ -119,7 +130,7 @@ pub fn tick() -> Result<()> {
     PREEMPT.with(|p| {
         let n = p.ticks.get();
         p.ticks.set(n.wrapping_add(1));
-        if n >= p.watermark.get() {
+        if n >= p.flags.watermark.load(Ordering::Relaxed) {
             interrupt()
         } else {
             Ok(())
@@ -152,7 +163,7 @@ pub fn ticks(n: u64) -> Result<()> {
     PREEMPT.with(|p| {
         let last = p.ticks.get().wrapping_add(n - 1);
         p.ticks.set(last.wrapping_add(1));
-        if last >= p.watermark.get() {
+        if last >= p.flags.watermark.load(Ordering::Relaxed) {
             interrupt()
         } else {
             Ok(())
@@ -169,11 +180,21 @@ fn interrupt() -> Result<()> {
     let (wd, soft) = PREEMPT.with(|p| (p.slot0.get(), p.soft.get()));
     if wd.is_null() {
         // No watchdog (a stale watermark): nothing to do.
-        PREEMPT.with(|p| p.watermark.set(u64::MAX));
+        PREEMPT.with(|p| p.flags.set_watermark(u64::MAX));
         return Ok(());
     }
     // SAFETY: the running tasklet is live.
     let c = unsafe { &*cur };
+    let due = PREEMPT.with(|p| {
+        let fired = p.slice_ns.get() != 0 && p.flags.take_fired();
+        fired || c.pending_irq.get() || p.ticks.get() > p.deadline.get()
+    });
+    if !due {
+        // The slice timer fired for a slice that a switch has restarted since: nothing is
+        // due (see `time_slice`).
+        PREEMPT.with(|p| p.flags.set_watermark(p.deadline.get()));
+        return Ok(());
+    }
     let deferred = soft
         || c.atomic.get()
         || s.in_callback.get()
@@ -189,7 +210,7 @@ fn interrupt() -> Result<()> {
                     .set(p.ticks.get().saturating_add(p.interval.get()));
             }
             // Hard mode: check again at every safe point until the section is over.
-            p.watermark.set(if soft {
+            p.flags.set_watermark(if soft {
                 p.deadline.get()
             } else {
                 p.ticks.get()
@@ -240,29 +261,53 @@ pub(super) struct Budget {
     pub(super) ticks: u64,
     pub(super) soft: bool,
     pub(super) total: bool,
+    /// The wall-clock time slice, if any (see `time_slice`).
+    pub(super) slice: Option<Duration>,
+    pub(super) threadblock: bool,
 }
 
 impl Scheduler {
-    /// Installs `wd` as the interrupt watchdog with `budget`.
+    /// Installs `wd` as the interrupt watchdog with `budget`. With a time slice,
+    /// [`time_slice::prepare`] must have succeeded on this thread.
     pub(super) fn install_watchdog(&self, wd: *const Inner, budget: &Budget) {
         PREEMPT.with(|p| {
             p.slot0.set(wd);
             p.interrupted.set(ptr::null());
             p.no_soft_irq.set(false);
-            p.interval.set(budget.ticks);
+            // A slice alone: a tick budget that never ends.
+            let interval = if budget.ticks == 0 {
+                u64::MAX
+            } else {
+                budget.ticks
+            };
+            p.interval.set(interval);
             p.soft.set(budget.soft);
             p.total.set(budget.total);
-            p.deadline.set(p.ticks.get().saturating_add(budget.ticks));
-            p.watermark.set(p.deadline.get());
+            p.threadblock.set(budget.threadblock);
+            p.deadline.set(p.ticks.get().saturating_add(interval));
+            match budget.slice {
+                Some(d) => {
+                    p.slice_ns
+                        .set(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 2).max(1));
+                    time_slice::arm(&p.flags, d);
+                }
+                None => p.slice_ns.set(0),
+            }
+            p.flags.set_watermark(p.deadline.get());
         });
         self.refresh_hooks();
     }
 
-    /// Removes the interrupt watchdog: no budget is counted any more.
+    /// Removes the interrupt watchdog: no budget is counted any more, and its time slice
+    /// (if any) is disarmed: the timer never fires for it after this.
     pub(super) fn uninstall_watchdog(&self) {
         PREEMPT.with(|p| {
             p.slot0.set(ptr::null());
-            p.watermark.set(u64::MAX);
+            if p.slice_ns.replace(0) != 0 {
+                time_slice::disarm(&p.flags);
+            }
+            p.threadblock.set(false);
+            p.flags.set_watermark(u64::MAX);
             p.no_soft_irq.set(false);
         });
         self.refresh_hooks();
@@ -333,10 +378,14 @@ impl Scheduler {
             if !p.total.get() {
                 p.deadline
                     .set(p.ticks.get().saturating_add(p.interval.get()));
+                let slice = p.slice_ns.get();
+                if slice != 0 {
+                    p.flags.restart(slice);
+                }
             }
             // SAFETY: live (caller's obligation).
             let hard_pending = !p.soft.get() && unsafe { (*next).pending_irq.get() };
-            p.watermark.set(if hard_pending {
+            p.flags.set_watermark(if hard_pending {
                 p.ticks.get()
             } else {
                 p.deadline.get()
@@ -348,4 +397,17 @@ impl Scheduler {
 /// Whether an interrupt watchdog is active on this thread (for the hooks word).
 pub(super) fn watchdog_active() -> bool {
     PREEMPT.with(|p| !p.slot0.get().is_null())
+}
+
+/// Whether the interrupt watchdog was installed with `threadblock` (Stackless's run flag):
+/// then a run queue that empties does not wake the `run` caller while another thread may
+/// still make a tasklet here runnable.
+pub(super) fn threadblock_active() -> bool {
+    PREEMPT.with(|p| !p.slot0.get().is_null() && p.threadblock.get())
+}
+
+/// This thread's words that the slice timer writes: valid as long as the thread (the
+/// thread-local has no destructor, so also inside every thread-local destructor).
+pub(super) fn own_slice_flags() -> *const SliceFlags {
+    PREEMPT.with(|p| &p.flags as *const SliceFlags)
 }

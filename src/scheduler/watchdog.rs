@@ -2,8 +2,10 @@
 //! whom an empty run queue wakes.
 
 use std::ptr;
+use std::time::Duration;
 
 use super::preempt::{Budget, PREEMPT, WATCHDOG_HOOK};
+use super::time_slice;
 use super::{handle, scheduler, Scheduler};
 #[cfg(doc)]
 use crate::error::Error;
@@ -71,6 +73,9 @@ pub struct RunOptions {
     ticks: u64,
     soft: bool,
     total: bool,
+    slice: Option<Duration>,
+    threadblock: bool,
+    round_robin: bool,
 }
 
 impl RunOptions {
@@ -173,6 +178,134 @@ impl RunOptions {
     pub fn is_total(&self) -> bool {
         self.total
     }
+
+    /// A wall-clock time slice (which Stackless lacks): the running tasklet is preempted at
+    /// its first safe point after running `length` without a switch, hard or
+    /// [soft](RunOptions::soft) as for a used-up tick budget, and restarted at every switch
+    /// unless [`total`](RunOptions::total). With [`ticks`](RunOptions::ticks) as well,
+    /// whichever ends first interrupts. `Duration::ZERO` means no slice. See
+    /// [Time slices](super::tick#time-slices) for how it is timed and what it costs.
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, run_with, spawn, RunOptions};
+    /// use std::time::Duration;
+    ///
+    /// // A tasklet that never switches: only its safe points let the slice end.
+    /// let busy = spawn(|| loop { scheduler::tick().unwrap() })?;
+    /// let victim = run_with(RunOptions::new().slice(Duration::from_millis(1))).unwrap();
+    /// assert_eq!(victim, Some(busy.clone()), "preempted after about 1 ms");
+    /// assert!(busy.paused());
+    /// busy.kill().unwrap();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn slice(mut self, length: Duration) -> RunOptions {
+        self.slice = (!length.is_zero()).then_some(length);
+        self
+    }
+
+    /// The time slice, if any.
+    ///
+    /// ```
+    /// use microthread::scheduler::RunOptions;
+    /// use std::time::Duration;
+    /// let ms = Duration::from_millis(1);
+    /// assert_eq!(RunOptions::new().slice(ms).time_slice(), Some(ms));
+    /// assert_eq!(RunOptions::new().slice(Duration::ZERO).time_slice(), None);
+    /// ```
+    pub fn time_slice(&self) -> Option<Duration> {
+        self.slice
+    }
+
+    /// Stackless's `threadblock`: with a budget or a slice, when every tasklet here waits on
+    /// other threads (blocked on a channel another thread will feed, or sleeping), the thread
+    /// sleeps until one of them can run, instead of [`run_with`] returning. When no other
+    /// thread could ever wake one ([`Error::Deadlock`] for a plain block), `run_with` returns
+    /// as without the flag. Without a budget or a slice it has no effect, as in Stackless.
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, run_with, spawn, RunOptions};
+    /// use microthread::Channel;
+    ///
+    /// let ch = Channel::<u32>::new();
+    /// let rx = ch.clone();
+    /// let t = spawn(move || rx.receive().unwrap())?;
+    /// // No timeout: no effect, run_with returns with `t` blocked.
+    /// assert_eq!(run_with(RunOptions::new().threadblock(true)).unwrap(), None);
+    /// assert!(t.blocked());
+    /// let (ready_tx, ready) = std::sync::mpsc::channel();
+    /// let feeder = std::thread::spawn(move || {
+    ///     scheduler::init_thread(); // counted awake before the other thread waits
+    ///     ready_tx.send(()).unwrap();
+    ///     std::thread::sleep(std::time::Duration::from_millis(20));
+    ///     ch.send(7).unwrap();
+    /// });
+    /// ready.recv().unwrap();
+    /// // With a timeout: the thread sleeps until the value arrives and `t` finishes.
+    /// assert_eq!(run_with(RunOptions::new().ticks(1_000_000).threadblock(true)).unwrap(), None);
+    /// assert_eq!(t.result::<u32>(), Some(7));
+    /// feeder.join().unwrap();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn threadblock(mut self, on: bool) -> RunOptions {
+        self.threadblock = on;
+        self
+    }
+
+    /// Whether `threadblock` is set.
+    ///
+    /// ```
+    /// use microthread::scheduler::RunOptions;
+    /// assert!(RunOptions::new().threadblock(true).is_threadblock());
+    /// ```
+    pub fn is_threadblock(&self) -> bool {
+        self.threadblock
+    }
+
+    /// Round-robin mode (which Stackless users write by hand: `run(100)` in a loop that
+    /// re-inserts each interrupted tasklet): [`run_with`] puts every hard-interrupted
+    /// tasklet back at the end of the run queue itself and carries on, with a new budget
+    /// and slice, so CPU-bound tasklets share the thread fairly. It then never returns a
+    /// tasklet: it returns `None` when the run queue is empty (every tasklet finished,
+    /// blocked or paused, as [`run`]) or when someone runs or switches to the caller, and
+    /// with an error as `run` does. With [`soft`](RunOptions::soft) interrupts, or with
+    /// neither a budget nor a slice, it changes nothing.
+    ///
+    /// ```
+    /// use microthread::scheduler::{self, run_with, spawn, RunOptions};
+    /// use std::{cell::Cell, rc::Rc};
+    ///
+    /// let counts: Vec<Rc<Cell<u32>>> = (0..3).map(|_| Rc::new(Cell::new(0))).collect();
+    /// for c in &counts {
+    ///     let c = c.clone();
+    ///     // CPU-bound: never yields, only passes safe points.
+    ///     spawn(move || for _ in 0..1_000 { c.set(c.get() + 1); scheduler::tick().unwrap() })?;
+    /// }
+    /// let o = RunOptions::new().ticks(100).round_robin(true);
+    /// assert_eq!(run_with(o).unwrap(), None, "all finished");
+    /// assert!(counts.iter().all(|c| c.get() == 1_000));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn round_robin(mut self, on: bool) -> RunOptions {
+        self.round_robin = on;
+        self
+    }
+
+    /// Whether round-robin mode is on.
+    ///
+    /// ```
+    /// use microthread::scheduler::RunOptions;
+    /// assert!(RunOptions::new().round_robin(true).is_round_robin());
+    /// ```
+    pub fn is_round_robin(&self) -> bool {
+        self.round_robin
+    }
+
+    /// Whether `run_with` with these options would become the interrupt watchdog (if the
+    /// slot is free): a budget or a slice.
+    #[inline(always)]
+    fn interrupts(&self) -> bool {
+        self.ticks > 0 || self.slice.is_some()
+    }
 }
 
 /// Stackless's `run(timeout, threadblock, soft, ignore_nesting, totaltimeout)`: runs the
@@ -212,9 +345,19 @@ impl RunOptions {
 /// # Errors
 /// As [`run`].
 pub fn run_with(options: RunOptions) -> Result<Option<Tasklet>> {
-    let victim = run_inline(options)?;
-    // SAFETY: a non-null victim is a live tasklet of this thread (see `run_inline`).
-    Ok((!victim.is_null()).then(|| unsafe { handle(victim) }))
+    loop {
+        let victim = run_inline(options)?;
+        if victim.is_null() {
+            return Ok(None);
+        }
+        if !options.round_robin {
+            // SAFETY: a non-null victim is a live tasklet of this thread (see `run_inline`).
+            return Ok(Some(unsafe { handle(victim) }));
+        }
+        // Round robin: the victim goes to the end of the run queue, and on we go.
+        // SAFETY: a live, paused tasklet of this thread (see `run_inline`): floating.
+        unsafe { scheduler().ring_insert(victim) };
+    }
 }
 
 /// `run_with`, returning the hard-interrupted victim as a pointer (null if none): a live
@@ -227,7 +370,11 @@ fn run_inline(options: RunOptions) -> Result<*const Inner> {
     // With nothing else runnable it returns at once, without switching.
     // SAFETY: `me` is running, in the ring.
     s.refuse_switch(unsafe { (*me).next.get() } != me)?;
-    let irq = options.ticks > 0 && PREEMPT.with(|p| p.slot0.get().is_null());
+    let irq = options.interrupts() && PREEMPT.with(|p| p.slot0.get().is_null());
+    if irq && options.slice.is_some() {
+        // The timer thread runs, and this thread can unregister at its exit.
+        time_slice::prepare()?;
+    }
     s.watchdogs.borrow_mut().push(me);
     s.innermost.set(me);
     if irq {
@@ -237,6 +384,8 @@ fn run_inline(options: RunOptions) -> Result<*const Inner> {
                 ticks: options.ticks,
                 soft: options.soft,
                 total: options.total,
+                slice: options.slice,
+                threadblock: options.threadblock,
             },
         );
     }
