@@ -99,9 +99,10 @@ fn calibrate(measure: fn(u64) -> f64, target: Duration) -> u64 {
 
 /// Measures `row` in `runs` runs.
 pub fn measure(row: &Row, runs: usize, iterations: Iterations) -> Measurement {
-    let iterations = match iterations {
-        Iterations::Calibrated(target) => calibrate(row.measure, target),
-        Iterations::Fixed(n) => n,
+    let iterations = match (rows::fixed_iterations(row.key), iterations) {
+        (Some(n), _) => n,
+        (None, Iterations::Calibrated(target)) => calibrate(row.measure, target),
+        (None, Iterations::Fixed(n)) => n,
     };
     let runs = (0..runs).map(|_| (row.measure)(iterations)).collect();
     Measurement { runs, iterations }

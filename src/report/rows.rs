@@ -13,6 +13,9 @@ use microthread::scheduler::{self, schedule, spawn as spawn_tasklet};
 
 use super::{per_op, Row};
 
+#[path = "time_slices.rs"]
+mod time_slices;
+
 /// Every row, in report order.
 pub const ROWS: &[Row] = &[
     Row {
@@ -80,7 +83,33 @@ pub const ROWS: &[Row] = &[
         label: "sleep(200 us): wake-up after the deadline, 99th percentile (not per op)",
         measure: sleep_overshoot_p99,
     },
+    Row {
+        key: "slice_overrun_us_p99",
+        label: "1 ms time slice, tick() every ~1 us: preempted how long after the slice, \
+                p99, in us (goal <= 100; not per op)",
+        measure: time_slices::overrun_us_p99,
+    },
+    Row {
+        key: "slice_fairness_min_pct",
+        label: "4 CPU-bound tasklets, 1 ms slices, round robin: smallest share of the \
+                ticks, % (goal >= 22; not per op)",
+        measure: time_slices::fairness_min_pct,
+    },
+    Row {
+        key: "slice_fairness_max_pct",
+        label: "the same runs: largest share of the ticks, % (goal <= 28; not per op)",
+        measure: time_slices::fairness_max_pct,
+    },
 ];
+
+/// The rows whose runs are not calibrated (their value is not a time per operation), with
+/// their iterations per run, whatever `--iterations` says.
+pub fn fixed_iterations(key: &str) -> Option<u64> {
+    time_slices::FIXED_ITERATIONS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|&(_, n)| n)
+}
 
 /// How late a sleeping tasklet wakes after its deadline, at the 99th percentile over
 /// `iterations` sleeps (between 200 and 2,000 of them) of 200 µs each, with the thread idle

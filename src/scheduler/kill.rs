@@ -295,11 +295,8 @@ impl Scheduler {
                 continue;
             }
             let wake = self.innermost_watchdog_or_main();
-            // With `threadblock` (see `RunOptions::threadblock`) the caller of `run` waits
-            // too while another thread may still make something runnable here.
-            let threadblock = super::preempt::threadblock_active();
             // SAFETY: watchdogs and main are live.
-            if (!threadblock && unsafe { (*wake).floating() }) || self.shared.sleep().is_err() {
+            if unsafe { (*wake).floating() } || self.shared.sleep().is_err() {
                 return ptr::null();
             }
         }

@@ -69,8 +69,6 @@ pub(super) struct Preempt {
     slice_ns: Cell<u64>,
     soft: Cell<bool>,
     total: Cell<bool>,
-    /// Stackless's `threadblock` run flag of the interrupt watchdog.
-    threadblock: Cell<bool>,
     /// The interrupt watchdog (Stackless's `watchdogs[0]`): null when none.
     pub(super) slot0: Cell<*const Inner>,
     /// The tasklet an interrupt recorded for the interrupt watchdog.
@@ -90,7 +88,6 @@ thread_local! {
             slice_ns: Cell::new(0),
             soft: Cell::new(false),
             total: Cell::new(false),
-            threadblock: Cell::new(false),
             slot0: Cell::new(ptr::null()),
             interrupted: Cell::new(ptr::null()),
             no_soft_irq: Cell::new(false),
@@ -263,7 +260,6 @@ pub(super) struct Budget {
     pub(super) total: bool,
     /// The wall-clock time slice, if any (see `time_slice`).
     pub(super) slice: Option<Duration>,
-    pub(super) threadblock: bool,
 }
 
 impl Scheduler {
@@ -283,7 +279,6 @@ impl Scheduler {
             p.interval.set(interval);
             p.soft.set(budget.soft);
             p.total.set(budget.total);
-            p.threadblock.set(budget.threadblock);
             p.deadline.set(p.ticks.get().saturating_add(interval));
             match budget.slice {
                 Some(d) => {
@@ -306,7 +301,6 @@ impl Scheduler {
             if p.slice_ns.replace(0) != 0 {
                 time_slice::disarm(&p.flags);
             }
-            p.threadblock.set(false);
             p.flags.set_watermark(u64::MAX);
             p.no_soft_irq.set(false);
         });
@@ -397,13 +391,6 @@ impl Scheduler {
 /// Whether an interrupt watchdog is active on this thread (for the hooks word).
 pub(super) fn watchdog_active() -> bool {
     PREEMPT.with(|p| !p.slot0.get().is_null())
-}
-
-/// Whether the interrupt watchdog was installed with `threadblock` (Stackless's run flag):
-/// then a run queue that empties does not wake the `run` caller while another thread may
-/// still make a tasklet here runnable.
-pub(super) fn threadblock_active() -> bool {
-    PREEMPT.with(|p| !p.slot0.get().is_null() && p.threadblock.get())
 }
 
 /// This thread's words that the slice timer writes: valid as long as the thread (the

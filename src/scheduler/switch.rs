@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::kill::deliver_pending;
-use super::preempt::{threadblock_active, watchdog_active, WATCHDOG_HOOK};
+use super::preempt::{watchdog_active, WATCHDOG_HOOK};
 #[cfg(doc)]
 use super::run;
 use super::{scheduler, Scheduler};
@@ -232,22 +232,13 @@ impl Scheduler {
                 continue;
             }
             let wake = self.innermost_watchdog_or_main();
-            // With `threadblock` (see `RunOptions::threadblock`) the caller of `run` is not
-            // woken while another thread may still make something runnable here.
-            let threadblock = threadblock_active();
             // SAFETY: watchdogs and main are live.
-            if !threadblock && unsafe { (*wake).floating() } {
+            if unsafe { (*wake).floating() } {
                 // SAFETY: forwarded; `wake` is live.
                 return unsafe { self.switch_to(prev, wake) };
             }
             // Nothing runnable here: wait for another thread to make something runnable.
             if let Err(e) = self.shared.sleep() {
-                // SAFETY: watchdogs and main are live.
-                if threadblock && matches!(e, Error::Deadlock) && unsafe { (*wake).floating() } {
-                    // Nobody else can help: `run` returns, as without `threadblock`.
-                    // SAFETY: forwarded; `wake` is live.
-                    return unsafe { self.switch_to(prev, wake) };
-                }
                 // SAFETY: `prev` is running.
                 if let Some(lost) = unsafe { (*prev).set_pending(Pending::Error(e)) } {
                     self.defer_drop(lost);

@@ -346,8 +346,14 @@ impl RunOptions {
 /// As [`run`].
 pub fn run_with(options: RunOptions) -> Result<Option<Tasklet>> {
     loop {
+        let threadblock = options.threadblock && options.interrupts() && watchdog_slot_free();
         let victim = run_inline(options)?;
         if victim.is_null() {
+            // Alone in the run queue: it emptied (else someone ran the caller explicitly).
+            let s = scheduler();
+            if threadblock && s.runcount.get() == 1 && s.wait_for_other_threads_to_feed() {
+                continue;
+            }
             return Ok(None);
         }
         if !options.round_robin {
@@ -357,6 +363,53 @@ pub fn run_with(options: RunOptions) -> Result<Option<Tasklet>> {
         // Round robin: the victim goes to the end of the run queue, and on we go.
         // SAFETY: a live, paused tasklet of this thread (see `run_inline`): floating.
         unsafe { scheduler().ring_insert(victim) };
+    }
+}
+
+/// Whether no interrupt watchdog is installed on this thread: a `run_with` with a budget or
+/// a slice would become it.
+fn watchdog_slot_free() -> bool {
+    PREEMPT.with(|p| p.slot0.get().is_null())
+}
+
+impl Scheduler {
+    /// `threadblock`: a `run_with` that was the interrupt watchdog returned because the run
+    /// queue emptied. While some tasklet here is blocked on a channel (its partner may be on
+    /// another thread) and the caller is alone in the run queue (nobody ran it explicitly),
+    /// sleeps until another thread's mail makes something runnable here: true, run again.
+    /// False when nothing waits, or no other thread is awake to help (a plain block would
+    /// get [`Error::Deadlock`]): `run_with` returns as without the flag.
+    ///
+    /// Sleepers need nothing here: a run queue with sleepers never empties into `run_with`
+    /// (the thread waits for the earliest deadline first).
+    #[cold]
+    #[inline(never)]
+    fn wait_for_other_threads_to_feed(&self) -> bool {
+        loop {
+            if !self.some_tasklet_blocked() || self.shared.sleep().is_err() {
+                return false;
+            }
+            self.read_mail();
+            self.expire_timers_if_any();
+            if self.runcount.get() > 1 {
+                return true;
+            }
+        }
+    }
+
+    /// Whether a live tasklet of this thread is blocked (on a channel, or asleep).
+    fn some_tasklet_blocked(&self) -> bool {
+        let mut p = self.all.get();
+        while !p.is_null() {
+            // SAFETY: list members are live tasklets of this thread.
+            unsafe {
+                if (*p).blocked.get() != 0 && (*p).alive() {
+                    return true;
+                }
+                p = (*p).all_next.get();
+            }
+        }
+        false
     }
 }
 
@@ -385,7 +438,6 @@ fn run_inline(options: RunOptions) -> Result<*const Inner> {
                 soft: options.soft,
                 total: options.total,
                 slice: options.slice,
-                threadblock: options.threadblock,
             },
         );
     }
