@@ -22,12 +22,23 @@
 //! zero by construction, so there is no `ignore_nesting`.
 //!
 //! # The cost
-//! A tick is a compare of this thread's counter with its watermark and an increment, both
-//! thread-local `Cell<u64>`s: the watermark is `u64::MAX` while no watchdog is active, so
-//! the check never fires; with a watchdog it fires once the budget is used up. Report rows
+//! A tick is a compare of this thread's counter (a thread-local `Cell<u64>`) with its
+//! watermark (a thread-local `AtomicU64`, read with one relaxed load: a plain load on every
+//! architecture we build for) and an increment: the watermark is `u64::MAX` while no
+//! watchdog is active, so the check never fires; with a watchdog it fires once the budget is
+//! used up, or once the time slice's timer stored 0 into it. Report rows
 //! `tick_ns` and `tick_watchdog_ns`. While a watchdog is active every switch takes the
 //! scheduler's slow path (a bit in its hooks word), where the timeslice restarts and a soft
 //! interrupt is delivered; without one the switch is untouched.
+//!
+//! # Time slices
+//! With [`RunOptions::slice`](super::RunOptions::slice) the slice timer (see `time_slice`)
+//! stores 0 into the watermark when the slice has run out, so the next safe point enters
+//! [`interrupt`], which consumes the timer's mark and proceeds exactly as for a used-up
+//! budget: hard, soft or deferred. A budget and a slice may be combined; whichever ends
+//! first interrupts. Every switch under the watchdog restarts both (not with `total`); a
+//! visit to the interrupt path with neither due (a fire that raced with such a restart)
+//! just restores the watermark.
 //!
 //! # Deferred interrupts
 //! When the budget is used up while the running tasklet is [`atomic`](super::atomic), while

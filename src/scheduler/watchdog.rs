@@ -1,5 +1,16 @@
 //! [`run`], [`run_with`] and the watchdog stack: the tasklets waiting inside `run()`, innermost last, and
 //! whom an empty run queue wakes.
+//!
+//! Besides Stackless's budget in ticks, `run_with` takes a wall-clock **time slice**
+//! ([`RunOptions::slice`]; the timer is in `time_slice`, the safe points in `preempt`),
+//! a **round-robin** mode ([`RunOptions::round_robin`]: the loop in [`run_with`] puts each
+//! hard-interrupted victim back at the end of the run queue and runs again, so the Stackless
+//! idiom `while t := run(100): t.insert()` is built in) and **threadblock**
+//! ([`RunOptions::threadblock`]): when `run_inline` returns because the run queue emptied
+//! while some tasklet here is blocked, `run_with` sleeps on the thread's mailbox (the same
+//! sleep as a blocked main tasklet, with deadlock detection) and runs again once mail from
+//! another thread made something runnable. It lives here, not in the switch's `block`, so
+//! that the block and tasklet-end paths pay nothing for it.
 
 use std::ptr;
 use std::time::Duration;
@@ -184,7 +195,7 @@ impl RunOptions {
     /// [soft](RunOptions::soft) as for a used-up tick budget, and restarted at every switch
     /// unless [`total`](RunOptions::total). With [`ticks`](RunOptions::ticks) as well,
     /// whichever ends first interrupts. `Duration::ZERO` means no slice. See
-    /// [Time slices](super::tick#time-slices) for how it is timed and what it costs.
+    /// [Time slices](run_with#time-slices) for how it is timed and what it costs.
     ///
     /// ```
     /// use microthread::scheduler::{self, run_with, spawn, RunOptions};
@@ -339,8 +350,39 @@ impl RunOptions {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 ///
-/// `threadblock` has no Rust form yet (see the crate docs); `ignore_nesting` needs none:
-/// every safe point is at nesting level zero.
+/// `threadblock` is [`RunOptions::threadblock`]; `ignore_nesting` needs none: every safe
+/// point is at nesting level zero.
+///
+/// # Time slices
+/// [`RunOptions::slice`] adds a wall-clock limit, which Stackless lacks: one timer thread
+/// per process (started by the first slice, asleep while no thread has one) marks a slice
+/// that ran out, and the next safe point of the running tasklet sees it in the same one
+/// load that [`tick`](super::tick) does anyway, so safe points cost nothing more for it.
+/// The slice restarts at every switch (unless [`RunOptions::total`]), which reads the clock
+/// (about 20 ns) while a slice is active; without one nothing reads the clock and no timer
+/// wakes. How late the interrupt lands is the timer thread's wake-up latency plus the time
+/// to the victim's next safe point (report row `slice_overrun_us_p99`; on a machine whose
+/// cores are all busy the timer thread waits for a core, and slices run long). Code that
+/// reaches no safe point is not preempted, as with tick budgets.
+///
+/// ```
+/// use microthread::scheduler::{self, run_with, spawn, RunOptions};
+/// use std::time::Duration;
+///
+/// // Round robin with 1 ms slices: three CPU-bound tasklets share the thread.
+/// let done: Vec<_> = (0..3)
+///     .map(|_| spawn(|| {
+///         let start = std::time::Instant::now();
+///         while start.elapsed() < Duration::from_millis(5) {
+///             scheduler::tick().unwrap();
+///         }
+///     }))
+///     .collect::<Result<_, _>>()?;
+/// let o = RunOptions::new().slice(Duration::from_millis(1)).round_robin(true);
+/// assert_eq!(run_with(o).unwrap(), None);
+/// assert!(done.iter().all(|t| !t.alive()));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 ///
 /// # Errors
 /// As [`run`].
