@@ -229,9 +229,14 @@ impl RunOptions {
 
     /// Stackless's `threadblock`: with a budget or a slice, when every tasklet here waits on
     /// other threads (blocked on a channel another thread will feed, or sleeping), the thread
-    /// sleeps until one of them can run, instead of [`run_with`] returning. When no other
-    /// thread could ever wake one ([`Error::Deadlock`] for a plain block), `run_with` returns
-    /// as without the flag. Without a budget or a slice it has no effect, as in Stackless.
+    /// sleeps until one of them can run, instead of [`run_with`] returning. This holds
+    /// whether the last runnable tasklet blocked, ended or paused itself: `run_with` returns
+    /// only when no tasklet here is blocked any more. When no other thread could ever wake
+    /// one (the thread is the last one awake, where a plain block gets
+    /// [`Error::Deadlock`]), `run_with` returns as without the flag, the tasklets still
+    /// blocked. Sleepers need no flag: an empty run queue always waits for them. Without a
+    /// budget or a slice it has no effect, as in Stackless (only the interrupt watchdog's
+    /// flags count: a nested `run_with` ignores it).
     ///
     /// ```
     /// use microthread::scheduler::{self, run_with, spawn, RunOptions};
@@ -385,7 +390,12 @@ impl RunOptions {
 /// ```
 ///
 /// # Errors
-/// As [`run`].
+/// As [`run`]; with a slice, also [`Error::SchedulerEnded`] while this thread's
+/// thread-locals are being destroyed (the slice could not be unregistered at its exit).
+///
+/// # Panics
+/// With a slice, if the process's slice timer thread cannot be started (as
+/// [`std::thread::spawn`]).
 pub fn run_with(options: RunOptions) -> Result<Option<Tasklet>> {
     loop {
         let threadblock = options.threadblock && options.interrupts() && watchdog_slot_free();
