@@ -344,3 +344,34 @@ fn a_forked_child_has_no_timer_thread_and_starts_its_own() {
     });
     assert_eq!(death.exit_code(), Some(0), "{}", death.describe());
 }
+
+#[test]
+fn threads_that_end_inside_a_time_sliced_run_with_leave_the_timer_sound() {
+    // Each thread ends with a tasklet waiting in a time-sliced run_with (its teardown kills
+    // it there); the slice may run out before, during or after the thread's end. The timer
+    // must never write a dead thread's thread-locals (valgrind and ASan would see it), and
+    // it still serves the threads that live on.
+    for _ in 0..8 {
+        std::thread::spawn(|| {
+            spawn(|| {
+                let _ = run_with(RunOptions::new().slice(MS));
+            })
+            .unwrap();
+            // The tasklet enters run_with; main, alone in the run queue, runs on and ends
+            // the thread.
+            scheduler::schedule().unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+    std::thread::sleep(20 * MS);
+    let t = spawn(|| loop {
+        tick().unwrap();
+    })
+    .unwrap();
+    assert_eq!(
+        run_with(RunOptions::new().slice(MS)).unwrap(),
+        Some(t.clone())
+    );
+    t.kill().unwrap();
+}
