@@ -73,9 +73,11 @@ fn a_timed_out_receive_leaves_balance_and_queue_as_before<C: Ch>() {
     scheduler::schedule().unwrap();
     let (balance, queue) = (ch.balance(), ch.queue());
     assert_eq!((balance, queue.clone()), (-1, vec![first.id()]));
-    // A tasklet's timed receive, while main is busy elsewhere.
+    // A tasklet's timed receive, while main is busy elsewhere. (A deadline long enough to
+    // be still ahead when the receive blocks, even on a loaded machine under qemu: a passed
+    // one would time out before queueing, and the balance check below would fail.)
     let rx = ch.clone();
-    let timed = spawn(move || rx.receive_timeout(Duration::from_millis(30))).unwrap();
+    let timed = spawn(move || rx.receive_timeout(Duration::from_millis(500))).unwrap();
     scheduler::schedule().unwrap();
     assert_eq!(
         ch.balance(),

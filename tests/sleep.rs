@@ -265,6 +265,9 @@ fn no_deadlock_while_someone_sleeps() {
 
 #[test]
 fn a_thread_that_waits_for_a_sleeping_thread_gets_no_deadlock() {
+    // Counted awake before the other thread's send can come (however slow this thread is
+    // to reach its receive, under qemu for instance).
+    scheduler::init_thread();
     let ch = Channel::<u8>::new();
     let tx = ch.clone();
     let (ready_tx, ready) = std::sync::mpsc::channel();
