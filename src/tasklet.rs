@@ -312,7 +312,11 @@ pub(crate) fn new_tasklet(id: u64, owner: *const (), preserve_fp_env: bool) -> A
         debug_assert!(t.tempval.get_mut().is_none());
         return a;
     }
-    Arc::new(Inner::new(id, false, owner, preserve_fp_env))
+    // An `Arc` of a `!Send` record on purpose: only its count is touched off its thread
+    // (see `SendArc`).
+    #[allow(clippy::arc_with_non_send_sync)]
+    let a = Arc::new(Inner::new(id, false, owner, preserve_fp_env));
+    a
 }
 
 impl Tasklet {
