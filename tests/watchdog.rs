@@ -421,3 +421,27 @@ fn total_budget_a_deferred_interrupt_does_not_cut_the_next_tasklet_short() {
     );
     a.kill().unwrap();
 }
+
+/// Stackless restarts the budget at *every* deferral, each time it runs out again
+/// (reference §2.7 and Appendix C `interrupt()`: `tick_watermark = tick_counter + interval`),
+/// not only at the first. A tasklet that stays `atomic` for 2.5 budgets under a total budget
+/// leaves the next tasklet what is left of the budget restarted at its last deferral; it was
+/// cut at its first tick (the budget had been restarted once only). Found by
+/// tests/prop_watchdog.rs with `set_atomic` steps.
+#[test]
+fn total_budget_restarts_at_every_deferral_so_the_next_tasklet_is_not_cut_at_once() {
+    let a = spawn(|| {
+        // Atomic to the end: no `set_atomic(false)`, so no interrupt is due in it.
+        current().set_atomic(true);
+        for _ in 0..25 {
+            tick().unwrap(); // ticks 10 and 21 run the budget out: deferred, restarted
+        }
+    })
+    .unwrap();
+    let progress = Rc::new(Cell::new(0));
+    let b = busy(5, &progress); // ticks 25-29, within the budget restarted at tick 21
+    let victim = run_with(RunOptions::new().ticks(10).total(true)).unwrap();
+    assert_eq!(victim, None, "nobody was interrupted");
+    assert_eq!(progress.get(), 5);
+    assert!(!a.alive() && !b.alive());
+}
