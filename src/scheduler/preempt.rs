@@ -183,8 +183,9 @@ fn interrupt() -> Result<()> {
         || cur == wd;
     if deferred {
         PREEMPT.with(|p| {
-            // Stackless restarts the budget (once: not again at every re-check).
-            if !c.pending_irq.get() {
+            // Stackless restarts the budget at every deferral, each time it has run out
+            // (not at the re-checks of every safe point while a hard interrupt is pending).
+            if !c.pending_irq.get() || p.ticks.get() > p.deadline.get() {
                 p.deadline
                     .set(p.ticks.get().saturating_add(p.interval.get()));
             }
