@@ -445,3 +445,35 @@ fn total_budget_restarts_at_every_deferral_so_the_next_tasklet_is_not_cut_at_onc
     assert_eq!(progress.get(), 5);
     assert!(!a.alive() && !b.alive());
 }
+
+/// An interrupt deferred by `atomic` dies with the section when the section ends where no
+/// watchdog is active: Stackless's `set_atomic(False)` clears `pending_irq` (reference §2.7,
+/// Appendix C `set_atomic`), and nothing can fire it then. It used to outlive its run and cut
+/// the tasklet at its first safe point in a later run, on a fresh budget.
+#[test]
+fn a_deferred_interrupt_does_not_outlive_an_atomic_section_ended_without_a_watchdog() {
+    let progress = Rc::new(Cell::new(0));
+    let p = progress.clone();
+    let t = spawn(move || {
+        let me = current();
+        me.set_atomic(true);
+        ticks(20).unwrap(); // run 1's budget of 10 runs out: deferred
+        scheduler::schedule_remove().unwrap(); // still atomic: run 1 ends
+        me.set_atomic(false); // under a plain run: no watchdog, nothing fires
+        scheduler::schedule_remove().unwrap();
+        for i in 1..=5 {
+            p.set(i);
+            tick().unwrap(); // well within run 3's budget
+        }
+    })
+    .unwrap();
+    assert_eq!(run_with(RunOptions::new().ticks(10)).unwrap(), None);
+    t.insert().unwrap();
+    scheduler::run().unwrap();
+    assert!(t.paused() && !t.atomic());
+    t.insert().unwrap();
+    let victim = run_with(RunOptions::new().ticks(10)).unwrap();
+    assert_eq!(victim, None, "nothing was due in run 3");
+    assert_eq!(progress.get(), 5);
+    assert!(!t.alive());
+}
