@@ -350,3 +350,13 @@ impl Scheduler {
 pub(super) fn watchdog_active() -> bool {
     PREEMPT.with(|p| !p.slot0.get().is_null())
 }
+
+/// `set_atomic(false)` on a tasklet `t` of this thread with an interrupt pending: with no
+/// watchdog active nothing can fire it, and Stackless's `set_atomic` clears `pending_irq`, so
+/// it must not fire in a later run. With a watchdog it stays: a hard one fires it at the
+/// tasklet's next safe point, a soft one at its next switch.
+pub(crate) fn atomic_cleared(t: &Inner) {
+    if !watchdog_active() {
+        t.pending_irq.set(false);
+    }
+}
