@@ -15,7 +15,8 @@
 //! - soft mode or `atomic` defer it: the tasklet's `pending_irq` is set, and the budget
 //!   restarts whenever it has run out again (Stackless restarts its watermark at every
 //!   deferral: `tick_watermark = tick_counter + interval`);
-//! - `pending_irq` belongs to the tasklet and outlives the `run` that set it;
+//! - `pending_irq` belongs to the tasklet and outlives the `run` that set it, until it fires
+//!   or `set_atomic(false)` clears it where no watchdog is active (a run without a budget);
 //! - a soft-pending tasklet's next switch goes to the watchdog, put just before the tasklet
 //!   that would have run.
 
@@ -58,7 +59,8 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn opts() -> impl Strategy<Value = Opts> {
-    (1u64..=8, any::<bool>(), any::<bool>()).prop_map(|(ticks, soft, total)| Opts {
+    // 0: no budget, a plain run (no watchdog: soft and total mean nothing then).
+    (0u64..=8, any::<bool>(), any::<bool>()).prop_map(|(ticks, soft, total)| Opts {
         ticks,
         soft,
         total,
@@ -123,6 +125,8 @@ struct Model {
     atomic: Vec<bool>,
     ticks: u64,
     deadline: u64,
+    /// Whether the current run has a budget (a watchdog is active).
+    budget: bool,
     log: Vec<Ev>,
 }
 
@@ -140,7 +144,7 @@ impl Model {
 
     /// Whether a safe point of `t` whose last tick is `last` calls the interrupt.
     fn due(&self, t: usize, last: u64, o: &Opts) -> bool {
-        last >= self.deadline || (!o.soft && self.pending[t])
+        self.budget && (last >= self.deadline || (!o.soft && self.pending[t]))
     }
 
     /// The interrupt at a safe point of `t` whose last tick was `last`: true if `t` is
@@ -183,6 +187,17 @@ impl Model {
     }
 
     fn run_with(&mut self, o: &Opts, progs: &[Vec<Step>]) -> Out {
+        self.budget = o.ticks > 0;
+        // No budget: no watchdog, so nothing is ever due and nothing is soft.
+        let o = &if self.budget {
+            *o
+        } else {
+            Opts {
+                ticks: u64::MAX / 4,
+                soft: false,
+                total: true,
+            }
+        };
         self.ticks = 0;
         self.deadline = o.ticks;
         assert_eq!(self.ring[0], 0);
@@ -234,7 +249,14 @@ impl Model {
                         return out;
                     }
                 }
-                Step::Atomic(on) => self.atomic[t] = on,
+                Step::Atomic(on) => {
+                    self.atomic[t] = on;
+                    // Stackless's set_atomic(False): with no watchdog nothing can fire the
+                    // pending interrupt; it is cleared.
+                    if !on && !self.budget {
+                        self.pending[t] = false;
+                    }
+                }
             }
         }
     }
@@ -250,6 +272,7 @@ fn model(progs: &[Vec<Step>], runs: &[Opts]) -> Vec<Ev> {
         atomic: vec![false; n + 1],
         ticks: 0,
         deadline: 0,
+        budget: false,
         log: Vec::new(),
     };
     for r in 0..MAX_RUNS {
