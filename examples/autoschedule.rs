@@ -75,6 +75,9 @@ fn answer(input: u64) -> u64 {
     x
 }
 
+/// What each client received, in order: (seq, output) per reply.
+type Received = Rc<RefCell<Vec<Vec<(u64, u64)>>>>;
+
 fn fail(why: String) -> ! {
     eprintln!("autoschedule: FAILED: {why}");
     std::process::exit(1);
@@ -108,9 +111,7 @@ fn main() {
     })
     .expect("spawn server");
 
-    // What each client received, in order: (seq, output).
-    let received: Rc<RefCell<Vec<Vec<(u64, u64)>>>> =
-        Rc::new(RefCell::new(vec![Vec::new(); CLIENTS]));
+    let received: Received = Rc::new(RefCell::new(vec![Vec::new(); CLIENTS]));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|client| {
             let (tx, got) = (requests.clone(), received.clone());
