@@ -153,6 +153,7 @@ pub use callback::{schedule_callback, set_schedule_callback, switch_trap, Schedu
 pub use create::{spawn, TaskletBuilder};
 pub use error_handler::{error_handler, set_error_handler, ErrorHandler};
 pub use handle::{atomic, AtomicGuard};
+pub(crate) use preempt::atomic_cleared;
 pub use preempt::{tick, ticks};
 pub use ring::runcount;
 pub use switch::{schedule, schedule_remove, schedule_remove_with, schedule_with};
