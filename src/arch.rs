@@ -168,10 +168,10 @@ mod tests {
         assert!(FRAME.entry_slot < words);
         assert!(FRAME.arg_slot < words);
         assert!(FRAME.pc_slot < words);
-        assert!(FRAME.pc_slot * 8 < FRAME.popped && FRAME.popped <= FRAME.size);
+        const { assert!(FRAME.pc_slot * 8 < FRAME.popped && FRAME.popped <= FRAME.size) };
         // The frame starts 16-aligned below the top, and what the switch leaves after popping
         // must be a whole number of 16-byte units, so that the trampoline starts aligned.
         assert_eq!((FRAME.size - FRAME.popped) % STACK_ALIGN, 0);
-        assert!(FRAME.size - FRAME.popped >= 16);
+        const { assert!(FRAME.size - FRAME.popped >= 16) };
     }
 }

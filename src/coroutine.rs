@@ -443,7 +443,8 @@ impl<I, Y, R> Drop for Coroutine<I, Y, R> {
                 if cfg!(panic = "abort") {
                     // No unwinding: the frames are abandoned, and so is their stack, which
                     // stays mapped: a thread they started (a scoped one) may still use it.
-                    mem::forget(self.context.take());
+                    // (The context is plain data: clearing it releases nothing.)
+                    self.context = None;
                     mem::forget(self.stack.take());
                     self.state = State::Finished;
                     return;

@@ -312,7 +312,11 @@ pub(crate) fn new_tasklet(id: u64, owner: *const (), preserve_fp_env: bool) -> A
         debug_assert!(t.tempval.get_mut().is_none());
         return a;
     }
-    Arc::new(Inner::new(id, false, owner, preserve_fp_env))
+    // An `Arc` of a `!Send` record on purpose: only its count is touched off its thread
+    // (see `SendArc`).
+    #[allow(clippy::arc_with_non_send_sync)]
+    let a = Arc::new(Inner::new(id, false, owner, preserve_fp_env));
+    a
 }
 
 impl Tasklet {
@@ -522,6 +526,8 @@ impl Tasklet {
 
     /// Sets `atomic`, returning the old value. Explicit switches (schedule, channel blocking)
     /// still happen; only involuntary ones are suppressed. See [`crate::scheduler::atomic`].
+    /// An interrupt that came due while it was set fires at the next safe point after
+    /// `set_atomic(false)`, or is dropped if no watchdog is active then (as in Stackless).
     ///
     /// ```
     /// let t = microthread::Tasklet::new(|| ())?;
@@ -530,7 +536,11 @@ impl Tasklet {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn set_atomic(&self, on: bool) -> bool {
-        self.inner.atomic.replace(on)
+        let old = self.inner.atomic.replace(on);
+        if !on && self.inner.pending_irq.get() {
+            crate::scheduler::atomic_cleared(&self.inner);
+        }
+        old
     }
 
     /// Whether a channel operation that would block fails with [`Error::BlockTrap`] instead.

@@ -16,14 +16,16 @@ use microthread::scheduler::{
 use microthread::{Error, Tasklet};
 
 mod common;
-use common::{log, on_thread, push, taken, Log};
+use common::{log, on_thread, push, taken, Log, PushOnDrop};
 
 /// Keeps a tasklet handle past its thread's end without ever dropping it. A `mem::forget`
 /// would do the same, but LeakSanitizer (the ASan leg) reports the record a forgotten handle
 /// points to as leaked; parked in a global list, it stays reachable.
 fn keep_forever<T: 'static>(handles: T) {
     static KEPT: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-    KEPT.lock().unwrap().push(Box::into_raw(Box::new(handles)) as usize);
+    KEPT.lock()
+        .unwrap()
+        .push(Box::into_raw(Box::new(handles)) as usize);
 }
 
 /// Logs `name` into a log shared with the test's thread when dropped.
@@ -284,13 +286,7 @@ fn unbind_is_refused_by_stacklesss_preconditions_and_a_refusal_changes_nothing()
         let l = log();
         let l2 = l.clone();
         let started = spawn(move || {
-            struct Fin(Log);
-            impl Drop for Fin {
-                fn drop(&mut self) {
-                    push(&self.0, "unwound");
-                }
-            }
-            let _f = Fin(l2);
+            let _f = PushOnDrop(l2, "unwound");
             schedule_remove().unwrap();
             unreachable!("a killed tasklet resumed");
         })

@@ -1,9 +1,24 @@
 //! Model-based property test of the tick watchdog (reference §2.6–2.7): random tasklet
-//! programs of `ticks(k)` and `schedule()` steps run under `run_with` with random budgets,
-//! hard or soft, timeslice or total, for real and in a small model of the ring and the tick
-//! counter. Main calls `run_with` again and again, re-inserting each returned victim, until
-//! every tasklet has finished. The two traces (each step as it starts, each `run_with`
-//! result: which tasklet it returned, or none) must be equal.
+//! programs of `ticks(k)`, `schedule()` and `set_atomic(on)` steps run under `run_with` with
+//! random budgets, hard or soft, timeslice or total, for real and in a small model of the
+//! ring, the tick counter and Stackless's interrupt rules. Main calls `run_with` again and
+//! again, re-inserting each returned victim, until every tasklet has finished. The two traces
+//! (each step as it starts, each `run_with` result: which tasklet it returned, or none) must
+//! be equal.
+//!
+//! The model is Stackless's (Appendix C `interrupt()`, `set_atomic`, `soft_irq_redirect`),
+//! in this crate's tick convention (a budget of `n` lets `n` ticks pass; the next safe point
+//! interrupts):
+//! - a safe point whose ticks reach the deadline calls the interrupt; so does every safe point
+//!   of a tasklet with a hard interrupt pending (Stackless: `set_atomic(False)` makes the next
+//!   instruction fire; here the next safe point, with no safe point in between);
+//! - soft mode or `atomic` defer it: the tasklet's `pending_irq` is set, and the budget
+//!   restarts whenever it has run out again (Stackless restarts its watermark at every
+//!   deferral: `tick_watermark = tick_counter + interval`);
+//! - `pending_irq` belongs to the tasklet and outlives the `run` that set it, until it fires
+//!   or `set_atomic(false)` clears it where no watchdog is active (a run without a budget);
+//! - a soft-pending tasklet's next switch goes to the watchdog, put just before the tasklet
+//!   that would have run.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -16,6 +31,8 @@ use proptest::prelude::*;
 enum Step {
     Ticks(u64),
     Schedule,
+    /// `current().set_atomic(on)`: not a safe point.
+    Atomic(bool),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,11 +51,16 @@ struct Opts {
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    prop_oneof![(1u64..=6).prop_map(Step::Ticks), Just(Step::Schedule)]
+    prop_oneof![
+        3 => (1u64..=6).prop_map(Step::Ticks),
+        2 => Just(Step::Schedule),
+        1 => any::<bool>().prop_map(Step::Atomic),
+    ]
 }
 
 fn opts() -> impl Strategy<Value = Opts> {
-    (1u64..=8, any::<bool>(), any::<bool>()).prop_map(|(ticks, soft, total)| Opts {
+    // 0: no budget, a plain run (no watchdog: soft and total mean nothing then).
+    (0u64..=8, any::<bool>(), any::<bool>()).prop_map(|(ticks, soft, total)| Opts {
         ticks,
         soft,
         total,
@@ -60,6 +82,9 @@ fn real(progs: &[Vec<Step>], runs: &[Opts]) -> Vec<Ev> {
                     match *s {
                         Step::Ticks(k) => scheduler::ticks(k).unwrap(),
                         Step::Schedule => scheduler::schedule().unwrap(),
+                        Step::Atomic(on) => {
+                            scheduler::current().set_atomic(on);
+                        }
                     }
                 }
             })
@@ -97,8 +122,11 @@ struct Model {
     /// Interrupted inside `schedule()`'s safe point: on resume it does the switch.
     in_schedule: Vec<bool>,
     pending: Vec<bool>,
+    atomic: Vec<bool>,
     ticks: u64,
     deadline: u64,
+    /// Whether the current run has a budget (a watchdog is active).
+    budget: bool,
     log: Vec<Ev>,
 }
 
@@ -114,15 +142,22 @@ impl Model {
         }
     }
 
-    /// The budget is used up at a safe point of `t`: true if it is interrupted (hard).
-    fn interrupt(&mut self, t: usize, o: &Opts) -> bool {
-        if o.soft {
-            if !self.pending[t] {
+    /// Whether a safe point of `t` whose last tick is `last` calls the interrupt.
+    fn due(&self, t: usize, last: u64, o: &Opts) -> bool {
+        self.budget && (last >= self.deadline || (!o.soft && self.pending[t]))
+    }
+
+    /// The interrupt at a safe point of `t` whose last tick was `last`: true if `t` is
+    /// interrupted (hard), false if deferred.
+    fn interrupt(&mut self, t: usize, last: u64, o: &Opts) -> bool {
+        if o.soft || self.atomic[t] {
+            if last >= self.deadline {
                 self.deadline = self.ticks + o.ticks;
             }
             self.pending[t] = true;
             return false;
         }
+        self.pending[t] = false;
         // Main goes in just before `t` and runs; `run_with` removes `t`.
         let rest: Vec<usize> = self.ring[1..].to_vec();
         self.ring = std::iter::once(0).chain(rest).collect();
@@ -152,9 +187,19 @@ impl Model {
     }
 
     fn run_with(&mut self, o: &Opts, progs: &[Vec<Step>]) -> Out {
+        self.budget = o.ticks > 0;
+        // No budget: no watchdog, so nothing is ever due and nothing is soft.
+        let o = &if self.budget {
+            *o
+        } else {
+            Opts {
+                ticks: u64::MAX / 4,
+                soft: false,
+                total: true,
+            }
+        };
         self.ticks = 0;
         self.deadline = o.ticks;
-        self.pending.iter_mut().for_each(|p| *p = false);
         assert_eq!(self.ring[0], 0);
         self.ring.remove(0);
         assert!(!self.ring.is_empty());
@@ -189,19 +234,27 @@ impl Model {
                 Step::Ticks(k) => {
                     let last = self.ticks + k - 1;
                     self.ticks += k;
-                    if last >= self.deadline && self.interrupt(t, o) {
+                    if self.due(t, last, o) && self.interrupt(t, last, o) {
                         return Out::Victim(t);
                     }
                 }
                 Step::Schedule => {
                     let n = self.ticks;
                     self.ticks += 1;
-                    if n >= self.deadline && self.interrupt(t, o) {
+                    if self.due(t, n, o) && self.interrupt(t, n, o) {
                         self.in_schedule[t] = true;
                         return Out::Victim(t);
                     }
                     if let Some(out) = self.schedule_switch(t, o) {
                         return out;
+                    }
+                }
+                Step::Atomic(on) => {
+                    self.atomic[t] = on;
+                    // Stackless's set_atomic(False): with no watchdog nothing can fire the
+                    // pending interrupt; it is cleared.
+                    if !on && !self.budget {
+                        self.pending[t] = false;
                     }
                 }
             }
@@ -216,8 +269,10 @@ fn model(progs: &[Vec<Step>], runs: &[Opts]) -> Vec<Ev> {
         pc: vec![0; n + 1],
         in_schedule: vec![false; n + 1],
         pending: vec![false; n + 1],
+        atomic: vec![false; n + 1],
         ticks: 0,
         deadline: 0,
+        budget: false,
         log: Vec::new(),
     };
     for r in 0..MAX_RUNS {

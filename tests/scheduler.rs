@@ -8,7 +8,7 @@ use microthread::scheduler::{self, current, runcount, schedule, schedule_remove,
 use microthread::{Error, Tasklet};
 
 mod common;
-use common::{log, on_thread, push, taken, Log};
+use common::{log, on_thread, push, taken, PushOnDrop};
 
 #[test]
 fn new_tasklets_run_in_creation_order_round_robin() {
@@ -182,13 +182,7 @@ fn kill_of_a_floating_tasklet_runs_it_before_main() {
         let l = log();
         let l2 = l.clone();
         let v = spawn(move || {
-            struct Fin(Log);
-            impl Drop for Fin {
-                fn drop(&mut self) {
-                    push(&self.0, "v finally");
-                }
-            }
-            let _f = Fin(l2);
+            let _f = PushOnDrop(l2, "v finally");
             schedule_remove().unwrap();
         })
         .unwrap();
@@ -229,13 +223,7 @@ fn kill_pending_lets_the_caller_continue() {
         let l = log();
         let l2 = l.clone();
         let t = spawn(move || {
-            struct Fin(Log);
-            impl Drop for Fin {
-                fn drop(&mut self) {
-                    push(&self.0, "unwound");
-                }
-            }
-            let _f = Fin(l2);
+            let _f = PushOnDrop(l2, "unwound");
             schedule_remove().unwrap();
         })
         .unwrap();

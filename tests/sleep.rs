@@ -3,7 +3,7 @@
 //! thread, thread end, and the Stackless "sleep manager" pattern built on `sleep_until`.
 //! Timing margins are generous: these run under qemu too.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,8 +27,9 @@ impl Rng {
 #[test]
 fn a_thousand_sleepers_wake_in_deadline_order_ties_in_sleep_order() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    // Far enough ahead that all go to sleep before the first deadline, even under qemu.
-    let base = Instant::now() + Duration::from_millis(1500);
+    // The base is fixed once all are spawned (none runs before `run()`), and far enough
+    // ahead that all go to sleep before the first deadline, even under a loaded qemu.
+    let base_cell = Rc::new(Cell::new(None::<Instant>));
     let woke = Rc::new(RefCell::new(Vec::new()));
     let late = Rc::new(RefCell::new(0usize));
     let mut expected = Vec::new();
@@ -36,9 +37,9 @@ fn a_thousand_sleepers_wake_in_deadline_order_ties_in_sleep_order() {
         // Few distinct deadlines: many ties.
         let k = rng.below(40);
         expected.push((k, i));
-        let deadline = base + Duration::from_millis(k);
-        let (woke, late) = (woke.clone(), late.clone());
+        let (woke, late, base_cell) = (woke.clone(), late.clone(), base_cell.clone());
         spawn(move || {
+            let deadline = base_cell.get().unwrap() + Duration::from_millis(k);
             scheduler::sleep_until(deadline).unwrap();
             if Instant::now() < deadline {
                 *late.borrow_mut() += 1;
@@ -47,6 +48,8 @@ fn a_thousand_sleepers_wake_in_deadline_order_ties_in_sleep_order() {
         })
         .unwrap();
     }
+    let base = Instant::now() + Duration::from_millis(1000);
+    base_cell.set(Some(base));
     scheduler::run().unwrap();
     assert!(
         Instant::now() >= base,
@@ -265,6 +268,9 @@ fn no_deadlock_while_someone_sleeps() {
 
 #[test]
 fn a_thread_that_waits_for_a_sleeping_thread_gets_no_deadlock() {
+    // Counted awake before the other thread's send can come (however slow this thread is
+    // to reach its receive, under qemu for instance).
+    scheduler::init_thread();
     let ch = Channel::<u8>::new();
     let tx = ch.clone();
     let (ready_tx, ready) = std::sync::mpsc::channel();

@@ -421,3 +421,59 @@ fn total_budget_a_deferred_interrupt_does_not_cut_the_next_tasklet_short() {
     );
     a.kill().unwrap();
 }
+
+/// Stackless restarts the budget at *every* deferral, each time it runs out again
+/// (reference §2.7 and Appendix C `interrupt()`: `tick_watermark = tick_counter + interval`),
+/// not only at the first. A tasklet that stays `atomic` for 2.5 budgets under a total budget
+/// leaves the next tasklet what is left of the budget restarted at its last deferral; it was
+/// cut at its first tick (the budget had been restarted once only). Found by
+/// tests/prop_watchdog.rs with `set_atomic` steps.
+#[test]
+fn total_budget_restarts_at_every_deferral_so_the_next_tasklet_is_not_cut_at_once() {
+    let a = spawn(|| {
+        // Atomic to the end: no `set_atomic(false)`, so no interrupt is due in it.
+        current().set_atomic(true);
+        for _ in 0..25 {
+            tick().unwrap(); // ticks 10 and 21 run the budget out: deferred, restarted
+        }
+    })
+    .unwrap();
+    let progress = Rc::new(Cell::new(0));
+    let b = busy(5, &progress); // ticks 25-29, within the budget restarted at tick 21
+    let victim = run_with(RunOptions::new().ticks(10).total(true)).unwrap();
+    assert_eq!(victim, None, "nobody was interrupted");
+    assert_eq!(progress.get(), 5);
+    assert!(!a.alive() && !b.alive());
+}
+
+/// An interrupt deferred by `atomic` dies with the section when the section ends where no
+/// watchdog is active: Stackless's `set_atomic(False)` clears `pending_irq` (reference §2.7,
+/// Appendix C `set_atomic`), and nothing can fire it then. It used to outlive its run and cut
+/// the tasklet at its first safe point in a later run, on a fresh budget.
+#[test]
+fn a_deferred_interrupt_does_not_outlive_an_atomic_section_ended_without_a_watchdog() {
+    let progress = Rc::new(Cell::new(0));
+    let p = progress.clone();
+    let t = spawn(move || {
+        let me = current();
+        me.set_atomic(true);
+        ticks(20).unwrap(); // run 1's budget of 10 runs out: deferred
+        scheduler::schedule_remove().unwrap(); // still atomic: run 1 ends
+        me.set_atomic(false); // under a plain run: no watchdog, nothing fires
+        scheduler::schedule_remove().unwrap();
+        for i in 1..=5 {
+            p.set(i);
+            tick().unwrap(); // well within run 3's budget
+        }
+    })
+    .unwrap();
+    assert_eq!(run_with(RunOptions::new().ticks(10)).unwrap(), None);
+    t.insert().unwrap();
+    scheduler::run().unwrap();
+    assert!(t.paused() && !t.atomic());
+    t.insert().unwrap();
+    let victim = run_with(RunOptions::new().ticks(10)).unwrap();
+    assert_eq!(victim, None, "nothing was due in run 3");
+    assert_eq!(progress.get(), 5);
+    assert!(!t.alive());
+}

@@ -154,6 +154,7 @@ pub use callback::{schedule_callback, set_schedule_callback, switch_trap, Schedu
 pub use create::{spawn, TaskletBuilder};
 pub use error_handler::{error_handler, set_error_handler, ErrorHandler};
 pub use handle::{atomic, AtomicGuard};
+pub(crate) use preempt::atomic_cleared;
 pub use preempt::{tick, ticks};
 pub use ring::runcount;
 pub use switch::{schedule, schedule_remove, schedule_remove_with, schedule_with};
@@ -258,7 +259,11 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
         timer_poll: Cell::new(0),
     }));
     let owner = s as *const Scheduler as *const ();
-    s.main = Arc::into_raw(Arc::new(Inner::new(id::next(), true, owner, false)));
+    // An `Arc` of a `!Send` record on purpose: only its count is touched off its thread
+    // (see `SendArc`).
+    #[allow(clippy::arc_with_non_send_sync)]
+    let main = Arc::new(Inner::new(id::next(), true, owner, false));
+    s.main = Arc::into_raw(main);
     let s: &'static Scheduler = s;
     // SAFETY: `main` is a live Arc whose reference the list takes over; it becomes the first
     // member of the ring, running on the thread's own stack.

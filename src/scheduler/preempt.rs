@@ -212,8 +212,9 @@ fn interrupt() -> Result<()> {
         || cur == wd;
     if deferred {
         PREEMPT.with(|p| {
-            // Stackless restarts the budget (once: not again at every re-check).
-            if !c.pending_irq.get() {
+            // Stackless restarts the budget at every deferral, each time it has run out
+            // (not at the re-checks of every safe point while a hard interrupt is pending).
+            if !c.pending_irq.get() || p.ticks.get() > p.deadline.get() {
                 p.deadline
                     .set(p.ticks.get().saturating_add(p.interval.get()));
             }
@@ -402,6 +403,16 @@ impl Scheduler {
 /// Whether an interrupt watchdog is active on this thread (for the hooks word).
 pub(super) fn watchdog_active() -> bool {
     PREEMPT.with(|p| !p.slot0.get().is_null())
+}
+
+/// `set_atomic(false)` on a tasklet `t` of this thread with an interrupt pending: with no
+/// watchdog active nothing can fire it, and Stackless's `set_atomic` clears `pending_irq`, so
+/// it must not fire in a later run. With a watchdog it stays: a hard one fires it at the
+/// tasklet's next safe point, a soft one at its next switch.
+pub(crate) fn atomic_cleared(t: &Inner) {
+    if !watchdog_active() {
+        t.pending_irq.set(false);
+    }
 }
 
 /// This thread's words that the slice timer writes: valid as long as the thread (the

@@ -4,7 +4,6 @@
 //! does first (`after_switch`, `resumed`), and blocking when nothing is runnable.
 
 use std::any::Any;
-use std::mem;
 use std::ptr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -37,7 +36,7 @@ pub(super) unsafe fn after_switch(s: &Scheduler, t: Transfer) {
         // A dying tasklet passes a pointer to itself; its last frame is dead, so its stack
         // can go back to the pool now that we run elsewhere.
         let dead = (t.data & !DEAD) as *const Inner;
-        mem::forget(t.from);
+        // `t.from`, the dead frame's context, is plain data: nothing to release.
         // SAFETY: the dead tasklet's local reference is still held: by the scheduler, until
         // just below.
         let d = unsafe { &*dead };

@@ -8,8 +8,15 @@
 //! is asleep, wakes up for it. What other threads may *read* of a tasklet (for
 //! [`RemoteTasklet`]'s queries) is one atomic byte its thread publishes at every change.
 //!
-//! A thread whose ring is empty while some of its tasklets wait for other threads sleeps on
-//! a condition variable (no spinning, no polling) until mail arrives.
+//! A thread whose ring is empty while some of its tasklets wait for other threads first spins
+//! briefly (at most [`SPIN_FOR_MAIL`], in doubling rounds of `spin_loop` hints, capped by
+//! `crossbeam_utils::Backoff`; never `sched_yield`, which on a loaded machine gives away a
+//! whole time slice), watching the mail flag: a partner
+//! that answers at once (a cross-thread ping-pong, a worker pool with tiny jobs) is seen
+//! without a system call on either side. Then it sleeps on a condition variable (no polling)
+//! until mail arrives. It spins only while another thread counts as awake, since nobody else
+//! could post anything; and a post wakes the condition variable only if its owner waits on
+//! it, so posting to a thread that is running or spinning costs no system call.
 //!
 //! # Deadlock detection: what is and is not detected
 //! A thread *counts as awake* from its first use of microthread (or from [`spawn_thread`],
@@ -79,6 +86,9 @@ struct Mailbox {
     /// False once the thread's scheduler has ended: nothing is delivered any more.
     open: bool,
     sleeping: bool,
+    /// The owner waits on the condition variable (in `sleep` or `sleep_until`): a post must
+    /// notify it. Otherwise it will look at the mail before it waits, under the lock.
+    waiting: bool,
     /// Set by whoever wakes a sleeper and counts it awake again (so it is counted once).
     woken: bool,
     /// Wake up with the deadlock error: no awake thread is left to send anything.
@@ -104,6 +114,11 @@ pub(crate) struct Shared {
     /// shared part may be made in advance, by the thread that spawns the owner); never changed.
     thread: OnceLock<ThreadId>,
 }
+
+/// How long a thread with nothing to run spins for mail before it sleeps: a few cross-thread
+/// round trips (one is about a microsecond between two cores), far below what a sleep and
+/// wake cost (tens of microseconds on a VM). A thread that then sleeps wasted this much CPU.
+const SPIN_FOR_MAIL: std::time::Duration = std::time::Duration::from_micros(20);
 
 /// Threads with a live scheduler that are neither asleep in `Shared::sleep` nor blocked in
 /// [`JoinHandle::join`].
@@ -153,6 +168,7 @@ impl Shared {
                 mail: Vec::new(),
                 open: true,
                 sleeping: false,
+                waiting: false,
                 woken: false,
                 deadlock: false,
                 joiners: 0,
@@ -218,7 +234,9 @@ impl Shared {
             m.woken = true;
             AWAKE.fetch_add(1, Ordering::SeqCst);
         }
-        self.wake.notify_one();
+        if m.waiting {
+            self.wake.notify_one();
+        }
         Ok(())
     }
 
@@ -234,6 +252,9 @@ impl Shared {
     /// without sleeping (or touching the awake count) once the scheduler has ended, since no
     /// mail can arrive any more.
     pub(crate) fn sleep(self: &Arc<Shared>) -> Result<()> {
+        if self.spin_for_mail() {
+            return Ok(());
+        }
         {
             let mut registry = lock(&REGISTRY);
             let mut m = lock(&self.mailbox);
@@ -258,9 +279,11 @@ impl Shared {
         }
         let (counted_by_waker, deadlock) = {
             let mut m = lock(&self.mailbox);
+            m.waiting = true;
             while m.mail.is_empty() && !m.deadlock && !m.woken {
                 m = self.wake.wait(m).unwrap_or_else(|e| e.into_inner());
             }
+            m.waiting = false;
             m.sleeping = false;
             (
                 std::mem::take(&mut m.woken),
@@ -291,6 +314,7 @@ impl Shared {
         }
         let _slack = TightTimerSlack::new();
         let mut m = lock(&self.mailbox);
+        m.waiting = true;
         while m.open && m.mail.is_empty() {
             let now = std::time::Instant::now();
             if now >= deadline {
@@ -301,6 +325,29 @@ impl Shared {
                 .wait_timeout(m, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+        }
+        m.waiting = false;
+    }
+
+    /// Before [`Shared::sleep`]: spins up to [`SPIN_FOR_MAIL`], with backoff, for mail that
+    /// may be on its way; true if some came. Never yields the CPU (on a loaded machine a
+    /// `sched_yield` gives away a whole time slice, milliseconds); not at all if no other
+    /// thread counts as awake (no mail can come: `sleep` reports the deadlock at once).
+    #[inline(never)]
+    fn spin_for_mail(&self) -> bool {
+        if AWAKE.load(Ordering::Relaxed) <= 1 {
+            return false;
+        }
+        let start = std::time::Instant::now();
+        let backoff = crossbeam_utils::Backoff::new();
+        loop {
+            if self.has_mail.load(Ordering::Acquire) {
+                return true;
+            }
+            if start.elapsed() >= SPIN_FOR_MAIL {
+                return false;
+            }
+            backoff.spin();
         }
     }
 

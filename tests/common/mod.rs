@@ -25,3 +25,13 @@ pub fn taken(l: &Log) -> Vec<String> {
 pub fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(f).join().unwrap()
 }
+
+/// Pushes its event into the log when dropped: a `finally` block, which shows when (and
+/// whether) a tasklet's stack was unwound.
+pub struct PushOnDrop(pub Log, pub &'static str);
+
+impl Drop for PushOnDrop {
+    fn drop(&mut self) {
+        push(&self.0, self.1);
+    }
+}

@@ -8,6 +8,39 @@ fn tasklet() -> impl Strategy<Value = usize> {
     0..MAX_TASKLETS
 }
 
+fn kill() -> impl Strategy<Value = Op> {
+    (tasklet(), any::<bool>()).prop_map(|(target, pending)| Op::Kill { target, pending })
+}
+
+fn throw() -> impl Strategy<Value = Op> {
+    (tasklet(), any::<bool>(), any::<bool>()).prop_map(|(target, fatal, pending)| Op::Throw {
+        target,
+        fatal,
+        pending,
+    })
+}
+
+/// `common`, and for a tasklet other than main also its ends, `Return` and `Panic` (main's
+/// would only be skipped), weighted `common_w : return_w : panic_w`.
+fn with_endings(
+    common: impl Strategy<Value = Op> + 'static,
+    main: bool,
+    common_w: u32,
+    return_w: u32,
+    panic_w: u32,
+) -> BoxedStrategy<Op> {
+    if main {
+        common.boxed()
+    } else {
+        prop_oneof![
+            common_w => common,
+            return_w => Just(Op::Return),
+            panic_w => Just(Op::Panic),
+        ]
+        .boxed()
+    }
+}
+
 /// Steps on a tasklet's life: bound tasklets, `setup`, `unbind`, `bind`, and the error
 /// handler.
 pub fn lifecycle_op() -> BoxedStrategy<Op> {
@@ -35,22 +68,11 @@ pub fn scheduler_op(main: bool) -> BoxedStrategy<Op> {
         1 => tasklet().prop_map(Op::Remove),
         2 => tasklet().prop_map(Op::Run),
         2 => tasklet().prop_map(Op::Switch),
-        2 => (tasklet(), any::<bool>())
-            .prop_map(|(target, pending)| Op::Kill { target, pending }),
-        2 => (tasklet(), any::<bool>(), any::<bool>())
-            .prop_map(|(target, fatal, pending)| Op::Throw { target, fatal, pending }),
+        2 => kill(),
+        2 => throw(),
         1 => Just(Op::RunScheduler),
     ];
-    if main {
-        common.boxed()
-    } else {
-        prop_oneof![
-            12 => common,
-            1 => Just(Op::Return),
-            1 => Just(Op::Panic),
-        ]
-        .boxed()
-    }
+    with_endings(common, main, 12, 1, 1)
 }
 
 /// Steps weighted towards nested `run()` calls and what ends or wakes them: panics and
@@ -65,22 +87,11 @@ pub fn watchdog_op(main: bool) -> BoxedStrategy<Op> {
         2 => tasklet().prop_map(Op::Insert),
         2 => tasklet().prop_map(Op::Run),
         2 => tasklet().prop_map(Op::Switch),
-        2 => (tasklet(), any::<bool>())
-            .prop_map(|(target, pending)| Op::Kill { target, pending }),
-        2 => (tasklet(), any::<bool>(), any::<bool>())
-            .prop_map(|(target, fatal, pending)| Op::Throw { target, fatal, pending }),
+        2 => kill(),
+        2 => throw(),
         4 => Just(Op::RunScheduler),
     ];
-    if main {
-        common.boxed()
-    } else {
-        prop_oneof![
-            10 => common,
-            2 => Just(Op::Panic),
-            1 => Just(Op::Return),
-        ]
-        .boxed()
-    }
+    with_endings(common, main, 10, 1, 2)
 }
 
 /// Steps weighted towards a tasklet's life: bound tasklets set up, unbound and bound again,
@@ -95,22 +106,11 @@ pub fn lifecycle_heavy_op(main: bool) -> BoxedStrategy<Op> {
         1 => any::<usize>().prop_map(Op::New),
         1 => tasklet().prop_map(Op::Insert),
         1 => tasklet().prop_map(Op::Run),
-        1 => (tasklet(), any::<bool>())
-            .prop_map(|(target, pending)| Op::Kill { target, pending }),
-        2 => (tasklet(), any::<bool>(), any::<bool>())
-            .prop_map(|(target, fatal, pending)| Op::Throw { target, fatal, pending }),
+        1 => kill(),
+        2 => throw(),
         1 => Just(Op::RunScheduler),
     ];
-    if main {
-        common.boxed()
-    } else {
-        prop_oneof![
-            8 => common,
-            2 => Just(Op::Panic),
-            1 => Just(Op::Return),
-        ]
-        .boxed()
-    }
+    with_endings(common, main, 8, 1, 2)
 }
 
 /// A program: main's script (a few creations, `body` steps, one or two `run()`s and a query)
