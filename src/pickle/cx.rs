@@ -135,6 +135,7 @@ impl<S: Serialize + DeserializeOwned + 'static> Cx<S> {
                 ),
             });
         }
+        r.go_live(self.me, Pending::None)?;
         r.checkpoint =
             postcard::to_allocvec(&self.state).map_err(|e| PickleError::Encode(e.to_string()))?;
         r.journal.clear();
@@ -165,6 +166,7 @@ impl<S: Serialize + DeserializeOwned + 'static> Cx<S> {
         if let Some(r) = self.record.borrow_mut().replay::<R>(self.me, Op::Record) {
             return r;
         }
+        self.record.borrow_mut().go_live(self.me, Pending::None)?;
         let v = f();
         self.record.borrow_mut().append(Op::Record, Ok(&v))?;
         Ok(v)
@@ -180,7 +182,11 @@ impl<S: Serialize + DeserializeOwned + 'static> Cx<S> {
         if let Some(r) = self.record.borrow_mut().replay::<()>(self.me, op) {
             return r;
         }
-        self.record.borrow_mut().pending = pending;
+        {
+            let mut rec = self.record.borrow_mut();
+            rec.go_live(self.me, pending)?;
+            rec.pending = pending;
+        }
         let res = live();
         let mut rec = self.record.borrow_mut();
         rec.pending = Pending::None;
@@ -266,6 +272,7 @@ impl<S: Serialize + DeserializeOwned + 'static> Cx<S> {
         let carried = world.before_send(&chan, &value)?;
         {
             let mut rec = self.record.borrow_mut();
+            rec.go_live(self.me, Pending::Send(ch.index))?;
             rec.pending = Pending::Send(ch.index);
             rec.pending_value = carried;
         }
@@ -303,8 +310,12 @@ impl<S: Serialize + DeserializeOwned + 'static> Cx<S> {
         }
         let world = self.world()?;
         let chan = world.channel_of(ch)?;
+        {
+            let mut rec = self.record.borrow_mut();
+            rec.go_live(self.me, Pending::Receive(ch.index))?;
+            rec.pending = Pending::Receive(ch.index);
+        }
         world.before_receive(&chan, self.me);
-        self.record.borrow_mut().pending = Pending::Receive(ch.index);
         let res = chan.receive();
         world.after_receive(self.me);
         drop(world);

@@ -37,7 +37,7 @@ pub struct WorldImage {
 ///
 /// ```
 /// use microthread::pickle::ChannelImage;
-/// let c = ChannelImage { type_index: 0, preference: -1, schedule_all: false, closing: false, queue: vec![] };
+/// let c = ChannelImage { type_index: 0, preference: -1, schedule_all: false, closing: false, senders: false, queue: vec![] };
 /// assert_eq!(c.clone(), c);
 /// ```
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,8 @@ pub struct ChannelImage {
     pub schedule_all: bool,
     /// `closing`.
     pub closing: bool,
+    /// Whether the blocked tasklets are senders (positive balance), not receivers.
+    pub senders: bool,
     /// Indices into the world's tasklets of the blocked ones, head first.
     pub queue: Vec<u32>,
 }

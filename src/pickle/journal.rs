@@ -111,6 +111,9 @@ pub(crate) struct Record {
     /// The value of a blocked send, postcard encoded: what a receiver that takes it but
     /// resumes later (preference +1, `schedule_all`) has received.
     pub(super) pending_value: Option<Vec<u8>>,
+    /// While a restore replays a blocked tasklet: the operation it was blocked in, which
+    /// must be its first live one.
+    pub(super) expect: Option<Pending>,
 }
 
 impl Record {
@@ -122,6 +125,7 @@ impl Record {
             cursor: 0,
             pending: Pending::None,
             pending_value: None,
+            expect: None,
         }
     }
 
@@ -156,6 +160,17 @@ impl Record {
                 ))),
             },
         )
+    }
+
+    /// Checks, as `op` goes live, that it is the operation a restore expects first.
+    pub(super) fn go_live(&mut self, me: u64, op: Pending) -> Result<(), PickleError> {
+        match self.expect.take() {
+            Some(e) if e != op => Err(PickleError::Diverged {
+                tasklet: me,
+                detail: format!("its replay ended in {op:?}, not in the {e:?} it was blocked in"),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Appends the result of a live operation.

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::image::{BodyImage, Status, WorldImage};
-use super::journal::Record;
+use super::journal::{Pending, Record};
 use super::world::{World, WorldChannel};
 use super::{format, PickleError, Registry};
 use crate::Tasklet;
@@ -189,7 +189,18 @@ fn build(world: &World, image: &WorldImage, made: &mut Vec<Tasklet>) -> Result<(
             if !world.restorable(t) {
                 continue; // a closure tasklet's value is on its lost stack: it stays paused
             }
+            let record = inner.members.borrow()[i as usize].record.clone();
+            if let Some(r) = &record {
+                r.borrow_mut().expect = Some(if c.senders {
+                    Pending::Send(ci as u32)
+                } else {
+                    Pending::Receive(ci as u32)
+                });
+            }
             t.run()?;
+            if let Some(r) = &record {
+                r.borrow_mut().expect = None;
+            }
             let chans = inner.channels.borrow();
             let queue = chans[ci].chan.queue();
             if !t.blocked() || queue.last() != Some(&t.id()) {

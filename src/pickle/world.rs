@@ -90,6 +90,7 @@ impl<'de, T> Deserialize<'de> for ChannelRef<T> {
 pub(super) trait ErasedChannel {
     fn as_any(&self) -> &dyn Any;
     fn queue(&self) -> Vec<u64>;
+    fn balance(&self) -> isize;
     fn preference(&self) -> i8;
     fn schedule_all(&self) -> bool;
     fn closing(&self) -> bool;
@@ -104,6 +105,9 @@ impl<T: Send + 'static> ErasedChannel for Channel<T> {
     }
     fn queue(&self) -> Vec<u64> {
         Channel::queue(self)
+    }
+    fn balance(&self) -> isize {
+        Channel::balance(self)
     }
     fn preference(&self) -> i8 {
         Channel::preference(self)
@@ -518,6 +522,7 @@ impl World {
                 preference: ch.preference(),
                 schedule_all: ch.schedule_all(),
                 closing: ch.closing(),
+                senders: ch.balance() > 0,
                 queue,
             });
         }
