@@ -23,9 +23,7 @@ use common::{log, on_thread, push, taken, Log};
 /// points to as leaked; parked in a global list, it stays reachable.
 fn keep_forever<T: 'static>(handles: T) {
     static KEPT: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-    KEPT.lock()
-        .unwrap()
-        .push(Box::into_raw(Box::new(handles)) as usize);
+    KEPT.lock().unwrap().push(Box::into_raw(Box::new(handles)) as usize);
 }
 
 /// Logs `name` into a log shared with the test's thread when dropped.
