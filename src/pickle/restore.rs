@@ -111,7 +111,8 @@ impl World {
     /// use microthread::pickle::{PickleError, Registry, World};
     /// let reg = std::rc::Rc::new(Registry::new());
     /// let mut bytes = World::new(reg.clone()).pickle().unwrap();
-    /// bytes[40.min(bytes.len() - 1)] ^= 0x10;
+    /// let last = bytes.len() - 1;
+    /// bytes[last] ^= 0x10; // the payload's last byte
     /// assert!(matches!(World::restore(&reg, &bytes), Err(PickleError::Checksum { .. })));
     /// ```
     pub fn restore(registry: &Rc<Registry>, bytes: &[u8]) -> Result<Restored, PickleError> {

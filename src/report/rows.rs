@@ -80,6 +80,21 @@ pub const ROWS: &[Row] = &[
         label: "sleep(200 us): wake-up after the deadline, 99th percentile (not per op)",
         measure: sleep_overshoot_p99,
     },
+    Row {
+        key: "pickle_per_tasklet_ns",
+        label: "World::pickle, 10,000 blocked resumable tasklets, per tasklet",
+        measure: super::pickle::pickle_per_tasklet,
+    },
+    Row {
+        key: "restore_per_tasklet_ns",
+        label: "World::restore of that pickle (replayed into the queues), per tasklet",
+        measure: super::pickle::restore_per_tasklet,
+    },
+    Row {
+        key: "spawn_blocked_per_tasklet_ns",
+        label: "for comparison: spawn 10,000 tasklets that block receiving, per tasklet",
+        measure: super::pickle::spawn_blocked_per_tasklet,
+    },
 ];
 
 /// How late a sleeping tasklet wakes after its deadline, at the 99th percentile over
