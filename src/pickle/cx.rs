@@ -8,8 +8,9 @@ use std::rc::{Rc, Weak};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::channels::ChannelRef;
 use super::journal::{Op, Pending, Record, UNIT_OK};
-use super::world::{ChannelRef, WorldInner};
+use super::world::WorldInner;
 use super::PickleError;
 use crate::scheduler;
 

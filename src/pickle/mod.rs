@@ -110,6 +110,7 @@
 //! - A resumable tasklet paused inside `cx.schedule_remove()` by a watchdog, before it
 //!   removed itself, is restored as if it had removed itself.
 
+mod channels;
 mod cx;
 mod error;
 pub mod format;
@@ -119,10 +120,11 @@ mod registry;
 mod restore;
 mod world;
 
+pub use channels::ChannelRef;
 pub use cx::Cx;
 pub use error::PickleError;
 pub use image::{BodyImage, ChannelImage, Status, TaskletImage, WorldImage};
 pub use journal::{Entry, Op};
 pub use registry::{Body, Kind, Registry};
 pub use restore::{inspect, Restored};
-pub use world::{ChannelRef, World};
+pub use world::World;

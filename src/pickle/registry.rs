@@ -11,9 +11,9 @@ use std::rc::Rc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::channels::ErasedChannel;
 use super::cx::Cx;
 use super::journal::Record;
-use super::world::ErasedChannel;
 use super::world::{start_resumable, WorldInner};
 use super::PickleError;
 use crate::channel::Channel;
