@@ -750,3 +750,56 @@ fn string_sender(cx: &mut Cx<SendOne>) -> Result<(), PickleError> {
     cx.record(|| trace("sender done".into()))?;
     Ok(())
 }
+
+#[test]
+fn a_blocked_closure_tasklet_comes_back_paused_not_queued_and_others_keep_their_order() {
+    on_thread(|| {
+        let (reg, k) = receiver_kind();
+        let world = World::new(reg.clone());
+        let ch = world.channel::<String>().unwrap();
+        let a = world
+            .spawn(
+                k,
+                Receiver {
+                    input: ch,
+                    tag: "a".into(),
+                },
+            )
+            .unwrap();
+        let rx = world.get(ch).unwrap();
+        let c = scheduler::spawn(move || rx.receive().unwrap()).unwrap();
+        world.adopt(&c);
+        let b = world
+            .spawn(
+                k,
+                Receiver {
+                    input: ch,
+                    tag: "b".into(),
+                },
+            )
+            .unwrap();
+        scheduler::run().unwrap();
+        assert_eq!(world.get(ch).unwrap().queue(), [a.id(), c.id(), b.id()]);
+        let bytes = world.pickle().unwrap();
+        let image = inspect(&reg, &bytes).unwrap();
+        assert_eq!(image.channels[0].queue, [0, 1, 2]); // inspection sees all three
+        let copy = World::restore(&reg, &bytes).unwrap();
+        let (a2, c2, b2) = (
+            copy.copy_of(a.id()).unwrap(),
+            copy.copy_of(c.id()).unwrap(),
+            copy.copy_of(b.id()).unwrap(),
+        );
+        let ch2 = copy.world.get(ch).unwrap();
+        assert_eq!(ch2.queue(), [a2.id(), b2.id()]);
+        assert!(c2.paused() && !c2.blocked() && !copy.world.restorable(c2));
+        ch2.send("1".into()).unwrap();
+        ch2.send("2".into()).unwrap();
+        assert_eq!(take_trace(), ["a got 1", "b got 2"]);
+        for v in ["x", "y", "z"] {
+            world.send(ch, v.into()).unwrap();
+        }
+        scheduler::run().unwrap();
+        assert_eq!(take_trace(), ["a got x", "b got z"]);
+        assert_eq!(c.result::<String>().as_deref(), Some("y"));
+    });
+}
