@@ -803,3 +803,29 @@ fn a_blocked_closure_tasklet_comes_back_paused_not_queued_and_others_keep_their_
         assert_eq!(c.result::<String>().as_deref(), Some("y"));
     });
 }
+
+#[test]
+fn a_value_main_sent_with_world_send_while_blocked_is_pickled_with_its_receiver() {
+    on_thread(|| {
+        let (reg, k) = receiver_kind();
+        let world = World::new(reg.clone());
+        let ch = world.channel::<String>().unwrap();
+        world.get(ch).unwrap().set_preference(1); // a receive runs the waiting sender at once
+        let r = world
+            .spawn(
+                k,
+                Receiver {
+                    input: ch,
+                    tag: "r".into(),
+                },
+            )
+            .unwrap();
+        // main blocks sending; r takes the value, main runs at once, r waits in the ring.
+        world.send(ch, "from main".into()).unwrap();
+        assert!(r.scheduled() && !r.blocked());
+        let copy = World::restore(&reg, &world.pickle().unwrap()).unwrap();
+        copy.insert_ring().unwrap();
+        scheduler::run().unwrap();
+        assert_eq!(take_trace(), ["r got from main", "r got from main"]);
+    });
+}

@@ -114,8 +114,8 @@ pub enum PickleError {
         channel: u32,
     },
     /// A resumable tasklet has received a value it has not resumed to yet, and the value was
-    /// sent by code outside the pickle layer (not `Cx::send` nor `World::send`), so no
-    /// pickle can see it.
+    /// sent by code outside the pickle layer (a plain `Channel::send`, not `Cx::send` nor
+    /// `World::send`), so no pickle can see it.
     InTransit {
         /// The receiver's id.
         tasklet: u64,

@@ -40,6 +40,9 @@ pub(crate) struct WorldInner {
     /// Values received by tasklets that have not resumed from their receive yet, postcard
     /// encoded, by receiver id.
     pub(super) in_transit: RefCell<HashMap<u64, Vec<u8>>>,
+    /// The values of blocked `World::send`s (from tasklets outside the world), postcard
+    /// encoded, by sender id: what a receiver that takes one but resumes later has received.
+    pub(super) outside_sends: RefCell<HashMap<u64, Vec<u8>>>,
 }
 
 impl WorldInner {
@@ -93,7 +96,8 @@ impl WorldInner {
                 .borrow()
                 .get(&head)
                 .and_then(|&i| members[i].record.as_ref())
-                .and_then(|r| r.borrow().pending_value.clone());
+                .and_then(|r| r.borrow().pending_value.clone())
+                .or_else(|| self.outside_sends.borrow().get(&head).cloned());
             if let Some(v) = value {
                 self.in_transit.borrow_mut().insert(me, v);
             }
@@ -195,6 +199,7 @@ impl World {
                 members: RefCell::new(Vec::new()),
                 by_id: RefCell::new(HashMap::new()),
                 in_transit: RefCell::new(HashMap::new()),
+                outside_sends: RefCell::new(HashMap::new()),
             }),
         }
     }
@@ -267,8 +272,17 @@ impl World {
         T: Serialize + DeserializeOwned + Send + 'static,
     {
         let chan = self.inner.channel_of(r)?;
-        self.inner.before_send(&chan, &value)?;
-        chan.send(value).map_err(|e| PickleError::Op(e.error))
+        let carried = self.inner.before_send(&chan, &value)?;
+        let me = carried.map(|bytes| {
+            let me = scheduler::current().id();
+            self.inner.outside_sends.borrow_mut().insert(me, bytes);
+            me
+        });
+        let res = chan.send(value).map_err(|e| PickleError::Op(e.error));
+        if let Some(me) = me {
+            self.inner.outside_sends.borrow_mut().remove(&me);
+        }
+        res
     }
 
     /// Spawns a resumable tasklet of `kind` with initial `state`, at the end of the run
