@@ -40,6 +40,7 @@
 //! | tasklets | [`tasklet`] |
 //! | the round-robin scheduler, Stackless semantics | [`scheduler`] |
 //! | channels, within and across threads | [`channel`] |
+//! | pickling: resumable tasklets, worlds, the file format | [`pickle`] |
 //! | errors | [`error`] |
 //!
 //! # The `stackless` module in Rust
@@ -163,6 +164,7 @@ pub mod coroutine;
 pub mod error;
 mod id;
 mod overflow;
+pub mod pickle;
 mod sanitizer;
 pub mod scheduler;
 pub mod stack;

@@ -5,6 +5,7 @@
 //! To add a row, add one entry to [`rows::ROWS`]: a JSON key, a label and a measure function.
 
 pub mod json;
+pub mod pickle;
 pub mod rows;
 pub mod sysinfo;
 

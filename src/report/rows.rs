@@ -100,6 +100,21 @@ pub const ROWS: &[Row] = &[
         label: "the same runs: largest share of the ticks, % (goal <= 28; not per op)",
         measure: time_slices::fairness_max_pct,
     },
+    Row {
+        key: "pickle_per_tasklet_ns",
+        label: "World::pickle, 10,000 blocked resumable tasklets, per tasklet",
+        measure: super::pickle::pickle_per_tasklet,
+    },
+    Row {
+        key: "restore_per_tasklet_ns",
+        label: "World::restore of that pickle (replayed into the queues), per tasklet",
+        measure: super::pickle::restore_per_tasklet,
+    },
+    Row {
+        key: "spawn_blocked_per_tasklet_ns",
+        label: "for comparison: spawn 10,000 tasklets that block receiving, per tasklet",
+        measure: super::pickle::spawn_blocked_per_tasklet,
+    },
 ];
 
 /// The rows whose runs are not calibrated (their value is not a time per operation), with

@@ -1,0 +1,194 @@
+//! The payload: a world as plain data ([`WorldImage`]), postcard encoded, and the checks that
+//! a decoded one describes a possible world before anything is built from it.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::journal::Entry;
+use super::{PickleError, Registry};
+
+/// A pickled world, as [`inspect`](super::inspect) shows it.
+///
+/// ```
+/// use microthread::pickle::{inspect, Registry, World};
+/// use std::rc::Rc;
+/// let mut reg = Registry::new();
+/// reg.register_channel::<u8>("u8", 1).unwrap();
+/// let reg = Rc::new(reg);
+/// let world = World::new(reg.clone());
+/// world.channel::<u8>().unwrap();
+/// let image = inspect(&reg, &world.pickle().unwrap()).unwrap();
+/// assert_eq!(image.channels.len(), 1);
+/// assert!(image.tasklets.is_empty());
+/// ```
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct WorldImage {
+    /// The channels, in the world's order (a [`ChannelRef`](super::ChannelRef) is an index
+    /// here).
+    pub channels: Vec<ChannelImage>,
+    /// The tasklets, in the order they joined the world.
+    pub tasklets: Vec<TaskletImage>,
+    /// Indices into `tasklets` of the runnable ones, in run order (after the pickler).
+    pub ring: Vec<u32>,
+}
+
+/// A pickled channel.
+///
+/// ```
+/// use microthread::pickle::ChannelImage;
+/// let c = ChannelImage { type_index: 0, preference: -1, schedule_all: false, closing: false, senders: false, queue: vec![] };
+/// assert_eq!(c.clone(), c);
+/// ```
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ChannelImage {
+    /// Its value type, an index into the registry's channel types.
+    pub type_index: u32,
+    /// -1, 0 or 1.
+    pub preference: i8,
+    /// `schedule_all`.
+    pub schedule_all: bool,
+    /// `closing`.
+    pub closing: bool,
+    /// Whether the blocked tasklets are senders (positive balance), not receivers.
+    pub senders: bool,
+    /// Indices into the world's tasklets of the blocked ones, head first.
+    pub queue: Vec<u32>,
+}
+
+/// What a pickled tasklet was doing.
+///
+/// ```
+/// use microthread::pickle::Status;
+/// assert_ne!(Status::Blocked, Status::Paused);
+/// ```
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Alive, never run (scheduled if the ring lists it, else paused).
+    Unrun,
+    /// In the ring.
+    Runnable,
+    /// Alive, started, not in the ring, not blocked.
+    Paused,
+    /// Blocked on a channel (whose queue lists it).
+    Blocked,
+    /// Ended.
+    Dead,
+}
+
+/// A pickled tasklet.
+///
+/// ```
+/// use microthread::pickle::{BodyImage, Status, TaskletImage};
+/// let t = TaskletImage { id: 5, name: None, status: Status::Dead, body: BodyImage::Closure };
+/// assert_eq!(t.clone(), t);
+/// ```
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TaskletImage {
+    /// The original tasklet's id.
+    pub id: u64,
+    /// Its name.
+    pub name: Option<String>,
+    /// What it was doing.
+    pub status: Status,
+    /// Its kind and journal, or none.
+    pub body: BodyImage,
+}
+
+/// The body of a pickled tasklet.
+///
+/// ```
+/// use microthread::pickle::BodyImage;
+/// assert_eq!(BodyImage::Closure, BodyImage::Closure);
+/// ```
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum BodyImage {
+    /// A closure tasklet: pickled for inspection, not restorable.
+    Closure,
+    /// A resumable tasklet.
+    Resumable {
+        /// Its kind, an index into the registry's kinds.
+        kind: u32,
+        /// Its state at its last checkpoint, postcard encoded.
+        checkpoint: Vec<u8>,
+        /// The results of its operations since then.
+        journal: Vec<Entry>,
+    },
+}
+
+impl WorldImage {
+    /// Every check that can refuse the image, before anything is built from it.
+    pub(super) fn validate(&self, registry: &Registry) -> Result<(), PickleError> {
+        let n = self.tasklets.len();
+        let mut ids = HashSet::with_capacity(n);
+        for t in &self.tasklets {
+            if !ids.insert(t.id) {
+                return Err(PickleError::DuplicateTasklet { id: t.id });
+            }
+            if let BodyImage::Resumable { kind, .. } = t.body {
+                if kind as usize >= registry.kinds.len() {
+                    return Err(PickleError::UnknownKind { index: kind });
+                }
+            }
+        }
+        let index = |i: u32| -> Result<&TaskletImage, PickleError> {
+            self.tasklets
+                .get(i as usize)
+                .ok_or(PickleError::MissingTasklet { index: i })
+        };
+        let mut placed = vec![false; n];
+        for &i in &self.ring {
+            let t = index(i)?;
+            if !matches!(t.status, Status::Runnable | Status::Unrun) {
+                return Err(PickleError::Inconsistent(format!(
+                    "tasklet {} is in the ring but {:?}",
+                    t.id, t.status
+                )));
+            }
+            if std::mem::replace(&mut placed[i as usize], true) {
+                return Err(PickleError::Inconsistent(format!(
+                    "tasklet {} is in the ring twice",
+                    t.id
+                )));
+            }
+        }
+        for c in &self.channels {
+            if c.type_index as usize >= registry.channel_types.len() {
+                return Err(PickleError::UnknownChannelType {
+                    index: c.type_index,
+                });
+            }
+            if !(-1..=1).contains(&c.preference) {
+                return Err(PickleError::Inconsistent(format!(
+                    "a channel has preference {}",
+                    c.preference
+                )));
+            }
+            for &i in &c.queue {
+                let t = index(i)?;
+                if t.status != Status::Blocked {
+                    return Err(PickleError::Inconsistent(format!(
+                        "tasklet {} is in a channel queue but {:?}",
+                        t.id, t.status
+                    )));
+                }
+                if std::mem::replace(&mut placed[i as usize], true) {
+                    return Err(PickleError::Inconsistent(format!(
+                        "tasklet {} is queued twice",
+                        t.id
+                    )));
+                }
+            }
+        }
+        for (t, &p) in self.tasklets.iter().zip(&placed) {
+            let needs_place = matches!(t.status, Status::Runnable | Status::Blocked);
+            if needs_place && !p {
+                return Err(PickleError::Inconsistent(format!(
+                    "tasklet {} is {:?} but in no ring or queue",
+                    t.id, t.status
+                )));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,130 @@
+//! Pickling: tasklets and channels written to bytes and resumed exactly where they were,
+//! in another thread or another process (Stackless reference §5).
+//!
+//! Native stacks cannot be serialised, so a tasklet that is to be resumed is written the
+//! way durable-execution engines write workflows: a **resumable tasklet** runs a body that
+//! is a deterministic function of a serde-serialisable state and of the results of its
+//! operations, made through its [`Cx`]. Its state is captured at its start and at each
+//! [`Cx::checkpoint`]; the results of its operations since then are journaled. Restoring
+//! re-enters the body from its beginning with the checkpointed state and feeds it the
+//! journaled results, touching no channel and not the ring, until the journal runs out at
+//! the operation it was suspended in; from there it runs live. A deterministic body thus
+//! arrives exactly where it was pickled.
+//!
+//! A **world** ([`World`]) is a set of tasklets and the channels they use, pickled together
+//! ([`World::pickle`]) and restored together ([`World::restore`]): the same ring order, the
+//! blocked tasklets queued again on their channels in FIFO order with the values they were
+//! sending, paused tasklets paused, each channel's preference, `schedule_all` and closing.
+//! A channel inside a state is a [`ChannelRef`], serialised as its index in the world, so
+//! it comes back as the restored channel. Kinds and channel value types are registered in a
+//! [`Registry`] under stable names and versions; the pickle carries their fingerprint.
+//!
+//! ```
+//! use microthread::pickle::{ChannelRef, Cx, PickleError, Registry, World};
+//! use std::rc::Rc;
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Doubler { input: ChannelRef<u32>, output: ChannelRef<u32>, seen: u32 }
+//!
+//! // Re-entered from the top after a restore: the loop head is where the state says all.
+//! fn doubler(cx: &mut Cx<Doubler>) -> Result<(), PickleError> {
+//!     loop {
+//!         let Doubler { input, output, .. } = *cx.state();
+//!         let v = cx.receive(input)?;
+//!         cx.send(output, v * 2)?;
+//!         cx.state_mut().seen += 1;
+//!         cx.checkpoint()?;
+//!     }
+//! }
+//!
+//! let mut reg = Registry::new();
+//! let kind = reg.register("doubler", 1, doubler).unwrap();
+//! reg.register_channel::<u32>("u32", 1).unwrap();
+//! let reg = Rc::new(reg);
+//!
+//! let world = World::new(reg.clone());
+//! let (input, output) = (world.channel().unwrap(), world.channel().unwrap());
+//! world.spawn(kind, Doubler { input, output, seen: 0 }).unwrap();
+//! world.send(input, 5).unwrap(); // the doubler takes it and blocks sending 10
+//! let bytes = world.pickle().unwrap();
+//!
+//! // Elsewhere (another thread, another process): the doubler is blocked sending 10 again.
+//! let copy = World::restore(&reg, &bytes).unwrap();
+//! let out = copy.world.get(output).unwrap();
+//! assert_eq!(out.balance(), 1);
+//! assert_eq!(out.receive().unwrap(), 10);
+//! ```
+//!
+//! # What the body must be
+//! - **Deterministic**: given its state and the results its `Cx` returns, it makes the
+//!   same operations in the same order. Anything else (the time, random numbers, reading
+//!   input) goes through [`Cx::record`], which journals the result.
+//! - **Re-entrant at its checkpoints**: a restore enters the body from its beginning with
+//!   the state of the last checkpoint, so the state must say everything about where to go
+//!   on (typically: `loop { ...; cx.checkpoint()? }`, with the loop's variables in the
+//!   state).
+//! - **Side effects since the checkpoint happen once**: code between operations runs again
+//!   on replay; output that must not repeat goes through `cx.record(|| ...)` too (it is
+//!   skipped on replay), or is guarded by [`Cx::replaying`].
+//! - **Every suspension through `Cx`**: a resumable tasklet that is suspended in a
+//!   scheduler or channel call not made through its `Cx` cannot be pickled
+//!   ([`PickleError::Unpicklable`]).
+//!
+//! A replay that meets another operation than the journal holds, or a checkpoint before
+//! the journal's end, fails with [`PickleError::Diverged`].
+//!
+//! # The journal costs ordinary tasklets nothing
+//! The journal lives in `Cx`, not in the channel: a resumable tasklet's `cx.send(ch, v)`
+//! journals and then calls the ordinary [`Channel::send`](crate::Channel::send). The channel
+//! and scheduler paths are unchanged, so closure tasklets pay nothing.
+//!
+//! # Stackless's pickling in Rust
+//!
+//! | Stackless | microthread |
+//! |---|---|
+//! | `pickle.dumps(t)` (a tasklet with its frames) | [`World::pickle`] of a world holding it (with the channels it uses): `Vec<u8>` in the [`format`] |
+//! | `pickle.dumps(ch)` (a channel with its queue) | the same: channels are pickled with their world |
+//! | `pickle.loads(s)` | [`World::restore`] → [`Restored`]; [`inspect`] decodes without building |
+//! | `t.__reduce__()` of the current tasklet: `RuntimeError` | [`PickleError::CurrentTasklet`] |
+//! | `t.restorable` (no C state on the stack) | [`World::restorable`]: true for a resumable tasklet, false for a closure tasklet (its native stack is its "C state") |
+//! | running an unpickled non-restorable tasklet: `RuntimeError("... frame had a C state that can't be restored")` | the copy fails with [`PickleError::NotRestorable`] naming it, delivered as a panic ([`Error::Panicked`](crate::Error::Panicked)) to main or the `run()` caller |
+//! | unpickled tasklet: alive, not scheduled, paused | the same: [`Restored::ring`] lists the runnable ones in order, [`Restored::insert_ring`] inserts them |
+//! | unpickled blocked tasklets re-linked to their channel in order | the same, by replaying each up to its channel operation, in queue order |
+//! | an unpickled new (never run) tasklet runs from the start | the same: its checkpoint is its initial state |
+//! | an unpickled dead tasklet is not alive | the same (a bound, not set-up tasklet) |
+//! | the copy and the original continue independently | the same |
+//! | a tasklet interrupted by the watchdog is picklable | the same (it resumes into the interrupted operation) |
+//! | `pickle_flags()`, `PICKLEFLAGS_*`, tracing state, `persistent_id` | none: there are no frames or interpreter state; what is pickled is exactly the registered state, which the program designs |
+//! | pickles tied to the CPython version | pickles tied to the [`Registry::fingerprint`] (kind names and versions) and the [`format::FORMAT_VERSION`] |
+//!
+//! # Limits
+//! - A world is of one thread: its channels may be shared with other threads, but a
+//!   tasklet of another thread waiting on one makes the world unpicklable
+//!   ([`PickleError::Outsider`]).
+//! - A blocked closure tasklet comes back paused, not queued (its value was on its stack).
+//! - A sleeping tasklet cannot be pickled.
+//! - A resumable tasklet that received a value from code outside the pickle layer (a plain
+//!   `Channel::send`, not [`Cx::send`] or [`World::send`]) and has not resumed from that
+//!   receive yet cannot be pickled until it does ([`PickleError::InTransit`]); with the
+//!   default preference (-1) a receiver always resumes at once.
+//! - A resumable tasklet paused inside `cx.schedule_remove()` by a watchdog, before it
+//!   removed itself, is restored as if it had removed itself.
+
+mod channels;
+mod cx;
+mod error;
+pub mod format;
+mod image;
+mod journal;
+mod registry;
+mod restore;
+mod world;
+
+pub use channels::ChannelRef;
+pub use cx::Cx;
+pub use error::PickleError;
+pub use image::{BodyImage, ChannelImage, Status, TaskletImage, WorldImage};
+pub use journal::{Entry, Op};
+pub use registry::{Body, Kind, Registry};
+pub use restore::{inspect, Restored};
+pub use world::World;

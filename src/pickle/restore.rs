@@ -1,0 +1,242 @@
+//! Restoring a world from its pickle ([`World::restore`]): the channels with their settings,
+//! every tasklet paused, the blocked ones replayed up to their channel operation and queued
+//! again in their order, then the channels' closing flags; the ring order is handed back to
+//! insert.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::image::{BodyImage, Status, WorldImage};
+use super::journal::{Pending, Record};
+use super::world::{World, WorldChannel};
+use super::{format, PickleError, Registry};
+use crate::Tasklet;
+
+/// A restored world: every tasklet of the pickle (in its order) and the ring order.
+/// Restored tasklets are paused (Stackless: an unpickled tasklet is not scheduled) except
+/// the blocked ones, which wait on their channels again; [`insert_ring`](Self::insert_ring)
+/// puts the runnable ones back in the run queue in their order.
+///
+/// ```
+/// use microthread::pickle::{Registry, World};
+/// let reg = std::rc::Rc::new(Registry::new());
+/// let world = World::new(reg.clone());
+/// let t = microthread::spawn(|| ()).unwrap();
+/// world.adopt(&t);
+/// let copy = World::restore(&reg, &world.pickle().unwrap()).unwrap();
+/// assert_eq!(copy.original_ids, [t.id()]);
+/// assert_eq!(copy.ring.len(), 1);
+/// assert!(copy.tasklets[0].paused() && !copy.world.restorable(&copy.tasklets[0]));
+/// # microthread::run().unwrap();
+/// ```
+pub struct Restored {
+    /// The new world.
+    pub world: World,
+    /// Its tasklets, in the pickle's order.
+    pub tasklets: Vec<Tasklet>,
+    /// The original tasklets' ids, in the same order.
+    pub original_ids: Vec<u64>,
+    /// The tasklets that were in the run queue, in run order (all paused now).
+    pub ring: Vec<Tasklet>,
+}
+
+impl Restored {
+    /// Inserts the tasklets of [`ring`](Self::ring) into the run queue, in order: they run
+    /// in the order the originals would have.
+    ///
+    /// # Errors
+    /// Those of [`Tasklet::insert`].
+    ///
+    /// ```
+    /// use microthread::pickle::{Registry, World};
+    /// let reg = std::rc::Rc::new(Registry::new());
+    /// let copy = World::restore(&reg, &World::new(reg.clone()).pickle().unwrap()).unwrap();
+    /// copy.insert_ring().unwrap(); // nothing to insert
+    /// ```
+    pub fn insert_ring(&self) -> crate::Result<()> {
+        for t in &self.ring {
+            t.insert()?;
+        }
+        Ok(())
+    }
+
+    /// The restored copy of the tasklet whose id was `original`.
+    ///
+    /// ```
+    /// use microthread::pickle::{Registry, World};
+    /// let reg = std::rc::Rc::new(Registry::new());
+    /// let copy = World::restore(&reg, &World::new(reg.clone()).pickle().unwrap()).unwrap();
+    /// assert!(copy.copy_of(1).is_none());
+    /// ```
+    pub fn copy_of(&self, original: u64) -> Option<&Tasklet> {
+        let i = self.original_ids.iter().position(|&id| id == original)?;
+        self.tasklets.get(i)
+    }
+}
+
+/// Decodes and checks a pickle without building anything: the world as plain data.
+///
+/// # Errors
+/// Every [`format::open`] error, [`PickleError::Payload`], and the image's own checks
+/// ([`PickleError::UnknownKind`], [`PickleError::MissingTasklet`],
+/// [`PickleError::DuplicateTasklet`], [`PickleError::Inconsistent`], ...).
+///
+/// ```
+/// use microthread::pickle::{inspect, PickleError, Registry};
+/// assert!(matches!(inspect(&Registry::new(), b"not a pickle"), Err(PickleError::BadMagic)));
+/// ```
+pub fn inspect(registry: &Registry, bytes: &[u8]) -> Result<WorldImage, PickleError> {
+    let payload = format::open(bytes, registry.fingerprint())?;
+    let (image, rest): (WorldImage, _) = postcard::take_from_bytes(payload)?;
+    if !rest.is_empty() {
+        return Err(PickleError::Payload(format!(
+            "{} bytes follow the world",
+            rest.len()
+        )));
+    }
+    image.validate(registry)?;
+    Ok(image)
+}
+
+impl World {
+    /// Restores a pickled world into this thread; see [`Restored`]. The originals, if they
+    /// still exist, are untouched: the copies go on independently.
+    ///
+    /// # Errors
+    /// Those of [`inspect`]; [`PickleError::Payload`] for a state that does not decode;
+    /// [`PickleError::Diverged`] if a blocked tasklet's replay does not block where it
+    /// was; no stack. On error every tasklet made so far is killed.
+    ///
+    /// ```
+    /// use microthread::pickle::{PickleError, Registry, World};
+    /// let reg = std::rc::Rc::new(Registry::new());
+    /// let mut bytes = World::new(reg.clone()).pickle().unwrap();
+    /// let last = bytes.len() - 1;
+    /// bytes[last] ^= 0x10; // the payload's last byte
+    /// assert!(matches!(World::restore(&reg, &bytes), Err(PickleError::Checksum { .. })));
+    /// ```
+    pub fn restore(registry: &Rc<Registry>, bytes: &[u8]) -> Result<Restored, PickleError> {
+        let image = inspect(registry, bytes)?;
+        let world = World::new(registry.clone());
+        let mut made = Vec::with_capacity(image.tasklets.len());
+        match build(&world, &image, &mut made) {
+            Ok(()) => Ok(Restored {
+                ring: image
+                    .ring
+                    .iter()
+                    .map(|&i| made[i as usize].clone())
+                    .collect(),
+                original_ids: image.tasklets.iter().map(|t| t.id).collect(),
+                tasklets: made,
+                world,
+            }),
+            Err(e) => {
+                for t in &made {
+                    if t.alive() {
+                        let _ = t.kill();
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+fn build(world: &World, image: &WorldImage, made: &mut Vec<Tasklet>) -> Result<(), PickleError> {
+    let inner = &world.inner;
+    let registry = &inner.registry;
+    {
+        let mut chans = inner.channels.borrow_mut();
+        for c in &image.channels {
+            let chan = (registry.channel_types[c.type_index as usize].make)();
+            chan.set_preference(c.preference);
+            chan.set_schedule_all(c.schedule_all);
+            chans.push(WorldChannel {
+                type_index: c.type_index,
+                chan,
+            });
+        }
+    }
+    for t in &image.tasklets {
+        let (tasklet, record) = match (&t.body, t.status) {
+            (_, Status::Dead) => (bound_dead()?, None),
+            (BodyImage::Closure, _) => (not_restorable(t.id, t.name.clone())?, None),
+            (
+                BodyImage::Resumable {
+                    kind,
+                    checkpoint,
+                    journal,
+                },
+                _,
+            ) => {
+                let record = Rc::new(RefCell::new(Record::new(
+                    *kind,
+                    checkpoint.clone(),
+                    journal.clone(),
+                )));
+                let start = &registry.kinds[*kind as usize].start;
+                (start(inner, record.clone())?, Some(record))
+            }
+        };
+        if t.name.is_some() {
+            tasklet.set_name(t.name.as_deref());
+        }
+        inner.push_member(tasklet.clone(), record.clone());
+        made.push(tasklet);
+    }
+    for (ci, c) in image.channels.iter().enumerate() {
+        for &i in &c.queue {
+            let t = &made[i as usize];
+            if !world.restorable(t) {
+                continue; // a closure tasklet's value is on its lost stack: it stays paused
+            }
+            let record = inner.members.borrow()[i as usize].record.clone();
+            if let Some(r) = &record {
+                r.borrow_mut().expect = Some(if c.senders {
+                    Pending::Send(ci as u32)
+                } else {
+                    Pending::Receive(ci as u32)
+                });
+            }
+            t.run()?;
+            if let Some(r) = &record {
+                r.borrow_mut().expect = None;
+            }
+            let chans = inner.channels.borrow();
+            let queue = chans[ci].chan.queue();
+            if !t.blocked() || queue.last() != Some(&t.id()) {
+                return Err(PickleError::Diverged {
+                    tasklet: image.tasklets[i as usize].id,
+                    detail: format!("its replay did not block on channel {ci} where it was"),
+                });
+            }
+        }
+    }
+    let chans = inner.channels.borrow();
+    for (c, wc) in image.channels.iter().zip(chans.iter()) {
+        if c.closing {
+            wc.chan.close();
+        }
+    }
+    Ok(())
+}
+
+fn no_stack(e: std::io::Error) -> PickleError {
+    PickleError::Op(crate::Error::NoStack(e))
+}
+
+/// The copy of a dead tasklet: bound, never set up, so not alive.
+fn bound_dead() -> Result<Tasklet, PickleError> {
+    Tasklet::bound(|| ()).map_err(no_stack)
+}
+
+/// The copy of a closure tasklet: running it fails with [`PickleError::NotRestorable`],
+/// which ends it as a panic does (delivered to main or the `run()` caller).
+fn not_restorable(tasklet: u64, name: Option<String>) -> Result<Tasklet, PickleError> {
+    Tasklet::new(move || {
+        let e = PickleError::NotRestorable { tasklet, name };
+        eprintln!("microthread: {e}");
+        std::panic::resume_unwind(Box::new(e))
+    })
+    .map_err(no_stack)
+}

@@ -1,0 +1,571 @@
+//! [`World`]: a set of tasklets and the channels they use, pickled together
+//! ([`World::pickle`]); and [`ChannelRef`], a channel of a world as a resumable tasklet's
+//! state holds it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::rc::Rc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::channels::{ChannelRef, ErasedChannel};
+use super::cx::{completion, Cx};
+use super::image::{BodyImage, ChannelImage, Status, TaskletImage, WorldImage};
+use super::journal::{Op, Pending, Record};
+use super::registry::{Body, Kind};
+use super::{format, PickleError, Registry};
+use crate::channel::Channel;
+use crate::{scheduler, Tasklet};
+
+pub(super) struct WorldChannel {
+    pub(super) type_index: u32,
+    pub(super) chan: Box<dyn ErasedChannel>,
+}
+
+pub(super) struct Member {
+    pub(super) tasklet: Tasklet,
+    /// `None` for a closure tasklet.
+    pub(super) record: Option<Rc<RefCell<Record>>>,
+}
+
+/// What a world's tasklets share with it.
+pub(crate) struct WorldInner {
+    pub(super) registry: Rc<Registry>,
+    pub(super) channels: RefCell<Vec<WorldChannel>>,
+    pub(super) members: RefCell<Vec<Member>>,
+    /// Member index by tasklet id.
+    pub(super) by_id: RefCell<HashMap<u64, usize>>,
+    /// Values received by tasklets that have not resumed from their receive yet, postcard
+    /// encoded, by receiver id.
+    pub(super) in_transit: RefCell<HashMap<u64, Vec<u8>>>,
+    /// The values of blocked `World::send`s (from tasklets outside the world), postcard
+    /// encoded, by sender id: what a receiver that takes one but resumes later has received.
+    pub(super) outside_sends: RefCell<HashMap<u64, Vec<u8>>>,
+}
+
+impl WorldInner {
+    pub(super) fn channel_of<T: Send + 'static>(
+        &self,
+        r: ChannelRef<T>,
+    ) -> Result<Channel<T>, PickleError> {
+        let chans = self.channels.borrow();
+        let c = chans
+            .get(r.index as usize)
+            .ok_or(PickleError::MissingChannel { index: r.index })?;
+        c.chan
+            .as_any()
+            .downcast_ref::<Channel<T>>()
+            .cloned()
+            .ok_or(PickleError::WrongChannelType { index: r.index })
+    }
+
+    /// Before a send of `value` on `chan`: a receiver that takes it but resumes later gets
+    /// the value's bytes in `in_transit`; a send that will block returns them to carry.
+    pub(super) fn before_send<T: Serialize + Send + 'static>(
+        &self,
+        chan: &Channel<T>,
+        value: &T,
+    ) -> Result<Option<Vec<u8>>, PickleError> {
+        let encode =
+            || postcard::to_allocvec(value).map_err(|e| PickleError::Encode(e.to_string()));
+        if chan.balance() < 0 {
+            // preference -1 without schedule_all: the receiver runs at once, and resumes.
+            if chan.preference() >= 0 || chan.schedule_all() {
+                if let Some(&head) = chan.queue().first() {
+                    self.in_transit.borrow_mut().insert(head, encode()?);
+                }
+            }
+            Ok(None)
+        } else {
+            Ok(Some(encode()?))
+        }
+    }
+
+    /// Before receiver `me` receives on `chan`: if it takes a waiting sender's value but
+    /// resumes later (preference +1, `schedule_all`), keep the value's bytes for it.
+    pub(super) fn before_receive<T: Send + 'static>(&self, chan: &Channel<T>, me: u64) {
+        if chan.balance() > 0 && (chan.preference() > 0 || chan.schedule_all()) {
+            let Some(&head) = chan.queue().first() else {
+                return;
+            };
+            let members = self.members.borrow();
+            let value = self
+                .by_id
+                .borrow()
+                .get(&head)
+                .and_then(|&i| members[i].record.as_ref())
+                .and_then(|r| r.borrow().pending_value.clone())
+                .or_else(|| self.outside_sends.borrow().get(&head).cloned());
+            if let Some(v) = value {
+                self.in_transit.borrow_mut().insert(me, v);
+            }
+        }
+    }
+
+    pub(super) fn after_receive(&self, me: u64) {
+        let mut t = self.in_transit.borrow_mut();
+        if !t.is_empty() {
+            t.remove(&me);
+        }
+    }
+
+    pub(super) fn push_member(&self, tasklet: Tasklet, record: Option<Rc<RefCell<Record>>>) {
+        let mut members = self.members.borrow_mut();
+        self.by_id.borrow_mut().insert(tasklet.id(), members.len());
+        members.push(Member { tasklet, record });
+    }
+}
+
+/// Makes the (paused) tasklet that runs `body` from `state` with `record`'s journal.
+pub(super) fn start_resumable<S>(
+    world: &Rc<WorldInner>,
+    body: Body<S>,
+    record: Rc<RefCell<Record>>,
+    state: S,
+) -> Result<Tasklet, PickleError>
+where
+    S: Serialize + DeserializeOwned + 'static,
+{
+    let weak = Rc::downgrade(world);
+    Tasklet::new(move || -> Result<(), PickleError> {
+        let mut cx = Cx {
+            state,
+            me: scheduler::current().id(),
+            record,
+            world: weak,
+        };
+        body(&mut cx)
+    })
+    .map_err(|e| PickleError::Op(crate::Error::NoStack(e)))
+}
+
+/// A set of tasklets and the channels they use, pickled together: see the
+/// [module docs](super). Belongs to its thread (`!Send`):
+///
+/// ```compile_fail
+/// use microthread::pickle::{Registry, World};
+/// let world = World::new(std::rc::Rc::new(Registry::new()));
+/// std::thread::spawn(move || drop(world));
+/// ```
+///
+/// ```
+/// use microthread::pickle::{ChannelRef, Cx, PickleError, Registry, World};
+/// use std::rc::Rc;
+///
+/// fn echo(cx: &mut Cx<ChannelRef<u32>>) -> Result<(), PickleError> {
+///     loop {
+///         let ch = *cx.state();
+///         let v = cx.receive(ch)?;
+///         cx.checkpoint()?;
+///         cx.send(ch, v + 1)?;
+///     }
+/// }
+/// let mut reg = Registry::new();
+/// let kind = reg.register("echo", 1, echo).unwrap();
+/// reg.register_channel::<u32>("u32", 1).unwrap();
+/// let reg = Rc::new(reg);
+/// let world = World::new(reg.clone());
+/// let ch = world.channel::<u32>().unwrap();
+/// world.spawn(kind, ch).unwrap();
+/// microthread::run().unwrap(); // echo waits in receive
+/// let bytes = world.pickle().unwrap();
+///
+/// let copy = World::restore(&reg, &bytes).unwrap();
+/// let ch2 = copy.world.get(ch).unwrap(); // the same reference, the restored channel
+/// assert_eq!(ch2.balance(), -1); // the copy waits in receive too
+/// ch2.send(1).unwrap();
+/// assert_eq!(ch2.receive().unwrap(), 2);
+/// ```
+#[derive(Clone)]
+pub struct World {
+    pub(super) inner: Rc<WorldInner>,
+}
+
+impl World {
+    /// An empty world of the kinds and channel types of `registry`.
+    ///
+    /// ```
+    /// use microthread::pickle::{Registry, World};
+    /// let world = World::new(std::rc::Rc::new(Registry::new()));
+    /// assert!(world.tasklets().is_empty());
+    /// ```
+    pub fn new(registry: Rc<Registry>) -> World {
+        World {
+            inner: Rc::new(WorldInner {
+                registry,
+                channels: RefCell::new(Vec::new()),
+                members: RefCell::new(Vec::new()),
+                by_id: RefCell::new(HashMap::new()),
+                in_transit: RefCell::new(HashMap::new()),
+                outside_sends: RefCell::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// A new channel of the world, for values of a registered type `T`.
+    ///
+    /// # Errors
+    /// [`PickleError::UnregisteredChannelType`].
+    ///
+    /// ```
+    /// use microthread::pickle::{PickleError, Registry, World};
+    /// let world = World::new(std::rc::Rc::new(Registry::new()));
+    /// assert!(matches!(world.channel::<u8>(), Err(PickleError::UnregisteredChannelType { .. })));
+    /// ```
+    pub fn channel<T>(&self) -> Result<ChannelRef<T>, PickleError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let type_index = self.inner.registry.channel_type_of::<T>()?;
+        let mut chans = self.inner.channels.borrow_mut();
+        let index = chans.len() as u32;
+        chans.push(WorldChannel {
+            type_index,
+            chan: Box::new(Channel::<T>::new()),
+        });
+        Ok(ChannelRef {
+            index,
+            _t: PhantomData,
+        })
+    }
+
+    /// A handle to the world's channel `r`, for any code (a send through it that a
+    /// resumable receiver takes but resumes from later cannot be pickled before it resumes:
+    /// use [`World::send`]).
+    ///
+    /// # Errors
+    /// [`PickleError::MissingChannel`], [`PickleError::WrongChannelType`].
+    ///
+    /// ```
+    /// # use microthread::pickle::{Registry, World};
+    /// # let mut reg = Registry::new();
+    /// # reg.register_channel::<u8>("u8", 1).unwrap();
+    /// # let world = World::new(std::rc::Rc::new(reg));
+    /// let r = world.channel::<u8>().unwrap();
+    /// world.get(r).unwrap().set_preference(1);
+    /// assert_eq!(world.get(r).unwrap().preference(), 1);
+    /// ```
+    pub fn get<T: Send + 'static>(&self, r: ChannelRef<T>) -> Result<Channel<T>, PickleError> {
+        self.inner.channel_of(r)
+    }
+
+    /// Sends `value` on the world's channel `r` from code that is not a resumable tasklet
+    /// (main, a closure tasklet), so that a resumable receiver can be pickled at any point.
+    ///
+    /// # Errors
+    /// The channel's, as [`PickleError::Op`]; those of [`get`](Self::get).
+    ///
+    /// ```
+    /// # use microthread::pickle::{Registry, World};
+    /// # let mut reg = Registry::new();
+    /// # reg.register_channel::<u8>("u8", 1).unwrap();
+    /// # let world = World::new(std::rc::Rc::new(reg));
+    /// let r = world.channel::<u8>().unwrap();
+    /// let rx = world.get(r).unwrap();
+    /// microthread::spawn(move || rx.receive().unwrap()).unwrap();
+    /// world.send(r, 3).unwrap();
+    /// ```
+    pub fn send<T>(&self, r: ChannelRef<T>, value: T) -> Result<(), PickleError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let chan = self.inner.channel_of(r)?;
+        let carried = self.inner.before_send(&chan, &value)?;
+        let me = carried.map(|bytes| {
+            let me = scheduler::current().id();
+            self.inner.outside_sends.borrow_mut().insert(me, bytes);
+            me
+        });
+        let res = chan.send(value).map_err(|e| PickleError::Op(e.error));
+        if let Some(me) = me {
+            self.inner.outside_sends.borrow_mut().remove(&me);
+        }
+        res
+    }
+
+    /// Spawns a resumable tasklet of `kind` with initial `state`, at the end of the run
+    /// queue, into the world.
+    ///
+    /// # Errors
+    /// [`PickleError::Encode`] (the state does not serialise), or no stack
+    /// ([`PickleError::Op`] of [`Error::NoStack`](crate::Error::NoStack)).
+    ///
+    /// ```
+    /// use microthread::pickle::{Cx, PickleError, Registry, World};
+    /// fn double(cx: &mut Cx<u32>) -> Result<(), PickleError> {
+    ///     *cx.state_mut() *= 2;
+    ///     Ok(())
+    /// }
+    /// let mut reg = Registry::new();
+    /// let kind = reg.register("double", 1, double).unwrap();
+    /// let world = World::new(std::rc::Rc::new(reg));
+    /// let t = world.spawn(kind, 21).unwrap();
+    /// assert!(t.scheduled() && world.restorable(&t));
+    /// microthread::run().unwrap();
+    /// assert!(!t.alive());
+    /// ```
+    pub fn spawn<S>(&self, kind: Kind<S>, state: S) -> Result<Tasklet, PickleError>
+    where
+        S: Serialize + DeserializeOwned + 'static,
+    {
+        let checkpoint =
+            postcard::to_allocvec(&state).map_err(|e| PickleError::Encode(e.to_string()))?;
+        let record = Rc::new(RefCell::new(Record::new(
+            kind.index,
+            checkpoint,
+            Vec::new(),
+        )));
+        let t = start_resumable(&self.inner, kind.body, record.clone(), state)?;
+        t.insert()?;
+        self.inner.push_member(t.clone(), Some(record));
+        Ok(t)
+    }
+
+    /// Adds a closure tasklet to the world: it is pickled for inspection (id, name, state,
+    /// which queue it waits in), and its restored copy is not restorable. Adding one twice
+    /// adds it once.
+    ///
+    /// ```
+    /// use microthread::pickle::{Registry, World};
+    /// let world = World::new(std::rc::Rc::new(Registry::new()));
+    /// let t = microthread::spawn(|| ()).unwrap();
+    /// world.adopt(&t);
+    /// world.adopt(&t);
+    /// assert_eq!(world.tasklets(), [t.clone()]);
+    /// assert!(!world.restorable(&t));
+    /// # microthread::run().unwrap();
+    /// ```
+    pub fn adopt(&self, tasklet: &Tasklet) {
+        if !self.inner.by_id.borrow().contains_key(&tasklet.id()) {
+            self.inner.push_member(tasklet.clone(), None);
+        }
+    }
+
+    /// The world's tasklets, in the order they joined it.
+    ///
+    /// ```
+    /// use microthread::pickle::{Registry, World};
+    /// assert!(World::new(std::rc::Rc::new(Registry::new())).tasklets().is_empty());
+    /// ```
+    pub fn tasklets(&self) -> Vec<Tasklet> {
+        self.inner
+            .members
+            .borrow()
+            .iter()
+            .map(|m| m.tasklet.clone())
+            .collect()
+    }
+
+    /// Whether `tasklet` is a resumable tasklet of this world (Stackless `t.restorable`):
+    /// its pickle resumes where it was. False for a closure tasklet and for one not in the
+    /// world.
+    ///
+    /// ```
+    /// use microthread::pickle::{Registry, World};
+    /// let world = World::new(std::rc::Rc::new(Registry::new()));
+    /// assert!(!world.restorable(&microthread::scheduler::current()));
+    /// ```
+    pub fn restorable(&self, tasklet: &Tasklet) -> bool {
+        let Some(&i) = self.inner.by_id.borrow().get(&tasklet.id()) else {
+            return false;
+        };
+        self.inner.members.borrow()[i].record.is_some()
+    }
+
+    /// The registry the world was made with.
+    ///
+    /// ```
+    /// use microthread::pickle::{Registry, World};
+    /// let reg = std::rc::Rc::new(Registry::new());
+    /// assert!(std::rc::Rc::ptr_eq(World::new(reg.clone()).registry(), &reg));
+    /// ```
+    pub fn registry(&self) -> &Rc<Registry> {
+        &self.inner.registry
+    }
+
+    /// The world as plain data; see [`pickle`](Self::pickle).
+    ///
+    /// # Errors
+    /// As `pickle`.
+    ///
+    /// ```
+    /// use microthread::pickle::{Registry, World};
+    /// let world = World::new(std::rc::Rc::new(Registry::new()));
+    /// assert!(world.image().unwrap().tasklets.is_empty());
+    /// ```
+    pub fn image(&self) -> Result<WorldImage, PickleError> {
+        let me = scheduler::current();
+        let members = self.inner.members.borrow();
+        let by_id = self.inner.by_id.borrow();
+        let mut ring = Vec::new();
+        let mut n = me.next();
+        while let Some(t) = n.filter(|t| *t != me) {
+            if let Some(&i) = by_id.get(&t.id()) {
+                ring.push(i as u32);
+            }
+            n = t.next();
+        }
+        let mut queued = vec![false; members.len()];
+        let chans = self.inner.channels.borrow();
+        let mut channels = Vec::with_capacity(chans.len());
+        for (ci, c) in chans.iter().enumerate() {
+            let ch = &c.chan;
+            let mut queue = Vec::new();
+            for id in ch.queue() {
+                let i = *by_id.get(&id).ok_or(PickleError::Outsider {
+                    tasklet: id,
+                    channel: ci as u32,
+                })?;
+                queued[i] = true;
+                queue.push(i as u32);
+            }
+            channels.push(ChannelImage {
+                type_index: c.type_index,
+                preference: ch.preference(),
+                schedule_all: ch.schedule_all(),
+                closing: ch.closing(),
+                senders: ch.balance() > 0,
+                queue,
+            });
+        }
+        let in_transit = self.inner.in_transit.borrow();
+        let mut tasklets = Vec::with_capacity(members.len());
+        for (i, m) in members.iter().enumerate() {
+            let t = &m.tasklet;
+            let id = t.id();
+            if t.is_current() {
+                return Err(PickleError::CurrentTasklet { id });
+            }
+            let status = if !t.alive() {
+                Status::Dead
+            } else if t.sleeping() {
+                return Err(PickleError::Unpicklable {
+                    tasklet: id,
+                    why: "it sleeps",
+                });
+            } else if t.blocked() {
+                if !queued[i] {
+                    return Err(PickleError::Unpicklable {
+                        tasklet: id,
+                        why: "it is blocked on a channel outside its world",
+                    });
+                }
+                Status::Blocked
+            } else if !t.started() {
+                Status::Unrun
+            } else if t.scheduled() {
+                Status::Runnable
+            } else {
+                Status::Paused
+            };
+            let body = match &m.record {
+                None => BodyImage::Closure,
+                Some(r) => {
+                    let r = r.borrow();
+                    let mut journal = r.journal.clone();
+                    match status {
+                        Status::Runnable | Status::Paused => {
+                            completed(id, status, r.pending, &in_transit, &mut journal)?
+                        }
+                        Status::Blocked
+                            if !matches!(r.pending, Pending::Send(_) | Pending::Receive(_)) =>
+                        {
+                            return Err(PickleError::Unpicklable {
+                                tasklet: id,
+                                why: "it is blocked in a channel call not made through its Cx",
+                            })
+                        }
+                        _ => {}
+                    }
+                    BodyImage::Resumable {
+                        kind: r.kind,
+                        checkpoint: r.checkpoint.clone(),
+                        journal,
+                    }
+                }
+            };
+            tasklets.push(TaskletImage {
+                id,
+                name: t.name(),
+                status,
+                body,
+            });
+        }
+        Ok(WorldImage {
+            channels,
+            tasklets,
+            ring,
+        })
+    }
+
+    /// Pickles the world: every tasklet, every channel, the ring order and the queues, in
+    /// the [file format](super::format). The world goes on unchanged.
+    ///
+    /// # Errors
+    /// [`PickleError::CurrentTasklet`] (call it from a tasklet outside the world),
+    /// [`PickleError::Outsider`], [`PickleError::InTransit`],
+    /// [`PickleError::Unpicklable`].
+    ///
+    /// ```
+    /// use microthread::pickle::{inspect, Registry, Status, World};
+    /// let reg = std::rc::Rc::new(Registry::new());
+    /// let world = World::new(reg.clone());
+    /// let t = microthread::Tasklet::new(|| ()).unwrap();
+    /// world.adopt(&t);
+    /// let image = inspect(&reg, &world.pickle().unwrap()).unwrap();
+    /// assert_eq!((image.tasklets[0].id, image.tasklets[0].status), (t.id(), Status::Unrun));
+    /// ```
+    pub fn pickle(&self) -> Result<Vec<u8>, PickleError> {
+        let image = self.image()?;
+        let payload =
+            postcard::to_allocvec(&image).map_err(|e| PickleError::Encode(e.to_string()))?;
+        Ok(format::seal(self.inner.registry.fingerprint(), &payload))
+    }
+}
+
+/// Appends to `journal` the result of the operation a runnable or paused resumable tasklet
+/// is suspended in, if its effect has happened; leaves it if the operation is to run again.
+///
+/// A runnable tasklet inside an operation has had its effect: its schedule yielded, its
+/// send was taken, its receive got a value (kept in `in_transit`). A paused one inside
+/// `schedule_remove` has removed itself; inside another operation it was interrupted by a
+/// watchdog at the operation's safe point, before any effect (or removed after a
+/// receive, whose value is in `in_transit`).
+fn completed(
+    id: u64,
+    status: Status,
+    pending: Pending,
+    in_transit: &HashMap<u64, Vec<u8>>,
+    journal: &mut Vec<super::journal::Entry>,
+) -> Result<(), PickleError> {
+    let runnable = status == Status::Runnable;
+    match pending {
+        Pending::None => {
+            return Err(PickleError::Unpicklable {
+                tasklet: id,
+                why: "it is suspended outside its Cx (a scheduler or channel call not made through the pickle layer)",
+            })
+        }
+        Pending::Receive(_) => match in_transit.get(&id) {
+            Some(v) => {
+                let mut data = Vec::with_capacity(v.len() + 1);
+                data.push(0); // Ok
+                data.extend_from_slice(v);
+                journal.push(super::journal::Entry {
+                    op: Op::Receive,
+                    data,
+                });
+            }
+            None if runnable => return Err(PickleError::InTransit { tasklet: id }),
+            None => {}
+        },
+        Pending::ScheduleRemove => journal.push(completion(Op::ScheduleRemove)),
+        Pending::Schedule if runnable => journal.push(completion(Op::Schedule)),
+        Pending::Send(_) if runnable => journal.push(completion(Op::Send)),
+        Pending::Tick if runnable => journal.push(completion(Op::Tick)),
+        Pending::Schedule | Pending::Send(_) | Pending::Tick => {}
+    }
+    Ok(())
+}
