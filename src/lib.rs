@@ -161,6 +161,8 @@ pub mod channel;
 pub mod context;
 pub mod coroutine;
 pub mod error;
+#[cfg(feature = "capi")]
+pub mod ffi;
 mod id;
 mod overflow;
 mod sanitizer;
