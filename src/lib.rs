@@ -165,6 +165,7 @@ pub mod error;
 pub mod ffi;
 mod id;
 mod overflow;
+pub mod panic_hook;
 mod sanitizer;
 pub mod scheduler;
 pub mod stack;

@@ -290,3 +290,18 @@ fn describe(
         stack_used: stack_size.and(stack_used),
     }
 }
+
+/// The running tasklet's id, name and whether it is a main tasklet, if this thread has a
+/// scheduler; for the panic hook, which may run anywhere, even while the scheduler's state
+/// is half-changed: it only reads, creates nothing and never panics.
+pub(crate) fn current_identity() -> Option<(u64, Option<String>, bool)> {
+    let s = existing_scheduler()?;
+    let p = s.current.get();
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: the running tasklet is live (the list holds it).
+    let t = unsafe { &*p };
+    let name = t.name.try_borrow().ok().and_then(|n| n.clone());
+    Some((t.id, name, t.is_main))
+}
