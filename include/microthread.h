@@ -193,7 +193,9 @@
 #define MT_EINVAL 69
 
 /*
- An opaque handle to a channel (see the module docs).
+ An opaque handle to a channel (see the module docs). `Send` and `Sync` in Rust:
+ any thread may use it.
+
  */
 typedef struct mt_channel mt_channel;
 
@@ -201,12 +203,16 @@ typedef struct mt_channel mt_channel;
  An opaque handle to a tasklet, made by `mt_spawn` and released by `mt_tasklet_free`.
  It belongs to the thread that made it: on any other thread every function refuses it with
  `MT_EOTHERTHREAD`. Releasing the handle does not end the tasklet.
+
+ In Rust it is `!Send`, as `Tasklet` is:
+
  */
 typedef struct mt_tasklet mt_tasklet;
 
 /*
  The function a tasklet runs: called once with the `arg` given to `mt_spawn`. It must not
  unwind (no C++ exception may leave it). `None` is a null function pointer.
+
  */
 typedef void (*mt_fn)(void *arg);
 

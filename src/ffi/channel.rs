@@ -24,7 +24,20 @@ enum Value {
     Int(i64),
 }
 
-/// An opaque handle to a channel (see the [module docs](self)).
+/// An opaque handle to a channel (see the [module docs](self)). `Send` and `Sync` in Rust:
+/// any thread may use it.
+///
+/// ```
+/// use microthread::ffi::*;
+/// fn assert_send_sync<T: Send + Sync>() {}
+/// assert_send_sync::<mt_channel>();
+/// let mut ch: *mut mt_channel = std::ptr::null_mut();
+/// // SAFETY: `ch` is writable, then a live handle released once.
+/// unsafe {
+///     assert_eq!(mt_channel_new(MT_CHANNEL_PTR, &mut ch), MT_OK);
+///     assert_eq!(mt_channel_free(ch), MT_OK);
+/// }
+/// ```
 #[allow(non_camel_case_types)]
 pub struct mt_channel {
     kind: c_int,

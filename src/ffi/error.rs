@@ -4,6 +4,18 @@
 //! the positive codes below. The codes from `MT_EDEADLOCK` to `MT_ENOSTACK` are the variants
 //! of [`Error`], one each, and their message is that variant's `Display` sentence; the codes
 //! from `MT_EKILLED` on belong to the boundary itself.
+//!
+//! ```
+//! use microthread::ffi::*;
+//! let mut ch = std::ptr::null_mut();
+//! // SAFETY: `ch` is writable, then a live handle released once.
+//! unsafe {
+//!     assert_eq!(mt_channel_new(MT_CHANNEL_INT64, &mut ch), MT_OK);
+//!     assert_eq!(mt_channel_send_ptr(ch, std::ptr::null_mut()), MT_EWRONGTYPE);
+//!     assert_eq!(mt_channel_send_int64(ch, 1), MT_EDEADLOCK); // main alone: nobody receives
+//!     mt_channel_free(ch);
+//! }
+//! ```
 
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::sync::OnceLock;

@@ -15,12 +15,42 @@ use crate::tasklet::Tasklet;
 
 /// The function a tasklet runs: called once with the `arg` given to [`mt_spawn`]. It must not
 /// unwind (no C++ exception may leave it). `None` is a null function pointer.
+///
+/// ```
+/// use microthread::ffi::*;
+/// extern "C" fn nothing(_: *mut std::ffi::c_void) {}
+/// let f: mt_fn = Some(nothing);
+/// // SAFETY: no handle is asked for.
+/// assert_eq!(unsafe { mt_spawn(f, std::ptr::null_mut(), std::ptr::null_mut()) }, MT_OK);
+/// assert_eq!(unsafe { mt_spawn(None, std::ptr::null_mut(), std::ptr::null_mut()) }, MT_ENULL);
+/// assert_eq!(mt_run(), MT_OK);
+/// ```
 #[allow(non_camel_case_types)]
 pub type mt_fn = Option<extern "C" fn(arg: *mut c_void)>;
 
 /// An opaque handle to a tasklet, made by [`mt_spawn`] and released by [`mt_tasklet_free`].
 /// It belongs to the thread that made it: on any other thread every function refuses it with
 /// `MT_EOTHERTHREAD`. Releasing the handle does not end the tasklet.
+///
+/// In Rust it is `!Send`, as [`Tasklet`] is:
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>() {}
+/// assert_send::<microthread::ffi::mt_tasklet>();
+/// ```
+///
+/// ```
+/// use microthread::ffi::*;
+/// extern "C" fn nothing(_: *mut std::ffi::c_void) {}
+/// let mut t: *mut mt_tasklet = std::ptr::null_mut();
+/// // SAFETY: `t` is writable, then a live handle released once.
+/// unsafe {
+///     assert_eq!(mt_spawn(Some(nothing), std::ptr::null_mut(), &mut t), MT_OK);
+///     assert!(!t.is_null());
+///     mt_run();
+///     assert_eq!(mt_tasklet_free(t), MT_OK);
+/// }
+/// ```
 #[allow(non_camel_case_types)]
 pub struct mt_tasklet {
     tasklet: Tasklet,

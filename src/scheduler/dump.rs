@@ -16,6 +16,15 @@ use super::{existing_scheduler, Scheduler};
 use crate::tasklet::{Inner, Life, SLEEPING};
 
 /// What a tasklet is doing when the dump is taken.
+///
+/// ```
+/// use microthread::scheduler::{self, dump::DumpState};
+/// let t = microthread::Tasklet::new(|| ())?;
+/// let state = scheduler::dump().get(t.id()).unwrap().state;
+/// assert_eq!(state, DumpState::Paused { started: false });
+/// assert_eq!(state.to_string(), "paused, not started");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DumpState {
@@ -86,6 +95,13 @@ impl fmt::Display for DumpState {
 }
 
 /// One tasklet in a [`Dump`].
+///
+/// ```
+/// use microthread::scheduler::{self, dump::DumpState};
+/// let main = &scheduler::dump().tasklets[0];
+/// assert!(main.is_main && main.state == DumpState::Running && main.stack_size.is_none());
+/// assert!(main.to_string().ends_with(" (main): running"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TaskletDump {
@@ -125,6 +141,12 @@ impl fmt::Display for TaskletDump {
 
 /// The live tasklets of one thread, oldest first (its main tasklet first), from [`dump`].
 /// Its `Display` is one line for the thread and one for each tasklet.
+///
+/// ```
+/// let d = microthread::scheduler::dump();
+/// assert_eq!(d.thread_id, std::thread::current().id());
+/// assert!(d.to_string().starts_with("1 tasklet on thread "));
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Dump {
