@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# ci/c-tests.sh: the C API's tests. Builds libmicrothread.a and libmicrothread.so (feature
-# `capi`), checks that include/microthread.h is current (ci/c-header.sh --check), compiles
+# ci/c-tests.sh: the C API's tests. Runs the doc tests of src/ffi/ (feature `capi`, which
+# `cargo test` alone leaves off), builds libmicrothread.a and libmicrothread.so, checks that
+# include/microthread.h is current (ci/c-header.sh --check), compiles
 # every tests/c/*.c and examples/c/*.c against the static library with warnings as errors,
 # runs each (each test prints "N passed, N failed" and exits non-zero on a failure), runs the
 # example once more linked against the shared library, then, with valgrind available (or
@@ -19,6 +20,8 @@ if ! command -v "$cc" >/dev/null 2>&1; then
 fi
 
 bash ci/c-header.sh --check
+
+cargo test --release --features capi --doc -- ffi::
 
 # `cargo rustc --crate-type` builds the C libraries without making every Rust build of the
 # crate link a staticlib and a cdylib too (Cargo.toml keeps crate-type = lib).

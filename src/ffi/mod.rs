@@ -23,6 +23,8 @@
 //!   further `mt_*` call of that tasklet that would switch or block returns `MT_EKILLED` at
 //!   once (the kill is sticky), so a killed C tasklet never blocks again. A main tasklet that
 //!   is killed gets `MT_EKILLED` once (it is the thread's own stack: the C program decides).
+//!   A Rust tasklet (not from [`mt_spawn`]) killed inside an `mt_*` call made by C code it
+//!   called is marked the same way, but only its thread's end clears the mark.
 //! - **Thread-bound handles.** A tasklet handle (`mt_tasklet *`) belongs to the thread that
 //!   made it: every function refuses it on another thread with [`MT_EOTHERTHREAD`] and
 //!   changes nothing. Channel handles (`mt_channel *`) may be used from any thread.
