@@ -318,6 +318,20 @@ int mt_channel_close(const mt_channel *ch);
 int mt_channel_closing(const mt_channel *ch, int *out);
 
 /*
+ Writes the calling thread's tasklet dump (one line for the thread, one per live tasklet:
+ id, name, state, the channel it waits on, its stack's use) into `buf` as a NUL-terminated
+ string of at most `len - 1` bytes, cut if longer. If `needed` is not null, the dump's whole
+ length (without the NUL) is written there, so a caller can retry with a larger buffer.
+ `buf` may be null when `len` is 0 (to ask for the length only). Returns `MT_OK` or
+ `MT_ENULL` (`buf` null with `len` > 0).
+
+ # Safety
+ - `buf` must be null or valid for writing `len` bytes; `needed` null or valid for
+   writing a `size_t`.
+ */
+int mt_dump(char *buf, size_t len, size_t *needed);
+
+/*
  The message of `code`: a NUL-terminated sentence with static lifetime (never free it).
  An unknown code gives "unknown microthread error code".
 

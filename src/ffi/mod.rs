@@ -11,6 +11,7 @@
 //! | tasklets and the scheduler | [`tasklet`] | [`mt_spawn`], [`mt_run`], [`mt_schedule`], [`mt_schedule_remove`], [`mt_sleep_ns`], [`mt_current_id`], [`mt_main_id`], [`mt_kill`], `mt_tasklet_*` |
 //! | channels of `void *` or `int64_t` | [`channel`] | `mt_channel_*` |
 //! | threads | [`thread`] | [`mt_init_thread`] |
+//! | the tasklet dump (`scheduler::dump`) | [`dump`] | [`mt_dump`] |
 //!
 //! # Rules at the boundary
 //! - **No unwind crosses it.** Every entry point runs its body under `catch_unwind`: a Rust
@@ -31,12 +32,14 @@
 //! - **Null pointers** where a handle or an out-pointer is expected give [`MT_ENULL`].
 
 pub mod channel;
+pub mod dump;
 pub mod error;
 mod guard;
 pub mod tasklet;
 pub mod thread;
 
 pub use channel::*;
+pub use dump::*;
 pub use error::*;
 pub use tasklet::*;
 pub use thread::*;

@@ -1,6 +1,6 @@
 /* The tasklet and scheduler functions of the C API: spawn, run, schedule, schedule_remove,
- * sleep, the current and main ids, names, kill (of a tasklet suspended in C code), handles
- * and the error messages. */
+ * sleep, the current and main ids, names, kill (of a tasklet suspended in C code), handles,
+ * the tasklet dump and the error messages. */
 #include <stdint.h>
 #include <string.h>
 
@@ -146,6 +146,11 @@ static void kill_a_tasklet_that_never_ran(void) {
     CHECK_CODE(mt_tasklet_free(t), MT_OK);
 }
 
+static void receive_once(void *arg) {
+    int64_t v;
+    CHECK_CODE(mt_channel_receive_int64(arg, &v), MT_OK);
+}
+
 struct sleeper {
     char log[8];
     int n;
@@ -179,6 +184,36 @@ static void named(void) {
     CHECK_CODE(mt_tasklet_set_name(t, NULL), MT_OK);
     CHECK_CODE(mt_run(), MT_OK);
     CHECK_CODE(mt_tasklet_free(t), MT_OK);
+}
+
+static void dump_lists_the_tasklets(void) {
+    mt_channel *ch = NULL;
+    mt_tasklet *t = NULL;
+    CHECK_CODE(mt_channel_new(MT_CHANNEL_INT64, &ch), MT_OK);
+    CHECK_CODE(mt_spawn(receive_once, ch, &t), MT_OK);
+    CHECK_CODE(mt_tasklet_set_name(t, "worker-1"), MT_OK);
+    CHECK_CODE(mt_run(), MT_OK); /* it blocks in the receive */
+    size_t needed = 0;
+    CHECK_CODE(mt_dump(NULL, 0, &needed), MT_OK);
+    CHECK(needed > 0);
+    char *text = malloc(needed + 1);
+    CHECK_CODE(mt_dump(text, needed + 1, NULL), MT_OK);
+    CHECK(strlen(text) == needed);
+    uint64_t id = 0;
+    CHECK_CODE(mt_tasklet_id(t, &id), MT_OK);
+    char want[128];
+    snprintf(want, sizeof want, "tasklet %llu \"worker-1\": blocked receiving on channel ",
+             (unsigned long long)id);
+    CHECK(strstr(text, want) != NULL);
+    CHECK(strncmp(text, "2 tasklets on thread ", 21) == 0);
+    char small[8];
+    CHECK_CODE(mt_dump(small, sizeof small, NULL), MT_OK);
+    CHECK(strlen(small) == 7 && strncmp(small, text, 7) == 0); /* cut, NUL-terminated */
+    CHECK_CODE(mt_dump(NULL, 4, NULL), MT_ENULL);
+    free(text);
+    CHECK_CODE(mt_channel_send_int64(ch, 1), MT_OK);
+    CHECK_CODE(mt_tasklet_free(t), MT_OK);
+    CHECK_CODE(mt_channel_free(ch), MT_OK);
 }
 
 static void null_arguments(void) {
@@ -225,6 +260,7 @@ int main(void) {
     RUN(kill_a_tasklet_that_never_ran);
     RUN(sleep_lets_others_run);
     RUN(named);
+    RUN(dump_lists_the_tasklets);
     RUN(null_arguments);
     RUN(error_messages);
     return finish();
