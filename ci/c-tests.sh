@@ -8,6 +8,9 @@
 # C_TESTS_VALGRIND=1, which installs it), runs the tests again under memcheck.
 # Set C_TESTS_VALGRIND=0 to skip the valgrind leg. Needs a C compiler (cc); without one it
 # says so and exits 0 (set C_TESTS_REQUIRE_CC=1 to fail instead).
+# C_TESTS_TARGETS="aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu" also builds the
+# static library for those targets and runs the tests and the example under qemu-user, with
+# the cross toolchains ci/cross-test.sh installs (it must have run once).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -74,6 +77,23 @@ if [[ $want_valgrind != 0 ]] && command -v valgrind >/dev/null 2>&1; then
             "$out/$name"
     done
 fi
+
+for target in ${C_TESTS_TARGETS:-}; do
+    arch="${target%%-*}"
+    arch="${arch%gc}" # riscv64gc-unknown-linux-gnu: riscv64-linux-gnu-gcc, qemu-riscv64
+    gnu="$arch-linux-gnu"
+    upper="$(tr 'a-z-' 'A-Z_' <<<"$target")"
+    export "CARGO_TARGET_${upper}_LINKER=$gnu-gcc"
+    export "CC_${target//-/_}=$gnu-gcc"
+    cargo rustc --release --target "$target" --lib --features capi --crate-type staticlib
+    mkdir -p "$out/$target"
+    for src in tests/c/*.c examples/c/*.c; do
+        name="$(basename "$src" .c)"
+        "$gnu-gcc" "${cflags[@]}" "$src" "$target_dir/$target/release/libmicrothread.a" \
+            "${libs[@]}" -o "$out/$target/$name"
+        run "$name on $target (qemu)" "qemu-$arch" -L "/usr/$gnu" "$out/$target/$name"
+    done
+done
 
 if ((${#failed[@]})); then
     echo "c-tests: ${#failed[@]} failed: ${failed[*]}" >&2
