@@ -38,6 +38,12 @@ mkdir -p "$out"
 cflags=(-std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -g -O1 -Iinclude -Itests/c)
 libs=(-lpthread -ldl -lm -lrt)
 
+# The header stands alone, in C and in C++.
+echo '#include "microthread.h"' | "$cc" -std=c11 -Wall -Wextra -Werror -Iinclude -fsyntax-only -xc -
+if command -v c++ >/dev/null 2>&1; then
+    echo '#include "microthread.h"' | c++ -Wall -Wextra -Werror -Iinclude -fsyntax-only -xc++ -
+fi
+
 programs=()
 for src in tests/c/*.c examples/c/*.c; do
     name="$(basename "$src" .c)"
