@@ -190,6 +190,12 @@ impl Transfer {
 pub type Entry = unsafe extern "C" fn(from: Context, data: usize, arg: usize) -> !;
 
 impl Context {
+    /// The saved stack pointer: where the suspended frame's registers begin (for a dump's
+    /// estimate of the stack in use).
+    pub(crate) fn stack_pointer(&self) -> *const u8 {
+        self.sp.as_ptr()
+    }
+
     /// Lays out a new context just below `top` that will call `entry(from, data, arg)` when
     /// first switched to.
     ///

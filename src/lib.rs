@@ -162,8 +162,11 @@ pub mod channel;
 pub mod context;
 pub mod coroutine;
 pub mod error;
+#[cfg(feature = "capi")]
+pub mod ffi;
 mod id;
 mod overflow;
+pub mod panic_hook;
 pub mod pickle;
 mod sanitizer;
 pub mod scheduler;

@@ -30,6 +30,9 @@ pub(crate) trait Blocker {
     /// queued: a partner on another thread completed its operation, and a wake for that
     /// blocking episode is on its way (stale by the time it arrives: see `Inner::block_epoch`).
     fn unlink(&self, t: &Inner) -> bool;
+
+    /// The channel's id, for dumps (`scheduler::dump`).
+    fn channel_id(&self) -> u64;
 }
 
 /// What the next switch into a tasklet delivers at its suspension point.

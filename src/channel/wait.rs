@@ -23,6 +23,10 @@ pub(super) struct Waiter<T> {
 }
 
 impl<T, L: ChannelLock> Blocker for Core<T, L> {
+    fn channel_id(&self) -> u64 {
+        self.id
+    }
+
     fn unlink(&self, t: &Inner) -> bool {
         // Called in the middle of scheduler operations, where a panic must not start. A
         // poisoned channel (see `lock`) is never read again, so `t` may stay in its queue.

@@ -137,6 +137,7 @@ mod bind;
 pub(crate) mod blocking;
 mod callback;
 mod create;
+pub mod dump;
 mod error_handler;
 mod garbage;
 mod handle;
@@ -152,6 +153,7 @@ mod watchdog;
 
 pub use callback::{schedule_callback, set_schedule_callback, switch_trap, ScheduleCallback};
 pub use create::{spawn, TaskletBuilder};
+pub use dump::dump;
 pub use error_handler::{error_handler, set_error_handler, ErrorHandler};
 pub use handle::{atomic, AtomicGuard};
 pub(crate) use preempt::atomic_cleared;

@@ -137,6 +137,20 @@ impl Timers {
 }
 
 impl Scheduler {
+    /// The deadline of every tasklet still in the blocking episode it was queued for (for
+    /// `dump`); empty if the queue is borrowed.
+    pub(super) fn live_deadlines(&self) -> Vec<(*const Inner, Instant)> {
+        let Ok(timers) = self.timers.try_borrow() else {
+            return Vec::new();
+        };
+        timers
+            .heap
+            .iter()
+            .filter(|e| e.live())
+            .map(|e| (Arc::as_ptr(&e.tasklet), e.deadline))
+            .collect()
+    }
+
     /// Puts the running tasklet `me`, in its blocking episode `epoch`, on the timer queue.
     ///
     /// # Safety
