@@ -76,7 +76,7 @@
 //! | `getdebug()`, `debug` | `cfg!(debug_assertions)` |
 //! | `getuncollectables()`, `uncollectables` | none: nothing is uncollectable. The scheduler keeps every live tasklet until it ends, and kills those left when their thread ends, destructors run (see [`scheduler`], "End of a thread") |
 //! | `test_outside()`, `test_cframe_nr(n)`, `_test_nostacklesscall(f)` | none: they create or count interpreter C frames; every tasklet here is "C state" (a native stack) and may switch at any depth |
-//! | `with atomic():` | [`atomic(f)`](scheduler::atomic) / [`AtomicGuard`](scheduler::AtomicGuard): no watchdog interrupt inside; one that comes due there is deferred (Stackless's `pending_irq`, internal) and fires at the first safe point after the section |
+//! | `with atomic():` | [`atomic(f)`](scheduler::atomic) / [`AtomicGuard`](scheduler::AtomicGuard): no watchdog interrupt inside; one that comes due there is deferred (Stackless's `pending_irq`, internal: the budget restarts) and fires at the first safe point after the section (`set_atomic(false)`); one deferred by a callback or a `switch_trap` fires when the restarted budget runs out, as in Stackless |
 //! | `bomb(type, value, tb)` | an [`Error`] value: [`Error::Thrown`] carries the payload that [`Tasklet::throw`] or [`Channel::send_throw`] delivers; a pending one waits inside the scheduler until the tasklet resumes |
 //! | `cframe` | none: no interpreter frames |
 //! | `cstack`, `t.cstate` | none: a tasklet's stack is a guard-paged [`stack::Stack`] the scheduler owns; it is not handed out |

@@ -20,8 +20,8 @@
 //! | W7 | nesting level > 0 without `ignore_nesting`: no preemption (§2.7) | not applicable: every safe point is at nesting level zero (src/scheduler/preempt.rs) |
 //! | W8 | hard preemption, the ring trace of Appendix D | `budget::hard_preemption_follows_the_ring_trace_of_appendix_d` |
 //! | W9 | `set_atomic(False)` with `pending_irq` fires at the next instruction (§2.7) | tests/watchdog.rs `set_atomic_false_with_a_pending_interrupt_fires_at_the_next_safe_point` |
-//! | W10 | an interrupt due in a callback (`schedlock`) is deferred (§2.7) | `budget::an_interrupt_due_in_the_channel_callback_is_deferred_and_fires_within_one_budget` (the exact Stackless tick: `divergences`, ignored); the schedule callback: tests/watchdog.rs `an_interrupt_due_inside_the_schedule_callback_fires_when_its_tasklet_runs_again` |
-//! | W11 | `switch_trap` defers (§2.7) | tests/watchdog.rs `switch_trap_defers_the_interrupt_until_the_trap_is_lifted` (the exact Stackless tick: `divergences`, ignored) |
+//! | W10 | an interrupt due in a callback (`schedlock`) is deferred (§2.7) | `budget::an_interrupt_due_in_the_channel_callback_is_deferred_and_fires_within_one_budget` (the exact Stackless tick: `deferral`); the schedule callback: tests/watchdog.rs `an_interrupt_due_inside_the_schedule_callback_is_deferred_and_a_fresh_timeslice_forgets_it` |
+//! | W11 | `switch_trap` defers (§2.7) | tests/watchdog.rs `switch_trap_defers_the_interrupt_until_the_trap_is_lifted` (the exact Stackless tick: `deferral`) |
 //! | W12 | soft: a channel switch to a chosen partner passes the interrupt on (§2.7) | tests/watchdog.rs `soft_interrupt_passes_on_through_a_channel_switch_to_a_chosen_partner` |
 //! | W13 | `run` from a worker while main schedules: main is an ordinary tasklet (§2.6) | `nesting::run_from_a_worker_waits_while_main_schedules_like_any_tasklet` |
 //! | W14 | the inner `run` returns first; the outer caller is still paused (§2.6) | `nesting::the_inner_run_returns_first_and_the_outer_caller_stays_paused` |
@@ -35,7 +35,7 @@
 //! | W22 | the timeslice restarts only at a real switch: `schedule()` alone does not (§2.2 step 6–7) | `budget::schedule_with_nothing_else_runnable_does_not_restart_the_timeslice` |
 //!
 //! Also here: the stack and FP environment of a re-inserted victim (`resume`), and the
-//! Stackless outcomes this crate does not reach yet, as ignored tests (`divergences`).
+//! The exact Stackless ticks of a callback- and a switch_trap-deferred interrupt: `deferral`.
 //!
 //! Each test runs on its own thread (the test harness's), so each has its own scheduler.
 //! Nothing here depends on timing: budgets count ticks.
@@ -44,8 +44,8 @@ mod common;
 
 #[path = "w_scenarios/budget.rs"]
 mod budget;
-#[path = "w_scenarios/divergences.rs"]
-mod divergences;
+#[path = "w_scenarios/deferral.rs"]
+mod deferral;
 #[path = "w_scenarios/nesting.rs"]
 mod nesting;
 #[path = "w_scenarios/resume.rs"]

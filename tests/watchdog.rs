@@ -228,6 +228,7 @@ fn set_atomic_false_with_a_pending_interrupt_fires_at_the_next_safe_point() {
 
 #[test]
 fn switch_trap_defers_the_interrupt_until_the_trap_is_lifted() {
+    // (The exact tick, Stackless's: tests/w_scenarios/deferral.rs.)
     let progress = Rc::new(Cell::new(0));
     let p = progress.clone();
     let t = spawn(move || {
@@ -237,21 +238,26 @@ fn switch_trap_defers_the_interrupt_until_the_trap_is_lifted() {
             tick().unwrap(); // never refused, never switches
         }
         switch_trap(-1);
-        p.set(301);
-        tick().unwrap();
-        p.set(302);
+        for i in 301..=400 {
+            p.set(i);
+            tick().unwrap();
+        }
     })
     .unwrap();
     assert_eq!(
         run_with(RunOptions::new().ticks(10)).unwrap(),
         Some(t.clone())
     );
-    assert_eq!(progress.get(), 301);
+    let cut = progress.get();
+    assert!(
+        (301..=311).contains(&cut),
+        "not cut inside the trap, and within one budget after it: at {cut}"
+    );
     t.kill().unwrap();
 }
 
 #[test]
-fn an_interrupt_due_inside_the_schedule_callback_fires_when_its_tasklet_runs_again() {
+fn an_interrupt_due_inside_the_schedule_callback_is_deferred_and_a_fresh_timeslice_forgets_it() {
     let mark = Rc::new(Cell::new(0));
     let m = mark.clone();
     let a = spawn(move || {
@@ -277,14 +283,11 @@ fn an_interrupt_due_inside_the_schedule_callback_fires_when_its_tasklet_runs_aga
     })));
     let victim = run_with(RunOptions::new().ticks(100)).unwrap();
     set_schedule_callback(None);
-    assert_eq!(
-        victim,
-        Some(a.clone()),
-        "the deferred interrupt stayed with its tasklet"
-    );
-    assert_eq!(mark.get(), 2);
-    assert!(!b.alive(), "the other tasklet ran on a fresh timeslice");
-    a.kill().unwrap();
+    // Stackless: deferred (pending_irq, the budget restarts); every switch restarts the
+    // timeslice, and neither tasklet uses a whole one up again: nobody is interrupted.
+    assert_eq!(victim, None);
+    assert_eq!(mark.get(), 3);
+    assert!(!a.alive() && !b.alive());
 }
 
 #[test]

@@ -44,9 +44,13 @@
 //! When the budget is used up while the running tasklet is [`atomic`](super::atomic), while
 //! a schedule or channel callback runs, under a [`switch_trap`](super::switch_trap), while
 //! its stack unwinds, or in soft mode, the interrupt is deferred: the tasklet's
-//! `pending_irq` is set. In hard mode it then fires at the first safe point after the
-//! section ends (every tick checks again while one is pending); in soft mode at the
-//! tasklet's next switch (see [`RunOptions::soft`](super::RunOptions::soft)).
+//! `pending_irq` is set and the budget (and the time slice) restarts, exactly as Stackless's
+//! `interrupt()` does. In hard mode the interrupt then comes due again when that restarted
+//! budget runs out (so a tasklet that switches or ends first is not interrupted), except
+//! that [`Tasklet::set_atomic`]`(false)` of the running tasklet fires a pending one at its
+//! next safe point (Stackless's `slp_check_pending_irq`): leaving an `atomic` section is
+//! interrupted at once, leaving a callback or a `switch_trap` is not. In soft mode it fires
+//! at the tasklet's next switch (see [`RunOptions::soft`](super::RunOptions::soft)).
 
 use std::cell::Cell;
 use std::ptr;
@@ -84,6 +88,9 @@ pub(super) struct Preempt {
     pub(super) slot0: Cell<*const Inner>,
     /// The tasklet an interrupt recorded for the interrupt watchdog.
     pub(super) interrupted: Cell<*const Inner>,
+    /// Set by `set_atomic(false)` of the running tasklet with a hard interrupt pending: the
+    /// next safe point fires it although the budget has not run out again.
+    forced: Cell<bool>,
     /// Set by a channel operation that switches to the partner it chose (Stackless's
     /// `PY_WATCHDOG_NO_SOFT_IRQ`): a soft interrupt passes on to that partner.
     no_soft_irq: Cell<bool>,
@@ -102,6 +109,7 @@ thread_local! {
             slot0: Cell::new(ptr::null()),
             interrupted: Cell::new(ptr::null()),
             no_soft_irq: Cell::new(false),
+            forced: Cell::new(false),
         }
     };
 }
@@ -195,7 +203,7 @@ fn interrupt() -> Result<()> {
     let c = unsafe { &*cur };
     let due = PREEMPT.with(|p| {
         let fired = p.slice_ns.get() != 0 && p.flags.take_fired();
-        fired || c.pending_irq.get() || p.ticks.get() > p.deadline.get()
+        fired || p.forced.replace(false) || p.ticks.get() > p.deadline.get()
     });
     if !due {
         // The slice timer fired for a slice that a switch has restarted since: nothing is
@@ -212,18 +220,16 @@ fn interrupt() -> Result<()> {
         || cur == wd;
     if deferred {
         PREEMPT.with(|p| {
-            // Stackless restarts the budget at every deferral, each time it has run out
-            // (not at the re-checks of every safe point while a hard interrupt is pending).
-            if !c.pending_irq.get() || p.ticks.get() > p.deadline.get() {
-                p.deadline
-                    .set(p.ticks.get().saturating_add(p.interval.get()));
+            // Stackless's `interrupt()`: a deferral sets `pending_irq` and restarts the
+            // budget (and here the slice), so the interrupt comes due again when that runs
+            // out; only `set_atomic(false)` fires a pending one sooner (`atomic_cleared`).
+            p.deadline
+                .set(p.ticks.get().saturating_add(p.interval.get()));
+            let slice = p.slice_ns.get();
+            if slice != 0 {
+                p.flags.restart(slice);
             }
-            // Hard mode: check again at every safe point until the section is over.
-            p.flags.set_watermark(if soft {
-                p.deadline.get()
-            } else {
-                p.ticks.get()
-            });
+            p.flags.set_watermark(p.deadline.get());
         });
         c.pending_irq.set(true);
         return Ok(());
@@ -282,6 +288,7 @@ impl Scheduler {
             p.slot0.set(wd);
             p.interrupted.set(ptr::null());
             p.no_soft_irq.set(false);
+            p.forced.set(false);
             // A slice alone: a tick budget that never ends.
             let interval = if budget.ticks == 0 {
                 u64::MAX
@@ -315,6 +322,7 @@ impl Scheduler {
             }
             p.flags.set_watermark(u64::MAX);
             p.no_soft_irq.set(false);
+            p.forced.set(false);
         });
         self.refresh_hooks();
     }
@@ -389,13 +397,10 @@ impl Scheduler {
                     p.flags.restart(slice);
                 }
             }
-            // SAFETY: live (caller's obligation).
-            let hard_pending = !p.soft.get() && unsafe { (*next).pending_irq.get() };
-            p.flags.set_watermark(if hard_pending {
-                p.ticks.get()
-            } else {
-                p.deadline.get()
-            });
+            // A hard interrupt pending for `next` waits, as in Stackless, for the budget to
+            // run out again (or for its `set_atomic(false)`).
+            let _ = next;
+            p.flags.set_watermark(p.deadline.get());
         });
     }
 }
@@ -405,14 +410,22 @@ pub(super) fn watchdog_active() -> bool {
     PREEMPT.with(|p| !p.slot0.get().is_null())
 }
 
-/// `set_atomic(false)` on a tasklet `t` of this thread with an interrupt pending: with no
-/// watchdog active nothing can fire it, and Stackless's `set_atomic` clears `pending_irq`, so
-/// it must not fire in a later run. With a watchdog it stays: a hard one fires it at the
-/// tasklet's next safe point, a soft one at its next switch.
+/// `set_atomic(false)` on a tasklet `t` of this thread with an interrupt pending
+/// (Stackless's `slp_check_pending_irq`): with no watchdog active nothing can fire it, and
+/// Stackless's `set_atomic` clears `pending_irq`, so it must not fire in a later run. With a
+/// hard watchdog and `t` running, it fires at the next safe point; otherwise it stays (a soft
+/// one fires at the tasklet's next switch, a hard one when the budget runs out again).
 pub(crate) fn atomic_cleared(t: &Inner) {
     if !watchdog_active() {
         t.pending_irq.set(false);
+        return;
     }
+    PREEMPT.with(|p| {
+        if !p.soft.get() && super::is_current(t) {
+            p.forced.set(true);
+            p.flags.set_watermark(p.ticks.get());
+        }
+    });
 }
 
 /// This thread's words that the slice timer writes: valid as long as the thread (the

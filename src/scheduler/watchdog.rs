@@ -333,8 +333,9 @@ impl RunOptions {
 /// point, removed from the run queue and returned, paused; after
 /// [`insert`](Tasklet::insert) it resumes exactly where it was (inside that `tick()`).
 /// Returns `None` when the run queue emptied (or someone ran the caller) first. An
-/// interrupt deferred by [`atomic`](super::atomic), a callback or a
-/// [`switch_trap`](super::switch_trap) fires at the first safe point after that section.
+/// interrupt deferred by [`atomic`](super::atomic) fires at the first safe point after the
+/// section; one deferred by a callback or a [`switch_trap`](super::switch_trap) restarts the
+/// budget and fires when that runs out, as in Stackless (see [`tick`](super::tick)'s module).
 /// When the interrupt watchdog leaves the watchdog stack (an outer `run` was woken and
 /// popped it), its budget ends with it. See the [`preempt`](super::tick) docs for what a
 /// safe point is.

@@ -147,8 +147,8 @@ pub(crate) fn channel_callback_scene() -> (Option<Tasklet>, Tasklet, Tasklet, Rc
 /// W10 (§2.7, `schedlock`): the budget runs out inside the channel callback; the interrupt is
 /// deferred, not lost: the sender is interrupted after the callback, within one budget (the
 /// deferral restarts it), and handed back; the receiver stays scheduled and gets the value
-/// when it runs. (Stackless fires it exactly when the restarted budget runs out; this crate
-/// at the first safe point after the callback: see `divergences`.)
+/// when it runs. (It fires exactly when the restarted budget runs out, as in Stackless: see
+/// `deferral`.)
 #[test]
 fn an_interrupt_due_in_the_channel_callback_is_deferred_and_fires_within_one_budget() {
     let (victim, sender, receiver, mark) = channel_callback_scene();
