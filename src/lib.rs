@@ -57,7 +57,7 @@
 //! | Stackless | microthread |
 //! |---|---|
 //! | `run()` | [`run()`](scheduler::run): the caller waits on the watchdog stack until the run queue is empty |
-//! | `run(timeout, threadblock, soft, ignore_nesting, totaltimeout)` | [`run_with(RunOptions::new().ticks(timeout).soft(soft).total(totaltimeout))`](scheduler::run_with) → `Result<Option<Tasklet>>`: the hard-interrupted tasklet (paused; [`insert`](Tasklet::insert) resumes it where it was) or `None`. Ticks are counted at safe points: [`tick()`](scheduler::tick), [`ticks(n)`](scheduler::ticks) and every scheduler and channel operation. `ignore_nesting`: none needed, every safe point is at nesting level 0. `threadblock`: not yet (issue 9) |
+//! | `run(timeout, threadblock, soft, ignore_nesting, totaltimeout)` | [`run_with(RunOptions::new().ticks(timeout).soft(soft).total(totaltimeout))`](scheduler::run_with) → `Result<Option<Tasklet>>`: the hard-interrupted tasklet (paused; [`insert`](Tasklet::insert) resumes it where it was) or `None`. Ticks are counted at safe points: [`tick()`](scheduler::tick), [`ticks(n)`](scheduler::ticks) and every scheduler and channel operation. `ignore_nesting`: none needed, every safe point is at nesting level 0. `threadblock` → [`RunOptions::threadblock(true)`](scheduler::RunOptions::threadblock) (with a budget or slice: the run sleeps until another thread makes a tasklet runnable). Beyond Stackless: a wall-clock [`RunOptions::slice(d)`](scheduler::RunOptions::slice), and [`RunOptions::round_robin(true)`](scheduler::RunOptions::round_robin) for the `run(100)` + `insert()` loop of Stackless's autoschedule idiom (examples/autoschedule.rs) |
 //! | (no Stackless equivalent: users write a sleep manager) | [`scheduler::sleep`] / [`scheduler::sleep_until`] (and [`Channel::receive_timeout`](channel::Channel::receive_timeout)) |
 //! | `schedule()` / `schedule(retval)` | [`schedule()`](scheduler::schedule) / [`schedule_with(v)`](scheduler::schedule_with) (returns the caller's `tempval` as set while it was away, else `v`) |
 //! | `schedule_remove()` / `schedule_remove(retval)` | [`schedule_remove()`](scheduler::schedule_remove) / [`schedule_remove_with(v)`](scheduler::schedule_remove_with) |
@@ -72,7 +72,7 @@
 //! | `set_channel_callback(cb)` / `get_channel_callback()` | [`channel::set_channel_callback`] / [`channel::channel_callback()`](channel::channel_callback) (per thread; gets a [`channel::ChannelEvent`]; a channel operation inside it fails with [`Error::RecursiveChannelCallback`]) |
 //! | `set_error_handler(h)` | [`set_error_handler`](scheduler::set_error_handler) / [`error_handler()`](scheduler::error_handler) (type [`ErrorHandler`](scheduler::ErrorHandler); per thread, called in the dying tasklet with the panic payload) |
 //! | `enable_softswitch(flag)` | none: every tasklet has its own native stack, so there is no soft switching to turn off |
-//! | `pickle_flags()`, `pickle_flags_default()`, `pickle_with_tracing_state`, `PICKLEFLAGS_*` | not yet: pickling is issue 10 |
+//! | `pickle_flags()`, `pickle_flags_default()`, `pickle_with_tracing_state`, `PICKLEFLAGS_*` | none: native stacks are never serialised; see [`pickle`] for what is (resumable tasklets replayed from their checkpoint) |
 //! | `getdebug()`, `debug` | `cfg!(debug_assertions)` |
 //! | `getuncollectables()`, `uncollectables` | none: nothing is uncollectable. The scheduler keeps every live tasklet until it ends, and kills those left when their thread ends, destructors run (see [`scheduler`], "End of a thread") |
 //! | `test_outside()`, `test_cframe_nr(n)`, `_test_nostacklesscall(f)` | none: they create or count interpreter C frames; every tasklet here is "C state" (a native stack) and may switch at any depth |
@@ -103,7 +103,7 @@
 //! | `t.set_atomic(flag)`, `t.atomic` | [`Tasklet::set_atomic`], [`Tasklet::atomic`]; `set_atomic(false)` on the current tasklet with an interrupt pending (`pending_irq`) lets it fire at the next safe point ([`tick`](scheduler::tick)) |
 //! | `t.set_ignore_nesting(flag)`, `t.ignore_nesting` | none: preemption happens only at safe points ([`tick`](scheduler::tick), scheduler and channel operations), which are all at nesting level 0, so there is no nesting level to ignore |
 //! | `t.bind_thread(tid)` | none: a tasklet never moves to another thread (`Tasklet` is `!Send`, so thread-locals stay sound) |
-//! | `t.__reduce__()`, `t.__setstate__()`, `t.restorable` | not yet: pickling is issue 10 |
+//! | `t.__reduce__()` / `pickle.dumps(t)`, `pickle.loads` / `t.__setstate__()`, `t.restorable` | [`World::pickle`](pickle::World::pickle) / [`World::image`](pickle::World::image), [`World::restore`](pickle::World::restore) (or [`pickle::inspect`]), [`World::restorable`](pickle::World::restorable): a tasklet and the channels it uses are pickled together as a world; only resumable tasklets (registered kinds, bodies over [`pickle::Cx`]) can run again (see [`pickle`]) |
 //! | `t.__del__` | the `Drop` of the last [`Tasklet`] handle ends a tasklet that never ran and is paused, if no [`RemoteTasklet`] refers to it (its closure is dropped); any other stays alive until it ends, or its thread ends and kills it with its destructors run |
 //! | `t.set_context(ctx)`, `t.context_run(f)`, `t.context_id` | none: Rust has no `contextvars`; `thread_local!` values are per thread, so keep per-tasklet state in the closure's captures |
 //! | `t.alive`, `t.paused`, `t.blocked`, `t.scheduled` | [`Tasklet::alive`], [`Tasklet::paused`], [`Tasklet::blocked`], [`Tasklet::scheduled`] |
@@ -136,7 +136,7 @@
 //! | `ch.queue` | [`Channel::queue`] (ids, head first) / [`Channel::queue_tasklets`] (handles) |
 //! | `ch.preference` | [`Channel::preference`] / [`Channel::set_preference`] (clamped by sign) |
 //! | `ch.schedule_all` | [`Channel::schedule_all`] / [`Channel::set_schedule_all`] |
-//! | `ch.__reduce__()`, `ch.__setstate__()` | not yet: pickling is issue 10 |
+//! | `ch.__reduce__()`, `ch.__setstate__()` | part of a world ([`World::channel`](pickle::World::channel)): its queue in FIFO order with the values in flight, preference, `schedule_all` and closing come back |
 //!
 //! Who runs after a rendezvous, by preference, is the table in the [`channel`] module docs.
 //!

@@ -82,7 +82,7 @@
 //!
 //! | Stackless | microthread |
 //! |---|---|
-//! | `pickle.dumps(t)` (a tasklet with its frames) | [`World::pickle`] of a world holding it (with the channels it uses): `Vec<u8>` in the [`format`] |
+//! | `pickle.dumps(t)` (a tasklet with its frames) | [`World::pickle`] of a world holding it (with the channels it uses): `Vec<u8>` in the [`format`](mod@format) |
 //! | `pickle.dumps(ch)` (a channel with its queue) | the same: channels are pickled with their world |
 //! | `pickle.loads(s)` | [`World::restore`] → [`Restored`]; [`inspect`] decodes without building |
 //! | `t.__reduce__()` of the current tasklet: `RuntimeError` | [`PickleError::CurrentTasklet`] |
