@@ -1,9 +1,12 @@
 //! Stack-overflow reports: a SIGSEGV/SIGBUS handler that recognises a fault in the guard of
 //! one of our stacks and says so before the process dies.
 //!
-//! Every [`Stack`](crate::stack::Stack) registers its guard range in a global, lock-free
-//! registry (fixed chunks of atomic slots, allocated on demand and never freed, so the
-//! handler can read them without locks or allocation). On a fault the handler, running on the
+//! Every [`Stack`](crate::stack::Stack) with a mapping of its own registers its guard range in
+//! a global, lock-free registry (fixed chunks of atomic slots, allocated on demand and never
+//! freed, so the handler can read them without locks or allocation); every stack arena
+//! registers itself once, with one owner word per slot, and a fault address maps to its slot
+//! by division (see [`crate::stack::arena`]). A fault in the guard of a free arena slot is no
+//! overflow. On a fault the handler, running on the
 //! thread's alternate signal stack, looks the address up; if it is in one of our guards it
 //! writes
 //!
@@ -140,6 +143,110 @@ impl OwnerKind {
     }
 }
 
+/// The owner word of an arena slot that no stack holds: a fault in its guard is no overflow.
+pub(crate) const FREE_SLOT: u64 = u64::MAX;
+
+/// The word stored for `kind` and `id` in a slot's owner.
+#[inline]
+pub(crate) fn owner_word(kind: OwnerKind, id: u64) -> u64 {
+    debug_assert!(id & TASKLET_BIT == 0, "ids never reach 2^63");
+    match kind {
+        OwnerKind::Coroutine => id,
+        OwnerKind::Tasklet => id | TASKLET_BIT,
+    }
+}
+
+/// The most stack arenas the registry knows (each reserves about 1 GiB: 16 TiB in all).
+const MAX_ARENAS: usize = 16384;
+
+/// An arena's entry: slots of `stride` bytes from `base` to `end`, each a guard of `guard`
+/// bytes below `usable` bytes, with one owner word per slot in `owners`.
+struct ArenaEntry {
+    base: AtomicUsize,
+    end: AtomicUsize,
+    stride: AtomicUsize,
+    guard: AtomicUsize,
+    usable: AtomicUsize,
+    owners: AtomicPtr<AtomicU64>,
+}
+
+static ARENAS: [ArenaEntry; MAX_ARENAS] = [const {
+    ArenaEntry {
+        base: AtomicUsize::new(0),
+        end: AtomicUsize::new(0),
+        stride: AtomicUsize::new(0),
+        guard: AtomicUsize::new(0),
+        usable: AtomicUsize::new(0),
+        owners: AtomicPtr::new(ptr::null_mut()),
+    }
+}; MAX_ARENAS];
+
+/// How many entries of [`ARENAS`] are in use (they are filled in order, never freed).
+static ARENA_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Registers an arena of `len` bytes at `base`; `owners` has one word per slot and lives for
+/// the rest of the process, as the arena does. Called with the arenas' lock held, so entries
+/// are filled one at a time. Past [`MAX_ARENAS`] arenas, stacks keep their guards but get no
+/// report.
+pub(crate) fn register_arena(
+    base: usize,
+    len: usize,
+    stride: usize,
+    guard: usize,
+    usable: usize,
+    owners: &'static [AtomicU64],
+) {
+    install_handler();
+    let i = ARENA_COUNT.load(Ordering::Relaxed);
+    let Some(e) = ARENAS.get(i) else { return };
+    e.stride.store(stride, Ordering::Relaxed);
+    e.guard.store(guard, Ordering::Relaxed);
+    e.usable.store(usable, Ordering::Relaxed);
+    e.owners
+        .store(owners.as_ptr() as *mut AtomicU64, Ordering::Relaxed);
+    e.base.store(base, Ordering::Relaxed);
+    e.end.store(base + len, Ordering::Release);
+    ARENA_COUNT.store(i + 1, Ordering::Release);
+}
+
+/// The arena slot containing `addr`: (the arena, slot index, offset in the slot).
+/// Async-signal-safe.
+fn arena_slot(addr: usize) -> Option<(&'static ArenaEntry, usize, usize)> {
+    let n = ARENA_COUNT.load(Ordering::Acquire);
+    ARENAS[..n.min(MAX_ARENAS)].iter().find_map(|e| {
+        let end = e.end.load(Ordering::Acquire);
+        let base = e.base.load(Ordering::Relaxed);
+        (addr >= base && addr < end).then(|| {
+            let stride = e.stride.load(Ordering::Relaxed);
+            let off = addr - base;
+            (e, off / stride, off % stride)
+        })
+    })
+}
+
+/// An arena slot's guard containing `addr`, if its slot is held: as [`lookup`].
+fn lookup_arena(addr: usize) -> Option<Option<(OwnerKind, u64, usize)>> {
+    let (e, index, off) = arena_slot(addr)?;
+    if off >= e.guard.load(Ordering::Relaxed) {
+        return Some(None);
+    }
+    // SAFETY: `owners` has one word per slot and is never freed; `index` is a slot's.
+    let owner = unsafe { &*e.owners.load(Ordering::Relaxed).add(index) }.load(Ordering::Relaxed);
+    if owner == FREE_SLOT {
+        return Some(None);
+    }
+    let kind = if owner & TASKLET_BIT != 0 {
+        OwnerKind::Tasklet
+    } else {
+        OwnerKind::Coroutine
+    };
+    Some(Some((
+        kind,
+        owner & !TASKLET_BIT,
+        e.usable.load(Ordering::Relaxed),
+    )))
+}
+
 /// A stack's entry in the registry; clears it on drop.
 pub(crate) struct Registration {
     slot: u32,
@@ -189,11 +296,7 @@ impl Registration {
     /// Records what now runs on the stack: its kind and id.
     #[inline]
     pub(crate) fn set_owner(&self, kind: OwnerKind, id: u64) {
-        debug_assert!(id & TASKLET_BIT == 0, "ids never reach 2^63");
-        let word = match kind {
-            OwnerKind::Coroutine => id,
-            OwnerKind::Tasklet => id | TASKLET_BIT,
-        };
+        let word = owner_word(kind, id);
         if let Some(s) = slot(self.slot) {
             s.owner.store(word, Ordering::Relaxed);
         }
@@ -213,6 +316,9 @@ impl Drop for Registration {
 /// The registered guard containing `addr`: (owner kind, owner id, usable bytes).
 /// Async-signal-safe.
 fn lookup(addr: usize) -> Option<(OwnerKind, u64, usize)> {
+    if let Some(found) = lookup_arena(addr) {
+        return found;
+    }
     for c in REGISTRY.iter() {
         let chunk = c.load(Ordering::Acquire);
         // SAFETY: as in `slot`: chunks are never freed once published.
@@ -238,6 +344,15 @@ fn lookup(addr: usize) -> Option<(OwnerKind, u64, usize)> {
 /// context's stack pointer lies on. Async-signal-safe; a scan of the registry.
 #[cfg_attr(not(feature = "asan"), allow(dead_code))]
 pub(crate) fn usable_range_containing(addr: usize) -> Option<(usize, usize)> {
+    if let Some((e, index, off)) = arena_slot(addr) {
+        let guard = e.guard.load(Ordering::Relaxed);
+        if off < guard {
+            return None;
+        }
+        let limit =
+            e.base.load(Ordering::Relaxed) + index * e.stride.load(Ordering::Relaxed) + guard;
+        return Some((limit, limit + e.usable.load(Ordering::Relaxed)));
+    }
     for c in REGISTRY.iter() {
         let chunk = c.load(Ordering::Acquire);
         // SAFETY: as in `slot`: chunks are never freed once published.
