@@ -130,8 +130,14 @@ pub(crate) fn fits(usable: usize, guard: usize) -> bool {
     usable <= MAX_ARENA_STACK_SIZE && guard <= MAX_ARENA_GUARD_SIZE
 }
 
-/// The most slots the `mprotect` fallback carves in this process.
-pub(crate) fn mprotect_slot_budget() -> usize {
+/// The most slots the `mprotect` fallback carves in this process:
+/// `(vm.max_map_count - max(vm.max_map_count / 8, 4096)) / 2`.
+///
+/// ```
+/// use microthread::stack::{arena, limits};
+/// assert!(arena::mprotect_slot_budget() < limits::max_map_count() / 2);
+/// ```
+pub fn mprotect_slot_budget() -> usize {
     let max = limits::max_map_count();
     let reserve = (max / 8).max(4096);
     max.saturating_sub(reserve) / 2
