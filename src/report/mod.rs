@@ -6,6 +6,7 @@
 
 pub mod json;
 pub mod rows;
+pub mod scale;
 pub mod sysinfo;
 
 use std::time::Duration;

@@ -9,8 +9,10 @@
 //! **The high-water mark is a memory policy.** The pool keeps at most [`high_water_mark`]
 //! stacks (default [`DEFAULT_HIGH_WATER_MARK`]), each of at most [`MAX_POOLED_STACK_SIZE`]
 //! usable bytes, with the top [`WARM_STACK_BYTES`](super::WARM_STACK_BYTES) their last user
-//! touched: a stack whose user went deeper gives the rest back (`MADV_DONTNEED`) when it is
-//! released. A stack released into a full pool goes back to its arena, its memory to the OS
+//! touched: a stack whose user went deeper gives the rest back (`MADV_DONTNEED`) when it goes
+//! into the pool. (The one exception is the fast slot, which holds the last released stack
+//! of the default size as it is, for the next spawn: one stack per thread, until it moves on
+//! into the pool.) A stack released into a full pool goes back to its arena, its memory to the OS
 //! (in batches: one system call per 64 stacks where the kernel allows it), and its slot to
 //! the next stack of its shape, from any thread; a stack of its own mapping is unmapped.
 //! So any number of tasklets spawn without a system call in the common case, and finished
@@ -183,7 +185,6 @@ fn trim(stack: &Stack) {
 #[inline]
 pub fn release(stack: Stack) {
     stack.discard_contents();
-    trim(&stack);
     let stack = if stack.is_default_shape() && FAST_SLOT_ON.with(Cell::get) {
         match LAST_DEFAULT.try_with(move |c| match c.take() {
             None => {
@@ -219,16 +220,19 @@ fn release_pooled(stack: Stack) {
             n
         })
         .unwrap_or(0);
-    let spilled = POOL.try_with(move |p| {
-        let mut p = p.borrow_mut();
-        if p.stacks.len() + in_slot < p.high_water_mark {
-            p.stacks.push(stack);
-            None
-        } else {
-            Some(stack)
-        }
-    });
-    if let Ok(Some(stack)) = spilled {
+    let room = POOL
+        .try_with(|p| {
+            let p = p.borrow();
+            p.stacks.len() + in_slot < p.high_water_mark
+        })
+        .unwrap_or(false);
+    if room {
+        // Kept: only its warm top may stay committed. (A stack going back to its arena gives
+        // all of it back, and is never read here: a first read of a page never touched would
+        // fault in the zero page.)
+        trim(&stack);
+        let _ = POOL.try_with(move |p| p.borrow_mut().stacks.push(stack));
+    } else {
         spill(stack);
     }
 }
