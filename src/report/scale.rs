@@ -165,8 +165,10 @@ mod tests {
         // reused.
         assert!(m.rss_bytes > 1000.0, "{m:?}");
         assert_eq!(million(2000).spawn_ns, m.spawn_ns);
-        assert!(SCALE_ROWS
-            .iter()
-            .all(|r| r.key.contains("1m") || r.key.contains("rss")));
+        // Opt-in rows: none is in the default table, and their keys are unique.
+        for (i, r) in SCALE_ROWS.iter().enumerate() {
+            assert!(super::super::rows::ROWS.iter().all(|d| d.key != r.key));
+            assert!(SCALE_ROWS[..i].iter().all(|o| o.key != r.key));
+        }
     }
 }

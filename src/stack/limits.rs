@@ -38,7 +38,7 @@ fn address_space_limit() -> Option<u64> {
     };
     // SAFETY: getrlimit writes one rlimit.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut r) };
-    (rc == 0 && r.rlim_cur != libc::RLIM_INFINITY).then_some(r.rlim_cur as u64)
+    (rc == 0 && r.rlim_cur != libc::RLIM_INFINITY).then_some(r.rlim_cur)
 }
 
 /// The explanation of an `ENOMEM` from mapping `len` bytes, as one sentence.
