@@ -8,7 +8,7 @@ mod report;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use report::{json, rows::ROWS, sysinfo, Iterations, Measurement, Row};
+use report::{json, rows::ROWS, scale::SCALE_ROWS, sysinfo, Iterations, Measurement, Row};
 
 /// How long one calibrated run takes.
 const RUN_TARGET: Duration = Duration::from_millis(60);
@@ -19,6 +19,10 @@ fn help() -> String {
     let mut keys = String::new();
     for row in ROWS {
         keys.push_str(&format!("  {:<30} {}\n", row.key, row.label));
+    }
+    keys.push_str("\nSCALE ROWS (only with --row; one run of 1,000,000 tasklets, a few seconds and\nabout 5 GB; --iterations N sets the tasklet count):\n");
+    for row in SCALE_ROWS {
+        keys.push_str(&format!("  {:<32} {}\n", row.key, row.label));
     }
     format!(
         "\
@@ -87,6 +91,12 @@ enum Command {
 fn find_row(name: &str) -> Option<&'static Row> {
     ROWS.iter()
         .find(|r| r.key == name || r.key.strip_suffix("_ns") == Some(name))
+        .or_else(|| {
+            // A scale row by its key or by any prefix of it ending a word (`spawn_1m`).
+            SCALE_ROWS
+                .iter()
+                .find(|r| r.key == name || r.key.starts_with(&format!("{name}_")))
+        })
 }
 
 fn parse_count(flag: &str, value: Option<String>) -> Result<u64, String> {
@@ -139,12 +149,17 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
             _ => return Err(format!("unknown argument `{arg}`")),
         }
     }
-    // Report order is table order, whatever order --row named them in.
+    // Report order is table order, whatever order --row named them in. Any scale row
+    // brings the others (one run measures all three).
     let rows = if selected.is_empty() {
         ROWS.iter().collect()
     } else {
+        let scale = selected
+            .iter()
+            .any(|s| SCALE_ROWS.iter().any(|r| r.key == s.key));
         ROWS.iter()
             .filter(|r| selected.iter().any(|s| s.key == r.key))
+            .chain(SCALE_ROWS.iter().filter(|_| scale))
             .collect()
     };
     Ok(Command::Report(Options {
@@ -201,6 +216,10 @@ fn run(options: &Options) {
             env!("CARGO_PKG_VERSION")
         );
         println!("arch: {arch}");
+        println!(
+            "stack guards: {}",
+            microthread::stack::guard_mechanism().name()
+        );
         if emulated {
             println!("cpu:  {cpu} (the host's: this looks like qemu-user emulation)");
         } else {
@@ -236,7 +255,16 @@ fn run(options: &Options) {
     let started = Instant::now();
     let mut results: Vec<(&Row, Measurement)> = Vec::new();
     for &row in &options.rows {
-        let m = report::measure(row, options.runs, options.iterations);
+        let m = if SCALE_ROWS.iter().any(|r| r.key == row.key) {
+            // One run, never calibrated: the scale run is cached per process.
+            let n = match options.iterations {
+                Iterations::Fixed(n) => n,
+                Iterations::Calibrated(_) => report::scale::DEFAULT_TASKLETS,
+            };
+            report::measure(row, 1, Iterations::Fixed(n))
+        } else {
+            report::measure(row, options.runs, options.iterations)
+        };
         if !options.json {
             println!(
                 "{:<width$} {:>9} {:>9} {:>9} {:>14}",
@@ -257,6 +285,10 @@ fn run(options: &Options) {
             .string("cpu", &cpu)
             .boolean("emulated", emulated)
             .boolean("debug_build", debug_build)
+            .string(
+                "guard_mechanism",
+                microthread::stack::guard_mechanism().name(),
+            )
             .integer("runs", options.runs as u64);
         for (row, m) in &results {
             o.number(row.key, m.median())
@@ -317,6 +349,19 @@ mod tests {
         let keys: Vec<&str> = o.rows.iter().map(|r| r.key).collect();
         assert_eq!(keys, ["switch_round_trip_ns", "spawn_ns"]);
         assert!(matches!(parse(args(&["--help"])), Ok(Command::Help)));
+        // A scale row is opt-in, by key or by its prefix, and brings the other two.
+        assert!(report(&[]).rows.iter().all(|r| !r.key.contains("1m")));
+        let o = report(&["--row", "spawn_1m"]);
+        let keys: Vec<&str> = o.rows.iter().map(|r| r.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "spawn_1m_ns_per_tasklet",
+                "rss_per_suspended_tasklet_bytes",
+                "page_tables_per_suspended_tasklet_bytes",
+                "wake_1m_ns_per_tasklet"
+            ]
+        );
         assert!(matches!(parse(args(&["--list"])), Ok(Command::List)));
     }
 

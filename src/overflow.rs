@@ -1,9 +1,12 @@
 //! Stack-overflow reports: a SIGSEGV/SIGBUS handler that recognises a fault in the guard of
 //! one of our stacks and says so before the process dies.
 //!
-//! Every [`Stack`](crate::stack::Stack) registers its guard range in a global, lock-free
-//! registry (fixed chunks of atomic slots, allocated on demand and never freed, so the
-//! handler can read them without locks or allocation). On a fault the handler, running on the
+//! Every [`Stack`](crate::stack::Stack) with a mapping of its own registers its guard range in
+//! a global, lock-free registry (fixed chunks of atomic slots, allocated on demand and never
+//! freed, so the handler can read them without locks or allocation); every stack arena
+//! registers itself once, with one owner word per slot, and a fault address maps to its slot
+//! by division (see [`crate::stack::arena`]). A fault in the guard of a free arena slot is no
+//! overflow. On a fault the handler, running on the
 //! thread's alternate signal stack, looks the address up; if it is in one of our guards it
 //! writes
 //!
@@ -31,6 +34,11 @@ use std::ptr;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Once, OnceLock};
+
+mod arenas;
+
+pub(crate) use arenas::register_arena;
+use arenas::{arena_slot, lookup_arena};
 
 const CHUNK_SLOTS: usize = 1024;
 const CHUNKS: usize = 4096;
@@ -140,6 +148,19 @@ impl OwnerKind {
     }
 }
 
+/// The owner word of an arena slot that no stack holds: a fault in its guard is no overflow.
+pub(crate) const FREE_SLOT: u64 = u64::MAX;
+
+/// The word stored for `kind` and `id` in a slot's owner.
+#[inline]
+pub(crate) fn owner_word(kind: OwnerKind, id: u64) -> u64 {
+    debug_assert!(id & TASKLET_BIT == 0, "ids never reach 2^63");
+    match kind {
+        OwnerKind::Coroutine => id,
+        OwnerKind::Tasklet => id | TASKLET_BIT,
+    }
+}
+
 /// A stack's entry in the registry; clears it on drop.
 pub(crate) struct Registration {
     slot: u32,
@@ -189,11 +210,7 @@ impl Registration {
     /// Records what now runs on the stack: its kind and id.
     #[inline]
     pub(crate) fn set_owner(&self, kind: OwnerKind, id: u64) {
-        debug_assert!(id & TASKLET_BIT == 0, "ids never reach 2^63");
-        let word = match kind {
-            OwnerKind::Coroutine => id,
-            OwnerKind::Tasklet => id | TASKLET_BIT,
-        };
+        let word = owner_word(kind, id);
         if let Some(s) = slot(self.slot) {
             s.owner.store(word, Ordering::Relaxed);
         }
@@ -213,6 +230,9 @@ impl Drop for Registration {
 /// The registered guard containing `addr`: (owner kind, owner id, usable bytes).
 /// Async-signal-safe.
 fn lookup(addr: usize) -> Option<(OwnerKind, u64, usize)> {
+    if let Some(found) = lookup_arena(addr) {
+        return found;
+    }
     for c in REGISTRY.iter() {
         let chunk = c.load(Ordering::Acquire);
         // SAFETY: as in `slot`: chunks are never freed once published.
@@ -238,6 +258,15 @@ fn lookup(addr: usize) -> Option<(OwnerKind, u64, usize)> {
 /// context's stack pointer lies on. Async-signal-safe; a scan of the registry.
 #[cfg_attr(not(feature = "asan"), allow(dead_code))]
 pub(crate) fn usable_range_containing(addr: usize) -> Option<(usize, usize)> {
+    if let Some((e, index, off)) = arena_slot(addr) {
+        let guard = e.guard.load(Ordering::Relaxed);
+        if off < guard {
+            return None;
+        }
+        let limit =
+            e.base.load(Ordering::Relaxed) + index * e.stride.load(Ordering::Relaxed) + guard;
+        return Some((limit, limit + e.usable.load(Ordering::Relaxed)));
+    }
     for c in REGISTRY.iter() {
         let chunk = c.load(Ordering::Acquire);
         // SAFETY: as in `slot`: chunks are never freed once published.

@@ -37,6 +37,14 @@
 //! The usable part is reserved, not committed: an idle suspended context costs the pages it
 //! has touched (typically one), whatever its size.
 //!
+//! **Arenas.** A stack of at most [`MAX_ARENA_STACK_SIZE`] usable bytes with a guard of at most
+//! [`MAX_ARENA_GUARD_SIZE`] is a slot of a large shared mapping ([`arena`]), so a million of
+//! them take a few hundred mappings, not two million; its guard is installed by
+//! `madvise(MADV_GUARD_INSTALL)` where the kernel supports it and `mprotect` otherwise
+//! ([`guard_mechanism`], probed once). Larger stacks get a mapping of their own, as before.
+//! A dropped arena stack gives its memory back and its slot to the next stack of its shape;
+//! its guard stays. [`limits`] explains the errors at the OS's limits.
+//!
 //! A fault in the guard of any stack made here is reported by the crate's signal handler as
 //! `microthread: coroutine <id> overflowed its stack of <N> bytes` (or `tasklet <id>`), then
 //! the process dies of the fault.
@@ -50,6 +58,8 @@
 //! ```
 
 use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use memmap2::{MmapMut, MmapOptions};
@@ -57,7 +67,12 @@ use memmap2::{MmapMut, MmapOptions};
 use crate::overflow;
 use crate::valgrind;
 
+pub mod arena;
+pub mod guard;
+pub mod limits;
 pub mod pool;
+
+pub use guard::{guard_mechanism, GuardMechanism};
 
 /// Usable bytes of a stack when the caller does not say: 256 KiB.
 ///
@@ -77,6 +92,18 @@ pub const DEFAULT_GUARD_SIZE: usize = 4096;
 /// and a frame must not be able to step over the guard (see the [module docs](self)).
 #[cfg(target_arch = "riscv64")]
 pub const DEFAULT_GUARD_SIZE: usize = 1024 * 1024;
+
+/// The largest usable size of a stack carved from an arena: 4 MiB (larger ones get a
+/// mapping of their own).
+pub const MAX_ARENA_STACK_SIZE: usize = 16 * DEFAULT_STACK_SIZE;
+
+/// The largest guard of a stack carved from an arena: 1 MiB.
+pub const MAX_ARENA_GUARD_SIZE: usize = 1024 * 1024;
+
+/// The top of a recycled stack that keeps its pages: 16 KiB. A stack going back to a
+/// thread's pool whose last user went deeper gives the rest back to the OS
+/// (`MADV_DONTNEED`), so one deep recursion does not hold its memory for ever.
+pub const WARM_STACK_BYTES: usize = 16 * 1024;
 
 /// The system page size, read once with `sysconf` (never assumed to be 4096).
 pub fn page_size() -> usize {
@@ -103,118 +130,215 @@ fn rounded_guard(guard: usize) -> Option<usize> {
     round_to_pages(guard.max(1))
 }
 
+/// Whether (page-rounded) `usable` and `guard` are what `Stack::new(DEFAULT_STACK_SIZE)` gives.
+fn is_default(usable: usize, guard: usize) -> bool {
+    usable == DEFAULT_STACK_SIZE && Some(guard) == rounded_guard(DEFAULT_GUARD_SIZE)
+}
+
 /// A guard-paged stack: `[base, base + guard)` faults on access, `[limit, top)` is usable.
 pub struct Stack {
-    /// Boxed so that a `Stack` is one pointer: it moves through the pool, coroutines and
-    /// tasklets on every spawn, and a four-word value copied around made the CPU's
-    /// store-to-load forwarding fail on each copy. (Allocated once per mapping, next to an
-    /// `mmap`.)
-    range: Box<Range>,
+    /// One pointer, so that a `Stack` moves cheaply through the pool, coroutines and tasklets
+    /// on every spawn (a four-word value copied around made the CPU's store-to-load
+    /// forwarding fail on each copy). A stack with its own mapping owns a boxed `Range`; an
+    /// arena slot's `Range` is allocated once when the slot is carved and handed from stack to
+    /// stack with the slot.
+    range: NonNull<Range>,
+}
+
+// SAFETY: a `Stack` owns its `Range` exclusively (as a `Box` would), and `Range` is `Send` and
+// `Sync` (checked below).
+unsafe impl Send for Stack {}
+// SAFETY: as above: `&Stack` gives only `&Range`.
+unsafe impl Sync for Stack {}
+
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Range>();
+};
+
+/// A stack's range and what backs it.
+pub(crate) struct Range {
+    /// The lowest address: the start of the guard.
+    base: usize,
+    /// Bytes of the guard at `base`.
+    guard: usize,
+    /// Usable bytes above the guard.
+    usable: usize,
+    /// Whether this is what `Stack::new(DEFAULT_STACK_SIZE)` gives: the pool's fast slot
+    /// holds only such stacks, and its release path checks this one flag.
+    default_shape: bool,
+    backing: Backing,
 }
 
 /// Fields drop in declaration order: both registrations go before `map` is unmapped, so that
 /// no other thread's new mapping at the same address can match a stale entry.
-struct Range {
-    /// The usable part as valgrind knows it; dropped (deregistered) before `map` unmaps it.
-    _valgrind: valgrind::StackRegistration,
-    /// This stack's entry in the overflow handler's guard registry; dropped before `map`.
-    registration: overflow::Registration,
-    /// Owns the whole range, guard included; unmapped when the stack is dropped.
-    map: MmapMut,
-    /// Bytes of the guard at the bottom of `map`.
-    guard: usize,
-    /// Whether this is what `Stack::new(DEFAULT_STACK_SIZE)` maps: the pool's fast slot
-    /// holds only such stacks, and its release path checks this one flag.
-    default_shape: bool,
+pub(crate) enum Backing {
+    /// A mapping of its own, unmapped when the stack is dropped.
+    Own {
+        /// The usable part as valgrind knows it; dropped (deregistered) before `map`.
+        _valgrind: valgrind::StackRegistration,
+        /// This stack's entry in the overflow handler's guard registry; dropped before `map`.
+        registration: overflow::Registration,
+        /// Owns the whole range, guard included.
+        _map: MmapMut,
+    },
+    /// A slot of an arena, which lives as long as the process.
+    Arena {
+        /// The slot's owner word in the overflow registry.
+        owner: &'static AtomicU64,
+        /// The usable part as valgrind knows it, for the life of the slot.
+        _valgrind: valgrind::StackRegistration,
+    },
 }
 
 impl Stack {
-    /// Maps a stack of at least `size` usable bytes (rounded up to pages, at least
-    /// [`MIN_STACK_SIZE`]) with the default guard below it.
+    /// A stack of at least `size` usable bytes (rounded up to pages, at least
+    /// [`MIN_STACK_SIZE`]) with the default guard below it: an arena slot if the size is at
+    /// most [`MAX_ARENA_STACK_SIZE`], else a mapping of its own.
     ///
     /// # Errors
-    /// `InvalidInput` if the size overflows when rounded; the OS error if `mmap` or
-    /// `mprotect` fails (for example `ENOMEM` at `vm.max_map_count`).
+    /// `InvalidInput` if the size overflows when rounded; the OS error if `mmap`, `madvise`
+    /// or `mprotect` fails, explained if a limit was reached (see [`limits`]).
     pub fn new(size: usize) -> io::Result<Stack> {
         Stack::with_guard(size, DEFAULT_GUARD_SIZE)
     }
 
-    /// As [`Stack::new`], with a guard of at least `guard` bytes (at least one page).
+    /// As [`Stack::new`], with a guard of at least `guard` bytes (at least one page; an arena
+    /// slot if it is at most [`MAX_ARENA_GUARD_SIZE`]).
     ///
     /// # Errors
     /// As [`Stack::new`].
     pub fn with_guard(size: usize, guard: usize) -> io::Result<Stack> {
-        let too_large = || {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("a stack of {size} bytes with a {guard}-byte guard is too large to map"),
-            )
-        };
-        let usable = round_to_pages(size.max(MIN_STACK_SIZE)).ok_or_else(too_large)?;
-        let guard = rounded_guard(guard).ok_or_else(too_large)?;
-        let total = usable.checked_add(guard).ok_or_else(too_large)?;
-        if total > isize::MAX as usize {
-            return Err(too_large());
+        let (usable, guard) = shape(size, guard)?;
+        if arena::fits(usable, guard) {
+            let mut one = Vec::with_capacity(1);
+            arena::take(usable, guard, 1, &mut one)?;
+            return Ok(one
+                .pop()
+                .expect("take gives at least one stack or an error"));
         }
+        Stack::with_own_mapping(size, guard)
+    }
+
+    /// As [`Stack::with_guard`], always in a mapping of its own (the guard by `mprotect`),
+    /// unmapped when the stack is dropped.
+    ///
+    /// ```
+    /// use microthread::stack::Stack;
+    /// let s = Stack::with_own_mapping(64 * 1024, 4096)?;
+    /// assert!(!s.in_arena());
+    /// assert_eq!(s.size(), 64 * 1024);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Stack::new`].
+    pub fn with_own_mapping(size: usize, guard: usize) -> io::Result<Stack> {
+        let (usable, guard) = shape(size, guard)?;
+        let total = usable + guard;
         let map = MmapOptions::new()
             .len(total)
             .stack()
             .no_reserve_swap()
-            .map_anon()?;
+            .map_anon()
+            .map_err(|e| limits::explain_map_failure(e, total))?;
         // SAFETY: `[map.as_ptr(), + guard)` lies inside the mapping we own; nothing refers to
         // it yet, so revoking access cannot invalidate a reference.
         let rc =
             unsafe { libc::mprotect(map.as_ptr() as *mut libc::c_void, guard, libc::PROT_NONE) };
         if rc != 0 {
-            return Err(io::Error::last_os_error());
+            return Err(limits::explain_guard_failure(io::Error::last_os_error()));
         }
         let base = map.as_ptr() as usize;
         let registration = overflow::Registration::new(base, guard, usable);
         let limit = (base + guard) as *const u8;
         let valgrind = valgrind::StackRegistration::new(limit, limit.wrapping_add(usable));
-        Ok(Stack {
-            range: Box::new(Range {
+        Ok(Stack::from_range(Range {
+            base,
+            guard,
+            usable,
+            default_shape: is_default(usable, guard),
+            backing: Backing::Own {
                 _valgrind: valgrind,
-                map,
-                guard,
-                default_shape: usable == DEFAULT_STACK_SIZE
-                    && Some(guard) == rounded_guard(DEFAULT_GUARD_SIZE),
                 registration,
-            }),
-        })
+                _map: map,
+            },
+        }))
+    }
+
+    fn from_range(range: Range) -> Stack {
+        Stack {
+            range: NonNull::from(Box::leak(Box::new(range))),
+        }
+    }
+
+    /// # Safety
+    /// `range` came from [`Stack::into_raw`] and nothing else owns it.
+    unsafe fn from_raw(range: NonNull<Range>) -> Stack {
+        Stack { range }
+    }
+
+    /// Gives up the range without dropping it (for an arena slot going on the free list).
+    fn into_raw(self) -> NonNull<Range> {
+        let p = self.range;
+        std::mem::forget(self);
+        p
+    }
+
+    #[inline(always)]
+    fn range(&self) -> &Range {
+        // SAFETY: the stack owns its range, alive until `Drop` or `into_raw`.
+        unsafe { self.range.as_ref() }
     }
 
     /// The initial stack pointer: one past the highest usable byte, 16-aligned.
+    #[inline]
     pub fn top(&self) -> *mut u8 {
-        // SAFETY: `len()` is the mapping's length, so this is one past its end.
-        unsafe { self.range.map.as_ptr().add(self.range.map.len()) as *mut u8 }
+        let r = self.range();
+        (r.base + r.guard + r.usable) as *mut u8
     }
 
     /// The lowest usable address, just above the guard.
+    #[inline]
     pub fn limit(&self) -> *mut u8 {
-        // SAFETY: the guard is smaller than the mapping.
-        unsafe { self.range.map.as_ptr().add(self.range.guard) as *mut u8 }
+        let r = self.range();
+        (r.base + r.guard) as *mut u8
     }
 
     /// The lowest address of the whole range: the start of the guard.
+    #[inline]
     pub fn base(&self) -> *mut u8 {
-        self.range.map.as_ptr() as *mut u8
+        self.range().base as *mut u8
     }
 
     /// Usable bytes: `top - limit`.
+    #[inline]
     pub fn size(&self) -> usize {
-        self.range.map.len() - self.range.guard
+        self.range().usable
     }
 
     /// Bytes of the guard below `limit`.
+    #[inline]
     pub fn guard_size(&self) -> usize {
-        self.range.guard
+        self.range().guard
+    }
+
+    /// Whether the stack is a slot of a shared arena rather than a mapping of its own.
+    ///
+    /// ```
+    /// use microthread::stack::{Stack, MAX_ARENA_STACK_SIZE};
+    /// assert!(Stack::new(64 * 1024)?.in_arena());
+    /// assert!(!Stack::new(MAX_ARENA_STACK_SIZE + 4096)?.in_arena());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn in_arena(&self) -> bool {
+        matches!(self.range().backing, Backing::Arena { .. })
     }
 
     /// Whether the stack has the default usable size and the default guard.
     #[inline]
     pub(crate) fn is_default_shape(&self) -> bool {
-        self.range.default_shape
+        self.range().default_shape
     }
 
     /// Forgets the contents, for a stack whose context is gone (going back to the pool):
@@ -230,7 +354,56 @@ impl Stack {
     /// Records which coroutine or tasklet runs on this stack, for the overflow report.
     #[inline]
     pub(crate) fn set_owner(&self, kind: overflow::OwnerKind, id: u64) {
-        self.range.registration.set_owner(kind, id);
+        match &self.range().backing {
+            Backing::Own { registration, .. } => registration.set_owner(kind, id),
+            Backing::Arena { owner, .. } => {
+                owner.store(overflow::owner_word(kind, id), Ordering::Relaxed)
+            }
+        }
+    }
+
+    /// An arena slot leaves the free list: its guard reports again (owner: none yet).
+    fn mark_taken(&self) {
+        if let Backing::Arena { owner, .. } = &self.range().backing {
+            owner.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// An arena slot goes on the free list: a fault in its guard is no overflow.
+    fn mark_free(&self) {
+        if let Backing::Arena { owner, .. } = &self.range().backing {
+            owner.store(overflow::FREE_SLOT, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The page-rounded (usable, guard) of a request, checked.
+fn shape(size: usize, guard: usize) -> io::Result<(usize, usize)> {
+    let too_large = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a stack of {size} bytes with a {guard}-byte guard is too large to map"),
+        )
+    };
+    let usable = round_to_pages(size.max(MIN_STACK_SIZE)).ok_or_else(too_large)?;
+    let guard = rounded_guard(guard).ok_or_else(too_large)?;
+    let total = usable.checked_add(guard).ok_or_else(too_large)?;
+    if total > isize::MAX as usize {
+        return Err(too_large());
+    }
+    Ok((usable, guard))
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if self.in_arena() {
+            let me = Stack { range: self.range };
+            // The slot (and its `Range`) goes on the free list instead of being freed.
+            arena::give_back(vec![me]);
+        } else {
+            // SAFETY: an own-mapping stack's range is a leaked box that only this stack owns.
+            drop(unsafe { Box::from_raw(self.range.as_ptr()) });
+        }
     }
 }
 
@@ -240,6 +413,7 @@ impl std::fmt::Debug for Stack {
             .field("base", &self.base())
             .field("limit", &self.limit())
             .field("top", &self.top())
+            .field("in_arena", &self.in_arena())
             .finish()
     }
 }

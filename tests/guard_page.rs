@@ -294,9 +294,10 @@ fn a_fault_outside_any_guard_is_not_reported_and_still_kills() {
 fn a_fault_where_a_freed_stack_had_its_guard_is_not_reported() {
     let _serial = serial();
     install_the_handler();
-    // A stack dropped outright (not pooled) is unmapped and leaves the registry. It is dropped
-    // in the child, the only thread there, so nothing else can map the hole it leaves.
-    let mut stack = Some(Stack::new(64 * 1024).unwrap());
+    // A stack of its own mapping dropped outright (not pooled) is unmapped and leaves the
+    // registry. It is dropped in the child, the only thread there, so nothing else can map
+    // the hole it leaves.
+    let mut stack = Some(Stack::with_own_mapping(64 * 1024, page_size()).unwrap());
     let (guard, guard_len) = {
         let s = stack.as_ref().unwrap();
         (s.base() as usize, s.guard_size())
@@ -324,6 +325,26 @@ fn a_fault_where_a_freed_stack_had_its_guard_is_not_reported() {
             }
         }
         fault_at(guard + guard_len - 1);
+    });
+    death.assert_killed_by_sigsegv();
+    assert!(!death.stderr.contains("overflowed"), "{:?}", death.stderr);
+}
+
+#[test]
+fn a_fault_in_the_guard_of_a_free_arena_slot_is_not_reported_and_still_kills() {
+    let _serial = serial();
+    install_the_handler();
+    // An arena stack dropped outright goes back to its arena: its slot is free, its guard
+    // stays installed (the next stack of its shape reuses both), and no one owns it.
+    let mut stack = Some(Stack::new(64 * 1024).unwrap());
+    let (limit, in_arena) = {
+        let s = stack.as_ref().unwrap();
+        (s.limit() as usize, s.in_arena())
+    };
+    assert!(in_arena);
+    let death = in_child(move || {
+        drop(stack.take());
+        fault_at(limit - 1);
     });
     death.assert_killed_by_sigsegv();
     assert!(!death.stderr.contains("overflowed"), "{:?}", death.stderr);

@@ -7,6 +7,7 @@
 pub mod json;
 pub mod pickle;
 pub mod rows;
+pub mod scale;
 pub mod sysinfo;
 
 use std::time::Duration;

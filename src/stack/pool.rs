@@ -2,15 +2,21 @@
 //!
 //! Finished contexts give their stacks back with [`release`]; [`acquire`] (or
 //! [`acquire_with_guard`]) hands out a pooled stack of the requested usable size and guard
-//! before it maps a new one. The pool keeps at most [`high_water_mark`] stacks (default
-//! [`DEFAULT_HIGH_WATER_MARK`]), each of at most [`MAX_POOLED_STACK_SIZE`] usable bytes; a
-//! stack released into a full pool, or larger than that, is unmapped at once, so its memory
-//! and address space go back to the OS. The pool belongs to the thread (contexts never change
-//! thread) and unmaps what it holds when the thread ends.
+//! before it takes one from the [arenas](super::arena) (a batch of them at once: the next
+//! spawns find them here) or maps a new one. The pool belongs to the thread (contexts never
+//! change thread) and gives back what it holds when the thread ends.
 //!
-//! Pooled stacks keep the pages their last user touched; that is the price of reuse without a
-//! system call, bounded by the high-water mark times the size cap (by default 64 × 4 MiB of
-//! address space per thread, of which only touched pages cost memory).
+//! **The high-water mark is a memory policy.** The pool keeps at most [`high_water_mark`]
+//! stacks (default [`DEFAULT_HIGH_WATER_MARK`]), each of at most [`MAX_POOLED_STACK_SIZE`]
+//! usable bytes, with the top [`WARM_STACK_BYTES`](super::WARM_STACK_BYTES) their last user
+//! touched: a stack whose user went deeper gives the rest back (`MADV_DONTNEED`) when it goes
+//! into the pool. (The one exception is the fast slot, which holds the last released stack
+//! of the default size as it is, for the next spawn: one stack per thread, until it moves on
+//! into the pool.) A stack released into a full pool goes back to its arena, its memory to the OS
+//! (in batches: one system call per 64 stacks where the kernel allows it), and its slot to
+//! the next stack of its shape, from any thread; a stack of its own mapping is unmapped.
+//! So any number of tasklets spawn without a system call in the common case, and finished
+//! ones keep at most `high-water mark × 16 KiB` of memory per thread.
 //!
 //! ```
 //! use microthread::stack::{pool, DEFAULT_STACK_SIZE};
@@ -24,8 +30,7 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 
-use super::MIN_STACK_SIZE;
-use super::{round_to_pages, rounded_guard, Stack, DEFAULT_GUARD_SIZE, DEFAULT_STACK_SIZE};
+use super::{arena, shape, Stack, DEFAULT_GUARD_SIZE, DEFAULT_STACK_SIZE, WARM_STACK_BYTES};
 
 /// How many stacks a thread's pool keeps unless told otherwise.
 pub const DEFAULT_HIGH_WATER_MARK: usize = 64;
@@ -33,9 +38,21 @@ pub const DEFAULT_HIGH_WATER_MARK: usize = 64;
 /// The largest stack (usable bytes) the pool keeps: 4 MiB, 16 times the default size.
 pub const MAX_POOLED_STACK_SIZE: usize = 16 * DEFAULT_STACK_SIZE;
 
+/// The most stacks taken from the arenas, or given back to them, at once.
+const BATCH: usize = 64;
+
 struct Pool {
     stacks: Vec<Stack>,
     high_water_mark: usize,
+}
+
+/// Arena stacks released into a full pool, given back [`BATCH`] at a time.
+struct Spill(Vec<Stack>);
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        arena::give_back(std::mem::take(&mut self.0));
+    }
 }
 
 thread_local! {
@@ -48,6 +65,10 @@ thread_local! {
     static POOL: RefCell<Pool> = const {
         RefCell::new(Pool { stacks: Vec::new(), high_water_mark: DEFAULT_HIGH_WATER_MARK })
     };
+    static SPILL: RefCell<Spill> = const { RefCell::new(Spill(Vec::new())) };
+    /// Arena stacks taken in a batch and not used yet: no memory committed, zero contents.
+    /// Not counted in [`len`]: they are free slots held for this thread's next spawns.
+    static FRESH: RefCell<Spill> = const { RefCell::new(Spill(Vec::new())) };
 }
 
 /// A stack with `size` usable bytes (rounded as [`Stack::new`] does) and the default guard: a
@@ -77,9 +98,9 @@ pub fn acquire_with_guard(size: usize, guard: usize) -> io::Result<Stack> {
 }
 
 fn acquire_pooled(size: usize, guard: usize) -> io::Result<Stack> {
-    let shape = round_to_pages(size.max(MIN_STACK_SIZE)).zip(rounded_guard(guard));
-    let pooled = shape.and_then(|(usable, guard)| {
-        POOL.try_with(|p| {
+    let (usable, guard) = shape(size, guard)?;
+    let pooled = POOL
+        .try_with(|p| {
             let mut p = p.borrow_mut();
             let i = p
                 .stacks
@@ -88,11 +109,74 @@ fn acquire_pooled(size: usize, guard: usize) -> io::Result<Stack> {
             Some(p.stacks.swap_remove(i))
         })
         .ok()
-        .flatten()
-    });
+        .flatten();
     match pooled {
         Some(stack) => Ok(stack),
-        None => Stack::with_guard(size, guard),
+        None => refill(usable, guard),
+    }
+}
+
+/// No pooled stack of this shape: one from the arenas, with up to a batch more for the pool
+/// (as many as it has room for), or one of its own mapping.
+#[cold]
+#[inline(never)]
+fn refill(usable: usize, guard: usize) -> io::Result<Stack> {
+    if !arena::fits(usable, guard) {
+        return Stack::with_own_mapping(usable, guard);
+    }
+    let fresh = FRESH
+        .try_with(|f| {
+            let mut f = f.borrow_mut();
+            let i =
+                f.0.iter()
+                    .rposition(|s| s.size() == usable && s.guard_size() == guard)?;
+            Some(f.0.swap_remove(i))
+        })
+        .ok()
+        .flatten();
+    if let Some(stack) = fresh {
+        return Ok(stack);
+    }
+    let mut got = Vec::with_capacity(BATCH);
+    arena::take(usable, guard, BATCH, &mut got)?;
+    let first = got
+        .pop()
+        .expect("take gives at least one stack or an error");
+    let _ = FRESH.try_with(|f| f.borrow_mut().0.append(&mut got));
+    // Anything left (this thread is ending) goes back to the arena.
+    arena::give_back(got);
+    Ok(first)
+}
+
+/// Whether the last user of `stack` went below its warm top: sampled words of the page just
+/// below it are not all zero (a page never touched since it was last given back reads as
+/// zeros; a page a call chain went through holds return addresses and saved registers).
+#[inline]
+fn went_deep(stack: &Stack) -> bool {
+    let page = super::page_size();
+    if stack.size() < WARM_STACK_BYTES + page {
+        return false;
+    }
+    if cfg!(feature = "asan") {
+        // Reads of a dead context's stack may hit its frames' poison: always give back.
+        return true;
+    }
+    let below = stack.top() as usize - WARM_STACK_BYTES - page;
+    (0..8).any(|k| {
+        // SAFETY: `below + k * page/8` lies in the usable part of a stack whose context is
+        // gone (it is being released), so nothing else reads or writes it.
+        unsafe { std::ptr::read_volatile((below + k * page / 8 + page / 8 - 8) as *const u64) != 0 }
+    })
+}
+
+/// Gives back what the last user of `stack` touched below its warm top, if it went there.
+#[inline]
+fn trim(stack: &Stack) {
+    if went_deep(stack) {
+        let len = stack.size() - WARM_STACK_BYTES;
+        // SAFETY: the usable part below the warm top of a stack whose context is gone. If the
+        // advice fails, the memory just stays committed.
+        let _ = unsafe { super::guard::discard(&[(stack.limit() as usize, len)]) };
     }
 }
 
@@ -136,13 +220,44 @@ fn release_pooled(stack: Stack) {
             n
         })
         .unwrap_or(0);
-    let _ = POOL.try_with(move |p| {
-        let mut p = p.borrow_mut();
-        if p.stacks.len() + in_slot < p.high_water_mark {
-            p.stacks.push(stack);
-        }
-        // Otherwise `stack` is dropped here, which unmaps it.
+    let room = POOL
+        .try_with(|p| {
+            let p = p.borrow();
+            p.stacks.len() + in_slot < p.high_water_mark
+        })
+        .unwrap_or(false);
+    if room {
+        // Kept: only its warm top may stay committed. (A stack going back to its arena gives
+        // all of it back, and is never read here: a first read of a page never touched would
+        // fault in the zero page.)
+        trim(&stack);
+        let _ = POOL.try_with(move |p| p.borrow_mut().stacks.push(stack));
+    } else {
+        spill(stack);
+    }
+}
+
+/// A stack the full pool does not keep: an arena stack waits for a batch to go back to the
+/// arena; one of its own mapping is unmapped now.
+fn spill(stack: Stack) {
+    if !stack.in_arena() {
+        return;
+    }
+    let full = SPILL.try_with(|s| {
+        let mut s = s.borrow_mut();
+        s.0.push(stack);
+        (s.0.len() >= BATCH).then(|| std::mem::take(&mut s.0))
     });
+    if let Ok(Some(batch)) = full {
+        arena::give_back(batch);
+    }
+}
+
+/// Gives the spilled stacks back to their arenas now.
+fn flush_spill() {
+    if let Ok(batch) = SPILL.try_with(|s| std::mem::take(&mut s.borrow_mut().0)) {
+        arena::give_back(batch);
+    }
 }
 
 /// How many stacks this thread's pool holds now.
@@ -189,16 +304,22 @@ pub fn set_high_water_mark(n: usize) -> usize {
     })
 }
 
-/// Unmaps every pooled stack of this thread.
+/// Gives back every pooled stack of this thread: arena stacks to their arenas (their memory
+/// to the OS), others unmapped.
 pub fn clear() {
     flush_last();
     let stacks = POOL.with(|p| std::mem::take(&mut p.borrow_mut().stacks));
-    drop(stacks);
+    let (arena_stacks, own): (Vec<Stack>, Vec<Stack>) =
+        stacks.into_iter().partition(|s| s.in_arena());
+    arena::give_back(arena_stacks);
+    drop(own);
+    flush_spill();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::MIN_STACK_SIZE;
 
     /// Whether the page below `top` is mapped: `mincore` fails with ENOMEM on unmapped memory.
     fn is_mapped(top: usize) -> bool {
@@ -213,6 +334,27 @@ mod tests {
                 vec.as_mut_ptr() as _,
             ) == 0
         }
+    }
+
+    /// Whether the page below `top` is in memory (mapped and committed).
+    fn is_resident(top: usize) -> bool {
+        let page = crate::stack::page_size();
+        let mut vec = [0u8; 1];
+        // SAFETY: as in `is_mapped`.
+        let rc = unsafe {
+            libc::mincore(
+                (top - page) as *mut libc::c_void,
+                page,
+                vec.as_mut_ptr() as _,
+            )
+        };
+        rc == 0 && vec[0] & 1 == 1
+    }
+
+    /// Writes the page below the stack's top, committing it.
+    fn touch_top(s: &Stack) {
+        // SAFETY: the top page is usable, and no context runs on the stack.
+        unsafe { s.top().sub(8).write_volatile(0x5a) };
     }
 
     #[test]
@@ -295,24 +437,69 @@ mod tests {
     fn memory_above_the_high_water_mark_goes_back_to_the_os() {
         clear();
         let old = set_high_water_mark(2);
-        let stacks: Vec<Stack> = (0..6).map(|_| acquire(MIN_STACK_SIZE).unwrap()).collect();
+        // Two for the pool and a whole batch above the mark.
+        let stacks: Vec<Stack> = (0..2 + BATCH)
+            .map(|_| acquire(MIN_STACK_SIZE).unwrap())
+            .collect();
+        assert!(stacks.iter().all(Stack::in_arena));
+        stacks.iter().for_each(touch_top);
         let tops: Vec<usize> = stacks.iter().map(|s| s.top() as usize).collect();
-        assert!(tops.iter().all(|&t| is_mapped(t)));
+        assert!(tops.iter().all(|&t| is_resident(t)));
         for s in stacks {
             release(s);
         }
         assert_eq!(len(), 2);
-        // The first two were pooled and stay mapped; the other four went back to the OS.
-        assert!(tops[..2].iter().all(|&t| is_mapped(t)));
+        // The first two were pooled and keep their memory; the rest went back to the OS.
+        assert!(tops[..2].iter().all(|&t| is_resident(t)));
         assert!(
-            tops[2..].iter().all(|&t| !is_mapped(t)),
-            "stacks above the mark are unmapped"
+            tops[2..].iter().all(|&t| is_mapped(t) && !is_resident(t)),
+            "stacks above the mark give their memory back"
         );
         set_high_water_mark(1);
         assert_eq!(len(), 1);
-        assert_eq!(tops[..2].iter().filter(|&&t| is_mapped(t)).count(), 1);
-        set_high_water_mark(old);
         clear();
         assert_eq!(len(), 0);
+        assert!(
+            tops.iter().all(|&t| !is_resident(t)),
+            "clear gives all back"
+        );
+        set_high_water_mark(old);
+    }
+
+    #[test]
+    fn a_stack_used_deeply_keeps_only_its_warm_top_when_pooled() {
+        clear();
+        let s = acquire(1 << 20).unwrap();
+        let (limit, top) = (s.limit() as usize, s.top() as usize);
+        // SAFETY: the whole usable part is ours; no context runs on it.
+        unsafe { std::ptr::write_bytes(limit as *mut u8, 0x77, top - limit) };
+        let page = crate::stack::page_size();
+        let resident = |lo: usize, hi: usize| {
+            (lo..hi)
+                .step_by(page)
+                .filter(|&p| is_resident(p + page))
+                .count()
+        };
+        assert_eq!(resident(limit, top), (top - limit) / page);
+        release(s);
+        assert_eq!(len(), 1, "pooled");
+        assert_eq!(
+            resident(limit, top - WARM_STACK_BYTES),
+            0,
+            "the deep part went back"
+        );
+        assert_eq!(
+            resident(top - WARM_STACK_BYTES, top),
+            WARM_STACK_BYTES / page
+        );
+        // A shallow user keeps its pages without a system call: nothing below is touched.
+        let s = acquire(1 << 20).unwrap();
+        assert_eq!(s.top() as usize, top);
+        release(s);
+        assert_eq!(
+            resident(top - WARM_STACK_BYTES, top),
+            WARM_STACK_BYTES / page
+        );
+        clear();
     }
 }
