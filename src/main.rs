@@ -197,18 +197,41 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The report's label column at its widest: longer labels wrap onto several lines.
+const MAX_LABEL_WIDTH: usize = 72;
+
+/// `label` in lines of at most `width` characters, broken at spaces (a longer word stands on
+/// a line of its own).
+fn wrap(label: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in label.split_whitespace() {
+        let line = lines.last_mut().expect("never empty");
+        if line.is_empty() {
+            line.push_str(word);
+        } else if line.chars().count() + 1 + word.chars().count() <= width {
+            line.push(' ');
+            line.push_str(word);
+        } else {
+            lines.push(word.to_string());
+        }
+    }
+    lines
+}
+
 fn run(options: &Options) {
     let arch = std::env::consts::ARCH;
     let cpu = sysinfo::cpu_model();
     let emulated = sysinfo::emulated();
     let debug_build = cfg!(debug_assertions);
-    // The widest label sets the first column, so the numbers stay in their columns.
+    // The widest label sets the first column (up to MAX_LABEL_WIDTH: longer labels wrap, with
+    // the numbers on their last line), so the numbers stay in their columns.
     let label_width = options
         .rows
         .iter()
-        .map(|r| r.label.len())
+        .map(|r| r.label.chars().count())
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .min(MAX_LABEL_WIDTH);
 
     if !options.json {
         println!(
@@ -266,9 +289,14 @@ fn run(options: &Options) {
             report::measure(row, options.runs, options.iterations)
         };
         if !options.json {
+            let lines = wrap(row.label, label_width);
+            let (last, before) = lines.split_last().expect("wrap gives at least one line");
+            for line in before {
+                println!("{line}");
+            }
             println!(
                 "{:<width$} {:>9} {:>9} {:>9} {:>14}",
-                row.label,
+                last,
                 report::format_ns(m.median()),
                 report::format_ns(m.min()),
                 report::format_ns(m.max()),
@@ -309,6 +337,20 @@ fn run(options: &Options) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_labels_wrap_at_spaces_within_the_column_and_keep_every_word() {
+        let label = "4 CPU-bound tasklets, 1 ms slices, round robin: smallest share of the ticks";
+        let lines = wrap(label, 30);
+        assert!(lines.len() > 1);
+        assert!(lines.iter().all(|l| l.chars().count() <= 30), "{lines:?}");
+        assert_eq!(lines.join(" "), label);
+        assert_eq!(wrap("short", 30), ["short"]);
+        assert_eq!(
+            wrap("a-word-longer-than-the-column x", 5),
+            ["a-word-longer-than-the-column", "x"]
+        );
+    }
 
     fn args(s: &[&str]) -> Vec<String> {
         s.iter().map(|a| a.to_string()).collect()
