@@ -542,23 +542,32 @@ mod tests {
 
     #[test]
     fn registered_guards_are_found_and_forgotten() {
-        let r = Registration::new(0x1000_0000, 0x1000, 0x4_0000);
+        // A real reservation, so that the range is nobody else's: an arena of a concurrent
+        // test may cover any made-up address (under valgrind one covered 0x1000_0000).
+        let len = 0x8000;
+        // SAFETY: a fresh anonymous PROT_NONE mapping, touched by nobody, unmapped below.
+        let base = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        let lo = base as usize;
+        let r = Registration::new(lo, 0x1000, 0x4_0000);
         r.set_owner(OwnerKind::Tasklet, 77);
-        assert_eq!(
-            lookup(0x1000_0000),
-            Some((OwnerKind::Tasklet, 77, 0x4_0000))
-        );
-        assert_eq!(
-            lookup(0x1000_0fff),
-            Some((OwnerKind::Tasklet, 77, 0x4_0000))
-        );
-        assert_eq!(lookup(0x1000_1000), None);
+        assert_eq!(lookup(lo), Some((OwnerKind::Tasklet, 77, 0x4_0000)));
+        assert_eq!(lookup(lo + 0xfff), Some((OwnerKind::Tasklet, 77, 0x4_0000)));
+        assert_eq!(lookup(lo + 0x1000), None);
         r.set_owner(OwnerKind::Coroutine, 78);
-        assert_eq!(
-            lookup(0x1000_0000),
-            Some((OwnerKind::Coroutine, 78, 0x4_0000))
-        );
+        assert_eq!(lookup(lo), Some((OwnerKind::Coroutine, 78, 0x4_0000)));
         drop(r);
-        assert_eq!(lookup(0x1000_0000), None);
+        assert_eq!(lookup(lo), None);
+        // SAFETY: the mapping made above, no longer registered.
+        unsafe { libc::munmap(base, len) };
     }
 }
