@@ -248,6 +248,13 @@ fn start(co: &mut Coroutine<u8, u64, u64>) -> u64 {
 
 #[test]
 fn finishing_coroutines_in_a_row_keeps_reusing_one_stack() {
+    if std::env::var_os("MICROTHREAD_UNDER_ASAN").is_some() {
+        // The asan build gives back every recycled stack below its warm top (reading a dead
+        // context's frames to see how deep it went would hit their poison: src/stack/pool.rs
+        // `went_deep`), which wipes the sentinels this test finds reuse by.
+        eprintln!("skipped under ASan: recycled stacks are always trimmed there");
+        return;
+    }
     use microthread::stack::pool;
     pool::clear();
     let mut ids = std::collections::HashSet::new();
@@ -272,6 +279,13 @@ fn finishing_coroutines_in_a_row_keeps_reusing_one_stack() {
 
 #[test]
 fn every_way_a_coroutine_ends_gives_its_stack_back() {
+    if std::env::var_os("MICROTHREAD_UNDER_ASAN").is_some() {
+        // The asan build gives back every recycled stack below its warm top (reading a dead
+        // context's frames to see how deep it went would hit their poison: src/stack/pool.rs
+        // `went_deep`), which wipes the sentinels this test finds reuse by.
+        eprintln!("skipped under ASan: recycled stacks are always trimmed there");
+        return;
+    }
     use microthread::stack::pool;
     pool::clear();
     // A window of at most WINDOW live coroutines, retired oldest first, each a different
@@ -337,6 +351,13 @@ fn co_found(tag: u64) -> u64 {
 
 #[test]
 fn the_pool_keeps_only_its_high_water_mark_and_unmaps_the_rest() {
+    if std::env::var_os("MICROTHREAD_UNDER_ASAN").is_some() {
+        // The asan build gives back every recycled stack below its warm top (reading a dead
+        // context's frames to see how deep it went would hit their poison: src/stack/pool.rs
+        // `went_deep`), which wipes the sentinels this test finds reuse by.
+        eprintln!("skipped under ASan: recycled stacks are always trimmed there");
+        return;
+    }
     use microthread::stack::pool;
     pool::clear();
     let old = pool::set_high_water_mark(4);

@@ -71,8 +71,16 @@ fn more_tasklets_than_half_the_map_count_live_at_once_each_with_a_working_guard(
         assert!(maps < 65_530 - 1_000, "{maps} mappings");
     }
     // Sampled tasklets, first, middle, last and a few between: each one's guard is there and
-    // the report names that tasklet.
-    for k in [0, 1, n / 3, n / 2, n - 2, n - 1] {
+    // the report names that tasklet. Not under ASan: there `fork` of a process this size
+    // fails with ENOMEM (ASan's shadow memory counts against overcommit); tests/guard_page.rs
+    // checks the guards and the report under ASan.
+    let samples = if std::env::var_os("MICROTHREAD_UNDER_ASAN").is_some() {
+        eprintln!("guard samples skipped under ASan: fork fails with ENOMEM at this size");
+        vec![]
+    } else {
+        vec![0, 1, n / 3, n / 2, n - 2, n - 1]
+    };
+    for k in samples {
         let id = tasklets[k].id();
         let ch = channels[k].clone();
         let death = in_child(|| {
