@@ -127,6 +127,9 @@ struct Model {
     deadline: u64,
     /// Whether the current run has a budget (a watchdog is active).
     budget: bool,
+    /// `set_atomic(false)` of the running tasklet with a hard interrupt pending: its next
+    /// safe point calls the interrupt (Stackless's `slp_check_pending_irq`).
+    forced: bool,
     log: Vec<Ev>,
 }
 
@@ -143,17 +146,17 @@ impl Model {
     }
 
     /// Whether a safe point of `t` whose last tick is `last` calls the interrupt.
-    fn due(&self, t: usize, last: u64, o: &Opts) -> bool {
-        self.budget && (last >= self.deadline || (!o.soft && self.pending[t]))
+    fn due(&mut self, last: u64) -> bool {
+        self.budget && (std::mem::take(&mut self.forced) || last >= self.deadline)
     }
 
     /// The interrupt at a safe point of `t` whose last tick was `last`: true if `t` is
     /// interrupted (hard), false if deferred.
     fn interrupt(&mut self, t: usize, last: u64, o: &Opts) -> bool {
         if o.soft || self.atomic[t] {
-            if last >= self.deadline {
-                self.deadline = self.ticks + o.ticks;
-            }
+            // Stackless's interrupt(): every deferral restarts the budget.
+            let _ = last;
+            self.deadline = self.ticks + o.ticks;
             self.pending[t] = true;
             return false;
         }
@@ -200,6 +203,7 @@ impl Model {
         };
         self.ticks = 0;
         self.deadline = o.ticks;
+        self.forced = false;
         assert_eq!(self.ring[0], 0);
         self.ring.remove(0);
         assert!(!self.ring.is_empty());
@@ -214,6 +218,8 @@ impl Model {
                 continue;
             }
             if self.pc[t] == progs[t - 1].len() {
+                // A switch: what `set_atomic(false)` forced for `t` is over.
+                self.forced = false;
                 self.ring.remove(0);
                 if self.ring.is_empty() {
                     self.ring.push(0);
@@ -234,14 +240,14 @@ impl Model {
                 Step::Ticks(k) => {
                     let last = self.ticks + k - 1;
                     self.ticks += k;
-                    if self.due(t, last, o) && self.interrupt(t, last, o) {
+                    if self.due(last) && self.interrupt(t, last, o) {
                         return Out::Victim(t);
                     }
                 }
                 Step::Schedule => {
                     let n = self.ticks;
                     self.ticks += 1;
-                    if self.due(t, n, o) && self.interrupt(t, n, o) {
+                    if self.due(n) && self.interrupt(t, n, o) {
                         self.in_schedule[t] = true;
                         return Out::Victim(t);
                     }
@@ -255,6 +261,9 @@ impl Model {
                     // pending interrupt; it is cleared.
                     if !on && !self.budget {
                         self.pending[t] = false;
+                    }
+                    if !on && self.budget && !o.soft && self.pending[t] {
+                        self.forced = true;
                     }
                 }
             }
@@ -273,6 +282,7 @@ fn model(progs: &[Vec<Step>], runs: &[Opts]) -> Vec<Ev> {
         ticks: 0,
         deadline: 0,
         budget: false,
+        forced: false,
         log: Vec::new(),
     };
     for r in 0..MAX_RUNS {

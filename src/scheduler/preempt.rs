@@ -398,8 +398,10 @@ impl Scheduler {
                 }
             }
             // A hard interrupt pending for `next` waits, as in Stackless, for the budget to
-            // run out again (or for its `set_atomic(false)`).
+            // run out again (or for its `set_atomic(false)`); one forced by the previous
+            // tasklet's `set_atomic(false)` that no safe point of it met is over.
             let _ = next;
+            p.forced.set(false);
             p.flags.set_watermark(p.deadline.get());
         });
     }

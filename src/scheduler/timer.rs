@@ -46,13 +46,14 @@
 //!
 //! ```
 //! use microthread::scheduler::{self, spawn};
-//! use std::{cell::RefCell, rc::Rc, time::Duration};
+//! use std::{cell::RefCell, rc::Rc, time::{Duration, Instant}};
 //!
 //! let log = Rc::new(RefCell::new(Vec::new()));
-//! for (name, ms) in [("slow", 20), ("fast", 5)] {
+//! let base = Instant::now();
+//! for (name, ms) in [("slow", 300), ("fast", 100)] {
 //!     let log = log.clone();
 //!     spawn(move || {
-//!         scheduler::sleep(Duration::from_millis(ms)).unwrap();
+//!         scheduler::sleep_until(base + Duration::from_millis(ms)).unwrap();
 //!         log.borrow_mut().push(name);
 //!     })?;
 //! }

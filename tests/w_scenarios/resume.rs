@@ -57,6 +57,12 @@ fn work(expect: Mode, depth: u32, safe_point: &dyn Fn()) -> Outcome {
 
 #[test]
 fn a_re_inserted_victim_keeps_its_stack_and_its_rounding_mode() {
+    if std::env::var_os("MICROTHREAD_UNDER_VALGRIND").is_some() {
+        // Valgrind computes SSE arithmetic in round-to-nearest whatever MXCSR says, so the
+        // FP sum cannot show a mode (it failed there: the same bits in every mode).
+        eprintln!("skipped under valgrind: it ignores the SSE rounding mode");
+        return;
+    }
     let _restore = DefaultModeOnDrop;
     // Three non-default modes (every architecture has at least three).
     let victim_mode: Mode = [1; DEFAULT_MODE.len()];
