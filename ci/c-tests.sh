@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ci/c-tests.sh: the C API's tests. Runs the doc tests of src/ffi/ (feature `capi`, which
 # `cargo test` alone leaves off), builds libmicrothread.a and libmicrothread.so, checks that
-# include/microthread.h is current (ci/c-header.sh --check), compiles
+# (include/microthread.h is checked current by ci/c-header.sh --check, its own leg), compiles
 # every tests/c/*.c and examples/c/*.c against the static library with warnings as errors,
 # runs each (each test prints "N passed, N failed" and exits non-zero on a failure), runs the
 # example once more linked against the shared library, then, with valgrind available (or
@@ -22,7 +22,6 @@ if ! command -v "$cc" >/dev/null 2>&1; then
     exit 0
 fi
 
-bash ci/c-header.sh --check
 
 cargo test --release --features capi --doc -- ffi::
 
