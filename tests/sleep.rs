@@ -186,19 +186,9 @@ fn main_sleeps_while_others_run() {
     );
 }
 
-/// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid out-pointer.
-    assert_eq!(
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) },
-        0
-    );
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::thread_cpu;
 
 #[test]
 fn the_thread_uses_no_cpu_while_every_tasklet_sleeps() {

@@ -16,19 +16,9 @@ use microthread::{spawn_thread, Channel, Tasklet};
 
 const MS: Duration = Duration::from_millis(1);
 
-/// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid out-pointer.
-    assert_eq!(
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) },
-        0
-    );
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::thread_cpu;
 
 /// A tasklet blocked in a receive on a channel that another thread (counted awake from the
 /// start) feeds with 7 once `go` says so, after `delay`.

@@ -29,16 +29,9 @@ fn messages() -> usize {
     (MESSAGES / divisor).max(THREADS * SENDERS_PER_THREAD * (THREADS - 1))
 }
 
-/// CPU time of the calling thread.
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::thread_cpu;
 
 /// CPU time of the whole process.
 fn process_cpu_time() -> Duration {
@@ -173,9 +166,9 @@ fn a_thread_waiting_for_another_sleeps_without_spinning_and_is_woken_by_its_send
         c.send(99).unwrap();
     });
     let (got, cpu, wall) = std::thread::spawn(move || {
-        let (cpu0, t0) = (thread_cpu_time(), Instant::now());
+        let (cpu0, t0) = (thread_cpu(), Instant::now());
         let got = ch.receive().unwrap();
-        (got, thread_cpu_time() - cpu0, t0.elapsed())
+        (got, thread_cpu() - cpu0, t0.elapsed())
     })
     .join()
     .unwrap();
