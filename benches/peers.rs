@@ -15,7 +15,7 @@
 //! | `tasklet_spawn` | create a trivial tasklet through the scheduler and run it to completion |
 //! | `channel_round_trip` | send on one channel and receive the echo on another, two coroutines on one thread: microthread `Channel`, may `mpsc` |
 //!
-//! The microthread loops are those of the report (`src/report/rows.rs`).
+//! The microthread loops are those of the report (`report/src/report/rows.rs`).
 //!
 //! Peers per target: corosensei 0.3.4 and may 0.3 build on x86_64, aarch64 and riscv64;
 //! context 3.0.0 has no riscv64 assembly (its build script panics), so it is a dev-dependency
