@@ -15,6 +15,9 @@
 #     reports are expected; without this they would bury the parent's output.
 #   - --leak-check=no: this leg checks memory accesses; leaks are not errors here (several
 #     tests leak on purpose, for example a suspended coroutine passed to mem::forget).
+#   - --lib --bins --tests: the doc tests are left out (about 270 examples, each its own
+#     binary with its own memcheck start-up: a third of the leg's time). They run natively
+#     in `cargo test --release` and under AddressSanitizer's first pass (ci/asan.sh).
 #   - MICROTHREAD_TEST_SCALE=10: stress tests run a tenth of their size (tests/threads.rs moves
 #     120k messages instead of 1.2M): valgrind runs threads one at a time, 30-50x slower.
 #   - MICROTHREAD_UNDER_VALGRIND=1: lets src/valgrind.rs's unit test check that the client
@@ -38,9 +41,9 @@ export CARGO_TERM_COLOR=never
 # An intended crash must not leave core files behind.
 ulimit -c 0
 
-echo "+ $runner_var=\"${!runner_var}\" cargo test --release --no-fail-fast"
+echo "+ $runner_var=\"${!runner_var}\" cargo test --release --no-fail-fast --lib --bins --tests"
 start=$SECONDS
 rc=0
-cargo test --release --no-fail-fast || rc=$?
+cargo test --release --no-fail-fast --lib --bins --tests || rc=$?
 echo "+ valgrind leg: exit $rc after $((SECONDS - start))s"
 exit "$rc"
