@@ -420,13 +420,16 @@ impl AltStack {
         }
     }
 
-    /// Maps a new alternate stack, recorded under the key for release at thread exit.
+    /// Maps a new alternate stack above a `PROT_NONE` page (a handler that ran out of it
+    /// faults instead of writing into the mapping below), recorded under the key for release
+    /// at thread exit. Returns the stack's lowest byte, one page above the mapping's start.
     fn map() -> Option<*mut libc::c_void> {
+        let page = crate::stack::page_size();
         // SAFETY: an anonymous private mapping with no address hint has no preconditions.
         let map = unsafe {
             libc::mmap(
                 ptr::null_mut(),
-                AltStack::len(),
+                AltStack::len() + page,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
@@ -436,17 +439,24 @@ impl AltStack {
         if map == libc::MAP_FAILED {
             return None;
         }
+        // SAFETY: the lowest page of our own fresh mapping. If it fails the stack has no
+        // guard, as before, but still works.
+        unsafe { libc::mprotect(map, page, libc::PROT_NONE) };
+        // SAFETY: one page into a mapping of more than one page.
+        let stack = unsafe { (map as *mut u8).add(page) } as *mut libc::c_void;
         if let Some(key) = AltStack::key() {
-            // SAFETY: our own key; the value is the mapping, which `release` unmaps.
-            unsafe { libc::pthread_setspecific(key, map) };
+            // SAFETY: our own key; the value is the stack, which `release` unmaps with the
+            // page below it.
+            unsafe { libc::pthread_setspecific(key, stack) };
         }
-        Some(map)
+        Some(stack)
     }
 
-    /// The key's destructor: disables the alternate stack if it is still ours, then unmaps it.
+    /// The key's destructor: disables the alternate stack if it is still ours, then unmaps it
+    /// with its guard page.
     ///
     /// # Safety
-    /// Only as the key's destructor, with the mapping `map` stored by [`AltStack::map`], at
+    /// Only as the key's destructor, with the stack `map` returned by [`AltStack::map`], at
     /// thread exit when no signal handler runs on it.
     unsafe extern "C" fn release(map: *mut libc::c_void) {
         // SAFETY: zeroed stack_t is valid; a null new stack only queries.
@@ -465,7 +475,11 @@ impl AltStack {
                 };
                 libc::sigaltstack(&disable, ptr::null_mut());
             }
-            libc::munmap(map, AltStack::len());
+            let page = crate::stack::page_size();
+            libc::munmap(
+                (map as *mut u8).sub(page) as *mut libc::c_void,
+                AltStack::len() + page,
+            );
         }
     }
 }
@@ -494,8 +508,9 @@ pub(crate) fn ensure_altstack_for_teardown() {
     install_altstack();
 }
 
-/// Installs an alternate signal stack on the calling thread unless it has one: the one we
-/// mapped for it earlier if there is one, else a new mapping.
+/// Installs an alternate signal stack on the calling thread unless it has one of at least
+/// [`AltStack::len`] bytes: the one we mapped for it earlier if there is one, else a new
+/// mapping.
 #[cold]
 #[inline(never)]
 fn install_altstack() {
@@ -506,7 +521,14 @@ fn install_altstack() {
     if unsafe { libc::sigaltstack(ptr::null(), &mut current) } != 0 {
         return;
     }
-    if current.ss_flags & libc::SS_DISABLE == 0 {
+    // One that is big enough stays (std's on its threads, normally). A smaller one is
+    // replaced: the handler needs room beyond the kernel's frame, and more than 8 KiB in all
+    // in a sanitizer build with AVX-512 frames (std's is 8 KiB); on too small a stack it
+    // faulted again and the process died without the report. Not while running on it
+    // (`SS_ONSTACK`): sigaltstack would refuse.
+    if current.ss_flags & libc::SS_DISABLE == 0
+        && (current.ss_size >= AltStack::len() || current.ss_flags & libc::SS_ONSTACK != 0)
+    {
         return;
     }
     let earlier = AltStack::mapped();

@@ -501,3 +501,86 @@ fn a_panic_with_a_backtrace_fits_in_a_minimum_size_coroutine() {
         death.stderr
     );
 }
+
+/// Installs on the calling thread an alternate signal stack with room for the kernel's signal
+/// frame and nothing more, above a `PROT_NONE` page; `None` where the kernel does not say how
+/// big its frame is (`AT_MINSIGSTKSZ`) or refuses the stack.
+fn install_a_minimal_altstack() -> Option<()> {
+    // SAFETY: getauxval has no preconditions; 0 means unknown.
+    let min = unsafe { libc::getauxval(libc::AT_MINSIGSTKSZ) } as usize;
+    if min == 0 {
+        return None;
+    }
+    // sigaltstack refuses less than MINSIGSTKSZ, which may be more than the frame (arm64).
+    let min = min.max(libc::MINSIGSTKSZ);
+    let page = page_size();
+    let len = min.div_ceil(page) * page;
+    // SAFETY: an anonymous private mapping with no address hint; it is never unmapped (the
+    // thread that uses it ends inside a forked child or keeps it until the process exits).
+    let map = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len + page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(map, libc::MAP_FAILED);
+    // SAFETY: the lowest page of our own mapping becomes the guard below the stack.
+    assert_eq!(unsafe { libc::mprotect(map, page, libc::PROT_NONE) }, 0);
+    let stack = libc::stack_t {
+        // SAFETY: within the mapping: `min` bytes ending at its end.
+        ss_sp: unsafe { (map as *mut u8).add(page + len - min) } as *mut libc::c_void,
+        ss_flags: 0,
+        ss_size: min,
+    };
+    // SAFETY: the range is mapped read-write for the rest of the process.
+    (unsafe { libc::sigaltstack(&stack, ptr::null_mut()) } == 0).then_some(())
+}
+
+/// A thread whose alternate signal stack has no room for the handler beyond the kernel's
+/// frame (a small one installed by other code; or std's 8 KiB, too small for the handler of
+/// an AddressSanitizer build with AVX-512 frames) gets ours when it first creates a
+/// coroutine. Regression: the handler ran on the small one, faulted below it, and the process
+/// died of the second SIGSEGV without the report (seen in the ASan leg).
+#[test]
+fn an_overflow_on_a_thread_whose_altstack_is_too_small_is_still_reported() {
+    let _serial = serial();
+    install_the_handler();
+    let death = std::thread::spawn(|| {
+        if install_a_minimal_altstack().is_none() {
+            return None;
+        }
+        let mut co = overflowing(64 * 1024);
+        let id = co.id();
+        // SAFETY: a zeroed stack_t is valid; a null new stack only queries.
+        let mut ss: libc::stack_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::sigaltstack(ptr::null(), &mut ss) }, 0);
+        // SAFETY: getauxval has no preconditions.
+        let min =
+            (unsafe { libc::getauxval(libc::AT_MINSIGSTKSZ) } as usize).max(libc::MINSIGSTKSZ);
+        assert!(
+            ss.ss_flags & libc::SS_DISABLE == 0 && ss.ss_size >= min + 16 * 1024,
+            "the coroutine's thread kept an alternate stack of {} bytes, the frame alone \
+             takes up to {min}",
+            ss.ss_size
+        );
+        Some((
+            id,
+            in_child(move || {
+                co.resume(());
+            }),
+        ))
+    })
+    .join()
+    .unwrap();
+    let Some((id, death)) = death else {
+        eprintln!("skipped: no AT_MINSIGSTKSZ, or sigaltstack refused a stack of that size");
+        return;
+    };
+    death.assert_killed_by_sigsegv();
+    assert_reports_overflow(&death, id, rounded(64 * 1024));
+}
