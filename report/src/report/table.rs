@@ -159,12 +159,15 @@ pub(crate) mod tests {
         }
     }
 
-    /// A result with the given label, our runs, and peers (name, runs or None, goal).
+    /// A test peer: its name, its runs (`None`: n/a) and its goal.
+    pub(crate) type TestPeer = (&'static str, Option<&'static [f64]>, Option<f64>);
+
+    /// A result with the given label, our runs, and peers.
     pub(crate) fn result(
         key: &'static str,
         label: &'static str,
         ours: &[f64],
-        peers: &[(&'static str, Option<&[f64]>, Option<f64>)],
+        peers: &[TestPeer],
     ) -> RowResult {
         RowResult {
             row: Row {
