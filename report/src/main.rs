@@ -8,7 +8,8 @@ mod report;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use report::{json, rows::ROWS, scale::SCALE_ROWS, sysinfo, Iterations, Measurement, Row};
+use report::peered::{self, RowResult};
+use report::{clock, json, rows::ROWS, scale::SCALE_ROWS, svg, sysinfo, table, Iterations, Row};
 
 /// How long one calibrated run takes.
 const RUN_TARGET: Duration = Duration::from_millis(60);
@@ -37,6 +38,16 @@ so that one run takes about {target} ms, unless --iterations fixes it. The repor
 median, the fastest and the slowest run, in nanoseconds per operation. The machine's noise
 shows in min..max: compare ratios from one report, not absolute times across reports.
 
+PEERS: beside the rows that have one, the same operation of another crate, measured in the
+same run: corosensei 0.3 and context 3 (switch, coroutine spawn), may 0.3 with one worker
+(schedule(), tasklet spawn and one-thread channel rows), crossbeam-channel bounded(0) (the
+cross-thread ping-pong), std::sync::mpsc with plain threads (the worker pool). Each side is
+calibrated on its own, then their runs alternate (ours, peer, ours, peer, ...), and the ratio
+is ours / peer of the medians; the goal column gives issue 13's goal for that ratio where it
+has one. One-thread rows run with the process pinned to one CPU (sched_setaffinity), the
+cross-thread and time-slice rows unpinned. A peer that does not build for this target
+(context on riscv64) or cannot run here (may under qemu-user) shows as n/a.
+
 OPTIONS:
   --json           Print one JSON object on stdout instead of the table. Members:
                      \"arch\"      std::env::consts::ARCH
@@ -47,10 +58,27 @@ OPTIONS:
                                  the target's
                      \"debug_build\" true for a build without optimisations
                      \"runs\"      runs per row
+                     \"rustc\"     the compiler's `rustc --version` at build time
+                     \"commit\"    `git rev-parse HEAD` at build time, or \"unknown\"
+                     \"timestamp\" when the report ran, UTC, RFC 3339
+                     \"peers\"     true if the peers were measured
                    and for each row KEY (all numbers; times in ns per operation):
                      KEY               the median over the runs
                      KEY_min, KEY_max  the fastest and the slowest run
                      KEY_iterations    iterations per run
+                     KEY_pinned_cpu    the CPU the process was pinned to, or null
+                   and for each peer of the row (the first unsuffixed, the second with a
+                   2 after \"peer\", \"ratio\" and \"goal\": KEY_peer2, KEY_ratio2, ...):
+                     KEY_peer_name     the peer and its loop
+                     KEY_peer          its median (null when n/a here)
+                     KEY_peer_min, KEY_peer_max, KEY_peer_iterations
+                     KEY_ratio         KEY / KEY_peer (null when n/a)
+                     KEY_goal          the goal for KEY_ratio (at most), if there is one
+  --svg FILE       Also write the report as an SVG chart to FILE: per row a bar for ours
+                   and for each peer (median), whiskers from min to max, log time axis.
+  --no-peers       Measure our rows only.
+  --peers          Measure the peers even with --iterations (which otherwise leaves them
+                   out: instruction counts of a row must not include its peer's loop).
   --row KEY        Measure only this row (repeatable; the trailing \"_ns\" may be left out).
   --only KEY       Same as --row.
   --iterations N   Exactly N iterations per run, no calibration.
@@ -67,19 +95,43 @@ INSTRUCTION COUNTS (callgrind):
       target/release/microthread --row switch_round_trip --runs 1 --iterations 100000
   then the same with 200000, and subtract the \"summary:\" totals of the two files.
 
-Exit status: 0 on success, 2 on a usage error.
+Exit status: 0 on success, 1 if the SVG file cannot be written, 2 on a usage error.
 ",
         version = env!("CARGO_PKG_VERSION"),
         target = RUN_TARGET.as_millis(),
     )
 }
 
+/// Whether to measure the peers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Peers {
+    /// With calibrated runs, not with `--iterations` (instruction counts).
+    Default,
+    /// `--peers`.
+    Always,
+    /// `--no-peers`.
+    Never,
+}
+
 /// What the command line asked for.
 struct Options {
     json: bool,
+    svg: Option<std::path::PathBuf>,
+    peers: Peers,
     rows: Vec<&'static Row>,
     iterations: Iterations,
     runs: usize,
+}
+
+impl Options {
+    /// Whether the peers are measured.
+    fn with_peers(&self) -> bool {
+        match self.peers {
+            Peers::Always => true,
+            Peers::Never => false,
+            Peers::Default => matches!(self.iterations, Iterations::Calibrated(_)),
+        }
+    }
 }
 
 enum Command {
@@ -109,6 +161,8 @@ fn parse_count(flag: &str, value: Option<String>) -> Result<u64, String> {
 
 fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
     let mut json = false;
+    let mut svg = None;
+    let mut peers = Peers::Default;
     let mut selected: Vec<&'static Row> = Vec::new();
     let mut iterations = Iterations::Calibrated(RUN_TARGET);
     let mut runs = DEFAULT_RUNS;
@@ -121,7 +175,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
         };
         let takes_value = matches!(
             flag.as_str(),
-            "--row" | "--only" | "--iterations" | "--runs"
+            "--row" | "--only" | "--iterations" | "--runs" | "--svg"
         );
         if inline.is_some() && !takes_value {
             return Err(format!("{flag} takes no value"));
@@ -131,6 +185,12 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
             "-h" | "--help" => return Ok(Command::Help),
             "--list" => return Ok(Command::List),
             "--json" => json = true,
+            "--peers" => peers = Peers::Always,
+            "--no-peers" => peers = Peers::Never,
+            "--svg" => {
+                let file = value().ok_or_else(|| format!("{flag} needs a file name"))?;
+                svg = Some(file.into());
+            }
             "--row" | "--only" => {
                 let name = value().ok_or_else(|| format!("{flag} needs a row key"))?;
                 let row = find_row(&name).ok_or_else(|| {
@@ -164,6 +224,8 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
     };
     Ok(Command::Report(Options {
         json,
+        svg,
+        peers,
         rows,
         iterations,
         runs,
@@ -193,61 +255,155 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    run(&options);
-    ExitCode::SUCCESS
+    match run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("microthread: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The report's label column at its widest: longer labels wrap onto several lines.
-const MAX_LABEL_WIDTH: usize = 72;
+const MAX_LABEL_WIDTH: usize = 44;
 
-/// `label` in lines of at most `width` characters, broken at spaces (a longer word stands on
-/// a line of its own).
-fn wrap(label: &str, width: usize) -> Vec<String> {
-    let mut lines = vec![String::new()];
-    for word in label.split_whitespace() {
-        let line = lines.last_mut().expect("never empty");
-        if line.is_empty() {
-            line.push_str(word);
-        } else if line.chars().count() + 1 + word.chars().count() <= width {
-            line.push(' ');
-            line.push_str(word);
-        } else {
-            lines.push(word.to_string());
-        }
-    }
-    lines
+/// The build and the machine, for the header, the JSON object and the chart's title.
+struct Header {
+    arch: &'static str,
+    cpu: String,
+    emulated: bool,
+    debug_build: bool,
+    guard_mechanism: &'static str,
+    rustc: &'static str,
+    commit: &'static str,
+    timestamp: String,
 }
 
-fn run(options: &Options) {
-    let arch = std::env::consts::ARCH;
-    let cpu = sysinfo::cpu_model();
-    let emulated = sysinfo::emulated();
-    let debug_build = cfg!(debug_assertions);
-    // The widest label sets the first column (up to MAX_LABEL_WIDTH: longer labels wrap, with
-    // the numbers on their last line), so the numbers stay in their columns.
-    let label_width = options
-        .rows
-        .iter()
-        .map(|r| r.label.chars().count())
-        .max()
-        .unwrap_or(0)
-        .min(MAX_LABEL_WIDTH);
+impl Header {
+    fn now() -> Header {
+        Header {
+            arch: std::env::consts::ARCH,
+            cpu: sysinfo::cpu_model(),
+            emulated: sysinfo::emulated(),
+            debug_build: cfg!(debug_assertions),
+            guard_mechanism: microthread::stack::guard_mechanism().name(),
+            rustc: env!("MICROTHREAD_REPORT_RUSTC"),
+            commit: env!("MICROTHREAD_REPORT_COMMIT"),
+            timestamp: clock::now(),
+        }
+    }
+}
 
+/// The JSON object of a report: the header's members, then each row's.
+fn to_json(h: &Header, runs: usize, with_peers: bool, results: &[RowResult]) -> String {
+    let mut o = json::Object::new();
+    o.string("arch", h.arch)
+        .string("cpu", &h.cpu)
+        .boolean("emulated", h.emulated)
+        .boolean("debug_build", h.debug_build)
+        .string("guard_mechanism", h.guard_mechanism)
+        .integer("runs", runs as u64)
+        .string("rustc", h.rustc)
+        .string("commit", h.commit)
+        .string("timestamp", &h.timestamp)
+        .boolean("peers", with_peers);
+    for r in results {
+        let (key, m) = (r.row.key, &r.ours);
+        o.number(key, m.median())
+            .number(&format!("{key}_min"), m.min())
+            .number(&format!("{key}_max"), m.max())
+            .integer(&format!("{key}_iterations"), m.iterations)
+            .number(
+                &format!("{key}_pinned_cpu"),
+                r.pinned_cpu.map_or(f64::NAN, |c| c as f64),
+            );
+        for (i, p) in r.peers.iter().enumerate() {
+            let n = if i == 0 {
+                String::new()
+            } else {
+                (i + 1).to_string()
+            };
+            let peer = format!("{key}_peer{n}");
+            o.string(&format!("{peer}_name"), p.peer.name);
+            match &p.measurement {
+                Some(pm) => {
+                    o.number(&peer, pm.median())
+                        .number(&format!("{peer}_min"), pm.min())
+                        .number(&format!("{peer}_max"), pm.max())
+                        .integer(&format!("{peer}_iterations"), pm.iterations);
+                }
+                None => {
+                    o.number(&peer, f64::NAN);
+                }
+            }
+            o.number(&format!("{key}_ratio{n}"), p.ratio(m));
+            if let Some(goal) = p.peer.goal {
+                o.number(&format!("{key}_goal{n}"), goal);
+            }
+        }
+    }
+    o.render()
+}
+
+/// Measures every selected row (with its peers if asked), saying which on stderr when that is
+/// a terminal.
+fn measure_all(options: &Options, emulated: bool) -> Vec<RowResult> {
+    // SAFETY: isatty has no preconditions.
+    let progress = unsafe { libc::isatty(2) } == 1;
+    let total = options.rows.len();
+    let mut results = Vec::with_capacity(total);
+    for (i, &row) in options.rows.iter().enumerate() {
+        if progress {
+            eprint!("\r\x1b[K[{}/{total}] {}", i + 1, row.key);
+        }
+        let r = if SCALE_ROWS.iter().any(|r| r.key == row.key) {
+            // One run, never calibrated: the scale run is cached per process.
+            let n = match options.iterations {
+                Iterations::Fixed(n) => n,
+                Iterations::Calibrated(_) => report::scale::DEFAULT_TASKLETS,
+            };
+            RowResult {
+                row: *row,
+                ours: report::measure(row, 1, Iterations::Fixed(n)),
+                peers: Vec::new(),
+                pinned_cpu: None,
+            }
+        } else {
+            peered::measure(
+                row,
+                options.runs,
+                options.iterations,
+                options.with_peers(),
+                emulated,
+            )
+        };
+        results.push(r);
+    }
+    if progress {
+        eprint!("\r\x1b[K");
+    }
+    results
+}
+
+fn run(options: &Options) -> Result<(), String> {
+    let h = Header::now();
     if !options.json {
         println!(
             "microthread {} switch-latency report",
             env!("CARGO_PKG_VERSION")
         );
-        println!("arch: {arch}");
-        println!(
-            "stack guards: {}",
-            microthread::stack::guard_mechanism().name()
-        );
-        if emulated {
-            println!("cpu:  {cpu} (the host's: this looks like qemu-user emulation)");
+        println!("arch: {}", h.arch);
+        println!("stack guards: {}", h.guard_mechanism);
+        if h.emulated {
+            println!(
+                "cpu:  {} (the host's: this looks like qemu-user emulation)",
+                h.cpu
+            );
         } else {
-            println!("cpu:  {cpu}");
+            println!("cpu:  {}", h.cpu);
         }
+        println!("build: {}, commit {}", h.rustc, h.commit);
+        println!("at:   {}", h.timestamp);
         match options.iterations {
             Iterations::Calibrated(t) => println!(
                 "runs: {} per row, each calibrated to ~{} ms; ns per operation",
@@ -260,97 +416,54 @@ fn run(options: &Options) {
                 report::group_thousands(n)
             ),
         }
-        if debug_build {
+        if options.with_peers() {
+            println!(
+                "peers: same run, interleaved with ours; ratio = ours / peer (medians); \
+                 one-thread rows pinned to one CPU"
+            );
+        }
+        if h.debug_build {
             println!("warning: a debug build; use `cargo run --release` for real numbers");
         }
         println!();
-        println!(
-            "{:<width$} {:>9} {:>9} {:>9} {:>14}",
-            "",
-            "median",
-            "min",
-            "max",
-            "iterations/run",
-            width = label_width
-        );
     }
 
     let started = Instant::now();
-    let mut results: Vec<(&Row, Measurement)> = Vec::new();
-    for &row in &options.rows {
-        let m = if SCALE_ROWS.iter().any(|r| r.key == row.key) {
-            // One run, never calibrated: the scale run is cached per process.
-            let n = match options.iterations {
-                Iterations::Fixed(n) => n,
-                Iterations::Calibrated(_) => report::scale::DEFAULT_TASKLETS,
-            };
-            report::measure(row, 1, Iterations::Fixed(n))
-        } else {
-            report::measure(row, options.runs, options.iterations)
-        };
-        if !options.json {
-            let lines = wrap(row.label, label_width);
-            let (last, before) = lines.split_last().expect("wrap gives at least one line");
-            for line in before {
-                println!("{line}");
-            }
-            println!(
-                "{:<width$} {:>9} {:>9} {:>9} {:>14}",
-                last,
-                report::format_ns(m.median()),
-                report::format_ns(m.min()),
-                report::format_ns(m.max()),
-                report::group_thousands(m.iterations),
-                width = label_width
-            );
-        }
-        results.push((row, m));
-    }
+    let results = measure_all(options, h.emulated);
 
+    if let Some(file) = &options.svg {
+        let title = format!(
+            "microthread {} on {} ({}), {}",
+            env!("CARGO_PKG_VERSION"),
+            h.cpu,
+            h.arch,
+            h.timestamp
+        );
+        std::fs::write(file, svg::render(&results, &title))
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    }
     if options.json {
-        let mut o = json::Object::new();
-        o.string("arch", arch)
-            .string("cpu", &cpu)
-            .boolean("emulated", emulated)
-            .boolean("debug_build", debug_build)
-            .string(
-                "guard_mechanism",
-                microthread::stack::guard_mechanism().name(),
-            )
-            .integer("runs", options.runs as u64);
-        for (row, m) in &results {
-            o.number(row.key, m.median())
-                .number(&format!("{}_min", row.key), m.min())
-                .number(&format!("{}_max", row.key), m.max())
-                .integer(&format!("{}_iterations", row.key), m.iterations);
-        }
-        println!("{}", o.render());
+        println!(
+            "{}",
+            to_json(&h, options.runs, options.with_peers(), &results)
+        );
     } else {
+        print!("{}", table::render(&results, MAX_LABEL_WIDTH));
         println!();
+        if let Some(file) = &options.svg {
+            println!("chart: {}", file.display());
+        }
         println!(
             "({:.1} s; noisy machine? compare the ratios, and see min..max)",
             started.elapsed().as_secs_f64()
         );
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn long_labels_wrap_at_spaces_within_the_column_and_keep_every_word() {
-        let label = "4 CPU-bound tasklets, 1 ms slices, round robin: smallest share of the ticks";
-        let lines = wrap(label, 30);
-        assert!(lines.len() > 1);
-        assert!(lines.iter().all(|l| l.chars().count() <= 30), "{lines:?}");
-        assert_eq!(lines.join(" "), label);
-        assert_eq!(wrap("short", 30), ["short"]);
-        assert_eq!(
-            wrap("a-word-longer-than-the-column x", 5),
-            ["a-word-longer-than-the-column", "x"]
-        );
-    }
 
     fn args(s: &[&str]) -> Vec<String> {
         s.iter().map(|a| a.to_string()).collect()
@@ -405,6 +518,90 @@ mod tests {
             ]
         );
         assert!(matches!(parse(args(&["--list"])), Ok(Command::List)));
+        // Peers: by default with calibrated runs only; --peers and --no-peers decide.
+        assert!(report(&[]).with_peers());
+        assert!(!report(&["--iterations", "10"]).with_peers());
+        assert!(report(&["--iterations", "10", "--peers"]).with_peers());
+        assert!(!report(&["--no-peers"]).with_peers());
+        let o = report(&["--svg", "/tmp/x.svg"]);
+        assert_eq!(o.svg.as_deref(), Some(std::path::Path::new("/tmp/x.svg")));
+        assert!(report(&["--svg=a.svg"]).svg.is_some());
+    }
+
+    #[test]
+    fn json_keeps_every_member_and_adds_the_peers_and_the_build() {
+        let h = Header {
+            arch: "x86_64",
+            cpu: "AMD EPYC".into(),
+            emulated: false,
+            debug_build: false,
+            guard_mechanism: "mprotect",
+            rustc: "rustc 1.95.0",
+            commit: "0123abc",
+            timestamp: clock::rfc3339_utc(0),
+        };
+        let results = report::table::tests::sample();
+        let text = to_json(&h, 9, true, &results);
+        let member = |k: &str| {
+            let needle = format!("\n  \"{k}\": ");
+            let at = text
+                .find(&needle)
+                .unwrap_or_else(|| panic!("no {k} in {text}"));
+            let rest = &text[at + needle.len()..];
+            rest[..rest.find('\n').unwrap()]
+                .trim_end_matches(',')
+                .to_string()
+        };
+        for (k, v) in [
+            ("arch", "\"x86_64\""),
+            ("cpu", "\"AMD EPYC\""),
+            ("emulated", "false"),
+            ("debug_build", "false"),
+            ("guard_mechanism", "\"mprotect\""),
+            ("runs", "9"),
+            ("rustc", "\"rustc 1.95.0\""),
+            ("commit", "\"0123abc\""),
+            ("timestamp", "\"1970-01-01T00:00:00Z\""),
+            ("peers", "true"),
+            ("switch_round_trip_ns", "2.05"),
+            ("switch_round_trip_ns_min", "2"),
+            ("switch_round_trip_ns_max", "2.5"),
+            ("switch_round_trip_ns_iterations", "1000"),
+            ("switch_round_trip_ns_pinned_cpu", "0"),
+            ("switch_round_trip_ns_peer_name", "\"corosensei\""),
+            ("switch_round_trip_ns_peer", "1.74"),
+            ("switch_round_trip_ns_peer_min", "1.7"),
+            ("switch_round_trip_ns_peer_max", "1.9"),
+            ("switch_round_trip_ns_peer_iterations", "1000"),
+            ("switch_round_trip_ns_ratio", "1.178"),
+            ("switch_round_trip_ns_goal", "1"),
+            ("switch_round_trip_ns_peer2_name", "\"context\""),
+            ("switch_round_trip_ns_peer2", "null"),
+            ("switch_round_trip_ns_ratio2", "null"),
+            ("tick_ns", "0.5"),
+        ] {
+            assert_eq!(member(k), v, "{k}");
+        }
+        // No goal where none is given; no peer members for a row without peers.
+        assert!(!text.contains("switch_round_trip_ns_goal2"));
+        assert!(!text.contains("tick_ns_peer"));
+        assert!(!text.contains("tick_ns_ratio"));
+        // Every key is unique.
+        let keys: Vec<&str> = text.lines().filter_map(|l| l.split('"').nth(1)).collect();
+        for (i, k) in keys.iter().enumerate() {
+            assert!(!keys[..i].contains(k), "duplicate {k}");
+        }
+    }
+
+    #[test]
+    fn the_build_is_named() {
+        assert!(env!("MICROTHREAD_REPORT_RUSTC").starts_with("rustc "));
+        let commit = env!("MICROTHREAD_REPORT_COMMIT");
+        assert!(
+            commit == "unknown"
+                || (commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+            "{commit}"
+        );
     }
 
     #[test]
@@ -417,6 +614,8 @@ mod tests {
             &["--runs", "-1"],
             &["--row", "nope"],
             &["--json=1"],
+            &["--svg"],
+            &["--peers=1"],
             &["stray"],
         ] {
             assert!(parse(args(bad)).is_err(), "{bad:?}");

@@ -4,11 +4,16 @@
 //!
 //! To add a row, add one entry to [`rows::ROWS`]: a JSON key, a label and a measure function.
 
+pub mod affinity;
+pub mod clock;
 pub mod json;
+pub mod peered;
 pub mod pickle;
 pub mod rows;
 pub mod scale;
+pub mod svg;
 pub mod sysinfo;
+pub mod table;
 
 use std::time::Duration;
 
@@ -82,7 +87,7 @@ const MAX_CALIBRATED_ITERATIONS: u64 = 1 << 34;
 /// Finds how many iterations of `measure` take about `target`: grows the count tenfold until a
 /// trial run takes at least a twentieth of `target` (and at least 1 ms), then scales it to
 /// `target`.
-fn calibrate(measure: fn(u64) -> f64, target: Duration) -> u64 {
+fn calibrate(measure: &dyn Fn(u64) -> f64, target: Duration) -> u64 {
     let target_ns = target.as_nanos() as f64;
     let enough_ns = (target_ns / 20.0).max(1e6).min(target_ns);
     let mut iterations: u64 = 100;
@@ -105,7 +110,7 @@ fn calibrate(measure: fn(u64) -> f64, target: Duration) -> u64 {
 pub fn measure(row: &Row, runs: usize, iterations: Iterations) -> Measurement {
     let iterations = match (rows::fixed_iterations(row.key), iterations) {
         (Some(n), _) => n,
-        (None, Iterations::Calibrated(target)) => calibrate(row.measure, target),
+        (None, Iterations::Calibrated(target)) => calibrate(&row.measure, target),
         (None, Iterations::Fixed(n)) => n,
     };
     let runs = (0..runs).map(|_| (row.measure)(iterations)).collect();
@@ -179,7 +184,7 @@ mod tests {
         fn fake(_: u64) -> f64 {
             1.0
         }
-        assert_eq!(calibrate(fake, Duration::from_millis(60)), 60_000_000);
+        assert_eq!(calibrate(&fake, Duration::from_millis(60)), 60_000_000);
     }
 
     #[test]

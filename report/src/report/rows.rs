@@ -1,8 +1,9 @@
 //! The rows of the report. To add one, write a measure function (setup untimed, then the
 //! timed loop of `iterations` operations, returning [`per_op`]) and add a [`Row`] to [`ROWS`].
 //!
-//! The loops here are the ones `benches/peers.rs` runs for microthread, so the report and the
-//! side-by-side benchmark measure the same thing.
+//! The loops here are the ones `benches/peers.rs` (report/benches/) runs for microthread, so
+//! the report and the side-by-side benchmark measure the same thing. The peers measured beside
+//! them are in [`super::peered`].
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -10,6 +11,8 @@ use std::time::Instant;
 use microthread::channel::{Channel, LocalChannel};
 use microthread::coroutine::{Builder, Coroutine};
 use microthread::scheduler::{self, schedule, spawn as spawn_tasklet};
+
+use microthread_report::peers::threads::{tiny_job, POOL_THREADS};
 
 use super::{per_op, Row};
 
@@ -77,6 +80,11 @@ pub const ROWS: &[Row] = &[
         key: "channel_cross_thread_round_trip_ns",
         label: "channel ping-pong between two threads (condvar sleep/wake)",
         measure: channel_cross_thread_round_trip,
+    },
+    Row {
+        key: "worker_pool_job_ns",
+        label: "worker pool: 4 threads x 1 tasklet take tiny jobs from one channel, per job",
+        measure: worker_pool,
     },
     Row {
         key: "sleep_overshoot_p99_ns",
@@ -329,6 +337,42 @@ fn channel_cross_thread_round_trip(iterations: u64) -> f64 {
     let elapsed = start.elapsed();
     other.join().expect("the echo thread");
     per_op(elapsed, iterations)
+}
+
+/// [`POOL_THREADS`] threads, each a worker in its main tasklet, take `jobs` tiny jobs
+/// ([`tiny_job`]) from one channel (`None` stops a worker) and sum their results; main sends
+/// them all, then a stop for each, and joins. Timed from the first send to the last join (the
+/// threads are started before), per job. The peer is the same pool of plain threads on
+/// `std::sync::mpsc` ([`microthread_report::peers::threads::mpsc_pool`]).
+fn worker_pool(jobs: u64) -> f64 {
+    scheduler::init_thread();
+    let ch = Channel::<Option<u64>>::new();
+    let workers: Vec<_> = (0..POOL_THREADS)
+        .map(|_| {
+            let ch = ch.clone();
+            microthread::spawn_thread(move || {
+                let mut sum = 0u64;
+                while let Some(job) = ch.receive().expect("a job or a stop") {
+                    sum = sum.wrapping_add(tiny_job(job));
+                }
+                sum
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    for job in 0..jobs {
+        ch.send(Some(job)).expect("a worker takes it");
+    }
+    for _ in 0..POOL_THREADS {
+        ch.send(None).expect("a worker stops");
+    }
+    let sum = workers
+        .into_iter()
+        .map(|w| w.join().expect("no worker panics"))
+        .fold(0u64, u64::wrapping_add);
+    let elapsed = start.elapsed();
+    black_box(sum);
+    per_op(elapsed, jobs)
 }
 
 /// `iterations` calls of the safe point `tick()` with no watchdog: a compare and an increment.

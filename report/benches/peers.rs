@@ -11,28 +11,28 @@
 //! |---|---|
 //! | `switch_round_trip` | resume a suspended coroutine that suspends straight back |
 //! | `spawn_complete` | create a trivial coroutine on a reused stack and run it to completion |
-//! | `scheduler_yield` | a round trip between two coroutines through a scheduler: microthread `schedule()`, may `yield_now` (and may with 1 coroutine) |
-//! | `tasklet_spawn` | create a trivial tasklet through the scheduler and run it to completion |
-//! | `channel_round_trip` | send on one channel and receive the echo on another, two coroutines on one thread: microthread `Channel`, may `mpsc` |
+//! | `scheduler_yield` | a round trip between two coroutines through a scheduler: microthread `schedule()`, may `yield_now` (both sides in the same loop, and in different loops) |
+//! | `tasklet_spawn` | create a trivial tasklet through the scheduler and run it to completion (may: spawn + join) |
+//! | `channel_round_trip` | send on one channel and receive the echo on another, two coroutines on one thread: microthread `Channel`, may `mpsc` (symmetric, and main <-> an echo) |
 //!
-//! The microthread loops are those of the report (`report/src/report/rows.rs`).
+//! The microthread loops are those of the report (`report/src/report/rows.rs`), the peers'
+//! loops those of its peer columns (`microthread_report::peers`, report/src/peers/).
+//! Criterion writes its HTML reports with plots to `target/criterion/report/index.html`.
 //!
 //! Peers per target: corosensei 0.3.4 and may 0.3 build on x86_64, aarch64 and riscv64;
-//! context 3.0.0 has no riscv64 assembly (its build script panics), so it is a dev-dependency
+//! context 3.0.0 has no riscv64 assembly (its build script panics), so it is a dependency
 //! and a benchmark only where `target_arch` is not riscv64. The may benchmarks run on x86_64
 //! only: under qemu-user (where the other targets are tested) may's ping-pong was seen to hang,
 //! and emulated timings mean nothing anyway.
 
 use std::hint::black_box;
-#[cfg(target_arch = "x86_64")]
-use std::sync::atomic::{AtomicBool, Ordering};
-#[cfg(target_arch = "x86_64")]
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-mod peer_loops;
+use microthread_report::peers::coroutines as peer_loops;
+#[cfg(target_arch = "x86_64")]
+use microthread_report::peers::scheduler;
 
 fn config() -> Criterion {
     Criterion::default()
@@ -106,52 +106,11 @@ fn scheduler_yield(c: &mut Criterion) {
 
 #[cfg(target_arch = "x86_64")]
 fn may_yield(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
-    may::config().set_workers(1);
-
-    // One coroutine: yield_now puts it at the back of an otherwise empty run queue.
-    g.bench_function("may_yield_now_1", |b| {
-        b.iter_custom(|iters| {
-            may_spawn(move || {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    may::coroutine::yield_now();
-                }
-                start.elapsed()
-            })
-            .join()
-            .expect("the may coroutine")
-        });
-    });
-
-    // Two coroutines on one worker: A -> scheduler -> B -> scheduler -> A per iteration.
-    // Both are spawned from inside a coroutine, so both land in the worker's local queue: may
-    // takes from the global queue (where spawns from a plain thread go) only when the local
-    // one is empty, which it never is while a coroutine keeps yielding, so a partner spawned
-    // from this thread would starve the timed coroutine forever.
     g.bench_function("may_yield_now_pingpong", |b| {
-        b.iter_custom(|iters| {
-            may_spawn(move || {
-                let stop = Arc::new(AtomicBool::new(false));
-                let partner_stop = stop.clone();
-                let partner = may_spawn(move || {
-                    while !partner_stop.load(Ordering::Relaxed) {
-                        may::coroutine::yield_now();
-                    }
-                });
-                // Let the partner start, so every timed yield switches to it and back.
-                may::coroutine::yield_now();
-                let start = Instant::now();
-                for _ in 0..iters {
-                    may::coroutine::yield_now();
-                }
-                let elapsed = start.elapsed();
-                stop.store(true, Ordering::Relaxed);
-                partner.join().expect("the partner may coroutine");
-                elapsed
-            })
-            .join()
-            .expect("the timed may coroutine")
-        });
+        b.iter_custom(scheduler::yield_pingpong)
+    });
+    g.bench_function("may_yield_now_asymmetric", |b| {
+        b.iter_custom(scheduler::yield_pingpong_asymmetric)
     });
 }
 
@@ -167,6 +126,8 @@ fn tasklet_spawn(c: &mut Criterion) {
             t
         });
     });
+    #[cfg(target_arch = "x86_64")]
+    g.bench_function("may_spawn_join", |b| b.iter_custom(scheduler::spawn_join));
     g.finish();
 }
 
@@ -205,47 +166,12 @@ fn channel_round_trip(c: &mut Criterion) {
     });
 
     #[cfg(target_arch = "x86_64")]
-    g.bench_function("may_mpsc", |bench| {
-        may::config().set_workers(1);
-        bench.iter_custom(|iters| {
-            may_spawn(move || {
-                let (tx1, rx1) = may::sync::mpsc::channel::<u64>();
-                let (tx2, rx2) = may::sync::mpsc::channel::<u64>();
-                let echo = may_spawn(move || {
-                    while let Ok(v) = rx1.recv() {
-                        if tx2.send(v + 1).is_err() {
-                            break;
-                        }
-                    }
-                });
-                let start = Instant::now();
-                for i in 0..iters {
-                    tx1.send(i).expect("ping");
-                    black_box(rx2.recv().expect("pong"));
-                }
-                let elapsed = start.elapsed();
-                drop(tx1);
-                echo.join().expect("the echo coroutine");
-                elapsed
-            })
-            .join()
-            .expect("the timed may coroutine")
-        });
+    g.bench_function("may_mpsc", |b| b.iter_custom(scheduler::channel_pingpong));
+    #[cfg(target_arch = "x86_64")]
+    g.bench_function("may_mpsc_asymmetric", |b| {
+        b.iter_custom(scheduler::channel_pingpong_asymmetric)
     });
     g.finish();
-}
-
-/// `may::coroutine::spawn`, for the closures of this file only.
-#[cfg(target_arch = "x86_64")]
-fn may_spawn<F, T>(f: F) -> may::coroutine::JoinHandle<T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    // SAFETY: may's spawn is unsafe because a coroutine must not hold thread-bound state
-    // (thread-locals, `!Send` guards) across a yield, as it may move between workers. The
-    // closures here hold only integers, `Instant`s, `Arc<AtomicBool>`s and join handles.
-    unsafe { may::coroutine::spawn(f) }
 }
 
 criterion_group! {

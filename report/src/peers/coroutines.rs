@@ -1,10 +1,24 @@
-//! The switch and spawn loops of microthread and its peers, shared by `benches/peers.rs`
-//! (criterion) and `examples/callgrind_peers.rs` (instruction counts), so both measure the
-//! same code. Each function does the one-time setup and returns one iteration as a closure.
+//! The switch and spawn loops of microthread and its coroutine peers (corosensei, context),
+//! shared by the report, `benches/peers.rs` (criterion) and `examples/callgrind_peers.rs`
+//! (instruction counts), so all three measure the same code. Each `*_switch` / `*_spawn`
+//! function does the one-time setup and returns one iteration as a closure; the `*_elapsed`
+//! functions time `iterations` of them, for the report.
 //!
 //! context 3.0.0 has no riscv64 assembly, so its loops exist only off riscv64.
+//!
+//! ```
+//! use microthread_report::peers::{coroutines, time};
+//! // Not under ci/valgrind.sh: corosensei's stack switches are not announced to valgrind.
+//! # if std::env::var_os("MICROTHREAD_UNDER_VALGRIND").is_none() {
+//! let elapsed = time(coroutines::corosensei_switch(), 100);
+//! assert!(elapsed > std::time::Duration::ZERO);
+//! # }
+//! ```
 
 use std::hint::black_box;
+use std::time::Duration;
+
+use super::time;
 
 /// Resume a microthread coroutine that suspends straight back (with or without the FP
 /// environment switch).
@@ -112,4 +126,26 @@ pub fn context_spawn() -> impl FnMut() {
         let t = unsafe { Context::new(&stack, finish).resume(black_box(1)) };
         black_box(t.data);
     }
+}
+
+/// `iterations` round trips of [`corosensei_switch`].
+pub fn corosensei_switch_elapsed(iterations: u64) -> Duration {
+    time(corosensei_switch(), iterations)
+}
+
+/// `iterations` spawns of [`corosensei_spawn`].
+pub fn corosensei_spawn_elapsed(iterations: u64) -> Duration {
+    time(corosensei_spawn(), iterations)
+}
+
+/// `iterations` round trips of [`context_switch`].
+#[cfg(not(target_arch = "riscv64"))]
+pub fn context_switch_elapsed(iterations: u64) -> Duration {
+    time(context_switch(), iterations)
+}
+
+/// `iterations` spawns of [`context_spawn`].
+#[cfg(not(target_arch = "riscv64"))]
+pub fn context_spawn_elapsed(iterations: u64) -> Duration {
+    time(context_spawn(), iterations)
 }

@@ -1,4 +1,5 @@
-//! The switch and spawn loops of `benches/peers.rs` (from `benches/peer_loops`), one per run,
+//! The switch and spawn loops of `benches/peers.rs` and of the report's peer columns (from
+//! `microthread_report::peers::coroutines`, report/src/peers/coroutines.rs), one per run,
 //! a fixed number of times: for instruction counts under callgrind, where criterion's own
 //! work would swamp them.
 //!
@@ -16,8 +17,7 @@
 
 use std::process::ExitCode;
 
-#[path = "../benches/peer_loops/mod.rs"]
-mod peer_loops;
+use microthread_report::peers::coroutines as peer_loops;
 
 type Loop = fn(u64);
 
