@@ -1,9 +1,13 @@
 //! The scale rows: a million tasklets, each blocked on a channel receive with a guard page
-//! below its stack, then every one woken and finished. Opt-in (`--row spawn_1m`): the run
-//! takes a few seconds and about 5 GB of memory, so the default report leaves it out.
+//! below its stack, then every one woken and finished; the hot-potato ring ([`ring`]) of 10,
+//! 10,000 and 1,000,000 tasklets; and beside each, Go's goroutines doing the same
+//! (report/go/scale.go, run by [`go`] in the same process run, on one thread) and the ratio.
+//! Opt-in (`--row spawn_1m`, which brings them all): the run takes a minute or two and about
+//! 5 GB of memory, so the default report leaves it out.
 //!
-//! All three rows come from one run of [`million`] per process (cached), measured once,
-//! whatever `--runs` says. With `--iterations N` the run has N tasklets instead of a million.
+//! The million rows come from one run of [`million`] per process (cached), each ring from one
+//! run, measured once, whatever `--runs` says. With `--iterations N` the run has N tasklets
+//! instead of a million, and no ring is larger than N.
 
 use std::cell::RefCell;
 use std::hint::black_box;
@@ -18,8 +22,14 @@ use super::Row;
 /// Tasklets in the scale run unless `--iterations` says otherwise.
 pub const DEFAULT_TASKLETS: u64 = 1_000_000;
 
-/// The opt-in rows, in report order. Their keys are named by what they measure (not all
-/// are times).
+mod go;
+mod ring;
+
+/// The ring sizes of the hot-potato rows.
+pub const RING_SIZES: [u64; 3] = [10, 10_000, 1_000_000];
+
+/// The opt-in rows, in report order: each of ours, then Go's, then ours over Go's. Their keys
+/// are named by what they measure (not all are times).
 pub const SCALE_ROWS: &[Row] = &[
     Row {
         key: "spawn_1m_ns_per_tasklet",
@@ -27,9 +37,44 @@ pub const SCALE_ROWS: &[Row] = &[
         measure: spawn_per_tasklet,
     },
     Row {
+        key: "go_spawn_1m_ns_per_goroutine",
+        label: "Go: 1M goroutines, the same, per goroutine",
+        measure: |i| go_number(i, "spawn_ns"),
+    },
+    Row {
+        key: "spawn_1m_ratio_to_go",
+        label: "ours / Go (ratio, not ns)",
+        measure: |i| spawn_per_tasklet(i) / go_number(i, "spawn_ns"),
+    },
+    Row {
+        key: "spawn_1m_cpu_ns_per_tasklet",
+        label: "1M tasklets: the same, CPU time (user + system) per tasklet",
+        measure: |i| million(tasklets(i)).spawn_cpu_ns,
+    },
+    Row {
+        key: "go_spawn_1m_cpu_ns_per_goroutine",
+        label: "Go: the same, CPU time per goroutine",
+        measure: |i| go_number(i, "spawn_cpu_ns"),
+    },
+    Row {
+        key: "spawn_1m_cpu_ratio_to_go",
+        label: "ours / Go (ratio)",
+        measure: |i| million(tasklets(i)).spawn_cpu_ns / go_number(i, "spawn_cpu_ns"),
+    },
+    Row {
         key: "rss_per_suspended_tasklet_bytes",
         label: "1M tasklets: RSS per blocked tasklet incl. channel (bytes, not ns)",
         measure: rss_per_tasklet,
+    },
+    Row {
+        key: "go_rss_per_blocked_goroutine_bytes",
+        label: "Go: RSS per blocked goroutine incl. channel, no guard (bytes)",
+        measure: |i| go_number(i, "rss_bytes"),
+    },
+    Row {
+        key: "rss_ratio_to_go",
+        label: "ours / Go (ratio)",
+        measure: |i| rss_per_tasklet(i) / go_number(i, "rss_bytes"),
     },
     Row {
         key: "page_tables_per_suspended_tasklet_bytes",
@@ -37,11 +82,114 @@ pub const SCALE_ROWS: &[Row] = &[
         measure: page_tables_per_tasklet,
     },
     Row {
+        key: "go_page_tables_per_blocked_goroutine_bytes",
+        label: "Go: page tables per blocked goroutine (bytes)",
+        measure: |i| go_number(i, "page_table_bytes"),
+    },
+    Row {
         key: "wake_1m_ns_per_tasklet",
         label: "1M tasklets: send to each + run until all finished, per tasklet",
         measure: wake_per_tasklet,
     },
+    Row {
+        key: "go_wake_1m_ns_per_goroutine",
+        label: "Go: the same, per goroutine",
+        measure: |i| go_number(i, "wake_ns"),
+    },
+    Row {
+        key: "wake_1m_ratio_to_go",
+        label: "ours / Go (ratio)",
+        measure: |i| wake_per_tasklet(i) / go_number(i, "wake_ns"),
+    },
+    Row {
+        key: "wake_1m_cpu_ns_per_tasklet",
+        label: "1M tasklets: the same, CPU time (user + system) per tasklet",
+        measure: |i| million(tasklets(i)).wake_cpu_ns,
+    },
+    Row {
+        key: "go_wake_1m_cpu_ns_per_goroutine",
+        label: "Go: the same, CPU time per goroutine",
+        measure: |i| go_number(i, "wake_cpu_ns"),
+    },
+    Row {
+        key: "wake_1m_cpu_ratio_to_go",
+        label: "ours / Go (ratio)",
+        measure: |i| million(tasklets(i)).wake_cpu_ns / go_number(i, "wake_cpu_ns"),
+    },
+    Row {
+        key: "hot_potato_10_ns_per_hop",
+        label: "hot potato, ring of 10 tasklets (10 channels, 100,000 rounds), per hop",
+        measure: |i| ring_ns(i, 0),
+    },
+    Row {
+        key: "go_hot_potato_10_ns_per_hop",
+        label: "Go: ring of 10 goroutines, per hop",
+        measure: |i| go_ring_ns(i, 0),
+    },
+    Row {
+        key: "hot_potato_10_ratio_to_go",
+        label: "ours / Go (ratio)",
+        measure: |i| ring_ns(i, 0) / go_ring_ns(i, 0),
+    },
+    Row {
+        key: "hot_potato_10k_ns_per_hop",
+        label: "hot potato, ring of 10,000 tasklets (100 rounds), per hop",
+        measure: |i| ring_ns(i, 1),
+    },
+    Row {
+        key: "go_hot_potato_10k_ns_per_hop",
+        label: "Go: ring of 10,000 goroutines, per hop",
+        measure: |i| go_ring_ns(i, 1),
+    },
+    Row {
+        key: "hot_potato_10k_ratio_to_go",
+        label: "ours / Go (ratio)",
+        measure: |i| ring_ns(i, 1) / go_ring_ns(i, 1),
+    },
+    Row {
+        key: "hot_potato_1m_ns_per_hop",
+        label: "hot potato, ring of 1,000,000 tasklets (100 rounds), per hop",
+        measure: |i| ring_ns(i, 2),
+    },
+    Row {
+        key: "go_hot_potato_1m_ns_per_hop",
+        label: "Go: ring of 1,000,000 goroutines, per hop",
+        measure: |i| go_ring_ns(i, 2),
+    },
+    Row {
+        key: "hot_potato_1m_ratio_to_go",
+        label: "ours / Go (ratio)",
+        measure: |i| ring_ns(i, 2) / go_ring_ns(i, 2),
+    },
+    Row {
+        key: "hot_potato_1m_over_10k_ratio",
+        label: "hot potato: ring of 1,000,000 over ring of 10,000, per hop (ratio; goal <= 3)",
+        measure: |i| ring_ns(i, 2) / ring_ns(i, 1),
+    },
 ];
+
+/// The ring sizes for a run of `tasklets` tasklets: [`RING_SIZES`], none above `tasklets`.
+fn ring_sizes(tasklets: u64) -> [u64; 3] {
+    RING_SIZES.map(|n| n.min(tasklets))
+}
+
+/// ns per hop of ring `k` (of [`RING_SIZES`], capped at the run's tasklet count).
+fn ring_ns(iterations: u64, k: usize) -> f64 {
+    ring::ns_per_hop(ring_sizes(tasklets(iterations))[k])
+}
+
+/// Go's number `key` for the run's tasklet count.
+fn go_number(iterations: u64, key: &str) -> f64 {
+    let n = tasklets(iterations);
+    go::number(n, &ring_sizes(n), key)
+}
+
+/// Go's ns per hop of ring `k`.
+fn go_ring_ns(iterations: u64, k: usize) -> f64 {
+    let n = tasklets(iterations);
+    let sizes = ring_sizes(n);
+    go::number(n, &sizes, &format!("ring_{}_ns", sizes[k]))
+}
 
 /// What one scale run measured.
 #[derive(Clone, Copy, Debug)]
@@ -50,12 +198,17 @@ pub struct Million {
     pub tasklets: u64,
     /// ns per tasklet to spawn all and run them until each blocks.
     pub spawn_ns: f64,
+    /// The same in CPU time (user + system) of the process: what the machine's other load
+    /// does not change.
+    pub spawn_cpu_ns: f64,
     /// Growth of the resident set per blocked tasklet, bytes (with its channel and handle).
     pub rss_bytes: f64,
     /// Growth of the page tables per blocked tasklet, bytes (`VmPTE`; not in the RSS).
     pub page_table_bytes: f64,
     /// ns per tasklet to wake all with a send and run them to completion.
     pub wake_ns: f64,
+    /// The same in CPU time (user + system).
+    pub wake_cpu_ns: f64,
 }
 
 thread_local! {
@@ -71,6 +224,17 @@ fn rss() -> u64 {
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     pages * microthread::stack::page_size() as u64
+}
+
+/// The CPU time (user + system) this process has used, ns.
+fn cpu_time() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 * 1e9 + t.tv_nsec as f64
 }
 
 /// `VmPTE` of `/proc/self/status`, bytes.
@@ -94,7 +258,7 @@ pub fn million(n: u64) -> Million {
     let mut channels: Vec<Channel<u32>> = Vec::with_capacity(count);
     let mut tasklets: Vec<Tasklet> = Vec::with_capacity(count);
     let (rss0, pte0) = (rss(), page_tables());
-    let start = Instant::now();
+    let (start, cpu0) = (Instant::now(), cpu_time());
     for _ in 0..count {
         let ch = Channel::new();
         let rx = ch.clone();
@@ -105,22 +269,24 @@ pub fn million(n: u64) -> Million {
         channels.push(ch);
     }
     scheduler::run().expect("every tasklet blocks in receive");
-    let spawned = start.elapsed();
+    let (spawned, spawned_cpu) = (start.elapsed(), cpu_time() - cpu0);
     let (rss1, pte1) = (rss(), page_tables());
-    let start = Instant::now();
+    let (start, cpu0) = (Instant::now(), cpu_time());
     for ch in &channels {
         ch.send(1).expect("its tasklet waits");
     }
     scheduler::run().expect("every tasklet finishes");
-    let woken = start.elapsed();
+    let (woken, woken_cpu) = (start.elapsed(), cpu_time() - cpu0);
     drop(tasklets);
     drop(channels);
     let m = Million {
         tasklets: n,
         spawn_ns: spawned.as_nanos() as f64 / n as f64,
+        spawn_cpu_ns: spawned_cpu / n as f64,
         rss_bytes: rss1.saturating_sub(rss0) as f64 / n as f64,
         page_table_bytes: pte1.saturating_sub(pte0) as f64 / n as f64,
         wake_ns: woken.as_nanos() as f64 / n as f64,
+        wake_cpu_ns: woken_cpu / n as f64,
     };
     CACHE.with(|c| *c.borrow_mut() = Some(m));
     m
