@@ -1,5 +1,6 @@
 //! Tasklets on several OS threads talking through shared channels: delivery exactly once and
-//! in order under load, sleeping instead of spinning, and deadlock detection across threads.
+//! in order under load, sleeping instead of spinning (after a brief bounded spin), no lost
+//! wake-up between spin and sleep, and deadlock detection across threads.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -321,8 +322,16 @@ fn formatting_a_channel_biased_to_this_thread_into_a_writer_that_uses_it_works()
 
 /// Messages per waiter in the spin tests: each is a wait the spin cannot satisfy.
 const SLOW_MESSAGES: u32 = 25;
-/// Between two slow messages: far beyond any spin (20 µs at most).
-const SLOW_GAP: Duration = Duration::from_millis(4);
+
+/// Under valgrind (ci/valgrind.sh sets MICROTHREAD_TEST_SCALE), where a wake-up costs some
+/// hundred microseconds of CPU, everything is 8 times longer.
+fn valgrind_factor() -> u32 {
+    if std::env::var_os("MICROTHREAD_TEST_SCALE").is_some() {
+        8
+    } else {
+        1
+    }
+}
 
 #[test]
 fn threads_waiting_many_times_for_a_slow_partner_spin_briefly_then_sleep() {
@@ -332,9 +341,11 @@ fn threads_waiting_many_times_for_a_slow_partner_spin_briefly_then_sleep() {
     // 100 ms per thread; a bounded spin uses 20 µs per wait at most, 0.5 ms in all.
     let inboxes: Vec<Channel<u32>> = (0..4).map(|_| Channel::new()).collect();
     let outboxes = inboxes.clone();
+    // Between two slow messages: far beyond any spin (20 µs at most).
+    let gap = Duration::from_millis(4) * valgrind_factor();
     let sender = spawn_thread(move || {
         for i in 0..SLOW_MESSAGES {
-            std::thread::sleep(SLOW_GAP);
+            std::thread::sleep(gap);
             for ch in &outboxes {
                 ch.send(i).unwrap();
             }
@@ -359,9 +370,9 @@ fn threads_waiting_many_times_for_a_slow_partner_spin_briefly_then_sleep() {
     });
     for cpu in &cpus {
         // 25 waits: wake-ups and bookkeeping take some CPU; spinning through the gaps would
-        // take 100 ms.
+        // take 100 ms (natively).
         assert!(
-            *cpu < Duration::from_millis(40),
+            *cpu < Duration::from_millis(40) * valgrind_factor(),
             "a waiting thread used {cpu:?} of CPU: {cpus:?}"
         );
     }
@@ -373,11 +384,7 @@ fn no_wake_up_is_lost_wherever_the_partner_answers_in_the_spin_or_the_sleep() {
     // nothing to well past the longest spin: the pinging thread sees its answer while it
     // spins, just as it gives up, while it goes to sleep, and asleep. A lost wake-up would
     // hang the ping-pong: `within` fails the test instead.
-    let rounds: u32 = if std::env::var_os("MICROTHREAD_TEST_SCALE").is_some() {
-        300
-    } else {
-        3_000
-    };
+    let rounds: u32 = 3_000 / valgrind_factor();
     within(Duration::from_secs(120), move || {
         let (ping, pong) = (Channel::<u32>::new(), Channel::<u32>::new());
         let (rx, tx) = (ping.clone(), pong.clone());

@@ -263,3 +263,61 @@ pub fn mpsc_rendezvous_pool(jobs: u64) -> Duration {
     assert_eq!(sum, expected_sum(jobs));
     elapsed
 }
+
+/// microthread with `depth` feeder tasklets and `depth` collector tasklets on the main
+/// thread: each job channel end then has up to `depth` partners queued, so a worker's receive
+/// and send find one waiting instead of blocking (how Stackless code buffers a channel: a
+/// rendezvous channel with several tasklets queued on it).
+pub fn microthread_pool_queued(jobs: u64, depth: u64) -> Duration {
+    use microthread::{scheduler, spawn, spawn_thread, Channel};
+    assert!(
+        jobs % depth == 0,
+        "the jobs split evenly between the tasklets"
+    );
+    scheduler::init_thread();
+    let job_channel = Channel::<Option<u64>>::new();
+    let results = Channel::<u64>::new();
+    let workers: Vec<_> = (0..POOL_THREADS)
+        .map(|_| {
+            let (jobs, results) = (job_channel.clone(), results.clone());
+            spawn_thread(move || {
+                while let Some(job) = jobs.receive().expect("a job") {
+                    results
+                        .send(tiny_job(job))
+                        .expect("main takes every result");
+                }
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    let sums = Channel::<u64>::new();
+    for k in 0..depth {
+        let feed = job_channel.clone();
+        spawn(move || {
+            for job in (k + 1..=jobs).step_by(depth as usize) {
+                feed.send(Some(job)).expect("a worker takes every job");
+            }
+        })
+        .expect("a feeder tasklet");
+        let (results, sums) = (results.clone(), sums.clone());
+        spawn(move || {
+            let mut sum = 0u64;
+            for _ in 0..jobs / depth {
+                sum = sum.wrapping_add(results.receive().expect("a result"));
+            }
+            sums.send(sum).expect("main takes every sum");
+        })
+        .expect("a collector tasklet");
+    }
+    let sum = (0..depth).fold(0u64, |s, _| s.wrapping_add(sums.receive().expect("a sum")));
+    let elapsed = start.elapsed();
+    for _ in 0..POOL_THREADS {
+        job_channel.send(None).expect("a worker takes every stop");
+    }
+    scheduler::run().expect("the feeders and collectors have ended");
+    for w in workers {
+        w.join().expect("a worker thread");
+    }
+    assert_eq!(sum, expected_sum(jobs));
+    elapsed
+}

@@ -20,8 +20,10 @@
 //! call on either side. It spins only where that can pay, so that a waiting thread never
 //! burns a core that another could use:
 //! - only while another thread counts as awake that is not itself spinning (someone could
-//!   post), and while fewer than half of the CPUs (at least one) are spinning: on two cores
-//!   one thread spins and the others sleep at once, never both cores;
+//!   post), while those threads leave a CPU idle (fewer of them than CPUs: otherwise the
+//!   spin would take a CPU from one of them, perhaps the one that would post), and while
+//!   at most half of the CPUs (at least one) are spinning: on two cores one thread spins and
+//!   the others sleep at once, never both cores;
 //! - for at most the thread's *spin budget*: [`SPIN_MAX`] at first, halved after every spin
 //!   that ended in sleep (down to [`SPIN_MIN`]), raised again to four times the wait of a
 //!   spin that saw mail (up to [`SPIN_MAX`]). On a loaded machine, where the partner is not
@@ -75,7 +77,7 @@ impl Parker {
     }
 
     fn spin_counted(&self, awake: usize, spinning: usize, ready: impl Fn() -> bool) -> bool {
-        if spinning > max_spinners() || awake <= spinning {
+        if spinning > max_spinners() || awake <= spinning || awake - spinning >= cpus() {
             return false;
         }
         let budget = self.budget_ns.load(Ordering::Relaxed);
@@ -141,11 +143,7 @@ impl Parker {
 
 /// How many threads may spin at once: half the CPUs, at least one.
 fn max_spinners() -> usize {
-    static MAX: OnceLock<usize> = OnceLock::new();
-    *MAX.get_or_init(|| {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (cpus / 2).max(1)
-    })
+    (cpus() / 2).max(1)
 }
 
 /// Waits while `word` reads `expected`, at most `timeout`; may return spuriously.
@@ -182,4 +180,10 @@ fn futex_wake(word: &AtomicU32) {
             1,
         );
     }
+}
+
+/// The CPUs this process may run on (asked once).
+fn cpus() -> usize {
+    static CPUS: OnceLock<usize> = OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
