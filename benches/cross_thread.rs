@@ -13,7 +13,9 @@
 //! | `worker_pool` | 20,000 tiny jobs through a pool of 4 worker threads (1 tasklet each for microthread), results back over a channel; criterion's throughput line gives jobs per second |
 //!
 //! The pools: microthread feeds from a tasklet of the main thread and collects in its main
-//! tasklet (the shape of examples/worker_pool.rs); crossbeam `bounded(0)` and std
+//! tasklet (the shape of examples/worker_pool.rs); `microthread_queued100` has 100 feeder and
+//! 100 collector tasklets on the main thread instead, so that a worker finds a partner queued
+//! on either channel (Stackless's way to buffer a rendezvous channel); crossbeam `bounded(0)` and std
 //! `sync_channel(0)` are the rendezvous peers (a feeder thread); std `mpsc` is the idiomatic
 //! pool of the Rust book (unbounded channels, the job receiver behind an
 //! `Arc<Mutex<Receiver>>`), which buffers every job and never blocks its sender.
@@ -57,6 +59,9 @@ fn worker_pool(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("microthread", |b| {
         b.iter_custom(|n| pool(n, loops::microthread_pool))
+    });
+    g.bench_function("microthread_queued100", |b| {
+        b.iter_custom(|n| pool(n, |jobs| loops::microthread_pool_queued(jobs, 100)))
     });
     g.bench_function("crossbeam_bounded0", |b| {
         b.iter_custom(|n| pool(n, loops::crossbeam_pool))

@@ -144,8 +144,11 @@ fn uncount_awake(registry: &Registry) {
                 m.woken = true;
                 m.deadlock = true;
                 AWAKE.fetch_add(1, Ordering::SeqCst);
+                let episode = s.parker.waiting_episode();
                 drop(m);
-                s.parker.unpark();
+                if let Some(e) = episode {
+                    s.parker.unpark(e);
+                }
                 break;
             }
         }
@@ -212,26 +215,32 @@ impl Shared {
     /// it does, and only for the first of the posts it sleeps through). Gives the mail back
     /// if the thread's scheduler has ended.
     pub(crate) fn post(&self, mail: Mail) -> std::result::Result<(), Mail> {
+        // After the lock is released, so that the woken owner does not block on it.
+        if let Some(episode) = self.deliver(mail)? {
+            self.parker.unpark(episode);
+        }
+        Ok(())
+    }
+
+    /// The mailbox half of a post: the mail goes in, and a sleeping owner is counted awake.
+    /// Returns the episode to unpark (see `park`) if the owner waits or is about to.
+    fn deliver(&self, mail: Mail) -> std::result::Result<Option<u32>, Mail> {
         // Checked before the lock: in a forked child, a vanished thread may hold it forever.
         if self.ended() {
             return Err(mail);
         }
-        {
-            let mut m = lock(&self.mailbox);
-            if !m.open {
-                return Err(mail);
-            }
-            m.mail.push(mail);
-            self.has_mail.store(true, Ordering::Release);
-            if m.sleeping && !m.woken {
-                // Counted awake again here, before we could block and see nobody awake.
-                m.woken = true;
-                AWAKE.fetch_add(1, Ordering::SeqCst);
-            }
+        let mut m = lock(&self.mailbox);
+        if !m.open {
+            return Err(mail);
         }
-        // After the lock is released, so that the woken owner does not block on it.
-        self.parker.unpark();
-        Ok(())
+        m.mail.push(mail);
+        self.has_mail.store(true, Ordering::Release);
+        if m.sleeping && !m.woken {
+            // Counted awake again here, before we could block and see nobody awake.
+            m.woken = true;
+            AWAKE.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(self.parker.waiting_episode())
     }
 
     /// Takes all mail.
@@ -249,7 +258,7 @@ impl Shared {
         if self.spin_for_mail() {
             return Ok(());
         }
-        self.parker.prepare();
+        let mut episode = self.parker.prepare();
         {
             let mut m = lock(&self.mailbox);
             if !m.open {
@@ -274,8 +283,8 @@ impl Shared {
             m.woken = false;
         }
         let (counted_by_waker, deadlock) = loop {
-            self.parker.wait(None);
-            self.parker.prepare();
+            self.parker.wait(episode, None);
+            episode = self.parker.prepare();
             let mut m = lock(&self.mailbox);
             if !m.mail.is_empty() || m.deadlock || m.woken {
                 self.parker.cancel();
@@ -305,7 +314,7 @@ impl Shared {
         }
         let _slack = TightTimerSlack::new();
         loop {
-            self.parker.prepare();
+            let episode = self.parker.prepare();
             {
                 let m = lock(&self.mailbox);
                 if !m.open || !m.mail.is_empty() || std::time::Instant::now() >= deadline {
@@ -313,7 +322,7 @@ impl Shared {
                     return;
                 }
             }
-            self.parker.wait(Some(deadline));
+            self.parker.wait(episode, Some(deadline));
         }
     }
 

@@ -10,7 +10,7 @@
 //!   thread never looks for a sleeper among them); the awake count becomes the number of schedulers that exist in the child (1 if the
 //!   forking thread has a live one, else 0), so a blocking call nobody can satisfy fails
 //!   with [`Error::Deadlock`](crate::Error::Deadlock); threads that were joining the forking
-//!   thread vanished too;
+//!   thread vanished too, and so did those that were spinning for mail (see `park`);
 //! - channels: `channel::lock` has its own handlers (a channel another thread was inside at
 //!   the fork panics with a sentence in the child instead of spinning forever).
 //!
@@ -88,6 +88,7 @@ extern "C" fn child() {
         .live
         .retain(|s| Some(&**s as *const super::Shared) == me);
     AWAKE.store(registry.live.len(), Ordering::SeqCst);
+    super::park::forget_spinners();
     if let Some(mut m) = own {
         // Whoever was joining this thread vanished.
         m.joiners = 0;

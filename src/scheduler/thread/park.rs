@@ -2,15 +2,19 @@
 //! often spinning paid off, then a futex wait on a word of its own ([`Parker`]).
 //!
 //! # The futex word
-//! The owner sets its word to `PARKED`, then checks under the mailbox lock whether it must
-//! wait at all, then waits on the word for as long as it still reads `PARKED`. A poster
-//! changes the mailbox under that lock and, after releasing it, [`Parker::unpark`]s: only if
-//! the word reads `PARKED` does it swap it back and make the `FUTEX_WAKE` system call. No
-//! wake is lost: if the owner's check missed the poster's change, the owner's `PARKED`
-//! happened before the poster took the lock, so the poster reads it. What this buys:
-//! - a post to a thread that runs or spins costs one load of the word, no system call;
-//! - many posts to one sleeper make one system call (the first swaps the word back; the
-//!   others read it unparked): wake-ups are batched;
+//! The owner makes its word odd (a new *episode*), then checks under the mailbox lock whether
+//! it must wait at all, then waits on the word for as long as it still reads that value. A
+//! poster changes the mailbox under that lock and reads the word there; if it was odd, the
+//! poster, after releasing the lock, [`Parker::unpark`]s that episode: only if the word still
+//! reads it does it move the word on and make the `FUTEX_WAKE` system call. No wake is lost:
+//! if the owner's check missed the poster's change, the owner's odd word was stored before
+//! the poster took the lock, so the poster reads it. What this buys:
+//! - a post to a thread that runs or spins reads an even word: no system call;
+//! - many posts to one sleeper make one system call (the first moves the word on; the
+//!   others find it moved): wake-ups are batched;
+//! - a late waker (one the owner already saw, before it went to sleep again) finds a new
+//!   episode and leaves it alone: no spurious wake-up, however late the unpark comes (a
+//!   channel unparks after releasing its own lock);
 //! - the sleeper is woken after the poster released the mailbox lock, so it never wakes up
 //!   only to block on that lock (as a condition variable notified under its lock can).
 //!
@@ -46,9 +50,9 @@ pub(super) const SPIN_MIN: Duration = Duration::from_micros(1);
 /// Threads spinning for mail now (in [`Parker::spin`]).
 static SPINNING: AtomicUsize = AtomicUsize::new(0);
 
-/// The owner is not waiting on the word (it runs, spins, or is about to look at its mail).
-const UNPARKED: u32 = 0;
-/// The owner waits on the word, or is about to after one last look at its mailbox.
+/// The bit of the word that says the owner waits on it, or is about to after one last look
+/// at its mailbox. Every change of the word adds one, so each waiting episode has an odd
+/// value of its own (see [`Parker::unpark`]); an even word: the owner runs or spins.
 const PARKED: u32 = 1;
 
 /// A thread's futex word and spin budget; see the module docs.
@@ -61,7 +65,7 @@ pub(super) struct Parker {
 impl Parker {
     pub(super) const fn new() -> Parker {
         Parker {
-            word: AtomicU32::new(UNPARKED),
+            word: AtomicU32::new(0),
             budget_ns: AtomicU32::new(SPIN_MAX.as_nanos() as u32),
         }
     }
@@ -102,23 +106,34 @@ impl Parker {
         }
     }
 
-    /// Owner: announces a wait. Then it must look (under the mailbox lock) whether it may
-    /// wait, and either [`Parker::wait`] or [`Parker::cancel`].
+    /// Owner: announces a wait, and returns the episode it will wait in. Then it must look
+    /// (under the mailbox lock) whether it may wait, and either [`Parker::wait`] or
+    /// [`Parker::cancel`].
     #[inline]
-    pub(super) fn prepare(&self) {
-        self.word.store(PARKED, Ordering::SeqCst);
+    pub(super) fn prepare(&self) -> u32 {
+        // Even (unparked) becomes the next odd value, a new episode; odd stays.
+        self.word.fetch_or(PARKED, Ordering::SeqCst) | PARKED
     }
 
-    /// Owner: it will not wait after all.
+    /// Owner: it will not wait after all (or has stopped waiting).
     #[inline]
     pub(super) fn cancel(&self) {
-        self.word.store(UNPARKED, Ordering::Relaxed);
+        let w = self.word.load(Ordering::Relaxed);
+        if w & PARKED != 0 {
+            // If this fails a waker just unparked us (the word is even now): the same.
+            let _ = self.word.compare_exchange(
+                w,
+                w.wrapping_add(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
     }
 
-    /// Owner, after [`Parker::prepare`] and a look that found nothing: waits until
-    /// unparked, or until `deadline`, or spuriously (the caller looks again, after another
-    /// `prepare`).
-    pub(super) fn wait(&self, deadline: Option<Instant>) {
+    /// Owner, after [`Parker::prepare`] returned `episode` and a look that found nothing:
+    /// waits until unparked, or until `deadline`, or spuriously (the caller looks again,
+    /// after another `prepare`).
+    pub(super) fn wait(&self, episode: u32, deadline: Option<Instant>) {
         let timeout = match deadline {
             None => None,
             Some(d) => match d.checked_duration_since(Instant::now()) {
@@ -126,19 +141,41 @@ impl Parker {
                 _ => return,
             },
         };
-        futex_wait(&self.word, PARKED, timeout);
+        futex_wait(&self.word, episode, timeout);
     }
 
-    /// Wakes the owner if it waits (or is about to). Call after releasing the lock under
-    /// which the owner's reason to wake up was made (see the module docs).
+    /// A waker, under the mailbox lock, after changing what the owner looks at: the episode
+    /// the owner waits in (or is about to), if any, for [`Parker::unpark`] after the lock.
     #[inline]
-    pub(super) fn unpark(&self) {
-        if self.word.load(Ordering::SeqCst) == PARKED
-            && self.word.swap(UNPARKED, Ordering::SeqCst) == PARKED
+    pub(super) fn waiting_episode(&self) -> Option<u32> {
+        let w = self.word.load(Ordering::SeqCst);
+        (w & PARKED != 0).then_some(w)
+    }
+
+    /// Wakes the owner from `episode` if it still waits in it: a later episode (the owner
+    /// saw this waker's mail and went to sleep again since) is left alone, so no wake-up is
+    /// ever spurious, and of all the wakers of one episode only the first makes the system
+    /// call.
+    #[inline]
+    pub(super) fn unpark(&self, episode: u32) {
+        if self
+            .word
+            .compare_exchange(
+                episode,
+                episode.wrapping_add(1),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            )
+            .is_ok()
         {
             futex_wake(&self.word);
         }
     }
+}
+
+/// In a forked child: the threads that were spinning do not exist here.
+pub(super) fn forget_spinners() {
+    SPINNING.store(0, Ordering::Relaxed);
 }
 
 /// How many threads may spin at once: half the CPUs, at least one.
