@@ -1,5 +1,6 @@
 //! Tasklets on several OS threads talking through shared channels: delivery exactly once and
-//! in order under load, sleeping instead of spinning, and deadlock detection across threads.
+//! in order under load, sleeping instead of spinning (after a brief bounded spin), no lost
+//! wake-up between spin and sleep, and deadlock detection across threads.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -317,4 +318,136 @@ fn formatting_a_channel_biased_to_this_thread_into_a_writer_that_uses_it_works()
         text.contains("preference: 1, schedule_all: false, closing: false"),
         "{text}"
     );
+}
+
+/// Messages per waiter in the spin tests: each is a wait the spin cannot satisfy.
+const SLOW_MESSAGES: u32 = 25;
+
+/// Under valgrind (ci/valgrind.sh sets MICROTHREAD_TEST_SCALE), where a wake-up costs some
+/// hundred microseconds of CPU, everything is 8 times longer.
+fn valgrind_factor() -> u32 {
+    if std::env::var_os("MICROTHREAD_TEST_SCALE").is_some() {
+        8
+    } else {
+        1
+    }
+}
+
+#[test]
+fn threads_waiting_many_times_for_a_slow_partner_spin_briefly_then_sleep() {
+    // Four waiting threads (on two cores, at most one may spin at a time), each receiving
+    // SLOW_MESSAGES messages that come SLOW_GAP apart: every receive spins for nothing, then
+    // sleeps. A spin that were not bounded, or a wait that polled, would use about the whole
+    // 100 ms per thread; a bounded spin uses 20 µs per wait at most, 0.5 ms in all.
+    let inboxes: Vec<Channel<u32>> = (0..4).map(|_| Channel::new()).collect();
+    let outboxes = inboxes.clone();
+    // Between two slow messages: far beyond any spin (20 µs at most).
+    let gap = Duration::from_millis(4) * valgrind_factor();
+    let sender = spawn_thread(move || {
+        for i in 0..SLOW_MESSAGES {
+            std::thread::sleep(gap);
+            for ch in &outboxes {
+                ch.send(i).unwrap();
+            }
+        }
+    });
+    let waiters: Vec<_> = inboxes
+        .into_iter()
+        .map(|ch| {
+            spawn_thread(move || {
+                let cpu0 = thread_cpu();
+                for i in 0..SLOW_MESSAGES {
+                    assert_eq!(ch.receive().unwrap(), i);
+                }
+                thread_cpu() - cpu0
+            })
+        })
+        .collect();
+    let cpus: Vec<Duration> = within(Duration::from_secs(60), move || {
+        let cpus = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+        sender.join().unwrap();
+        cpus
+    });
+    for cpu in &cpus {
+        // 25 waits: wake-ups and bookkeeping take some CPU; spinning through the gaps would
+        // take 100 ms (natively).
+        assert!(
+            *cpu < Duration::from_millis(40) * valgrind_factor(),
+            "a waiting thread used {cpu:?} of CPU: {cpus:?}"
+        );
+    }
+}
+
+#[test]
+fn no_wake_up_is_lost_wherever_the_partner_answers_in_the_spin_or_the_sleep() {
+    // A ping-pong between two threads where the echo answers after a delay that walks from
+    // nothing to well past the longest spin: the pinging thread sees its answer while it
+    // spins, just as it gives up, while it goes to sleep, and asleep. A lost wake-up would
+    // hang the ping-pong: `within` fails the test instead.
+    let rounds: u32 = 3_000 / valgrind_factor();
+    within(Duration::from_secs(120), move || {
+        let (ping, pong) = (Channel::<u32>::new(), Channel::<u32>::new());
+        let (rx, tx) = (ping.clone(), pong.clone());
+        let echo = spawn_thread(move || {
+            for i in 0..rounds {
+                let v = rx.receive().unwrap();
+                // 0 to 39 µs of work before the answer (a busy wait: std's sleep would add
+                // its own tens of microseconds).
+                let delay = Duration::from_micros(u64::from(i * 7 % 40));
+                let t0 = Instant::now();
+                while t0.elapsed() < delay {
+                    std::hint::spin_loop();
+                }
+                tx.send(v + 1).unwrap();
+            }
+        });
+        for i in 0..rounds {
+            ping.send(i).unwrap();
+            assert_eq!(pong.receive().unwrap(), i + 1);
+        }
+        echo.join().unwrap();
+    });
+}
+
+#[test]
+fn many_posts_to_one_sleeping_thread_all_arrive() {
+    // Eight threads make tasklets of one sleeping thread runnable at once (the first post
+    // wakes it, the others find it waking or awake): every one of them must run.
+    const SENDERS: u32 = 8;
+    const EACH: u32 = 500;
+    within(Duration::from_secs(120), || {
+        let ch = Channel::<u32>::new();
+        let rx = ch.clone();
+        let receiver = spawn_thread(move || {
+            let done = Channel::<u32>::new();
+            for _ in 0..SENDERS {
+                let (rx, done) = (rx.clone(), done.clone());
+                spawn(move || {
+                    let mut sum = 0;
+                    for _ in 0..EACH {
+                        sum += rx.receive().unwrap();
+                    }
+                    done.send(sum).unwrap();
+                })
+                .unwrap();
+            }
+            (0..SENDERS).map(|_| done.receive().unwrap()).sum::<u32>()
+        });
+        let barrier = Arc::new(Barrier::new(SENDERS as usize));
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|_| {
+                let (tx, barrier) = (ch.clone(), barrier.clone());
+                spawn_thread(move || {
+                    barrier.wait();
+                    for i in 0..EACH {
+                        tx.send(i).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for s in senders {
+            s.join().unwrap();
+        }
+        assert_eq!(receiver.join().unwrap(), SENDERS * (EACH * (EACH - 1) / 2));
+    });
 }

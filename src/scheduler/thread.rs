@@ -9,14 +9,10 @@
 //! [`RemoteTasklet`]'s queries) is one atomic byte its thread publishes at every change.
 //!
 //! A thread whose ring is empty while some of its tasklets wait for other threads first spins
-//! briefly (at most [`SPIN_FOR_MAIL`], in doubling rounds of `spin_loop` hints, capped by
-//! `crossbeam_utils::Backoff`; never `sched_yield`, which on a loaded machine gives away a
-//! whole time slice), watching the mail flag: a partner
-//! that answers at once (a cross-thread ping-pong, a worker pool with tiny jobs) is seen
-//! without a system call on either side. Then it sleeps on a condition variable (no polling)
-//! until mail arrives. It spins only while another thread counts as awake, since nobody else
-//! could post anything; and a post wakes the condition variable only if its owner waits on
-//! it, so posting to a thread that is running or spinning costs no system call.
+//! briefly, watching the mail flag, then sleeps on a futex word of its own (no polling) until
+//! mail arrives; see `park` for how long it spins (adaptively, never on more than half the
+//! CPUs, never when nobody could post) and why a post to a thread that runs or spins costs
+//! no system call, and many posts to a sleeper one.
 //!
 //! # Deadlock detection: what is and is not detected
 //! A thread *counts as awake* from its first use of microthread (or from [`spawn_thread`],
@@ -42,12 +38,13 @@
 
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::ThreadId;
 
 mod exit;
 mod fork;
 mod join;
+mod park;
 mod remote;
 pub(crate) use exit::end_at_thread_exit_anyway;
 pub use join::{spawn_thread, JoinHandle};
@@ -85,10 +82,9 @@ struct Mailbox {
     mail: Vec<Mail>,
     /// False once the thread's scheduler has ended: nothing is delivered any more.
     open: bool,
+    /// The owner sleeps in `Shared::sleep`, not counted awake (it sets this and uncounts
+    /// itself under this lock, so whoever finds it set may count it awake again).
     sleeping: bool,
-    /// The owner waits on the condition variable (in `sleep` or `sleep_until`): a post must
-    /// notify it. Otherwise it will look at the mail before it waits, under the lock.
-    waiting: bool,
     /// Set by whoever wakes a sleeper and counts it awake again (so it is counted once).
     woken: bool,
     /// Wake up with the deadlock error: no awake thread is left to send anything.
@@ -103,7 +99,8 @@ pub(crate) struct Shared {
     mailbox: Mutex<Mailbox>,
     /// Whether `mailbox.mail` may be non-empty; read on every switch.
     pub(crate) has_mail: AtomicBool,
-    wake: Condvar,
+    /// Where the owner waits for mail; unparked after every post (see `park`).
+    parker: park::Parker,
     /// The scheduler has ended (see [`Shared::ended`]); set with the mailbox's `open` cleared,
     /// readable without the lock.
     ended: AtomicBool,
@@ -115,28 +112,18 @@ pub(crate) struct Shared {
     thread: OnceLock<ThreadId>,
 }
 
-/// How long a thread with nothing to run spins for mail before it sleeps: a few cross-thread
-/// round trips (one is about a microsecond between two cores), far below what a sleep and
-/// wake cost (tens of microseconds on a VM). A thread that then sleeps wasted this much CPU.
-const SPIN_FOR_MAIL: std::time::Duration = std::time::Duration::from_micros(20);
-
 /// Threads with a live scheduler that are neither asleep in `Shared::sleep` nor blocked in
 /// [`JoinHandle::join`].
 static AWAKE: AtomicUsize = AtomicUsize::new(0);
 
-/// Every scheduler that has not ended, and the sleepers among them.
+/// Every scheduler that has not ended (what a forked child must mark as gone, and where the
+/// last awake thread looks for a sleeper to wake with the deadlock error).
 struct Registry {
-    /// Threads asleep in `Shared::sleep` (or about to be).
-    sleepers: Vec<Arc<Shared>>,
-    /// Every scheduler that has not ended (what a forked child must mark as gone).
     live: Vec<Arc<Shared>>,
 }
 
-/// Lock order: this, then a mailbox.
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    sleepers: Vec::new(),
-    live: Vec::new(),
-});
+/// Lock order: this, then a mailbox. A thread going to sleep takes only its mailbox's lock.
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry { live: Vec::new() });
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -144,15 +131,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Stops counting one thread awake; if it was the last, wakes one sleeper (that nobody else
 /// is waking) with the deadlock error: nobody is left to wake it.
+///
+/// Sound without a list of sleepers kept under the registry lock: a sleeper uncounts itself
+/// and marks itself sleeping under its own mailbox lock, which this scan takes too; so a
+/// sleeper that uncounted itself before the count reached zero here is found sleeping, and
+/// one that tries after sees the count too low to sleep (and gets `Deadlock` at once).
 fn uncount_awake(registry: &Registry) {
     if AWAKE.fetch_sub(1, Ordering::SeqCst) == 1 {
-        for s in registry.sleepers.iter() {
+        for s in registry.live.iter() {
             let mut m = lock(&s.mailbox);
             if m.sleeping && !m.woken {
                 m.woken = true;
                 m.deadlock = true;
                 AWAKE.fetch_add(1, Ordering::SeqCst);
-                s.wake.notify_one();
+                let episode = s.parker.waiting_episode();
+                drop(m);
+                if let Some(e) = episode {
+                    s.parker.unpark(e);
+                }
                 break;
             }
         }
@@ -168,13 +164,12 @@ impl Shared {
                 mail: Vec::new(),
                 open: true,
                 sleeping: false,
-                waiting: false,
                 woken: false,
                 deadlock: false,
                 joiners: 0,
             }),
             has_mail: AtomicBool::new(false),
-            wake: Condvar::new(),
+            parker: park::Parker::new(),
             ended: AtomicBool::new(false),
             vanished: AtomicBool::new(false),
             thread: OnceLock::new(),
@@ -216,9 +211,20 @@ impl Shared {
         self.ended.load(Ordering::Acquire)
     }
 
-    /// Delivers `mail` to the owning thread, waking it if it sleeps. Gives the mail back if
-    /// the thread's scheduler has ended.
+    /// Delivers `mail` to the owning thread, waking it if it sleeps (a system call only if
+    /// it does, and only for the first of the posts it sleeps through). Gives the mail back
+    /// if the thread's scheduler has ended.
     pub(crate) fn post(&self, mail: Mail) -> std::result::Result<(), Mail> {
+        // After the lock is released, so that the woken owner does not block on it.
+        if let Some(episode) = self.deliver(mail)? {
+            self.parker.unpark(episode);
+        }
+        Ok(())
+    }
+
+    /// The mailbox half of a post: the mail goes in, and a sleeping owner is counted awake.
+    /// Returns the episode to unpark (see `park`) if the owner waits or is about to.
+    fn deliver(&self, mail: Mail) -> std::result::Result<Option<u32>, Mail> {
         // Checked before the lock: in a forked child, a vanished thread may hold it forever.
         if self.ended() {
             return Err(mail);
@@ -234,10 +240,7 @@ impl Shared {
             m.woken = true;
             AWAKE.fetch_add(1, Ordering::SeqCst);
         }
-        if m.waiting {
-            self.wake.notify_one();
-        }
-        Ok(())
+        Ok(self.parker.waiting_episode())
     }
 
     /// Takes all mail.
@@ -251,53 +254,50 @@ impl Shared {
     /// is awake, or when woken because the last awake thread ended; `Err(SchedulerEnded)`
     /// without sleeping (or touching the awake count) once the scheduler has ended, since no
     /// mail can arrive any more.
-    pub(crate) fn sleep(self: &Arc<Shared>) -> Result<()> {
+    pub(crate) fn sleep(&self) -> Result<()> {
         if self.spin_for_mail() {
             return Ok(());
         }
+        let mut episode = self.parker.prepare();
         {
-            let mut registry = lock(&REGISTRY);
             let mut m = lock(&self.mailbox);
             if !m.open {
+                self.parker.cancel();
                 return Err(Error::SchedulerEnded);
             }
             if !m.mail.is_empty() {
+                self.parker.cancel();
                 return Ok(());
             }
-            // Marked asleep before we stop counting ourselves awake, so that a post from
-            // now on counts us awake again (see `post`).
+            // Marked asleep under the lock under which we stop counting ourselves awake, so
+            // that a post from now on counts us awake again (see `post`), and the last awake
+            // thread finds us (see `uncount_awake`).
             let uncounted = AWAKE.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| {
                 (a > 1).then(|| a - 1)
             });
             if uncounted.is_err() {
+                self.parker.cancel();
                 return Err(Error::Deadlock);
             }
             m.sleeping = true;
             m.woken = false;
-            drop(m);
-            registry.sleepers.push(self.clone());
         }
-        let (counted_by_waker, deadlock) = {
+        let (counted_by_waker, deadlock) = loop {
+            self.parker.wait(episode, None);
+            episode = self.parker.prepare();
             let mut m = lock(&self.mailbox);
-            m.waiting = true;
-            while m.mail.is_empty() && !m.deadlock && !m.woken {
-                m = self.wake.wait(m).unwrap_or_else(|e| e.into_inner());
+            if !m.mail.is_empty() || m.deadlock || m.woken {
+                self.parker.cancel();
+                m.sleeping = false;
+                break (
+                    std::mem::take(&mut m.woken),
+                    std::mem::take(&mut m.deadlock),
+                );
             }
-            m.waiting = false;
-            m.sleeping = false;
-            (
-                std::mem::take(&mut m.woken),
-                std::mem::take(&mut m.deadlock),
-            )
         };
         if !counted_by_waker {
             AWAKE.fetch_add(1, Ordering::SeqCst);
         }
-        let mut registry = lock(&REGISTRY);
-        if let Some(i) = registry.sleepers.iter().position(|x| Arc::ptr_eq(x, self)) {
-            registry.sleepers.swap_remove(i);
-        }
-        drop(registry);
         if deadlock {
             Err(Error::Deadlock)
         } else {
@@ -313,42 +313,29 @@ impl Shared {
             return;
         }
         let _slack = TightTimerSlack::new();
-        let mut m = lock(&self.mailbox);
-        m.waiting = true;
-        while m.open && m.mail.is_empty() {
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                break;
+        loop {
+            let episode = self.parker.prepare();
+            {
+                let m = lock(&self.mailbox);
+                if !m.open || !m.mail.is_empty() || std::time::Instant::now() >= deadline {
+                    self.parker.cancel();
+                    return;
+                }
             }
-            m = self
-                .wake
-                .wait_timeout(m, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            self.parker.wait(episode, Some(deadline));
         }
-        m.waiting = false;
     }
 
-    /// Before [`Shared::sleep`]: spins up to [`SPIN_FOR_MAIL`], with backoff, for mail that
-    /// may be on its way; true if some came. Never yields the CPU (on a loaded machine a
-    /// `sched_yield` gives away a whole time slice, milliseconds); not at all if no other
-    /// thread counts as awake (no mail can come: `sleep` reports the deadlock at once).
-    #[inline(never)]
+    /// Before [`Shared::sleep`]: spins briefly for mail that may be on its way (see `park`
+    /// for how long, and when not at all); true if some came. Not at all if no other thread
+    /// counts as awake (no mail can come: `sleep` reports the deadlock at once).
     fn spin_for_mail(&self) -> bool {
-        if AWAKE.load(Ordering::Relaxed) <= 1 {
+        let awake = AWAKE.load(Ordering::Relaxed);
+        if awake <= 1 {
             return false;
         }
-        let start = std::time::Instant::now();
-        let backoff = crossbeam_utils::Backoff::new();
-        loop {
-            if self.has_mail.load(Ordering::Acquire) {
-                return true;
-            }
-            if start.elapsed() >= SPIN_FOR_MAIL {
-                return false;
-            }
-            backoff.spin();
-        }
+        self.parker
+            .spin(awake, || self.has_mail.load(Ordering::Acquire))
     }
 
     /// The owning thread's scheduler has ended: close the mailbox, hand back what it held,

@@ -27,7 +27,7 @@
 //!   tasklet that never switches is never interrupted for a sleeper (as for preemption: there
 //!   is no safe point in native code that reaches no scheduler call).
 //! - **Waiting.** When nothing is runnable and some tasklet sleeps, the thread sleeps until
-//!   the earliest deadline (a timed wait on the condition variable that mail from other
+//!   the earliest deadline (a timed wait on the futex word that mail from other
 //!   threads signals: such mail wakes it early), then continues. [`run`](super::run) and a
 //!   main tasklet that blocks do not return or fail meanwhile: a sleeper always wakes, so
 //!   while one sleeps there is no [`Error::Deadlock`], on this thread or on threads waiting

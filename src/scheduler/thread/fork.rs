@@ -1,16 +1,16 @@
 //! `fork()`: the child has one thread, the one that forked, and a copy of every other
 //! thread's scheduler. `pthread_atfork` handlers keep what crosses threads consistent:
 //!
-//! - before the fork, the forking thread takes the locks the child will need: the registry
-//!   (which also guards the sleepers list), then its own mailbox (a post to it by another
+//! - before the fork, the forking thread takes the locks the child will need: the registry,
+//!   then its own mailbox (a post to it by another
 //!   thread may be in progress); after it, the parent releases them;
 //! - the child marks every other thread's scheduler ended and *vanished*: posts to it fail
 //!   (a [`RemoteTasklet`](super::RemoteTasklet) gets `NoThread`) without touching its mailbox,
-//!   whose lock the vanished thread may hold; the sleepers list is emptied (they vanished);
-//!   the awake count becomes the number of schedulers that exist in the child (1 if the
+//!   whose lock the vanished thread may hold, and they leave the registry (so the last awake
+//!   thread never looks for a sleeper among them); the awake count becomes the number of schedulers that exist in the child (1 if the
 //!   forking thread has a live one, else 0), so a blocking call nobody can satisfy fails
 //!   with [`Error::Deadlock`](crate::Error::Deadlock); threads that were joining the forking
-//!   thread vanished too;
+//!   thread vanished too, and so did those that were spinning for mail (see `park`);
 //! - channels: `channel::lock` has its own handlers (a channel another thread was inside at
 //!   the fork panics with a sentence in the child instead of spinning forever).
 //!
@@ -87,8 +87,8 @@ extern "C" fn child() {
     registry
         .live
         .retain(|s| Some(&**s as *const super::Shared) == me);
-    registry.sleepers.clear();
     AWAKE.store(registry.live.len(), Ordering::SeqCst);
+    super::park::forget_spinners();
     if let Some(mut m) = own {
         // Whoever was joining this thread vanished.
         m.joiners = 0;
