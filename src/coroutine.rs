@@ -100,7 +100,7 @@
 //! points at a frame its resumer has since left.
 //!
 //! ```
-//! use microthread::coroutine::{Coroutine, CoroutineResult};
+//! use microthread::coroutine::Coroutine;
 //! #[inline(never)]
 //! fn resumer_of_the_example(co: &mut Coroutine<(), (), String>) -> String {
 //!     co.resume(()).into_return().unwrap()
