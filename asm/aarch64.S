@@ -44,6 +44,14 @@
  *
  * src/arch.rs writes the initial frame of a new context in this layout (x19 = entry, x20 =
  * arg, x30 = microthread_ctx_trampoline, everything else 0), and must change with it.
+ * Above it, at the top of the new stack (0xb0 bytes in all, `top` as given to Context::new):
+ *
+ *   top - 0x08  | link slot: the address of a cell that holds the resumer's saved sp |
+ *   top - 0x10  | top cell: 0; a coroutine's cell once it runs  |  <- sp at the trampoline
+ *   top - 0xb0  | the initial frame, as above    |
+ *
+ * The trampoline's CFI follows the link slot to the resumer's saved frame, so backtraces
+ * continue on the resumer's stack: see "Backtraces across switches" in asm/x86_64.S.
  *
  * Alignment: `bl` pushes nothing on AArch64, so the caller's sp is 16-aligned (Linux turns on
  * the sp alignment check, so it always is) and 0xa0 and 0xb0 keep it so: every saved sp, and
@@ -225,9 +233,15 @@ FUNC_BEGIN(microthread_ctx_switch_fpenv)
  * resumed it, after the 0xa0-byte frame was popped.
  * On entry: sp -> [FPCR][return address]; x0:x1 = the Transfer (left untouched).
  */
-.Lrestore_fpenv:
+    /*
+     * Never executed (RESUME_FRAME always branches away). An unwinder that finds
+     * .Lrestore_fpenv as a resume pc looks up the instruction before it, as for any return
+     * address: this one, whose CFI describes the stub's frame (see asm/x86_64.S).
+     */
     .cfi_def_cfa_offset 16
-    .cfi_rel_offset x30, 8
+    .cfi_offset x30, -8
+    nop
+.Lrestore_fpenv:
     ldp     x9, x30, [sp]
     msr     fpcr, x9
     add     sp, sp, #16
@@ -241,12 +255,38 @@ FUNC_END(microthread_ctx_switch_fpenv)
  * src/arch.rs wrote.
  * On entry: x0 = the resumer's saved sp, x1 = the word it passed, x19 = the Rust entry
  *           function, x20 = the entry's argument, x29 = 0 (ends frame-pointer walks),
- *           sp = 16-aligned, 16 bytes below the top of the stack.
+ *           sp = 16-aligned, top - 0x10; [sp + 8] = the link slot.
  * Calls entry(from, data, arg), which never returns: it leaves by its last switch.
  */
 FUNC_BEGIN(microthread_ctx_trampoline)
-    /* There is no caller: backtraces and unwinding must stop here, not walk stale memory. */
-    .cfi_undefined x30
+    /*
+     * The caller, for unwinders: the resumer's suspended frame (see "Backtraces across
+     * switches" in asm/x86_64.S). CFA = [[sp + 8]] + 0xa0:
+     *   DW_CFA_def_cfa_expression, 7 bytes:
+     *     DW_OP_breg31 (sp) 8; DW_OP_deref; DW_OP_deref; DW_OP_plus_uconst 0xa0
+     * and every register at its slot of the frame diagram above, relative to that CFA.
+     */
+    .cfi_escape 0x0f, 7, 0x8f, 0x08, 0x06, 0x06, 0x23, 0xa0, 0x01
+    .cfi_offset d8, -0xa0
+    .cfi_offset d9, -0x98
+    .cfi_offset d10, -0x90
+    .cfi_offset d11, -0x88
+    .cfi_offset d12, -0x80
+    .cfi_offset d13, -0x78
+    .cfi_offset d14, -0x70
+    .cfi_offset d15, -0x68
+    .cfi_offset x19, -0x60
+    .cfi_offset x20, -0x58
+    .cfi_offset x21, -0x50
+    .cfi_offset x22, -0x48
+    .cfi_offset x23, -0x40
+    .cfi_offset x24, -0x38
+    .cfi_offset x25, -0x30
+    .cfi_offset x26, -0x28
+    .cfi_offset x27, -0x20
+    .cfi_offset x28, -0x18
+    .cfi_offset x29, -0x10
+    .cfi_offset x30, -0x08
     mov     x2, x20
     blr     x19
     /* The entry is `-> !`; returning here is a bug, and must not run off into the next page. */

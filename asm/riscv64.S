@@ -50,6 +50,14 @@
  *
  * src/arch.rs writes the initial frame of a new context in this layout (s1 = entry, s2 = arg,
  * ra = microthread_ctx_trampoline, everything else 0), and must change with it.
+ * Above it, at the top of the new stack (0xe0 bytes in all, `top` as given to Context::new):
+ *
+ *   top - 0x08  | link slot: the address of a cell that holds the resumer's saved sp |
+ *   top - 0x10  | top cell: 0; a coroutine's cell once it runs  |  <- sp at the trampoline
+ *   top - 0xe0  | the initial frame, as above    |
+ *
+ * The trampoline's CFI follows the link slot to the resumer's saved frame, so backtraces
+ * continue on the resumer's stack: see "Backtraces across switches" in asm/x86_64.S.
  *
  * Alignment: `call` pushes nothing, and the psABI keeps sp 16-aligned at every call, so with
  * 0xd0 and 0xe0 every saved sp, and the sp the trampoline starts with, is 16-aligned.
@@ -266,9 +274,15 @@ FUNC_BEGIN(microthread_ctx_switch_fpenv)
  * On entry: sp -> [frm][return address]; a0:a1 = the Transfer (left untouched);
  *           ra = t1 = this stub.
  */
-.Lrestore_fpenv:
+    /*
+     * Never executed (RESUME_FRAME always jumps away). An unwinder that finds .Lrestore_fpenv
+     * as a resume pc looks up the instruction before it, as for any return address: this
+     * one, whose CFI describes the stub's frame (see asm/x86_64.S).
+     */
     .cfi_def_cfa_offset 16
-    .cfi_rel_offset ra, 8
+    .cfi_offset ra, -8
+    nop
+.Lrestore_fpenv:
     ld      t0, 0(sp)
     fsrm    t0
     ld      t1, 8(sp)
@@ -284,12 +298,43 @@ FUNC_END(microthread_ctx_switch_fpenv)
  * src/arch.rs wrote.
  * On entry: a0 = the resumer's saved sp, a1 = the word it passed, s1 = the Rust entry
  *           function, s2 = the entry's argument, s0 = 0 (ends frame-pointer walks),
- *           sp = 16-aligned, 16 bytes below the top of the stack.
+ *           sp = 16-aligned, top - 0x10; 8(sp) = the link slot.
  * Calls entry(from, data, arg), which never returns: it leaves by its last switch.
  */
 FUNC_BEGIN(microthread_ctx_trampoline)
-    /* There is no caller: backtraces and unwinding must stop here, not walk stale memory. */
-    .cfi_undefined ra
+    /*
+     * The caller, for unwinders: the resumer's suspended frame (see "Backtraces across
+     * switches" in asm/x86_64.S). CFA = [[sp + 8]] + 0xd0:
+     *   DW_CFA_def_cfa_expression, 7 bytes:
+     *     DW_OP_breg2 (sp) 8; DW_OP_deref; DW_OP_deref; DW_OP_plus_uconst 0xd0
+     * and every register at its slot of the frame diagram above, relative to that CFA.
+     */
+    .cfi_escape 0x0f, 7, 0x72, 0x08, 0x06, 0x06, 0x23, 0xd0, 0x01
+    .cfi_offset s0, -0xd0
+    .cfi_offset s1, -0xc8
+    .cfi_offset s2, -0xc0
+    .cfi_offset s3, -0xb8
+    .cfi_offset s4, -0xb0
+    .cfi_offset s5, -0xa8
+    .cfi_offset s6, -0xa0
+    .cfi_offset s7, -0x98
+    .cfi_offset s8, -0x90
+    .cfi_offset s9, -0x88
+    .cfi_offset s10, -0x80
+    .cfi_offset s11, -0x78
+    .cfi_offset ra, -0x70
+    .cfi_offset fs0, -0x68
+    .cfi_offset fs1, -0x60
+    .cfi_offset fs2, -0x58
+    .cfi_offset fs3, -0x50
+    .cfi_offset fs4, -0x48
+    .cfi_offset fs5, -0x40
+    .cfi_offset fs6, -0x38
+    .cfi_offset fs7, -0x30
+    .cfi_offset fs8, -0x28
+    .cfi_offset fs9, -0x20
+    .cfi_offset fs10, -0x18
+    .cfi_offset fs11, -0x10
     mv      a2, s2
     jalr    s1
     /* The entry is `-> !`; returning here is a bug, and must not run off into the next page. */

@@ -43,6 +43,29 @@
  * new context's frame is laid out by src/arch.rs so that the trampoline starts with rsp
  * 16-aligned, which makes the `call` into Rust see the (rsp + 8) % 16 == 0 the psABI wants.
  *
+ * The top of a new context's stack (written by src/arch.rs; `top` is the address given to
+ * Context::new), as the trampoline finds it once the switch has popped the initial frame:
+ *
+ *   top - 0x08  | link slot: the address of a cell holding the resumer's saved sp |
+ *   top - 0x10  | top cell: 0 (full) or the entry's argument (light), until the   |
+ *               | trampoline has run; then a coroutine's cell   <- rsp at the trampoline
+ *   below       | the initial frame (full: 0x38 bytes, light: 0x18), popped by the switch
+ *
+ * What the registers hold at each entry point is stated above each routine.
+ *
+ * Backtraces across switches: the trampoline's CFI names as its caller the *suspended frame
+ * of the resumer*: CFA = [[link slot]] + frame size (0x38 full, 0x18 light), and the
+ * registers and return address are read from that saved frame at the offsets of the frame
+ * diagrams above. So an unwinder that reaches a context's first frame continues in whatever
+ * code resumed it, on the other stack. The Rust side chooses the cell (src/context.rs
+ * `Context::link_backtrace`): a coroutine's is its top cell, where it stores its resumer's
+ * saved sp after every switch into it (one store, outside this file); a tasklet's is the
+ * main tasklet's saved context (never another tasklet, so that symmetric switches make no
+ * cycle); a context that never links has a cell pointing at a zeroed frame, whose return
+ * address 0 ends every walk. The switch routines are unchanged. A frame saved by the FP
+ * switch resumes at .Lrestore_fpenv; the (never executed) instruction before that label
+ * carries the stub's CFI for unwinders (see there).
+ *
  * Not saved, on purpose: caller-saved registers (the Rust caller treats a call as clobbering
  * them) and the fs base (TLS belongs to the OS thread, and contexts never change thread).
  * MXCSR's control bits and the x87 control word are callee-saved in the psABI but saving
@@ -258,8 +281,16 @@ FUNC_BEGIN(microthread_ctx_switch_fpenv)
  * it (the FP switches restore such frames themselves), after the six registers were popped.
  * On entry: rsp -> [env word][return address]; rax:rdx = the Transfer (left untouched).
  */
-.Lrestore_fpenv:
+    /*
+     * Never executed (the code above always jumps away). An unwinder that finds
+     * .Lrestore_fpenv as a resume pc looks up the instruction before it, as for any return
+     * address: this one, whose CFI describes the stub's frame (CFA = rsp + 16, the return
+     * address at CFA - 8). See "Backtraces across switches" at the top of this file.
+     */
     .cfi_def_cfa_offset 16
+    .cfi_offset rip, -8
+    nop
+.Lrestore_fpenv:
     ldmxcsr (%rsp)
     fldcw   4(%rsp)
     addq    $8, %rsp
@@ -301,27 +332,51 @@ FUNC_END(microthread_ctx_exit)
 /* ---- the trampolines -------------------------------------------------------------------- */
 
 /*
+ * CFI of a trampoline: its "caller" is the suspended frame of the context that resumed this
+ * one, found through the link slot: CFA = [[rsp + 8]] + SIZE (the resumer's frame size),
+ * where rsp is the trampoline's stack pointer before it pushed the entry's return address
+ * (what an unwinder reconstructs for a caller frame), [rsp + 8] the link slot, which holds
+ * the address of a cell, and the cell the resumer's saved sp (never zero while the context
+ * runs Rust code).
+ *   DW_CFA_def_cfa_expression, 6 bytes:
+ *     DW_OP_breg7 (rsp) 8; DW_OP_deref; DW_OP_deref; DW_OP_plus_uconst SIZE
+ */
+.macro LINKED_CFA size
+    .cfi_escape 0x0f, 6, 0x77, 0x08, 0x06, 0x06, 0x23, \size
+.endm
+
+/*
  * First instruction of every new context, reached by a switch's `jmp *rcx` through the frame
  * src/arch.rs wrote.
  * On entry: rax = the resumer's saved sp, rdx = the word it passed, rbx = the Rust entry
  *           function, r12 = the entry's argument, rbp = 0 (ends frame-pointer walks),
- *           rsp = 16-aligned, just below the top of the stack.
+ *           rsp = 16-aligned, top - 0x10; [rsp + 8] = the link slot.
  * Calls entry(from, data, arg), which never returns: it leaves by its last switch.
  */
 FUNC_BEGIN(microthread_ctx_trampoline)
-    /* There is no caller: backtraces and unwinding must stop here, not walk stale memory. */
-    .cfi_undefined rip
+    /* The caller, for unwinders: the resumer's full frame (see the top of this file). */
+    LINKED_CFA 0x38
+    .cfi_offset r12, -0x38
+    .cfi_offset r13, -0x30
+    .cfi_offset r14, -0x28
+    .cfi_offset r15, -0x20
+    .cfi_offset rbx, -0x18
+    .cfi_offset rbp, -0x10
+    .cfi_offset rip, -0x08
     movq    %rax, %rdi
     movq    %rdx, %rsi
     movq    %r12, %rdx
     /*
-     * A jump with a null return address, not a call: the entry never returns, and a call
-     * would push a return-stack-buffer entry that no `ret` pops, so that every return the
-     * resumer makes after our last switch would be mispredicted. The null return address
-     * also ends unwinding and backtraces at the entry.
+     * A jump with a return address pushed by hand, not a call: the entry never returns, and
+     * a call would push a return-stack-buffer entry that no `ret` pops, so that every return
+     * the resumer makes after our last switch would be mispredicted. The pushed address is
+     * only for unwinders: it points just past the jump, inside this function, whose CFI
+     * (above; stated for rsp as it was before the push, as at a call) leads to the resumer.
      */
-    pushq   $0
+    leaq    1f(%rip), %rcx
+    pushq   %rcx
     jmpq    *%rbx
+1:
     ud2
 FUNC_END(microthread_ctx_trampoline)
 
@@ -329,16 +384,30 @@ FUNC_END(microthread_ctx_trampoline)
  * First instruction of a new light context (its initial light frame is written by
  * src/arch.rs, with the entry's argument in the word above the frame).
  * On entry: rax = the resumer's saved sp, rdx = its word, rbx = the Rust entry function,
- *           rbp = 0, rsp = 16-aligned, pointing at the entry's argument.
+ *           rbp = 0, rsp = 16-aligned, top - 0x10, pointing at the entry's argument;
+ *           [rsp + 8] = the link slot.
  */
 FUNC_BEGIN(microthread_ctx_trampoline_light)
-    .cfi_undefined rip
+    /*
+     * The caller: the resumer's light frame. r12-r15 are not in it (the resumer's call site
+     * declared them clobbered, so they hold nothing of it).
+     */
+    LINKED_CFA 0x18
+    .cfi_offset rbx, -0x18
+    .cfi_offset rbp, -0x10
+    .cfi_offset rip, -0x08
+    .cfi_undefined r12
+    .cfi_undefined r13
+    .cfi_undefined r14
+    .cfi_undefined r15
     movq    %rax, %rdi
     movq    %rdx, %rsi
     movq    (%rsp), %rdx
     /* As in microthread_ctx_trampoline. */
-    pushq   $0
+    leaq    1f(%rip), %rcx
+    pushq   %rcx
     jmpq    *%rbx
+1:
     ud2
 FUNC_END(microthread_ctx_trampoline_light)
 

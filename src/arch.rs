@@ -5,7 +5,9 @@
 //! `microthread_ctx_switch(to, data) -> (from, data)`, its FP-environment-preserving twin
 //! `microthread_ctx_switch_fpenv`, and `microthread_ctx_trampoline`, the first instruction of
 //! every new context, which calls `entry(from, data, arg)` with `entry` and `arg` taken from
-//! two callee-saved registers of the initial frame written by [`init_frame`].
+//! two callee-saved registers of the initial frame written by [`init_frame`]. The last word
+//! of that frame, just below the stack top, is the *link slot* the trampolines' unwind
+//! information follows to the resumer's frame ([`link_slot`], [`set_link`]).
 
 #[cfg(not(any(
     target_arch = "x86_64",
@@ -49,7 +51,7 @@ extern "C" {
 }
 
 /// Bytes of the initial light frame below the top: rbx, rbp, pc, the entry's argument, and
-/// padding that leaves the trampoline 16-aligned.
+/// the link slot (which also leaves the trampoline 16-aligned).
 #[cfg(target_arch = "x86_64")]
 pub(crate) const INITIAL_LIGHT_FRAME_SIZE: usize = 0x28;
 
@@ -74,9 +76,54 @@ pub(crate) unsafe fn init_light_frame(top: *mut u8, entry: usize, arg: usize) ->
             .add(2)
             .write(microthread_ctx_trampoline_light as *const () as usize);
         frame.add(3).write(arg);
-        frame.add(4).write(0);
+        frame.add(4).write(no_parent());
+        debug_assert_eq!(frame.add(4), link_slot(top));
         frame as *mut u8
     }
+}
+
+/// The word below the stack top of a new context: the *link slot*, which the trampolines'
+/// CFI follows to the frame of whoever resumed the context (see "Backtraces across switches"
+/// in asm/x86_64.S). It holds the address of a cell, a word that holds the resumer's saved
+/// stack pointer whenever the context runs: an `Option<Context>`.
+///
+/// # Safety
+/// - `top` must be the top a context's initial frame was written below.
+#[inline(always)]
+pub(crate) unsafe fn link_slot(top: *mut u8) -> *mut usize {
+    // SAFETY: the caller's obligation: the word is the last of the initial frame.
+    unsafe { (top as *mut usize).sub(1) }
+}
+
+/// A suspended frame of zeros, as large as the largest saved frame: its return address is 0,
+/// which ends every backtrace (libgcc, LLVM's libunwind and gdb all stop at a zero pc).
+static ROOT_FRAME: [usize; 32] = [0; 32];
+
+/// The cell a link slot names until the context links itself: it holds [`ROOT_FRAME`]'s
+/// address, so that a backtrace through a context that never linked ends at its trampoline.
+static NO_PARENT: RootCell = RootCell(&ROOT_FRAME as *const [usize; 32] as *const usize);
+
+struct RootCell(#[allow(dead_code)] /* read by unwinders only */ *const usize);
+// SAFETY: a constant address that nothing writes through.
+unsafe impl Sync for RootCell {}
+
+/// The address of [`NO_PARENT`], the default content of a link slot.
+fn no_parent() -> usize {
+    &NO_PARENT as *const RootCell as usize
+}
+
+/// Points the link slot of the context whose initial frame was written below `top` at
+/// `cell`, which must hold the saved stack pointer of the frame to continue backtraces in,
+/// in the shape of the context's own trampoline (a light one for a light context).
+///
+/// # Safety
+/// - `top` as for [`link_slot`], and the context must not have ended (its stack is ours).
+/// - `cell` must stay valid for as long as the context can run, and hold a saved stack
+///   pointer (never zero) whenever the context runs code that may unwind or take a
+///   backtrace.
+pub(crate) unsafe fn set_link(top: *mut u8, cell: *const Option<crate::context::Context>) {
+    // SAFETY: forwarded.
+    unsafe { link_slot(top).write(cell as usize) }
 }
 
 /// Stack pointer alignment all three psABIs require at a call.
@@ -147,8 +194,9 @@ pub(crate) unsafe fn init_frame(top: *mut u8, entry: usize, arg: usize) -> *mut 
         // 16-aligned and FRAME.size a multiple of 16, so every word is aligned.
         unsafe { frame.add(i).write(0) };
     }
-    // SAFETY: the three slots are inside the frame (checked by the layout tests below).
+    // SAFETY: the four slots are inside the frame (checked by the layout tests below).
     unsafe {
+        link_slot(top).write(no_parent());
         frame.add(FRAME.entry_slot).write(entry);
         frame.add(FRAME.arg_slot).write(arg);
         frame
@@ -173,5 +221,22 @@ mod tests {
         // must be a whole number of 16-byte units, so that the trampoline starts aligned.
         assert_eq!((FRAME.size - FRAME.popped) % STACK_ALIGN, 0);
         const { assert!(FRAME.size - FRAME.popped >= 16) };
+        // The link slot is the last word, above everything the trampoline reads.
+        assert!(FRAME.entry_slot < words - 1 && FRAME.arg_slot < words - 1);
+    }
+
+    #[test]
+    fn a_new_context_links_to_the_zero_frame_until_it_links_itself() {
+        let mut words = [0usize; 64];
+        let top = words.as_mut_ptr_range().end as usize & !(STACK_ALIGN - 1);
+        // SAFETY: `top` is 16-aligned with FRAME.size writable bytes of `words` below it.
+        unsafe {
+            init_frame(top as *mut u8, 1, 2);
+            let cell = *link_slot(top as *mut u8) as *const usize;
+            let frame = *cell as *const usize;
+            assert_eq!(frame, ROOT_FRAME.as_ptr());
+            // The return address the trampolines' CFI reads for a full frame: zero.
+            assert_eq!(*frame.add(FRAME.pc_slot), 0);
+        }
     }
 }

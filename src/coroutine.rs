@@ -86,6 +86,31 @@
 //! assert_send::<microthread::coroutine::Coroutine<(), (), ()>>();
 //! ```
 //!
+//! # Backtraces across switches
+//!
+//! A backtrace taken inside a coroutine ([`std::backtrace::Backtrace`], a panic's, gdb's
+//! `bt`) does not stop at the coroutine's first frame: it goes on into the code that
+//! resumed it, on the resumer's stack, and from there down to the resumer's own resumer.
+//! The coroutine keeps its resumer's saved stack pointer in a word at the top of its stack
+//! (one store after every switch into it) and the trampoline's unwind information follows
+//! it (see "Backtraces across switches" at the top of `asm/x86_64.S`). Resumers only nest
+//! (a running coroutine cannot be resumed), so the chain always ends. A panic still stops at
+//! the coroutine's first frame, which catches it; `resume` then raises it on the resumer's
+//! side. The link is only meaningful while the coroutine runs: a suspended coroutine's
+//! points at a frame its resumer has since left.
+//!
+//! ```
+//! use microthread::coroutine::Coroutine;
+//! #[inline(never)]
+//! fn resumer_of_the_example(co: &mut Coroutine<(), (), String>) -> String {
+//!     co.resume(()).into_return().unwrap()
+//! }
+//! let mut co = Coroutine::new(|_, ()| std::backtrace::Backtrace::force_capture().to_string())?;
+//! let trace = resumer_of_the_example(&mut co);
+//! assert!(trace.contains("resumer_of_the_example"), "{trace}");
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! # Coming from corosensei
 //!
 //! | corosensei 0.3 | microthread |

@@ -90,6 +90,15 @@ impl<I, Y, R> Coroutine<I, Y, R> {
                 Context::new_light(closure as *mut u8, entry::<I, Y, R, F, false>, closure)
             }
         };
+        // Backtraces through the coroutine continue in its resumer, whose saved stack pointer
+        // the coroutine keeps in the top cell from its first instruction on (`entry`, and
+        // `Yielder::suspend` after every resume). Resumers only nest (a running coroutine
+        // cannot be resumed), so following these links never loops.
+        // SAFETY: `closure` is the top the context was just made with; the cell is a word of
+        // its initial frame, valid as long as the stack, which the context never outlives.
+        unsafe {
+            Context::link_backtrace(closure as *mut u8, Context::top_cell(closure as *mut u8))
+        };
         Coroutine {
             context: Some(context),
             stack: Some(stack),

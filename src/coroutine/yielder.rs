@@ -177,6 +177,8 @@ impl<I, Y> Yielder<I, Y> {
         // here; it reads `message` once before resuming us again.
         let transfer =
             unsafe { switch_back(resumer, message.as_mut_ptr() as usize, self.preserve_fp_env) };
+        // SAFETY: `stack_top` is the top our context was made with; the trampoline has run.
+        unsafe { Context::record_resumer_at_top(self.stack_top as *mut u8, &transfer.from) };
         self.resumer.set(Some(transfer.from));
         self.resumer_panicking.set(std::thread::panicking());
         // SAFETY: the resumer passes the address of an initialised Resume on its stack.
@@ -266,6 +268,10 @@ pub(super) unsafe extern "C" fn entry<I, Y, R, F, const FP_ENV: bool>(
 where
     F: FnOnce(&Yielder<I, Y>, I) -> R,
 {
+    // First of all, before anything that may unwind: backtraces from here on continue in the
+    // resumer (see "Backtraces across switches" in the coroutine module docs).
+    // SAFETY: `arg` is the top our context was made with, and the trampoline has run.
+    unsafe { Context::record_resumer_at_top(arg as *mut u8, &from) };
     let resumer_panicking = std::thread::panicking();
     // SAFETY: `arg` is the Start<F> `place` wrote; we move it out exactly once.
     let Start { f, stack_limit } = unsafe { ptr::read(arg as *const Start<F>) };

@@ -31,6 +31,13 @@ where
     let s = scheduler();
     // SAFETY: the first switch into a tasklet comes from `transfer` or `end`.
     unsafe { after_switch(s, Transfer { from, data }) };
+    // Backtraces from here on continue in the main tasklet, which is suspended whenever
+    // another tasklet runs (see "Backtraces across switches" in the scheduler docs).
+    // SAFETY: `arg` is the top the context was made with (`place`); main's Inner lives as
+    // long as the scheduler, whose tasklets all end before it goes, and its `context` holds
+    // main's saved frame (a full one) whenever we run: `after_switch` just set it if main
+    // switched to us. Main is no tasklet's entry, so the link never loops.
+    unsafe { Context::link_backtrace(arg as *mut u8, (*s.main).context.as_ptr()) };
     if s.has_garbage.get() {
         s.drop_garbage();
     }

@@ -43,6 +43,32 @@
 //! - A tasklet that never ran, is paused, and has no handle left (and no [`RemoteTasklet`])
 //!   is ended when its last handle goes: its closure is dropped then, not at thread end.
 //!
+//! # Backtraces across switches
+//! A backtrace taken inside a tasklet ([`std::backtrace::Backtrace`], a panic's, gdb's `bt`)
+//! goes on past the tasklet's first frame into the **main tasklet**, where main is suspended
+//! (in [`run`], [`schedule`], a channel operation...), and ends where the thread's own stack
+//! ends. Not into the tasklet that switched to it last: tasklets switch symmetrically (A to
+//! B, B to A), so that link would make the chain a loop and every backtrace endless; main is
+//! suspended whenever another tasklet runs, and is itself no tasklet's entry. A tasklet run
+//! by a nested [`run`] inside another tasklet therefore shows main's frames, not its
+//! caller's. Coroutines resumed inside a tasklet link to their resumer first (see
+//! [`crate::coroutine`]). A panic still stops at the tasklet's first frame, which catches it.
+//!
+//! ```
+//! use microthread::scheduler::{self, spawn};
+//! use std::{cell::RefCell, rc::Rc};
+//! #[inline(never)]
+//! fn main_runs_the_example() {
+//!     scheduler::run().unwrap();
+//! }
+//! let trace = Rc::new(RefCell::new(String::new()));
+//! let t = trace.clone();
+//! spawn(move || *t.borrow_mut() = std::backtrace::Backtrace::force_capture().to_string())?;
+//! main_runs_the_example();
+//! assert!(trace.borrow().contains("main_runs_the_example"), "{}", trace.borrow());
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! # Deadlock
 //! When the last runnable tasklet would block and the innermost [`run`] caller (or the main
 //! tasklet) is paused, that caller is resumed and `run` returns: the blocking tasklet stays
