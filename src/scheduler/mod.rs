@@ -137,6 +137,7 @@ mod bind;
 pub(crate) mod blocking;
 mod callback;
 mod create;
+mod debug_root;
 pub mod dump;
 mod error_handler;
 mod garbage;
@@ -153,7 +154,7 @@ mod watchdog;
 
 pub use callback::{schedule_callback, set_schedule_callback, switch_trap, ScheduleCallback};
 pub use create::{spawn, TaskletBuilder};
-pub use dump::dump;
+pub use dump::{dump, dump_all, dump_all_timeout, install_dump_signal};
 pub use error_handler::{error_handler, set_error_handler, ErrorHandler};
 pub use handle::{atomic, AtomicGuard};
 pub(crate) use preempt::atomic_cleared;
@@ -283,6 +284,9 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
         s.refresh_hooks();
     } else {
         thread::end_at_thread_exit_anyway(s);
+        // Thread-locals still work: record who we are for dumps and the debugger.
+        let _ = s.shared.thread_id_here();
+        s.shared.debug.publish(s, std::thread::current().name());
     }
     s
 }

@@ -87,6 +87,7 @@ extern "C" fn child() {
     registry
         .live
         .retain(|s| Some(&**s as *const super::Shared) == me);
+    super::super::debug_root::retain_only(registry.live.first().map(|s| &s.debug));
     registry.sleepers.clear();
     AWAKE.store(registry.live.len(), Ordering::SeqCst);
     if let Some(mut m) = own {
