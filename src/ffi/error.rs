@@ -173,7 +173,7 @@ fn error_message(code: c_int) -> Option<String> {
 fn messages() -> &'static [(c_int, CString)] {
     static TABLE: OnceLock<Vec<(c_int, CString)>> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let own: [(c_int, &str); 7] = [
+        let own: [(c_int, &str); 8] = [
             (MT_OK, "success"),
             (
                 MT_EKILLED,
