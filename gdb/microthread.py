@@ -313,7 +313,7 @@ class TaskletBt(gdb.Command):
 Usage: tasklet bt N [BT-ARGS]
 Switches gdb's registers (of the tasklet's thread) to tasklet N's saved context, runs
 `bt BT-ARGS`, and puts the registers back. For the running tasklet, the thread's own `bt`.
-On a core file gdb may refuse to write registers: then only the tasklet's resume point is
+On a core file gdb refuses to write registers: then only the tasklet's resume point is
 shown."""
 
     def __init__(self):
@@ -356,10 +356,16 @@ def _bt_in_context(L, t, mem, rest):
                 gdb.execute("set var $%s = %d" % (name, value), to_string=True)
         except gdb.error as e:
             # A core file's registers cannot be written: show where the tasklet resumes.
-            print("microthread: cannot switch registers (%s); its resume point:" % e)
             pc = dict(regs)[FRAMES[L["arch"]]["pc_reg"]]
-            gdb.execute("info symbol 0x%x" % pc)
-            gdb.execute("info line *0x%x" % pc)
+            print("microthread: gdb cannot switch registers here (%s)" % e)
+            if pc == 0:
+                print("microthread: the tasklet's saved frame reads as zeros: its stack is "
+                      "not in this core file (gdb's gcore leaves out memory it cannot read "
+                      "in one piece, such as stacks next to guard regions)")
+            else:
+                print("microthread: it resumes at:")
+                gdb.execute("info symbol 0x%x" % pc)
+                gdb.execute("info line *0x%x" % pc)
             return
         gdb.execute("bt " + rest)
     finally:

@@ -340,7 +340,7 @@ int mt_dump(char *buf, size_t len, size_t *needed);
 
 /*
  Writes the process-wide dump (`scheduler::dump_all()`: every thread with a scheduler; a
- thread busy in native code for 200 ms gets a line saying it did not answer) into `buf`,
+ thread busy in native code for a second gets a line saying it did not answer) into `buf`,
  as `mt_dump` does. Does not give the calling thread a scheduler. Note that a retry with
  a larger buffer makes a new dump, which may be longer still.
 

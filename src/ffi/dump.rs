@@ -65,7 +65,7 @@ unsafe fn write_text(text: &str, buf: *mut c_char, len: usize, needed: *mut usiz
 }
 
 /// Writes the process-wide dump (`scheduler::dump_all()`: every thread with a scheduler; a
-/// thread busy in native code for 200 ms gets a line saying it did not answer) into `buf`,
+/// thread busy in native code for a second gets a line saying it did not answer) into `buf`,
 /// as [`mt_dump`] does. Does not give the calling thread a scheduler. Note that a retry with
 /// a larger buffer makes a new dump, which may be longer still.
 ///

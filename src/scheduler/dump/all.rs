@@ -19,16 +19,37 @@ use super::{dump_of, Dump};
 use crate::scheduler::thread::{live_schedulers, Mail};
 use crate::scheduler::{existing_scheduler, Scheduler, TEARDOWN};
 
-/// How long [`dump_all`] waits for the other threads' answers, all together.
-pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long [`dump_all`] waits for the other threads' answers, all together: long enough
+/// that a thread asleep in a blocking call answers even on a loaded machine (a wake-up can
+/// take tens of milliseconds there), short enough for a signal's dump.
+pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A thread that did not answer a [`dump_all`] in time.
 ///
 /// ```
-/// use microthread::scheduler::dump::SilentThread;
-/// fn describe(t: &SilentThread) -> String { format!("{:?} {:?}", t.thread_id, t.thread_name) }
-/// let d = microthread::scheduler::dump_all();
-/// assert!(d.silent.iter().map(describe).all(|s| !s.is_empty()));
+/// use microthread::scheduler;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// let stop = Arc::new(AtomicBool::new(false));
+/// let (s, (ready, started)) = (stop.clone(), std::sync::mpsc::channel());
+/// let busy = std::thread::Builder::new().name("busy".into()).spawn(move || {
+///     scheduler::init_thread(); // it has a scheduler, but never reads its mail:
+///     ready.send(()).unwrap();
+///     while !s.load(Ordering::Relaxed) {
+///         std::hint::spin_loop(); // native code
+///     }
+/// })?;
+/// started.recv().unwrap();
+/// let d = scheduler::dump_all_timeout(Duration::from_millis(50));
+/// stop.store(true, Ordering::Relaxed);
+/// let id = busy.thread().id();
+/// busy.join().unwrap();
+/// let silent = d.silent.iter().find(|t| t.thread_id == Some(id)).unwrap();
+/// assert_eq!(silent.thread_name.as_deref(), Some("busy"));
+/// assert!(d.thread(id).is_none());
+/// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
