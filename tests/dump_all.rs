@@ -97,20 +97,18 @@ fn a_sleeping_thread_answers_a_busy_one_is_silent_one_without_scheduler_is_not_l
             deadline: None
         }
     );
-    let silent = d
-        .silent
-        .iter()
-        .find(|t| t.thread_id == Some(busy_thread))
-        .unwrap_or_else(|| panic!("the busy thread is silent: {d}"));
-    assert_eq!(silent.thread_name.as_deref(), Some("busy-native"));
+    assert!(
+        d.silent
+            .iter()
+            .any(|t| t.thread_name.as_deref() == Some("busy-native")),
+        "the busy thread is silent: {d}"
+    );
     assert!(d.thread(busy_thread).is_none());
     assert!(d.thread(plain_thread).is_none());
     assert!(!d.silent.iter().any(|t| t.thread_id == Some(plain_thread)));
     let text = d.to_string();
     assert!(
-        text.contains(&format!(
-            "thread {busy_thread:?} \"busy-native\" did not answer within 2s (running native code"
-        )),
+        text.contains("\"busy-native\" did not answer within 2s (running native code"),
         "{text}"
     );
     assert!(

@@ -164,9 +164,17 @@ impl DebugThread {
         }
     }
 
-    /// Records the scheduler `s`, the thread's name and kernel id, on the owning thread when
-    /// its scheduler starts.
-    pub(crate) fn publish(&self, s: &Scheduler, name: Option<&str>) {
+    /// Records the scheduler `s`, the thread's name (the kernel's copy, at most 15 bytes: it
+    /// needs no thread-local, so it works late in a thread's exit) and kernel id, on the
+    /// owning thread when its scheduler starts.
+    pub(crate) fn publish(&self, s: &Scheduler) {
+        let mut buf = [0u8; 17];
+        // SAFETY: PR_GET_NAME writes at most 16 bytes, NUL included, into `buf`.
+        unsafe { libc::prctl(libc::PR_GET_NAME, buf.as_mut_ptr(), 0, 0, 0) };
+        let len = buf.iter().position(|&b| b == 0).unwrap_or(16);
+        let name = std::str::from_utf8(&buf[..len])
+            .ok()
+            .filter(|n| !n.is_empty());
         if let Some(name) = name {
             let name = self.name.get_or_init(|| name.into());
             self.name_len.store(name.len(), Ordering::Relaxed);

@@ -284,9 +284,9 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
         s.refresh_hooks();
     } else {
         thread::end_at_thread_exit_anyway(s);
-        // Thread-locals still work: record who we are for dumps and the debugger.
-        let _ = s.shared.thread_id_here();
-        s.shared.debug.publish(s, std::thread::current().name());
+        // For dumps and the debugger. Not `std::thread::current()`: a scheduler first made by
+        // a pthread key destructor runs after std's thread handle is gone.
+        s.shared.debug.publish(s);
     }
     s
 }

@@ -46,18 +46,18 @@ pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 /// stop.store(true, Ordering::Relaxed);
 /// let id = busy.thread().id();
 /// busy.join().unwrap();
-/// let silent = d.silent.iter().find(|t| t.thread_id == Some(id)).unwrap();
-/// assert_eq!(silent.thread_name.as_deref(), Some("busy"));
+/// assert!(d.silent.iter().any(|t| t.thread_name.as_deref() == Some("busy")));
 /// assert!(d.thread(id).is_none());
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SilentThread {
-    /// Its id, if its scheduler recorded it (it does when it starts, unless that happens
-    /// while the thread exits).
+    /// Its id, if its scheduler recorded it (it does when the thread first answers a dump
+    /// or makes a `RemoteTasklet`).
     pub thread_id: Option<ThreadId>,
-    /// Its name, if it has one (recorded when its scheduler started).
+    /// Its name as the kernel knows it (at most 15 bytes; the program's name for the main
+    /// thread), recorded when its scheduler started.
     pub thread_name: Option<String>,
 }
 
