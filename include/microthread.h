@@ -194,6 +194,12 @@
 #define MT_EINVAL 69
 
 /*
+ A system call failed (`errno` tells which error; for example making the dump signal's pipe
+ or thread in `mt_install_dump_signal`).
+ */
+#define MT_ESYSTEM 70
+
+/*
  An opaque handle to a channel (see the module docs). `Send` and `Sync` in Rust:
  any thread may use it.
 
@@ -331,6 +337,28 @@ int mt_channel_closing(const mt_channel *ch, int *out);
    writing a `size_t`.
  */
 int mt_dump(char *buf, size_t len, size_t *needed);
+
+/*
+ Writes the process-wide dump (`scheduler::dump_all()`: every thread with a scheduler; a
+ thread busy in native code for a second gets a line saying it did not answer) into `buf`,
+ as `mt_dump` does. Does not give the calling thread a scheduler. Note that a retry with
+ a larger buffer makes a new dump, which may be longer still.
+
+ # Safety
+ - As for `mt_dump`.
+ */
+int mt_dump_all(char *buf,
+                size_t len,
+                size_t *needed);
+
+/*
+ Makes signal `sig` print the process-wide dump to stderr each time it arrives
+ (`scheduler::install_dump_signal`; `SIGQUIT` is the usual choice). Returns `MT_OK`, or
+ `MT_EINVAL` for a signal that cannot be caught or is a fault signal (`SIGSEGV`, `SIGBUS`,
+ `SIGILL`, `SIGFPE`, `SIGTRAP`), or `MT_ESYSTEM` (with `errno` set) if the pipe, the thread or `sigaction` failed.
+
+ */
+int mt_install_dump_signal(int sig);
 
 /*
  The message of `code`: a NUL-terminated sentence with static lifetime (never free it).

@@ -136,6 +136,7 @@ fn is_default(usable: usize, guard: usize) -> bool {
 }
 
 /// A guard-paged stack: `[base, base + guard)` faults on access, `[limit, top)` is usable.
+#[repr(transparent)]
 pub struct Stack {
     /// One pointer, so that a `Stack` moves cheaply through the pool, coroutines and tasklets
     /// on every spawn (a four-word value copied around made the CPU's store-to-load
@@ -155,6 +156,14 @@ const _: () = {
     const fn send_sync<T: Send + Sync>() {}
     send_sync::<Range>();
 };
+
+/// The offsets of a `Range`'s `base`, `guard` and `usable`, for the debugger (a `Stack` is
+/// one pointer to its `Range`: `scheduler::debug_root`).
+pub(crate) const DEBUG_RANGE_OFFSETS: [usize; 3] = [
+    std::mem::offset_of!(Range, base),
+    std::mem::offset_of!(Range, guard),
+    std::mem::offset_of!(Range, usable),
+];
 
 /// A stack's range and what backs it.
 pub(crate) struct Range {

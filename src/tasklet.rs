@@ -50,7 +50,9 @@ pub(crate) enum Pending {
 pub(crate) const SLEEPING: i8 = 2;
 
 /// Where a tasklet is in its life (reference Appendix B).
+/// One byte with these discriminants, for the debugger (`scheduler::debug_root`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Life {
     /// Created, alive; its closure waits at the top of its stack.
     New,

@@ -94,6 +94,9 @@ pub const MT_EWRONGTYPE: c_int = 67;
 pub const MT_EOTHERTHREAD: c_int = 68;
 /// An argument out of its range (an unknown channel kind, a name that is not UTF-8).
 pub const MT_EINVAL: c_int = 69;
+/// A system call failed (`errno` tells which error; for example making the dump signal's pipe
+/// or thread in `mt_install_dump_signal`).
+pub const MT_ESYSTEM: c_int = 70;
 
 /// The code of an error.
 pub(crate) fn code_of(e: &Error) -> c_int {
@@ -170,7 +173,7 @@ fn error_message(code: c_int) -> Option<String> {
 fn messages() -> &'static [(c_int, CString)] {
     static TABLE: OnceLock<Vec<(c_int, CString)>> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let own: [(c_int, &str); 7] = [
+        let own: [(c_int, &str); 8] = [
             (MT_OK, "success"),
             (
                 MT_EKILLED,
@@ -193,6 +196,7 @@ fn messages() -> &'static [(c_int, CString)] {
                 "the tasklet handle belongs to another thread",
             ),
             (MT_EINVAL, "an argument is out of its range"),
+            (MT_ESYSTEM, "a system call failed (see errno)"),
         ];
         let mut table: Vec<(c_int, CString)> = (MT_EDEADLOCK..=MT_ENOSTACK)
             .filter_map(|c| error_message(c).map(|m| (c, m)))

@@ -3,9 +3,16 @@
 //! goroutine dump; issue 12 item 2).
 //!
 //! Only the thread itself can read its scheduler (its state is in `Cell`s, touched by that
-//! thread alone), so the dump is per thread: a process-wide dump would have to ask every thread
-//! to dump itself at its next safe point, and a thread blocked in native code never reaches
-//! one. Call [`dump`] on each thread you care about (for example from a tasklet that logs it).
+//! thread alone), so [`dump`] is per thread, and the process-wide [`dump_all`] *asks* every
+//! other thread with a scheduler for its dump: a request in its mailbox, answered by that
+//! thread where it reads its mail (at its next switch, or at once if it sleeps in a blocking
+//! call), with a timeout for a thread that runs native code and reaches no such point
+//! ([`ProcessDump::silent`]). Nothing is read across threads and the hot paths pay nothing:
+//! the request rides on the mail flag every switch already checks. [`install_dump_signal`]
+//! makes a signal print it to stderr (Go's `SIGQUIT` goroutine dump).
+//!
+//! A debugger needs neither: gdb/microthread.py reads the tasklets from memory (live or in a
+//! core file) through `microthread_debug_root` (see the README's "Debugging").
 
 use std::fmt;
 use std::ptr;
@@ -14,6 +21,12 @@ use std::time::Instant;
 
 use super::{existing_scheduler, Scheduler};
 use crate::tasklet::{Inner, Life, SLEEPING};
+
+mod all;
+mod signal;
+pub(crate) use all::DumpRequest;
+pub use all::{dump_all, dump_all_timeout, ProcessDump, SilentThread, DEFAULT_ANSWER_TIMEOUT};
+pub use signal::install_dump_signal;
 
 /// What a tasklet is doing when the dump is taken.
 ///
@@ -216,8 +229,13 @@ impl fmt::Display for Dump {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn dump() -> Dump {
+    dump_of(super::scheduler())
+}
+
+/// The dump of `s`, this thread's scheduler.
+fn dump_of(s: &Scheduler) -> Dump {
     let thread = std::thread::current();
-    let tasklets = collect(super::scheduler());
+    let tasklets = collect(s);
     Dump {
         thread_id: thread.id(),
         thread_name: thread.name().map(str::to_owned),

@@ -1,5 +1,5 @@
 //! Mail application: what other threads posted to this thread's mailbox (wakes, inserts,
-//! remote kills, throws, removes and runs), applied at the start of a switch.
+//! remote kills, throws, removes and runs, dump requests), applied at the start of a switch.
 //!
 //! A remote operation takes effect at the moment its mail is read, as if made then on this
 //! thread. Mail is read before the switching call chooses its next tasklet where that choice
@@ -116,6 +116,11 @@ impl Scheduler {
                     // SAFETY: a live tasklet of this thread in no queue.
                     unsafe { self.insert_remote_run(t.0, at) };
                 }
+                return;
+            }
+            Mail::Dump(request) => {
+                // Only reads this thread's state, allocates the text and never unwinds.
+                request.answer(self);
                 return;
             }
             Mail::Kill(t) => (t, Pending::Kill),

@@ -163,6 +163,7 @@ mod bind;
 pub(crate) mod blocking;
 mod callback;
 mod create;
+mod debug_root;
 pub mod dump;
 mod error_handler;
 mod garbage;
@@ -179,7 +180,7 @@ mod watchdog;
 
 pub use callback::{schedule_callback, set_schedule_callback, switch_trap, ScheduleCallback};
 pub use create::{spawn, TaskletBuilder};
-pub use dump::dump;
+pub use dump::{dump, dump_all, dump_all_timeout, install_dump_signal};
 pub use error_handler::{error_handler, set_error_handler, ErrorHandler};
 pub use handle::{atomic, AtomicGuard};
 pub(crate) use preempt::atomic_cleared;
@@ -309,6 +310,9 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
         s.refresh_hooks();
     } else {
         thread::end_at_thread_exit_anyway(s);
+        // For dumps and the debugger. Not `std::thread::current()`: a scheduler first made by
+        // a pthread key destructor runs after std's thread handle is gone.
+        s.shared.debug.publish(s);
     }
     s
 }

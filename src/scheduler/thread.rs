@@ -41,11 +41,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::ThreadId;
 
+mod dump_mail;
 mod exit;
 mod fork;
 mod join;
 mod park;
 mod remote;
+pub(crate) use dump_mail::live_schedulers;
+#[cfg(test)]
+pub(crate) use dump_mail::while_registry_locked;
 pub(crate) use exit::end_at_thread_exit_anyway;
 pub use join::{spawn_thread, JoinHandle};
 pub use remote::RemoteTasklet;
@@ -76,6 +80,9 @@ pub(crate) enum Mail {
     /// A remote `run()`: into the run queue right after the running tasklet (after the
     /// targets of earlier remote runs that have not run yet), so that it runs next.
     Run(SendArc),
+    /// A process-wide dump asks for this thread's dump (`scheduler::dump_all`): answered
+    /// where the mail is read, by the owning thread, which alone may read its tasklets.
+    Dump(Arc<super::dump::DumpRequest>),
 }
 
 struct Mailbox {
@@ -110,6 +117,9 @@ pub(crate) struct Shared {
     /// The owning thread's id, recorded on the owning thread when first asked for there (a
     /// shared part may be made in advance, by the thread that spawns the owner); never changed.
     thread: OnceLock<ThreadId>,
+    /// This thread's entry in the debugger's list of threads (`debug_root`), linked while
+    /// the scheduler is in `REGISTRY.live`.
+    pub(crate) debug: super::debug_root::DebugThread,
 }
 
 /// Threads with a live scheduler that are neither asleep in `Shared::sleep` nor blocked in
@@ -173,10 +183,12 @@ impl Shared {
             ended: AtomicBool::new(false),
             vanished: AtomicBool::new(false),
             thread: OnceLock::new(),
+            debug: super::debug_root::DebugThread::new(),
         });
         let mut registry = lock(&REGISTRY);
         AWAKE.fetch_add(1, Ordering::SeqCst);
         registry.live.push(shared.clone());
+        super::debug_root::link(&shared.debug);
         shared
     }
 
@@ -355,6 +367,7 @@ impl Shared {
         };
         if let Some(i) = registry.live.iter().position(|x| ptr::eq(&**x, self)) {
             registry.live.swap_remove(i);
+            super::debug_root::unlink(&self.debug);
         }
         AWAKE.fetch_add(joiners, Ordering::SeqCst);
         uncount_awake(&registry);

@@ -1,6 +1,8 @@
 /* The tasklet and scheduler functions of the C API: spawn, run, schedule, schedule_remove,
  * sleep, the current and main ids, names, kill (of a tasklet suspended in C code), handles,
- * the tasklet dump and the error messages. */
+ * the tasklet dump (of the thread and of the process), the dump signal and the error
+ * messages. */
+#include <signal.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -216,6 +218,23 @@ static void dump_lists_the_tasklets(void) {
     CHECK_CODE(mt_channel_free(ch), MT_OK);
 }
 
+static void dump_all_lists_this_thread_and_the_signal_installs(void) {
+    CHECK_CODE(mt_init_thread(), MT_OK);
+    char text[4096];
+    size_t needed = 0;
+    CHECK_CODE(mt_dump_all(text, sizeof text, &needed), MT_OK);
+    CHECK(strlen(text) == needed);
+    CHECK(strncmp(text, "microthread: ", 13) == 0);
+    char want[64];
+    snprintf(want, sizeof want, "tasklet %llu (main): running\n",
+             (unsigned long long)mt_main_id());
+    CHECK(strstr(text, want) != NULL);
+    CHECK_CODE(mt_dump_all(NULL, 4, NULL), MT_ENULL);
+    CHECK_CODE(mt_install_dump_signal(SIGSEGV), MT_EINVAL);
+    CHECK_CODE(mt_install_dump_signal(0), MT_EINVAL);
+    CHECK_CODE(mt_install_dump_signal(SIGUSR2), MT_OK);
+}
+
 static void null_arguments(void) {
     mt_tasklet *t = NULL;
     uint64_t id;
@@ -261,6 +280,7 @@ int main(void) {
     RUN(sleep_lets_others_run);
     RUN(named);
     RUN(dump_lists_the_tasklets);
+    RUN(dump_all_lists_this_thread_and_the_signal_installs);
     RUN(null_arguments);
     RUN(error_messages);
     return finish();

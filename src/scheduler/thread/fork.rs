@@ -87,6 +87,7 @@ extern "C" fn child() {
     registry
         .live
         .retain(|s| Some(&**s as *const super::Shared) == me);
+    super::super::debug_root::retain_only(registry.live.first().map(|s| &s.debug));
     AWAKE.store(registry.live.len(), Ordering::SeqCst);
     super::park::forget_spinners();
     if let Some(mut m) = own {
