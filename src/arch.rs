@@ -222,7 +222,9 @@ mod tests {
         assert_eq!((FRAME.size - FRAME.popped) % STACK_ALIGN, 0);
         const { assert!(FRAME.size - FRAME.popped >= 16) };
         // The link slot is the last word, above everything the trampoline reads.
-        assert!(FRAME.entry_slot < words - 1 && FRAME.arg_slot < words - 1);
+        for slot in [FRAME.entry_slot, FRAME.arg_slot] {
+            assert!(slot < words - 1, "slot {slot} overlaps the link slot");
+        }
     }
 
     #[test]

@@ -550,9 +550,7 @@ fn an_overflow_on_a_thread_whose_altstack_is_too_small_is_still_reported() {
     let _serial = serial();
     install_the_handler();
     let death = std::thread::spawn(|| {
-        if install_a_minimal_altstack().is_none() {
-            return None;
-        }
+        install_a_minimal_altstack()?;
         let mut co = overflowing(64 * 1024);
         let id = co.id();
         // SAFETY: a zeroed stack_t is valid; a null new stack only queries.
