@@ -78,7 +78,7 @@ pub const ROWS: &[Row] = &[
     },
     Row {
         key: "channel_cross_thread_round_trip_ns",
-        label: "channel ping-pong between two threads (condvar sleep/wake)",
+        label: "channel ping-pong between two threads (spin, then futex sleep/wake)",
         measure: channel_cross_thread_round_trip,
     },
     Row {
