@@ -4,17 +4,14 @@ use std::hint::black_box;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+// The report's own cross-thread peers (report/src/peers/threads.rs): the same job, the same
+// pool size and crossbeam's ping-pong, so that the benchmark and the report measure alike.
+pub use microthread_report::peers::threads::{
+    crossbeam_pingpong as crossbeam_ping_pong, tiny_job, POOL_THREADS,
+};
+
 /// Jobs per pool run.
 pub const POOL_JOBS: u64 = 20_000;
-/// Worker threads of a pool.
-pub const POOL_THREADS: usize = 4;
-
-/// The tiny job: a multiply and a rotate, so that the channels' cost is what is measured.
-pub fn tiny_job(n: u64) -> u64 {
-    black_box(n)
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .rotate_left(17)
-}
 
 /// The sum every pool must come back with.
 pub fn expected_sum(jobs: u64) -> u64 {
@@ -43,27 +40,6 @@ pub fn microthread_ping_pong(iters: u64) -> Duration {
     for i in 0..iters {
         a.send(i).expect("ping");
         black_box(b.receive().expect("pong"));
-    }
-    let elapsed = start.elapsed();
-    echo.join().expect("the echo thread");
-    elapsed
-}
-
-/// crossbeam-channel `bounded(0)` (a rendezvous channel, as microthread's) between two plain
-/// threads.
-pub fn crossbeam_ping_pong(iters: u64) -> Duration {
-    let (tx1, rx1) = crossbeam_channel::bounded::<u64>(0);
-    let (tx2, rx2) = crossbeam_channel::bounded::<u64>(0);
-    let echo = std::thread::spawn(move || {
-        for _ in 0..iters {
-            let v = rx1.recv().expect("ping");
-            tx2.send(v + 1).expect("pong");
-        }
-    });
-    let start = Instant::now();
-    for i in 0..iters {
-        tx1.send(i).expect("ping");
-        black_box(rx2.recv().expect("pong"));
     }
     let elapsed = start.elapsed();
     echo.join().expect("the echo thread");
