@@ -11,7 +11,8 @@
 //!
 //! ```
 //! // Not under ci/valgrind.sh: may's stack switches are not announced to valgrind.
-//! # if cfg!(target_arch = "x86_64") && std::env::var_os("MICROTHREAD_UNDER_VALGRIND").is_none() {
+//! # if cfg!(target_arch = "x86_64") && std::env::var_os("MICROTHREAD_UNDER_VALGRIND").is_none()
+//! #     && std::env::var_os("MICROTHREAD_UNDER_ASAN").is_none() {
 //! let elapsed = microthread_report::peers::scheduler::yield_pingpong(100);
 //! assert!(elapsed > std::time::Duration::ZERO);
 //! # }

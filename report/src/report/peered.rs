@@ -339,10 +339,13 @@ mod tests {
 
     /// Every peer loop runs and gives a time (a few iterations; may's only on a real CPU).
     /// Not under ci/valgrind.sh: the coroutine peers switch stacks without telling valgrind,
-    /// so its reports would be about them, not about us.
+    /// so its reports would be about them, not about us; nor under ASan (ci/asan.sh), which
+    /// may's unannounced switches confuse.
     #[test]
     fn every_peer_measures() {
-        if std::env::var_os("MICROTHREAD_UNDER_VALGRIND").is_some() {
+        if std::env::var_os("MICROTHREAD_UNDER_VALGRIND").is_some()
+            || std::env::var_os("MICROTHREAD_UNDER_ASAN").is_some()
+        {
             return;
         }
         let real_cpu = !super::super::sysinfo::emulated();
