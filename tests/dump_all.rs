@@ -126,23 +126,36 @@ fn a_sleeping_thread_answers_a_busy_one_is_silent_one_without_scheduler_is_not_l
 
 #[test]
 fn two_threads_dumping_at_once_answer_each_other() {
+    // This thread waits only in microthread's blocking calls (which answer dumps): waiting
+    // in native code (`mpsc::recv`) it would be listed as silent after the whole timeout.
+    scheduler::init_thread();
     let barrier = Arc::new(Barrier::new(2));
-    let (ids_tx, ids) = mpsc::channel();
-    let dumper = |barrier: Arc<Barrier>, ids_tx: mpsc::Sender<ThreadId>| {
+    let (ids, dumps, release) = (Channel::new(), Channel::new(), Channel::<()>::new());
+    let dumper = |barrier: Arc<Barrier>| {
+        let (ids, dumps, release) = (ids.clone(), dumps.clone(), release.clone());
         move || {
             scheduler::init_thread();
-            ids_tx.send(std::thread::current().id()).unwrap();
             barrier.wait();
             // Long enough that a thread not answered while it waits would be noticed.
-            scheduler::dump_all_timeout(Duration::from_secs(20))
+            let dump = scheduler::dump_all_timeout(Duration::from_secs(20));
+            ids.send(std::thread::current().id()).unwrap();
+            dumps.send(dump).unwrap();
+            // Stay registered, asleep in a blocking call, until both dumps are taken: a
+            // thread that finished first and ended would rightly be missing from the other's
+            // dump (seen under valgrind, which runs one thread at a time).
+            release.receive().unwrap();
         }
     };
-    let a = std::thread::spawn(dumper(barrier.clone(), ids_tx.clone()));
-    let b = std::thread::spawn(dumper(barrier, ids_tx));
-    let (x, y) = (ids.recv().unwrap(), ids.recv().unwrap());
-    let (da, db) = (a.join().unwrap(), b.join().unwrap());
-    for (d, other) in [(&da, [x, y]), (&db, [x, y])] {
-        for id in other {
+    let a = std::thread::spawn(dumper(barrier.clone()));
+    let b = std::thread::spawn(dumper(barrier));
+    let (x, da) = (ids.receive().unwrap(), dumps.receive().unwrap());
+    let (y, db) = (ids.receive().unwrap(), dumps.receive().unwrap());
+    release.send(()).unwrap();
+    release.send(()).unwrap();
+    a.join().unwrap();
+    b.join().unwrap();
+    for d in [&da, &db] {
+        for id in [x, y] {
             assert!(d.thread(id).is_some(), "thread {id:?} is in the dump: {d}");
             assert!(!d.silent.iter().any(|t| t.thread_id == Some(id)), "{d}");
         }
