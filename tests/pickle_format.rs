@@ -4,92 +4,24 @@
 
 mod common;
 
-use std::rc::Rc;
-
 use microthread::pickle::{
-    format, inspect, BodyImage, ChannelRef, Cx, Kind, PickleError, Registry, Status, World,
-    WorldImage,
+    format, inspect, BodyImage, PickleError, Registry, Status, World, WorldImage,
 };
 use microthread::scheduler;
 use proptest::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use common::on_thread;
+#[path = "common/pickle_sample.rs"]
+#[allow(dead_code)]
+mod pickle_sample;
+use pickle_sample::{receiver, registry, sample_pickles};
 
-#[derive(Serialize, Deserialize)]
-struct Receiver {
-    input: ChannelRef<u32>,
-    got: Vec<u32>,
-}
-
-fn receiver(cx: &mut Cx<Receiver>) -> Result<(), PickleError> {
-    loop {
-        let input = cx.state().input;
-        let v = cx.receive(input)?;
-        cx.state_mut().got.push(v);
-        cx.checkpoint()?;
-    }
-}
-
-fn registry_and_kind() -> (Rc<Registry>, Kind<Receiver>) {
-    let mut r = Registry::new();
-    let kind = r.register("receiver", 1, receiver).unwrap();
-    r.register_channel::<u32>("u32", 1).unwrap();
-    (Rc::new(r), kind)
-}
-
-fn registry() -> Rc<Registry> {
-    registry_and_kind().0
-}
-
-/// A world with something of everything: two blocked resumable tasklets (one with a
-/// journal), one unrun, a paused closure tasklet, a dead one, two channels with settings.
+/// The sample's last world: two blocked resumable tasklets (one with a journal) and a third
+/// blocked on the other channel, one unrun, a dead one, two channels with settings.
 fn sample() -> (Vec<u8>, WorldImage) {
     on_thread(|| {
-        let (reg, kind) = registry_and_kind();
-        let world = World::new(reg.clone());
-        let a = world.channel::<u32>().unwrap();
-        let b = world.channel::<u32>().unwrap();
-        world.get(b).unwrap().set_preference(1);
-        world.get(b).unwrap().set_schedule_all(true);
-        world
-            .spawn(
-                kind,
-                Receiver {
-                    input: a,
-                    got: vec![],
-                },
-            )
-            .unwrap();
-        world
-            .spawn(
-                kind,
-                Receiver {
-                    input: a,
-                    got: vec![7],
-                },
-            )
-            .unwrap();
-        scheduler::run().unwrap();
-        world.send(a, 1).unwrap();
-        world
-            .spawn(
-                kind,
-                Receiver {
-                    input: b,
-                    got: vec![],
-                },
-            )
-            .unwrap();
-        let paused = microthread::Tasklet::new(|| ()).unwrap();
-        paused.set_name(Some("closure"));
-        world.adopt(&paused);
-        let dead = scheduler::spawn(|| ()).unwrap();
-        world.adopt(&dead);
-        scheduler::schedule().unwrap(); // dead ends; the third receiver blocks on b
-        world.get(b).unwrap().close();
-        let bytes = world.pickle().unwrap();
-        let image = inspect(&reg, &bytes).unwrap();
+        let bytes = sample_pickles().pop().unwrap();
+        let image = inspect(&registry(), &bytes).unwrap();
         (bytes, image)
     })
 }

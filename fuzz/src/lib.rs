@@ -1,73 +1,8 @@
 //! What the fuzz targets share: the registry the pickles are loaded with, and sample worlds
 //! whose pickles seed the corpus (`cargo run --bin make_seeds DIR`, done by ci/fuzz.sh).
+//! Both are the format tests' own, from `tests/common/pickle_sample.rs`.
 
-use std::rc::Rc;
+#[path = "../../tests/common/pickle_sample.rs"]
+mod pickle_sample;
 
-use microthread::pickle::{ChannelRef, Cx, Kind, PickleError, Registry, World};
-use microthread::scheduler;
-use serde::{Deserialize, Serialize};
-
-/// The state of the one resumable kind: it receives forever and keeps what it got.
-#[derive(Serialize, Deserialize)]
-pub struct Receiver {
-    input: ChannelRef<u32>,
-    got: Vec<u32>,
-}
-
-fn receiver(cx: &mut Cx<Receiver>) -> Result<(), PickleError> {
-    loop {
-        let input = cx.state().input;
-        let v = cx.receive(input)?;
-        cx.state_mut().got.push(v);
-        let n = cx.record(|| v.wrapping_mul(3))?;
-        cx.state_mut().got.push(n);
-        if v % 2 == 0 {
-            cx.checkpoint()?;
-        }
-    }
-}
-
-fn registry_and_kind() -> (Rc<Registry>, Kind<Receiver>) {
-    let mut r = Registry::new();
-    let kind = r.register("receiver", 1, receiver).expect("one kind");
-    r.register_channel::<u32>("u32", 1).expect("one channel type");
-    (Rc::new(r), kind)
-}
-
-/// The registry every target loads with (its fingerprint is in every seed).
-pub fn registry() -> Rc<Registry> {
-    registry_and_kind().0
-}
-
-/// Pickles of worlds with something of everything: blocked resumable tasklets with and
-/// without a journal, an unrun one, a paused closure tasklet, a dead one, values in flight,
-/// channels with a preference, `schedule_all` and closing set.
-pub fn sample_pickles() -> Vec<Vec<u8>> {
-    let (reg, kind) = registry_and_kind();
-    let mut out = vec![World::new(reg.clone()).pickle().expect("an empty world")];
-    let world = World::new(reg.clone());
-    let a = world.channel::<u32>().expect("a channel");
-    let b = world.channel::<u32>().expect("a channel");
-    world.get(b).expect("b").set_preference(1);
-    world.get(b).expect("b").set_schedule_all(true);
-    for got in [vec![], vec![7]] {
-        world
-            .spawn(kind, Receiver { input: a, got })
-            .expect("a tasklet");
-    }
-    scheduler::run().expect("run");
-    world.send(a, 1).expect("a send");
-    out.push(world.pickle().expect("a pickle"));
-    world
-        .spawn(kind, Receiver { input: b, got: vec![] })
-        .expect("a tasklet");
-    let paused = microthread::Tasklet::new(|| ()).expect("a tasklet");
-    paused.set_name(Some("closure"));
-    world.adopt(&paused);
-    let dead = scheduler::spawn(|| ()).expect("a tasklet");
-    world.adopt(&dead);
-    scheduler::schedule().expect("schedule");
-    world.get(b).expect("b").close();
-    out.push(world.pickle().expect("a pickle"));
-    out
-}
+pub use pickle_sample::{registry, sample_pickles, Receiver};
