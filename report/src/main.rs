@@ -47,6 +47,9 @@ is ours / peer of the medians; the goal column gives issue 13's goal for that ra
 has one. One-thread rows run with the process pinned to one CPU (sched_setaffinity), the
 cross-thread and time-slice rows unpinned. A peer that does not build for this target
 (context on riscv64) or cannot run here (may under qemu-user) shows as n/a.
+Go (report/go/loops.go, `go run`, GOMAXPROCS=1, pinned as the row) is a further peer of
+tasklet spawn and the one-thread channel rows, its runs in a process of its own; without
+`go` the report says so in one line and those rows show no Go.
 
 OPTIONS:
   --json           Print one JSON object on stdout instead of the table. Members:
@@ -62,6 +65,8 @@ OPTIONS:
                      \"commit\"    `git rev-parse HEAD` at build time, or \"unknown\"
                      \"timestamp\" when the report ran, UTC, RFC 3339
                      \"peers\"     true if the peers were measured
+                     \"go\"        the report's Go line (Go's version, or why there
+                                 are no Go numbers), when a row has Go beside it
                    and for each row KEY (all numbers; times in ns per operation):
                      KEY               the median over the runs
                      KEY_min, KEY_max  the fastest and the slowest run
@@ -295,7 +300,13 @@ impl Header {
 }
 
 /// The JSON object of a report: the header's members, then each row's.
-fn to_json(h: &Header, runs: usize, with_peers: bool, results: &[RowResult]) -> String {
+fn to_json(
+    h: &Header,
+    runs: usize,
+    with_peers: bool,
+    go: Option<&str>,
+    results: &[RowResult],
+) -> String {
     let mut o = json::Object::new();
     o.string("arch", h.arch)
         .string("cpu", &h.cpu)
@@ -307,6 +318,9 @@ fn to_json(h: &Header, runs: usize, with_peers: bool, results: &[RowResult]) -> 
         .string("commit", h.commit)
         .string("timestamp", &h.timestamp)
         .boolean("peers", with_peers);
+    if let Some(go) = go {
+        o.string("go", go);
+    }
     for r in results {
         let (key, m) = (r.row.key, &r.ours);
         o.number(key, m.median())
@@ -445,10 +459,19 @@ fn run(options: &Options) -> Result<(), String> {
     if options.json {
         println!(
             "{}",
-            to_json(&h, options.runs, options.with_peers(), &results)
+            to_json(
+                &h,
+                options.runs,
+                options.with_peers(),
+                report::go::status().as_deref(),
+                &results
+            )
         );
     } else {
         print!("{}", table::render(&results, MAX_LABEL_WIDTH));
+        if let Some(go) = report::go::status() {
+            println!("{go}");
+        }
         println!();
         if let Some(file) = &options.svg {
             println!("chart: {}", file.display());
@@ -536,7 +559,7 @@ mod tests {
             timestamp: clock::rfc3339_utc(0),
         };
         let results = report::table::tests::sample();
-        let text = to_json(&h, 9, true, &results);
+        let text = to_json(&h, 9, true, Some("Go: go1.19.8 beside ours"), &results);
         let member = |k: &str| {
             let needle = format!("\n  \"{k}\": ");
             let at = text
@@ -558,6 +581,7 @@ mod tests {
             ("commit", "\"0123abc\""),
             ("timestamp", "\"1970-01-01T00:00:00Z\""),
             ("peers", "true"),
+            ("go", "\"Go: go1.19.8 beside ours\""),
             ("switch_round_trip_ns", "2.05"),
             ("switch_round_trip_ns_min", "2"),
             ("switch_round_trip_ns_max", "2.5"),

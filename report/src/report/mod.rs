@@ -6,6 +6,8 @@
 
 pub mod affinity;
 pub mod clock;
+pub mod go;
+pub mod go_peers;
 pub mod json;
 pub mod peered;
 pub mod pickle;

@@ -61,9 +61,9 @@ const fn may(name: &'static str, measure: PeerLoop, goal: Option<f64>) -> Peer {
     }
 }
 
-/// The rows that have peers. The goals are issue 13's; its goals for tasklet spawn (<= 0.1)
-/// and the one-thread channel (<= 0.1) are against Go, which the report does not run, so
-/// may's columns there have none.
+/// The rows that have peers in this process. The goals are issue 13's; its goals for tasklet
+/// spawn (<= 0.1) and the one-thread channels (<= 0.1) are against Go, whose loops run in a
+/// process of their own ([`super::go_peers`]), so may's columns there have none.
 pub const PEERINGS: &[Peering] = &[
     Peering {
         key: "switch_round_trip_ns",
@@ -212,7 +212,8 @@ pub struct RowResult {
     pub row: Row,
     /// Our runs.
     pub ours: Measurement,
-    /// The peers, in [`PEERINGS`] order (empty when the peers were not asked for).
+    /// The peers, in [`PEERINGS`] order, then Go's if the row has one and Go gave it
+    /// ([`super::go_peers`]); empty when the peers were not asked for.
     pub peers: Vec<PeerResult>,
     /// The CPU the process was pinned to while measuring it.
     pub pinned_cpu: Option<usize>,
@@ -264,6 +265,10 @@ pub fn measure(
             }
         }
     }
+    // Go's loops run in a process of their own, started here so that it inherits the pin.
+    let go = (with_peers && !emulated)
+        .then(|| super::go_peers::result_of(row.key, runs, iterations))
+        .flatten();
     let pinned_cpu = pin.as_ref().map(Pin::cpu);
     if let Some(pin) = pin {
         pin.release();
@@ -282,6 +287,7 @@ pub fn measure(
                 peer,
                 measurement: n.map(|iterations| Measurement { runs, iterations }),
             })
+            .chain(go)
             .collect(),
         pinned_cpu,
     }

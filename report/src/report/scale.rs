@@ -28,140 +28,121 @@ mod ring;
 /// The ring sizes of the hot-potato rows.
 pub const RING_SIZES: [u64; 3] = [10, 10_000, 1_000_000];
 
+/// The scale rows from one entry per quantity: `[ours; Go's; ratio]`, each part a key and a
+/// label, ours and Go's with a measure function; the ratio's measures ours / Go's (an entry
+/// without one has no ratio row). Rows after `then` come last, as they are.
+macro_rules! beside_go {
+    ($([$key:literal, $label:literal, $ours:expr;
+        $go_key:literal, $go_label:literal, $go:expr
+        $(; $ratio_key:literal, $ratio_label:literal)?]),* $(,)?
+     then $($row:expr),* $(,)?) => {
+        &[
+            $(
+                Row { key: $key, label: $label, measure: $ours },
+                Row { key: $go_key, label: $go_label, measure: $go },
+                $(Row {
+                    key: $ratio_key,
+                    label: $ratio_label,
+                    measure: |i| ($ours)(i) / ($go)(i),
+                },)?
+            )*
+            $($row,)*
+        ]
+    };
+}
+
 /// The opt-in rows, in report order: each of ours, then Go's, then ours over Go's. Their keys
 /// are named by what they measure (not all are times).
-pub const SCALE_ROWS: &[Row] = &[
-    Row {
-        key: "spawn_1m_ns_per_tasklet",
-        label: "1M tasklets: spawn + run until blocked in receive, per tasklet",
-        measure: spawn_per_tasklet,
-    },
-    Row {
-        key: "go_spawn_1m_ns_per_goroutine",
-        label: "Go: 1M goroutines, the same, per goroutine",
-        measure: |i| go_number(i, "spawn_ns"),
-    },
-    Row {
-        key: "spawn_1m_ratio_to_go",
-        label: "ours / Go (ratio, not ns)",
-        measure: |i| spawn_per_tasklet(i) / go_number(i, "spawn_ns"),
-    },
-    Row {
-        key: "spawn_1m_cpu_ns_per_tasklet",
-        label: "1M tasklets: the same, CPU time (user + system) per tasklet",
-        measure: |i| million(tasklets(i)).spawn_cpu_ns,
-    },
-    Row {
-        key: "go_spawn_1m_cpu_ns_per_goroutine",
-        label: "Go: the same, CPU time per goroutine",
-        measure: |i| go_number(i, "spawn_cpu_ns"),
-    },
-    Row {
-        key: "spawn_1m_cpu_ratio_to_go",
-        label: "ours / Go (ratio)",
-        measure: |i| million(tasklets(i)).spawn_cpu_ns / go_number(i, "spawn_cpu_ns"),
-    },
-    Row {
-        key: "rss_per_suspended_tasklet_bytes",
-        label: "1M tasklets: RSS per blocked tasklet incl. channel (bytes, not ns)",
-        measure: rss_per_tasklet,
-    },
-    Row {
-        key: "go_rss_per_blocked_goroutine_bytes",
-        label: "Go: RSS per blocked goroutine incl. channel, no guard (bytes)",
-        measure: |i| go_number(i, "rss_bytes"),
-    },
-    Row {
-        key: "rss_ratio_to_go",
-        label: "ours / Go (ratio)",
-        measure: |i| rss_per_tasklet(i) / go_number(i, "rss_bytes"),
-    },
-    Row {
-        key: "page_tables_per_suspended_tasklet_bytes",
-        label: "1M tasklets: page tables (VmPTE, not in RSS) per blocked tasklet (bytes)",
-        measure: page_tables_per_tasklet,
-    },
-    Row {
-        key: "go_page_tables_per_blocked_goroutine_bytes",
-        label: "Go: page tables per blocked goroutine (bytes)",
-        measure: |i| go_number(i, "page_table_bytes"),
-    },
-    Row {
-        key: "wake_1m_ns_per_tasklet",
-        label: "1M tasklets: send to each + run until all finished, per tasklet",
-        measure: wake_per_tasklet,
-    },
-    Row {
-        key: "go_wake_1m_ns_per_goroutine",
-        label: "Go: the same, per goroutine",
-        measure: |i| go_number(i, "wake_ns"),
-    },
-    Row {
-        key: "wake_1m_ratio_to_go",
-        label: "ours / Go (ratio)",
-        measure: |i| wake_per_tasklet(i) / go_number(i, "wake_ns"),
-    },
-    Row {
-        key: "wake_1m_cpu_ns_per_tasklet",
-        label: "1M tasklets: the same, CPU time (user + system) per tasklet",
-        measure: |i| million(tasklets(i)).wake_cpu_ns,
-    },
-    Row {
-        key: "go_wake_1m_cpu_ns_per_goroutine",
-        label: "Go: the same, CPU time per goroutine",
-        measure: |i| go_number(i, "wake_cpu_ns"),
-    },
-    Row {
-        key: "wake_1m_cpu_ratio_to_go",
-        label: "ours / Go (ratio)",
-        measure: |i| million(tasklets(i)).wake_cpu_ns / go_number(i, "wake_cpu_ns"),
-    },
-    Row {
-        key: "hot_potato_10_ns_per_hop",
-        label: "hot potato, ring of 10 tasklets (10 channels, 100,000 rounds), per hop",
-        measure: |i| ring_ns(i, 0),
-    },
-    Row {
-        key: "go_hot_potato_10_ns_per_hop",
-        label: "Go: ring of 10 goroutines, per hop",
-        measure: |i| go_ring_ns(i, 0),
-    },
-    Row {
-        key: "hot_potato_10_ratio_to_go",
-        label: "ours / Go (ratio)",
-        measure: |i| ring_ns(i, 0) / go_ring_ns(i, 0),
-    },
-    Row {
-        key: "hot_potato_10k_ns_per_hop",
-        label: "hot potato, ring of 10,000 tasklets (100 rounds), per hop",
-        measure: |i| ring_ns(i, 1),
-    },
-    Row {
-        key: "go_hot_potato_10k_ns_per_hop",
-        label: "Go: ring of 10,000 goroutines, per hop",
-        measure: |i| go_ring_ns(i, 1),
-    },
-    Row {
-        key: "hot_potato_10k_ratio_to_go",
-        label: "ours / Go (ratio)",
-        measure: |i| ring_ns(i, 1) / go_ring_ns(i, 1),
-    },
-    Row {
-        key: "hot_potato_1m_ns_per_hop",
-        label: "hot potato, ring of 1,000,000 tasklets (100 rounds), per hop",
-        measure: |i| ring_ns(i, 2),
-    },
-    Row {
-        key: "go_hot_potato_1m_ns_per_hop",
-        label: "Go: ring of 1,000,000 goroutines, per hop",
-        measure: |i| go_ring_ns(i, 2),
-    },
-    Row {
-        key: "hot_potato_1m_ratio_to_go",
-        label: "ours / Go (ratio)",
-        measure: |i| ring_ns(i, 2) / go_ring_ns(i, 2),
-    },
-    Row {
+pub const SCALE_ROWS: &[Row] = beside_go![
+    [
+        "spawn_1m_ns_per_tasklet",
+        "1M tasklets: spawn + run until blocked in receive, per tasklet",
+        spawn_per_tasklet;
+        "go_spawn_1m_ns_per_goroutine",
+        "Go: 1M goroutines, the same, per goroutine",
+        |i| go_number(i, "spawn_ns");
+        "spawn_1m_ratio_to_go",
+        "ours / Go (ratio, not ns)"
+    ],
+    [
+        "spawn_1m_cpu_ns_per_tasklet",
+        "1M tasklets: the same, CPU time (user + system) per tasklet",
+        |i| million(tasklets(i)).spawn_cpu_ns;
+        "go_spawn_1m_cpu_ns_per_goroutine",
+        "Go: the same, CPU time per goroutine",
+        |i| go_number(i, "spawn_cpu_ns");
+        "spawn_1m_cpu_ratio_to_go",
+        "ours / Go (ratio)"
+    ],
+    [
+        "rss_per_suspended_tasklet_bytes",
+        "1M tasklets: RSS per blocked tasklet incl. channel (bytes, not ns)",
+        rss_per_tasklet;
+        "go_rss_per_blocked_goroutine_bytes",
+        "Go: RSS per blocked goroutine incl. channel, no guard (bytes)",
+        |i| go_number(i, "rss_bytes");
+        "rss_ratio_to_go",
+        "ours / Go (ratio)"
+    ],
+    [
+        "page_tables_per_suspended_tasklet_bytes",
+        "1M tasklets: page tables (VmPTE, not in RSS) per blocked tasklet (bytes)",
+        page_tables_per_tasklet;
+        "go_page_tables_per_blocked_goroutine_bytes",
+        "Go: page tables per blocked goroutine (bytes)",
+        |i| go_number(i, "page_table_bytes")
+    ],
+    [
+        "wake_1m_ns_per_tasklet",
+        "1M tasklets: send to each + run until all finished, per tasklet",
+        wake_per_tasklet;
+        "go_wake_1m_ns_per_goroutine",
+        "Go: the same, per goroutine",
+        |i| go_number(i, "wake_ns");
+        "wake_1m_ratio_to_go",
+        "ours / Go (ratio)"
+    ],
+    [
+        "wake_1m_cpu_ns_per_tasklet",
+        "1M tasklets: the same, CPU time (user + system) per tasklet",
+        |i| million(tasklets(i)).wake_cpu_ns;
+        "go_wake_1m_cpu_ns_per_goroutine",
+        "Go: the same, CPU time per goroutine",
+        |i| go_number(i, "wake_cpu_ns");
+        "wake_1m_cpu_ratio_to_go",
+        "ours / Go (ratio)"
+    ],
+    [
+        "hot_potato_10_ns_per_hop",
+        "hot potato, ring of 10 tasklets (10 channels, 100,000 rounds), per hop",
+        |i| ring_ns(i, 0);
+        "go_hot_potato_10_ns_per_hop",
+        "Go: ring of 10 goroutines, per hop",
+        |i| go_ring_ns(i, 0);
+        "hot_potato_10_ratio_to_go",
+        "ours / Go (ratio)"
+    ],
+    [
+        "hot_potato_10k_ns_per_hop",
+        "hot potato, ring of 10,000 tasklets (100 rounds), per hop",
+        |i| ring_ns(i, 1);
+        "go_hot_potato_10k_ns_per_hop",
+        "Go: ring of 10,000 goroutines, per hop",
+        |i| go_ring_ns(i, 1);
+        "hot_potato_10k_ratio_to_go",
+        "ours / Go (ratio)"
+    ],
+    [
+        "hot_potato_1m_ns_per_hop",
+        "hot potato, ring of 1,000,000 tasklets (100 rounds), per hop",
+        |i| ring_ns(i, 2);
+        "go_hot_potato_1m_ns_per_hop",
+        "Go: ring of 1,000,000 goroutines, per hop",
+        |i| go_ring_ns(i, 2);
+        "hot_potato_1m_ratio_to_go",
+        "ours / Go (ratio)"
+    ],
+    then Row {
         key: "hot_potato_1m_over_10k_ratio",
         label: "hot potato: ring of 1,000,000 over ring of 10,000, per hop (ratio; goal <= 3)",
         measure: |i| ring_ns(i, 2) / ring_ns(i, 1),
@@ -321,6 +302,25 @@ fn wake_per_tasklet(iterations: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each entry gives ours, Go's and (if named) the ratio row ours / Go, then the rows
+    /// after `then`.
+    #[test]
+    fn beside_go_builds_each_triple_and_its_ratio() {
+        fn two(_: u64) -> f64 {
+            2.0
+        }
+        const ROWS: &[Row] = beside_go![
+            ["a_ns", "a", two; "go_a_ns", "Go: a", |_| 8.0; "a_ratio", "ours / Go"],
+            ["b_ns", "b", |i| i as f64; "go_b_ns", "Go: b", two],
+            then Row { key: "c", label: "c", measure: two },
+        ];
+        let keys: Vec<&str> = ROWS.iter().map(|r| r.key).collect();
+        assert_eq!(keys, ["a_ns", "go_a_ns", "a_ratio", "b_ns", "go_b_ns", "c"]);
+        assert_eq!((ROWS[2].measure)(1), 0.25);
+        assert_eq!((ROWS[3].measure)(7), 7.0);
+        assert_eq!(ROWS[1].label, "Go: a");
+    }
 
     #[test]
     fn a_small_scale_run_measures_every_number() {
