@@ -119,11 +119,6 @@ fn skip_reason() -> Option<&'static str> {
     if death::under_qemu_user() {
         return Some("under qemu-user (gdb debugs native programs here)");
     }
-    if std::env::var_os("MICROTHREAD_UNDER_ASAN").is_some() {
-        // KNOWN GAP (open): under ASan's use-after-return checks the frames live on ASan's
-        // fake stacks and gdb did not find the tasklets (seen once, not yet understood).
-        return Some("under AddressSanitizer (not yet supported)");
-    }
     if Command::new("gdb").arg("--version").output().is_err() {
         return Some("gdb is not installed");
     }
