@@ -329,6 +329,31 @@ impl Context {
     /// resumed by every full switch; pair it with itself. Elsewhere than x86_64 this is
     /// [`Context::switch`].
     ///
+    /// ```
+    /// use microthread::context::Context;
+    /// use microthread::stack::Stack;
+    ///
+    /// unsafe extern "C" fn ping(from: Context, data: usize, _arg: usize) -> ! {
+    ///     // SAFETY: `from` is main, suspended in its `switch_jump`.
+    ///     let back = unsafe { from.switch_jump(data + 1) };
+    ///     // SAFETY: main again, a plain full frame; this frame is never resumed.
+    ///     unsafe { back.from.exit(back.data + 1) }
+    /// }
+    ///
+    /// let stack = Stack::new(64 * 1024)?;
+    /// // SAFETY: the top is 16-aligned; the stack outlives the context.
+    /// let context = unsafe { Context::new(stack.top(), ping, 0) };
+    /// // SAFETY: a new context of this thread, on a live stack.
+    /// let t = unsafe { context.switch_jump(1) };
+    /// assert_eq!(t.data, 2);
+    /// // SAFETY: `t.from` is `ping`, suspended in its `switch_jump`.
+    /// let last = unsafe { t.from.switch_jump(10) };
+    /// assert_eq!(last.data, 11);
+    /// std::mem::forget(last.from); // meaningless after an `exit`
+    /// drop(stack);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
     /// # Safety
     /// - As [`Context::switch`].
     #[inline(always)]
@@ -342,6 +367,36 @@ impl Context {
 
     /// [`Context::switch_jump`] keeping the FP environment, as [`Context::switch_fpenv`] does:
     /// entered and left by jumps. Elsewhere than x86_64 this is [`Context::switch_fpenv`].
+    ///
+    /// ```
+    /// use microthread::context::Context;
+    /// use microthread::stack::Stack;
+    ///
+    /// unsafe extern "C" fn ping(from: Context, data: usize, _arg: usize) -> ! {
+    ///     // SAFETY: `from` is main, suspended in its `switch_fpenv_jump`.
+    ///     let back = unsafe { from.switch_fpenv_jump(data + 1) };
+    ///     // SAFETY: main again; this frame is never resumed after this switch, which is
+    ///     // an FP-environment one (main's frame saved its environment), not `exit`.
+    ///     unsafe {
+    ///         Context::end_at_next_switch();
+    ///         back.from.switch_fpenv_jump(back.data + 1);
+    ///     }
+    ///     unreachable!("an ended context was resumed")
+    /// }
+    ///
+    /// let stack = Stack::new(64 * 1024)?;
+    /// // SAFETY: the top is 16-aligned; the stack outlives the context.
+    /// let context = unsafe { Context::new(stack.top(), ping, 0) };
+    /// // SAFETY: a new context of this thread, on a live stack.
+    /// let t = unsafe { context.switch_fpenv_jump(1) };
+    /// assert_eq!(t.data, 2);
+    /// // SAFETY: `t.from` is `ping`, suspended in its `switch_fpenv_jump`.
+    /// let last = unsafe { t.from.switch_fpenv_jump(10) };
+    /// assert_eq!(last.data, 11);
+    /// std::mem::forget(last.from); // never to be resumed
+    /// drop(stack);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Safety
     /// - As [`Context::switch_fpenv`].
