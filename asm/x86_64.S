@@ -254,16 +254,18 @@
  * On entry: rdi = the context to resume (its saved sp), rsi = the word to hand it,
  *           [rsp] = our return address, which becomes the resume pc of the frame we save.
  * On exit (in the other context): rax = our saved sp, rdx = the word.
- * Entered by `call`, leaves by an indirect jump (the resume direction).
+ * Entered by `call`, leaves by an indirect jump (the resume direction); or entered by a jump
+ * with the resume pc pushed by hand (the scheduler's switch between tasklets, context.rs
+ * `switch_jump`), so that the switch neither pushes nor pops a return-stack entry.
  */
 FUNC_BEGIN(microthread_ctx_switch)
     SWITCH  jmp
 FUNC_END(microthread_ctx_switch)
 
 /*
- * The same, ending in `ret`: for the scheduler, which switches every tasklet from one call
- * site, so that the target always waits at our own return address; and for a coroutine's
- * suspend, entered by a jump (see context.rs `switch_back`).
+ * The same, ending in `ret`: for switches made from one call site, so that the target always
+ * waits at our own return address (context.rs `switch_ret`); and for a coroutine's suspend,
+ * entered by a jump (see context.rs `switch_back`).
  */
 FUNC_BEGIN(microthread_ctx_switch_ret)
     SWITCH  ret
@@ -271,7 +273,8 @@ FUNC_END(microthread_ctx_switch_ret)
 
 /*
  * As microthread_ctx_switch, also saving and restoring the FP environment (see
- * SWITCH_FPENV). On entry and exit: as microthread_ctx_switch.
+ * SWITCH_FPENV). On entry and exit: as microthread_ctx_switch (also entered by a jump, from
+ * the scheduler).
  */
 FUNC_BEGIN(microthread_ctx_switch_fpenv)
     SWITCH_FPENV jmp

@@ -50,7 +50,7 @@
 //!
 //! | a context made or suspended by | is resumed by | else |
 //! |---|---|---|
-//! | [`Context::new`], [`switch`](Context::switch), [`switch_ret`](Context::switch_ret), [`switch_back`](Context::switch_back), [`switch_fpenv`](Context::switch_fpenv), [`switch_fpenv_back`](Context::switch_fpenv_back) (a *full* frame) | any of those five, or [`exit`](Context::exit) | a light switch into a full frame is undefined behaviour: it pops two words where there are six and jumps to a saved register |
+//! | [`Context::new`], [`switch`](Context::switch), [`switch_ret`](Context::switch_ret), [`switch_jump`](Context::switch_jump), [`switch_back`](Context::switch_back), [`switch_fpenv`](Context::switch_fpenv), [`switch_fpenv_jump`](Context::switch_fpenv_jump), [`switch_fpenv_back`](Context::switch_fpenv_back) (a *full* frame) | any of those, or [`exit`](Context::exit) | a light switch into a full frame is undefined behaviour: it pops two words where there are six and jumps to a saved register |
 //! | [`Context::new_light`], [`switch_light`](Context::switch_light), [`switch_light_back`](Context::switch_light_back) (a *light* frame) | [`switch_light`](Context::switch_light) or [`switch_light_back`](Context::switch_light_back) only | a full switch or `exit` into a light frame is undefined behaviour (it pops six words where there are two) |
 //!
 //! Within a kind the calls differ in how they enter and leave, which only the CPU's
@@ -61,7 +61,9 @@
 //! | [`switch`](Context::switch) | [`switch_back`](Context::switch_back) | a resumer and a context that hands control back to it (a coroutine) |
 //! | [`switch_fpenv`](Context::switch_fpenv) | [`switch_fpenv_back`](Context::switch_fpenv_back) | the same, keeping the FP environment |
 //! | [`switch_light`](Context::switch_light) | [`switch_light_back`](Context::switch_light_back) | the same, light contexts |
-//! | [`switch_ret`](Context::switch_ret) | [`switch_ret`](Context::switch_ret) | symmetric switches from one call site (a scheduler loop) |
+//! | [`switch_ret`](Context::switch_ret) | [`switch_ret`](Context::switch_ret) | symmetric switches from one call site |
+//! | [`switch_jump`](Context::switch_jump) | [`switch_jump`](Context::switch_jump) | symmetric switches from many call sites (the scheduler) |
+//! | [`switch_fpenv_jump`](Context::switch_fpenv_jump) | [`switch_fpenv_jump`](Context::switch_fpenv_jump) | the same, keeping the FP environment |
 //!
 //! Any other pairing of two calls of one kind is correct, only slower: each unmatched
 //! `call` or `ret` costs a mispredicted return, on this switch and on the returns after it.
@@ -115,7 +117,9 @@ use crate::sanitizer;
 ///
 /// `call`: entered by `call` (the resume direction). `jump`: entered by a jump after storing
 /// the return address by hand, so that the routine's `ret` pops nothing the predictor pushed
-/// (the suspend direction; we resume at label 2 with rsp back where it was before the push).
+/// (the suspend direction), or, with a routine that leaves by a jump, so that the switch
+/// touches no return-address prediction at all (`Context::switch_jump`); either way we
+/// resume at label 2 with rsp back where it was before the push.
 /// `light`: the routine saves only rbx and rbp, so r12-r15 are declared clobbered and the
 /// compiler saves whichever of them are live. Caller-saved registers are clobbered in every
 /// case. No block is `nostack`, so the compiler keeps nothing in the red zone under rsp.
@@ -301,8 +305,9 @@ impl Context {
     /// As [`Context::switch`], but the switch ends in a return instead of an indirect jump.
     /// The return is predicted from the return-stack buffer, so this is the faster form when
     /// the target was itself suspended by a switch made from the same call site as this one
-    /// (a scheduler that switches every tasklet from one place), and the slower form
-    /// otherwise (asymmetric resume/suspend pairs).
+    /// (and nothing returns past that site before the next switch), and the slower form
+    /// otherwise (asymmetric resume/suspend pairs; a scheduler, whose tasklets wait in
+    /// different callers, uses [`Context::switch_jump`]).
     ///
     /// # Safety
     /// - As [`Context::switch`].
@@ -311,6 +316,95 @@ impl Context {
         let suspension = sanitizer::start_switch(self.sp.as_ptr());
         // SAFETY: the caller's obligation.
         let transfer = unsafe { self.raw_switch_ret(data) };
+        sanitizer::finish_switch(suspension);
+        transfer
+    }
+
+    /// As [`Context::switch`], entered and left by jumps: the switch neither pushes nor pops
+    /// a return address, so the CPU's return-address predictor is left exactly as the
+    /// switching context's own calls left it. For symmetric switches between contexts that
+    /// wait at different places (a scheduler's main loop and a tasklet's): a switch entered by
+    /// `call` or left by `ret` there mispredicts whenever the two sides' call sites differ,
+    /// while this one's only indirect jump is predicted from the branch history. Resumes and is
+    /// resumed by every full switch; pair it with itself. Elsewhere than x86_64 this is
+    /// [`Context::switch`].
+    ///
+    /// ```
+    /// use microthread::context::Context;
+    /// use microthread::stack::Stack;
+    ///
+    /// unsafe extern "C" fn ping(from: Context, data: usize, _arg: usize) -> ! {
+    ///     // SAFETY: `from` is main, suspended in its `switch_jump`.
+    ///     let back = unsafe { from.switch_jump(data + 1) };
+    ///     // SAFETY: main again, a plain full frame; this frame is never resumed.
+    ///     unsafe { back.from.exit(back.data + 1) }
+    /// }
+    ///
+    /// let stack = Stack::new(64 * 1024)?;
+    /// // SAFETY: the top is 16-aligned; the stack outlives the context.
+    /// let context = unsafe { Context::new(stack.top(), ping, 0) };
+    /// // SAFETY: a new context of this thread, on a live stack.
+    /// let t = unsafe { context.switch_jump(1) };
+    /// assert_eq!(t.data, 2);
+    /// // SAFETY: `t.from` is `ping`, suspended in its `switch_jump`.
+    /// let last = unsafe { t.from.switch_jump(10) };
+    /// assert_eq!(last.data, 11);
+    /// std::mem::forget(last.from); // meaningless after an `exit`
+    /// drop(stack);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Safety
+    /// - As [`Context::switch`].
+    #[inline(always)]
+    pub unsafe fn switch_jump(self, data: usize) -> Transfer {
+        let suspension = sanitizer::start_switch(self.sp.as_ptr());
+        // SAFETY: the caller's obligation.
+        let transfer = unsafe { self.raw_switch_jump(data) };
+        sanitizer::finish_switch(suspension);
+        transfer
+    }
+
+    /// [`Context::switch_jump`] keeping the FP environment, as [`Context::switch_fpenv`] does:
+    /// entered and left by jumps. Elsewhere than x86_64 this is [`Context::switch_fpenv`].
+    ///
+    /// ```
+    /// use microthread::context::Context;
+    /// use microthread::stack::Stack;
+    ///
+    /// unsafe extern "C" fn ping(from: Context, data: usize, _arg: usize) -> ! {
+    ///     // SAFETY: `from` is main, suspended in its `switch_fpenv_jump`.
+    ///     let back = unsafe { from.switch_fpenv_jump(data + 1) };
+    ///     // SAFETY: main again; this frame is never resumed after this switch, which is
+    ///     // an FP-environment one (main's frame saved its environment), not `exit`.
+    ///     unsafe {
+    ///         Context::end_at_next_switch();
+    ///         back.from.switch_fpenv_jump(back.data + 1);
+    ///     }
+    ///     unreachable!("an ended context was resumed")
+    /// }
+    ///
+    /// let stack = Stack::new(64 * 1024)?;
+    /// // SAFETY: the top is 16-aligned; the stack outlives the context.
+    /// let context = unsafe { Context::new(stack.top(), ping, 0) };
+    /// // SAFETY: a new context of this thread, on a live stack.
+    /// let t = unsafe { context.switch_fpenv_jump(1) };
+    /// assert_eq!(t.data, 2);
+    /// // SAFETY: `t.from` is `ping`, suspended in its `switch_fpenv_jump`.
+    /// let last = unsafe { t.from.switch_fpenv_jump(10) };
+    /// assert_eq!(last.data, 11);
+    /// std::mem::forget(last.from); // never to be resumed
+    /// drop(stack);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Safety
+    /// - As [`Context::switch_fpenv`].
+    #[inline(always)]
+    pub unsafe fn switch_fpenv_jump(self, data: usize) -> Transfer {
+        let suspension = sanitizer::start_switch(self.sp.as_ptr());
+        // SAFETY: the caller's obligation.
+        let transfer = unsafe { self.raw_switch_fpenv_jump(data) };
         sanitizer::finish_switch(suspension);
         transfer
     }
@@ -511,6 +605,44 @@ impl Context {
         // SAFETY: forwarded.
         unsafe {
             self.raw_switch(data)
+        }
+    }
+
+    /// # Safety
+    /// - As [`Context::switch`].
+    #[inline(always)]
+    unsafe fn raw_switch_jump(self, data: usize) -> Transfer {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the routine saves every callee-saved register on our stack and resumes
+        // `self` (caller's obligation), leaving by `pop rcx; jmp *rcx`; see `x86_switch!`.
+        unsafe {
+            x86_switch!(jump, arch::microthread_ctx_switch, self.sp.as_ptr(), data)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        // SAFETY: forwarded.
+        unsafe {
+            self.raw_switch(data)
+        }
+    }
+
+    /// # Safety
+    /// - As [`Context::switch_fpenv`].
+    #[inline(always)]
+    unsafe fn raw_switch_fpenv_jump(self, data: usize) -> Transfer {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `raw_switch_jump`, and the routine also saves the FP environment.
+        unsafe {
+            x86_switch!(
+                jump,
+                arch::microthread_ctx_switch_fpenv,
+                self.sp.as_ptr(),
+                data
+            )
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        // SAFETY: forwarded.
+        unsafe {
+            self.raw_switch_fpenv(data)
         }
     }
 

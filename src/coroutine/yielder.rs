@@ -8,7 +8,8 @@
 //! coroutine is the one running there, and the innermost one on that stack. Called from anywhere else (a
 //! child coroutine that was handed the outer `&Yielder` as its input, say) it panics with a
 //! sentence before it touches any state. Stacks never overlap, so the check is exact; it
-//! costs two address comparisons.
+//! costs one subtraction and one comparison (`sp - limit < top - limit`, unsigned), which
+//! also covers the flag of a forced unwind (see `Yielder::fast_span`).
 //!
 //! # Suspending and unwinding
 //!
@@ -117,10 +118,16 @@ pub(super) struct Start<F> {
 /// unwind starts again, since the coroutine must end. A payload carried by user code to the
 /// first frame of a coroutine that is not being dropped is an ordinary panic of it.
 pub struct Yielder<I, Y> {
-    /// The context that resumed us; `None` only while we are suspended.
+    /// The context that resumed us, from the first resume on (never `None`). While we are
+    /// suspended it is a stale copy, already resumed and never used, until the switch back
+    /// into us overwrites it (not clearing it saves a store per switch).
     resumer: Cell<Option<Context>>,
     /// Set once a drop asked us to unwind.
     unwinding: Cell<bool>,
+    /// `stack_top - stack_limit` while a suspend may take the fast path, 0 once `unwinding`
+    /// is set: then no stack pointer passes the fast path's range check, and every suspend
+    /// takes the slow path, which checks each condition itself. One comparison for both.
+    fast_span: Cell<usize>,
     /// Whether the thread was panicking when we were last switched into: the resumer was.
     resumer_panicking: Cell<bool>,
     /// The lowest usable address of our stack.
@@ -162,13 +169,16 @@ impl<I, Y> Yielder<I, Y> {
     /// ```
     #[inline]
     pub fn suspend(&self, value: Y) -> I {
-        // One branch for the three rare cases; `|`, not `||`, so the fast path has no more.
-        if !self.on_own_stack() | self.unwinding.get() | std::thread::panicking() {
+        // One branch for the three rare cases (`fast_span` is 0 while unwinding); `|`, not
+        // `||`, so the fast path has no more.
+        let off_fast_path = stack_pointer().wrapping_sub(self.stack_limit) >= self.fast_span.get();
+        if off_fast_path | std::thread::panicking() {
             self.check_may_suspend();
         }
-        // SAFETY: a running coroutine always holds its resumer (it is only taken here and in
-        // the entry's last switch, and put back when we are resumed), and we run on its stack.
-        let resumer = unsafe { self.resumer.take().unwrap_unchecked() };
+        // SAFETY: a running coroutine always holds its resumer, and we run on its stack. The
+        // handle is copied out, not taken: the cell holds a stale copy (never resumed, never
+        // read) while we are suspended, until the switch back into us overwrites it.
+        let resumer = unsafe { ptr::read(self.resumer.as_ptr()).unwrap_unchecked() };
         let mut message = MaybeUninit::new(Reply {
             kind: Kind::Yield,
             payload: value,
@@ -186,6 +196,7 @@ impl<I, Y> Yielder<I, Y> {
             Resume::Input(input) => input,
             Resume::Unwind => {
                 self.unwinding.set(true);
+                self.fast_span.set(0);
                 panic::resume_unwind(Box::new(ForcedUnwind))
             }
         }
@@ -194,8 +205,8 @@ impl<I, Y> Yielder<I, Y> {
     /// Whether we run on this Yielder's stack, in a frame of its coroutine.
     #[inline(always)]
     fn on_own_stack(&self) -> bool {
-        let here = stack_pointer();
-        self.stack_limit <= here && here < self.stack_top
+        // Unsigned: a stack pointer below the limit wraps round to a huge offset.
+        stack_pointer().wrapping_sub(self.stack_limit) < self.stack_top - self.stack_limit
     }
 
     /// The slow path of a suspend from another stack, while the thread is panicking, or after a
@@ -280,6 +291,7 @@ where
     let yielder = Yielder {
         resumer: Cell::new(Some(from)),
         unwinding: Cell::new(false),
+        fast_span: Cell::new(arg - stack_limit),
         resumer_panicking: Cell::new(resumer_panicking),
         stack_limit,
         // The context was laid out below `arg`, so every frame of this coroutine is too.
@@ -300,9 +312,8 @@ where
             Suspend::Unwound
         }
     };
-    let resumer = yielder
-        .resumer
-        .take()
+    // SAFETY: as in `suspend`: copied out (nothing reads the cell again).
+    let resumer = unsafe { ptr::read(yielder.resumer.as_ptr()) }
         .expect("a running coroutine knows its resumer");
     let fpenv = yielder.preserve_fp_env;
     // The yielder is plain data (no `Drop`): nothing of it needs releasing before the last
