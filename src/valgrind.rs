@@ -31,7 +31,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// `VG_USERREQ__RUNNING_ON_VALGRIND` from `valgrind.h`: answers how deep we are nested.
-#[cfg(test)]
 const RUNNING_ON_VALGRIND: usize = 0x1001;
 /// `VG_USERREQ__MAKE_MEM_DEFINED` from `memcheck.h` (`VG_USERREQ_TOOL_BASE('M','C') + 2`).
 const MAKE_MEM_DEFINED: usize = (b'M' as usize) << 24 | (b'C' as usize) << 16 | 2;
@@ -99,6 +98,13 @@ fn client_request(default: usize, _request: usize, _args: [usize; 5]) -> usize {
 /// Set by the first stack registration that valgrind answered: from then on, recycled stacks
 /// are announced too (see [`discard`]). Never set natively.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Whether the process runs under valgrind (asked once; natively always false). For the
+/// parker, which does not yield there (see `scheduler::thread::park`).
+pub(crate) fn running_on_valgrind() -> bool {
+    static UNDER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *UNDER.get_or_init(|| client_request(0, RUNNING_ON_VALGRIND, [0; 5]) > 0)
+}
 
 /// Whether a stack registration reached valgrind: one relaxed load, for paths that run on
 /// every spawn and must cost nothing natively.

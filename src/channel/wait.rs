@@ -155,7 +155,8 @@ fn blocked_with_error<T, const DIR: i8>(
 
 /// The partner is another thread's tasklet: it runs in its own thread, and we continue.
 /// Posted while the channel is still locked, so its own thread never finds it neither queued
-/// nor posted (see `unblock`).
+/// nor posted (see `unblock`); its thread is woken (a system call if it sleeps) only after
+/// the channel's lock is released, so that nobody waits for the lock through that call.
 #[cold]
 #[inline(never)]
 pub(super) fn wake_on_its_thread<T, L: ChannelLock>(
@@ -169,8 +170,9 @@ pub(super) fn wake_on_its_thread<T, L: ChannelLock>(
     let epoch = unsafe { (*w).epoch };
     // SAFETY: the partner is blocked (hence alive) on this channel, out of its queue now, and
     // `partner_sched` is its scheduler; it cannot run again before this wake.
-    let undelivered = unsafe { blocking::wake_on_its_thread(partner, partner_sched, epoch) };
+    let posted = unsafe { blocking::wake_on_its_thread(partner, partner_sched, epoch) };
     drop(g);
-    drop(undelivered);
+    // The wake-up, or the undelivered mail's drop: both after the lock.
+    drop(posted);
     got
 }

@@ -19,9 +19,10 @@ pub(crate) use super::thread::identity_vanished;
 pub(crate) use super::{scheduler, thread_identity, Scheduler};
 pub(crate) use crate::tasklet::{Blocker, Inner, Tasklet};
 
-/// What a cross-thread wake gives back if the partner's thread has ended: drop it after the
-/// channel's lock is released.
-pub(crate) type Undelivered = std::result::Result<(), Mail>;
+/// What a cross-thread wake gives back: drop it after the channel's lock is released. It
+/// makes the wake-up's system call then (if the partner's thread sleeps), and holds the mail
+/// if the partner's thread has ended.
+pub(crate) type Undelivered = super::thread::Posted;
 
 impl Scheduler {
     /// The running tasklet.
@@ -185,5 +186,5 @@ pub(crate) unsafe fn wake_on_its_thread(
     // SAFETY: a blocked tasklet's scheduler is alive (it ends only after killing and
     // unlinking its tasklets); its shared part is reference-counted.
     let shared = unsafe { (*partner_sched).shared.clone() };
-    shared.post(Mail::Wake(SendArc(arc), epoch))
+    shared.post_deferring_wake(Mail::Wake(SendArc(arc), epoch))
 }

@@ -9,10 +9,11 @@
 //! [`RemoteTasklet`]'s queries) is one atomic byte its thread publishes at every change.
 //!
 //! A thread whose ring is empty while some of its tasklets wait for other threads first spins
-//! briefly, watching the mail flag, then sleeps on a futex word of its own (no polling) until
-//! mail arrives; see `park` for how long it spins (adaptively, never on more than half the
-//! CPUs, never when nobody could post) and why a post to a thread that runs or spins costs
-//! no system call, and many posts to a sleeper one.
+//! briefly, watching the mail flag, then yields its CPU briefly (looking again after each
+//! yield), then sleeps on a futex word of its own (no polling) until mail arrives; see `park`
+//! for how long it spins and yields (adaptively, spinning never on more than half the CPUs,
+//! neither when nobody could post) and why a post to a thread that runs, spins or yields
+//! costs no system call, and many posts to a sleeper one.
 //!
 //! # Deadlock detection: what is and is not detected
 //! A thread *counts as awake* from its first use of microthread (or from [`spawn_thread`],
@@ -120,6 +121,22 @@ pub(crate) struct Shared {
     /// This thread's entry in the debugger's list of threads (`debug_root`), linked while
     /// the scheduler is in `REGISTRY.live`.
     pub(crate) debug: super::debug_root::DebugThread,
+}
+
+/// A post made by [`Shared::post_deferring_wake`]: wakes the owner (if it waits for this
+/// mail) when dropped; holds the mail if its thread's scheduler had ended (dropped then too).
+#[must_use = "dropping it makes the wake-up: drop it where the poster's locks are released"]
+pub(crate) struct Posted {
+    shared: Arc<Shared>,
+    delivered: std::result::Result<Option<u32>, Mail>,
+}
+
+impl Drop for Posted {
+    fn drop(&mut self) {
+        if let Ok(Some(episode)) = self.delivered {
+            self.shared.parker.unpark(episode);
+        }
+    }
 }
 
 /// Threads with a live scheduler that are neither asleep in `Shared::sleep` nor blocked in
@@ -234,6 +251,18 @@ impl Shared {
         Ok(())
     }
 
+    /// As [`Shared::post`], but the wake-up (the system call, if the owner sleeps) is made
+    /// only when the returned [`Posted`] is dropped: a poster that holds a lock of its own (a
+    /// channel's) drops it after releasing that lock, so that the other users of the lock
+    /// never wait through the system call, nor the woken owner on the lock.
+    pub(crate) fn post_deferring_wake(self: Arc<Self>, mail: Mail) -> Posted {
+        let delivered = self.deliver(mail);
+        Posted {
+            shared: self,
+            delivered,
+        }
+    }
+
     /// The mailbox half of a post: the mail goes in, and a sleeping owner is counted awake.
     /// Returns the episode to unpark (see `park`) if the owner waits or is about to.
     fn deliver(&self, mail: Mail) -> std::result::Result<Option<u32>, Mail> {
@@ -338,8 +367,8 @@ impl Shared {
         }
     }
 
-    /// Before [`Shared::sleep`]: spins briefly for mail that may be on its way (see `park`
-    /// for how long, and when not at all); true if some came. Not at all if no other thread
+    /// Before [`Shared::sleep`]: spins and yields briefly for mail that may be on its way
+    /// (see `park` for how long, and when not at all); true if some came. Not at all if no other thread
     /// counts as awake (no mail can come: `sleep` reports the deadlock at once).
     fn spin_for_mail(&self) -> bool {
         let awake = AWAKE.load(Ordering::Relaxed);
@@ -415,4 +444,30 @@ pub(crate) unsafe fn identity_vanished(identity: usize) -> bool {
     // SAFETY: schedulers are leaked, never freed (caller vouches that this is one).
     let s = unsafe { &*(identity as *const super::Scheduler) };
     s.shared.vanished.load(Ordering::Acquire)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deferred_post_wakes_its_waiting_owner_only_when_dropped() {
+        let shared = Shared::new();
+        let t = crate::Tasklet::new(|| ()).unwrap();
+        // The owner announces a wait (as `sleep` does before its last look).
+        let episode = shared.parker.prepare();
+        let posted = shared
+            .clone()
+            .post_deferring_wake(Mail::Insert(SendArc(Arc::clone(&t.inner))));
+        assert!(shared.has_mail.load(Ordering::Relaxed), "delivered at once");
+        assert_eq!(
+            shared.parker.waiting_episode(),
+            Some(episode),
+            "not woken yet"
+        );
+        drop(posted);
+        assert_eq!(shared.parker.waiting_episode(), None, "woken by the drop");
+        // Ends the test's scheduler part: the undelivered Insert comes back, dropped here.
+        drop(shared.close());
+    }
 }

@@ -6,6 +6,7 @@
 //! use microthread_report::peers::threads;
 //! assert!(threads::crossbeam_pingpong(100) > std::time::Duration::ZERO);
 //! assert!(threads::mpsc_pool(1_000) > std::time::Duration::ZERO);
+//! assert!(threads::sync_channel_pool(1_000) > std::time::Duration::ZERO);
 //! ```
 
 use std::hint::black_box;
@@ -61,6 +62,19 @@ pub fn crossbeam_pingpong(iterations: u64) -> Duration {
 /// threads are started before).
 pub fn mpsc_pool(jobs: u64) -> Duration {
     let (tx, rx) = mpsc::channel::<u64>();
+    pool(jobs, move |job| tx.send(job).expect("the workers"), rx)
+}
+
+/// As [`mpsc_pool`] on `std::sync::mpsc::sync_channel(0)`: a rendezvous, as a microthread
+/// channel is (each send waits until a worker takes the job).
+pub fn sync_channel_pool(jobs: u64) -> Duration {
+    let (tx, rx) = mpsc::sync_channel::<u64>(0);
+    pool(jobs, move |job| tx.send(job).expect("the workers"), rx)
+}
+
+/// The pool of [`mpsc_pool`] and [`sync_channel_pool`]: `send` gives a job to the channel
+/// whose receiving end is `rx`; dropping `send` closes it.
+fn pool(jobs: u64, mut send: impl FnMut(u64), rx: mpsc::Receiver<u64>) -> Duration {
     let rx = Arc::new(Mutex::new(rx));
     let workers: Vec<_> = (0..POOL_THREADS)
         .map(|_| {
@@ -79,9 +93,9 @@ pub fn mpsc_pool(jobs: u64) -> Duration {
         .collect();
     let start = Instant::now();
     for job in 0..jobs {
-        tx.send(job).expect("the workers");
+        send(job);
     }
-    drop(tx);
+    drop(send);
     let sum = workers
         .into_iter()
         .map(|w| w.join().expect("no worker panics"))

@@ -143,7 +143,14 @@ pub const PEERINGS: &[Peering] = &[
     },
     Peering {
         key: "worker_pool_job_ns",
-        peers: &[peer("std mpsc, 4 threads", threads::mpsc_pool, Some(2.0))],
+        peers: &[
+            peer("std mpsc, 4 threads", threads::mpsc_pool, Some(2.0)),
+            peer(
+                "std sync_channel(0), 4 threads",
+                threads::sync_channel_pool,
+                None,
+            ),
+        ],
     },
 ];
 
