@@ -68,11 +68,17 @@ pub fn parse(text: &str) -> GoOutput {
 
 /// Runs `go run PROGRAM ARGS` with the `go` at `go` (a name on the `PATH` or a path).
 fn run_uncached(go: &str, args: &[String]) -> GoRun {
-    let out = Command::new(go)
-        .arg("run")
-        .args(args)
-        .env("GOMAXPROCS", "1")
-        .output();
+    // Looked up first rather than judged by the spawn's error: under qemu-user a failed
+    // `exec` is not reported back to the parent, which sees only a child that failed.
+    let out = if is_installed(go) {
+        Command::new(go)
+            .arg("run")
+            .args(args)
+            .env("GOMAXPROCS", "1")
+            .output()
+    } else {
+        Err(std::io::ErrorKind::NotFound.into())
+    };
     match out {
         Err(_) => Err(format!(
             "Go: `{go}` not found (apt-get install golang-go): the rows show no Go numbers"
@@ -86,6 +92,20 @@ fn run_uncached(go: &str, args: &[String]) -> GoRun {
         )),
         Ok(o) => Ok(Rc::new(parse(&String::from_utf8_lossy(&o.stdout)))),
     }
+}
+
+/// Whether `go` names an executable file: a path, or a name found in a `PATH` directory.
+fn is_installed(go: &str) -> bool {
+    let executable = |p: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt;
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if go.contains('/') {
+        return executable(std::path::Path::new(go));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(go))))
 }
 
 /// [`run`] with the `go` at `go`, cached by program and arguments (not by `go`: one process
