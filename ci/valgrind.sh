@@ -34,7 +34,10 @@ valgrind --version
 
 host="$(rustc -vV | sed -n 's/^host: //p')"
 runner_var="CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$host")_RUNNER"
-export "$runner_var"="valgrind --quiet --error-exitcode=1 --trace-children=no --child-silent-after-fork=yes --leak-check=no"
+# --fair-sched=yes: valgrind runs one thread at a time, and its default lock lets a spinning
+# thread take it back at once, so the time-slice tests' timer thread waited for seconds
+# (their slices never fired under a busy harness); the fair lock hands it round in turn.
+export "$runner_var"="valgrind --quiet --fair-sched=yes --error-exitcode=1 --trace-children=no --child-silent-after-fork=yes --leak-check=no"
 export MICROTHREAD_TEST_SCALE="${MICROTHREAD_TEST_SCALE:-10}"
 export MICROTHREAD_UNDER_VALGRIND=1
 export CARGO_TERM_COLOR=never
