@@ -14,8 +14,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 if ! command -v go >/dev/null; then
     echo "go-peers: installing golang-go" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y golang-go >/dev/null ||
-        { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y golang-go >/dev/null; }
+    source ci/lib/apt.bash
+    ci_apt_get install -y golang-go >/dev/null ||
+        { ci_apt_get update >/dev/null && ci_apt_get install -y golang-go >/dev/null; }
 fi
 grep -m1 'model name' /proc/cpuinfo || true
 out=$(cargo run --release --bin microthread -- --row spawn_1m --row tasklet_spawn_ns \
