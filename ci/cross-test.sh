@@ -2,9 +2,14 @@
 # ci/cross-test.sh: builds and tests microthread for aarch64 and riscv64 under qemu-user.
 #
 # Installs the cross toolchains, qemu-user and the Rust targets only if they are missing, then
-# runs `cargo test --lib --bins --tests` (unit, integration and property tests) and `cargo test
-# --benches` (criterion's smoke mode) for every target in $TARGETS, and prints one summary line
-# per target. Exits non-zero if any target failed, after running all of them.
+# runs `cargo test --lib --bins --tests --benches` (unit, integration and property tests, and
+# the benchmarks in criterion's smoke mode) for every target in $TARGETS, and prints one
+# summary line per target. Exits non-zero if any target failed, after running all of them.
+# One cargo command per target: `--benches` alone also selects the lib and bin targets (they
+# are `bench = true`), so a second command ran their unit tests under qemu a second time.
+# Links with the Rust toolchain's own lld (rust-lld, through the cross gcc's -fuse-ld=lld):
+# GNU ld took most of the time of each test binary's link; rustc already links with it
+# natively on x86_64. Without rust-lld in the toolchain, GNU ld links as before.
 # The doc tests (about 270 API examples, each its own binary: 3 minutes per target under
 # qemu) run natively only, in `cargo test` and the ASan leg: they show the API, while the
 # arch-specific code (switches, stacks, signals) is what the unit and integration tests here
@@ -30,11 +35,9 @@ for dir in /usr/aarch64-linux-gnu/include /usr/riscv64-linux-gnu/include; do
 done
 if ((need_apt)); then
     echo "cross-test: installing ${apt_packages[*]}"
-    sudo=()
-    ((EUID == 0)) || sudo=(sudo)
-    "${sudo[@]}" apt-get update
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y --no-install-recommends "${apt_packages[@]}"
+    source ci/lib/apt.bash
+    ci_apt_get update
+    ci_apt_get install -y --no-install-recommends "${apt_packages[@]}"
 fi
 
 rust_targets=(aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu)
@@ -63,6 +66,15 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
 export CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_LINKER=riscv64-linux-gnu-gcc
 export CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_RUNNER="qemu-riscv64 -L /usr/riscv64-linux-gnu"
+host="$(rustc -vV | sed -n 's/^host: //p')"
+gcc_ld="$(rustc --print sysroot)/lib/rustlib/$host/bin/gcc-ld"
+if [[ -x $gcc_ld/ld.lld ]]; then
+    lld_flags="-C link-arg=-fuse-ld=lld -C link-arg=-B$gcc_ld"
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="$lld_flags"
+    export CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_RUSTFLAGS="$lld_flags"
+else
+    echo "cross-test: no rust-lld in the toolchain ($gcc_ld/ld.lld): linking with GNU ld"
+fi
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export CC_riscv64gc_unknown_linux_gnu=riscv64-linux-gnu-gcc
 export RUST_BACKTRACE=1
@@ -91,10 +103,10 @@ for t in $TARGETS; do
     echo "=== $t"
     start=$SECONDS
     status=pass
-    targets=(--lib --bins --tests)
-    [[ ${MICROTHREAD_CROSS_DOC_TESTS:-0} == 1 ]] && targets=()
-    run cargo test --target "$t" --no-fail-fast "${targets[@]}" || status=fail
-    run cargo test --target "$t" --benches || status=fail
+    run cargo test --target "$t" --no-fail-fast --lib --bins --tests --benches || status=fail
+    if [[ ${MICROTHREAD_CROSS_DOC_TESTS:-0} == 1 ]]; then
+        run cargo test --target "$t" --no-fail-fast --doc || status=fail
+    fi
     seconds=$((SECONDS - start))
     [[ $status == pass ]] || failed=1
     summary+=("$(printf '%-32s %-4s %5ds' "$t" "$status" "$seconds")")
