@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 TARGETS="${TARGETS:-aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu}"
-CARGO_TIMEOUT="${CARGO_TIMEOUT:-1500}"
+CARGO_TIMEOUT="${CARGO_TIMEOUT:-2400}"
 
 # --- tools -----------------------------------------------------------------------------------
 
