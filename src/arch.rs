@@ -61,6 +61,7 @@ pub(crate) const INITIAL_LIGHT_FRAME_SIZE: usize = 0x28;
 /// # Safety
 /// - `top` must be 16-aligned and the `INITIAL_LIGHT_FRAME_SIZE` bytes below it writable.
 #[cfg(target_arch = "x86_64")]
+#[inline]
 pub(crate) unsafe fn init_light_frame(top: *mut u8, entry: usize, arg: usize) -> *mut u8 {
     debug_assert_eq!(
         top as usize % STACK_ALIGN,

@@ -440,6 +440,7 @@ impl Context {
     ///
     /// # Safety
     /// - As [`Context::new`], with [`Context::INITIAL_LIGHT_FRAME_SIZE`] bytes for the frame.
+    #[inline]
     pub unsafe fn new_light(top: *mut u8, entry: Entry, arg: usize) -> Context {
         // SAFETY: the caller vouches for the memory below `top` (the sanitizer's header is
         // counted in INITIAL_LIGHT_FRAME_SIZE).

@@ -220,7 +220,7 @@ use std::mem::{self, MaybeUninit};
 use std::panic;
 use std::ptr;
 
-use crate::context::Context;
+use crate::context::{Context, Transfer};
 use crate::stack::{pool, Stack};
 
 mod builder;
@@ -233,17 +233,18 @@ mod yielder;
 
 pub use builder::Builder;
 pub use generator::{generator, scoped_generator, Generator, ScopedGenerator};
-use message::{ForcedUnwind, Kind, Reply, Resume, Suspend};
+use message::{ForcedUnwind, Resume, Slot, Suspend, LAST};
 pub(crate) use placement::fits_at_stack_top;
 pub use result::{CoroutineResult, ResumeError};
 pub use scoped::ScopedCoroutine;
 pub use yielder::Yielder;
 
+/// Where a coroutine is. There is no "running" state: a running coroutine is mutably borrowed
+/// by the resume that runs it, so nothing can look at it until it suspends or finishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     NotStarted,
     Suspended,
-    Running,
     Finished,
 }
 
@@ -252,11 +253,16 @@ enum State {
 /// `I` is what each resume passes in, `Y` what each suspension passes out, and `R` what the
 /// function returns.
 pub struct Coroutine<I, Y, R> {
-    /// The suspended coroutine; `None` while it runs and after it finished.
+    /// The suspended coroutine; `None` once it finished. While it runs, a stale copy of the
+    /// handle that resumed it (never used: the switch back overwrites it; not clearing it saves
+    /// a store per switch).
     context: Option<Context>,
     /// Its stack; `None` once it finished (the stack went back to the pool).
     stack: Option<Stack>,
     state: State,
+    /// The one test of a resume's fast path: not finished, and switched with the light switch
+    /// (not `preserve_fp_env`). Anything else takes [`Coroutine::try_resume_other`].
+    light_resumable: bool,
     id: u64,
     preserve_fp_env: bool,
     /// Until the first resume, the closure lives at the top of the stack, here.
@@ -325,11 +331,21 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     /// ```
     ///
     /// # Panics
-    /// If the coroutine has finished or is running, with the sentence of [`ResumeError`];
+    /// If the coroutine has finished, with the sentence of [`ResumeError::Finished`];
     /// and with the coroutine's own panic, if it panics.
     #[inline(always)]
     pub fn resume(&mut self, input: I) -> CoroutineResult<Y, R> {
-        match self.try_resume(input) {
+        if !self.light_resumable {
+            return self.resume_other(input);
+        }
+        // SAFETY: `light_resumable`: a light coroutine that has not finished.
+        result_of(unsafe { self.switch_in_light(Resume::Input(input)) })
+    }
+
+    /// [`Coroutine::resume`] off the light path (see [`Coroutine::try_resume_other`]).
+    #[inline(never)]
+    fn resume_other(&mut self, input: I) -> CoroutineResult<Y, R> {
+        match self.try_resume_other(input) {
             Ok(r) => r,
             Err(e) => resume_failed(e),
         }
@@ -347,66 +363,106 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     /// ```
     ///
     /// # Errors
-    /// [`ResumeError::Finished`] or [`ResumeError::Running`].
+    /// [`ResumeError::Finished`]. (A running coroutine cannot be resumed at all: the resume
+    /// that runs it holds it mutably borrowed.)
     #[inline(always)]
     pub fn try_resume(&mut self, input: I) -> Result<CoroutineResult<Y, R>, ResumeError> {
+        if !self.light_resumable {
+            return self.try_resume_other(input);
+        }
+        // SAFETY: `light_resumable`: a light coroutine that has not finished.
+        let reply = unsafe { self.switch_in_light(Resume::Input(input)) };
+        Ok(result_of(reply))
+    }
+
+    /// [`Coroutine::try_resume`] of a finished coroutine or of one that keeps the FP
+    /// environment: out of line, so that the light path stays one test.
+    #[inline(never)]
+    fn try_resume_other(&mut self, input: I) -> Result<CoroutineResult<Y, R>, ResumeError> {
         match self.state {
             State::NotStarted | State::Suspended => {}
-            State::Running => return Err(ResumeError::Running),
             State::Finished => return Err(ResumeError::Finished),
         }
-        let message = self.switch_in(Resume::Input(input));
-        Ok(match message {
-            Suspend::Yield(y) => CoroutineResult::Yield(y),
-            Suspend::Return(r) => CoroutineResult::Return(r),
-            Suspend::Panic(payload) => rethrow(payload),
-            // Only a drop sends Unwind, and a drop does not come through here.
-            Suspend::Unwound => unreachable!("a coroutine unwound without being dropped"),
-        })
+        Ok(result_of(self.switch_in(Resume::Input(input))))
     }
 
     /// Switches into the coroutine with `message` and returns what it sends back, finishing
-    /// the bookkeeping (state, stack release) before anything can panic.
+    /// the bookkeeping (state, stack release) before anything can panic. Only in the
+    /// NotStarted or Suspended state.
     #[inline(always)]
     fn switch_in(&mut self, message: Resume<I>) -> Suspend<Y, R> {
-        // SAFETY: only called in the NotStarted or Suspended state, which always has one.
-        let context = unsafe { self.context.take().unwrap_unchecked() };
-        self.state = State::Running;
-        let mut message = MaybeUninit::new(message);
-        // SAFETY: `context` is this coroutine's suspended frame on its own live stack, on this
-        // thread (Coroutine is !Send); it is consumed here. The coroutine reads `message`
-        // exactly once before it switches back.
-        let transfer = unsafe {
-            if self.preserve_fp_env {
-                context.switch_fpenv(message.as_mut_ptr() as usize)
-            } else {
-                context.switch_light(message.as_mut_ptr() as usize)
-            }
-        };
-        // SAFETY: the coroutine passes the address of an initialised Reply on its stack, which
-        // stays valid until we resume it again and which it never reads afterwards; the tag at
-        // offset 0 (both kinds are repr(C)) says which payload type it carries.
-        let reply = unsafe {
-            if *(transfer.data as *const Kind) == Kind::Yield {
-                Suspend::Yield(ptr::read(&(*(transfer.data as *const Reply<Y>)).payload))
-            } else {
-                ptr::read(&(*(transfer.data as *const Reply<Suspend<Y, R>>)).payload)
-            }
-        };
-        match reply {
-            Suspend::Yield(_) => {
-                self.context = Some(transfer.from);
-                self.state = State::Suspended;
-            }
-            _ => {
-                // The coroutine's last switch: its frame is dead, its stack free for reuse.
-                self.state = State::Finished;
-                if let Some(stack) = self.stack.take() {
-                    pool::release(stack);
-                }
-            }
+        if !self.preserve_fp_env {
+            // SAFETY: a light coroutine (not `preserve_fp_env`), not finished (our caller's
+            // obligation).
+            return unsafe { self.switch_in_light(message) };
         }
-        reply
+        // SAFETY: NotStarted or Suspended (caller's obligation) always has a context. It is
+        // copied, not taken: the copy left behind is stale until `took_reply` overwrites it,
+        // and nothing reads it meanwhile (we hold `&mut self`).
+        let context = unsafe { ptr::read(&self.context).unwrap_unchecked() };
+        let mut slot = MaybeUninit::uninit();
+        let word = message.send(&mut slot);
+        // SAFETY: `context` is this coroutine's suspended frame on its own live stack, on this
+        // thread (Coroutine is !Send), made or suspended by an FP-environment (full) switch;
+        // it is consumed here. The coroutine reads the message exactly once before it
+        // switches back.
+        let transfer = unsafe { context.switch_fpenv(word) };
+        // SAFETY: the coroutine's reply, as `took_reply` wants it.
+        unsafe { self.took_reply(transfer) }
+    }
+
+    /// [`Coroutine::switch_in`] of a light coroutine.
+    ///
+    /// # Safety
+    /// - The coroutine is not `preserve_fp_env`, and NotStarted or Suspended.
+    #[inline(always)]
+    unsafe fn switch_in_light(&mut self, message: Resume<I>) -> Suspend<Y, R> {
+        // SAFETY: as in `switch_in`: a copy, overwritten before anything reads it.
+        let context = unsafe { ptr::read(&self.context).unwrap_unchecked() };
+        let mut slot = MaybeUninit::uninit();
+        let word = message.send(&mut slot);
+        // SAFETY: as in `switch_in`; a light coroutine's frames are light (made by
+        // `new_light`, suspended by `switch_light_back`).
+        let transfer = unsafe { context.switch_light(word) };
+        // SAFETY: the coroutine's reply, as `took_reply` wants it.
+        unsafe { self.took_reply(transfer) }
+    }
+
+    /// Reads the coroutine's reply and records what it means: suspended again, or finished
+    /// (its stack back to the pool).
+    ///
+    /// # Safety
+    /// - `transfer` is what the switch into this coroutine returned: its word is the address
+    ///   of an initialised [`Slot`] on the coroutine's stack, plus [`LAST`] for its last
+    ///   message (see `message.rs`), valid until we resume it again and never read by it
+    ///   afterwards.
+    #[inline(always)]
+    unsafe fn took_reply(&mut self, transfer: Transfer) -> Suspend<Y, R> {
+        if transfer.data & LAST == 0 {
+            // SAFETY: a yield's slot (caller's obligation).
+            let Slot(value) = unsafe { ptr::read(transfer.data as *const Slot<Y>) };
+            self.context = Some(transfer.from);
+            self.state = State::Suspended;
+            Suspend::Yield(value)
+        } else {
+            // SAFETY: the last message's slot (caller's obligation).
+            let Slot(last) =
+                unsafe { ptr::read((transfer.data - LAST) as *const Slot<Suspend<Y, R>>) };
+            // The coroutine's last switch: its frame is dead, its stack free for reuse.
+            self.finish();
+            last
+        }
+    }
+
+    /// Marks the coroutine finished and gives its stack back to the pool.
+    #[inline(always)]
+    fn finish(&mut self) {
+        self.context = None;
+        self.state = State::Finished;
+        self.light_resumable = false;
+        if let Some(stack) = self.stack.take() {
+            pool::release(stack);
+        }
     }
 
     /// Whether the coroutine has returned or panicked.
@@ -453,16 +509,26 @@ impl<I, Y, R> Coroutine<I, Y, R> {
 }
 
 impl<I, Y, R> Drop for Coroutine<I, Y, R> {
+    /// Inline, so that dropping a finished coroutine (the usual end) costs one test, or
+    /// nothing where the compiler sees the state; the rest is out of line.
+    #[inline]
     fn drop(&mut self) {
+        if self.state != State::Finished {
+            self.drop_unfinished();
+        }
+    }
+}
+
+impl<I, Y, R> Coroutine<I, Y, R> {
+    /// [`Drop`] of a coroutine that has not finished: drops its closure, or unwinds it.
+    #[inline(never)]
+    fn drop_unfinished(&mut self) {
         match self.state {
             State::NotStarted => {
                 // SAFETY: the closure was written at `closure` by `place` and never moved out,
                 // since the coroutine never started.
                 unsafe { (self.drop_closure)(self.closure) };
-                self.state = State::Finished;
-                if let Some(stack) = self.stack.take() {
-                    pool::release(stack);
-                }
+                self.finish();
             }
             State::Suspended => {
                 if cfg!(panic = "abort") {
@@ -472,6 +538,7 @@ impl<I, Y, R> Drop for Coroutine<I, Y, R> {
                     self.context = None;
                     mem::forget(self.stack.take());
                     self.state = State::Finished;
+                    self.light_resumable = false;
                     return;
                 }
                 match self.switch_in(Resume::Unwind) {
@@ -486,7 +553,7 @@ impl<I, Y, R> Drop for Coroutine<I, Y, R> {
                     Suspend::Yield(_) => unreachable!("a coroutine yielded while being unwound"),
                 }
             }
-            State::Running | State::Finished => {}
+            State::Finished => {}
         }
     }
 }
@@ -497,6 +564,18 @@ impl<I, Y, R> fmt::Debug for Coroutine<I, Y, R> {
             .field("id", &self.id)
             .field("state", &self.state)
             .finish()
+    }
+}
+
+/// What a resume returns for the coroutine's message.
+#[inline(always)]
+fn result_of<Y, R>(reply: Suspend<Y, R>) -> CoroutineResult<Y, R> {
+    match reply {
+        Suspend::Yield(y) => CoroutineResult::Yield(y),
+        Suspend::Return(r) => CoroutineResult::Return(r),
+        Suspend::Panic(payload) => rethrow(payload),
+        // Only a drop sends Unwind, and a drop does not come through here.
+        Suspend::Unwound => unreachable!("a coroutine unwound without being dropped"),
     }
 }
 

@@ -24,6 +24,7 @@ mod death;
 
 use std::cell::RefCell;
 use std::hint::black_box;
+use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
@@ -359,6 +360,64 @@ fn suspending_while_the_coroutine_itself_unwinds_still_aborts_with_a_message() {
     let death = in_child(move || {
         let _ = panic::catch_unwind(AssertUnwindSafe(|| co.resume(())));
     });
+    assert_eq!(death.signal(), Some(libc::SIGABRT), "{}", death.describe());
+    assert!(
+        death
+            .stderr
+            .contains("a coroutine tried to suspend while its own stack was being unwound"),
+        "{:?}",
+        death.stderr
+    );
+}
+
+/// The note that a resumer was panicking does not outlive the next resume: a coroutine
+/// resumed once from a `Drop` during a panic (its suspend then is accepted) and then resumed
+/// normally is again refused a suspend from a destructor of its own panic. (The fast path
+/// records a panicking resumer only in a cold branch and leaves the exact bookkeeping to the
+/// slow path from then on; this is the sequence that would catch a note left stale.)
+#[test]
+fn a_resume_during_a_panic_does_not_excuse_a_later_suspend_during_the_coroutines_own_unwind() {
+    let _serial = serial();
+    struct SuspendOnDrop<'a>(&'a Yielder<(), ()>);
+    impl Drop for SuspendOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.suspend(());
+        }
+    }
+    struct ResumeOnDrop(Rc<RefCell<Coroutine<(), (), ()>>>);
+    impl Drop for ResumeOnDrop {
+        fn drop(&mut self) {
+            assert_eq!(self.0.borrow_mut().resume(()), CoroutineResult::Yield(()));
+        }
+    }
+    let death = in_child(move || {
+        let co = Rc::new(RefCell::new(
+            Coroutine::new(|y: &Yielder<(), ()>, ()| {
+                y.suspend(()); // resumed normally: the fast path's suspend
+                y.suspend(()); // resumed during the resumer's panic: accepted
+                let _d = SuspendOnDrop(y);
+                panic::resume_unwind(Box::new("the coroutine's own panic"));
+            })
+            .unwrap(),
+        ));
+        assert_eq!(co.borrow_mut().resume(()), CoroutineResult::Yield(()));
+        let guard = ResumeOnDrop(co.clone());
+        let r = panic::catch_unwind(AssertUnwindSafe(move || {
+            let _guard = guard;
+            panic::resume_unwind(Box::new("the resumer's panic"));
+        }));
+        assert!(r.is_err());
+        // Straight to fd 2: the test harness captures `eprintln!`.
+        let _ = writeln!(std::io::stderr(), "suspended during the resumer's panic");
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| co.borrow_mut().resume(())));
+    });
+    assert!(
+        death
+            .stderr
+            .contains("suspended during the resumer's panic"),
+        "{}",
+        death.describe()
+    );
     assert_eq!(death.signal(), Some(libc::SIGABRT), "{}", death.describe());
     assert!(
         death

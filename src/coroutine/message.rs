@@ -2,31 +2,60 @@
 //! of one, on its own stack, as the switch's data word.
 
 use std::any::Any;
+use std::mem::MaybeUninit;
 
-/// Message from the resumer, on the resumer's stack; the word passed is its address.
+use std::ptr;
+
+/// Message from the resumer. The word passed is the address of a `Slot<I>` on the resumer's
+/// stack for an input (even: the slot is 2-aligned), or [`UNWIND`] (odd): the coroutine
+/// tells them apart by that bit, without a load. See [`Resume::send`] and [`Resume::receive`].
 pub(super) enum Resume<I> {
     Input(I),
     /// Unwind from the suspension point: the coroutine is being dropped.
     Unwind,
 }
 
-/// What the coroutine's message is. Its yields do not know `R`, so the two kinds of message
-/// have different types, each starting with this tag at offset 0 (see [`Reply`]).
-#[derive(Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub(super) enum Kind {
-    /// A `Reply<Y>`: the value of a suspension.
-    Yield,
-    /// A `Reply<Suspend<Y, R>>`: the coroutine's last message.
-    Last,
+/// The word of a [`Resume::Unwind`].
+pub(super) const UNWIND: usize = 1;
+
+impl<I> Resume<I> {
+    /// The word that carries this message; an input is moved into `slot`, which must stay
+    /// where it is until the coroutine has read it (before it switches back).
+    #[inline(always)]
+    pub(super) fn send(self, slot: &mut MaybeUninit<Slot<I>>) -> usize {
+        match self {
+            Resume::Input(input) => {
+                slot.write(Slot(input));
+                slot.as_mut_ptr() as usize
+            }
+            Resume::Unwind => UNWIND,
+        }
+    }
+
+    /// The message a resumer sent as `word`; reads an input out of its slot.
+    ///
+    /// # Safety
+    /// - `word` is what [`Resume::send`] gave, its slot not read before and still in place.
+    #[inline(always)]
+    pub(super) unsafe fn receive(word: usize) -> Resume<I> {
+        if word & UNWIND != 0 {
+            Resume::Unwind
+        } else {
+            // SAFETY: the caller's obligation: an initialised slot, read once.
+            Resume::Input(unsafe { ptr::read(word as *const Slot<I>) }.0)
+        }
+    }
 }
 
-/// A message from the coroutine, on the coroutine's stack; the word passed is its address.
-#[repr(C)]
-pub(super) struct Reply<P> {
-    pub(super) kind: Kind,
-    pub(super) payload: P,
-}
+/// A message from the coroutine, on the coroutine's stack. The word passed is its address
+/// (even: the slot is 2-aligned) plus [`LAST`] for the coroutine's last message: a yield is a
+/// `Slot<Y>`, the last message a `Slot<Suspend<Y, R>>` (yields do not know `R`, so the two
+/// have different types). The resumer tells them apart by that bit, without a load.
+#[repr(C, align(2))]
+pub(super) struct Slot<P>(pub(super) P);
+
+/// Added to the address of the coroutine's last message (see [`Slot`]).
+pub(super) const LAST: usize = 1;
 
 /// What a resume gets back.
 pub(super) enum Suspend<Y, R> {

@@ -103,6 +103,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
             context: Some(context),
             stack: Some(stack),
             state: State::NotStarted,
+            light_resumable: !preserve_fp_env,
             id,
             preserve_fp_env,
             closure: closure as *mut u8,

@@ -104,7 +104,9 @@ impl<Y, R> CoroutineResult<Y, R> {
 pub enum ResumeError {
     /// It has finished (returned or panicked).
     Finished,
-    /// It is running: it is the caller, or one of the callers, of this resume.
+    /// It is running: it is the caller, or one of the callers, of this resume. Never returned
+    /// by this crate: the resume that runs a coroutine holds it mutably borrowed, so safe code
+    /// cannot reach it again before it suspends. Kept so that matches stay exhaustive.
     Running,
 }
 

@@ -261,7 +261,7 @@ impl<'a, I, Y, R> ScopedCoroutine<'a, I, Y, R> {
     /// ```
     ///
     /// # Errors
-    /// [`ResumeError::Finished`] or [`ResumeError::Running`].
+    /// [`ResumeError::Finished`], as [`Coroutine::try_resume`].
     #[inline(always)]
     pub fn try_resume(&mut self, input: I) -> Result<CoroutineResult<Y, R>, ResumeError> {
         self.inner.try_resume(input)

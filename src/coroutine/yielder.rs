@@ -60,7 +60,7 @@ use std::mem::MaybeUninit;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
-use super::{fatal, ForcedUnwind, Kind, Reply, Resume, Suspend};
+use super::{fatal, ForcedUnwind, Resume, Slot, Suspend, LAST};
 use crate::context::{Context, Transfer};
 
 /// What [`Coroutine::place`](super::Coroutine) writes at the top of a new coroutine's stack:
@@ -118,21 +118,25 @@ pub(super) struct Start<F> {
 /// unwind starts again, since the coroutine must end. A payload carried by user code to the
 /// first frame of a coroutine that is not being dropped is an ordinary panic of it.
 pub struct Yielder<I, Y> {
-    /// The context that resumed us, from the first resume on (never `None`). While we are
-    /// suspended it is a stale copy, already resumed and never used, until the switch back
-    /// into us overwrites it (not clearing it saves a store per switch).
-    resumer: Cell<Option<Context>>,
     /// Set once a drop asked us to unwind.
     unwinding: Cell<bool>,
-    /// `stack_top - stack_limit` while a suspend may take the fast path, 0 once `unwinding`
-    /// is set: then no stack pointer passes the fast path's range check, and every suspend
-    /// takes the slow path, which checks each condition itself. One comparison for both.
+    /// `stack_top - stack_limit` while a suspend may take the fast path, else 0: then no stack
+    /// pointer passes the fast path's range check, and every suspend takes the slow path,
+    /// which checks each condition itself. It is 0 while `unwinding`, while
+    /// `resumer_panicking`, and always for a `preserve_fp_env` coroutine (the slow path makes
+    /// its FP-environment switch). One comparison for all of them.
     fast_span: Cell<usize>,
     /// Whether the thread was panicking when we were last switched into: the resumer was.
+    /// Written only by the slow path and by the fast path's cold branch for a panicking
+    /// resumer; it is false whenever `fast_span` is not 0 (see `suspend`).
     resumer_panicking: Cell<bool>,
     /// The lowest usable address of our stack.
     stack_limit: usize,
-    /// Where our first frame starts: every frame of the coroutine is below.
+    /// Where our first frame starts: every frame of the coroutine is below. The word
+    /// `Context::top_cell(stack_top)` holds the context that resumed us, from the first resume
+    /// on: it is stored after every switch into us for backtraces, and suspends read it
+    /// (while we are suspended it is stale, already resumed and never used, until the switch
+    /// back into us overwrites it).
     stack_top: usize,
     preserve_fp_env: bool,
     _types: Variance<I, Y>,
@@ -169,37 +173,109 @@ impl<I, Y> Yielder<I, Y> {
     /// ```
     #[inline]
     pub fn suspend(&self, value: Y) -> I {
-        // One branch for the three rare cases (`fast_span` is 0 while unwinding); `|`, not
-        // `||`, so the fast path has no more.
-        let off_fast_path = stack_pointer().wrapping_sub(self.stack_limit) >= self.fast_span.get();
-        if off_fast_path | std::thread::panicking() {
-            self.check_may_suspend();
+        // One comparison for the rare cases but one (`fast_span` is 0 for them), and one test
+        // for a panicking thread. Two branches, not `|`: combined, the compiler materialised
+        // `panicking()` as a flag and tested it again (three more instructions).
+        if stack_pointer().wrapping_sub(self.stack_limit) >= self.fast_span.get() {
+            return self.suspend_slow(value);
         }
-        // SAFETY: a running coroutine always holds its resumer, and we run on its stack. The
-        // handle is copied out, not taken: the cell holds a stale copy (never resumed, never
-        // read) while we are suspended, until the switch back into us overwrites it.
-        let resumer = unsafe { ptr::read(self.resumer.as_ptr()).unwrap_unchecked() };
-        let mut message = MaybeUninit::new(Reply {
-            kind: Kind::Yield,
-            payload: value,
-        });
-        // SAFETY: `resumer` is the suspended context that resumed us, on this thread, consumed
-        // here; it reads `message` once before resuming us again.
-        let transfer =
-            unsafe { switch_back(resumer, message.as_mut_ptr() as usize, self.preserve_fp_env) };
-        // SAFETY: `stack_top` is the top our context was made with; the trampoline has run.
-        unsafe { Context::record_resumer_at_top(self.stack_top as *mut u8, &transfer.from) };
-        self.resumer.set(Some(transfer.from));
-        self.resumer_panicking.set(std::thread::panicking());
-        // SAFETY: the resumer passes the address of an initialised Resume on its stack.
-        match unsafe { ptr::read(transfer.data as *const Resume<I>) } {
+        if std::thread::panicking() {
+            return self.suspend_slow(value);
+        }
+        // The fast path: on our own stack, nothing unwinding, a light coroutine whose resumer
+        // was not panicking when it last switched into us (so `resumer_panicking` is false).
+        let mut message = MaybeUninit::new(Slot(value));
+        // SAFETY: the resumer is the suspended light context that resumed us, on this thread,
+        // consumed here; it reads `message` once before resuming us again.
+        let transfer = unsafe {
+            self.resumer()
+                .switch_light_back(message.as_mut_ptr() as usize)
+        };
+        // SAFETY: we were just switched into.
+        unsafe { self.record_resumer(&transfer.from) };
+        if std::thread::panicking() {
+            // Rare: take note, and send the next suspend down the slow path, which keeps
+            // `resumer_panicking` exact from then on.
+            self.resumed_while_panicking();
+        }
+        // SAFETY: the resumer's word, from `Resume::send`.
+        match unsafe { Resume::receive(transfer.data) } {
             Resume::Input(input) => input,
-            Resume::Unwind => {
-                self.unwinding.set(true);
-                self.fast_span.set(0);
-                panic::resume_unwind(Box::new(ForcedUnwind))
-            }
+            Resume::Unwind => self.start_forced_unwind(),
         }
+    }
+
+    /// The suspend of the rare cases: from another stack, while the thread is panicking, after
+    /// a drop asked us to unwind, after a resume by a panicking resumer, and every suspend of
+    /// a `preserve_fp_env` coroutine. Checks everything before it changes anything.
+    #[cold]
+    #[inline(never)]
+    fn suspend_slow(&self, value: Y) -> I {
+        self.check_may_suspend();
+        let mut message = MaybeUninit::new(Slot(value));
+        // SAFETY: as in `suspend`; the kind of switch is the one our frames are made for.
+        let transfer = unsafe {
+            switch_back(
+                self.resumer(),
+                message.as_mut_ptr() as usize,
+                self.preserve_fp_env,
+            )
+        };
+        // SAFETY: we were just switched into.
+        unsafe { self.record_resumer(&transfer.from) };
+        let resumer_panicking = std::thread::panicking();
+        self.resumer_panicking.set(resumer_panicking);
+        let fast = !(resumer_panicking || self.unwinding.get() || self.preserve_fp_env);
+        self.fast_span.set(if fast {
+            self.stack_top - self.stack_limit
+        } else {
+            0
+        });
+        // SAFETY: the resumer's word, from `Resume::send`.
+        match unsafe { Resume::receive(transfer.data) } {
+            Resume::Input(input) => input,
+            Resume::Unwind => self.start_forced_unwind(),
+        }
+    }
+
+    /// The context that resumed us, copied out of the top cell (which keeps a stale copy).
+    ///
+    /// # Safety
+    /// - Only while we run (the cell then holds the context that resumed us), to be resumed
+    ///   once: by the switch back to it.
+    #[inline(always)]
+    unsafe fn resumer(&self) -> Context {
+        // SAFETY: the top cell is a word of our stack's initial frame, holding the resumer
+        // from the first instruction of `entry` on (caller's obligation: we run).
+        unsafe { ptr::read(Context::top_cell(self.stack_top as *mut u8)).unwrap_unchecked() }
+    }
+
+    /// Stores the context that just switched into us in the top cell: for backtraces, and as
+    /// the resumer our next suspend switches back to.
+    ///
+    /// # Safety
+    /// - Right after a switch into us, with the `from` it returned.
+    #[inline(always)]
+    unsafe fn record_resumer(&self, from: &Context) {
+        // SAFETY: `stack_top` is the top our context was made with; the trampoline has run.
+        unsafe { Context::record_resumer_at_top(self.stack_top as *mut u8, from) };
+    }
+
+    /// The fast path's note that the thread was panicking when it switched into us.
+    #[cold]
+    #[inline(never)]
+    fn resumed_while_panicking(&self) {
+        self.resumer_panicking.set(true);
+        self.fast_span.set(0);
+    }
+
+    /// What a suspend does when a drop resumes it to unwind: unwinds, to the first frame.
+    #[cold]
+    #[inline(never)]
+    fn start_forced_unwind(&self) -> ! {
+        self.unwinding.set(true);
+        self.fast_span.set(0);
+        panic::resume_unwind(Box::new(ForcedUnwind))
     }
 
     /// Whether we run on this Yielder's stack, in a frame of its coroutine.
@@ -270,7 +346,8 @@ impl<I, Y> fmt::Debug for Yielder<I, Y> {
 ///
 /// # Safety
 /// - Only reached through the trampoline of a context made by `Coroutine::place`, with
-///   `arg` the address of the `Start<F>` it wrote and `data` the address of a `Resume<I>`.
+///   `arg` the address of the `Start<F>` it wrote and `data` the word of a `Resume<I>` (see
+///   `Resume::send`).
 pub(super) unsafe extern "C" fn entry<I, Y, R, F, const FP_ENV: bool>(
     from: Context,
     data: usize,
@@ -286,12 +363,12 @@ where
     let resumer_panicking = std::thread::panicking();
     // SAFETY: `arg` is the Start<F> `place` wrote; we move it out exactly once.
     let Start { f, stack_limit } = unsafe { ptr::read(arg as *const Start<F>) };
-    // SAFETY: the first resume passes the address of an initialised Resume on its stack.
-    let first = unsafe { ptr::read(data as *const Resume<I>) };
+    // SAFETY: the first resume's word, from `Resume::send`.
+    let first = unsafe { Resume::<I>::receive(data) };
+    let fast = !(resumer_panicking || FP_ENV);
     let yielder = Yielder {
-        resumer: Cell::new(Some(from)),
         unwinding: Cell::new(false),
-        fast_span: Cell::new(arg - stack_limit),
+        fast_span: Cell::new(if fast { arg - stack_limit } else { 0 }),
         resumer_panicking: Cell::new(resumer_panicking),
         stack_limit,
         // The context was laid out below `arg`, so every frame of this coroutine is too.
@@ -312,21 +389,17 @@ where
             Suspend::Unwound
         }
     };
-    // SAFETY: as in `suspend`: copied out (nothing reads the cell again).
-    let resumer = unsafe { ptr::read(yielder.resumer.as_ptr()) }
-        .expect("a running coroutine knows its resumer");
-    let fpenv = yielder.preserve_fp_env;
+    // SAFETY: we run; the switch below resumes it.
+    let resumer = unsafe { yielder.resumer() };
     // The yielder is plain data (no `Drop`): nothing of it needs releasing before the last
     // switch abandons this frame.
-    let mut reply = MaybeUninit::new(Reply {
-        kind: Kind::Last,
-        payload: reply,
-    });
-    // SAFETY: the final switch: the resumer reads `reply` and releases this stack without
-    // ever resuming this frame, so nothing here runs again.
+    let mut reply = MaybeUninit::new(Slot(reply));
+    // SAFETY: the final switch: the resumer reads `reply` (the slot is 2-aligned, so `LAST`
+    // marks its address) and releases this stack without ever resuming this frame, so
+    // nothing here runs again.
     unsafe {
         Context::end_at_next_switch();
-        switch_back(resumer, reply.as_mut_ptr() as usize, fpenv)
+        switch_back(resumer, reply.as_mut_ptr() as usize + LAST, FP_ENV)
     };
     fatal("a finished coroutine was resumed")
 }
