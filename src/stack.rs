@@ -185,15 +185,13 @@ pub(crate) enum Backing {
     /// A mapping of its own, unmapped when the stack is dropped; what it needs for that in a
     /// box of its own (such stacks are rare: the arenas' slots keep the common range small).
     Own(Box<OwnBacking>),
-    /// A slot of an arena, which lives as long as the process. (Its registration with
-    /// valgrind, if valgrind runs, lasts as long as the slot: for ever, so nothing keeps it.)
-    Arena {
-        /// The slot's owner word in the overflow registry.
-        owner: &'static AtomicU64,
-        /// Whether this is what `Stack::new(DEFAULT_STACK_SIZE)` gives: the pool's fast slot
-        /// holds only such stacks, and its release path checks this one flag.
-        default_shape: bool,
-    },
+    /// A slot of an arena, which lives as long as the process, with the slot's owner word
+    /// in the overflow registry. (Its registration with valgrind, if valgrind runs, lasts as
+    /// long as the slot: for ever, so nothing keeps it.)
+    Arena(&'static AtomicU64),
+    /// The same, of the shape `Stack::new(DEFAULT_STACK_SIZE)` gives: the pool's fast slot
+    /// holds only such stacks, and its release path tests the tag for it.
+    DefaultArena(&'static AtomicU64),
 }
 
 /// Fields drop in declaration order: both registrations go before `map` is unmapped, so that
@@ -205,8 +203,6 @@ pub(crate) struct OwnBacking {
     registration: overflow::Registration,
     /// Owns the whole range, guard included.
     _map: MmapMut,
-    /// As `Backing::Arena`'s.
-    default_shape: bool,
 }
 
 impl Stack {
@@ -279,7 +275,6 @@ impl Stack {
                 _valgrind: valgrind,
                 registration,
                 _map: map,
-                default_shape: is_default(usable, guard),
             })),
         }))
     }
@@ -350,16 +345,15 @@ impl Stack {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn in_arena(&self) -> bool {
-        matches!(self.range().backing, Backing::Arena { .. })
+        !matches!(self.range().backing, Backing::Own(_))
     }
 
     /// Whether the stack has the default usable size and the default guard.
     #[inline]
     pub(crate) fn is_default_shape(&self) -> bool {
-        match &self.range().backing {
-            Backing::Arena { default_shape, .. } => *default_shape,
-            Backing::Own(own) => own.default_shape,
-        }
+        // Only arena slots: a stack of its own mapping goes to the pool's list even if it
+        // has the default shape.
+        matches!(self.range().backing, Backing::DefaultArena(_))
     }
 
     /// Forgets the contents, for a stack whose context is gone (going back to the pool):
@@ -377,7 +371,7 @@ impl Stack {
     pub(crate) fn set_owner(&self, kind: overflow::OwnerKind, id: u64) {
         match &self.range().backing {
             Backing::Own(own) => own.registration.set_owner(kind, id),
-            Backing::Arena { owner, .. } => {
+            Backing::Arena(owner) | Backing::DefaultArena(owner) => {
                 owner.store(overflow::owner_word(kind, id), Ordering::Relaxed)
             }
         }
@@ -385,14 +379,14 @@ impl Stack {
 
     /// An arena slot leaves the free list: its guard reports again (owner: none yet).
     fn mark_taken(&self) {
-        if let Backing::Arena { owner, .. } = &self.range().backing {
+        if let Backing::Arena(owner) | Backing::DefaultArena(owner) = &self.range().backing {
             owner.store(0, Ordering::Relaxed);
         }
     }
 
     /// An arena slot goes on the free list: a fault in its guard is no overflow.
     fn mark_free(&self) {
-        if let Backing::Arena { owner, .. } = &self.range().backing {
+        if let Backing::Arena(owner) | Backing::DefaultArena(owner) = &self.range().backing {
             owner.store(overflow::FREE_SLOT, Ordering::Relaxed);
         }
     }

@@ -263,9 +263,10 @@ fn carve(st: &mut State, i: usize, want: usize, out: &mut Vec<Stack>) -> io::Res
             base: slot_base,
             guard,
             usable,
-            backing: Backing::Arena {
-                owner: &arena.owners[index],
-                default_shape: super::is_default(usable, guard),
+            backing: if super::is_default(usable, guard) {
+                Backing::DefaultArena(&arena.owners[index])
+            } else {
+                Backing::Arena(&arena.owners[index])
             },
         };
         out.push(Stack::from_range(range));
