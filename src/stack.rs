@@ -165,7 +165,9 @@ pub(crate) const DEBUG_RANGE_OFFSETS: [usize; 3] = [
     std::mem::offset_of!(Range, usable),
 ];
 
-/// A stack's range and what backs it.
+/// A stack's range and what backs it: five words (`Backing` is a pointer and a tag). An arena
+/// slot's range is allocated once per slot and is the only heap memory a stack costs: 40
+/// bytes, one 48-byte malloc chunk (issue 11; tests/tasklet_footprint.rs).
 pub(crate) struct Range {
     /// The lowest address: the start of the guard.
     base: usize,
@@ -173,31 +175,34 @@ pub(crate) struct Range {
     guard: usize,
     /// Usable bytes above the guard.
     usable: usize,
-    /// Whether this is what `Stack::new(DEFAULT_STACK_SIZE)` gives: the pool's fast slot
-    /// holds only such stacks, and its release path checks this one flag.
-    default_shape: bool,
     backing: Backing,
+}
+
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Range>() == 40);
+
+pub(crate) enum Backing {
+    /// A mapping of its own, unmapped when the stack is dropped; what it needs for that in a
+    /// box of its own (such stacks are rare: the arenas' slots keep the common range small).
+    Own(Box<OwnBacking>),
+    /// A slot of an arena, which lives as long as the process, with the slot's owner word
+    /// in the overflow registry. (Its registration with valgrind, if valgrind runs, lasts as
+    /// long as the slot: for ever, so nothing keeps it.)
+    Arena(&'static AtomicU64),
+    /// The same, of the shape `Stack::new(DEFAULT_STACK_SIZE)` gives: the pool's fast slot
+    /// holds only such stacks, and its release path tests the tag for it.
+    DefaultArena(&'static AtomicU64),
 }
 
 /// Fields drop in declaration order: both registrations go before `map` is unmapped, so that
 /// no other thread's new mapping at the same address can match a stale entry.
-pub(crate) enum Backing {
-    /// A mapping of its own, unmapped when the stack is dropped.
-    Own {
-        /// The usable part as valgrind knows it; dropped (deregistered) before `map`.
-        _valgrind: valgrind::StackRegistration,
-        /// This stack's entry in the overflow handler's guard registry; dropped before `map`.
-        registration: overflow::Registration,
-        /// Owns the whole range, guard included.
-        _map: MmapMut,
-    },
-    /// A slot of an arena, which lives as long as the process.
-    Arena {
-        /// The slot's owner word in the overflow registry.
-        owner: &'static AtomicU64,
-        /// The usable part as valgrind knows it, for the life of the slot.
-        _valgrind: valgrind::StackRegistration,
-    },
+pub(crate) struct OwnBacking {
+    /// The usable part as valgrind knows it; dropped (deregistered) before `map`.
+    _valgrind: valgrind::StackRegistration,
+    /// This stack's entry in the overflow handler's guard registry; dropped before `map`.
+    registration: overflow::Registration,
+    /// Owns the whole range, guard included.
+    _map: MmapMut,
 }
 
 impl Stack {
@@ -266,12 +271,11 @@ impl Stack {
             base,
             guard,
             usable,
-            default_shape: is_default(usable, guard),
-            backing: Backing::Own {
+            backing: Backing::Own(Box::new(OwnBacking {
                 _valgrind: valgrind,
                 registration,
                 _map: map,
-            },
+            })),
         }))
     }
 
@@ -341,13 +345,15 @@ impl Stack {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn in_arena(&self) -> bool {
-        matches!(self.range().backing, Backing::Arena { .. })
+        !matches!(self.range().backing, Backing::Own(_))
     }
 
     /// Whether the stack has the default usable size and the default guard.
     #[inline]
     pub(crate) fn is_default_shape(&self) -> bool {
-        self.range().default_shape
+        // Only arena slots: a stack of its own mapping goes to the pool's list even if it
+        // has the default shape.
+        matches!(self.range().backing, Backing::DefaultArena(_))
     }
 
     /// Forgets the contents, for a stack whose context is gone (going back to the pool):
@@ -364,8 +370,8 @@ impl Stack {
     #[inline]
     pub(crate) fn set_owner(&self, kind: overflow::OwnerKind, id: u64) {
         match &self.range().backing {
-            Backing::Own { registration, .. } => registration.set_owner(kind, id),
-            Backing::Arena { owner, .. } => {
+            Backing::Own(own) => own.registration.set_owner(kind, id),
+            Backing::Arena(owner) | Backing::DefaultArena(owner) => {
                 owner.store(overflow::owner_word(kind, id), Ordering::Relaxed)
             }
         }
@@ -373,14 +379,14 @@ impl Stack {
 
     /// An arena slot leaves the free list: its guard reports again (owner: none yet).
     fn mark_taken(&self) {
-        if let Backing::Arena { owner, .. } = &self.range().backing {
+        if let Backing::Arena(owner) | Backing::DefaultArena(owner) = &self.range().backing {
             owner.store(0, Ordering::Relaxed);
         }
     }
 
     /// An arena slot goes on the free list: a fault in its guard is no overflow.
     fn mark_free(&self) {
-        if let Backing::Arena { owner, .. } = &self.range().backing {
+        if let Backing::Arena(owner) | Backing::DefaultArena(owner) = &self.range().backing {
             owner.store(overflow::FREE_SLOT, Ordering::Relaxed);
         }
     }

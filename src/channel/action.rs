@@ -123,7 +123,8 @@ fn action_until<H: Handle, const DIR: i8>(
     if !cando {
         return chan.block::<DIR>(s, g, msg, deadline);
     }
-    // SAFETY: a non-zero balance means a waiter of the other direction is queued.
+    // SAFETY: a non-zero balance means a waiter of the other direction is queued; queued
+    // waiters are valid.
     let w = unsafe { st.queue.pop_front().unwrap_unchecked() };
     // SAFETY: a queued waiter is valid until removed, which we just did under the lock;
     // its tasklet stays blocked (and alive) until it is woken below.
@@ -136,7 +137,7 @@ fn action_until<H: Handle, const DIR: i8>(
         // Only in a forked child: a waiter of a thread that does not exist here, which
         // nothing will ever wake. It leaves the queue (its value, if any, stays in that
         // thread's copied stack) and the operation starts again.
-        st.balance += DIR as isize;
+        st.balance += DIR as i32;
         drop(g);
         return action_again::<H, DIR>(h, msg, deadline);
     }
@@ -145,12 +146,13 @@ fn action_until<H: Handle, const DIR: i8>(
         if let Err(e) = s.refuse_by_hooks(switching) {
             // Put back as it was, under the same lock: nobody saw the change, so the
             // refused operation leaves no trace.
-            st.queue.push_front(w);
+            // SAFETY: `w` was just popped, still valid and blocked.
+            unsafe { st.queue.push_front(w) };
             drop(g);
             return Err(failure(e, msg));
         }
     }
-    st.balance += DIR as isize;
+    st.balance += DIR as i32;
     // SAFETY: a queued waiter is valid until removed, which we just did under the lock;
     // its tasklet stays blocked (and alive) until it is woken below.
     let (partner, got) = unsafe {

@@ -192,7 +192,7 @@ assert_eq!(ch.balance(), -2);
 ch.send_sequence([1, 2]).unwrap();
 assert_eq!(ch.balance(), 0);")]
             pub fn balance(&self) -> isize {
-                self.chan.lock().state().balance
+                self.chan.lock().state().balance as isize
             }
 
             /// The ids of the blocked tasklets, head (next to be served) first, of every

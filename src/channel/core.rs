@@ -7,12 +7,11 @@
 #[cfg(debug_assertions)]
 use std::cell::Cell;
 use std::cell::UnsafeCell;
-use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::ptr;
 
 use super::lock::{BiasedLock, Held, Poisoned};
-use super::wait::Waiter;
+use super::wait_queue::WaitQueue;
 use crate::error::Payload;
 use crate::id;
 use crate::scheduler::blocking::{self, Tasklet};
@@ -26,9 +25,13 @@ pub(super) enum Msg<T> {
 }
 
 pub(super) struct State<T> {
-    /// Blocked tasklets, head first, all in one direction.
-    pub(super) queue: VecDeque<*const Waiter<T>>,
-    pub(super) balance: isize,
+    /// Blocked tasklets, head first, all in one direction: threaded through their waiters
+    /// (on their stacks), so that it costs the channel one word and no allocation.
+    pub(super) queue: WaitQueue<T>,
+    /// The signed length of `queue` (positive: senders wait). An `i32`, so that the state is
+    /// two words: more than 2^31 waiters would take more than 8 TiB of stack pages (each
+    /// blocked tasklet holds at least one), far beyond any machine.
+    pub(super) balance: i32,
     pub(super) preference: i8,
     pub(super) schedule_all: bool,
     pub(super) closing: bool,
@@ -146,6 +149,11 @@ unsafe impl<T: Send> Send for Core<T, BiasedLock> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Sync for Core<T, BiasedLock> {}
 
+// A channel with its reference counts is 56 bytes on 64-bit targets: one 64-byte malloc chunk
+// (issue 11: the heap a blocked tasklet with its own channel costs; tests/tasklet_footprint.rs).
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Core<u64, BiasedLock>>() == 40);
+
 /// Access to a channel's state, for as long as it lives.
 pub(super) struct Guard<'a, T, L: ChannelLock> {
     chan: &'a Core<T, L>,
@@ -159,7 +167,7 @@ impl<T, L: ChannelLock> Core<T, L> {
             id: id::next(),
             lock: L::new(),
             state: UnsafeCell::new(State {
-                queue: VecDeque::new(),
+                queue: WaitQueue::new(),
                 balance: 0,
                 preference: -1,
                 schedule_all: false,
@@ -209,26 +217,24 @@ impl<T, L: ChannelLock> Core<T, L> {
     /// The ids of the blocked tasklets, head first.
     pub(super) fn queue_ids(&self) -> Vec<u64> {
         let mut g = self.lock();
-        // SAFETY: queued waiters and their tasklets are valid; `id` is never written.
-        g.state()
-            .queue
-            .iter()
-            .map(|&w| unsafe { (*(*w).tasklet).id })
-            .collect()
+        // SAFETY: queued waiters are valid and the queue does not change under the lock.
+        let waiters = unsafe { g.state().queue.iter() };
+        // SAFETY: a queued waiter's tasklet is valid; `id` is never written.
+        waiters.map(|w| unsafe { (*(*w).tasklet).id }).collect()
     }
 
     /// Handles of the blocked tasklets of the calling thread, head first.
     pub(super) fn queue_tasklets(&self) -> Vec<Tasklet> {
         let me = blocking::scheduler() as *const _;
         let mut g = self.lock();
-        g.state()
-            .queue
-            .iter()
+        // SAFETY: queued waiters are valid and the queue does not change under the lock.
+        let waiters = unsafe { g.state().queue.iter() };
+        waiters
             // SAFETY: queued waiters are valid.
-            .filter(|&&w| unsafe { ptr::eq((*w).scheduler, me) })
+            .filter(|&w| unsafe { ptr::eq((*w).scheduler, me) })
             // SAFETY: a blocked tasklet of this thread is alive, so the scheduler holds its
             // local reference.
-            .map(|&w| unsafe { Tasklet::from_local((*w).tasklet) })
+            .map(|w| unsafe { Tasklet::from_local((*w).tasklet) })
             .collect()
     }
 }

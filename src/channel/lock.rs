@@ -31,7 +31,7 @@
 //! threads still queued on a channel stay in its queue (see `scheduler::thread::fork`).
 
 use std::hint;
-use std::sync::atomic::{compiler_fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 /// No thread has used the channel yet.
@@ -45,14 +45,15 @@ pub(crate) const ANONYMOUS: usize = 2;
 const POISONED: usize = 3;
 
 /// `locked` when nobody holds the spin lock; a holder stores its `held_mark`.
-const FREE: usize = 0;
+const FREE: u32 = 0;
 
 /// Forks between the first process and this one: bumped in every forked child.
 static FORK_GENERATION: AtomicUsize = AtomicUsize::new(0);
 
-/// What a spin-lock holder stores: odd (never `FREE`), and naming its fork generation.
-fn held_mark() -> usize {
-    FORK_GENERATION.load(Ordering::Relaxed) << 1 | 1
+/// What a spin-lock holder stores: odd (never `FREE`), and naming its fork generation (its
+/// low 31 bits: a holder from 2^31 generations back would need as many nested forks).
+fn held_mark() -> u32 {
+    (FORK_GENERATION.load(Ordering::Relaxed) as u32) << 1 | 1
 }
 
 /// Registers the channels' own `pthread_atfork` handlers, once per process; called by the
@@ -97,8 +98,9 @@ pub(crate) struct BiasedLock {
     owner: AtomicUsize,
     /// Set by the owner for the length of each unlocked use.
     owner_busy: AtomicBool,
-    /// The spin lock: `FREE`, or its holder's `held_mark`.
-    locked: AtomicUsize,
+    /// The spin lock: `FREE`, or its holder's `held_mark`. 32 bits, so that the lock is two
+    /// words and a channel fits a 64-byte malloc chunk (issue 11).
+    locked: AtomicU32,
 }
 
 /// Proof of access; releases it when dropped.
@@ -122,7 +124,7 @@ impl BiasedLock {
         BiasedLock {
             owner: AtomicUsize::new(UNOWNED),
             owner_busy: AtomicBool::new(false),
-            locked: AtomicUsize::new(FREE),
+            locked: AtomicU32::new(FREE),
         }
     }
 

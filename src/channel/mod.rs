@@ -107,6 +107,7 @@ mod local;
 mod lock;
 mod send_error;
 mod wait;
+mod wait_queue;
 
 use self::core::Core;
 use action::Handle;

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use super::action::{failure, Outcome};
 use super::core::{ChannelLock, Core, Guard, Msg};
+use super::wait_queue::Link;
 use crate::error::{Error, Result};
 use crate::scheduler::blocking::{self, Blocker, Inner, Scheduler};
 
@@ -20,6 +21,9 @@ pub(super) struct Waiter<T> {
     pub(super) epoch: u64,
     /// The sender's message, or the receiver's empty slot the partner fills.
     pub(super) slot: UnsafeCell<Option<Msg<T>>>,
+    /// The next waiter in the channel's queue (see [`WaitQueue`](super::wait_queue)),
+    /// written under the channel's lock only.
+    pub(super) next: Link<T>,
 }
 
 impl<T, L: ChannelLock> Blocker for Core<T, L> {
@@ -34,14 +38,12 @@ impl<T, L: ChannelLock> Blocker for Core<T, L> {
             return false;
         };
         let st = g.state();
-        let is_ts = |&w: &*const Waiter<T>| {
-            // SAFETY: queued waiters are valid (see `Core`'s Send impl).
-            unsafe { ptr::eq((*w).tasklet, t) }
-        };
-        match st.queue.iter().position(is_ts) {
-            Some(i) => {
-                st.queue.remove(i);
-                st.balance -= t.blocked.get() as isize;
+        // SAFETY: queued waiters are valid (see `Core`'s Send impl).
+        let is_ts = |w: *const Waiter<T>| unsafe { ptr::eq((*w).tasklet, t) };
+        // SAFETY: as above.
+        match unsafe { st.queue.remove_first(is_ts) } {
+            Some(_) => {
+                st.balance -= t.blocked.get() as i32;
                 true
             }
             None => false,
@@ -91,9 +93,12 @@ impl<T: 'static, L: ChannelLock> Core<T, L> {
             scheduler: s as *const Scheduler,
             epoch,
             slot: UnsafeCell::new(msg),
+            next: Link::new(ptr::null()),
         };
-        st.queue.push_back(&waiter);
-        st.balance += DIR as isize;
+        // SAFETY: the waiter stays on this stack, unmoved, until it is out of the queue
+        // (see below); the queued ones are valid.
+        unsafe { st.queue.push_back(&waiter) };
+        st.balance += DIR as i32;
         drop(g);
         m.blocked.set(DIR);
         let blocker: &dyn Blocker = self;

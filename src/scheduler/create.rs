@@ -67,7 +67,7 @@ where
             let r = f();
             // Kept for whoever holds a handle; with no handle left, nobody can ask.
             if m.handles.get() > 0 {
-                *m.result.borrow_mut() = Some(Box::new(r));
+                m.result.set(Some(Box::new(r)));
             }
         }))
         .err(),

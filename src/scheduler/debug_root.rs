@@ -24,7 +24,7 @@
 //! skipped. A suspended tasklet's saved frame is at the `context` word (its saved stack
 //! pointer; 0 while it runs), laid out as the top of `asm/<arch>.S` draws it.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::mem::{offset_of, size_of};
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Once, OnceLock};
@@ -241,13 +241,13 @@ pub(crate) fn retain_only(keep: Option<&DebugThread>) {
 
 /// Finds where a tasklet's name lies, from a sample value of the same type.
 fn probe_name_layout() {
-    let sample: RefCell<Option<String>> = RefCell::new(Some(String::with_capacity(24)));
-    if let Some(s) = sample.borrow_mut().as_mut() {
+    // The type of `Inner::name`.
+    let mut sample: Cell<Option<String>> = Cell::new(Some(String::with_capacity(24)));
+    if let Some(s) = sample.get_mut().as_mut() {
         s.push_str("abc");
     }
     let (ptr, len, cap) = {
-        let b = sample.borrow();
-        let s = b.as_ref().expect("set above");
+        let s = sample.get_mut().as_ref().expect("set above");
         (s.as_ptr() as usize, s.len(), s.capacity())
     };
     let value = sample.as_ptr() as usize;

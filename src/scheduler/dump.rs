@@ -323,7 +323,7 @@ fn describe(
     };
     TaskletDump {
         id: t.id,
-        name: t.name.try_borrow().ok().and_then(|n| n.clone()),
+        name: t.name(),
         is_main: t.is_main,
         state,
         stack_size,
@@ -342,6 +342,6 @@ pub(crate) fn current_identity() -> Option<(u64, Option<String>, bool)> {
     }
     // SAFETY: the running tasklet is live (the list holds it).
     let t = unsafe { &*p };
-    let name = t.name.try_borrow().ok().and_then(|n| n.clone());
+    let name = t.name();
     Some((t.id, name, t.is_main))
 }

@@ -254,14 +254,19 @@ fn carve(st: &mut State, i: usize, want: usize, out: &mut Vec<Stack>) -> io::Res
         let index = carved + k;
         let slot_base = base + index * stride;
         let limit = (slot_base + guard) as *const u8;
+        // Registered for the life of the slot, which is the process's.
+        std::mem::forget(valgrind::StackRegistration::new(
+            limit,
+            limit.wrapping_add(usable),
+        ));
         let range = Range {
             base: slot_base,
             guard,
             usable,
-            default_shape: super::is_default(usable, guard),
-            backing: Backing::Arena {
-                owner: &arena.owners[index],
-                _valgrind: valgrind::StackRegistration::new(limit, limit.wrapping_add(usable)),
+            backing: if super::is_default(usable, guard) {
+                Backing::DefaultArena(&arena.owners[index])
+            } else {
+                Backing::Arena(&arena.owners[index])
             },
         };
         out.push(Stack::from_range(range));
