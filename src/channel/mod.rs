@@ -105,6 +105,7 @@ mod action;
 mod core;
 mod local;
 mod lock;
+mod parked;
 mod send_error;
 mod wait;
 
@@ -112,6 +113,7 @@ use self::core::Core;
 use action::Handle;
 pub use local::{LocalChannel, LocalIter};
 use lock::BiasedLock;
+pub(crate) use parked::Parked;
 pub use send_error::SendError;
 
 use crate::error::{Payload, Result};

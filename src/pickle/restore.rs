@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use super::image::{BodyImage, Status, WorldImage};
 use super::journal::{Pending, Record};
-use super::world::{World, WorldChannel};
+use super::world::{ParkedCell, World, WorldChannel};
 use super::{format, PickleError, Registry};
 use crate::Tasklet;
 
@@ -116,17 +116,15 @@ impl World {
     /// assert!(matches!(World::restore(&reg, &bytes), Err(PickleError::Checksum { .. })));
     /// ```
     pub fn restore(registry: &Rc<Registry>, bytes: &[u8]) -> Result<Restored, PickleError> {
-        let image = inspect(registry, bytes)?;
+        let mut image = inspect(registry, bytes)?;
         let world = World::new(registry.clone());
         let mut made = Vec::with_capacity(image.tasklets.len());
-        match build(&world, &image, &mut made) {
+        let original_ids = image.tasklets.iter().map(|t| t.id).collect();
+        let ring = std::mem::take(&mut image.ring);
+        match build(&world, image, &mut made) {
             Ok(()) => Ok(Restored {
-                ring: image
-                    .ring
-                    .iter()
-                    .map(|&i| made[i as usize].clone())
-                    .collect(),
-                original_ids: image.tasklets.iter().map(|t| t.id).collect(),
+                ring: ring.iter().map(|&i| made[i as usize].clone()).collect(),
+                original_ids,
                 tasklets: made,
                 world,
             }),
@@ -142,7 +140,8 @@ impl World {
     }
 }
 
-fn build(world: &World, image: &WorldImage, made: &mut Vec<Tasklet>) -> Result<(), PickleError> {
+/// Builds the world from `image`, whose byte strings move into the records.
+fn build(world: &World, image: WorldImage, made: &mut Vec<Tasklet>) -> Result<(), PickleError> {
     let inner = &world.inner;
     let registry = &inner.registry;
     {
@@ -157,10 +156,15 @@ fn build(world: &World, image: &WorldImage, made: &mut Vec<Tasklet>) -> Result<(
             });
         }
     }
-    for t in &image.tasklets {
-        let (tasklet, record) = match (&t.body, t.status) {
-            (_, Status::Dead) => (bound_dead()?, None),
-            (BodyImage::Closure, _) => (not_restorable(t.id, t.name.clone())?, None),
+    let WorldImage {
+        channels, tasklets, ..
+    } = image;
+    let mut cells: Vec<Option<ParkedCell>> = Vec::with_capacity(tasklets.len());
+    inner.reserve_members(tasklets.len());
+    for t in tasklets {
+        let (tasklet, record, cell) = match (t.body, t.status) {
+            (_, Status::Dead) => (bound_dead()?, None, None),
+            (BodyImage::Closure, _) => (not_restorable(t.id, t.name.clone())?, None, None),
             (
                 BodyImage::Resumable {
                     kind,
@@ -169,56 +173,62 @@ fn build(world: &World, image: &WorldImage, made: &mut Vec<Tasklet>) -> Result<(
                 },
                 _,
             ) => {
-                let record = Rc::new(RefCell::new(Record::new(
-                    *kind,
-                    checkpoint.clone(),
-                    journal.clone(),
-                )));
-                let start = &registry.kinds[*kind as usize].start;
-                (start(inner, record.clone())?, Some(record))
+                let record = Rc::new(RefCell::new(Record::new(kind, checkpoint, journal)));
+                let cell = ParkedCell::default();
+                let start = &registry.kinds[kind as usize].start;
+                (
+                    start(inner, record.clone(), cell.clone())?,
+                    Some(record),
+                    Some(cell),
+                )
             }
         };
         if t.name.is_some() {
             tasklet.set_name(t.name.as_deref());
         }
-        inner.push_member(tasklet.clone(), record.clone());
+        inner.push_member(tasklet.clone(), record);
         made.push(tasklet);
+        cells.push(cell);
     }
-    for (ci, c) in image.channels.iter().enumerate() {
-        for &i in &c.queue {
-            let t = &made[i as usize];
-            if !world.restorable(t) {
+    for (ci, c) in channels.iter().enumerate() {
+        for (qi, &i) in c.queue.iter().enumerate() {
+            let Some(cell) = &cells[i as usize] else {
                 continue; // a closure tasklet's value is on its lost stack: it stays paused
-            }
+            };
+            let t = &made[i as usize];
+            let value = c.senders.then(|| c.values[qi].as_slice());
+            let waiter = inner.channels.borrow()[ci].chan.park(t, value)?;
+            *cell.borrow_mut() = Some(waiter);
             let record = inner.members.borrow()[i as usize].record.clone();
-            if let Some(r) = &record {
-                r.borrow_mut().expect = Some(if c.senders {
+            if let Some(r) = record {
+                let mut r = r.borrow_mut();
+                let op = if c.senders {
                     Pending::Send(ci as u32)
                 } else {
                     Pending::Receive(ci as u32)
-                });
-            }
-            t.run()?;
-            if let Some(r) = &record {
-                r.borrow_mut().expect = None;
-            }
-            let chans = inner.channels.borrow();
-            let queue = chans[ci].chan.queue();
-            if !t.blocked() || queue.last() != Some(&t.id()) {
-                return Err(PickleError::Diverged {
-                    tasklet: image.tasklets[i as usize].id,
-                    detail: format!("its replay did not block on channel {ci} where it was"),
-                });
+                };
+                // As if it were inside that operation: what pickling it again, or a
+                // receiver that takes its value, reads.
+                r.expect = Some(op);
+                r.pending = op;
+                r.pending_value = value.map(<[u8]>::to_vec);
             }
         }
     }
     let chans = inner.channels.borrow();
-    for (c, wc) in image.channels.iter().zip(chans.iter()) {
+    for (c, wc) in channels.iter().zip(chans.iter()) {
         if c.closing {
             wc.chan.close();
         }
     }
     Ok(())
+}
+
+/// Ends a restored tasklet whose replay diverged from its journal (found when it first
+/// runs): as a panic with `e` as its payload, delivered like any tasklet failure.
+pub(super) fn fail_restored(e: PickleError) -> ! {
+    eprintln!("microthread: {e}");
+    std::panic::resume_unwind(Box::new(e))
 }
 
 fn no_stack(e: std::io::Error) -> PickleError {

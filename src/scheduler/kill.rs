@@ -258,8 +258,10 @@ impl Scheduler {
         self.current.set(next);
         // SAFETY: `next` is live and not running.
         let n = unsafe { &*next };
-        let Some(ctx) = n.context.take() else {
-            fatal("switch to a tasklet without a saved context")
+        // None: a lazy tasklet that never ran, laid out now (see `lazy`).
+        let ctx = match n.context.take() {
+            Some(ctx) => ctx,
+            None => self.lay_out(n),
         };
         // SAFETY: the last switch out of this stack: `next` releases it (after_switch with
         // the DEAD mark) and nothing resumes this frame again. `next` waits in a plain frame

@@ -199,9 +199,11 @@ impl Scheduler {
         // SAFETY: caller vouches for both.
         let (p, n) = unsafe { (&*prev, &*next) };
         let fp = p.preserve_fp_env | n.preserve_fp_env;
-        // A suspended tasklet always has a saved context.
-        let Some(ctx) = n.context.take() else {
-            fatal("switch to a tasklet without a saved context")
+        // A suspended tasklet always has a saved context, unless it is lazy and never ran
+        // (see `lazy`): then it is laid out now, off the hot path.
+        let ctx = match n.context.take() {
+            Some(ctx) => ctx,
+            None => self.lay_out(n),
         };
         // SAFETY: `ctx` is `next`'s suspended frame on its live stack, consumed here; the
         // word is our own Inner, which stays alive in the list while we are suspended.
