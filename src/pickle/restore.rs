@@ -173,7 +173,11 @@ fn build(world: &World, image: WorldImage, made: &mut Vec<Tasklet>) -> Result<()
                 },
                 _,
             ) => {
-                let record = Rc::new(RefCell::new(Record::new(kind, checkpoint, journal)));
+                let mut record = Record::new(kind, checkpoint, journal);
+                if t.status != Status::Blocked {
+                    record.restored = Some(t.status);
+                }
+                let record = Rc::new(RefCell::new(record));
                 let cell = ParkedCell::default();
                 let start = &registry.kinds[kind as usize].start;
                 (

@@ -199,52 +199,65 @@ where
 {
     let weak = Rc::downgrade(world);
     crate::scheduler::TaskletBuilder::new()
-        .create_lazy(
-            move |thrown: Option<crate::Error>| -> Result<(), PickleError> {
-                let parked = parked.borrow_mut().take();
-                if parked.is_none() {
-                    if let Some(e) = thrown {
-                        // As for any tasklet that never ran: the error ends it, as its own.
-                        std::panic::resume_unwind(thrown_payload(e));
-                    }
-                }
-                let mut cx = Cx {
-                    state,
-                    me: scheduler::current().id(),
-                    record,
-                    world: weak,
-                    restoring: parked.is_some(),
-                    parked,
-                    thrown,
-                };
-                let result = body(&mut cx);
-                if cx.restoring {
-                    // The replay never reached the operation it was blocked in: the restore
-                    // diverged, found only now.
-                    let e = match result {
-                        Err(e @ PickleError::Diverged { .. }) => e,
-                        other => PickleError::Diverged {
-                            tasklet: cx.me,
-                            detail: match other {
-                                Ok(()) => {
-                                    "its replay returned before the channel operation it was \
-                                       blocked in"
-                                        .to_owned()
-                                }
-                                Err(e) => format!(
-                                    "its replay failed before the channel operation it was \
-                                 blocked in: {e}"
-                                ),
-                            },
-                        },
-                    };
-                    drop(cx);
-                    super::restore::fail_restored(e);
-                }
-                result
-            },
-        )
+        .create_lazy(move |thrown: Option<crate::Error>| {
+            run_restored(body, state, record, weak, parked, thrown)
+        })
         .map_err(|e| PickleError::Op(crate::Error::NoStack(e)))
+}
+
+/// The first run of a restored tasklet: the body from its checkpoint, replaying its
+/// journal; with the waiter of the channel operation it was restored blocked in, if any,
+/// whose outcome that operation takes (`Cx::send`, `Cx::receive`). `thrown` is the error
+/// thrown into it before this run.
+fn run_restored<S>(
+    body: Body<S>,
+    state: S,
+    record: Rc<RefCell<Record>>,
+    world: std::rc::Weak<WorldInner>,
+    parked: ParkedCell,
+    thrown: Option<crate::Error>,
+) -> Result<(), PickleError>
+where
+    S: Serialize + DeserializeOwned + 'static,
+{
+    record.borrow_mut().restored = None;
+    let parked = parked.borrow_mut().take();
+    if parked.is_none() {
+        if let Some(e) = thrown {
+            // As for any tasklet that never ran: the error ends it, as its own.
+            std::panic::resume_unwind(thrown_payload(e));
+        }
+    }
+    let mut cx = Cx {
+        state,
+        me: scheduler::current().id(),
+        record,
+        world,
+        restoring: parked.is_some(),
+        parked,
+        thrown,
+    };
+    let result = body(&mut cx);
+    if cx.restoring {
+        // The replay never reached the operation it was blocked in: the restore diverged,
+        // found only now.
+        let e = match result {
+            Err(e @ PickleError::Diverged { .. }) => e,
+            other => PickleError::Diverged {
+                tasklet: cx.me,
+                detail: match other {
+                    Ok(()) => "its replay returned before the channel operation it was blocked in"
+                        .to_owned(),
+                    Err(e) => format!(
+                        "its replay failed before the channel operation it was blocked in: {e}"
+                    ),
+                },
+            },
+        };
+        drop(cx);
+        super::restore::fail_restored(e);
+    }
+    result
 }
 
 /// The payload an error thrown into a tasklet that never ran ends it with (as the
@@ -582,7 +595,14 @@ impl World {
                 }
                 Status::Blocked
             } else if !t.started() {
-                Status::Unrun
+                // A restored tasklet that has not run since is what it was (its journal
+                // holds the completion of what it was suspended in), runnable or paused
+                // as it is now.
+                match m.record.as_ref().and_then(|r| r.borrow().restored) {
+                    Some(Status::Runnable | Status::Paused) if t.scheduled() => Status::Runnable,
+                    Some(Status::Runnable | Status::Paused) => Status::Paused,
+                    _ => Status::Unrun,
+                }
             } else if t.scheduled() {
                 Status::Runnable
             } else {
@@ -594,6 +614,7 @@ impl World {
                     let r = r.borrow();
                     let mut journal = r.journal.clone();
                     match status {
+                        Status::Runnable | Status::Paused if r.restored.is_some() => {}
                         Status::Runnable | Status::Paused => {
                             completed(id, status, r.pending, &in_transit, &mut journal)?
                         }
