@@ -1,7 +1,7 @@
 //! Restoring a world from its pickle ([`World::restore`]): the channels with their settings,
-//! every tasklet paused, the blocked ones replayed up to their channel operation and queued
-//! again in their order, then the channels' closing flags; the ring order is handed back to
-//! insert.
+//! every tasklet paused and lazy (no stack, no run: see the [module docs](super)), the
+//! blocked ones queued again in their order on heap waiters with the values they send,
+//! then the channels' closing flags; the ring order is handed back to insert.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -102,10 +102,14 @@ impl World {
     /// Restores a pickled world into this thread; see [`Restored`]. The originals, if they
     /// still exist, are untouched: the copies go on independently.
     ///
+    /// Nothing is replayed here: each tasklet replays its journal when it first runs, and
+    /// a replay that diverges then ends that tasklet with [`PickleError::Diverged`] as its
+    /// panic payload (see *Restore is lazy* in the [module docs](super)).
+    ///
     /// # Errors
-    /// Those of [`inspect`]; [`PickleError::Payload`] for a state that does not decode;
-    /// [`PickleError::Diverged`] if a blocked tasklet's replay does not block where it
-    /// was; no stack. On error every tasklet made so far is killed.
+    /// Those of [`inspect`]; [`PickleError::Payload`] for a state or a value in flight
+    /// that does not decode; [`PickleError::Op`] if a tasklet cannot be made (no stack for
+    /// a closure tasklet's copy). On error every tasklet made so far is killed.
     ///
     /// ```
     /// use microthread::pickle::{PickleError, Registry, World};

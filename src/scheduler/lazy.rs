@@ -4,7 +4,10 @@
 //! then costs no page of stack until a tasklet runs.
 //!
 //! A lazy tasklet is an ordinary one (alive, paused, in the list) whose saved context is
-//! `None` and whose `closure` points to a heap [`Lazy`] instead of the stack top. Every
+//! `None`, that has no stack yet, and whose `closure` points to a heap [`Lazy`] instead of
+//! the stack top. (Its stack is acquired when it is laid out, not when it is made: the
+//! pool's arenas commit the top page of each stack they hand out, which is the page
+//! fault, or the populating system call, that a lazy restore is to avoid.) Every
 //! switch already tests the target's context for `None` (a suspended tasklet always has
 //! one; the test used to abort), so laying out costs the hot path nothing: the `None` branch
 //! now calls [`Scheduler::lay_out`] (cold, out of line), which writes the closure and the
