@@ -109,10 +109,13 @@ fn restoring_blocked_tasklets_touches_no_stack_and_waking_them_finishes_each() {
         let before = minor_faults();
         let copy = World::restore(&reg, &bytes).unwrap();
         let faults = minor_faults() - before;
-        assert!(
-            faults < (N / 10) as i64,
-            "restoring {N} blocked tasklets took {faults} minor page faults"
-        );
+        // Under valgrind the count is its own (shadow memory): the other legs check it.
+        if std::env::var_os("MICROTHREAD_UNDER_VALGRIND").is_none() {
+            assert!(
+                faults < (N / 10) as i64,
+                "restoring {N} blocked tasklets took {faults} minor page faults"
+            );
+        }
         for (i, t) in copy.tasklets.iter().enumerate() {
             assert!(t.blocked() && t.alive(), "tasklet {i}");
         }
