@@ -51,18 +51,19 @@ fn minor_faults() -> i64 {
     }
 }
 
-/// N summers, each blocked receiving on one of `chans` input channels, all sending to one
-/// output channel; and the world's pickle.
-fn blocked_world(
-    n: u64,
-    chans: u64,
-) -> (
+/// A world of blocked summers: its registry, the world, its input channels, its output
+/// channel, and its pickle.
+type BlockedWorld = (
     Rc<Registry>,
     World,
     Vec<ChannelRef<u64>>,
     ChannelRef<u64>,
     Vec<u8>,
-) {
+);
+
+/// N summers, each blocked receiving on one of `chans` input channels, all sending to one
+/// output channel; and the world's pickle.
+fn blocked_world(n: u64, chans: u64) -> BlockedWorld {
     let (reg, k) = registry();
     let world = World::new(reg.clone());
     let inputs: Vec<_> = (0..chans)
