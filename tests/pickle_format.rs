@@ -102,12 +102,12 @@ fn a_wrong_magic_or_version_is_named() {
         e,
         PickleError::UnsupportedVersion {
             found: 7,
-            supported: 1
+            supported: 2
         }
     ));
     assert_eq!(
         e.to_string(),
-        "the pickle has format version 7; this build reads version 1"
+        "the pickle has format version 7; this build reads version 2"
     );
 }
 

@@ -105,6 +105,7 @@ mod action;
 mod core;
 mod local;
 mod lock;
+mod parked;
 mod send_error;
 mod wait;
 mod wait_queue;
@@ -113,6 +114,7 @@ use self::core::Core;
 use action::Handle;
 pub use local::{LocalChannel, LocalIter};
 use lock::BiasedLock;
+pub(crate) use parked::Parked;
 pub use send_error::SendError;
 
 use crate::error::{Payload, Result};

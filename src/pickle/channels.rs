@@ -6,9 +6,12 @@ use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::PickleError;
 use crate::channel::Channel;
+use crate::Tasklet;
 
 /// A channel of a world, by its index there: `Copy`, and serialised as that index, so a
 /// state holding it comes back referring to the restored world's channel.
@@ -87,9 +90,13 @@ pub(super) trait ErasedChannel {
     fn set_preference(&self, p: i8);
     fn set_schedule_all(&self, on: bool);
     fn close(&self);
+    /// Queues `tasklet` as blocked on the channel ([`Channel::park`]): sending the value
+    /// whose postcard bytes are `value`, or receiving (`None`). The waiter is returned as a
+    /// `Box<Parked<T>>`, erased.
+    fn park(&self, tasklet: &Tasklet, value: Option<&[u8]>) -> Result<Box<dyn Any>, PickleError>;
 }
 
-impl<T: Send + 'static> ErasedChannel for Channel<T> {
+impl<T: Serialize + DeserializeOwned + Send + 'static> ErasedChannel for Channel<T> {
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -116,5 +123,12 @@ impl<T: Send + 'static> ErasedChannel for Channel<T> {
     }
     fn close(&self) {
         Channel::close(self)
+    }
+    fn park(&self, tasklet: &Tasklet, value: Option<&[u8]>) -> Result<Box<dyn Any>, PickleError> {
+        let value: Option<T> = match value {
+            Some(bytes) => Some(postcard::from_bytes(bytes)?),
+            None => None,
+        };
+        Ok(Channel::park(self, tasklet, value).map_err(PickleError::Op)?)
     }
 }

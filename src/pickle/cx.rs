@@ -2,6 +2,7 @@
 //! whose result the body depends on goes through it: it journals the result when live, and
 //! gives the journaled result back, touching nothing, when replaying.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
@@ -12,6 +13,7 @@ use super::channels::ChannelRef;
 use super::journal::{Op, Pending, Record, UNIT_OK};
 use super::world::WorldInner;
 use super::PickleError;
+use crate::channel::Parked;
 use crate::scheduler;
 
 /// The handle of a resumable tasklet's body: its state, and its operations. See the
@@ -48,6 +50,14 @@ pub struct Cx<S> {
     pub(super) me: u64,
     pub(super) record: Rc<RefCell<Record>>,
     pub(super) world: Weak<WorldInner>,
+    /// A restored tasklet that was blocked: until its replay reaches the operation it was
+    /// blocked in, the waiter (a `Box<Parked<T>>`) its restore queued, which holds that
+    /// operation's outcome (see [`restore`](super::restore)).
+    pub(super) parked: Option<Box<dyn Any>>,
+    /// The error thrown into it before it first ran, for that operation.
+    pub(super) thrown: Option<crate::Error>,
+    /// Whether it is such a tasklet and has not reached that operation yet.
+    pub(super) restoring: bool,
 }
 
 impl<S: Serialize + DeserializeOwned + 'static> Cx<S> {
@@ -268,6 +278,20 @@ impl<S: Serialize + DeserializeOwned + 'static> Cx<S> {
         if let Some(r) = self.record.borrow_mut().replay::<()>(self.me, Op::Send) {
             return r;
         }
+        if let Some(parked) = self.parked.take() {
+            // The replay reached the send it was restored in: `value` is the one the
+            // restore queued (already delivered, or still in the waiter).
+            drop(value);
+            let res =
+                self.finish_parked(parked, Pending::Send(ch.index), |p: Box<Parked<T>>, e| {
+                    p.finish_send(e)
+                })?;
+            let mut rec = self.record.borrow_mut();
+            rec.pending = Pending::None;
+            rec.pending_value = None;
+            rec.append(Op::Send, res.as_ref().map(|_| &()))?;
+            return res.map_err(PickleError::Op);
+        }
         let world = self.world()?;
         let chan = world.channel_of(ch)?;
         let carried = world.before_send(&chan, &value)?;
@@ -309,6 +333,20 @@ impl<S: Serialize + DeserializeOwned + 'static> Cx<S> {
         if let Some(r) = self.record.borrow_mut().replay::<T>(self.me, Op::Receive) {
             return r;
         }
+        if let Some(parked) = self.parked.take() {
+            let res = self.finish_parked(
+                parked,
+                Pending::Receive(ch.index),
+                |p: Box<Parked<T>>, e| p.finish_receive(e),
+            )?;
+            if let Ok(world) = self.world() {
+                world.after_receive(self.me);
+            }
+            let mut rec = self.record.borrow_mut();
+            rec.pending = Pending::None;
+            rec.append(Op::Receive, res.as_ref())?;
+            return res.map_err(PickleError::Op);
+        }
         let world = self.world()?;
         let chan = world.channel_of(ch)?;
         {
@@ -324,6 +362,25 @@ impl<S: Serialize + DeserializeOwned + 'static> Cx<S> {
         rec.pending = Pending::None;
         rec.append(Op::Receive, res.as_ref())?;
         res.map_err(PickleError::Op)
+    }
+
+    /// The first live operation of a restored blocked tasklet, `op`: it must be the one it
+    /// was blocked in (else [`PickleError::Diverged`]); its outcome is the parked waiter's.
+    fn finish_parked<P: 'static, R>(
+        &mut self,
+        parked: Box<dyn Any>,
+        op: Pending,
+        finish: impl FnOnce(Box<P>, Option<crate::Error>) -> R,
+    ) -> Result<R, PickleError> {
+        self.record.borrow_mut().go_live(self.me, op)?;
+        self.restoring = false;
+        let parked = parked.downcast::<P>().map_err(|_| PickleError::Diverged {
+            tasklet: self.me,
+            detail: format!(
+                "its replay ended in {op:?} with another value type than it was blocked with"
+            ),
+        })?;
+        Ok(finish(parked, self.thrown.take()))
     }
 
     /// Sends every item in order through [`send`](Self::send); returns how many were sent.

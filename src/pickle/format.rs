@@ -3,7 +3,7 @@
 //! | offset | size | field | value |
 //! |---:|---:|---|---|
 //! | 0 | 8 | magic | `b"MTPICKLE"` |
-//! | 8 | 2 | format version, little-endian | [`FORMAT_VERSION`] (1) |
+//! | 8 | 2 | format version, little-endian | [`FORMAT_VERSION`] (2) |
 //! | 10 | 2 | reserved | 0 |
 //! | 12 | 8 | fingerprint of the registry, little-endian | [`Registry::fingerprint`](super::Registry::fingerprint) |
 //! | 20 | 8 | payload length in bytes, little-endian | n |
@@ -21,8 +21,10 @@ use super::PickleError;
 
 /// The magic at offset 0.
 pub const MAGIC: [u8; 8] = *b"MTPICKLE";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this build writes and reads. Version 2 added the values of the
+/// blocked senders to each channel ([`ChannelImage::values`](super::ChannelImage::values)),
+/// which a lazy restore needs before the senders run.
+pub const FORMAT_VERSION: u16 = 2;
 /// The header's length: the payload starts here.
 pub const HEADER_LEN: usize = 32;
 
@@ -142,10 +144,11 @@ mod tests {
         b[0] = b'X';
         assert!(matches!(open(&b, 42), Err(PickleError::BadMagic)));
         let mut b = good.clone();
-        b[8] = 2;
+        let other = FORMAT_VERSION + 1;
+        b[8..10].copy_from_slice(&other.to_le_bytes());
         assert!(matches!(
             open(&b, 42),
-            Err(PickleError::UnsupportedVersion { found: 2, .. })
+            Err(PickleError::UnsupportedVersion { found, .. }) if found == other
         ));
         let mut b = good.clone();
         b[11] = 1;

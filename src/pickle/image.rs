@@ -37,7 +37,7 @@ pub struct WorldImage {
 ///
 /// ```
 /// use microthread::pickle::ChannelImage;
-/// let c = ChannelImage { type_index: 0, preference: -1, schedule_all: false, closing: false, senders: false, queue: vec![] };
+/// let c = ChannelImage { type_index: 0, preference: -1, schedule_all: false, closing: false, senders: false, queue: vec![], values: vec![] };
 /// assert_eq!(c.clone(), c);
 /// ```
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -54,6 +54,10 @@ pub struct ChannelImage {
     pub senders: bool,
     /// Indices into the world's tasklets of the blocked ones, head first.
     pub queue: Vec<u32>,
+    /// For blocked senders, the value each is sending, postcard encoded, in the order of
+    /// `queue` (empty bytes for a closure tasklet, whose value is not picklable); empty for
+    /// receivers. A restore queues the senders with their values before they run.
+    pub values: Vec<Vec<u8>>,
 }
 
 /// What a pickled tasklet was doing.
@@ -120,11 +124,20 @@ impl WorldImage {
     /// Every check that can refuse the image, before anything is built from it.
     pub(super) fn validate(&self, registry: &Registry) -> Result<(), PickleError> {
         let n = self.tasklets.len();
-        let mut ids = HashSet::with_capacity(n);
-        for t in &self.tasklets {
-            if !ids.insert(t.id) {
-                return Err(PickleError::DuplicateTasklet { id: t.id });
+        // Duplicates by sorting (no hashing of ids an attacker chose); the error names the
+        // first repeated id in the pickle's order, found by a second pass if there is one.
+        let mut sorted: Vec<u64> = self.tasklets.iter().map(|t| t.id).collect();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            let mut ids = HashSet::with_capacity(n);
+            for t in &self.tasklets {
+                if !ids.insert(t.id) {
+                    return Err(PickleError::DuplicateTasklet { id: t.id });
+                }
             }
+        }
+        drop(sorted);
+        for t in &self.tasklets {
             if let BodyImage::Resumable { kind, .. } = t.body {
                 if kind as usize >= registry.kinds.len() {
                     return Err(PickleError::UnknownKind { index: kind });
@@ -162,6 +175,14 @@ impl WorldImage {
                 return Err(PickleError::Inconsistent(format!(
                     "a channel has preference {}",
                     c.preference
+                )));
+            }
+            let values_expected = if c.senders { c.queue.len() } else { 0 };
+            if c.values.len() != values_expected {
+                return Err(PickleError::Inconsistent(format!(
+                    "a channel has {} queued tasklets and {} values",
+                    c.queue.len(),
+                    c.values.len()
                 )));
             }
             for &i in &c.queue {

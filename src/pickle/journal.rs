@@ -114,6 +114,9 @@ pub(crate) struct Record {
     /// While a restore replays a blocked tasklet: the operation it was blocked in, which
     /// must be its first live one.
     pub(super) expect: Option<Pending>,
+    /// A restored tasklet that has not run since (and was not queued on a channel): its
+    /// status in the pickle, whose journal is complete as it is (pickled again as it was).
+    pub(super) restored: Option<super::Status>,
 }
 
 impl Record {
@@ -126,6 +129,7 @@ impl Record {
             pending: Pending::None,
             pending_value: None,
             expect: None,
+            restored: None,
         }
     }
 

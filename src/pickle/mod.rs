@@ -73,6 +73,38 @@
 //! A replay that meets another operation than the journal holds, or a checkpoint before
 //! the journal's end, fails with [`PickleError::Diverged`].
 //!
+//! # Restore is lazy
+//! [`World::restore`] builds every resumable tasklet without touching a stack and without
+//! running its body: it decodes the checkpointed state, makes a tasklet whose closure waits
+//! on the heap, and queues the blocked ones on their channels again, each with a waiter on
+//! the heap that holds the value it sends (the pickle carries the values of blocked
+//! senders). A tasklet gets its stack, is laid out and replays its journal only the first
+//! time the scheduler switches into it (`scheduler::lazy`: the switch's test for a missing
+//! saved context, which every switch makes anyway, is where a lazy tasklet is laid out, so
+//! closure tasklets and the channel paths pay nothing). A restored world of N blocked
+//! tasklets therefore costs no page of stack and no replay until they run, and a tasklet
+//! that never runs again (killed, or pickled once more) never pays them.
+//!
+//! Until then a restored tasklet behaves exactly as one that replayed eagerly: a partner
+//! that matches its waiter takes its value or hands it one and makes it runnable, as for
+//! any blocked tasklet; when it first runs, its replay reaches that operation, which
+//! returns what the match delivered (its own recomputed value, for a send, is dropped).
+//! Killing it before then ends it without running its body (it is switched to and ends at
+//! its first instruction, as any tasklet that never ran), out of its channel's queue, with
+//! the value it was sending dropped. An error thrown into it is the result of the
+//! operation it was blocked in, as for a tasklet suspended there. Pickling it again before
+//! it ran gives back what was restored.
+//!
+//! **Divergence is found when the tasklet first runs**, not by the restore: if its replay
+//! does not reach the operation it was blocked in (another operation, a checkpoint before
+//! the journal's end, or the body returns), the tasklet ends with the
+//! [`PickleError::Diverged`] as its panic payload, delivered like any tasklet's failure
+//! (to main or the innermost `run()` caller as [`Error::Panicked`](crate::Error::Panicked)),
+//! the same way a copy of a closure tasklet fails. By then a partner may already have taken
+//! the value it was restored with. What `restore` still checks eagerly it still returns as
+//! errors: the format, the image's consistency, every state (it must decode) and every
+//! value in flight (each must decode as its channel's type).
+//!
 //! # The journal costs ordinary tasklets nothing
 //! The journal lives in `Cx`, not in the channel: a resumable tasklet's `cx.send(ch, v)`
 //! journals and then calls the ordinary [`Channel::send`](crate::Channel::send). The channel
@@ -89,7 +121,7 @@
 //! | `t.restorable` (no C state on the stack) | [`World::restorable`]: true for a resumable tasklet, false for a closure tasklet (its native stack is its "C state") |
 //! | running an unpickled non-restorable tasklet: `RuntimeError("... frame had a C state that can't be restored")` | the copy fails with [`PickleError::NotRestorable`] naming it, delivered as a panic ([`Error::Panicked`](crate::Error::Panicked)) to main or the `run()` caller |
 //! | unpickled tasklet: alive, not scheduled, paused | the same: [`Restored::ring`] lists the runnable ones in order, [`Restored::insert_ring`] inserts them |
-//! | unpickled blocked tasklets re-linked to their channel in order | the same, by replaying each up to its channel operation, in queue order |
+//! | unpickled blocked tasklets re-linked to their channel in order | the same, at once, with the values they send; each replays up to its channel operation when it first runs (see *Restore is lazy*) |
 //! | an unpickled new (never run) tasklet runs from the start | the same: its checkpoint is its initial state |
 //! | an unpickled dead tasklet is not alive | the same (a bound, not set-up tasklet) |
 //! | the copy and the original continue independently | the same |
@@ -109,6 +141,9 @@
 //!   default preference (-1) a receiver always resumes at once.
 //! - A resumable tasklet paused inside `cx.schedule_remove()` by a watchdog, before it
 //!   removed itself, is restored as if it had removed itself.
+//! - A restored tasklet gets its stack when it first runs: if none can be mapped then, the
+//!   process aborts with a message naming the tasklet (there is no context to switch to,
+//!   and a switch cannot fail), as for a failed heap allocation.
 
 mod channels;
 mod cx;

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::channels::ErasedChannel;
 use super::cx::Cx;
 use super::journal::Record;
-use super::world::{start_resumable, WorldInner};
+use super::world::{start_lazy, ParkedCell, WorldInner};
 use super::PickleError;
 use crate::channel::Channel;
 use crate::Tasklet;
@@ -64,8 +64,10 @@ impl<S> Kind<S> {
     }
 }
 
-/// Makes a tasklet for a restored record: decodes its checkpoint as the kind's state.
-type Starter = Box<dyn Fn(&Rc<WorldInner>, Rc<RefCell<Record>>) -> Result<Tasklet, PickleError>>;
+/// Makes the (lazy) tasklet for a restored record: decodes its checkpoint as the kind's
+/// state; the cell is where the restore may put its waiter.
+type Starter =
+    Box<dyn Fn(&Rc<WorldInner>, Rc<RefCell<Record>>, ParkedCell) -> Result<Tasklet, PickleError>>;
 
 pub(super) struct KindEntry {
     pub(super) name: String,
@@ -156,12 +158,12 @@ impl Registry {
     {
         self.check_name(name)?;
         let index = self.kinds.len() as u32;
-        let start: Starter = Box::new(move |world, record| {
+        let start: Starter = Box::new(move |world, record, parked| {
             let state: S = {
                 let r = record.borrow();
                 postcard::from_bytes(&r.checkpoint)?
             };
-            start_resumable(world, body, record, state)
+            start_lazy(world, body, record, state, parked)
         });
         self.kinds.push(KindEntry {
             name: name.into(),

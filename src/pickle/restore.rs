@@ -1,14 +1,14 @@
 //! Restoring a world from its pickle ([`World::restore`]): the channels with their settings,
-//! every tasklet paused, the blocked ones replayed up to their channel operation and queued
-//! again in their order, then the channels' closing flags; the ring order is handed back to
-//! insert.
+//! every tasklet paused and lazy (no stack, no run: see the [module docs](super)), the
+//! blocked ones queued again in their order on heap waiters with the values they send,
+//! then the channels' closing flags; the ring order is handed back to insert.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::image::{BodyImage, Status, WorldImage};
 use super::journal::{Pending, Record};
-use super::world::{World, WorldChannel};
+use super::world::{ParkedCell, World, WorldChannel};
 use super::{format, PickleError, Registry};
 use crate::Tasklet;
 
@@ -102,10 +102,14 @@ impl World {
     /// Restores a pickled world into this thread; see [`Restored`]. The originals, if they
     /// still exist, are untouched: the copies go on independently.
     ///
+    /// Nothing is replayed here: each tasklet replays its journal when it first runs, and
+    /// a replay that diverges then ends that tasklet with [`PickleError::Diverged`] as its
+    /// panic payload (see *Restore is lazy* in the [module docs](super)).
+    ///
     /// # Errors
-    /// Those of [`inspect`]; [`PickleError::Payload`] for a state that does not decode;
-    /// [`PickleError::Diverged`] if a blocked tasklet's replay does not block where it
-    /// was; no stack. On error every tasklet made so far is killed.
+    /// Those of [`inspect`]; [`PickleError::Payload`] for a state or a value in flight
+    /// that does not decode; [`PickleError::Op`] if a tasklet cannot be made (no stack for
+    /// a closure tasklet's copy). On error every tasklet made so far is killed.
     ///
     /// ```
     /// use microthread::pickle::{PickleError, Registry, World};
@@ -116,17 +120,15 @@ impl World {
     /// assert!(matches!(World::restore(&reg, &bytes), Err(PickleError::Checksum { .. })));
     /// ```
     pub fn restore(registry: &Rc<Registry>, bytes: &[u8]) -> Result<Restored, PickleError> {
-        let image = inspect(registry, bytes)?;
+        let mut image = inspect(registry, bytes)?;
         let world = World::new(registry.clone());
         let mut made = Vec::with_capacity(image.tasklets.len());
-        match build(&world, &image, &mut made) {
+        let original_ids = image.tasklets.iter().map(|t| t.id).collect();
+        let ring = std::mem::take(&mut image.ring);
+        match build(&world, image, &mut made) {
             Ok(()) => Ok(Restored {
-                ring: image
-                    .ring
-                    .iter()
-                    .map(|&i| made[i as usize].clone())
-                    .collect(),
-                original_ids: image.tasklets.iter().map(|t| t.id).collect(),
+                ring: ring.iter().map(|&i| made[i as usize].clone()).collect(),
+                original_ids,
                 tasklets: made,
                 world,
             }),
@@ -142,7 +144,8 @@ impl World {
     }
 }
 
-fn build(world: &World, image: &WorldImage, made: &mut Vec<Tasklet>) -> Result<(), PickleError> {
+/// Builds the world from `image`, whose byte strings move into the records.
+fn build(world: &World, image: WorldImage, made: &mut Vec<Tasklet>) -> Result<(), PickleError> {
     let inner = &world.inner;
     let registry = &inner.registry;
     {
@@ -157,10 +160,15 @@ fn build(world: &World, image: &WorldImage, made: &mut Vec<Tasklet>) -> Result<(
             });
         }
     }
-    for t in &image.tasklets {
-        let (tasklet, record) = match (&t.body, t.status) {
-            (_, Status::Dead) => (bound_dead()?, None),
-            (BodyImage::Closure, _) => (not_restorable(t.id, t.name.clone())?, None),
+    let WorldImage {
+        channels, tasklets, ..
+    } = image;
+    let mut cells: Vec<Option<ParkedCell>> = Vec::with_capacity(tasklets.len());
+    inner.reserve_members(tasklets.len());
+    for t in tasklets {
+        let (tasklet, record, cell) = match (t.body, t.status) {
+            (_, Status::Dead) => (bound_dead()?, None, None),
+            (BodyImage::Closure, _) => (not_restorable(t.id, t.name.clone())?, None, None),
             (
                 BodyImage::Resumable {
                     kind,
@@ -169,56 +177,66 @@ fn build(world: &World, image: &WorldImage, made: &mut Vec<Tasklet>) -> Result<(
                 },
                 _,
             ) => {
-                let record = Rc::new(RefCell::new(Record::new(
-                    *kind,
-                    checkpoint.clone(),
-                    journal.clone(),
-                )));
-                let start = &registry.kinds[*kind as usize].start;
-                (start(inner, record.clone())?, Some(record))
+                let mut record = Record::new(kind, checkpoint, journal);
+                if t.status != Status::Blocked {
+                    record.restored = Some(t.status);
+                }
+                let record = Rc::new(RefCell::new(record));
+                let cell = ParkedCell::default();
+                let start = &registry.kinds[kind as usize].start;
+                (
+                    start(inner, record.clone(), cell.clone())?,
+                    Some(record),
+                    Some(cell),
+                )
             }
         };
         if t.name.is_some() {
             tasklet.set_name(t.name.as_deref());
         }
-        inner.push_member(tasklet.clone(), record.clone());
+        inner.push_member(tasklet.clone(), record);
         made.push(tasklet);
+        cells.push(cell);
     }
-    for (ci, c) in image.channels.iter().enumerate() {
-        for &i in &c.queue {
-            let t = &made[i as usize];
-            if !world.restorable(t) {
+    for (ci, c) in channels.iter().enumerate() {
+        for (qi, &i) in c.queue.iter().enumerate() {
+            let Some(cell) = &cells[i as usize] else {
                 continue; // a closure tasklet's value is on its lost stack: it stays paused
-            }
+            };
+            let t = &made[i as usize];
+            let value = c.senders.then(|| c.values[qi].as_slice());
+            let waiter = inner.channels.borrow()[ci].chan.park(t, value)?;
+            *cell.borrow_mut() = Some(waiter);
             let record = inner.members.borrow()[i as usize].record.clone();
-            if let Some(r) = &record {
-                r.borrow_mut().expect = Some(if c.senders {
+            if let Some(r) = record {
+                let mut r = r.borrow_mut();
+                let op = if c.senders {
                     Pending::Send(ci as u32)
                 } else {
                     Pending::Receive(ci as u32)
-                });
-            }
-            t.run()?;
-            if let Some(r) = &record {
-                r.borrow_mut().expect = None;
-            }
-            let chans = inner.channels.borrow();
-            let queue = chans[ci].chan.queue();
-            if !t.blocked() || queue.last() != Some(&t.id()) {
-                return Err(PickleError::Diverged {
-                    tasklet: image.tasklets[i as usize].id,
-                    detail: format!("its replay did not block on channel {ci} where it was"),
-                });
+                };
+                // As if it were inside that operation: what pickling it again, or a
+                // receiver that takes its value, reads.
+                r.expect = Some(op);
+                r.pending = op;
+                r.pending_value = value.map(<[u8]>::to_vec);
             }
         }
     }
     let chans = inner.channels.borrow();
-    for (c, wc) in image.channels.iter().zip(chans.iter()) {
+    for (c, wc) in channels.iter().zip(chans.iter()) {
         if c.closing {
             wc.chan.close();
         }
     }
     Ok(())
+}
+
+/// Ends a restored tasklet whose replay diverged from its journal (found when it first
+/// runs): as a panic with `e` as its payload, delivered like any tasklet failure.
+pub(super) fn fail_restored(e: PickleError) -> ! {
+    eprintln!("microthread: {e}");
+    std::panic::resume_unwind(Box::new(e))
 }
 
 fn no_stack(e: std::io::Error) -> PickleError {

@@ -30,13 +30,42 @@ pub(super) struct Member {
     pub(super) record: Option<Rc<RefCell<Record>>>,
 }
 
+/// Hashing of tasklet ids (made by this process, never read from a pickle): one
+/// multiplication by an odd constant, a bijection that spreads consecutive ids over both
+/// the low bits (the bucket) and the high bits (the tag) of the hash.
+#[derive(Default, Clone, Copy)]
+pub(super) struct IdHashing;
+
+pub(super) struct IdHash(u64);
+
+impl std::hash::BuildHasher for IdHashing {
+    type Hasher = IdHash;
+    fn build_hasher(&self) -> IdHash {
+        IdHash(0)
+    }
+}
+
+impl std::hash::Hasher for IdHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = (self.0 ^ id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// What a world's tasklets share with it.
 pub(crate) struct WorldInner {
     pub(super) registry: Rc<Registry>,
     pub(super) channels: RefCell<Vec<WorldChannel>>,
     pub(super) members: RefCell<Vec<Member>>,
     /// Member index by tasklet id.
-    pub(super) by_id: RefCell<HashMap<u64, usize>>,
+    pub(super) by_id: RefCell<HashMap<u64, usize, IdHashing>>,
     /// Values received by tasklets that have not resumed from their receive yet, postcard
     /// encoded, by receiver id.
     pub(super) in_transit: RefCell<HashMap<u64, Vec<u8>>>,
@@ -111,6 +140,12 @@ impl WorldInner {
         }
     }
 
+    /// Room for `n` more members.
+    pub(super) fn reserve_members(&self, n: usize) {
+        self.members.borrow_mut().reserve(n);
+        self.by_id.borrow_mut().reserve(n);
+    }
+
     pub(super) fn push_member(&self, tasklet: Tasklet, record: Option<Rc<RefCell<Record>>>) {
         let mut members = self.members.borrow_mut();
         self.by_id.borrow_mut().insert(tasklet.id(), members.len());
@@ -135,10 +170,103 @@ where
             me: scheduler::current().id(),
             record,
             world: weak,
+            restoring: false,
+            parked: None,
+            thrown: None,
         };
         body(&mut cx)
     })
     .map_err(|e| PickleError::Op(crate::Error::NoStack(e)))
+}
+
+/// Where a restore puts the waiter of a restored tasklet that was blocked (see
+/// [`restore`](super::restore)); only the tasklet's closure holds it, so a kill before the
+/// tasklet ran drops it, and the value it was sending, with the closure.
+pub(super) type ParkedCell = Rc<RefCell<Option<Box<dyn std::any::Any>>>>;
+
+/// As [`start_resumable`], lazily (the stack is laid out when the tasklet first runs, see
+/// `restore`): the tasklet is paused and never ran; `parked` receives the waiter if the
+/// restore queues it on a channel.
+pub(super) fn start_lazy<S>(
+    world: &Rc<WorldInner>,
+    body: Body<S>,
+    record: Rc<RefCell<Record>>,
+    state: S,
+    parked: ParkedCell,
+) -> Result<Tasklet, PickleError>
+where
+    S: Serialize + DeserializeOwned + 'static,
+{
+    let weak = Rc::downgrade(world);
+    crate::scheduler::TaskletBuilder::new()
+        .create_lazy(move |thrown: Option<crate::Error>| {
+            run_restored(body, state, record, weak, parked, thrown)
+        })
+        .map_err(|e| PickleError::Op(crate::Error::NoStack(e)))
+}
+
+/// The first run of a restored tasklet: the body from its checkpoint, replaying its
+/// journal; with the waiter of the channel operation it was restored blocked in, if any,
+/// whose outcome that operation takes (`Cx::send`, `Cx::receive`). `thrown` is the error
+/// thrown into it before this run.
+fn run_restored<S>(
+    body: Body<S>,
+    state: S,
+    record: Rc<RefCell<Record>>,
+    world: std::rc::Weak<WorldInner>,
+    parked: ParkedCell,
+    thrown: Option<crate::Error>,
+) -> Result<(), PickleError>
+where
+    S: Serialize + DeserializeOwned + 'static,
+{
+    record.borrow_mut().restored = None;
+    let parked = parked.borrow_mut().take();
+    if parked.is_none() {
+        if let Some(e) = thrown {
+            // As for any tasklet that never ran: the error ends it, as its own.
+            std::panic::resume_unwind(thrown_payload(e));
+        }
+    }
+    let mut cx = Cx {
+        state,
+        me: scheduler::current().id(),
+        record,
+        world,
+        restoring: parked.is_some(),
+        parked,
+        thrown,
+    };
+    let result = body(&mut cx);
+    if cx.restoring {
+        // The replay never reached the operation it was blocked in: the restore diverged,
+        // found only now.
+        let e = match result {
+            Err(e @ PickleError::Diverged { .. }) => e,
+            other => PickleError::Diverged {
+                tasklet: cx.me,
+                detail: match other {
+                    Ok(()) => "its replay returned before the channel operation it was blocked in"
+                        .to_owned(),
+                    Err(e) => format!(
+                        "its replay failed before the channel operation it was blocked in: {e}"
+                    ),
+                },
+            },
+        };
+        drop(cx);
+        super::restore::fail_restored(e);
+    }
+    result
+}
+
+/// The payload an error thrown into a tasklet that never ran ends it with (as the
+/// scheduler's): what an [`Error::Thrown`](crate::Error::Thrown) carries, or the error.
+fn thrown_payload(error: crate::Error) -> crate::error::Payload {
+    match error {
+        crate::Error::Thrown(payload) => payload,
+        other => Box::new(other),
+    }
 }
 
 /// A set of tasklets and the channels they use, pickled together: see the
@@ -197,7 +325,7 @@ impl World {
                 registry,
                 channels: RefCell::new(Vec::new()),
                 members: RefCell::new(Vec::new()),
-                by_id: RefCell::new(HashMap::new()),
+                by_id: RefCell::new(HashMap::default()),
                 in_transit: RefCell::new(HashMap::new()),
                 outside_sends: RefCell::new(HashMap::new()),
             }),
@@ -412,7 +540,9 @@ impl World {
         let mut channels = Vec::with_capacity(chans.len());
         for (ci, c) in chans.iter().enumerate() {
             let ch = &c.chan;
+            let senders = ch.balance() > 0;
             let mut queue = Vec::new();
+            let mut values = Vec::new();
             for id in ch.queue() {
                 let i = *by_id.get(&id).ok_or(PickleError::Outsider {
                     tasklet: id,
@@ -420,14 +550,25 @@ impl World {
                 })?;
                 queued[i] = true;
                 queue.push(i as u32);
+                if senders {
+                    // A resumable sender blocked in its Cx carries its value's bytes; a
+                    // closure tasklet's value is not picklable (it comes back paused).
+                    let bytes = members[i]
+                        .record
+                        .as_ref()
+                        .and_then(|r| r.borrow().pending_value.clone())
+                        .unwrap_or_default();
+                    values.push(bytes);
+                }
             }
             channels.push(ChannelImage {
                 type_index: c.type_index,
                 preference: ch.preference(),
                 schedule_all: ch.schedule_all(),
                 closing: ch.closing(),
-                senders: ch.balance() > 0,
+                senders,
                 queue,
+                values,
             });
         }
         let in_transit = self.inner.in_transit.borrow();
@@ -454,7 +595,14 @@ impl World {
                 }
                 Status::Blocked
             } else if !t.started() {
-                Status::Unrun
+                // A restored tasklet that has not run since is what it was (its journal
+                // holds the completion of what it was suspended in), runnable or paused
+                // as it is now.
+                match m.record.as_ref().and_then(|r| r.borrow().restored) {
+                    Some(Status::Runnable | Status::Paused) if t.scheduled() => Status::Runnable,
+                    Some(Status::Runnable | Status::Paused) => Status::Paused,
+                    _ => Status::Unrun,
+                }
             } else if t.scheduled() {
                 Status::Runnable
             } else {
@@ -466,6 +614,7 @@ impl World {
                     let r = r.borrow();
                     let mut journal = r.journal.clone();
                     match status {
+                        Status::Runnable | Status::Paused if r.restored.is_some() => {}
                         Status::Runnable | Status::Paused => {
                             completed(id, status, r.pending, &in_transit, &mut journal)?
                         }

@@ -92,6 +92,34 @@ impl Scheduler {
         take_pending(m)
     }
 
+    /// Marks `t`, a paused tasklet of this thread that is not running, as blocked on
+    /// `blocker` in direction `dir` (+1 sending, -1 receiving), as if it had blocked there
+    /// itself; it counts as started (it is suspended inside that operation). Returns its new
+    /// blocking episode. The caller queues its waiter, under the channel's lock, before
+    /// releasing it (`Channel::park`).
+    ///
+    /// # Safety
+    /// - `t` must be a live, floating, non-running tasklet of this scheduler; `blocker` must
+    ///   stay valid for as long as `t` stays blocked on it.
+    pub(crate) unsafe fn park_floating(
+        &self,
+        t: *const Inner,
+        dir: i8,
+        blocker: *const dyn Blocker,
+    ) -> u64 {
+        // SAFETY: caller's obligation.
+        let t = unsafe { &*t };
+        debug_assert!(t.floating() && t.alive() && !std::ptr::eq(t, self.current.get()));
+        let epoch = t.block_epoch.get().wrapping_add(1);
+        t.block_epoch.set(epoch);
+        t.blocked.set(dir);
+        t.blocked_on.set(Some(blocker));
+        t.life.set(crate::tasklet::Life::Started);
+        t.remote_state
+            .set(RemoteState::ALIVE | RemoteState::BLOCKED);
+        epoch
+    }
+
     /// Keeps `e` pending in the running tasklet `m`, for its next suspension; what it
     /// replaces is dropped at the next safe point.
     pub(crate) fn pend_error(&self, m: &Inner, e: Error) {

@@ -114,9 +114,9 @@ unsafe fn died(s: &Scheduler, me: *const Inner, payload: crate::error::Payload) 
 /// ```
 #[derive(Debug, Clone)]
 pub struct TaskletBuilder {
-    stack_size: usize,
-    guard_size: usize,
-    preserve_fp_env: bool,
+    pub(super) stack_size: usize,
+    pub(super) guard_size: usize,
+    pub(super) preserve_fp_env: bool,
 }
 
 impl Default for TaskletBuilder {

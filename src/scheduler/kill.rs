@@ -259,20 +259,12 @@ impl Scheduler {
         // SAFETY: `next` is live and not running.
         let n = unsafe { &*next };
         let Some(ctx) = n.context.take() else {
-            fatal("switch to a tasklet without a saved context")
+            // A lazy tasklet that never ran (see `lazy`): laid out, then the same exit.
+            // SAFETY: forwarded.
+            unsafe { end_into_lazy(me, n) }
         };
-        // SAFETY: the last switch out of this stack: `next` releases it (after_switch with
-        // the DEAD mark) and nothing resumes this frame again. `next` waits in a plain frame
-        // (the scheduler's switches), unless one side preserves the FP environment.
-        unsafe {
-            if m.preserve_fp_env | n.preserve_fp_env {
-                Context::end_at_next_switch();
-                ctx.switch_fpenv(me as usize | DEAD);
-                fatal("a dead tasklet was resumed")
-            } else {
-                ctx.exit(me as usize | DEAD)
-            }
-        }
+        // SAFETY: forwarded.
+        unsafe { exit_into(m, n, ctx, me) }
     }
 
     /// The ring is empty and a tasklet is ending: if whoever it would wake is blocked, sleep
@@ -299,6 +291,39 @@ impl Scheduler {
             if unsafe { (*wake).floating() } || self.shared.sleep().is_err() {
                 return ptr::null();
             }
+        }
+    }
+}
+
+/// The end of `end` when the next tasklet is lazy: lays it out and exits into it. Out of
+/// line, and finding the scheduler itself, so that `end`'s common path stays as it was.
+///
+/// # Safety
+/// - As the exit in [`Scheduler::end`]: `me` is the dead, running tasklet; `n` the next.
+#[cold]
+#[inline(never)]
+unsafe fn end_into_lazy(me: *const Inner, n: &Inner) -> ! {
+    let ctx = super::scheduler().lay_out(n);
+    // SAFETY: forwarded; `me` is still the (dead) running tasklet, live until `n` runs.
+    unsafe { exit_into(&*me, n, ctx, me) }
+}
+
+/// The last switch out of the dead tasklet `m` (`me`) into `n`, whose context is `ctx`.
+///
+/// # Safety
+/// - As in [`Scheduler::end`], of which it is the end.
+#[inline(always)]
+unsafe fn exit_into(m: &Inner, n: &Inner, ctx: Context, me: *const Inner) -> ! {
+    // SAFETY: the last switch out of this stack: `next` releases it (after_switch with the
+    // DEAD mark) and nothing resumes this frame again. `next` waits in a plain frame (the
+    // scheduler's switches), unless one side preserves the FP environment.
+    unsafe {
+        if m.preserve_fp_env | n.preserve_fp_env {
+            Context::end_at_next_switch();
+            ctx.switch_fpenv(me as usize | DEAD);
+            fatal("a dead tasklet was resumed")
+        } else {
+            ctx.exit(me as usize | DEAD)
         }
     }
 }

@@ -169,6 +169,7 @@ mod error_handler;
 mod garbage;
 mod handle;
 mod kill;
+mod lazy;
 mod mail;
 mod preempt;
 mod ring;

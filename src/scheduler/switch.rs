@@ -199,15 +199,31 @@ impl Scheduler {
         // SAFETY: caller vouches for both.
         let (p, n) = unsafe { (&*prev, &*next) };
         let fp = p.preserve_fp_env | n.preserve_fp_env;
-        // A suspended tasklet always has a saved context.
-        let Some(ctx) = n.context.take() else {
-            fatal("switch to a tasklet without a saved context")
+        // A suspended tasklet always has a saved context, unless it is lazy and never ran
+        // (see `lazy`): then it is laid out now, off the hot path.
+        let t = match n.context.take() {
+            // SAFETY: `ctx` is `next`'s suspended frame on its live stack, consumed here;
+            // the word is our own Inner, which stays alive in the list while we are
+            // suspended.
+            Some(ctx) => unsafe { switch_between_tasklets(ctx, prev as usize, fp) },
+            // SAFETY: as above, for the context laid out.
+            None => unsafe { self.switch_into_lazy(prev, n, fp) },
         };
-        // SAFETY: `ctx` is `next`'s suspended frame on its live stack, consumed here; the
-        // word is our own Inner, which stays alive in the list while we are suspended.
-        let t = unsafe { switch_between_tasklets(ctx, prev as usize, fp) };
         // SAFETY: every switch into a tasklet comes from `transfer` or `end`.
         unsafe { after_switch(self, t) };
+    }
+
+    /// [`Scheduler::transfer`]'s switch into a lazy tasklet that never ran: laid out, then
+    /// entered. Out of line, so that the common switch stays as it was.
+    ///
+    /// # Safety
+    /// - As `transfer`, with `n` the lazy tasklet (current already).
+    #[cold]
+    #[inline(never)]
+    unsafe fn switch_into_lazy(&self, prev: *const Inner, n: &Inner, fp: bool) -> Transfer {
+        let ctx = self.lay_out(n);
+        // SAFETY: the context just laid out on `n`'s fresh stack; the word is our own Inner.
+        unsafe { switch_between_tasklets(ctx, prev as usize, fp) }
     }
 
     /// Stackless's `schedule_task_block`: `prev` stopped being runnable and the ring is empty.

@@ -283,11 +283,26 @@ fn a_body_that_is_not_deterministic_is_caught_on_replay() {
         scheduler::run().unwrap(); // blocked sending 2, journal: [send]
         let bytes = world.pickle().unwrap();
         FLIP.with(|f| f.set(true));
-        let err = World::restore(&reg, &bytes)
-            .err()
-            .expect("the replay diverges");
-        assert!(matches!(err, PickleError::Diverged { .. }), "{err}");
-        assert!(err.to_string().contains("not deterministic"));
+        // The restore is lazy: it queues the sender with its value (2) and replays nothing;
+        // the divergence is found when the sender first runs, and ends it as a panic with
+        // the error as its payload, delivered to the run() caller.
+        let copy = World::restore(&reg, &bytes).expect("a lazy restore replays nothing");
+        let t = copy.tasklets[0].clone();
+        let out2 = copy.world.get(out).unwrap();
+        assert_eq!((out2.balance(), out2.queue()), (1, vec![t.id()]));
+        assert_eq!(out2.receive().unwrap(), 2); // the value it was restored with
+        match scheduler::run() {
+            Err(microthread::Error::Panicked { tasklet, payload }) => {
+                assert_eq!(tasklet, t.id());
+                let err = payload
+                    .downcast_ref::<PickleError>()
+                    .expect("a PickleError");
+                assert!(matches!(err, PickleError::Diverged { .. }), "{err}");
+                assert!(err.to_string().contains("not deterministic"), "{err}");
+            }
+            other => panic!("expected the replay to diverge: {other:?}"),
+        }
+        assert!(!t.alive());
         FLIP.with(|f| f.set(false));
         assert_eq!(world.get(out).unwrap().receive().unwrap(), 2);
     });

@@ -115,8 +115,14 @@ pub const ROWS: &[Row] = &[
     },
     Row {
         key: "restore_per_tasklet_ns",
-        label: "World::restore of that pickle (replayed into the queues), per tasklet",
+        label: "World::restore of that pickle (lazy: queued, not yet run), per tasklet",
         measure: super::pickle::restore_per_tasklet,
+    },
+    Row {
+        key: "restore_and_first_run_per_tasklet_ns",
+        label: "World::restore + the first run of every tasklet (laid out, replayed, blocked \
+                again), per tasklet",
+        measure: super::pickle::restore_and_first_run_per_tasklet,
     },
     Row {
         key: "spawn_blocked_per_tasklet_ns",
