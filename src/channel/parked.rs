@@ -9,7 +9,7 @@
 //! waiter ([`Parked::finish_send`], [`Parked::finish_receive`]), with the same rules as a
 //! blocked call that resumes (`Core::block`).
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::ptr;
 use std::sync::Arc;
 
@@ -61,6 +61,7 @@ impl<T: Send + 'static> Channel<T> {
                 scheduler: s as *const Scheduler,
                 epoch: 0,
                 slot: UnsafeCell::new(value.map(Msg::Value)),
+                next: Cell::new(ptr::null()),
             },
             chan: self.clone(),
         });
@@ -69,14 +70,16 @@ impl<T: Send + 'static> Channel<T> {
         if st.closing {
             return Err(Error::ClosedChannel);
         }
-        if st.balance * dir as isize >= 0 {
+        if st.balance * dir as i32 >= 0 {
             let blocker: &dyn Blocker = &*self.chan;
             // SAFETY: floating, alive, not running, of this thread (checked above); the
             // channel outlives the block: the waiter holds a handle.
             let epoch = unsafe { s.park_floating(t, dir, blocker as *const dyn Blocker) };
             parked.waiter.epoch = epoch;
-            st.queue.push_back(&parked.waiter);
-            st.balance += dir as isize;
+            // SAFETY: the waiter is in no queue and stays in its box, unmoved, until it
+            // leaves this one (its Drop unlinks it); the queued waiters are valid.
+            unsafe { st.queue.push_back(&parked.waiter) };
+            st.balance += dir as i32;
             Ok(parked)
         } else {
             Err(Error::Thrown(Box::new(
@@ -91,7 +94,9 @@ impl<T: Send + 'static> Parked<T> {
     fn queued(&self) -> bool {
         let mut g = self.chan.chan.lock();
         let me = &self.waiter as *const Waiter<T>;
-        g.state().queue.iter().any(|&w| ptr::eq(w, me))
+        // SAFETY: queued waiters are valid, and the queue does not change under the lock.
+        let queued = unsafe { g.state().queue.iter().any(|w| ptr::eq(w, me)) };
+        queued
     }
 
     /// The running tasklet checks it is its own waiter, out of the queue.
@@ -164,11 +169,11 @@ impl<T: Send + 'static> Drop for Parked<T> {
         };
         let st = g.state();
         let me = &self.waiter as *const Waiter<T>;
-        if let Some(i) = st.queue.iter().position(|&w| ptr::eq(w, me)) {
-            st.queue.remove(i);
+        // SAFETY: queued waiters are valid (a queued parked waiter lives in its box).
+        if unsafe { st.queue.remove_first(|w| ptr::eq(w, me)) }.is_some() {
             // SAFETY: a queued waiter's tasklet is alive (this waiter is its closure's).
             let dir = unsafe { (*tasklet).blocked.get() };
-            st.balance -= dir as isize;
+            st.balance -= dir as i32;
             drop(g);
             // SAFETY: as above; it is no longer blocked on anything.
             unsafe {
