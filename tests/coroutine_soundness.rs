@@ -33,6 +33,16 @@ use microthread::coroutine::{Builder, Coroutine, CoroutineResult, ScopedCoroutin
 use microthread::scheduler::{self, TaskletBuilder};
 use microthread::stack::{pool, Stack};
 
+/// Suspends its coroutine when dropped: a destructor that switches, for the tests of
+/// suspends during unwinding.
+struct SuspendOnDrop<'a>(&'a Yielder<(), ()>);
+
+impl Drop for SuspendOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.suspend(());
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Item 3: over-aligned closures
 
@@ -275,12 +285,6 @@ fn a_coroutine_resumed_during_a_panic_may_catch_its_own_panic_and_is_dropped_cle
 /// A coroutine that suspends from a destructor run by its own panic, while its resumer is
 /// unwinding too (the case one panic count per thread cannot tell apart, see `Yielder`).
 fn unwinding_under_an_unwinding_resumer() -> Rc<RefCell<Coroutine<(), (), ()>>> {
-    struct SuspendOnDrop<'a>(&'a Yielder<(), ()>);
-    impl Drop for SuspendOnDrop<'_> {
-        fn drop(&mut self) {
-            self.0.suspend(());
-        }
-    }
     let co: Coroutine<(), (), ()> = Coroutine::new(|y, ()| {
         let _d = SuspendOnDrop(y);
         panic::resume_unwind(Box::new("the coroutine's own panic"));
@@ -346,12 +350,6 @@ fn dropping_a_coroutine_with_a_suspended_unwind_aborts_with_rusts_message() {
 #[test]
 fn suspending_while_the_coroutine_itself_unwinds_still_aborts_with_a_message() {
     let _serial = serial();
-    struct SuspendOnDrop<'a>(&'a Yielder<(), ()>);
-    impl Drop for SuspendOnDrop<'_> {
-        fn drop(&mut self) {
-            self.0.suspend(());
-        }
-    }
     let mut co: Coroutine<(), (), ()> = Coroutine::new(|y, ()| {
         let _d = SuspendOnDrop(y);
         panic::resume_unwind(Box::new("the coroutine's own panic"));
@@ -378,12 +376,6 @@ fn suspending_while_the_coroutine_itself_unwinds_still_aborts_with_a_message() {
 #[test]
 fn a_resume_during_a_panic_does_not_excuse_a_later_suspend_during_the_coroutines_own_unwind() {
     let _serial = serial();
-    struct SuspendOnDrop<'a>(&'a Yielder<(), ()>);
-    impl Drop for SuspendOnDrop<'_> {
-        fn drop(&mut self) {
-            self.0.suspend(());
-        }
-    }
     struct ResumeOnDrop(Rc<RefCell<Coroutine<(), (), ()>>>);
     impl Drop for ResumeOnDrop {
         fn drop(&mut self) {

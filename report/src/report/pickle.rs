@@ -88,17 +88,7 @@ pub fn pickle_per_tasklet(iterations: u64) -> f64 {
 /// only when it first runs (see [`restore_and_first_run_per_tasklet`] for that part).
 pub fn restore_per_tasklet(iterations: u64) -> f64 {
     let (reg, world, bytes) = suspended_world();
-    end(&world);
-    drop(world);
-    let rounds = iterations.div_ceil(TASKLETS).max(1);
-    let mut elapsed = Duration::ZERO;
-    for _ in 0..rounds {
-        let start = Instant::now();
-        let copy = World::restore(&reg, &bytes).expect("a valid pickle");
-        elapsed += start.elapsed();
-        end(&copy.world);
-    }
-    super::per_op(elapsed, rounds * TASKLETS)
+    time_restores(&reg, world, &bytes, iterations, |_| {})
 }
 
 /// `World::restore` of the suspended world's pickle and then the first run of every
@@ -107,13 +97,7 @@ pub fn restore_per_tasklet(iterations: u64) -> f64 {
 /// defers, included.
 pub fn restore_and_first_run_per_tasklet(iterations: u64) -> f64 {
     let (reg, world, refs, bytes) = suspended_world_and_channels();
-    end(&world);
-    drop(world);
-    let rounds = iterations.div_ceil(TASKLETS).max(1);
-    let mut elapsed = Duration::ZERO;
-    for _ in 0..rounds {
-        let start = Instant::now();
-        let copy = World::restore(&reg, &bytes).expect("a valid pickle");
+    time_restores(&reg, world, &bytes, iterations, |copy| {
         let chans: Vec<microthread::Channel<u64>> = refs
             .iter()
             .map(|&r| copy.world.get(r).expect("a world channel"))
@@ -124,6 +108,26 @@ pub fn restore_and_first_run_per_tasklet(iterations: u64) -> f64 {
                 .send(1)
                 .expect("a restored receiver");
         }
+    })
+}
+
+/// Ends `original`, then times enough rounds of restoring `bytes` and running `then` on the
+/// copy (each copy ended untimed) for `iterations` tasklets: ns per tasklet.
+fn time_restores(
+    reg: &Rc<Registry>,
+    original: World,
+    bytes: &[u8],
+    iterations: u64,
+    mut then: impl FnMut(&microthread::pickle::Restored),
+) -> f64 {
+    end(&original);
+    drop(original);
+    let rounds = iterations.div_ceil(TASKLETS).max(1);
+    let mut elapsed = Duration::ZERO;
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let copy = World::restore(reg, bytes).expect("a valid pickle");
+        then(&copy);
         elapsed += start.elapsed();
         end(&copy.world);
     }
