@@ -110,8 +110,13 @@ fn restoring_blocked_tasklets_touches_no_stack_and_waking_them_finishes_each() {
         let before = minor_faults();
         let copy = World::restore(&reg, &bytes).unwrap();
         let faults = minor_faults() - before;
-        // Under valgrind the count is its own (shadow memory): the other legs check it.
-        if std::env::var_os("MICROTHREAD_UNDER_VALGRIND").is_none() {
+        // Under valgrind the count is its own (shadow memory), and under ASan every heap
+        // allocation takes fresh pages (its allocator quarantines freed memory: 715 faults
+        // for the 2,000 records, waiters and closures, none on a stack): the other legs
+        // check it.
+        if std::env::var_os("MICROTHREAD_UNDER_VALGRIND").is_none()
+            && std::env::var_os("MICROTHREAD_UNDER_ASAN").is_none()
+        {
             assert!(
                 faults < (N / 10) as i64,
                 "restoring {N} blocked tasklets took {faults} minor page faults"
