@@ -336,14 +336,7 @@ fn dropping_a_coroutine_with_a_suspended_unwind_aborts_with_rusts_message() {
         let co = unwinding_under_an_unwinding_resumer();
         drop(co);
     });
-    assert_eq!(death.signal(), Some(libc::SIGABRT), "{}", death.describe());
-    assert!(
-        death
-            .stderr
-            .contains("panic in a destructor during cleanup"),
-        "{:?}",
-        death.stderr
-    );
+    death.assert_aborted_saying("panic in a destructor during cleanup");
 }
 
 /// The refusal that stays: a destructor run by the coroutine's own panic may not suspend it.
@@ -358,13 +351,8 @@ fn suspending_while_the_coroutine_itself_unwinds_still_aborts_with_a_message() {
     let death = in_child(move || {
         let _ = panic::catch_unwind(AssertUnwindSafe(|| co.resume(())));
     });
-    assert_eq!(death.signal(), Some(libc::SIGABRT), "{}", death.describe());
-    assert!(
-        death
-            .stderr
-            .contains("a coroutine tried to suspend while its own stack was being unwound"),
-        "{:?}",
-        death.stderr
+    death.assert_aborted_saying(
+        "a coroutine tried to suspend while its own stack was being unwound",
     );
 }
 
@@ -410,13 +398,8 @@ fn a_resume_during_a_panic_does_not_excuse_a_later_suspend_during_the_coroutines
         "{}",
         death.describe()
     );
-    assert_eq!(death.signal(), Some(libc::SIGABRT), "{}", death.describe());
-    assert!(
-        death
-            .stderr
-            .contains("a coroutine tried to suspend while its own stack was being unwound"),
-        "{:?}",
-        death.stderr
+    death.assert_aborted_saying(
+        "a coroutine tried to suspend while its own stack was being unwound",
     );
 }
 

@@ -56,6 +56,13 @@ impl Death {
         );
     }
 
+    /// Asserts that the child aborted (SIGABRT) and its stderr says `text`.
+    #[track_caller]
+    pub fn assert_aborted_saying(&self, text: &str) {
+        assert_eq!(self.signal(), Some(libc::SIGABRT), "{}", self.describe());
+        assert!(self.stderr.contains(text), "{:?}", self.stderr);
+    }
+
     /// Asserts that the child's stderr holds the overflow report for context `id` with a
     /// stack of `size` usable bytes (whatever the report calls the context).
     #[track_caller]
