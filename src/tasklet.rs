@@ -93,9 +93,11 @@ pub(crate) struct Inner {
     /// The channel it is blocked on. A raw pointer: the blocked call borrows a handle to
     /// that channel for as long as it is blocked, so the channel outlives the block.
     pub(crate) blocked_on: Cell<Option<*const dyn Blocker>>,
-    /// Counts the tasklet's blocking episodes: a wake posted by another thread names the
-    /// episode it completed, so that one arriving after the tasklet was unblocked otherwise
-    /// (killed, thrown into, delivered an error) cannot end a later episode.
+    /// Its current (or last) blocking episode, numbered by its thread's scheduler
+    /// (`Scheduler::new_block_epoch`): a wake posted by another thread names the episode it
+    /// completed, so that one arriving after the tasklet was unblocked otherwise (killed,
+    /// thrown into, delivered an error) cannot end a later episode; and the numbers order a
+    /// channel's waiters of one thread as they queued.
     pub(crate) block_epoch: Cell<u64>,
     /// Boxed so that the check on every resume is one pointer load.
     pub(crate) pending: Cell<Option<Box<Pending>>>,

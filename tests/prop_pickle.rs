@@ -154,7 +154,13 @@ proptest! {
             for _ in 0..stop {
                 scheduler::schedule().unwrap();
             }
-            (take_trace(), world.pickle().unwrap())
+            let (image, bytes) = (world.image().unwrap(), world.pickle().unwrap());
+            // The pickle is written straight from the records, the image copied out of
+            // them: the payload is the image's postcard bytes all the same.
+            let (reg, _) = registry();
+            let payload = microthread::pickle::format::open(&bytes, reg.fingerprint()).unwrap();
+            assert_eq!(payload, postcard::to_allocvec(&image).unwrap());
+            (take_trace(), bytes)
         });
         let after = on_thread(move || {
             let (reg, _) = registry();

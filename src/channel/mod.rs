@@ -160,6 +160,14 @@ impl<T: Send + 'static> Channel<T> {
 
 channel_api!(Channel, Iter, BiasedLock, [Send + 'static]);
 
+impl<T> Channel<T> {
+    /// The address of the channel's state, which a tasklet blocked on it names
+    /// (`Inner::blocked_on`, whose data pointer it is).
+    pub(crate) fn blocker_address(&self) -> usize {
+        Arc::as_ptr(&self.chan) as *const () as usize
+    }
+}
+
 /// Installs `callback`, called before every send and receive made by this thread, and returns
 /// the previous one (Stackless `set_channel_callback`). A channel operation made from inside
 /// it fails with [`Error::RecursiveChannelCallback`](crate::Error::RecursiveChannelCallback);

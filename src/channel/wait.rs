@@ -86,8 +86,7 @@ impl<T: 'static, L: ChannelLock> Core<T, L> {
                 return Err(failure(Error::Timeout, msg));
             }
         }
-        let epoch = m.block_epoch.get().wrapping_add(1);
-        m.block_epoch.set(epoch);
+        let epoch = s.new_block_epoch(m);
         let waiter = Waiter {
             tasklet: me,
             scheduler: s as *const Scheduler,

@@ -83,6 +83,8 @@ impl<'de, T> Deserialize<'de> for ChannelRef<T> {
 pub(super) trait ErasedChannel {
     fn as_any(&self) -> &dyn Any;
     fn queue(&self) -> Vec<u64>;
+    /// The address a tasklet blocked on the channel names it by (`Inner::blocked_on`).
+    fn address(&self) -> usize;
     fn balance(&self) -> isize;
     fn preference(&self) -> i8;
     fn schedule_all(&self) -> bool;
@@ -102,6 +104,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ErasedChannel for Channel
     }
     fn queue(&self) -> Vec<u64> {
         Channel::queue(self)
+    }
+    fn address(&self) -> usize {
+        Channel::blocker_address(self)
     }
     fn balance(&self) -> isize {
         Channel::balance(self)

@@ -37,16 +37,59 @@ pub const HEADER_LEN: usize = 32;
 /// assert_eq!(format::open(&bytes, 7).unwrap(), b"hello");
 /// ```
 pub fn seal(fingerprint: u64, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out.extend_from_slice(&fingerprint.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    let crc = checksum(&out, payload);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(payload);
-    out
+    let mut out = Sealer::with_capacity(payload.len());
+    out.0.extend_from_slice(payload);
+    out.seal(fingerprint)
+}
+
+/// A pickle being written: room for the header, then the payload as postcard writes it
+/// (a postcard flavor), sealed in place once the payload is complete, so the payload is
+/// never copied.
+pub(super) struct Sealer(Vec<u8>);
+
+impl Sealer {
+    /// An empty payload, with room for `payload` bytes of it.
+    pub(super) fn with_capacity(payload: usize) -> Sealer {
+        let mut out = Vec::with_capacity(HEADER_LEN + payload);
+        out.resize(HEADER_LEN, 0);
+        Sealer(out)
+    }
+
+    /// The header for a registry of fingerprint `fingerprint`, written in front of the
+    /// payload.
+    pub(super) fn seal(self, fingerprint: u64) -> Vec<u8> {
+        let mut out = self.0;
+        let len = (out.len() - HEADER_LEN) as u64;
+        let (head, payload) = out.split_at_mut(HEADER_LEN);
+        head[..8].copy_from_slice(&MAGIC);
+        head[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        head[10..12].copy_from_slice(&0u16.to_le_bytes());
+        head[12..20].copy_from_slice(&fingerprint.to_le_bytes());
+        head[20..28].copy_from_slice(&len.to_le_bytes());
+        let crc = checksum(head, payload);
+        head[28..32].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+}
+
+impl postcard::ser_flavors::Flavor for Sealer {
+    type Output = Sealer;
+
+    #[inline(always)]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Sealer> {
+        Ok(self)
+    }
 }
 
 fn checksum(head: &[u8], payload: &[u8]) -> u32 {

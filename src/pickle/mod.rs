@@ -153,6 +153,7 @@ mod image;
 mod journal;
 mod registry;
 mod restore;
+mod snapshot;
 mod world;
 
 pub use channels::ChannelRef;

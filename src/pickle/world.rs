@@ -11,11 +11,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::channels::{ChannelRef, ErasedChannel};
-use super::cx::{completion, Cx};
-use super::image::{BodyImage, ChannelImage, Status, TaskletImage, WorldImage};
-use super::journal::{Op, Pending, Record};
+use super::cx::Cx;
+use super::image::WorldImage;
+use super::journal::Record;
 use super::registry::{Body, Kind};
-use super::{format, PickleError, Registry};
+use super::{format, snapshot, PickleError, Registry};
 use crate::channel::Channel;
 use crate::{scheduler, Tasklet};
 
@@ -53,6 +53,9 @@ impl std::hash::Hasher for IdHash {
         for &b in bytes {
             self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
     }
     fn write_u64(&mut self, id: u64) {
         self.0 = (self.0 ^ id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -524,129 +527,9 @@ impl World {
     /// assert!(world.image().unwrap().tasklets.is_empty());
     /// ```
     pub fn image(&self) -> Result<WorldImage, PickleError> {
-        let me = scheduler::current();
         let members = self.inner.members.borrow();
-        let by_id = self.inner.by_id.borrow();
-        let mut ring = Vec::new();
-        let mut n = me.next();
-        while let Some(t) = n.filter(|t| *t != me) {
-            if let Some(&i) = by_id.get(&t.id()) {
-                ring.push(i as u32);
-            }
-            n = t.next();
-        }
-        let mut queued = vec![false; members.len()];
-        let chans = self.inner.channels.borrow();
-        let mut channels = Vec::with_capacity(chans.len());
-        for (ci, c) in chans.iter().enumerate() {
-            let ch = &c.chan;
-            let senders = ch.balance() > 0;
-            let mut queue = Vec::new();
-            let mut values = Vec::new();
-            for id in ch.queue() {
-                let i = *by_id.get(&id).ok_or(PickleError::Outsider {
-                    tasklet: id,
-                    channel: ci as u32,
-                })?;
-                queued[i] = true;
-                queue.push(i as u32);
-                if senders {
-                    // A resumable sender blocked in its Cx carries its value's bytes; a
-                    // closure tasklet's value is not picklable (it comes back paused).
-                    let bytes = members[i]
-                        .record
-                        .as_ref()
-                        .and_then(|r| r.borrow().pending_value.clone())
-                        .unwrap_or_default();
-                    values.push(bytes);
-                }
-            }
-            channels.push(ChannelImage {
-                type_index: c.type_index,
-                preference: ch.preference(),
-                schedule_all: ch.schedule_all(),
-                closing: ch.closing(),
-                senders,
-                queue,
-                values,
-            });
-        }
-        let in_transit = self.inner.in_transit.borrow();
-        let mut tasklets = Vec::with_capacity(members.len());
-        for (i, m) in members.iter().enumerate() {
-            let t = &m.tasklet;
-            let id = t.id();
-            if t.is_current() {
-                return Err(PickleError::CurrentTasklet { id });
-            }
-            let status = if !t.alive() {
-                Status::Dead
-            } else if t.sleeping() {
-                return Err(PickleError::Unpicklable {
-                    tasklet: id,
-                    why: "it sleeps",
-                });
-            } else if t.blocked() {
-                if !queued[i] {
-                    return Err(PickleError::Unpicklable {
-                        tasklet: id,
-                        why: "it is blocked on a channel outside its world",
-                    });
-                }
-                Status::Blocked
-            } else if !t.started() {
-                // A restored tasklet that has not run since is what it was (its journal
-                // holds the completion of what it was suspended in), runnable or paused
-                // as it is now.
-                match m.record.as_ref().and_then(|r| r.borrow().restored) {
-                    Some(Status::Runnable | Status::Paused) if t.scheduled() => Status::Runnable,
-                    Some(Status::Runnable | Status::Paused) => Status::Paused,
-                    _ => Status::Unrun,
-                }
-            } else if t.scheduled() {
-                Status::Runnable
-            } else {
-                Status::Paused
-            };
-            let body = match &m.record {
-                None => BodyImage::Closure,
-                Some(r) => {
-                    let r = r.borrow();
-                    let mut journal = r.journal.clone();
-                    match status {
-                        Status::Runnable | Status::Paused if r.restored.is_some() => {}
-                        Status::Runnable | Status::Paused => {
-                            completed(id, status, r.pending, &in_transit, &mut journal)?
-                        }
-                        Status::Blocked
-                            if !matches!(r.pending, Pending::Send(_) | Pending::Receive(_)) =>
-                        {
-                            return Err(PickleError::Unpicklable {
-                                tasklet: id,
-                                why: "it is blocked in a channel call not made through its Cx",
-                            })
-                        }
-                        _ => {}
-                    }
-                    BodyImage::Resumable {
-                        kind: r.kind,
-                        checkpoint: r.checkpoint.clone(),
-                        journal,
-                    }
-                }
-            };
-            tasklets.push(TaskletImage {
-                id,
-                name: t.name(),
-                status,
-                body,
-            });
-        }
-        Ok(WorldImage {
-            channels,
-            tasklets,
-            ring,
-        })
+        let records = snapshot::borrow_records(&members);
+        Ok(snapshot::gather(&self.inner, &members, &records)?.to_image())
     }
 
     /// Pickles the world: every tasklet, every channel, the ring order and the queues, in
@@ -667,54 +550,13 @@ impl World {
     /// assert_eq!((image.tasklets[0].id, image.tasklets[0].status), (t.id(), Status::Unrun));
     /// ```
     pub fn pickle(&self) -> Result<Vec<u8>, PickleError> {
-        let image = self.image()?;
-        let payload =
-            postcard::to_allocvec(&image).map_err(|e| PickleError::Encode(e.to_string()))?;
-        Ok(format::seal(self.inner.registry.fingerprint(), &payload))
+        let members = self.inner.members.borrow();
+        let records = snapshot::borrow_records(&members);
+        let view = snapshot::gather(&self.inner, &members, &records)?;
+        // Written straight after the header's room, from the records themselves.
+        let out = format::Sealer::with_capacity(32 * members.len());
+        let out = postcard::serialize_with_flavor(&view, out)
+            .map_err(|e| PickleError::Encode(e.to_string()))?;
+        Ok(out.seal(self.inner.registry.fingerprint()))
     }
-}
-
-/// Appends to `journal` the result of the operation a runnable or paused resumable tasklet
-/// is suspended in, if its effect has happened; leaves it if the operation is to run again.
-///
-/// A runnable tasklet inside an operation has had its effect: its schedule yielded, its
-/// send was taken, its receive got a value (kept in `in_transit`). A paused one inside
-/// `schedule_remove` has removed itself; inside another operation it was interrupted by a
-/// watchdog at the operation's safe point, before any effect (or removed after a
-/// receive, whose value is in `in_transit`).
-fn completed(
-    id: u64,
-    status: Status,
-    pending: Pending,
-    in_transit: &HashMap<u64, Vec<u8>>,
-    journal: &mut Vec<super::journal::Entry>,
-) -> Result<(), PickleError> {
-    let runnable = status == Status::Runnable;
-    match pending {
-        Pending::None => {
-            return Err(PickleError::Unpicklable {
-                tasklet: id,
-                why: "it is suspended outside its Cx (a scheduler or channel call not made through the pickle layer)",
-            })
-        }
-        Pending::Receive(_) => match in_transit.get(&id) {
-            Some(v) => {
-                let mut data = Vec::with_capacity(v.len() + 1);
-                data.push(0); // Ok
-                data.extend_from_slice(v);
-                journal.push(super::journal::Entry {
-                    op: Op::Receive,
-                    data,
-                });
-            }
-            None if runnable => return Err(PickleError::InTransit { tasklet: id }),
-            None => {}
-        },
-        Pending::ScheduleRemove => journal.push(completion(Op::ScheduleRemove)),
-        Pending::Schedule if runnable => journal.push(completion(Op::Schedule)),
-        Pending::Send(_) if runnable => journal.push(completion(Op::Send)),
-        Pending::Tick if runnable => journal.push(completion(Op::Tick)),
-        Pending::Schedule | Pending::Send(_) | Pending::Tick => {}
-    }
-    Ok(())
 }

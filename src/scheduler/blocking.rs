@@ -25,6 +25,22 @@ pub(crate) use crate::tasklet::{Blocker, Inner, Tasklet};
 pub(crate) type Undelivered = super::thread::Posted;
 
 impl Scheduler {
+    /// Numbers a new blocking episode of `t`, a tasklet of this thread, and records it in
+    /// `t.block_epoch`. One counter per thread: a tasklet's episodes are increasing, so a
+    /// wake that names an earlier one is recognised as stale; and the episodes of one
+    /// thread's tasklets are ordered as they began. A tasklet joins a channel's queue at the
+    /// end (a refused take puts the head back where it was) right after its episode is
+    /// numbered, so a channel's waiters of one thread hold increasing numbers from head to
+    /// tail, and pickling reads a queue's order from them instead of walking the queue
+    /// through the waiters' stacks (see `pickle::order`).
+    #[inline(always)]
+    pub(crate) fn new_block_epoch(&self, t: &Inner) -> u64 {
+        let epoch = self.block_epochs.get() + 1;
+        self.block_epochs.set(epoch);
+        t.block_epoch.set(epoch);
+        epoch
+    }
+
     /// The running tasklet.
     pub(crate) fn current_ptr(&self) -> *const Inner {
         self.current.get()
@@ -110,8 +126,7 @@ impl Scheduler {
         // SAFETY: caller's obligation.
         let t = unsafe { &*t };
         debug_assert!(t.floating() && t.alive() && !std::ptr::eq(t, self.current.get()));
-        let epoch = t.block_epoch.get().wrapping_add(1);
-        t.block_epoch.set(epoch);
+        let epoch = self.new_block_epoch(t);
         t.blocked.set(dir);
         t.blocked_on.set(Some(blocker));
         t.life.set(crate::tasklet::Life::Started);

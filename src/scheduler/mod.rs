@@ -226,6 +226,8 @@ pub(crate) struct Scheduler {
     /// Zero while the timer queue is empty; else counts switches down to the next look at
     /// the clock. One load on every switch.
     timer_poll: Cell<u32>,
+    /// The last blocking episode numbered on this thread (see `new_block_epoch`).
+    block_epochs: Cell<u64>,
 }
 
 thread_local! {
@@ -287,6 +289,7 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
         has_garbage: Cell::new(false),
         timers: RefCell::new(timer::Timers::new()),
         timer_poll: Cell::new(0),
+        block_epochs: Cell::new(0),
     }));
     let owner = s as *const Scheduler as *const ();
     // An `Arc` of a `!Send` record on purpose: only its count is touched off its thread

@@ -374,8 +374,7 @@ pub fn sleep_until(deadline: Instant) -> Result<()> {
     }
     // Everything that can refuse is checked before anything changes.
     s.refuse_block(m)?;
-    let epoch = m.block_epoch.get().wrapping_add(1);
-    m.block_epoch.set(epoch);
+    let epoch = s.new_block_epoch(m);
     m.blocked.set(SLEEPING);
     // SAFETY: `me` is the running tasklet, live, of this thread, in the ring; its entry names
     // this episode, so a wake for an earlier one cannot end it.
