@@ -223,6 +223,15 @@ impl<T, L: ChannelLock> Core<T, L> {
         waiters.map(|w| unsafe { (*(*w).tasklet).id }).collect()
     }
 
+    /// The id of the blocked tasklet at the head of the queue, if any (no walk).
+    pub(super) fn queue_head_id(&self) -> Option<u64> {
+        let mut g = self.lock();
+        // SAFETY: queued waiters are valid and the queue does not change under the lock.
+        let head = unsafe { g.state().queue.iter() }.next()?;
+        // SAFETY: a queued waiter's tasklet is valid; `id` is never written.
+        Some(unsafe { (*(*head).tasklet).id })
+    }
+
     /// Handles of the blocked tasklets of the calling thread, head first.
     pub(super) fn queue_tasklets(&self) -> Vec<Tasklet> {
         let me = blocking::scheduler() as *const _;

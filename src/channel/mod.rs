@@ -166,6 +166,12 @@ impl<T> Channel<T> {
     pub(crate) fn blocker_address(&self) -> usize {
         Arc::as_ptr(&self.chan) as *const () as usize
     }
+
+    /// The id of the tasklet at the head of the queue (`queue().first()`, without listing
+    /// the queue).
+    pub(crate) fn queue_head(&self) -> Option<u64> {
+        self.chan.queue_head_id()
+    }
 }
 
 /// Installs `callback`, called before every send and receive made by this thread, and returns

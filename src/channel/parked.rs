@@ -99,15 +99,22 @@ impl<T: Send + 'static> Parked<T> {
         queued
     }
 
-    /// The running tasklet checks it is its own waiter, out of the queue.
+    /// The running tasklet checks it is its own waiter, and so out of the queue: a queued
+    /// waiter's tasklet is blocked, and a blocked tasklet cannot run until whatever unblocks
+    /// it (a partner, a kill, a throw) has taken its waiter out of the queue, under the lock.
+    /// (Asking the queue would walk it, one waiter per step, on every restored tasklet's
+    /// first run; debug builds do, to check the rule.)
     fn take_slot(&self) -> Option<Msg<T>> {
         let s = scheduler();
         assert!(
-            ptr::eq(self.waiter.tasklet, s.current_ptr()) && !self.queued(),
-            "a parked channel operation was finished by another tasklet than its own, or \
-             before it was served"
+            ptr::eq(self.waiter.tasklet, s.current_ptr()),
+            "a parked channel operation was finished by another tasklet than its own"
         );
-        // SAFETY: out of the queue (checked), so nobody else touches the slot any more.
+        debug_assert!(
+            !self.queued(),
+            "a running tasklet's parked waiter is queued"
+        );
+        // SAFETY: out of the queue (see above), so nobody else touches the slot any more.
         unsafe { (*self.waiter.slot.get()).take() }
     }
 
@@ -116,7 +123,7 @@ impl<T: Send + 'static> Parked<T> {
     /// is dropped), as for a send that resumes with an error.
     ///
     /// # Panics
-    /// If called by another tasklet, or while still queued.
+    /// If called by another tasklet than its own.
     pub(crate) fn finish_send(self: Box<Self>, thrown: Option<Error>) -> Result<()> {
         // The value, if no partner took it, goes with the waiter.
         drop(self.take_slot());
@@ -133,7 +140,7 @@ impl<T: Send + 'static> Parked<T> {
     /// tasklet's next suspension (the value wins, as for a receive that resumes with both).
     ///
     /// # Panics
-    /// If called by another tasklet, or while still queued.
+    /// If called by another tasklet than its own.
     pub(crate) fn finish_receive(self: Box<Self>, thrown: Option<Error>) -> Result<T> {
         let slot = self.take_slot();
         drop(self);

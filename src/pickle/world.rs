@@ -105,7 +105,7 @@ impl WorldInner {
         if chan.balance() < 0 {
             // preference -1 without schedule_all: the receiver runs at once, and resumes.
             if chan.preference() >= 0 || chan.schedule_all() {
-                if let Some(&head) = chan.queue().first() {
+                if let Some(head) = chan.queue_head() {
                     self.in_transit.borrow_mut().insert(head, encode()?);
                 }
             }
@@ -119,7 +119,7 @@ impl WorldInner {
     /// resumes later (preference +1, `schedule_all`), keep the value's bytes for it.
     pub(super) fn before_receive<T: Send + 'static>(&self, chan: &Channel<T>, me: u64) {
         if chan.balance() > 0 && (chan.preference() > 0 || chan.schedule_all()) {
-            let Some(&head) = chan.queue().first() else {
+            let Some(head) = chan.queue_head() else {
                 return;
             };
             let members = self.members.borrow();
