@@ -24,7 +24,7 @@ use std::time::Duration;
 pub struct Row {
     /// The key of the median in the JSON object (and the name for `--row`); ends in `_ns`,
     /// except for the uncalibrated rows of [`rows::fixed_iterations`], whose key names their
-    /// unit (`_us_`, `_pct`).
+    /// unit (`_us_`, `_pct`, `_bytes_`).
     /// `<key>_min`, `<key>_max` and `<key>_iterations` sit beside it.
     pub key: &'static str,
     /// What the text table says.
@@ -195,7 +195,7 @@ mod tests {
         for (i, k) in keys.iter().enumerate() {
             // The uncalibrated rows are no time per operation: their key names their unit.
             let unit_named = rows::fixed_iterations(k).is_some()
-                && ["_us_", "_pct"].iter().any(|u| k.contains(u));
+                && ["_us_", "_pct", "_bytes_"].iter().any(|u| k.contains(u));
             assert!(k.ends_with("_ns") || unit_named, "{k}");
             assert!(!keys[..i].contains(k), "duplicate key {k}");
             assert!(

@@ -171,6 +171,8 @@ const UNPINNED: &[&str] = &[
     "slice_overrun_us_p99",
     "slice_fairness_min_pct",
     "slice_fairness_max_pct",
+    // Not a time: the process need not be pinned.
+    "pickle_bytes_overhead_per_tasklet",
 ];
 
 /// Whether the row `key` runs with the process pinned to one CPU.

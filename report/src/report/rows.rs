@@ -114,6 +114,12 @@ pub const ROWS: &[Row] = &[
         measure: super::pickle::pickle_per_tasklet,
     },
     Row {
+        key: "pickle_bytes_overhead_per_tasklet",
+        label: "bytes of that pickle per tasklet beyond the user's own state (goal <= 32; \
+                not a time)",
+        measure: super::pickle::overhead_bytes_per_tasklet,
+    },
+    Row {
         key: "restore_per_tasklet_ns",
         label: "World::restore of that pickle (lazy: queued, not yet run), per tasklet",
         measure: super::pickle::restore_per_tasklet,
@@ -136,6 +142,7 @@ pub const ROWS: &[Row] = &[
 pub fn fixed_iterations(key: &str) -> Option<u64> {
     time_slices::FIXED_ITERATIONS
         .iter()
+        .chain(super::pickle::FIXED_ITERATIONS)
         .find(|(k, _)| *k == key)
         .map(|&(_, n)| n)
 }
