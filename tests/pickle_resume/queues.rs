@@ -170,7 +170,7 @@ fn the_pickled_queue_order_is_the_channels_after_kills_from_the_middle_and_later
 }
 
 #[test]
-fn a_tasklet_outside_the_world_waiting_on_its_channel_is_named() {
+fn an_outsider_queued_between_members_is_named_and_without_it_their_order_holds() {
     on_thread(|| {
         let (reg, k) = receiver_kind();
         let world = World::new(reg.clone());
