@@ -111,6 +111,43 @@ impl Context {
         transfer
     }
 
+    /// The last switch of a light context that is ending: [`Context::switch_light_back`]
+    /// that saves nothing and never returns (the running frame is abandoned), as
+    /// [`Context::exit`] is for full frames. The resumed side gets a meaningless `from`
+    /// (never to be resumed); it may still read what the ending frame passed it by address,
+    /// until it next switches. Elsewhere than x86_64 this is [`Context::exit`].
+    ///
+    /// # Safety
+    /// - As [`Context::switch_light_back`]; the calling context must never be resumed.
+    #[inline(always)]
+    pub unsafe fn exit_light(self, data: usize) -> ! {
+        #[cfg(target_arch = "x86_64")]
+        {
+            sanitizer::start_last_switch(self.sp.as_ptr());
+            // SAFETY: `self` is the resumer's light frame (caller's obligation): restores its
+            // rbx and rbp and returns into its `switch_light`'s `call`, as the suspend of
+            // `raw_switch_light_back` does, with rax = its own frame (a placeholder, never
+            // resumed: it is consumed here) and rdx = our word. Nothing of ours survives.
+            unsafe {
+                core::arch::asm!(
+                    "mov rax, rdi",
+                    "mov rsp, rdi",
+                    "pop rbx",
+                    "pop rbp",
+                    "ret",
+                    in("rdi") self.sp.as_ptr(),
+                    in("rdx") data,
+                    options(noreturn),
+                )
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        // SAFETY: forwarded; light contexts are full ones here, and `self` a plain frame.
+        unsafe {
+            self.exit(data)
+        }
+    }
+
     /// # Safety
     /// - As [`Context::switch_light`].
     #[inline(always)]

@@ -397,14 +397,23 @@ where
     // The yielder is plain data (no `Drop`): nothing of it needs releasing before the last
     // switch abandons this frame.
     let mut reply = MaybeUninit::new(Slot(reply));
-    // SAFETY: the final switch: the resumer reads `reply` (the slot is 2-aligned, so `LAST`
-    // marks its address) and releases this stack without ever resuming this frame, so
-    // nothing here runs again.
-    unsafe {
-        Context::end_at_next_switch();
-        switch_back(resumer, reply.as_mut_ptr() as usize + LAST, FP_ENV)
-    };
-    fatal("a finished coroutine was resumed")
+    // The final switch: the resumer reads `reply` (the slot is 2-aligned, so `LAST` marks its
+    // address) and releases this stack without ever resuming this frame, so nothing here
+    // runs again.
+    let word = reply.as_mut_ptr() as usize + LAST;
+    if FP_ENV {
+        // SAFETY: the final switch (above); the resumer's frame is a full one, suspended by
+        // an FP-environment switch.
+        unsafe {
+            Context::end_at_next_switch();
+            resumer.switch_fpenv_back(word)
+        };
+        fatal("a finished coroutine was resumed")
+    } else {
+        // SAFETY: the final switch (above); the resumer's frame is a light one, suspended by
+        // `switch_light`, and `exit_light` never returns.
+        unsafe { resumer.exit_light(word) }
+    }
 }
 
 /// What a panic that reached the coroutine's first frame means: the end of the forced unwind
