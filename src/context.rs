@@ -238,7 +238,8 @@ impl Context {
     /// A word at the top of the stack of the context laid out below `top` that nothing else
     /// uses, for [`Context::link_backtrace`]'s cell when the context keeps its resumer's
     /// saved stack pointer there itself (a coroutine does, with
-    /// [`Context::record_resumer_at_top`]). Free once the context's trampoline has run.
+    /// [`Context::record_resumer_at_top`], from its first instruction until its first
+    /// suspend). Free once the context's trampoline has run.
     #[inline(always)]
     pub(crate) fn top_cell(top: *mut u8) -> *const Option<Context> {
         top.wrapping_sub(sanitizer::ENTRY_HEADER_SIZE + 2 * core::mem::size_of::<usize>())
