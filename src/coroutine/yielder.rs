@@ -196,16 +196,19 @@ impl<I, Y> Yielder<I, Y> {
         };
         // SAFETY: we were just switched into.
         unsafe { self.record_resumer(&transfer.from) };
+        // The word first, then the thread's panic state: so the word need not be kept across
+        // the test (`start_forced_unwind` notes a panicking resumer itself).
+        // SAFETY: the resumer's word, from `Resume::send`.
+        let input = match unsafe { Resume::receive(transfer.data) } {
+            Resume::Input(input) => input,
+            Resume::Unwind => self.start_forced_unwind(),
+        };
         if std::thread::panicking() {
             // Rare: take note, and send the next suspend down the slow path, which keeps
             // `resumer_panicking` exact from then on.
             self.resumed_while_panicking();
         }
-        // SAFETY: the resumer's word, from `Resume::send`.
-        match unsafe { Resume::receive(transfer.data) } {
-            Resume::Input(input) => input,
-            Resume::Unwind => self.start_forced_unwind(),
-        }
+        input
     }
 
     /// The suspend of the rare cases: from another stack, while the thread is panicking, after
@@ -282,9 +285,14 @@ impl<I, Y> Yielder<I, Y> {
     }
 
     /// What a suspend does when a drop resumes it to unwind: unwinds, to the first frame.
+    /// First takes note if the drop runs while the thread is panicking (the resumer unwinds),
+    /// as every switch into us does, for the suspends the unwind may reach.
     #[cold]
     #[inline(never)]
     fn start_forced_unwind(&self) -> ! {
+        if std::thread::panicking() {
+            self.resumed_while_panicking();
+        }
         self.unwinding.set(true);
         self.fast_span.set(0);
         panic::resume_unwind(Box::new(ForcedUnwind))
