@@ -1,7 +1,8 @@
 /*
  * asm/x86_64.S: the context switch for x86_64 System V (Linux, ELF).
  *
- * The only machine code in microthread:
+ * The machine code of microthread's switches, but for the light switch of coroutines (inline
+ * `asm!` in src/context/light.rs):
  *
  *   microthread_ctx_switch(to: *mut u8 [rdi], data: usize [rsi])
  *       -> Transfer { from: *mut u8 [rax], data: usize [rdx] }
@@ -50,7 +51,8 @@
  *   top - 0x08  | link slot: the address of a cell holding the resumer's saved sp |
  *   top - 0x10  | top cell: 0 (full) or the entry's argument (light), until the   |
  *               | trampoline has run; then a coroutine's cell   <- rsp at the trampoline
- *   below       | the initial frame (full: 0x38 bytes, light: 0x18), popped by the switch
+ *   below       | the initial frame (full: 0x38 bytes, popped by the switch; light: 0x18,
+ *               | read by the light trampoline)
  *
  * What the registers hold at each entry point is stated above each routine.
  *
@@ -59,8 +61,9 @@
  * registers and return address are read from that saved frame at the offsets of the frame
  * diagrams above. So an unwinder that reaches a context's first frame continues in whatever
  * code resumed it, on the other stack. The Rust side chooses the cell (src/context.rs
- * `Context::link_backtrace`): a coroutine's is its top cell, where it stores its resumer's
- * saved sp after every switch into it (one store, outside this file); a tasklet's is the
+ * `Context::link_backtrace`): a coroutine's is its top cell, and from its first suspend a
+ * field of its Yielder, where it stores its resumer's saved sp after every switch into it
+ * (one store, outside this file); a tasklet's is the
  * main tasklet's saved context (never another tasklet, so that symmetric switches make no
  * cycle); a context that never links has a cell pointing at a zeroed frame, whose return
  * address 0 ends every walk. The switch routines are unchanged. A frame saved by the FP
