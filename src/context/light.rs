@@ -51,6 +51,32 @@ impl Context {
     /// and let the compiler save whichever of the others are live (see the module docs);
     /// elsewhere this is [`Context::new`].
     ///
+    /// ```
+    /// use microthread::context::Context;
+    /// use microthread::stack::Stack;
+    ///
+    /// unsafe extern "C" fn adder(from: Context, data: usize, arg: usize) -> ! {
+    ///     // SAFETY: `from` is main, suspended in its `switch_light`.
+    ///     let again = unsafe { from.switch_light_back(data + arg) };
+    ///     // SAFETY: main again, suspended in its second `switch_light`; this frame is
+    ///     // never resumed.
+    ///     unsafe { again.from.exit_light(again.data + arg) }
+    /// }
+    ///
+    /// let stack = Stack::new(64 * 1024)?;
+    /// // SAFETY: the top is 16-aligned; the stack outlives the context.
+    /// let context = unsafe { Context::new_light(stack.top(), adder, 100) };
+    /// // SAFETY: a new light context of this thread, on a live stack.
+    /// let t = unsafe { context.switch_light(1) };
+    /// assert_eq!(t.data, 101);
+    /// // SAFETY: `t.from` is `adder`, suspended in its `switch_light_back`.
+    /// let last = unsafe { t.from.switch_light(2) };
+    /// assert_eq!(last.data, 102);
+    /// std::mem::forget(last.from); // meaningless after `exit_light`
+    /// drop(stack);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
     /// # Safety
     /// - As [`Context::new`], with [`Context::INITIAL_LIGHT_FRAME_SIZE`] bytes for the frame.
     #[inline]
