@@ -1,7 +1,8 @@
 /*
  * asm/x86_64.S: the context switch for x86_64 System V (Linux, ELF).
  *
- * The only machine code in microthread:
+ * The machine code of microthread's switches, but for the light switch of coroutines (inline
+ * `asm!` in src/context/light.rs):
  *
  *   microthread_ctx_switch(to: *mut u8 [rdi], data: usize [rsi])
  *       -> Transfer { from: *mut u8 [rax], data: usize [rdx] }
@@ -9,8 +10,9 @@
  *   microthread_ctx_trampoline     (never called; a new context's first resume lands here)
  *
  * and their variants further down: `_ret` twins that end in `ret` (for call sites the
- * return-address predictor can follow), the light switch and trampoline (rbx/rbp only, for
- * coroutines whose call sites declare r12-r15 clobbered), and the exit of a dying context.
+ * return-address predictor can follow), the light trampoline (the first resume of a light
+ * context; the light switch itself is inline `asm!` in src/context/light.rs, and its frame is
+ * described there), and the exit of a dying context.
  *
  * A context is named by its saved stack pointer. Switching saves the running context's
  * callee-saved registers on its own stack, hands that stack pointer to the other side as
@@ -49,7 +51,8 @@
  *   top - 0x08  | link slot: the address of a cell holding the resumer's saved sp |
  *   top - 0x10  | top cell: 0 (full) or the entry's argument (light), until the   |
  *               | trampoline has run; then a coroutine's cell   <- rsp at the trampoline
- *   below       | the initial frame (full: 0x38 bytes, light: 0x18), popped by the switch
+ *   below       | the initial frame (full: 0x38 bytes, popped by the switch; light: 0x18,
+ *               | read by the light trampoline)
  *
  * What the registers hold at each entry point is stated above each routine.
  *
@@ -58,8 +61,9 @@
  * registers and return address are read from that saved frame at the offsets of the frame
  * diagrams above. So an unwinder that reaches a context's first frame continues in whatever
  * code resumed it, on the other stack. The Rust side chooses the cell (src/context.rs
- * `Context::link_backtrace`): a coroutine's is its top cell, where it stores its resumer's
- * saved sp after every switch into it (one store, outside this file); a tasklet's is the
+ * `Context::link_backtrace`): a coroutine's is its top cell, and from its first suspend a
+ * field of its Yielder, where it stores its resumer's saved sp after every switch into it
+ * (one store, outside this file); a tasklet's is the
  * main tasklet's saved context (never another tasklet, so that symmetric switches make no
  * cycle); a context that never links has a cell pointing at a zeroed frame, whose return
  * address 0 ends every walk. The switch routines are unchanged. A frame saved by the FP
@@ -220,34 +224,6 @@
     RESUME_PLAIN_FRAME \how
 .endm
 
-/*
- * The light switch: saves only rbx and rbp, the two callee-saved registers an inline `asm!`
- * block cannot declare clobbered; its Rust call sites declare r12-r15 clobbered, so the
- * compiler saves only those of them that are live. Light frame, at the saved sp:
- *
- *   0x00 rbx | 0x08 rbp | 0x10 resume pc
- *
- * A light frame must be resumed by a light switch, and a full frame by a full one.
- */
-.macro SWITCH_LIGHT how
-    pushq   %rbp
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset rbp, 0
-    pushq   %rbx
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset rbx, 0
-    movq    %rsp, %rax
-    movq    %rdi, %rsp
-    movq    %rsi, %rdx
-    popq    %rbx
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore rbx
-    popq    %rbp
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore rbp
-    LEAVE   \how
-.endm
-
 /* ---- the switches ----------------------------------------------------------------------- */
 
 /*
@@ -307,16 +283,6 @@ FUNC_END(microthread_ctx_switch_fpenv)
 FUNC_BEGIN(microthread_ctx_switch_fpenv_ret)
     SWITCH_FPENV ret
 FUNC_END(microthread_ctx_switch_fpenv_ret)
-
-/* The light switch, resume direction: entered by `call`, leaves by a jump. */
-FUNC_BEGIN(microthread_ctx_switch_light)
-    SWITCH_LIGHT jmp
-FUNC_END(microthread_ctx_switch_light)
-
-/* The light switch, suspend direction: entered by a jump, leaves by `ret`. */
-FUNC_BEGIN(microthread_ctx_switch_light_ret)
-    SWITCH_LIGHT ret
-FUNC_END(microthread_ctx_switch_light_ret)
 
 /*
  * The last switch of a dying context: resumes `to` without saving anything (the frame it
@@ -384,15 +350,33 @@ FUNC_BEGIN(microthread_ctx_trampoline)
 FUNC_END(microthread_ctx_trampoline)
 
 /*
- * First instruction of a new light context (its initial light frame is written by
- * src/arch.rs, with the entry's argument in the word above the frame).
- * On entry: rax = the resumer's saved sp, rdx = its word, rbx = the Rust entry function,
- *           rbp = 0, rsp = 16-aligned, top - 0x10, pointing at the entry's argument;
- *           [rsp + 8] = the link slot.
+ * First instruction of a new light context, reached by the `call` of the inline light switch
+ * (src/context/light.rs), like every suspended light frame's resume pc, and doing what the
+ * resume half of that switch does: it completes the resumer's light frame on the resumer's
+ * stack (the `call` pushed its return address; rbp and rbx go below it), then moves to the
+ * initial light frame written by src/arch.rs (rbx = the Rust entry function, rbp = 0, this
+ * pc, then the entry's argument in the word above the frame) and calls entry(from, data, arg).
+ * On entry: rdi = the new context's saved sp, rdx = the resumer's word, rsp = the resumer's
+ *           stack, [rsp] = the resumer's return address.
+ * At the entry function: rsp = 16-aligned, top - 0x10, pointing at the argument; [rsp + 8]
+ *           = the link slot.
  */
 FUNC_BEGIN(microthread_ctx_trampoline_light)
+    /* Still on the resumer's stack, called by it: the default CFI of a called routine. */
+    pushq   %rbp
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rbp, 0
+    pushq   %rbx
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rbx, 0
+    /* The resumer's light frame is complete: its address is `from`. */
+    movq    %rsp, %rax
+    movq    (%rdi), %rbx
+    movq    8(%rdi), %rbp
+    leaq    0x18(%rdi), %rsp
     /*
-     * The caller: the resumer's light frame. r12-r15 are not in it (the resumer's call site
+     * On our stack. The caller, for unwinders: the resumer's light frame (rbx, rbp, return
+     * address), found through the link slot. r12-r15 are not in it (the resumer's call site
      * declared them clobbered, so they hold nothing of it).
      */
     LINKED_CFA 0x18
@@ -406,7 +390,10 @@ FUNC_BEGIN(microthread_ctx_trampoline_light)
     movq    %rax, %rdi
     movq    %rdx, %rsi
     movq    (%rsp), %rdx
-    /* As in microthread_ctx_trampoline. */
+    /*
+     * As in microthread_ctx_trampoline. (The resumer's `call` pushed a return-stack entry;
+     * the coroutine's first suspend, which ends in `ret`, pops it.)
+     */
     leaq    1f(%rip), %rcx
     pushq   %rcx
     jmpq    *%rbx

@@ -38,11 +38,6 @@ extern "C" {
 
 #[cfg(target_arch = "x86_64")]
 extern "C" {
-    /// The light switch (x86_64): saves only rbx and rbp; see asm/x86_64.S. Called only from
-    /// `asm!` blocks in `context` that declare r12-r15 clobbered.
-    pub(crate) fn microthread_ctx_switch_light();
-    /// Its `ret`-ending twin, entered by a jump.
-    pub(crate) fn microthread_ctx_switch_light_ret();
     /// The `ret`-ending twin of `microthread_ctx_switch_fpenv`, entered by a jump.
     pub(crate) fn microthread_ctx_switch_fpenv_ret();
     /// The last switch of a dying context, entered by a jump: saves nothing.

@@ -50,8 +50,9 @@
 //!
 //! | a context made or suspended by | is resumed by | else |
 //! |---|---|---|
-//! | [`Context::new`], [`switch`](Context::switch), [`switch_ret`](Context::switch_ret), [`switch_jump`](Context::switch_jump), [`switch_back`](Context::switch_back), [`switch_fpenv`](Context::switch_fpenv), [`switch_fpenv_jump`](Context::switch_fpenv_jump), [`switch_fpenv_back`](Context::switch_fpenv_back) (a *full* frame) | any of those, or [`exit`](Context::exit) | a light switch into a full frame is undefined behaviour: it pops two words where there are six and jumps to a saved register |
-//! | [`Context::new_light`], [`switch_light`](Context::switch_light), [`switch_light_back`](Context::switch_light_back) (a *light* frame) | [`switch_light`](Context::switch_light) or [`switch_light_back`](Context::switch_light_back) only | a full switch or `exit` into a light frame is undefined behaviour (it pops six words where there are two) |
+//! | [`Context::new`], [`switch`](Context::switch), [`switch_ret`](Context::switch_ret), [`switch_jump`](Context::switch_jump), [`switch_back`](Context::switch_back), [`switch_fpenv`](Context::switch_fpenv), [`switch_fpenv_jump`](Context::switch_fpenv_jump), [`switch_fpenv_back`](Context::switch_fpenv_back) (a *full* frame) | any of those, or [`exit`](Context::exit) | a light switch into a full frame is undefined behaviour (it calls a saved register, or pops two words where there are six) |
+//! | [`Context::new_light`] or [`switch_light_back`](Context::switch_light_back) (a *light* frame, resumed by a call) | [`switch_light`](Context::switch_light) only | anything else into it is undefined behaviour (on x86_64 its resume pc expects the resumer's stack and a `call`) |
+//! | [`switch_light`](Context::switch_light) (a *light* frame, resumed by a return) | [`switch_light_back`](Context::switch_light_back) only | anything else into it is undefined behaviour (its resume pc expects its registers restored) |
 //!
 //! Within a kind the calls differ in how they enter and leave, which only the CPU's
 //! return-address predictor sees (x86_64; elsewhere the pairs are one routine):
@@ -60,12 +61,12 @@
 //! |---|---|---|
 //! | [`switch`](Context::switch) | [`switch_back`](Context::switch_back) | a resumer and a context that hands control back to it (a coroutine) |
 //! | [`switch_fpenv`](Context::switch_fpenv) | [`switch_fpenv_back`](Context::switch_fpenv_back) | the same, keeping the FP environment |
-//! | [`switch_light`](Context::switch_light) | [`switch_light_back`](Context::switch_light_back) | the same, light contexts |
+//! | [`switch_light`](Context::switch_light) | [`switch_light_back`](Context::switch_light_back) | the same, light contexts (the only pairing of light switches; see the first table) |
 //! | [`switch_ret`](Context::switch_ret) | [`switch_ret`](Context::switch_ret) | symmetric switches from one call site |
 //! | [`switch_jump`](Context::switch_jump) | [`switch_jump`](Context::switch_jump) | symmetric switches from many call sites (the scheduler) |
 //! | [`switch_fpenv_jump`](Context::switch_fpenv_jump) | [`switch_fpenv_jump`](Context::switch_fpenv_jump) | the same, keeping the FP environment |
 //!
-//! Any other pairing of two calls of one kind is correct, only slower: each unmatched
+//! Any other pairing of two full switches is correct, only slower: each unmatched
 //! `call` or `ret` costs a mispredicted return, on this switch and on the returns after it.
 //!
 //! The other rules:
@@ -113,48 +114,37 @@ use std::ptr::NonNull;
 use crate::arch;
 use crate::sanitizer;
 
-/// The `asm!` call of an x86_64 switch routine, giving its `Transfer`.
-///
-/// `call`: entered by `call` (the resume direction). `jump`: entered by a jump after storing
-/// the return address by hand, so that the routine's `ret` pops nothing the predictor pushed
-/// (the suspend direction), or, with a routine that leaves by a jump, so that the switch
-/// touches no return-address prediction at all (`Context::switch_jump`); either way we
-/// resume at label 2 with rsp back where it was before the push.
-/// `light`: the routine saves only rbx and rbp, so r12-r15 are declared clobbered and the
-/// compiler saves whichever of them are live. Caller-saved registers are clobbered in every
-/// case. No block is `nostack`, so the compiler keeps nothing in the red zone under rsp.
+/// The `asm!` call of an x86_64 switch routine of asm/x86_64.S, giving its `Transfer`:
+/// entered by a jump after storing the return address by hand, so that the routine's `ret`
+/// pops nothing the predictor pushed (the suspend direction), or, with a routine that leaves
+/// by a jump, so that the switch touches no return-address prediction at all
+/// (`Context::switch_jump`); either way we resume at label 2 with rsp back where it was
+/// before the push. rax is free until the switch returns `from` in it. Caller-saved registers
+/// are clobbered. The block is not `nostack`, so the compiler keeps nothing in the red zone
+/// under rsp. (The light switch is inline, in `light.rs`.)
 #[cfg(target_arch = "x86_64")]
 macro_rules! x86_switch {
-    (@asm $to:expr, $word:expr, [$($code:literal),*], $routine:path, [$($clob:tt)*]) => {{
+    (jump, $routine:path, $to:expr, $word:expr) => {{
         let (from, data_out): (*mut u8, usize);
         core::arch::asm!(
-            $($code,)*
+            "lea rax, [rip + 2f]",
+            "push rax",
+            "jmp {switch}",
+            "2:",
             switch = sym $routine,
             inout("rdi") $to => _,
             inout("rsi") $word => _,
             out("rax") from,
             out("rdx") data_out,
-            $($clob)*
             clobber_abi("C"),
         );
         // The switch always hands back the non-null stack pointer of a saved frame (the
         // caller's `unsafe` block covers this under the same obligation).
         Transfer { from: Context::from_raw(NonNull::new_unchecked(from)), data: data_out }
     }};
-    (call, $routine:path, $to:expr, $word:expr, light) => {
-        x86_switch!(@asm $to, $word, ["call {switch}"], $routine,
-            [out("r12") _, out("r13") _, out("r14") _, out("r15") _,])
-    };
-    // rax is free until the switch returns `from` in it.
-    (jump, $routine:path, $to:expr, $word:expr) => {
-        x86_switch!(@asm $to, $word, ["lea rax, [rip + 2f]", "push rax", "jmp {switch}", "2:"],
-            $routine, [])
-    };
-    (jump, $routine:path, $to:expr, $word:expr, light) => {
-        x86_switch!(@asm $to, $word, ["lea rax, [rip + 2f]", "push rax", "jmp {switch}", "2:"],
-            $routine, [out("r12") _, out("r13") _, out("r14") _, out("r15") _,])
-    };
 }
+
+mod light;
 
 /// A suspended execution context: the saved stack pointer of a frame written by the switch.
 ///
@@ -248,7 +238,8 @@ impl Context {
     /// A word at the top of the stack of the context laid out below `top` that nothing else
     /// uses, for [`Context::link_backtrace`]'s cell when the context keeps its resumer's
     /// saved stack pointer there itself (a coroutine does, with
-    /// [`Context::record_resumer_at_top`]). Free once the context's trampoline has run.
+    /// [`Context::record_resumer_at_top`], from its first instruction until its first
+    /// suspend). Free once the context's trampoline has run.
     #[inline(always)]
     pub(crate) fn top_cell(top: *mut u8) -> *const Option<Context> {
         top.wrapping_sub(sanitizer::ENTRY_HEADER_SIZE + 2 * core::mem::size_of::<usize>())
@@ -432,68 +423,6 @@ impl Context {
         transfer
     }
 
-    /// Lays out a new *light* context below `top`: one that is only ever switched with
-    /// [`Context::switch_light`] and [`Context::switch_light_back`], and only with contexts
-    /// suspended by those (a coroutine and its resumers). On x86_64 its switches save only the
-    /// registers an `asm!` block cannot declare clobbered (rbx, rbp) and let the compiler save
-    /// whichever of the others are live; elsewhere this is [`Context::new`].
-    ///
-    /// # Safety
-    /// - As [`Context::new`], with [`Context::INITIAL_LIGHT_FRAME_SIZE`] bytes for the frame.
-    #[inline]
-    pub unsafe fn new_light(top: *mut u8, entry: Entry, arg: usize) -> Context {
-        // SAFETY: the caller vouches for the memory below `top` (the sanitizer's header is
-        // counted in INITIAL_LIGHT_FRAME_SIZE).
-        let (top, entry, arg) = unsafe { sanitizer::wrap_entry(top, entry, arg) };
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        let sp = unsafe { arch::init_light_frame(top, entry as usize, arg) };
-        #[cfg(not(target_arch = "x86_64"))]
-        // SAFETY: as above.
-        let sp = unsafe { arch::init_frame(top, entry as usize, arg) };
-        Context {
-            sp: NonNull::new(sp).expect("a frame below a non-null top"),
-            _thread_bound: PhantomData,
-        }
-    }
-
-    /// Bytes the initial light frame takes below `top`.
-    #[cfg(target_arch = "x86_64")]
-    pub const INITIAL_LIGHT_FRAME_SIZE: usize =
-        arch::INITIAL_LIGHT_FRAME_SIZE + sanitizer::ENTRY_HEADER_SIZE;
-    /// Bytes the initial light frame takes below `top`.
-    #[cfg(not(target_arch = "x86_64"))]
-    pub const INITIAL_LIGHT_FRAME_SIZE: usize = Context::INITIAL_FRAME_SIZE;
-
-    /// [`Context::switch`] for light contexts (see [`Context::new_light`]): the resume
-    /// direction, entered by a call and leaving by a jump.
-    ///
-    /// # Safety
-    /// - As [`Context::switch`], and `self` must have been suspended by a light switch (or be
-    ///   a new light context).
-    #[inline(always)]
-    pub unsafe fn switch_light(self, data: usize) -> Transfer {
-        let suspension = sanitizer::start_switch(self.sp.as_ptr());
-        // SAFETY: the caller's obligation.
-        let transfer = unsafe { self.raw_switch_light(data) };
-        sanitizer::finish_switch(suspension);
-        transfer
-    }
-
-    /// [`Context::switch_back`] for light contexts: the suspend direction, entered by a jump
-    /// and leaving by `ret`, so that the return-address predictor stays balanced.
-    ///
-    /// # Safety
-    /// - As [`Context::switch_light`].
-    #[inline(always)]
-    pub unsafe fn switch_light_back(self, data: usize) -> Transfer {
-        let suspension = sanitizer::start_switch(self.sp.as_ptr());
-        // SAFETY: the caller's obligation.
-        let transfer = unsafe { self.raw_switch_light_back(data) };
-        sanitizer::finish_switch(suspension);
-        transfer
-    }
-
     /// The partner of [`Context::switch_fpenv`] for asymmetric hand-offs, as
     /// [`Context::switch_back`] is the partner of [`Context::switch`]: entered by a jump,
     /// leaving by `ret`. Elsewhere than x86_64 this is [`Context::switch_fpenv`].
@@ -644,51 +573,6 @@ impl Context {
         // SAFETY: forwarded.
         unsafe {
             self.raw_switch_fpenv(data)
-        }
-    }
-
-    /// # Safety
-    /// - As [`Context::switch_light`].
-    #[inline(always)]
-    unsafe fn raw_switch_light(self, data: usize) -> Transfer {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the routine saves rbx and rbp on our stack and resumes `self`, a light
-        // frame (caller's obligation); see `x86_switch!` for the clobbers.
-        unsafe {
-            x86_switch!(
-                call,
-                arch::microthread_ctx_switch_light,
-                self.sp.as_ptr(),
-                data,
-                light
-            )
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        // SAFETY: forwarded; light contexts are full ones on this architecture.
-        unsafe {
-            self.raw_switch(data)
-        }
-    }
-
-    /// # Safety
-    /// - As [`Context::switch_light`].
-    #[inline(always)]
-    unsafe fn raw_switch_light_back(self, data: usize) -> Transfer {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as in `raw_switch_light`.
-        unsafe {
-            x86_switch!(
-                jump,
-                arch::microthread_ctx_switch_light_ret,
-                self.sp.as_ptr(),
-                data,
-                light
-            )
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        // SAFETY: forwarded.
-        unsafe {
-            self.raw_switch_back(data)
         }
     }
 

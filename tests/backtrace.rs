@@ -161,6 +161,31 @@ fn a_backtrace_in_a_nested_coroutine_shows_every_resumer_once() {
     );
 }
 
+#[test]
+fn a_backtrace_after_several_suspends_shows_the_latest_resumer() {
+    // The first suspend takes the slow path, the later ones the fast path; the resumes come
+    // from this test function until the last, from coroutine_resumer_alpha: the backtrace
+    // must follow the resumer recorded by the last fast-path suspend, not an older one.
+    let mut co: Captured = Coroutine::new(|y, ()| {
+        for _ in 0..3 {
+            y.suspend(());
+        }
+        capture()
+    })
+    .unwrap();
+    for _ in 0..3 {
+        assert_eq!(co.resume(()), CoroutineResult::Yield(()));
+    }
+    let bt = within_time_limit("a backtrace after suspends", || {
+        coroutine_resumer_alpha(&mut co)
+    });
+    assert_lists(&bt, &["capture", "coroutine_resumer_alpha"]);
+    assert!(
+        bt.contains("a_backtrace_after_several_suspends_shows_the_latest_resumer"),
+        "the test function itself, below the resumer: {bt}"
+    );
+}
+
 #[inline(never)]
 fn main_runs_the_scheduler_gamma() {
     scheduler::run().unwrap();

@@ -91,9 +91,10 @@ impl<I, Y, R> Coroutine<I, Y, R> {
             }
         };
         // Backtraces through the coroutine continue in its resumer, whose saved stack pointer
-        // the coroutine keeps in the top cell from its first instruction on (`entry`, and
-        // `Yielder::suspend` after every resume). Resumers only nest (a running coroutine
-        // cannot be resumed), so following these links never loops.
+        // the coroutine keeps in the top cell from its first instruction on (`entry`), until
+        // its first suspend links them to its `Yielder`'s copy, which every suspend keeps up
+        // to date. Resumers only nest (a running coroutine cannot be resumed), so following
+        // these links never loops.
         // SAFETY: `closure` is the top the context was just made with; the cell is a word of
         // its initial frame, valid as long as the stack, which the context never outlives.
         unsafe {

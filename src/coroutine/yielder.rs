@@ -122,9 +122,10 @@ pub struct Yielder<I, Y> {
     unwinding: Cell<bool>,
     /// `stack_top - stack_limit` while a suspend may take the fast path, else 0: then no stack
     /// pointer passes the fast path's range check, and every suspend takes the slow path,
-    /// which checks each condition itself. It is 0 while `unwinding`, while
-    /// `resumer_panicking`, and always for a `preserve_fp_env` coroutine (the slow path makes
-    /// its FP-environment switch). One comparison for all of them.
+    /// which checks each condition itself. It is 0 until the first suspend (which links
+    /// backtraces to `resumer`), while `unwinding`, while `resumer_panicking`, and always for
+    /// a `preserve_fp_env` coroutine (the slow path makes its FP-environment switch). One
+    /// comparison for all of them.
     fast_span: Cell<usize>,
     /// Whether the thread was panicking when we were last switched into: the resumer was.
     /// Written only by the slow path and by the fast path's cold branch for a panicking
@@ -132,12 +133,14 @@ pub struct Yielder<I, Y> {
     resumer_panicking: Cell<bool>,
     /// The lowest usable address of our stack.
     stack_limit: usize,
-    /// Where our first frame starts: every frame of the coroutine is below. The word
-    /// `Context::top_cell(stack_top)` holds the context that resumed us, from the first resume
-    /// on: it is stored after every switch into us for backtraces, and suspends read it
-    /// (while we are suspended it is stale, already resumed and never used, until the switch
-    /// back into us overwrites it).
+    /// Where our first frame starts: every frame of the coroutine is below.
     stack_top: usize,
+    /// The context that resumed us: stored after every switch into us, read by the suspend
+    /// that switches back to it (while we are suspended it is stale, already resumed and never
+    /// used, until the switch back into us overwrites it). It is also the cell our backtraces
+    /// follow to the resumer (`Context::link_backtrace`, from `entry` on): a field here, not
+    /// a word at the stack top, so that reaching it takes no load of `stack_top` first.
+    resumer: Cell<Option<Context>>,
     preserve_fp_env: bool,
     _types: Variance<I, Y>,
 }
@@ -193,16 +196,19 @@ impl<I, Y> Yielder<I, Y> {
         };
         // SAFETY: we were just switched into.
         unsafe { self.record_resumer(&transfer.from) };
+        // The word first, then the thread's panic state: so the word need not be kept across
+        // the test (`start_forced_unwind` notes a panicking resumer itself).
+        // SAFETY: the resumer's word, from `Resume::send`.
+        let input = match unsafe { Resume::receive(transfer.data) } {
+            Resume::Input(input) => input,
+            Resume::Unwind => self.start_forced_unwind(),
+        };
         if std::thread::panicking() {
             // Rare: take note, and send the next suspend down the slow path, which keeps
             // `resumer_panicking` exact from then on.
             self.resumed_while_panicking();
         }
-        // SAFETY: the resumer's word, from `Resume::send`.
-        match unsafe { Resume::receive(transfer.data) } {
-            Resume::Input(input) => input,
-            Resume::Unwind => self.start_forced_unwind(),
-        }
+        input
     }
 
     /// The suspend of the rare cases: from another stack, while the thread is panicking, after
@@ -212,6 +218,13 @@ impl<I, Y> Yielder<I, Y> {
     #[inline(never)]
     fn suspend_slow(&self, value: Y) -> I {
         self.check_may_suspend();
+        // From here on (again, after the first time) backtraces follow `resumer`, which holds
+        // the same context as the top cell `entry` linked them to, and which the fast path
+        // keeps up to date (it does not touch the top cell).
+        // SAFETY: `stack_top` is the top our context was made with and we run; the yielder
+        // stays in `entry`'s frame, unmoved (only borrowed), until our last switch, and its
+        // `resumer` always holds a suspended context. Resumers only nest: the links never loop.
+        unsafe { Context::link_backtrace(self.stack_top as *mut u8, self.resumer.as_ptr()) };
         let mut message = MaybeUninit::new(Slot(value));
         // SAFETY: as in `suspend`; the kind of switch is the one our frames are made for.
         let transfer = unsafe {
@@ -238,27 +251,29 @@ impl<I, Y> Yielder<I, Y> {
         }
     }
 
-    /// The context that resumed us, copied out of the top cell (which keeps a stale copy).
+    /// The context that resumed us, copied out of `resumer` (which keeps a stale copy).
     ///
     /// # Safety
     /// - Only while we run (the cell then holds the context that resumed us), to be resumed
     ///   once: by the switch back to it.
     #[inline(always)]
     unsafe fn resumer(&self) -> Context {
-        // SAFETY: the top cell is a word of our stack's initial frame, holding the resumer
-        // from the first instruction of `entry` on (caller's obligation: we run).
-        unsafe { ptr::read(Context::top_cell(self.stack_top as *mut u8)).unwrap_unchecked() }
+        // SAFETY: `resumer` holds the context that resumed us whenever we run (set in `entry`
+        // and after every switch into us; caller's obligation: we run).
+        unsafe { ptr::read(self.resumer.as_ptr()).unwrap_unchecked() }
     }
 
-    /// Stores the context that just switched into us in the top cell: for backtraces, and as
+    /// Stores the context that just switched into us in `resumer`: for backtraces, and as
     /// the resumer our next suspend switches back to.
     ///
     /// # Safety
     /// - Right after a switch into us, with the `from` it returned.
     #[inline(always)]
     unsafe fn record_resumer(&self, from: &Context) {
-        // SAFETY: `stack_top` is the top our context was made with; the trampoline has run.
-        unsafe { Context::record_resumer_at_top(self.stack_top as *mut u8, from) };
+        // SAFETY: a copy of the handle, the old (stale) one overwritten without a drop
+        // (`Context` has none); `from` is what the switch into us returned (caller's
+        // obligation), the one context our next suspend resumes.
+        unsafe { ptr::write(self.resumer.as_ptr(), Some(ptr::read(from))) };
     }
 
     /// The fast path's note that the thread was panicking when it switched into us.
@@ -270,9 +285,14 @@ impl<I, Y> Yielder<I, Y> {
     }
 
     /// What a suspend does when a drop resumes it to unwind: unwinds, to the first frame.
+    /// First takes note if the drop runs while the thread is panicking (the resumer unwinds),
+    /// as every switch into us does, for the suspends the unwind may reach.
     #[cold]
     #[inline(never)]
     fn start_forced_unwind(&self) -> ! {
+        if std::thread::panicking() {
+            self.resumed_while_panicking();
+        }
         self.unwinding.set(true);
         self.fast_span.set(0);
         panic::resume_unwind(Box::new(ForcedUnwind))
@@ -312,12 +332,15 @@ impl<I, Y> Yielder<I, Y> {
 fn stack_pointer() -> usize {
     let sp: usize;
     // SAFETY: copies the stack pointer into a register; reads and writes nothing else.
-    // `pure`: the compiler may reuse one read for the whole function, which is right, since a
-    // function runs on one stack all along (a switch returns to it on the same stack); without
-    // it the read was a barrier that cost 11 instructions per switch round trip.
+    // `pure` elsewhere: the compiler may reuse one read for the whole function, which is
+    // right, since a function runs on one stack all along (a switch returns to it on the same
+    // stack). Not on x86_64: there the compiler kept that one read in a spill slot across the
+    // inline light switch (which clobbers every register it may) and loaded it back at every
+    // suspend; read afresh, it is one `mov` from rsp (callgrind: 54 -> 51 instructions per
+    // switch round trip).
     unsafe {
         #[cfg(target_arch = "x86_64")]
-        core::arch::asm!("mov {}, rsp", out(reg) sp, options(pure, nomem, nostack, preserves_flags));
+        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags));
         #[cfg(target_arch = "aarch64")]
         core::arch::asm!("mov {}, sp", out(reg) sp, options(pure, nomem, nostack, preserves_flags));
         #[cfg(target_arch = "riscv64")]
@@ -365,14 +388,15 @@ where
     let Start { f, stack_limit } = unsafe { ptr::read(arg as *const Start<F>) };
     // SAFETY: the first resume's word, from `Resume::send`.
     let first = unsafe { Resume::<I>::receive(data) };
-    let fast = !(resumer_panicking || FP_ENV);
     let yielder = Yielder {
         unwinding: Cell::new(false),
-        fast_span: Cell::new(if fast { arg - stack_limit } else { 0 }),
+        // The first suspend takes the slow path, which links backtraces to `resumer`.
+        fast_span: Cell::new(0),
         resumer_panicking: Cell::new(resumer_panicking),
         stack_limit,
         // The context was laid out below `arg`, so every frame of this coroutine is too.
         stack_top: arg,
+        resumer: Cell::new(Some(from)),
         preserve_fp_env: FP_ENV,
         _types: PhantomData,
     };
@@ -394,14 +418,23 @@ where
     // The yielder is plain data (no `Drop`): nothing of it needs releasing before the last
     // switch abandons this frame.
     let mut reply = MaybeUninit::new(Slot(reply));
-    // SAFETY: the final switch: the resumer reads `reply` (the slot is 2-aligned, so `LAST`
-    // marks its address) and releases this stack without ever resuming this frame, so
-    // nothing here runs again.
-    unsafe {
-        Context::end_at_next_switch();
-        switch_back(resumer, reply.as_mut_ptr() as usize + LAST, FP_ENV)
-    };
-    fatal("a finished coroutine was resumed")
+    // The final switch: the resumer reads `reply` (the slot is 2-aligned, so `LAST` marks its
+    // address) and releases this stack without ever resuming this frame, so nothing here
+    // runs again.
+    let word = reply.as_mut_ptr() as usize + LAST;
+    if FP_ENV {
+        // SAFETY: the final switch (above); the resumer's frame is a full one, suspended by
+        // an FP-environment switch.
+        unsafe {
+            Context::end_at_next_switch();
+            resumer.switch_fpenv_back(word)
+        };
+        fatal("a finished coroutine was resumed")
+    } else {
+        // SAFETY: the final switch (above); the resumer's frame is a light one, suspended by
+        // `switch_light`, and `exit_light` never returns.
+        unsafe { resumer.exit_light(word) }
+    }
 }
 
 /// What a panic that reached the coroutine's first frame means: the end of the forced unwind
