@@ -132,18 +132,15 @@ impl Scheduler {
         debug_assert!(self.hooks.get() == 0);
         debug_assert!(!NOT_UNWINDING || !std::thread::panicking());
         self.poll_timers();
-        // Two tests, not one of two flags: the ring is empty (block), or the mail woke `prev`
-        // back into an empty ring (it continues); both rare.
-        if !next.is_null() {
-            if prev != next && (NOT_UNWINDING || !std::thread::panicking()) {
-                // SAFETY: `next` is not null.
-                debug_assert!(unsafe { (*next).in_ring() });
-                // SAFETY: both are live tasklets of this thread, `prev` running, `next` in
-                // the ring.
-                unsafe { self.transfer(prev, next) };
-                // SAFETY: `prev` is running again.
-                return self.resumed(unsafe { &*prev });
-            }
+        // Left: an empty ring (block), or the mail woke `prev` back into an empty ring (it
+        // continues), or an unwinding stack (refused); all rare.
+        if !next.is_null() && prev != next && (NOT_UNWINDING || !std::thread::panicking()) {
+            // SAFETY: `next` is not null.
+            debug_assert!(unsafe { (*next).in_ring() });
+            // SAFETY: both are live tasklets of this thread, `prev` running, `next` in the ring.
+            unsafe { self.transfer(prev, next) };
+            // SAFETY: `prev` is running again.
+            return self.resumed(unsafe { &*prev });
         }
         // SAFETY: forwarded.
         unsafe { self.switch_to_slow(prev, next) }
