@@ -352,6 +352,67 @@ fn the_channel_callback_sees_each_action_before_it_happens() {
         assert_eq!(*seen.borrow(), [(false, false, true), (true, true, false)]);
     });
 }
+
+#[test]
+fn a_channel_callback_leaves_who_runs_after_a_rendezvous_unchanged() {
+    // With a callback installed, every channel operation takes the path that checks each
+    // hook; the §3.1 order must be the one the fast path gives without it.
+    on_thread(|| {
+        let calls = Rc::new(std::cell::Cell::new(0));
+        let c = calls.clone();
+        channel::set_channel_callback(Some(Rc::new(move |_: &channel::ChannelEvent<'_>| {
+            c.set(c.get() + 1);
+        })));
+        let (ch, l) = (Ch::new(), log());
+        receiver_waiting_then_b(&ch, &l);
+        ch.send(42).unwrap();
+        push(&l, "main after send");
+        assert_eq!(taken(&l), ["A got 42", "A end", "B", "main after send"]);
+        let (ch, l) = (Ch::new(), log());
+        sender_waiting_then_b(&ch, &l);
+        let v = ch.receive().unwrap();
+        push(&l, format!("main got {v}"));
+        schedule().unwrap();
+        assert_eq!(taken(&l), ["main got 9", "B", "S after send"]);
+        channel::set_channel_callback(None);
+        // Each of the two rendezvous: the blocked side's call and the caller's.
+        assert_eq!(calls.get(), 4);
+    });
+}
+
+#[test]
+fn turning_schedule_all_off_gives_the_preference_back() {
+    on_thread(|| {
+        // schedule_all on, then off again: the default preference (-1) decides the send.
+        let (ch, l) = (Ch::new(), log());
+        ch.set_schedule_all(true);
+        ch.set_schedule_all(false);
+        assert!(!ch.schedule_all());
+        receiver_waiting_then_b(&ch, &l);
+        ch.send(42).unwrap();
+        push(&l, "main after send");
+        assert_eq!(taken(&l), ["A got 42", "A end", "B", "main after send"]);
+        // Preference +1 set while schedule_all is on, which is then turned off: +1 decides
+        // (the receive runs the sender at once).
+        let (ch, l) = (Ch::new(), log());
+        ch.set_schedule_all(true);
+        ch.set_preference(1);
+        ch.set_schedule_all(false);
+        sender_waiting_then_b(&ch, &l);
+        let v = ch.receive().unwrap();
+        push(&l, format!("main got {v}"));
+        assert_eq!(taken(&l), ["S after send", "B", "main got 9"]);
+        // Preference 0 after +1: neither side switches.
+        let (ch, l) = (Ch::new(), log());
+        ch.set_preference(1);
+        ch.set_preference(0);
+        sender_waiting_then_b(&ch, &l);
+        let v = ch.receive().unwrap();
+        push(&l, format!("main got {v}"));
+        schedule().unwrap();
+        assert_eq!(taken(&l), ["main got 9", "B", "S after send"]);
+    });
+}
 }
 
 #[test]

@@ -73,6 +73,17 @@ pub(super) fn send_throw<H: Handle>(
 pub(super) fn receive<H: Handle>(h: &H) -> Result<H::Item> {
     match action::<H, -1>(h, None) {
         Ok(Some(Msg::Value(v))) => Ok(v),
+        // Out of line: the common path tests for a value only (no jump table).
+        other => received_otherwise(other),
+    }
+}
+
+/// What a receive returns when it did not get a value.
+#[cold]
+#[inline(never)]
+fn received_otherwise<T>(outcome: Outcome<T>) -> Result<T> {
+    match outcome {
+        Ok(Some(Msg::Value(v))) => Ok(v),
         Ok(Some(Msg::Error(p))) => Err(Error::Thrown(*p)),
         Ok(None) => unreachable!("a completed receive always has a message"),
         Err(f) => Err(f.0),
@@ -96,6 +107,11 @@ fn action<H: Handle, const DIR: i8>(h: &H, msg: Option<Msg<H::Item>>) -> Outcome
 }
 
 /// `action`, blocking at most until `deadline` if there is one (for a receive only).
+///
+/// The common case (no watchdog, no callback of any kind, no switch trap, a scheduler that has
+/// not ended) is told by one load of the hooks word and takes the *quiet* rendezvous, which
+/// tests none of them again; anything else goes out of line, through the safe point and the
+/// channel callback, to the rendezvous that checks each.
 #[inline(always)]
 fn action_until<H: Handle, const DIR: i8>(
     h: &H,
@@ -103,7 +119,23 @@ fn action_until<H: Handle, const DIR: i8>(
     deadline: Option<Instant>,
 ) -> Outcome<H::Item> {
     let s = scheduler();
-    // A safe point: a watchdog may preempt the caller here, before anything changes.
+    if s.hooks_on() {
+        return action_hooked::<H, DIR>(h, s, msg, deadline);
+    }
+    // SAFETY: no hook is on (just tested), and nothing before the rendezvous can set one.
+    unsafe { rendezvous::<H, DIR, true>(h, s, msg, deadline) }
+}
+
+/// `action` with a hook on: a safe point, where a watchdog may preempt the caller (before
+/// anything changes), the channel callback, then the rendezvous that checks every hook.
+#[cold]
+#[inline(never)]
+fn action_hooked<H: Handle, const DIR: i8>(
+    h: &H,
+    s: &Scheduler,
+    msg: Option<Msg<H::Item>>,
+    deadline: Option<Instant>,
+) -> Outcome<H::Item> {
     if let Err(e) = s.op_tick() {
         return Err(failure(e, msg));
     }
@@ -112,6 +144,24 @@ fn action_until<H: Handle, const DIR: i8>(
             return Err(failure(e, msg));
         }
     }
+    // SAFETY: QUIET is false: every hook is checked where it matters.
+    unsafe { rendezvous::<H, DIR, false>(h, s, msg, deadline) }
+}
+
+/// The rendezvous itself, for the running tasklet of `s`. `QUIET`: no hook is on, so the
+/// checks that only a hook can fail (the switch trap, a callback running, an ended scheduler)
+/// are compiled out, and so are the tests the switch makes for them.
+///
+/// # Safety
+/// With `QUIET`, `s.hooks_on()` must be false.
+#[inline(always)]
+unsafe fn rendezvous<H: Handle, const DIR: i8, const QUIET: bool>(
+    h: &H,
+    s: &Scheduler,
+    msg: Option<Msg<H::Item>>,
+    deadline: Option<Instant>,
+) -> Outcome<H::Item> {
+    debug_assert!(!QUIET || !s.hooks_on());
     let chan = h.core();
     let mut g = chan.lock_as(s as *const Scheduler as usize);
     let st = g.state();
@@ -121,7 +171,8 @@ fn action_until<H: Handle, const DIR: i8>(
         st.balance > 0
     };
     if !cando {
-        return chan.block::<DIR>(s, g, msg, deadline);
+        // SAFETY: forwarded (QUIET's obligation).
+        return unsafe { chan.block::<DIR, QUIET>(s, g, msg, deadline) };
     }
     // SAFETY: a non-zero balance means a waiter of the other direction is queued; queued
     // waiters are valid.
@@ -141,8 +192,8 @@ fn action_until<H: Handle, const DIR: i8>(
         drop(g);
         return action_again::<H, DIR>(h, msg, deadline);
     }
-    let switching = local && (st.schedule_all || st.preference == -DIR);
-    if s.hooks_on() {
+    let switching = local && st.switches::<DIR>();
+    if !QUIET && s.hooks_on() {
         if let Err(e) = s.refuse_by_hooks(switching) {
             // Put back as it was, under the same lock: nobody saw the change, so the
             // refused operation leaves no trace.
@@ -173,8 +224,9 @@ fn action_until<H: Handle, const DIR: i8>(
     };
     let schedule_all = st.schedule_all;
     drop(g);
-    // SAFETY: the partner is a blocked tasklet of this thread, now out of the queue.
-    let switched = unsafe { s.wake_here(partner, switching, schedule_all) };
+    // SAFETY: the partner is a blocked tasklet of this thread, now out of the queue; with
+    // QUIET no hook is on (the caller's obligation; nothing since could set one).
+    let switched = unsafe { s.wake_here::<QUIET>(partner, switching, schedule_all) };
     match switched {
         Ok(()) => Ok(got),
         // Refused because the caller's stack unwinds (a destructor of a killed or

@@ -253,7 +253,7 @@ assert!(t.alive() && t.scheduled()); // runnable, not yet run
 scheduler::run().unwrap();
 assert_eq!(t.result::<u8>(), Some(3));")]
             pub fn set_preference(&self, preference: i32) {
-                self.chan.lock().state().preference = preference.signum() as i8;
+                self.chan.lock().state().set_preference(preference);
             }
 
             /// Whether every rendezvous makes the partner runnable and the caller yield.
@@ -279,7 +279,7 @@ scheduler::run().unwrap();
 // The sender yielded after the rendezvous: the receiver ran first.
 assert_eq!(*order.borrow(), [\"receiver\", \"sender\"]);")]
             pub fn set_schedule_all(&self, on: bool) {
-                self.chan.lock().state().schedule_all = on;
+                self.chan.lock().state().set_schedule_all(on);
             }
 
             /// Marks the channel closing: operations that find a partner still succeed (so

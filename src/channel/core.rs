@@ -32,9 +32,60 @@ pub(super) struct State<T> {
     /// two words: more than 2^31 waiters would take more than 8 TiB of stack pages (each
     /// blocked tasklet holds at least one), far beyond any machine.
     pub(super) balance: i32,
+    /// Written with `set_preference` only, which keeps `switches` up to date.
     pub(super) preference: i8,
+    /// Written with `set_schedule_all` only, which keeps `switches` up to date.
     pub(super) schedule_all: bool,
     pub(super) closing: bool,
+    /// Which rendezvous switch to the partner at once (`SEND_SWITCHES`, `RECEIVE_SWITCHES`):
+    /// what the preference and `schedule_all` say, worked out when they are set rather than
+    /// on every operation. (The state stays two words: this byte fills its padding.)
+    switches: u8,
+}
+
+/// `State::switches`: a send that finds a waiting receiver switches (preference -1, or
+/// `schedule_all`).
+const SEND_SWITCHES: u8 = 1;
+/// `State::switches`: a receive that finds a waiting sender switches (preference +1, or
+/// `schedule_all`).
+const RECEIVE_SWITCHES: u8 = 2;
+
+impl<T> State<T> {
+    /// Whether a rendezvous in direction `DIR` (+1 send, -1 receive) switches to a partner
+    /// of the same thread: Stackless's `schedule_all || preference == -dir`.
+    #[inline(always)]
+    pub(super) fn switches<const DIR: i8>(&self) -> bool {
+        let bit = if DIR > 0 {
+            SEND_SWITCHES
+        } else {
+            RECEIVE_SWITCHES
+        };
+        self.switches & bit != 0
+    }
+
+    /// Sets the preference, clamped by sign.
+    pub(super) fn set_preference(&mut self, preference: i32) {
+        self.preference = preference.signum() as i8;
+        self.update_switches();
+    }
+
+    pub(super) fn set_schedule_all(&mut self, on: bool) {
+        self.schedule_all = on;
+        self.update_switches();
+    }
+
+    fn update_switches(&mut self) {
+        let all = self.schedule_all;
+        self.switches = if all || self.preference == -1 {
+            SEND_SWITCHES
+        } else {
+            0
+        } | if all || self.preference == 1 {
+            RECEIVE_SWITCHES
+        } else {
+            0
+        };
+    }
 }
 
 /// Exclusive access to a channel's state, as each kind of channel provides it.
@@ -172,6 +223,7 @@ impl<T, L: ChannelLock> Core<T, L> {
                 preference: -1,
                 schedule_all: false,
                 closing: false,
+                switches: SEND_SWITCHES,
             }),
         }
     }

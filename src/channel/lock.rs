@@ -44,8 +44,11 @@ pub(crate) const ANONYMOUS: usize = 2;
 /// In a forked child: a thread that does not exist here was inside (see the module docs).
 const POISONED: usize = 3;
 
-/// `locked` when nobody holds the spin lock; a holder stores its `held_mark`.
+/// `locked` when nobody holds the spin lock (a holder stores its `held_mark`), and
+/// `owner_busy` when the owner is not inside.
 const FREE: u32 = 0;
+/// `owner_busy` while the owner is inside.
+const BUSY: u32 = 1;
 
 /// Forks between the first process and this one: bumped in every forked child.
 static FORK_GENERATION: AtomicUsize = AtomicUsize::new(0);
@@ -96,26 +99,23 @@ pub(crate) struct Poisoned;
 /// freed, so an identity is never reused.
 pub(crate) struct BiasedLock {
     owner: AtomicUsize,
-    /// Set by the owner for the length of each unlocked use.
-    owner_busy: AtomicBool,
+    /// Non-zero (`BUSY`) while the owner is inside, for the length of each unlocked use. A
+    /// word like `locked`, so that leaving either way is the same store of zero.
+    owner_busy: AtomicU32,
     /// The spin lock: `FREE`, or its holder's `held_mark`. 32 bits, so that the lock is two
     /// words and a channel fits a 64-byte malloc chunk (issue 11).
     locked: AtomicU32,
 }
 
-/// Proof of access; releases it when dropped.
-pub(crate) enum Held<'a> {
-    Owner(&'a BiasedLock),
-    Locked(&'a BiasedLock),
-}
+/// Proof of access; releases it when dropped. It names the word that says the channel is
+/// held, the owner's `owner_busy` or the spin lock's `locked`: both are released by storing
+/// zero, so leaving is one store, whichever way the channel was entered.
+pub(crate) struct Held<'a>(&'a AtomicU32);
 
 impl Drop for Held<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
-        match self {
-            Held::Owner(l) => l.owner_busy.store(false, Ordering::Release),
-            Held::Locked(l) => l.locked.store(FREE, Ordering::Release),
-        }
+        self.0.store(FREE, Ordering::Release);
     }
 }
 
@@ -123,7 +123,7 @@ impl BiasedLock {
     pub(crate) const fn new() -> BiasedLock {
         BiasedLock {
             owner: AtomicUsize::new(UNOWNED),
-            owner_busy: AtomicBool::new(false),
+            owner_busy: AtomicU32::new(FREE),
             locked: AtomicU32::new(FREE),
         }
     }
@@ -164,17 +164,17 @@ impl BiasedLock {
         }
         // No caller's code runs while the state is held, so the owner never re-enters.
         debug_assert!(
-            !self.owner_busy.load(Ordering::Relaxed),
+            self.owner_busy.load(Ordering::Relaxed) == FREE,
             "a channel was entered again by the thread already inside it"
         );
-        self.owner_busy.store(true, Ordering::Relaxed);
+        self.owner_busy.store(BUSY, Ordering::Relaxed);
         // The CPU-level fence between the store above and the load below is supplied by
         // the revoker's membarrier; only the compiler must not reorder them.
         compiler_fence(Ordering::SeqCst);
         if self.owner.load(Ordering::Relaxed) == me {
-            return Some(Held::Owner(self));
+            return Some(Held(&self.owner_busy));
         }
-        self.owner_busy.store(false, Ordering::Release);
+        self.owner_busy.store(FREE, Ordering::Release);
         None
     }
 
@@ -231,7 +231,7 @@ impl BiasedLock {
                 return Err(p);
             }
         }
-        Ok(Held::Locked(self))
+        Ok(Held(&self.locked))
     }
 
     /// Ends the bias for good (under the spin lock): see the module docs. Fails (poisoning
@@ -249,7 +249,7 @@ impl BiasedLock {
         let owner = self.owner.swap(SHARED, Ordering::SeqCst);
         full_barrier_on_all_threads();
         let mut backoff = Backoff::default();
-        while self.owner_busy.load(Ordering::Acquire) {
+        while self.owner_busy.load(Ordering::Acquire) != FREE {
             let forked = FORK_GENERATION.load(Ordering::Relaxed) != 0;
             // SAFETY: `owner` was neither UNOWNED nor SHARED (the caller saw that under the
             // lock) nor POISONED (checked under it too), and ANONYMOUS never owns: it is a

@@ -53,9 +53,13 @@ impl<T, L: ChannelLock> Blocker for Core<T, L> {
 
 impl<T: 'static, L: ChannelLock> Core<T, L> {
     /// No partner: queue the running tasklet and switch away until a partner (or an error)
-    /// makes it runnable again.
+    /// makes it runnable again. `QUIET`: no hook is on, so only what else can refuse the
+    /// block is tested, and the switch away is the quiet one.
+    ///
+    /// # Safety
+    /// With `QUIET`, `s.hooks_on()` must be false.
     #[inline(always)]
-    pub(super) fn block<const DIR: i8>(
+    pub(super) unsafe fn block<const DIR: i8, const QUIET: bool>(
         &self,
         s: &Scheduler,
         mut g: Guard<'_, T, L>,
@@ -70,7 +74,11 @@ impl<T: 'static, L: ChannelLock> Core<T, L> {
         // test on the common path.
         if m.block_trap.get()
             || st.closing
-            || s.may_refuse()
+            || if QUIET {
+                std::thread::panicking()
+            } else {
+                s.may_refuse()
+            }
             // SAFETY: a Cell of this thread that nothing borrows: a plain read.
             || unsafe { (*m.pending.as_ptr()).is_some() }
         {
@@ -107,8 +115,24 @@ impl<T: 'static, L: ChannelLock> Core<T, L> {
             unsafe { s.add_timer(me, d, epoch) };
         }
         // SAFETY: `me` runs and is in the ring; the switch comes back once a partner (or an
-        // error) makes us runnable, and by then `waiter` is out of the queue.
-        let r = unsafe { s.block_current(me) };
+        // error) makes us runnable, and by then `waiter` is out of the queue. With QUIET no
+        // hook is on (the caller's obligation) and the stack does not unwind (an unwinding
+        // one was refused above).
+        let r = unsafe {
+            if QUIET {
+                s.block_current_quiet(me)
+            } else {
+                s.block_current(me)
+            }
+        };
+        if DIR > 0 && r.is_ok() {
+            // A send resumed without an error: a partner took the value, the slot is empty
+            // and the waiter has nothing to drop (skip reading it back).
+            // SAFETY: out of the queue (see above), so nobody else touches the slot any more.
+            debug_assert!(unsafe { (*waiter.slot.get()).is_none() });
+            std::mem::forget(waiter);
+            return Ok(None);
+        }
         // SAFETY: out of the queue (see above), so nobody else touches the slot any more.
         let slot = unsafe { (*waiter.slot.get()).take() };
         match r {

@@ -58,6 +58,7 @@ impl Scheduler {
     ///
     /// # Safety
     /// - `me` must be the running tasklet, in the ring.
+    #[inline(never)]
     pub(crate) unsafe fn block_current(&self, me: *const Inner) -> Result<()> {
         // SAFETY: forwarded. The mail is read once `me` is out of the ring (a wake for this
         // very block may be in it), before the next tasklet is chosen: a remote run's target
@@ -66,6 +67,28 @@ impl Scheduler {
             self.ring_remove_as(me, RemoteState::ALIVE | RemoteState::BLOCKED);
             self.read_mail_after_leaving();
             self.switch_after_mail(me, self.current.get())
+        }
+    }
+
+    /// [`Scheduler::block_current`] for a channel operation on its fast path, where the
+    /// caller has found no hook on and the stack not unwinding, so that the switch tests
+    /// neither again. Inlined at its call site, so that the switch is entered and left by
+    /// jumps (see `switch_between_tasklets`): a tasklet that blocks here resumes with no
+    /// return whose address another tasklet's call pushed, which would mispredict (a send
+    /// of main and a send of a tasklet block at different call sites).
+    ///
+    /// # Safety
+    /// - As `block_current`, and neither [`Scheduler::hooks_on`] nor
+    ///   [`std::thread::panicking`] may hold.
+    #[inline(always)]
+    pub(crate) unsafe fn block_current_quiet(&self, me: *const Inner) -> Result<()> {
+        // SAFETY: forwarded, as in `block_current`; the quiet switch's conditions are the
+        // caller's, and reading the mail or the timers sets no hook and starts no unwinding.
+        unsafe {
+            // The running tasklet is the ring's cursor.
+            self.ring_remove_current_as(me, RemoteState::ALIVE | RemoteState::BLOCKED);
+            self.read_mail_after_leaving();
+            self.switch_quiet::<true>(me, self.current.get())
         }
     }
 
@@ -82,8 +105,9 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Whether a switch trap or a schedule callback is set, a callback is running, or the
-    /// scheduler has ended.
+    /// Whether anything takes a channel operation off its fast path: a switch trap, a
+    /// schedule or channel callback set or running, an active watchdog, or an ended
+    /// scheduler. One load; nothing but the caller's own scheduler calls changes it.
     #[inline(always)]
     pub(crate) fn hooks_on(&self) -> bool {
         self.hooks.get() != 0
@@ -146,11 +170,13 @@ impl Scheduler {
     /// Unblocks `partner` (a rendezvous completed with it) and makes it runnable: at the end
     /// of the run queue if not `switching`; else with `schedule_all` at the end and the
     /// running tasklet yields; else right after the running tasklet, which switches to it.
+    /// `QUIET`: no hook is on, so the switch to the partner tests none.
     ///
     /// # Safety
     /// - `partner` must be a blocked tasklet of this thread, out of its channel's queue.
+    /// - With `QUIET`, [`Scheduler::hooks_on`] must be false.
     #[inline(always)]
-    pub(crate) unsafe fn wake_here(
+    pub(crate) unsafe fn wake_here<const QUIET: bool>(
         &self,
         partner: *const Inner,
         switching: bool,
@@ -181,10 +207,15 @@ impl Scheduler {
                     self.switch_after_mail(me, (*me).next.get())
                 } else {
                     self.ring_insert_after_current(partner);
-                    if self.hooks.get() != 0 {
-                        super::preempt::note_explicit_partner();
+                    if QUIET {
+                        // The partner is in the ring, after `me`; no hook is on.
+                        self.switch_quiet::<false>(me, partner)
+                    } else {
+                        if self.hooks.get() != 0 {
+                            super::preempt::note_explicit_partner();
+                        }
+                        self.switch_after_mail(me, partner)
                     }
-                    self.switch_after_mail(me, partner)
                 }
             }
         }

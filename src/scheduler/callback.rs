@@ -8,6 +8,10 @@ use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
 use super::{current, handle, scheduler, Scheduler};
+
+/// The bit of the scheduler's hooks word set while a channel callback is installed or runs:
+/// it takes every channel operation off its fast path, and is ignored by switches.
+pub(super) const CHANNEL_HOOK: u32 = 1 << 5;
 use crate::error::{Error, Result, TaskletExit};
 use crate::tasklet::{Inner, Tasklet};
 
@@ -191,6 +195,9 @@ impl Scheduler {
         self.channel_hooks
             .set(cb.is_some() || self.in_channel_callback.get());
         self.channel_callback.set(cb);
+        // The hooks word carries it too (`CHANNEL_HOOK`): a channel operation tests that one
+        // word for everything that takes it off its fast path.
+        self.refresh_hooks();
     }
 
     pub(super) fn call_callback(&self, prev: *const Inner, next: *const Inner) {

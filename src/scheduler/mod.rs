@@ -213,8 +213,10 @@ pub(crate) struct Scheduler {
     channel_hooks: Cell<bool>,
     /// What other threads can reach: the mailbox.
     shared: Arc<Shared>,
-    /// Non-zero when anything above needs the slow path of a switch: a switch trap, a
-    /// callback, or a callback running. One load keeps the common switch fast.
+    /// Non-zero when anything above needs the slow path of a switch or of a channel
+    /// operation: a switch trap, a callback, a callback running, an ended scheduler, an
+    /// active watchdog (`WATCHDOG_HOOK`), a channel callback (`CHANNEL_HOOK`, which switches
+    /// ignore). One load keeps the common switch and channel operation fast.
     hooks: Cell<u32>,
     /// Values whose `Drop` (user code) came due while the scheduler's state was half-changed
     /// (a replaced error payload, a result released during a switch, mail for a dead

@@ -106,6 +106,31 @@ impl Scheduler {
         self.runcount.set(self.runcount.get() - 1);
     }
 
+    /// `ring_remove_as` for the current tasklet `t`: the cursor moves on to the next one
+    /// (null if `t` was alone), with no test of whether `t` is the current one.
+    ///
+    /// # Safety
+    /// - `t` must be the current tasklet, in this scheduler's ring.
+    #[inline(always)]
+    pub(super) unsafe fn ring_remove_current_as(&self, t: *const Inner, state: u8) {
+        debug_assert!(ptr::eq(self.current.get(), t));
+        // SAFETY: `t` and its neighbours are ring members.
+        unsafe {
+            let (prev, next) = ((*t).prev.get(), (*t).next.get());
+            if next == t {
+                self.current.set(ptr::null());
+            } else {
+                (*prev).next.set(next);
+                (*next).prev.set(prev);
+                self.current.set(next);
+            }
+            (*t).next.set(ptr::null());
+            (*t).prev.set(ptr::null());
+            (*t).remote_state.set(state);
+        }
+        self.runcount.set(self.runcount.get() - 1);
+    }
+
     /// Adds `t` (an `Arc::into_raw` reference the list now owns) to the list of live tasklets.
     ///
     /// # Safety

@@ -8,6 +8,7 @@ use std::ptr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::callback::CHANNEL_HOOK;
 use super::kill::deliver_pending;
 use super::preempt::{watchdog_active, WATCHDOG_HOOK};
 #[cfg(doc)]
@@ -96,13 +97,46 @@ impl Scheduler {
         next: *const Inner,
     ) -> Result<()> {
         self.poll_timers();
-        if self.hooks.get() == 0
+        // A channel callback is nothing to a switch.
+        if self.hooks.get() & !CHANNEL_HOOK == 0
             && !next.is_null()
             && prev != next
             // SAFETY: `next` is checked for null before it is read.
             && unsafe { (*next).in_ring() }
             && !std::thread::panicking()
         {
+            // SAFETY: both are live tasklets of this thread, `prev` running, `next` in the ring.
+            unsafe { self.transfer(prev, next) };
+            // SAFETY: `prev` is running again.
+            return self.resumed(unsafe { &*prev });
+        }
+        // SAFETY: forwarded.
+        unsafe { self.switch_to_slow(prev, next) }
+    }
+
+    /// [`Scheduler::switch_after_mail`] for a caller that knows no hook is on (so the
+    /// switch trap, the callbacks and the watchdog have nothing to do), that `next`, if not
+    /// null, is in the ring, and with `NOT_UNWINDING` that the stack does not unwind: only
+    /// what remains is tested (a blocking tasklet may find the ring empty, or itself woken
+    /// back into it by the mail).
+    ///
+    /// # Safety
+    /// - As `switch_to`; `hooks` must be zero, `next` null or in the ring, and with
+    ///   `NOT_UNWINDING`, [`std::thread::panicking`] false.
+    #[inline(always)]
+    pub(super) unsafe fn switch_quiet<const NOT_UNWINDING: bool>(
+        &self,
+        prev: *const Inner,
+        next: *const Inner,
+    ) -> Result<()> {
+        debug_assert!(self.hooks.get() == 0);
+        debug_assert!(!NOT_UNWINDING || !std::thread::panicking());
+        self.poll_timers();
+        // Left: an empty ring (block), or the mail woke `prev` back into an empty ring (it
+        // continues), or an unwinding stack (refused); all rare.
+        if !next.is_null() && prev != next && (NOT_UNWINDING || !std::thread::panicking()) {
+            // SAFETY: `next` is not null.
+            debug_assert!(unsafe { (*next).in_ring() });
             // SAFETY: both are live tasklets of this thread, `prev` running, `next` in the ring.
             unsafe { self.transfer(prev, next) };
             // SAFETY: `prev` is running again.
@@ -165,6 +199,11 @@ impl Scheduler {
     /// busy, then delivers what is pending for `me`.
     #[inline(always)]
     pub(super) fn resumed(&self, me: &Inner) -> Result<()> {
+        // SAFETY: a Cell of this thread that nothing borrows: a plain read.
+        if unsafe { (*me.pending.as_ptr()).is_none() } && !self.has_garbage.get() {
+            // The common case: nothing to drop or deliver (no store to clear `pending`).
+            return Ok(());
+        }
         // Taken first: a `Drop` that calls into the scheduler must not receive it instead.
         let pending = me.pending.take();
         if self.has_garbage.get() {
@@ -185,7 +224,12 @@ impl Scheduler {
             | (has_cb as u32) << 1
             | (self.in_callback.get() as u32) << 2
             | (self.shared.ended() as u32) << 3
-            | if watchdog_active() { WATCHDOG_HOOK } else { 0 };
+            | if watchdog_active() { WATCHDOG_HOOK } else { 0 }
+            | if self.channel_hooks.get() {
+                CHANNEL_HOOK
+            } else {
+                0
+            };
         self.hooks.set(hooks);
     }
 
