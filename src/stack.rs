@@ -411,7 +411,7 @@ impl Stack {
     #[inline]
     pub(crate) fn discard_contents(&self) {
         if valgrind::active() {
-            valgrind::discard(self.limit(), self.size());
+            valgrind::discard(self.limit(), self.top() as usize - self.limit() as usize);
         }
     }
 
