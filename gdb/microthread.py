@@ -193,8 +193,15 @@ def _read_tasklets(mem, L, s):
             base = mem.u64(stack + L["range_base"])
             guard = mem.u64(stack + L["range_guard"])
             usable = mem.u64(stack + L["range_usable"])
-            t.stack_size = usable
-            t.stack_top = base + guard + usable
+            if base == 0:
+                # An arena slot's range lives in the slot's top page, just above the stack's
+                # top, and a core file from gcore may lack it (see below): the range's own
+                # address is then the top, and the size is unknown.
+                t.stack_size = 0
+                t.stack_top = stack
+            else:
+                t.stack_size = usable
+                t.stack_top = base + guard + usable
         alive = life in (L["life_new"], L["life_started"])
         p = mem.u64(p + L["inner_all_next"])
         if alive:

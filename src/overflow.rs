@@ -260,12 +260,13 @@ fn lookup(addr: usize) -> Option<(OwnerKind, u64, usize)> {
 pub(crate) fn usable_range_containing(addr: usize) -> Option<(usize, usize)> {
     if let Some((e, index, off)) = arena_slot(addr) {
         let guard = e.guard.load(Ordering::Relaxed);
-        if off < guard {
+        let stride = e.stride.load(Ordering::Relaxed);
+        if off < guard || off >= stride - crate::stack::RANGE_RESERVE {
             return None;
         }
-        let limit =
-            e.base.load(Ordering::Relaxed) + index * e.stride.load(Ordering::Relaxed) + guard;
-        return Some((limit, limit + e.usable.load(Ordering::Relaxed)));
+        let limit = e.base.load(Ordering::Relaxed) + index * stride + guard;
+        // Up to the slot's range, at the top of its last page (see `stack::Range`).
+        return Some((limit, limit - guard + stride - crate::stack::RANGE_RESERVE));
     }
     for c in REGISTRY.iter() {
         let chunk = c.load(Ordering::Acquire);

@@ -53,7 +53,7 @@
 //! use microthread::stack::{Stack, DEFAULT_STACK_SIZE};
 //! let stack = Stack::new(DEFAULT_STACK_SIZE)?;
 //! assert_eq!(stack.size(), DEFAULT_STACK_SIZE);
-//! assert_eq!(stack.top() as usize - stack.limit() as usize, stack.size());
+//! assert!(stack.top() as usize - stack.limit() as usize >= stack.size());
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
@@ -157,29 +157,43 @@ const _: () = {
     send_sync::<Range>();
 };
 
-/// The offsets of a `Range`'s `base`, `guard` and `usable`, for the debugger (a `Stack` is
-/// one pointer to its `Range`: `scheduler::debug_root`).
+/// The offsets of a `Range`'s `base`, `guard` and `usable` (`top - base - guard`), for the
+/// debugger (a `Stack` is one pointer to its `Range`: `scheduler::debug_root`).
 pub(crate) const DEBUG_RANGE_OFFSETS: [usize; 3] = [
     std::mem::offset_of!(Range, base),
     std::mem::offset_of!(Range, guard),
     std::mem::offset_of!(Range, usable),
 ];
 
-/// A stack's range and what backs it: five words (`Backing` is a pointer and a tag). An arena
-/// slot's range is allocated once per slot and is the only heap memory a stack costs: 40
-/// bytes, one 48-byte malloc chunk (issue 11; tests/tasklet_footprint.rs).
+/// A stack's range and what backs it: six words (`Backing` is a pointer and a tag).
+///
+/// An arena slot's range lives in the slot itself, in the last [`RANGE_RESERVE`] bytes of its
+/// top page, just above [`Stack::top`]: the page every user of the stack commits anyway, so an
+/// arena stack costs no heap at all (issue 11: it was a 48-byte malloc chunk per slot). For
+/// that the slot has one page more than its usable size ([`arena`]), and `top - limit` is
+/// that page less the reserve larger than [`Stack::size`]. The range is written when the
+/// slot is taken from its arena and gone with the slot's memory when it goes back. A stack
+/// of its own mapping has its range in a box.
 pub(crate) struct Range {
     /// The lowest address: the start of the guard.
     base: usize,
     /// Bytes of the guard at `base`.
     guard: usize,
-    /// Usable bytes above the guard.
+    /// Usable bytes above the guard: `top - limit`.
     usable: usize,
+    /// The usable bytes of the stack's shape, page-rounded: what [`Stack::size`] reports and
+    /// the pool matches requests by.
+    size: usize,
     backing: Backing,
 }
 
+/// Bytes at the top of an arena slot that hold its [`Range`]: a cache line.
+pub(crate) const RANGE_RESERVE: usize = 64;
+
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Range>() == 40);
+const _: () = assert!(std::mem::size_of::<Range>() == 48);
+const _: () = assert!(std::mem::size_of::<Range>() <= RANGE_RESERVE);
+const _: () = assert!(std::mem::align_of::<Range>() <= 16);
 
 pub(crate) enum Backing {
     /// A mapping of its own, unmapped when the stack is dropped; what it needs for that in a
@@ -271,6 +285,7 @@ impl Stack {
             base,
             guard,
             usable,
+            size: usable,
             backing: Backing::Own(Box::new(OwnBacking {
                 _valgrind: valgrind,
                 registration,
@@ -285,22 +300,45 @@ impl Stack {
         }
     }
 
+    /// Writes the range of an arena slot into the slot's top page and makes it a stack.
+    ///
     /// # Safety
-    /// `range` came from [`Stack::into_raw`] and nothing else owns it.
-    unsafe fn from_raw(range: NonNull<Range>) -> Stack {
-        Stack { range }
+    /// `[base, base + guard + size + page)` must be a slot of a live arena that nothing else
+    /// uses, its top page read-write; `owner` its owner word.
+    unsafe fn in_slot(base: usize, guard: usize, size: usize, owner: &'static AtomicU64) -> Stack {
+        let end = base + guard + size + page_size();
+        let at = end - RANGE_RESERVE;
+        let range = Range {
+            base,
+            guard,
+            usable: at - base - guard,
+            size,
+            backing: if is_default(size, guard) {
+                Backing::DefaultArena(owner)
+            } else {
+                Backing::Arena(owner)
+            },
+        };
+        // SAFETY: `at` is in the slot's read-write top page (caller's obligation), aligned
+        // (page-aligned end less a multiple of 16) and room for a `Range` (checked above).
+        unsafe { std::ptr::write(at as *mut Range, range) };
+        Stack {
+            // SAFETY: `at` is not null (inside a mapping).
+            range: unsafe { NonNull::new_unchecked(at as *mut Range) },
+        }
     }
 
-    /// Gives up the range without dropping it (for an arena slot going on the free list).
-    fn into_raw(self) -> NonNull<Range> {
-        let p = self.range;
-        std::mem::forget(self);
-        p
+    /// The owner word of an arena slot's stack, `None` for a stack of its own mapping.
+    fn arena_owner(&self) -> Option<&'static AtomicU64> {
+        match self.range().backing {
+            Backing::Arena(owner) | Backing::DefaultArena(owner) => Some(owner),
+            Backing::Own(_) => None,
+        }
     }
 
     #[inline(always)]
     fn range(&self) -> &Range {
-        // SAFETY: the stack owns its range, alive until `Drop` or `into_raw`.
+        // SAFETY: the stack owns its range (in its slot, or boxed), alive until `Drop`.
         unsafe { self.range.as_ref() }
     }
 
@@ -324,10 +362,21 @@ impl Stack {
         self.range().base as *mut u8
     }
 
-    /// Usable bytes: `top - limit`.
+    /// Usable bytes asked for, rounded up to pages: `top - limit` is at least this. An arena
+    /// stack has most of one more page (its slot's top page also holds the slot's
+    /// bookkeeping, above `top`: see the [module docs](self)).
+    ///
+    /// ```
+    /// use microthread::stack::Stack;
+    /// let s = Stack::new(64 * 1024)?;
+    /// assert_eq!(s.size(), 64 * 1024);
+    /// let usable = s.top() as usize - s.limit() as usize;
+    /// assert!(usable >= s.size() && usable < s.size() + 4096 * 16);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     #[inline]
     pub fn size(&self) -> usize {
-        self.range().usable
+        self.range().size
     }
 
     /// Bytes of the guard below `limit`.
@@ -362,7 +411,7 @@ impl Stack {
     #[inline]
     pub(crate) fn discard_contents(&self) {
         if valgrind::active() {
-            valgrind::discard(self.limit(), self.size());
+            valgrind::discard(self.limit(), self.top() as usize - self.limit() as usize);
         }
     }
 
@@ -413,7 +462,7 @@ impl Drop for Stack {
     fn drop(&mut self) {
         if self.in_arena() {
             let me = Stack { range: self.range };
-            // The slot (and its `Range`) goes on the free list instead of being freed.
+            // The slot goes on the free list instead of being freed (its `Range` with it).
             arena::give_back(vec![me]);
         } else {
             // SAFETY: an own-mapping stack's range is a leaked box that only this stack owns.
@@ -452,7 +501,8 @@ mod tests {
     #[test]
     fn every_usable_byte_is_writable_and_the_guard_sits_just_below() {
         let s = Stack::new(MIN_STACK_SIZE).unwrap();
-        let usable = s.size();
+        let usable = s.top() as usize - s.limit() as usize;
+        assert!(usable >= s.size());
         // SAFETY: [limit, top) is the usable, read-write part of the mapping.
         unsafe {
             std::ptr::write_bytes(s.limit(), 0xa5, usable);

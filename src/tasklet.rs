@@ -13,10 +13,12 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::ptr;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
+mod record;
 mod remote_state;
 mod tempval;
+pub(crate) use record::{Record, RECORD_SPACE};
 pub(crate) use remote_state::RemoteState;
 
 use crate::context::Context;
@@ -66,7 +68,9 @@ pub(crate) enum Life {
 }
 
 /// A tasklet's state. All mutation through `Cell`s, by the scheduler of its thread only,
-/// which never holds a borrow across a switch. Shared through `Arc` so that other threads can
+/// which never holds a borrow across a switch. It lives at the top of the tasklet's own
+/// stack, or on the heap for a tasklet created without one (see [`Record`]). Shared through
+/// [`Record`] (a counted reference, as `Arc`) so that other threads can
 /// hold it (a remote handle, a channel's wait queue) and send it back to its thread; they only
 /// ever touch the reference count. Everything that is not `Send` is cleared on the owning
 /// thread before the tasklet is dead and unreferenced there (see `Tasklet`'s `Drop`).
@@ -224,13 +228,13 @@ fn handle_count_overflow() -> ! {
 /// thread ends (see [`scheduler`](crate::scheduler)).
 pub struct Tasklet {
     /// A copy of the tasklet's local reference (see `Inner::held`), not a count of its own.
-    pub(crate) inner: std::mem::ManuallyDrop<Arc<Inner>>,
+    pub(crate) inner: std::mem::ManuallyDrop<Record>,
 }
 
 impl Clone for Tasklet {
     fn clone(&self) -> Tasklet {
         // SAFETY: this handle holds the local reference, so it is held.
-        unsafe { Tasklet::from_local(Arc::as_ptr(&self.inner)) }
+        unsafe { Tasklet::from_local(Record::as_ptr(&self.inner)) }
     }
 }
 
@@ -250,7 +254,9 @@ impl Drop for Tasklet {
             let inner = unsafe { std::mem::ManuallyDrop::take(&mut self.inner) };
             recycle(inner);
             drop(result);
-        } else if self.inner.unrun() && self.inner.floating() && Arc::strong_count(&self.inner) == 1
+        } else if self.inner.unrun()
+            && self.inner.floating()
+            && Record::strong_count(&self.inner) == 1
         {
             // Paused (or bound), never run, and nobody can ever insert or set it up again: it
             // would only wait for its thread's end. Drop its closure now instead.
@@ -269,33 +275,39 @@ impl Drop for Tasklet {
 /// How the last handle of a tasklet that never ran and never can ends it (the scheduler's
 /// `discard_unstarted`: its closure is dropped now). Set by the scheduler, the layer above,
 /// when it starts, so that this module does not call up into it.
-static DISCARD_UNSTARTED: OnceLock<fn(Arc<Inner>)> = OnceLock::new();
+static DISCARD_UNSTARTED: OnceLock<fn(Record)> = OnceLock::new();
 
 /// Sets what [`DISCARD_UNSTARTED`] calls; every scheduler sets the same function, the first
 /// one wins.
-pub(crate) fn set_discard_unstarted(discard: fn(Arc<Inner>)) {
+pub(crate) fn set_discard_unstarted(discard: fn(Record)) {
     let _ = DISCARD_UNSTARTED.set(discard);
 }
 
-/// How many dead tasklets' allocations a thread keeps for reuse.
+/// How many dead tasklets' heap records a thread keeps for reuse.
 const RECYCLED_MAX: usize = 64;
 
 thread_local! {
-    /// Allocations of dead tasklets nobody refers to any more, reused by the next tasklets
-    /// of this thread instead of a `malloc` and a `free` each.
-    static RECYCLED: RefCell<Vec<Arc<Inner>>> = const { RefCell::new(Vec::new()) };
+    /// Heap records of dead tasklets nobody refers to any more, reused by the next tasklets
+    /// of this thread made without a stack (lazily restored ones) instead of a `malloc` and
+    /// a `free` each. (A record on a stack goes with its stack, which the pool recycles.)
+    static RECYCLED: RefCell<Vec<Record>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Releases the local reference of a dead tasklet: keeps the allocation for reuse if no other
-/// thread refers to it, else just drops the reference.
-pub(crate) fn recycle(inner: Arc<Inner>) {
+/// Releases the local reference of a dead tasklet: keeps a heap record for reuse if no other
+/// thread refers to it, else just drops the reference (the last one frees the record and
+/// releases its home stack, if it has one).
+pub(crate) fn recycle(inner: Record) {
     // A value put in a dead tasklet's `tempval` (it is emptied when the tasklet ends) must
     // not go to another thread with the last reference, nor into a new tasklet.
     // SAFETY: a Cell of this thread that nothing borrows: a plain read.
     if unsafe { (*inner.tempval.as_ptr()).is_some() } {
         drop_tempval(&inner);
     }
-    if Arc::strong_count(&inner) != 1 || inner.life.get() != Life::Dead {
+    if Record::strong_count(&inner) != 1 || inner.life.get() != Life::Dead {
+        return;
+    }
+    if !Record::on_heap(&inner) {
+        // A record on a stack goes with its stack, which the pool recycles: freed here.
         return;
     }
     let _ = RECYCLED.try_with(move |r| {
@@ -311,16 +323,32 @@ fn drop_tempval(inner: &Inner) {
     drop(inner.tempval.take());
 }
 
-/// A new, not yet started tasklet's state: a recycled allocation if the thread has one (a
-/// dead tasklet's fields are already empty; only those that differ are set), else a new one.
-pub(crate) fn new_tasklet(id: u64, owner: *const (), preserve_fp_env: bool) -> Arc<Inner> {
+/// A new, not yet started tasklet's state at the top of `stack`, its home (see [`Record`]).
+///
+/// # Safety
+/// As [`Record::new_on`].
+#[inline(always)]
+pub(crate) unsafe fn new_tasklet_on(
+    stack: &Stack,
+    id: u64,
+    owner: *const (),
+    preserve_fp_env: bool,
+) -> Record {
+    // SAFETY: forwarded.
+    unsafe { Record::new_on(stack, Inner::new(id, false, owner, preserve_fp_env)) }
+}
+
+/// A new, not yet started tasklet's state on the heap, for a tasklet that has no stack yet:
+/// a recycled record if the thread has one (a dead tasklet's fields are already empty; only
+/// those that differ are set), else a new one.
+pub(crate) fn new_tasklet(id: u64, owner: *const (), preserve_fp_env: bool) -> Record {
     let old = RECYCLED.try_with(|r| r.borrow_mut().pop()).ok().flatten();
     if let Some(a) = old {
-        debug_assert_eq!(Arc::strong_count(&a), 1);
+        debug_assert_eq!(Record::strong_count(&a), 1);
         // SAFETY: a recycled allocation had no other reference when it was recycled (checked
         // in `recycle`), nobody else knew of it since, and no weak references are ever made:
         // this is the only access. (`Arc::get_mut` would prove it with an atomic operation.)
-        let t = unsafe { &mut *(Arc::as_ptr(&a) as *mut Inner) };
+        let t = unsafe { &mut *(Record::as_ptr(&a) as *mut Inner) };
         debug_assert!(!t.in_ring() && t.blocked.get() == 0 && t.handles.get() == 0);
         t.id = id;
         t.owner = owner;
@@ -338,11 +366,7 @@ pub(crate) fn new_tasklet(id: u64, owner: *const (), preserve_fp_env: bool) -> A
         debug_assert!(t.tempval.get_mut().is_none());
         return a;
     }
-    // An `Arc` of a `!Send` record on purpose: only its count is touched off its thread
-    // (see `SendArc`).
-    #[allow(clippy::arc_with_non_send_sync)]
-    let a = Arc::new(Inner::new(id, false, owner, preserve_fp_env));
-    a
+    Record::new_heap(Inner::new(id, false, owner, preserve_fp_env))
 }
 
 impl Tasklet {
@@ -354,7 +378,7 @@ impl Tasklet {
     pub(crate) unsafe fn from_local(p: *const Inner) -> Tasklet {
         // SAFETY: the local reference is held (caller's obligation); the ManuallyDrop never
         // releases it except in `drop`, under the rule there.
-        let inner = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(p) });
+        let inner = std::mem::ManuallyDrop::new(unsafe { Record::from_raw(p) });
         match inner.handles.get().checked_add(1) {
             Some(n) => inner.handles.set(n),
             None => handle_count_overflow(),
@@ -638,7 +662,7 @@ impl Tasklet {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn ptr_eq(&self, other: &Tasklet) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
+        Record::ptr_eq(&self.inner, &other.inner)
     }
 }
 
@@ -666,8 +690,8 @@ impl fmt::Debug for Tasklet {
     }
 }
 
-// The record's size on 64-bit targets (issue 11): 184 bytes, with `Arc`'s two counts one
-// 208-byte malloc chunk (was 208 + 16 in a 240-byte chunk). tests/tasklet_footprint.rs
-// counts it with the rest of a blocked tasklet's heap.
+// The state's size on 64-bit targets (issue 11): 184 bytes; with its count and home, 208, in
+// four cache lines at the top of its stack ([`RECORD_SPACE`]), or one 224-byte malloc chunk
+// on the heap.
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<Inner>() <= 184);

@@ -11,7 +11,6 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::ptr;
-use std::sync::Arc;
 
 use super::core::Msg;
 use super::wait::Waiter;
@@ -41,7 +40,7 @@ impl<T: Send + 'static> Channel<T> {
     /// a partner waits in the other direction (the tasklet would not have blocked).
     pub(crate) fn park(&self, tasklet: &Tasklet, value: Option<T>) -> Result<Box<Parked<T>>> {
         let s = scheduler();
-        let t: *const Inner = Arc::as_ptr(&tasklet.inner);
+        let t: *const Inner = crate::tasklet::Record::as_ptr(&tasklet.inner);
         // SAFETY: a handle keeps its tasklet alive; only this thread's fields are read, after
         // the owner check.
         let inner = unsafe { &*t };

@@ -10,8 +10,8 @@ use std::ptr;
 use super::create::{prepare, Prepared};
 use super::{is_current, Scheduler};
 use crate::error::{Error, Result};
-use crate::stack::{pool, DEFAULT_GUARD_SIZE, DEFAULT_STACK_SIZE};
-use crate::tasklet::{Inner, Life, Tasklet};
+use crate::stack::{DEFAULT_GUARD_SIZE, DEFAULT_STACK_SIZE};
+use crate::tasklet::{Inner, Life, Record, Tasklet};
 
 impl Tasklet {
     /// Makes a [bound](Tasklet::bound) tasklet alive and appends it to the end of the run
@@ -169,7 +169,7 @@ impl Tasklet {
             closure,
             drop_closure: drop_fn,
             context: ctx,
-        } = prepare(DEFAULT_STACK_SIZE, DEFAULT_GUARD_SIZE, t.id, f).map_err(Error::NoStack)?;
+        } = prepare(DEFAULT_STACK_SIZE, DEFAULT_GUARD_SIZE, 0, t.id, f).map_err(Error::NoStack)?;
         // All at once, without user code: the old closure, stack, pending error and result
         // are swapped out, and dropped once the tasklet is bound to `f`.
         let was_dead = t.life.replace(Life::Bound) == Life::Dead;
@@ -197,7 +197,9 @@ impl Tasklet {
             None => Ok(()),
         };
         if let Some(stack) = old_stack {
-            pool::release(stack);
+            // SAFETY: a live tasklet of this thread (this handle's); its old closure is gone
+            // and no frame ran on the old stack since it was bound or died.
+            unsafe { Record::keep_home(t, stack) };
         }
         let _ = panic::catch_unwind(AssertUnwindSafe(move || drop((old_pending, old_result))));
         if let Err(payload) = dropped {
@@ -234,7 +236,9 @@ impl Scheduler {
             None => Ok(()),
         };
         if let Some(stack) = t.stack.take() {
-            pool::release(stack);
+            // SAFETY: a tasklet of this thread whose local reference the caller keeps; its
+            // closure never ran, so no frame of it is on the stack.
+            unsafe { Record::keep_home(t, stack) };
         }
         // A kill or an error left pending by a pending kill/throw and a remove: nobody
         // receives it now; a panic in its payload's `Drop` is ignored, as for garbage.

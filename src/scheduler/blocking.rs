@@ -6,8 +6,6 @@
 //! `channel_hooks`, `set_channel_callback`, in `callback`), so the layers stay
 //! one-directional: channel → scheduler → tasklet.
 
-use std::sync::Arc;
-
 use super::{Mail, SendArc};
 use crate::error::{Error, Result};
 use crate::tasklet::{Pending, RemoteState};
@@ -254,8 +252,8 @@ pub(crate) unsafe fn wake_on_its_thread(
 ) -> Undelivered {
     // SAFETY: the partner is blocked, hence alive; we take a counted reference.
     let arc = unsafe {
-        Arc::increment_strong_count(partner);
-        Arc::from_raw(partner)
+        crate::tasklet::Record::increment_strong_count(partner);
+        crate::tasklet::Record::from_raw(partner)
     };
     // SAFETY: a blocked tasklet's scheduler is alive (it ends only after killing and
     // unlinking its tasklets); its shared part is reference-counted.

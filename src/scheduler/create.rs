@@ -4,11 +4,11 @@
 //! goes (`discard_unstarted`). Setting up and unbinding a tasklet that never ran live in
 //! `bind`.
 
+use crate::tasklet::{Record, RECORD_SPACE};
 use std::io;
 use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
-use std::sync::Arc;
 
 use super::error_handler::{thrown_payload, uncaught};
 use super::switch::after_switch;
@@ -193,17 +193,23 @@ impl TaskletBuilder {
             closure,
             drop_closure: drop_fn,
             context: ctx,
-        } = prepare(self.stack_size, self.guard_size, id, f)?;
-        let rc = crate::tasklet::new_tasklet(
-            id,
-            s as *const Scheduler as *const (),
-            self.preserve_fp_env,
-        );
+        } = prepare(self.stack_size, self.guard_size, RECORD_SPACE, id, f)?;
+        // SAFETY: a fresh stack whose top `RECORD_SPACE` bytes `prepare` left free; it goes
+        // into the record's `stack` just below, and every release of a tasklet's stack hands
+        // it to `Record::keep_home`.
+        let rc = unsafe {
+            crate::tasklet::new_tasklet_on(
+                &stack,
+                id,
+                s as *const Scheduler as *const (),
+                self.preserve_fp_env,
+            )
+        };
         rc.context.set(Some(ctx));
         rc.stack.set(Some(stack));
         rc.closure.set(closure);
         rc.drop_closure.set(Some(drop_fn));
-        let p = Arc::into_raw(rc);
+        let p = Record::into_raw(rc);
         // SAFETY: the scheduler holds the new tasklet's local reference; handles share it.
         let t = unsafe {
             s.register(p);
@@ -269,7 +275,7 @@ impl TaskletBuilder {
         let t = self.create(f)?;
         let s = scheduler();
         // SAFETY: a new tasklet of this thread, in no queue.
-        unsafe { s.ring_insert(Arc::as_ptr(&t.inner)) };
+        unsafe { s.ring_insert(Record::as_ptr(&t.inner)) };
         Ok(t)
     }
 }
@@ -285,12 +291,13 @@ pub(super) struct Prepared {
     pub(super) context: Context,
 }
 
-/// A new stack for tasklet `id`, with `f` placed at its top and a context that starts it
-/// below.
+/// A new stack for tasklet `id`, with `f` placed `reserve` bytes below its top (room for the
+/// tasklet's record there, see `tasklet::Record`) and a context that starts it below.
 #[inline(always)]
 pub(super) fn prepare<F, R>(
     stack_size: usize,
     guard_size: usize,
+    reserve: usize,
     id: u64,
     f: F,
 ) -> io::Result<Prepared>
@@ -307,7 +314,7 @@ where
     } else {
         Placed::Boxed(Box::new(f))
     };
-    let top = stack.top() as usize - cache_color(id);
+    let top = stack.top() as usize - reserve - cache_color(id);
     let (closure, drop_fn, ctx) = match f {
         // SAFETY: the closure goes at the top of our fresh stack, aligned, and the initial
         // frame just below it; the stack outlives the context.
@@ -331,9 +338,10 @@ where
 /// of a load with earlier stores) would see false dependencies between the registers one
 /// tasklet saves and the ones the next restores on every switch.
 ///
-/// Only the top half: what a tasklet blocked in a channel receive has on its stack (closure,
-/// first frame, the receive chain, under 1 KiB) then stays in the top page, the one a fresh
-/// stack has committed. With offsets up to the whole page, about one blocked tasklet in six
+/// Only the top half: what a tasklet blocked in a channel receive has on its stack (its
+/// record and the stack's range, 320 bytes, above the colour; closure, first frame, the
+/// receive chain, under 1 KiB) then stays in the top page, the one a fresh stack has
+/// committed. With offsets up to the whole page, about one blocked tasklet in six
 /// committed a second page (tests/blocked_footprint.rs).
 pub(super) fn cache_color(id: u64) -> usize {
     ((id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CACHE_COLORS.trailing_zeros())) as usize) * 64
@@ -456,7 +464,7 @@ where
 /// Ends a tasklet that never ran and never can (paused or bound, no handle, no other thread
 /// refers to it): drops its closure now instead of at the thread's end. Called by the last
 /// handle.
-pub(super) fn discard_unstarted(inner: Arc<Inner>) {
+pub(super) fn discard_unstarted(inner: Record) {
     let s = scheduler();
     // SAFETY: an unrun, floating tasklet of this thread, in the list; its local reference
     // is the one the last handle handed over, held here in `inner`.

@@ -6,8 +6,6 @@
 //! [`run`]: Tasklet::run
 //! [`switch`]: Tasklet::switch
 
-use std::sync::Arc;
-
 use super::{current, is_current, scheduler, Scheduler};
 use crate::error::{Error, Result};
 use crate::tasklet::{Inner, Tasklet};
@@ -37,7 +35,7 @@ impl Tasklet {
     }
 
     pub(super) fn ptr(&self) -> *const Inner {
-        Arc::as_ptr(&self.inner)
+        crate::tasklet::Record::as_ptr(&self.inner)
     }
 
     /// The tasklet after this one in the run queue (Stackless `t.next`): the one that runs

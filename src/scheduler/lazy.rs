@@ -21,7 +21,6 @@
 //! a channel delivers it from the operation it waited in.
 
 use std::io;
-use std::sync::Arc;
 
 use super::create::{cache_color, place};
 use super::switch::fatal;
@@ -133,7 +132,7 @@ impl TaskletBuilder {
         );
         rc.closure.set(lazy as *mut u8);
         rc.drop_closure.set(Some(drop_lazy::<F>));
-        let p = Arc::into_raw(rc);
+        let p = crate::tasklet::Record::into_raw(rc);
         // SAFETY: the scheduler holds the new tasklet's local reference; handles share it.
         let t = unsafe {
             s.register(p);

@@ -7,11 +7,11 @@
 //! preferred partner, blocking), so a remote run's target is that choice; otherwise at the
 //! start of the switch, with the target already chosen.
 
+use crate::tasklet::Record;
 use std::cell::Cell;
-use std::sync::Arc;
 
 use super::{Mail, Scheduler};
-use crate::tasklet::{Inner, Pending};
+use crate::tasklet::Pending;
 
 /// Where a remote run's target goes when no earlier one still waits in the ring.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub(super) enum RunAt {
 thread_local! {
     /// The target of the last remote run applied on this thread: the next one goes right after
     /// it while it is still in the ring, so that remote runs run in the order they were made.
-    static LAST_REMOTE_RUN: Cell<Option<Arc<Inner>>> = const { Cell::new(None) };
+    static LAST_REMOTE_RUN: Cell<Option<Record>> = const { Cell::new(None) };
 }
 
 impl Scheduler {
@@ -87,7 +87,7 @@ impl Scheduler {
                     i.blocked.set(0);
                     i.blocked_on.set(None);
                     // SAFETY: a live tasklet of this thread (it was blocked), in no queue now.
-                    unsafe { self.ring_insert(Arc::as_ptr(&t.0)) };
+                    unsafe { self.ring_insert(Record::as_ptr(&t.0)) };
                 }
                 return;
             }
@@ -95,12 +95,12 @@ impl Scheduler {
                 let i = &t.0;
                 if i.alive() && i.floating() {
                     // SAFETY: a live tasklet of this thread in no queue.
-                    unsafe { self.ring_insert(Arc::as_ptr(&t.0)) };
+                    unsafe { self.ring_insert(Record::as_ptr(&t.0)) };
                 }
                 return;
             }
             Mail::Remove(t) => {
-                let p = Arc::as_ptr(&t.0);
+                let p = Record::as_ptr(&t.0);
                 // Stackless refuses to remove the current tasklet (here: the running one, or
                 // the one a switch in progress goes to) and a blocked one; nothing to tell
                 // the remote caller, who did not wait.
@@ -134,7 +134,7 @@ impl Scheduler {
             self.defer_drop(lost);
         }
         // SAFETY: a live tasklet of this thread.
-        unsafe { self.make_runnable(Arc::as_ptr(&t.0)) };
+        unsafe { self.make_runnable(Record::as_ptr(&t.0)) };
     }
 
     /// Inserts a remote run's target `t` where it runs next: after the last remote run's
@@ -142,13 +142,13 @@ impl Scheduler {
     ///
     /// # Safety
     /// - `t` must be a live tasklet of this scheduler, in no queue.
-    unsafe fn insert_remote_run(&self, t: Arc<Inner>, at: RunAt) {
-        let p = Arc::as_ptr(&t);
+    unsafe fn insert_remote_run(&self, t: Record, at: RunAt) {
+        let p = Record::as_ptr(&t);
         let last = LAST_REMOTE_RUN.try_with(|l| l.take()).ok().flatten();
         // SAFETY: `last` is kept alive by its reference; ring members are of this thread.
         unsafe {
             match &last {
-                Some(l) if l.in_ring() => self.ring_insert_after(Arc::as_ptr(l), p),
+                Some(l) if l.in_ring() => self.ring_insert_after(Record::as_ptr(l), p),
                 _ if self.current.get().is_null() => self.ring_insert(p),
                 _ if at == RunAt::AfterCurrent => self.ring_insert_after(self.current.get(), p),
                 _ => {

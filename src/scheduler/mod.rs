@@ -297,8 +297,8 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
     // An `Arc` of a `!Send` record on purpose: only its count is touched off its thread
     // (see `SendArc`).
     #[allow(clippy::arc_with_non_send_sync)]
-    let main = Arc::new(Inner::new(id::next(), true, owner, false));
-    s.main = Arc::into_raw(main);
+    let main = crate::tasklet::Record::new_heap(Inner::new(id::next(), true, owner, false));
+    s.main = crate::tasklet::Record::into_raw(main);
     let s: &'static Scheduler = s;
     // SAFETY: `main` is a live Arc whose reference the list takes over; it becomes the first
     // member of the ring, running on the thread's own stack.

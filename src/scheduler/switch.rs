@@ -6,7 +6,6 @@
 use std::any::Any;
 use std::ptr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use super::callback::CHANNEL_HOOK;
 use super::kill::deliver_pending;
@@ -16,7 +15,6 @@ use super::run;
 use super::{scheduler, Scheduler};
 use crate::context::{Context, Transfer};
 use crate::error::{Error, Result};
-use crate::stack::pool;
 use crate::tasklet::{Inner, Pending};
 
 /// The low bit of a switch's word marks a dying tasklet whose stack the next one releases.
@@ -42,7 +40,9 @@ pub(super) unsafe fn after_switch(s: &Scheduler, t: Transfer) {
         // just below.
         let d = unsafe { &*dead };
         if let Some(stack) = d.stack.take() {
-            pool::release(stack);
+            // SAFETY: held until just below; its last frame is dead. Its record may live on
+            // this stack: then the record keeps it until its last reference goes.
+            unsafe { crate::tasklet::Record::keep_home(dead, stack) };
         }
         // Stackless: `tempval` is None once the tasklet has ended. Emptied here, on its own
         // thread, after the schedule callback (which may have set it) and outside the switch.
@@ -61,7 +61,7 @@ pub(super) unsafe fn after_switch(s: &Scheduler, t: Transfer) {
                 s.defer_drop(result);
             }
             // SAFETY: nobody else holds the local reference: release it, once.
-            crate::tasklet::recycle(unsafe { Arc::from_raw(dead) });
+            crate::tasklet::recycle(unsafe { crate::tasklet::Record::from_raw(dead) });
         }
     }
 }

@@ -2,7 +2,6 @@
 //! alive (oldest first; a bound one has its closure dropped) and closing the mailbox.
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
 
 use super::{existing_scheduler, handle, is_current, Scheduler};
 use crate::overflow;
@@ -62,7 +61,7 @@ impl Scheduler {
             for v in &victims {
                 if v.inner.in_ring() && !is_current(&v.inner) {
                     // SAFETY: `v` is in the ring.
-                    unsafe { self.ring_remove(Arc::as_ptr(&v.inner)) };
+                    unsafe { self.ring_remove(crate::tasklet::Record::as_ptr(&v.inner)) };
                 }
             }
             for v in victims {

@@ -56,12 +56,11 @@ pub use join::{spawn_thread, JoinHandle};
 pub use remote::RemoteTasklet;
 
 use crate::error::{Error, Result};
-use crate::tasklet::Inner;
 
 /// A reference to a tasklet that another thread may hold: only its reference count is ever
 /// touched off its own thread, and everything about it that is not `Send` is cleared on its
 /// own thread (see `Tasklet`'s `Drop`).
-pub(crate) struct SendArc(pub(crate) Arc<Inner>);
+pub(crate) struct SendArc(pub(crate) crate::tasklet::Record);
 
 // SAFETY: see the type's docs: other threads only move it and touch the atomic count.
 unsafe impl Send for SendArc {}
@@ -456,9 +455,9 @@ mod tests {
         let t = crate::Tasklet::new(|| ()).unwrap();
         // The owner announces a wait (as `sleep` does before its last look).
         let episode = shared.parker.prepare();
-        let posted = shared
-            .clone()
-            .post_deferring_wake(Mail::Insert(SendArc(Arc::clone(&t.inner))));
+        let posted = shared.clone().post_deferring_wake(Mail::Insert(SendArc(
+            crate::tasklet::Record::clone(&t.inner),
+        )));
         assert!(shared.has_mail.load(Ordering::Relaxed), "delivered at once");
         assert_eq!(
             shared.parker.waiting_episode(),

@@ -70,9 +70,9 @@
 //! [`Error::Deadlock`]: crate::Error::Deadlock
 //! [`Error::Timeout`]: crate::Error::Timeout
 
+use crate::tasklet::Record;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{scheduler, Scheduler};
@@ -90,7 +90,7 @@ struct Entry {
     /// The tasklet's blocking episode when it was queued: the entry is stale once that ended.
     epoch: u64,
     /// A counted reference: the entry may outlive the episode (lazy deletion).
-    tasklet: Arc<Inner>,
+    tasklet: Record,
 }
 
 impl Entry {
@@ -148,7 +148,7 @@ impl Scheduler {
             .heap
             .iter()
             .filter(|e| e.live())
-            .map(|e| (Arc::as_ptr(&e.tasklet), e.deadline))
+            .map(|e| (Record::as_ptr(&e.tasklet), e.deadline))
             .collect()
     }
 
@@ -159,8 +159,8 @@ impl Scheduler {
     pub(crate) unsafe fn add_timer(&self, me: *const Inner, deadline: Instant, epoch: u64) {
         // SAFETY: live (caller's obligation); the entry takes a counted reference.
         let tasklet = unsafe {
-            Arc::increment_strong_count(me);
-            Arc::from_raw(me)
+            Record::increment_strong_count(me);
+            Record::from_raw(me)
         };
         let mut t = self.timers.borrow_mut();
         let seq = t.next_seq;
@@ -222,7 +222,7 @@ impl Scheduler {
             let Some(e) = entry else { break };
             if e.live() {
                 // SAFETY: a live entry's tasklet is alive, of this thread, and blocked.
-                unsafe { self.wake_sleeper(Arc::as_ptr(&e.tasklet)) };
+                unsafe { self.wake_sleeper(Record::as_ptr(&e.tasklet)) };
             }
         }
         let empty = self.timers.borrow().heap.is_empty();

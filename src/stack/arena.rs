@@ -3,7 +3,10 @@
 //! number of stacks.
 //!
 //! A *class* is one shape, (usable bytes, guard bytes); its slots are `stride = guard +
-//! usable` bytes apart, guard at the bottom. An arena reserves about [`ARENA_BYTES`] of address
+//! usable + page` bytes apart, guard at the bottom. The extra page is the slot's top page,
+//! which holds the stack's own range (its bookkeeping, 64 bytes) above the stack's top: the
+//! page the stack's first frame commits anyway, so a stack costs no heap (see `Range` in
+//! [`stack`](super)). An arena reserves about [`ARENA_BYTES`] of address
 //! space (`MAP_NORESERVE`: only touched pages cost memory) and is carved on demand, a batch of
 //! slots at a time, whose guards are installed in one system call where the kernel allows it
 //! (see [`guard`](super::guard)). Arenas are never unmapped: a freed slot gives its memory
@@ -31,12 +34,11 @@
 
 use std::cell::UnsafeCell;
 use std::io;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Once;
 
 use super::guard::{self, GuardMechanism};
-use super::{limits, Backing, Range, Stack, MAX_ARENA_GUARD_SIZE, MAX_ARENA_STACK_SIZE};
+use super::{limits, Stack, MAX_ARENA_GUARD_SIZE, MAX_ARENA_STACK_SIZE, RANGE_RESERVE};
 use crate::{overflow, valgrind};
 
 /// The address space one arena reserves: 1 GiB (between 8 and 4,096 slots).
@@ -52,10 +54,12 @@ pub(crate) struct Arena {
     owners: Box<[AtomicU64]>,
 }
 
-/// A slot pointer in the free list; only moved under the lock.
-struct Slot(NonNull<Range>);
-// SAFETY: a free slot's `Range` is not referred to by anything but this list entry.
-unsafe impl Send for Slot {}
+/// A slot, free or being handed out: where it starts and its owner word (its range is
+/// written into its top page when it becomes a stack).
+struct Slot {
+    base: usize,
+    owner: &'static AtomicU64,
+}
 
 struct Class {
     usable: usize,
@@ -152,7 +156,7 @@ pub fn mprotect_slot_budget() -> usize {
 /// stack could be had.
 pub(crate) fn take(usable: usize, guard: usize, n: usize, out: &mut Vec<Stack>) -> io::Result<()> {
     let n = n.max(1);
-    let before = out.len();
+    let mut slots = Vec::with_capacity(n);
     let mut error = None;
     with_state(|st| {
         let i = match st
@@ -173,53 +177,57 @@ pub(crate) fn take(usable: usize, guard: usize, n: usize, out: &mut Vec<Stack>) 
             }
         };
         let class = &mut st.classes[i];
-        while out.len() - before < n {
-            let Some(Slot(p)) = class.free.pop() else {
+        while slots.len() < n {
+            let Some(slot) = class.free.pop() else {
                 break;
             };
-            // SAFETY: a free slot's range is owned by the list; taking it out makes it this
-            // stack's.
-            out.push(unsafe { Stack::from_raw(p) });
+            slots.push(slot);
         }
-        let want = n - (out.len() - before);
+        let want = n - slots.len();
         if want > 0 {
-            if let Err(e) = carve(st, i, want, out) {
+            if let Err(e) = carve(st, i, want, &mut slots) {
                 error = Some(e);
             }
         }
     });
-    for s in &out[before..] {
-        s.mark_taken();
+    prefault_tops(&slots, usable, guard);
+    let got = slots.len();
+    for slot in slots {
+        // SAFETY: a slot of this class just taken off the free list or carved: nothing else
+        // uses it; its top page is read-write (only the guard below is not).
+        let stack = unsafe { Stack::in_slot(slot.base, guard, usable, slot.owner) };
+        stack.mark_taken();
+        out.push(stack);
     }
-    prefault_tops(&out[before..]);
     match error {
-        Some(e) if out.len() == before => Err(e),
+        Some(e) if got == 0 => Err(e),
         _ => Ok(()),
     }
 }
 
-/// Commits the top page of each stack in one system call, where the kernel takes a batch:
-/// every new context writes its first frame there, and one call per batch costs far less
-/// than a page fault per stack (each a trap into the kernel; in a virtual machine, several
-/// microseconds). Where batches are not available, the stacks fault their pages in as usual.
-fn prefault_tops(stacks: &[Stack]) {
+/// Commits the top page of each slot in one system call, where the kernel takes a batch:
+/// the slot's range is written there next, and every new context writes its first frame
+/// there; one call per batch costs far less than a page fault per stack (each a trap into
+/// the kernel; in a virtual machine, several microseconds). Where batches are not
+/// available, the pages fault in as usual.
+fn prefault_tops(slots: &[Slot], usable: usize, guard: usize) {
     let page = super::page_size();
     let mut ranges = [(0usize, 0usize); guard::MAX_BATCH];
-    for chunk in stacks.chunks(guard::MAX_BATCH) {
+    for chunk in slots.chunks(guard::MAX_BATCH) {
         for (r, s) in ranges.iter_mut().zip(chunk) {
-            *r = (s.top() as usize - page, page);
+            *r = (s.base + guard + usable, page);
         }
-        // SAFETY: the top pages of read-write stacks nobody runs on yet; populating writes
+        // SAFETY: the top pages of read-write slots nobody uses yet; populating writes
         // nothing (their contents stay zero).
         unsafe { guard::populate(&ranges[..chunk.len()]) };
     }
 }
 
 /// Carves up to `want` new slots of class `i` into `out`, mapping a new arena if needed.
-fn carve(st: &mut State, i: usize, want: usize, out: &mut Vec<Stack>) -> io::Result<()> {
+fn carve(st: &mut State, i: usize, want: usize, out: &mut Vec<Slot>) -> io::Result<()> {
     let mechanism = guard::guard_mechanism();
     let (usable, guard) = (st.classes[i].usable, st.classes[i].guard);
-    let stride = usable + guard;
+    let stride = usable + guard + super::page_size();
     let mut want = want;
     if mechanism == GuardMechanism::Mprotect {
         let budget = mprotect_slot_budget();
@@ -254,22 +262,16 @@ fn carve(st: &mut State, i: usize, want: usize, out: &mut Vec<Stack>) -> io::Res
         let index = carved + k;
         let slot_base = base + index * stride;
         let limit = (slot_base + guard) as *const u8;
-        // Registered for the life of the slot, which is the process's.
+        // Registered for the life of the slot, which is the process's: all of it above the
+        // guard that a context may use, up to its range.
         std::mem::forget(valgrind::StackRegistration::new(
             limit,
-            limit.wrapping_add(usable),
+            (slot_base + stride - RANGE_RESERVE) as *const u8,
         ));
-        let range = Range {
+        out.push(Slot {
             base: slot_base,
-            guard,
-            usable,
-            backing: if super::is_default(usable, guard) {
-                Backing::DefaultArena(&arena.owners[index])
-            } else {
-                Backing::Arena(&arena.owners[index])
-            },
-        };
-        out.push(Stack::from_range(range));
+            owner: &arena.owners[index],
+        });
     }
     Ok(())
 }
@@ -315,27 +317,38 @@ fn map_arena(
 /// Gives arena stacks back for good: their memory goes back to the OS (in one system call
 /// where the kernel allows it), their guards stay, and their slots go on the free list.
 pub(crate) fn give_back(stacks: Vec<Stack>) {
-    let mut ranges = [(0usize, 0usize); guard::MAX_BATCH];
-    for chunk in stacks.chunks(guard::MAX_BATCH) {
-        for (r, s) in ranges.iter_mut().zip(chunk) {
-            *r = (s.limit() as usize, s.size());
-        }
-        // SAFETY: the usable parts of stacks we own, whose contexts are gone. If the advice
-        // fails (it does not for our own anonymous mappings), the memory just stays committed.
-        let _ = unsafe { guard::discard(&ranges[..chunk.len()]) };
-    }
-    let slots: Vec<Slot> = stacks
+    let page = super::page_size();
+    // Read out of each range before its memory (the range's too) goes.
+    let slots: Vec<(usize, usize, Slot)> = stacks
         .into_iter()
-        .map(|s| {
+        .filter_map(|s| {
             s.mark_free();
-            Slot(s.into_raw())
+            let owner = s.arena_owner()?;
+            let slot = (
+                s.size(),
+                s.guard_size(),
+                Slot {
+                    base: s.base() as usize,
+                    owner,
+                },
+            );
+            // Its range is in the slot, which goes on the free list: nothing to free.
+            std::mem::forget(s);
+            Some(slot)
         })
         .collect();
+    let mut ranges = [(0usize, 0usize); guard::MAX_BATCH];
+    for chunk in slots.chunks(guard::MAX_BATCH) {
+        for (r, (usable, guard, s)) in ranges.iter_mut().zip(chunk) {
+            *r = (s.base + guard, usable + page);
+        }
+        // SAFETY: the usable parts and top pages of slots we own, whose contexts are gone
+        // and whose stacks are forgotten. If the advice fails (it does not for our own
+        // anonymous mappings), the memory just stays committed.
+        let _ = unsafe { guard::discard(&ranges[..chunk.len()]) };
+    }
     with_state(|st| {
-        for slot in slots {
-            // SAFETY: the range is a live arena slot's.
-            let r = unsafe { slot.0.as_ref() };
-            let (usable, guard) = (r.usable, r.guard);
+        for (usable, guard, slot) in slots {
             if let Some(c) = st
                 .classes
                 .iter_mut()

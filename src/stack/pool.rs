@@ -148,6 +148,15 @@ fn refill(usable: usize, guard: usize) -> io::Result<Stack> {
     Ok(first)
 }
 
+/// Where the warm top of `stack` starts: [`WARM_STACK_BYTES`](super::WARM_STACK_BYTES) below
+/// its top, rounded up to a page (an arena stack's top is just below its slot's range, not
+/// at a page boundary).
+#[inline]
+fn warm_start(stack: &Stack) -> usize {
+    let page = super::page_size();
+    (stack.top() as usize - WARM_STACK_BYTES + page - 1) & !(page - 1)
+}
+
 /// Whether the last user of `stack` went below its warm top: sampled words of the page just
 /// below it are not all zero (a page never touched since it was last given back reads as
 /// zeros; a page a call chain went through holds return addresses and saved registers).
@@ -161,7 +170,7 @@ fn went_deep(stack: &Stack) -> bool {
         // Reads of a dead context's stack may hit its frames' poison: always give back.
         return true;
     }
-    let below = stack.top() as usize - WARM_STACK_BYTES - page;
+    let below = warm_start(stack) - page;
     (0..8).any(|k| {
         // SAFETY: `below + k * page/8` lies in the usable part of a stack whose context is
         // gone (it is being released), so nothing else reads or writes it.
@@ -173,10 +182,11 @@ fn went_deep(stack: &Stack) -> bool {
 #[inline]
 fn trim(stack: &Stack) {
     if went_deep(stack) {
-        let len = stack.size() - WARM_STACK_BYTES;
+        let limit = stack.limit() as usize;
+        let len = warm_start(stack) - limit;
         // SAFETY: the usable part below the warm top of a stack whose context is gone. If the
         // advice fails, the memory just stays committed.
-        let _ = unsafe { super::guard::discard(&[(stack.limit() as usize, len)]) };
+        let _ = unsafe { super::guard::discard(&[(limit, len)]) };
     }
 }
 
@@ -324,7 +334,8 @@ mod tests {
     use super::*;
     use crate::stack::MIN_STACK_SIZE;
 
-    /// Whether the page below `top` is mapped: `mincore` fails with ENOMEM on unmapped memory.
+    /// Whether the page holding the byte below `top` is mapped: `mincore` fails with ENOMEM
+    /// on unmapped memory.
     fn is_mapped(top: usize) -> bool {
         let page = crate::stack::page_size();
         let mut vec = [0u8; 1];
@@ -332,21 +343,21 @@ mod tests {
         // writes one byte per page into `vec`.
         unsafe {
             libc::mincore(
-                (top - page) as *mut libc::c_void,
+                ((top - 1) & !(page - 1)) as *mut libc::c_void,
                 page,
                 vec.as_mut_ptr() as _,
             ) == 0
         }
     }
 
-    /// Whether the page below `top` is in memory (mapped and committed).
+    /// Whether the page holding the byte below `top` is in memory (mapped and committed).
     fn is_resident(top: usize) -> bool {
         let page = crate::stack::page_size();
         let mut vec = [0u8; 1];
         // SAFETY: as in `is_mapped`.
         let rc = unsafe {
             libc::mincore(
-                (top - page) as *mut libc::c_void,
+                ((top - 1) & !(page - 1)) as *mut libc::c_void,
                 page,
                 vec.as_mut_ptr() as _,
             )
@@ -483,7 +494,7 @@ mod tests {
                 .filter(|&p| is_resident(p + page))
                 .count()
         };
-        assert_eq!(resident(limit, top), (top - limit) / page);
+        assert_eq!(resident(limit, top), (top - limit).div_ceil(page));
         release(s);
         assert_eq!(len(), 1, "pooled");
         assert_eq!(

@@ -96,7 +96,7 @@ impl Tasklet {
         // Recorded now, on the tasklet's thread, for `RemoteTasklet::thread_id`.
         let _ = owner.thread_id_here();
         RemoteTasklet {
-            tasklet: Arc::new(SendArc(Arc::clone(&self.inner))),
+            tasklet: Arc::new(SendArc(crate::tasklet::Record::clone(&self.inner))),
             owner,
             id: self.inner.id,
         }
@@ -120,7 +120,7 @@ impl RemoteTasklet {
         if self.owner.ended() {
             return 0;
         }
-        let p: *const Inner = Arc::as_ptr(&self.tasklet.0);
+        let p: *const Inner = crate::tasklet::Record::as_ptr(&self.tasklet.0);
         // SAFETY: our reference keeps the allocation alive; `remote_state` is atomic, and the
         // only part of the tasklet read off its thread (no `&Inner` is made here).
         unsafe { (*ptr::addr_of!((*p).remote_state)).get() }
@@ -336,7 +336,7 @@ impl RemoteTasklet {
     pub fn kill(&self) -> Result<()> {
         let ended = self.owner.ended();
         let alive = {
-            let p: *const Inner = Arc::as_ptr(&self.tasklet.0);
+            let p: *const Inner = crate::tasklet::Record::as_ptr(&self.tasklet.0);
             // SAFETY: as in `state`.
             unsafe { (*ptr::addr_of!((*p).remote_state)).get() & RemoteState::ALIVE != 0 }
         };
