@@ -1,7 +1,11 @@
 //! Tests for the coroutine layer over the switch: values in and out, panics, drops, nesting.
 
+mod common;
+
 use std::cell::Cell;
 use std::rc::Rc;
+
+use common::stack_pointer;
 
 use microthread::coroutine::{Builder, Coroutine, CoroutineResult, ResumeError};
 
@@ -188,23 +192,6 @@ fn large_closures_are_boxed_and_still_run() {
 
 /// A stack size no other test in this file uses, so the pool's stacks here are ours.
 const POOL_TEST_STACK: usize = 68 * 1024;
-
-/// The stack pointer. (Not the address of a local: under AddressSanitizer's use-after-return
-/// checks, a local whose address is taken lives on a separate "fake stack".)
-#[inline(always)]
-fn stack_pointer() -> usize {
-    let sp: usize;
-    // SAFETY: copies the stack pointer into a register; touches nothing else.
-    unsafe {
-        #[cfg(target_arch = "x86_64")]
-        std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags));
-        #[cfg(target_arch = "aarch64")]
-        std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags));
-        #[cfg(target_arch = "riscv64")]
-        std::arch::asm!("mv {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags));
-    }
-    sp
-}
 
 /// Swaps `new` into the sentinel word of the calling coroutine's stack, returning the old one.
 #[inline(always)]

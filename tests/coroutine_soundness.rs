@@ -19,6 +19,7 @@
 //! binary holds a lock the child would need, every test holds [`serial`] for its whole run.
 #![cfg(target_os = "linux")]
 
+mod common;
 #[path = "common/death.rs"]
 mod death;
 
@@ -67,17 +68,7 @@ struct Aligned512([u64; 4]);
 /// "fake stack".)
 #[inline(never)]
 fn frame_address() -> usize {
-    let sp: usize;
-    // SAFETY: copies the stack pointer into a register; touches nothing else.
-    unsafe {
-        #[cfg(target_arch = "x86_64")]
-        std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags));
-        #[cfg(target_arch = "aarch64")]
-        std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags));
-        #[cfg(target_arch = "riscv64")]
-        std::arch::asm!("mv {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags));
-    }
-    sp
+    common::stack_pointer()
 }
 
 /// Runs a coroutine capturing `value` on a fresh stack, asserts that its frames lay inside

@@ -7,27 +7,9 @@ mod common;
 use std::cell::Cell;
 use std::rc::Rc;
 
-use common::on_thread;
+use common::{on_thread, stack_pointer};
 use microthread::scheduler::{self, spawn};
 use microthread::stack::DEFAULT_STACK_SIZE;
-
-/// The stack pointer: a point in the running tasklet's stack (the address of a local would
-/// not do under ASan's use-after-return checks, which put address-taken locals on a fake
-/// stack on the heap).
-#[inline(always)]
-fn stack_pointer() -> usize {
-    let sp: usize;
-    // SAFETY: reads a register; touches no memory.
-    unsafe {
-        #[cfg(target_arch = "x86_64")]
-        std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags));
-        #[cfg(target_arch = "aarch64")]
-        std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags));
-        #[cfg(target_arch = "riscv64")]
-        std::arch::asm!("mv {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags));
-    }
-    sp
-}
 
 /// Spawns a tasklet that notes its stack pointer (a point in its stack's top page) and
 /// returns `value`; runs it to its end.

@@ -1,4 +1,5 @@
-//! Helpers shared by the scenario tests: an event log, and a fresh thread per test.
+//! Helpers shared by the scenario tests: an event log, a fresh thread per test, and the
+//! stack pointer.
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
@@ -34,4 +35,22 @@ impl Drop for PushOnDrop {
     fn drop(&mut self) {
         push(&self.0, self.1);
     }
+}
+
+/// The stack pointer: a point in the running stack. (Not the address of a local: under
+/// AddressSanitizer's use-after-return checks, a local whose address is taken lives on a
+/// separate "fake stack" on the heap.)
+#[inline(always)]
+pub fn stack_pointer() -> usize {
+    let sp: usize;
+    // SAFETY: copies the stack pointer into a register; touches nothing else.
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags));
+        #[cfg(target_arch = "aarch64")]
+        std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags));
+        #[cfg(target_arch = "riscv64")]
+        std::arch::asm!("mv {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags));
+    }
+    sp
 }
