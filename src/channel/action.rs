@@ -176,7 +176,7 @@ unsafe fn rendezvous<H: Handle, const DIR: i8, const QUIET: bool>(
     }
     // SAFETY: a non-zero balance means a waiter of the other direction is queued; queued
     // waiters are valid.
-    let w = unsafe { st.queue.pop_front().unwrap_unchecked() };
+    let w = unsafe { st.queue.pop_front_nonempty() };
     // SAFETY: a queued waiter is valid until removed, which we just did under the lock;
     // its tasklet stays blocked (and alive) until it is woken below.
     let local = H::Lock::ONE_THREAD || ptr::eq(unsafe { (*w).scheduler }, s);

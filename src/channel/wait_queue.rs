@@ -72,11 +72,20 @@ impl<T> WaitQueue<T> {
     ///
     /// # Safety
     /// Every queued waiter must be valid.
-    #[inline(always)]
+    #[cfg(test)]
     pub(super) unsafe fn pop_front(&mut self) -> Option<*const Waiter<T>> {
-        if self.tail.is_null() {
-            return None;
-        }
+        // SAFETY: tested not empty; the rest is the caller's obligation.
+        (!self.tail.is_null()).then(|| unsafe { self.pop_front_nonempty() })
+    }
+
+    /// Takes the head off a queue known not to be empty (a rendezvous knows it from the
+    /// balance): no test of the tail for null.
+    ///
+    /// # Safety
+    /// The queue must not be empty, and every queued waiter must be valid.
+    #[inline(always)]
+    pub(super) unsafe fn pop_front_nonempty(&mut self) -> *const Waiter<T> {
+        debug_assert!(!self.tail.is_null());
         // SAFETY: the caller's obligation: the tail and the head are valid.
         unsafe {
             let head = (*self.tail).next.get();
@@ -86,7 +95,7 @@ impl<T> WaitQueue<T> {
                 (*self.tail).next.set((*head).next.get());
             }
             (*head).next.set(ptr::null());
-            Some(head)
+            head
         }
     }
 

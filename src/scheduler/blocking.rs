@@ -85,8 +85,18 @@ impl Scheduler {
         unsafe {
             // The running tasklet is the ring's cursor.
             self.ring_remove_current_as(me, RemoteState::ALIVE | RemoteState::BLOCKED);
-            self.read_mail_after_leaving();
-            self.switch_quiet::<true>(me, self.current.get())
+            if self
+                .shared
+                .has_mail
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                // The mail may wake `me` back into the ring (then it continues).
+                self.read_mail_after_leaving();
+                return self.switch_quiet::<true, true>(me, self.current.get());
+            }
+            // No mail: `me` stays out of the ring, so the next tasklet, if any, is another
+            // one (no test of that).
+            self.switch_quiet::<true, false>(me, self.current.get())
         }
     }
 
@@ -206,8 +216,9 @@ impl Scheduler {
                 } else {
                     self.ring_insert_after_current(partner);
                     if QUIET {
-                        // The partner is in the ring, after `me`; no hook is on.
-                        self.switch_quiet::<false>(me, partner)
+                        // The partner is in the ring, after `me` (so not `me`, which
+                        // runs); no hook is on.
+                        self.switch_quiet::<false, false>(me, partner)
                     } else {
                         if self.hooks.get() != 0 {
                             super::preempt::note_explicit_partner();

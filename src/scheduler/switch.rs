@@ -116,25 +116,30 @@ impl Scheduler {
 
     /// [`Scheduler::switch_after_mail`] for a caller that knows no hook is on (so the
     /// switch trap, the callbacks and the watchdog have nothing to do), that `next`, if not
-    /// null, is in the ring, and with `NOT_UNWINDING` that the stack does not unwind: only
-    /// what remains is tested (a blocking tasklet may find the ring empty, or itself woken
-    /// back into it by the mail).
+    /// null, is in the ring, with `NOT_UNWINDING` that the stack does not unwind, and without
+    /// `MAY_BE_PREV` that `next` is not `prev`: only what remains is tested (a blocking
+    /// tasklet may find the ring empty, or, if it read mail, itself woken back into it).
     ///
     /// # Safety
-    /// - As `switch_to`; `hooks` must be zero, `next` null or in the ring, and with
-    ///   `NOT_UNWINDING`, [`std::thread::panicking`] false.
+    /// - As `switch_to`; `hooks` must be zero, `next` null or in the ring, with
+    ///   `NOT_UNWINDING`, [`std::thread::panicking`] false, and without `MAY_BE_PREV`,
+    ///   `next` not `prev`.
     #[inline(always)]
-    pub(super) unsafe fn switch_quiet<const NOT_UNWINDING: bool>(
+    pub(super) unsafe fn switch_quiet<const NOT_UNWINDING: bool, const MAY_BE_PREV: bool>(
         &self,
         prev: *const Inner,
         next: *const Inner,
     ) -> Result<()> {
         debug_assert!(self.hooks.get() == 0);
         debug_assert!(!NOT_UNWINDING || !std::thread::panicking());
+        debug_assert!(MAY_BE_PREV || prev != next);
         self.poll_timers();
         // Left: an empty ring (block), or the mail woke `prev` back into an empty ring (it
         // continues), or an unwinding stack (refused); all rare.
-        if !next.is_null() && prev != next && (NOT_UNWINDING || !std::thread::panicking()) {
+        if !next.is_null()
+            && (!MAY_BE_PREV || prev != next)
+            && (NOT_UNWINDING || !std::thread::panicking())
+        {
             // SAFETY: `next` is not null.
             debug_assert!(unsafe { (*next).in_ring() });
             // SAFETY: both are live tasklets of this thread, `prev` running, `next` in the ring.
