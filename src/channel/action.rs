@@ -21,9 +21,50 @@ pub(super) trait Handle: AnyChannel + Sized {
 /// the common path from copying an `Error` and a message around.
 pub(super) type Outcome<T> = std::result::Result<Option<Msg<T>>, Box<(Error, Option<Msg<T>>)>>;
 
+/// A failed action's error, with the message given back: boxed, one word.
+pub(super) type Failure<T> = Box<(Error, Option<Msg<T>>)>;
+
 #[cold]
-pub(super) fn failure<T>(e: Error, msg: Option<Msg<T>>) -> Box<(Error, Option<Msg<T>>)> {
+pub(super) fn failure<T>(e: Error, msg: Option<Msg<T>>) -> Failure<T> {
     Box::new((e, msg))
+}
+
+/// Calls `f`, a function out of line, with `msg`, for an `Outcome`: the message comes back
+/// through `io`, a local of the caller's that only `f` touches, and the failure, if any, as
+/// one word (see [`into_io`]). An out-of-line function returning an `Outcome` writes it
+/// through a pointer, and where its result met the common path's, the common path's outcome
+/// went through that stack slot too (stored, loaded back, tested); this way it stays in
+/// registers (issue 13).
+#[inline(always)]
+pub(super) fn out_of_line<T>(
+    msg: Option<Msg<T>>,
+    f: impl FnOnce(&mut Option<Msg<T>>) -> Option<Failure<T>>,
+) -> Outcome<T> {
+    let mut io = msg;
+    match f(&mut io) {
+        None => Ok(io),
+        Some(failed) => {
+            // `into_io` left nothing in `io` (its message is in the failure): no drop glue.
+            debug_assert!(io.is_none());
+            std::mem::forget(io);
+            Err(failed)
+        }
+    }
+}
+
+/// The out-of-line half of [`out_of_line`]: hands `outcome` back through `io`, which the
+/// function took its message from (so it holds none).
+#[inline(always)]
+pub(super) fn into_io<T>(outcome: Outcome<T>, io: &mut Option<Msg<T>>) -> Option<Failure<T>> {
+    debug_assert!(io.is_none());
+    match outcome {
+        Ok(got) => {
+            // SAFETY: `io` holds `None`, which has nothing to drop.
+            unsafe { ptr::write(io, got) };
+            None
+        }
+        Err(failed) => Some(failed),
+    }
 }
 
 /// Sends `value` on `h` (see `Channel::send`).
@@ -71,21 +112,24 @@ pub(super) fn send_throw<H: Handle>(
 /// Receives on `h` (see `Channel::receive`).
 #[inline(always)]
 pub(super) fn receive<H: Handle>(h: &H) -> Result<H::Item> {
-    match action::<H, -1>(h, None) {
-        Ok(Some(Msg::Value(v))) => Ok(v),
-        // Out of line: the common path tests for a value only (no jump table).
-        other => received_otherwise(other),
-    }
+    // Out of line: the common path tests for a value only (no jump table), and one call
+    // (with two words) makes every other result.
+    let otherwise = match action::<H, -1>(h, None) {
+        Ok(Some(Msg::Value(v))) => return Ok(v),
+        Ok(Some(Msg::Error(p))) => Ok(p),
+        Ok(None) => unreachable!("a completed receive always has a message"),
+        Err(f) => Err(f),
+    };
+    received_otherwise(otherwise)
 }
 
-/// What a receive returns when it did not get a value.
+/// What a receive returns when it did not get a value: an error sent instead (`Ok`), or the
+/// failure.
 #[cold]
 #[inline(never)]
-fn received_otherwise<T>(outcome: Outcome<T>) -> Result<T> {
-    match outcome {
-        Ok(Some(Msg::Value(v))) => Ok(v),
-        Ok(Some(Msg::Error(p))) => Err(Error::Thrown(*p)),
-        Ok(None) => unreachable!("a completed receive always has a message"),
+fn received_otherwise<T>(otherwise: std::result::Result<Box<Payload>, Failure<T>>) -> Result<T> {
+    match otherwise {
+        Ok(p) => Err(Error::Thrown(*p)),
         Err(f) => Err(f.0),
     }
 }
@@ -120,7 +164,7 @@ fn action_until<H: Handle, const DIR: i8>(
 ) -> Outcome<H::Item> {
     let s = scheduler();
     if s.hooks_on() {
-        return action_hooked::<H, DIR>(h, s, msg, deadline);
+        return out_of_line(msg, |io| action_hooked::<H, DIR>(h, s, io, deadline));
     }
     // SAFETY: no hook is on (just tested), and nothing before the rendezvous can set one.
     unsafe { rendezvous::<H, DIR, true>(h, s, msg, deadline) }
@@ -128,9 +172,21 @@ fn action_until<H: Handle, const DIR: i8>(
 
 /// `action` with a hook on: a safe point, where a watchdog may preempt the caller (before
 /// anything changes), the channel callback, then the rendezvous that checks every hook.
+/// Its message in and out through `io` (see [`out_of_line`]).
 #[cold]
 #[inline(never)]
 fn action_hooked<H: Handle, const DIR: i8>(
+    h: &H,
+    s: &Scheduler,
+    io: &mut Option<Msg<H::Item>>,
+    deadline: Option<Instant>,
+) -> Option<Failure<H::Item>> {
+    let msg = io.take();
+    into_io(action_hooked_outcome::<H, DIR>(h, s, msg, deadline), io)
+}
+
+#[inline(always)]
+fn action_hooked_outcome<H: Handle, const DIR: i8>(
     h: &H,
     s: &Scheduler,
     msg: Option<Msg<H::Item>>,
@@ -190,7 +246,7 @@ unsafe fn rendezvous<H: Handle, const DIR: i8, const QUIET: bool>(
         // thread's copied stack) and the operation starts again.
         st.balance += DIR as i32;
         drop(g);
-        return action_again::<H, DIR>(h, msg, deadline);
+        return out_of_line(msg, |io| action_again::<H, DIR>(h, io, deadline));
     }
     let switching = local && st.switches::<DIR>();
     if !QUIET && s.hooks_on() {
@@ -237,15 +293,17 @@ unsafe fn rendezvous<H: Handle, const DIR: i8, const QUIET: bool>(
     }
 }
 
-/// `action`, out of line: after a waiter of a vanished thread was dropped.
+/// `action`, out of line: after a waiter of a vanished thread was dropped. Its message in and
+/// out through `io` (see [`out_of_line`]).
 #[cold]
 #[inline(never)]
 fn action_again<H: Handle, const DIR: i8>(
     h: &H,
-    msg: Option<Msg<H::Item>>,
+    io: &mut Option<Msg<H::Item>>,
     deadline: Option<Instant>,
-) -> Outcome<H::Item> {
-    action_until::<H, DIR>(h, msg, deadline)
+) -> Option<Failure<H::Item>> {
+    let msg = io.take();
+    into_io(action_until::<H, DIR>(h, msg, deadline), io)
 }
 
 #[cold]

@@ -7,7 +7,7 @@ use std::cell::UnsafeCell;
 use std::ptr;
 use std::time::Instant;
 
-use super::action::{failure, Outcome};
+use super::action::{failure, out_of_line, Failure, Outcome};
 use super::core::{ChannelLock, Core, Guard, Msg};
 use super::wait_queue::Link;
 use crate::error::{Error, Result};
@@ -141,7 +141,7 @@ impl<T: 'static, L: ChannelLock> Core<T, L> {
             // the queue (under the lock, before the timer's unlink) and delivered: the
             // value wins and the timeout is forgotten. Nothing is lost either way.
             Err(Error::Timeout) if DIR < 0 && deadline.is_some() && slot.is_some() => Ok(slot),
-            Err(e) => blocked_with_error::<T, DIR>(s, m, e, slot),
+            Err(e) => out_of_line(slot, |io| blocked_with_error::<T, DIR>(s, m, e, io)),
         }
     }
 }
@@ -166,19 +166,21 @@ fn refuse_to_block(s: &Scheduler, m: &Inner, closing: bool) -> Result<()> {
 /// waits for the tasklet's next suspension. A send whose value a partner took before the
 /// error came returns the error with no value in it (Stackless: the error replaces the
 /// send's result; the value was delivered).
+/// The slot in and out through `io` (see [`out_of_line`]).
 #[cold]
+#[inline(never)]
 fn blocked_with_error<T, const DIR: i8>(
     s: &Scheduler,
     m: &Inner,
     e: Error,
-    slot: Option<Msg<T>>,
-) -> Outcome<T> {
-    let completed = DIR < 0 && matches!(slot, Some(Msg::Value(_)));
+    io: &mut Option<Msg<T>>,
+) -> Option<Failure<T>> {
+    let completed = DIR < 0 && matches!(*io, Some(Msg::Value(_)));
     if !completed {
-        return Err(failure(e, slot));
+        return Some(failure(e, io.take()));
     }
     s.pend_error(m, e);
-    Ok(slot)
+    None
 }
 
 /// The partner is another thread's tasklet: it runs in its own thread, and we continue.
