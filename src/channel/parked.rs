@@ -54,11 +54,10 @@ impl<T: Send + 'static> Channel<T> {
             return Err(Error::RunBlocked);
         }
         let dir: i8 = if value.is_some() { 1 } else { -1 };
-        let mut parked = Box::new(Parked {
+        let parked = Box::new(Parked {
             waiter: Waiter {
                 tasklet: t,
                 scheduler: s as *const Scheduler,
-                epoch: 0,
                 slot: UnsafeCell::new(value.map(Msg::Value)),
                 next: Cell::new(ptr::null()),
             },
@@ -71,10 +70,10 @@ impl<T: Send + 'static> Channel<T> {
         }
         if st.balance * dir as i32 >= 0 {
             let blocker: &dyn Blocker = &*self.chan;
+            // Its episode, which a cross-thread wake names, is kept in the tasklet.
             // SAFETY: floating, alive, not running, of this thread (checked above); the
             // channel outlives the block: the waiter holds a handle.
-            let epoch = unsafe { s.park_floating(t, dir, blocker as *const dyn Blocker) };
-            parked.waiter.epoch = epoch;
+            unsafe { s.park_floating(t, dir, blocker as *const dyn Blocker) };
             // SAFETY: the waiter is in no queue and stays in its box, unmoved, until it
             // leaves this one (its Drop unlinks it); the queued waiters are valid.
             unsafe { st.queue.push_back(&parked.waiter) };

@@ -17,8 +17,6 @@ use crate::scheduler::blocking::{self, Blocker, Inner, Scheduler};
 pub(super) struct Waiter<T> {
     pub(super) tasklet: *const Inner,
     pub(super) scheduler: *const Scheduler,
-    /// The tasklet's blocking episode (`Inner::block_epoch`), named by a cross-thread wake.
-    pub(super) epoch: u64,
     /// The sender's message, or the receiver's empty slot the partner fills.
     pub(super) slot: UnsafeCell<Option<Msg<T>>>,
     /// The next waiter in the channel's queue (see [`WaitQueue`](super::wait_queue)),
@@ -94,11 +92,12 @@ impl<T: 'static, L: ChannelLock> Core<T, L> {
                 return Err(failure(Error::Timeout, msg));
             }
         }
+        // Its episode is kept in the tasklet only (`Inner::block_epoch`), where a
+        // cross-thread wake reads it: no copy in the waiter to store.
         let epoch = s.new_block_epoch(m);
         let waiter = Waiter {
             tasklet: me,
             scheduler: s as *const Scheduler,
-            epoch,
             slot: UnsafeCell::new(msg),
             next: Link::new(ptr::null()),
         };
@@ -196,8 +195,11 @@ pub(super) fn wake_on_its_thread<T, L: ChannelLock>(
 ) -> Option<Msg<T>> {
     // SAFETY: the waiter stays valid until its tasklet runs again, which needs this wake.
     let (partner, partner_sched) = unsafe { ((*w).tasklet, (*w).scheduler) };
-    // SAFETY: the waiter is valid until its tasklet runs again, which needs this wake.
-    let epoch = unsafe { (*w).epoch };
+    // SAFETY: the partner is blocked, hence alive. Its episode was numbered on its own thread
+    // before its waiter was queued, under the lock we hold, and stays as it is until the
+    // partner runs again (which needs this wake, or an unlink that waits for our lock): a
+    // plain read of a value that nothing writes meanwhile.
+    let epoch = unsafe { (*partner).block_epoch.get() };
     // SAFETY: the partner is blocked (hence alive) on this channel, out of its queue now, and
     // `partner_sched` is its scheduler; it cannot run again before this wake.
     let posted = unsafe { blocking::wake_on_its_thread(partner, partner_sched, epoch) };

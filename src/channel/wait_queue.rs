@@ -171,65 +171,71 @@ mod tests {
 
     use super::*;
 
-    fn waiter(epoch: u64) -> Waiter<u8> {
+    /// A waiter told apart by `label`, kept as its (never followed) tasklet pointer.
+    fn waiter(label: usize) -> Waiter<u8> {
         Waiter {
-            tasklet: ptr::null(),
+            tasklet: ptr::without_provenance(label),
             scheduler: ptr::null(),
-            epoch,
             slot: UnsafeCell::new(None),
             next: Link::new(ptr::null()),
         }
     }
 
-    fn epochs(q: &WaitQueue<u8>) -> Vec<u64> {
+    /// The label of `w`, a valid waiter.
+    unsafe fn label(w: *const Waiter<u8>) -> usize {
+        // SAFETY: the caller's obligation.
+        unsafe { (*w).tasklet as usize }
+    }
+
+    fn labels(q: &WaitQueue<u8>) -> Vec<usize> {
         // SAFETY: the test's waiters outlive the queue's use.
-        unsafe { q.iter().map(|w| (*w).epoch).collect() }
+        unsafe { q.iter().map(|w| label(w)).collect() }
     }
 
     #[test]
     fn the_queue_is_fifo_and_removes_from_anywhere() {
         let ws: Vec<Waiter<u8>> = (0..5).map(waiter).collect();
         let mut q = WaitQueue::new();
-        assert!(epochs(&q).is_empty());
+        assert!(labels(&q).is_empty());
         // SAFETY: the waiters live (unmoved, in `ws`) for the whole test.
         unsafe {
             for w in &ws {
                 q.push_back(w);
             }
-            assert_eq!(epochs(&q), [0, 1, 2, 3, 4]);
+            assert_eq!(labels(&q), [0, 1, 2, 3, 4]);
             // Middle, tail, head.
             assert_eq!(
-                q.remove_first(|w| (*w).epoch == 2).map(|w| (*w).epoch),
+                q.remove_first(|w| label(w) == 2).map(|w| label(w)),
                 Some(2)
             );
             assert_eq!(
-                q.remove_first(|w| (*w).epoch == 4).map(|w| (*w).epoch),
+                q.remove_first(|w| label(w) == 4).map(|w| label(w)),
                 Some(4)
             );
             assert_eq!(
-                q.remove_first(|w| (*w).epoch == 0).map(|w| (*w).epoch),
+                q.remove_first(|w| label(w) == 0).map(|w| label(w)),
                 Some(0)
             );
-            assert!(q.remove_first(|w| (*w).epoch == 2).is_none());
-            assert_eq!(epochs(&q), [1, 3]);
+            assert!(q.remove_first(|w| label(w) == 2).is_none());
+            assert_eq!(labels(&q), [1, 3]);
             // A removed tail is replaced: pushing after it goes last.
             q.push_back(&ws[4]);
-            assert_eq!(epochs(&q), [1, 3, 4]);
+            assert_eq!(labels(&q), [1, 3, 4]);
             let head = q.pop_front().expect("three queued");
-            assert_eq!((*head).epoch, 1);
+            assert_eq!(label(head), 1);
             assert!((*head).next.get().is_null());
             q.push_front(head);
-            assert_eq!(epochs(&q), [1, 3, 4]);
+            assert_eq!(labels(&q), [1, 3, 4]);
             for e in [1, 3, 4] {
-                assert_eq!(q.pop_front().map(|w| (*w).epoch), Some(e));
+                assert_eq!(q.pop_front().map(|w| label(w)), Some(e));
             }
             assert!(q.pop_front().is_none());
             // The only waiter, removed, and the queue reused.
             q.push_front(&ws[2]);
-            assert_eq!(q.remove_first(|_| true).map(|w| (*w).epoch), Some(2));
+            assert_eq!(q.remove_first(|_| true).map(|w| label(w)), Some(2));
             assert!(q.pop_front().is_none());
             q.push_back(&ws[1]);
-            assert_eq!(epochs(&q), [1]);
+            assert_eq!(labels(&q), [1]);
         }
     }
 }
