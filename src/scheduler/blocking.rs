@@ -84,7 +84,7 @@ impl Scheduler {
         // caller's, and reading the mail or the timers sets no hook and starts no unwinding.
         unsafe {
             // The running tasklet is the ring's cursor.
-            self.ring_remove_current_as(me, RemoteState::ALIVE | RemoteState::BLOCKED);
+            let next = self.ring_remove_current_as(me, RemoteState::ALIVE | RemoteState::BLOCKED);
             if self
                 .shared
                 .has_mail
@@ -95,8 +95,8 @@ impl Scheduler {
                 return self.switch_quiet::<true, true>(me, self.current.get());
             }
             // No mail: `me` stays out of the ring, so the next tasklet, if any, is another
-            // one (no test of that).
-            self.switch_quiet::<true, false>(me, self.current.get())
+            // one (no test of that), and the cursor is still `next`.
+            self.switch_quiet::<true, false>(me, next)
         }
     }
 

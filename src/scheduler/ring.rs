@@ -107,28 +107,32 @@ impl Scheduler {
     }
 
     /// `ring_remove_as` for the current tasklet `t`: the cursor moves on to the next one
-    /// (null if `t` was alone), with no test of whether `t` is the current one.
+    /// (null if `t` was alone), with no test of whether `t` is the current one. Returns the
+    /// new cursor (so that the caller need not load it back).
     ///
     /// # Safety
     /// - `t` must be the current tasklet, in this scheduler's ring.
     #[inline(always)]
-    pub(super) unsafe fn ring_remove_current_as(&self, t: *const Inner, state: u8) {
+    pub(super) unsafe fn ring_remove_current_as(&self, t: *const Inner, state: u8) -> *const Inner {
         debug_assert!(ptr::eq(self.current.get(), t));
         // SAFETY: `t` and its neighbours are ring members.
-        unsafe {
+        let cursor = unsafe {
             let (prev, next) = ((*t).prev.get(), (*t).next.get());
-            if next == t {
-                self.current.set(ptr::null());
+            let cursor = if next == t {
+                ptr::null()
             } else {
                 (*prev).next.set(next);
                 (*next).prev.set(prev);
-                self.current.set(next);
-            }
+                next
+            };
+            self.current.set(cursor);
             (*t).next.set(ptr::null());
             (*t).prev.set(ptr::null());
             (*t).remote_state.set(state);
-        }
+            cursor
+        };
         self.runcount.set(self.runcount.get() - 1);
+        cursor
     }
 
     /// Adds `t` (an `Arc::into_raw` reference the list now owns) to the list of live tasklets.
