@@ -204,18 +204,9 @@ mod tests {
             }
             assert_eq!(labels(&q), [0, 1, 2, 3, 4]);
             // Middle, tail, head.
-            assert_eq!(
-                q.remove_first(|w| label(w) == 2).map(|w| label(w)),
-                Some(2)
-            );
-            assert_eq!(
-                q.remove_first(|w| label(w) == 4).map(|w| label(w)),
-                Some(4)
-            );
-            assert_eq!(
-                q.remove_first(|w| label(w) == 0).map(|w| label(w)),
-                Some(0)
-            );
+            assert_eq!(q.remove_first(|w| label(w) == 2).map(|w| label(w)), Some(2));
+            assert_eq!(q.remove_first(|w| label(w) == 4).map(|w| label(w)), Some(4));
+            assert_eq!(q.remove_first(|w| label(w) == 0).map(|w| label(w)), Some(0));
             assert!(q.remove_first(|w| label(w) == 2).is_none());
             assert_eq!(labels(&q), [1, 3]);
             // A removed tail is replaced: pushing after it goes last.
