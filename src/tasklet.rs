@@ -307,7 +307,10 @@ pub(crate) fn recycle(inner: Record) {
         return;
     }
     if !Record::on_heap(&inner) {
-        // A record on a stack goes with its stack, which the pool recycles: freed here.
+        // A record on a stack goes with its stack, which the pool recycles: freed here, with
+        // no atomic decrement (the count was just read as 1).
+        // SAFETY: the count, read above with `Acquire`, is 1: `inner` is the only reference.
+        unsafe { Record::free_unique(inner) };
         return;
     }
     let _ = RECYCLED.try_with(move |r| {
@@ -383,6 +386,20 @@ impl Tasklet {
             Some(n) => inner.handles.set(n),
             None => handle_count_overflow(),
         }
+        Tasklet { inner }
+    }
+
+    /// The first handle of a new tasklet, which has none yet: its count becomes 1.
+    ///
+    /// # Safety
+    /// - `p` must be a tasklet of this thread with no handle, whose local reference the
+    ///   scheduler holds.
+    #[inline(always)]
+    pub(crate) unsafe fn first_handle(p: *const Inner) -> Tasklet {
+        // SAFETY: the local reference is held (caller's obligation), as in `from_local`.
+        let inner = std::mem::ManuallyDrop::new(unsafe { Record::from_raw(p) });
+        debug_assert_eq!(inner.handles.get(), 0);
+        inner.handles.set(1);
         Tasklet { inner }
     }
 

@@ -181,6 +181,19 @@ impl TaskletBuilder {
         R: 'static,
     {
         let s = scheduler();
+        let p = self.create_in(s, f)?;
+        // SAFETY: a new tasklet of this thread, in no queue, whose one handle this is.
+        Ok(unsafe { Tasklet::first_handle(p) })
+    }
+
+    /// [`create`](TaskletBuilder::create) on this thread's scheduler `s`, without the handle
+    /// (its count of handles is 0): the new tasklet, alive and paused, registered.
+    #[inline(always)]
+    fn create_in<F, R>(self, s: &Scheduler, f: F) -> io::Result<*const Inner>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
         if s.shared.ended() {
             return Err(io::Error::other(
                 "microthread: this thread's scheduler has ended (the thread is exiting and its \
@@ -211,11 +224,8 @@ impl TaskletBuilder {
         rc.drop_closure.set(Some(drop_fn));
         let p = Record::into_raw(rc);
         // SAFETY: the scheduler holds the new tasklet's local reference; handles share it.
-        let t = unsafe {
-            s.register(p);
-            Tasklet::from_local(p)
-        };
-        Ok(t)
+        unsafe { s.register(p) };
+        Ok(p)
     }
 
     /// Creates the tasklet bound but not alive (Stackless `tasklet(f)`): its closure is on
@@ -272,11 +282,13 @@ impl TaskletBuilder {
         F: FnOnce() -> R + 'static,
         R: 'static,
     {
-        let t = self.create(f)?;
         let s = scheduler();
-        // SAFETY: a new tasklet of this thread, in no queue.
-        unsafe { s.ring_insert(Record::as_ptr(&t.inner)) };
-        Ok(t)
+        let p = self.create_in(s, f)?;
+        // SAFETY: a new tasklet of this thread, in no queue, whose one handle this is.
+        unsafe {
+            s.ring_insert(p);
+            Ok(Tasklet::first_handle(p))
+        }
     }
 }
 

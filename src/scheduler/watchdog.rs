@@ -540,6 +540,19 @@ impl PopWatchdogs {
     fn pop(&self) {
         let PopWatchdogs(s, me) = *self;
         let mut w = s.watchdogs.borrow_mut();
+        // The common case: `me` is the innermost (`innermost` is always the last one pushed)
+        // and no interrupt watchdog is installed. The loop below would do just this.
+        if s.innermost.get() == me && s.hooks.get() & WATCHDOG_HOOK == 0 {
+            debug_assert_eq!(w.last(), Some(&me));
+            w.pop();
+            // SAFETY: watchdogs are live tasklets of this thread.
+            if unsafe { (*me).floating() } {
+                // SAFETY: as above, and floating.
+                unsafe { s.ring_insert(me) };
+            }
+            s.innermost.set(w.last().copied().unwrap_or(ptr::null()));
+            return;
+        }
         // Usually `me` is the innermost; if an outer `run` already popped it, nothing to do.
         if s.innermost.get() != me && !w.contains(&me) {
             return;
