@@ -326,19 +326,34 @@ fn drop_tempval(inner: &Inner) {
     drop(inner.tempval.take());
 }
 
-/// A new, not yet started tasklet's state at the top of `stack`, its home (see [`Record`]).
+/// The parts of a new, not yet started tasklet on its own stack (see `scheduler::create`).
+pub(crate) struct Unstarted {
+    pub(crate) stack: Stack,
+    /// Its first frame, on `stack`.
+    pub(crate) context: Context,
+    /// Its closure, on `stack`, and how to drop it unrun.
+    pub(crate) closure: *mut u8,
+    pub(crate) drop_closure: unsafe fn(*mut u8),
+}
+
+/// A new, not yet started tasklet's state at the top of its stack, its home (see
+/// [`Record`]), written at once with its context, stack and closure.
 ///
 /// # Safety
-/// As [`Record::new_on`].
+/// As [`Record::new_on`], for `parts.stack`.
 #[inline(always)]
 pub(crate) unsafe fn new_tasklet_on(
-    stack: &Stack,
+    parts: Unstarted,
     id: u64,
     owner: *const (),
     preserve_fp_env: bool,
 ) -> Record {
+    let mut inner = Inner::new(id, false, owner, preserve_fp_env);
+    *inner.context.get_mut() = Some(parts.context);
+    *inner.closure.get_mut() = parts.closure;
+    *inner.drop_closure.get_mut() = Some(parts.drop_closure);
     // SAFETY: forwarded.
-    unsafe { Record::new_on(stack, Inner::new(id, false, owner, preserve_fp_env)) }
+    unsafe { Record::new_on(parts.stack, inner) }
 }
 
 /// A new, not yet started tasklet's state on the heap, for a tasklet that has no stack yet:

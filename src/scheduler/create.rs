@@ -16,7 +16,7 @@ use super::{scheduler, Scheduler};
 use crate::context::{Context, Transfer};
 use crate::id;
 use crate::stack::{pool, Stack, DEFAULT_STACK_SIZE};
-use crate::tasklet::{Inner, Life, Pending, Tasklet};
+use crate::tasklet::{Inner, Life, Pending, Tasklet, Unstarted};
 
 /// The first Rust frame of every tasklet.
 ///
@@ -208,20 +208,21 @@ impl TaskletBuilder {
             context: ctx,
         } = prepare(self.stack_size, self.guard_size, RECORD_SPACE, id, f)?;
         // SAFETY: a fresh stack whose top `RECORD_SPACE` bytes `prepare` left free; it goes
-        // into the record's `stack` just below, and every release of a tasklet's stack hands
-        // it to `Record::keep_home`.
+        // into the record's `stack`, and every release of a tasklet's stack hands it to
+        // `Record::keep_home`.
         let rc = unsafe {
             crate::tasklet::new_tasklet_on(
-                &stack,
+                Unstarted {
+                    stack,
+                    context: ctx,
+                    closure,
+                    drop_closure: drop_fn,
+                },
                 id,
                 s as *const Scheduler as *const (),
                 self.preserve_fp_env,
             )
         };
-        rc.context.set(Some(ctx));
-        rc.stack.set(Some(stack));
-        rc.closure.set(closure);
-        rc.drop_closure.set(Some(drop_fn));
         let p = Record::into_raw(rc);
         // SAFETY: the scheduler holds the new tasklet's local reference; handles share it.
         unsafe { s.register(p) };

@@ -494,8 +494,8 @@ fn run_inline(options: RunOptions) -> Result<*const Inner> {
             },
         );
     }
-    // SAFETY: `me` is running, in the ring.
-    unsafe { s.ring_remove(me) };
+    // SAFETY: `me` is running: current, in the ring.
+    unsafe { s.ring_remove_current_as(me, crate::tasklet::RemoteState::ALIVE) };
     // Before the next tasklet is chosen: a remote run's target runs first.
     s.read_mail_after_leaving();
     let next = s.current.get();

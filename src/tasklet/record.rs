@@ -74,7 +74,8 @@ impl Record {
         }
     }
 
-    /// A record written at the top of `stack`, its home.
+    /// A record written at the top of `stack`, its home; `stack` goes into its state's
+    /// `stack` (written with the rest: no store of `None` first).
     ///
     /// # Safety
     /// - `stack` must be a fresh stack for the tasklet this record is for, with nothing in
@@ -82,8 +83,9 @@ impl Record {
     ///   (in `Inner::stack`) or go to [`Record::keep_home`], never be released otherwise,
     ///   while the record lives.
     #[inline(always)]
-    pub(crate) unsafe fn new_on(stack: &Stack, inner: Inner) -> Record {
+    pub(crate) unsafe fn new_on(stack: Stack, mut inner: Inner) -> Record {
         let top = stack.top() as usize;
+        *inner.stack.get_mut() = Some(stack);
         let at = (top - RECORD_SPACE) as *mut Counted;
         // SAFETY: `at` is below the top of a stack nobody uses yet (caller's obligation), in
         // its usable part (far larger than the space), and aligned (64-aligned offset from a
