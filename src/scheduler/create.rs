@@ -52,7 +52,14 @@ where
     // Nothing may unwind out of this frame (an `extern "C"` function without a caller): every
     // piece of user code, the closure's `Drop` and the error handler included, runs inside
     // `catch_unwind`. An uncaught panic goes to the error handler first (`uncaught`).
-    let panic = match m.pending.take().map(|p| *p) {
+    // Usually nothing is pending: then a read, no store.
+    // SAFETY: a Cell of this thread that nothing borrows: a plain read.
+    let pending = if unsafe { (*m.pending.as_ptr()).is_none() } {
+        None
+    } else {
+        m.pending.take()
+    };
+    let panic = match pending.map(|p| *p) {
         // Killed or thrown into before it ever ran: the closure is dropped unrun.
         Some(Pending::Kill) => panic::catch_unwind(AssertUnwindSafe(|| drop(f))).err(),
         Some(Pending::Error(e)) => {

@@ -475,7 +475,8 @@ fn run_inline(options: RunOptions) -> Result<*const Inner> {
     let me = s.current.get();
     // With nothing else runnable it returns at once, without switching.
     // SAFETY: `me` is running, in the ring.
-    s.refuse_switch(unsafe { (*me).next.get() } != me)?;
+    let switching = unsafe { (*me).next.get() } != me;
+    s.refuse_switch(switching)?;
     let irq = options.interrupts() && PREEMPT.with(|p| p.slot0.get().is_null());
     if irq && options.slice.is_some() {
         // The timer thread runs, and this thread can unregister at its exit.
@@ -501,8 +502,17 @@ fn run_inline(options: RunOptions) -> Result<*const Inner> {
     let next = s.current.get();
     // Popped when `run` returns, and also when a kill unwinds the caller out of it.
     let pop = PopWatchdogs(s, me);
-    // SAFETY: `me` is running; `next` (if any) is a ring member.
-    let result = unsafe { s.switch_after_mail(me, next) };
+    let result = if switching && s.hooks.get() == 0 {
+        // The common case, with what `switch_after_mail` would test again left out: no hook
+        // is on (looked at after the mail), `next` is the current tasklet (null or in the
+        // ring), and `refuse_switch(true)` above found the stack not unwinding, which nothing
+        // since could change (no user code ran).
+        // SAFETY: `me` is running; `next` (if any) is a ring member; as just said.
+        unsafe { s.switch_quiet::<true>(me, next) }
+    } else {
+        // SAFETY: `me` is running; `next` (if any) is a ring member.
+        unsafe { s.switch_after_mail(me, next) }
+    };
     // Popped here, inline (the guard's `Drop` is for a kill's unwinding).
     pop.pop();
     std::mem::forget(pop);
