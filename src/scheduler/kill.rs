@@ -226,9 +226,9 @@ impl Scheduler {
             // `wait_for_other_threads` would find just that on its first look (nothing to
             // read, no timer, the waker floating) and return null, and the waker is not
             // blocked, so it is the next, with no error: taken here without the call.
-            // SAFETY: watchdogs and main are live.
             if !self.shared.has_mail.load(Ordering::Relaxed)
                 && self.timer_poll.get() == 0
+                // SAFETY: watchdogs and main are live.
                 && unsafe { (*wake).floating() }
             {
                 next = wake;
