@@ -307,7 +307,10 @@ pub(crate) fn recycle(inner: Record) {
         return;
     }
     if !Record::on_heap(&inner) {
-        // A record on a stack goes with its stack, which the pool recycles: freed here.
+        // A record on a stack goes with its stack, which the pool recycles: freed here, with
+        // no atomic decrement (the count was just read as 1).
+        // SAFETY: the count, read above with `Acquire`, is 1: `inner` is the only reference.
+        unsafe { Record::free_unique(inner) };
         return;
     }
     let _ = RECYCLED.try_with(move |r| {
@@ -323,19 +326,34 @@ fn drop_tempval(inner: &Inner) {
     drop(inner.tempval.take());
 }
 
-/// A new, not yet started tasklet's state at the top of `stack`, its home (see [`Record`]).
+/// The parts of a new, not yet started tasklet on its own stack (see `scheduler::create`).
+pub(crate) struct Unstarted {
+    pub(crate) stack: Stack,
+    /// Its first frame, on `stack`.
+    pub(crate) context: Context,
+    /// Its closure, on `stack`, and how to drop it unrun.
+    pub(crate) closure: *mut u8,
+    pub(crate) drop_closure: unsafe fn(*mut u8),
+}
+
+/// A new, not yet started tasklet's state at the top of its stack, its home (see
+/// [`Record`]), written at once with its context, stack and closure.
 ///
 /// # Safety
-/// As [`Record::new_on`].
+/// As [`Record::new_on`], for `parts.stack`.
 #[inline(always)]
 pub(crate) unsafe fn new_tasklet_on(
-    stack: &Stack,
+    parts: Unstarted,
     id: u64,
     owner: *const (),
     preserve_fp_env: bool,
 ) -> Record {
+    let mut inner = Inner::new(id, false, owner, preserve_fp_env);
+    *inner.context.get_mut() = Some(parts.context);
+    *inner.closure.get_mut() = parts.closure;
+    *inner.drop_closure.get_mut() = Some(parts.drop_closure);
     // SAFETY: forwarded.
-    unsafe { Record::new_on(stack, Inner::new(id, false, owner, preserve_fp_env)) }
+    unsafe { Record::new_on(parts.stack, inner) }
 }
 
 /// A new, not yet started tasklet's state on the heap, for a tasklet that has no stack yet:
@@ -383,6 +401,20 @@ impl Tasklet {
             Some(n) => inner.handles.set(n),
             None => handle_count_overflow(),
         }
+        Tasklet { inner }
+    }
+
+    /// The first handle of a new tasklet, which has none yet: its count becomes 1.
+    ///
+    /// # Safety
+    /// - `p` must be a tasklet of this thread with no handle, whose local reference the
+    ///   scheduler holds.
+    #[inline(always)]
+    pub(crate) unsafe fn first_handle(p: *const Inner) -> Tasklet {
+        // SAFETY: the local reference is held (caller's obligation), as in `from_local`.
+        let inner = std::mem::ManuallyDrop::new(unsafe { Record::from_raw(p) });
+        debug_assert_eq!(inner.handles.get(), 0);
+        inner.handles.set(1);
         Tasklet { inner }
     }
 

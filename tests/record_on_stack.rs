@@ -124,3 +124,29 @@ fn a_rebound_tasklet_keeps_its_record_and_runs_again() {
         assert_eq!(t.id(), id);
     });
 }
+
+/// The last handle frees a dead tasklet's record without an atomic decrement once its count
+/// reads 1 (issue 13): also when another thread's reference was the one that went just
+/// before, the record and its stack come back whole, and only then.
+#[test]
+fn the_last_handle_after_a_remote_reference_went_frees_the_record_and_its_stack() {
+    on_thread(|| {
+        let (t, home) = run_one_noting_its_stack(9);
+        let remote = t.remote();
+        std::thread::spawn(move || drop(remote)).join().unwrap();
+        // Only the local reference is left: the handle still reads the record...
+        assert_eq!(t.result::<u64>(), Some(9));
+        for i in 0..20 {
+            let (_, at) = run_one_noting_its_stack(i);
+            assert!(!same_stack(at, home), "reused while a handle was left");
+        }
+        // ...and its drop releases the stack: the next spawn takes it.
+        drop(t);
+        let (t, at) = run_one_noting_its_stack(10);
+        assert!(
+            same_stack(at, home),
+            "the stack came back with the last handle"
+        );
+        assert_eq!(t.result::<u64>(), Some(10));
+    });
+}

@@ -16,7 +16,7 @@ use super::{scheduler, Scheduler};
 use crate::context::{Context, Transfer};
 use crate::id;
 use crate::stack::{pool, Stack, DEFAULT_STACK_SIZE};
-use crate::tasklet::{Inner, Life, Pending, Tasklet};
+use crate::tasklet::{Inner, Life, Pending, Tasklet, Unstarted};
 
 /// The first Rust frame of every tasklet.
 ///
@@ -52,7 +52,14 @@ where
     // Nothing may unwind out of this frame (an `extern "C"` function without a caller): every
     // piece of user code, the closure's `Drop` and the error handler included, runs inside
     // `catch_unwind`. An uncaught panic goes to the error handler first (`uncaught`).
-    let panic = match m.pending.take().map(|p| *p) {
+    // Usually nothing is pending: then a read, no store.
+    // SAFETY: a Cell of this thread that nothing borrows: a plain read.
+    let pending = if unsafe { (*m.pending.as_ptr()).is_none() } {
+        None
+    } else {
+        m.pending.take()
+    };
+    let panic = match pending.map(|p| *p) {
         // Killed or thrown into before it ever ran: the closure is dropped unrun.
         Some(Pending::Kill) => panic::catch_unwind(AssertUnwindSafe(|| drop(f))).err(),
         Some(Pending::Error(e)) => {
@@ -181,6 +188,19 @@ impl TaskletBuilder {
         R: 'static,
     {
         let s = scheduler();
+        let p = self.create_in(s, f)?;
+        // SAFETY: a new tasklet of this thread, in no queue, whose one handle this is.
+        Ok(unsafe { Tasklet::first_handle(p) })
+    }
+
+    /// [`create`](TaskletBuilder::create) on this thread's scheduler `s`, without the handle
+    /// (its count of handles is 0): the new tasklet, alive and paused, registered.
+    #[inline(always)]
+    fn create_in<F, R>(self, s: &Scheduler, f: F) -> io::Result<*const Inner>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
         if s.shared.ended() {
             return Err(io::Error::other(
                 "microthread: this thread's scheduler has ended (the thread is exiting and its \
@@ -195,27 +215,25 @@ impl TaskletBuilder {
             context: ctx,
         } = prepare(self.stack_size, self.guard_size, RECORD_SPACE, id, f)?;
         // SAFETY: a fresh stack whose top `RECORD_SPACE` bytes `prepare` left free; it goes
-        // into the record's `stack` just below, and every release of a tasklet's stack hands
-        // it to `Record::keep_home`.
+        // into the record's `stack`, and every release of a tasklet's stack hands it to
+        // `Record::keep_home`.
         let rc = unsafe {
             crate::tasklet::new_tasklet_on(
-                &stack,
+                Unstarted {
+                    stack,
+                    context: ctx,
+                    closure,
+                    drop_closure: drop_fn,
+                },
                 id,
                 s as *const Scheduler as *const (),
                 self.preserve_fp_env,
             )
         };
-        rc.context.set(Some(ctx));
-        rc.stack.set(Some(stack));
-        rc.closure.set(closure);
-        rc.drop_closure.set(Some(drop_fn));
         let p = Record::into_raw(rc);
         // SAFETY: the scheduler holds the new tasklet's local reference; handles share it.
-        let t = unsafe {
-            s.register(p);
-            Tasklet::from_local(p)
-        };
-        Ok(t)
+        unsafe { s.register(p) };
+        Ok(p)
     }
 
     /// Creates the tasklet bound but not alive (Stackless `tasklet(f)`): its closure is on
@@ -272,11 +290,13 @@ impl TaskletBuilder {
         F: FnOnce() -> R + 'static,
         R: 'static,
     {
-        let t = self.create(f)?;
         let s = scheduler();
-        // SAFETY: a new tasklet of this thread, in no queue.
-        unsafe { s.ring_insert(Record::as_ptr(&t.inner)) };
-        Ok(t)
+        let p = self.create_in(s, f)?;
+        // SAFETY: a new tasklet of this thread, in no queue, whose one handle this is.
+        unsafe {
+            s.ring_insert(p);
+            Ok(Tasklet::first_handle(p))
+        }
     }
 }
 

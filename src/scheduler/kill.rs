@@ -209,17 +209,34 @@ impl Scheduler {
     /// - `me` must be the running, non-main tasklet, on its own stack.
     #[inline(always)]
     pub(super) unsafe fn end(&self, me: *const Inner, error: Option<Error>) -> ! {
-        // SAFETY: `me` is running, hence in the ring.
-        unsafe { self.ring_remove(me) };
+        // SAFETY: `me` is running, hence current and in the ring.
+        unsafe { self.ring_remove_current_as(me, crate::tasklet::RemoteState::ALIVE) };
         // SAFETY: `me` is running; its list reference goes to whoever runs next.
         let m = unsafe { &*me };
         // Dead from here on: mail read below (a remote kill, insert or throw) leaves it alone.
         m.life.set(Life::Dead);
         let mut error = error;
         let mut next = self.current.get();
+        // Whether `next` is known to be floating (out of the ring and of every channel).
+        let mut floating = false;
         if next.is_null() && error.is_none() {
-            // SAFETY: the running tasklet's stack stays valid until its last switch.
-            next = unsafe { self.wait_for_other_threads() };
+            let wake = self.innermost_watchdog_or_main();
+            // The common end of a `run()`: the last runnable tasklet ends with no mail and
+            // nobody asleep, and the `run` caller (or main) waits floating. Then
+            // `wait_for_other_threads` would find just that on its first look (nothing to
+            // read, no timer, the waker floating) and return null, and the waker is not
+            // blocked, so it is the next, with no error: taken here without the call.
+            if !self.shared.has_mail.load(Ordering::Relaxed)
+                && self.timer_poll.get() == 0
+                // SAFETY: watchdogs and main are live.
+                && unsafe { (*wake).floating() }
+            {
+                next = wake;
+                floating = true;
+            } else {
+                // SAFETY: the running tasklet's stack stays valid until its last switch.
+                next = unsafe { self.wait_for_other_threads() };
+            }
         }
         if next.is_null() {
             next = self.innermost_watchdog_or_main();
@@ -242,8 +259,14 @@ impl Scheduler {
         }
         // SAFETY: `me` is a list member.
         unsafe { self.unregister(me) };
-        // SAFETY: `next` is live.
-        unsafe { self.make_runnable(next) };
+        // SAFETY: `next` is live; if `floating`, in no queue.
+        unsafe {
+            if floating {
+                self.ring_insert(next);
+            } else {
+                self.make_runnable(next);
+            }
+        }
         if self.hooks.get() != 0 {
             if self.hooks.get() & super::preempt::WATCHDOG_HOOK != 0 {
                 // SAFETY: `me` runs, `next` is a ring member.

@@ -235,6 +235,7 @@ impl Shared {
     /// Whether the scheduler has ended: its thread tore it down (or could not register the
     /// teardown), or, in a forked child, the thread does not exist. Nothing is delivered to
     /// it any more; it creates no tasklet and never sleeps.
+    #[inline]
     pub(crate) fn ended(&self) -> bool {
         self.ended.load(Ordering::Acquire)
     }

@@ -475,7 +475,8 @@ fn run_inline(options: RunOptions) -> Result<*const Inner> {
     let me = s.current.get();
     // With nothing else runnable it returns at once, without switching.
     // SAFETY: `me` is running, in the ring.
-    s.refuse_switch(unsafe { (*me).next.get() } != me)?;
+    let switching = unsafe { (*me).next.get() } != me;
+    s.refuse_switch(switching)?;
     let irq = options.interrupts() && PREEMPT.with(|p| p.slot0.get().is_null());
     if irq && options.slice.is_some() {
         // The timer thread runs, and this thread can unregister at its exit.
@@ -494,15 +495,24 @@ fn run_inline(options: RunOptions) -> Result<*const Inner> {
             },
         );
     }
-    // SAFETY: `me` is running, in the ring.
-    unsafe { s.ring_remove(me) };
+    // SAFETY: `me` is running: current, in the ring.
+    unsafe { s.ring_remove_current_as(me, crate::tasklet::RemoteState::ALIVE) };
     // Before the next tasklet is chosen: a remote run's target runs first.
     s.read_mail_after_leaving();
     let next = s.current.get();
     // Popped when `run` returns, and also when a kill unwinds the caller out of it.
     let pop = PopWatchdogs(s, me);
-    // SAFETY: `me` is running; `next` (if any) is a ring member.
-    let result = unsafe { s.switch_after_mail(me, next) };
+    let result = if switching && s.hooks.get() == 0 {
+        // The common case, with what `switch_after_mail` would test again left out: no hook
+        // is on (looked at after the mail), `next` is the current tasklet (null or in the
+        // ring), and `refuse_switch(true)` above found the stack not unwinding, which nothing
+        // since could change (no user code ran).
+        // SAFETY: `me` is running; `next` (if any) is a ring member; as just said.
+        unsafe { s.switch_quiet::<true>(me, next) }
+    } else {
+        // SAFETY: `me` is running; `next` (if any) is a ring member.
+        unsafe { s.switch_after_mail(me, next) }
+    };
     // Popped here, inline (the guard's `Drop` is for a kill's unwinding).
     pop.pop();
     std::mem::forget(pop);
@@ -540,6 +550,19 @@ impl PopWatchdogs {
     fn pop(&self) {
         let PopWatchdogs(s, me) = *self;
         let mut w = s.watchdogs.borrow_mut();
+        // The common case: `me` is the innermost (`innermost` is always the last one pushed)
+        // and no interrupt watchdog is installed. The loop below would do just this.
+        if s.innermost.get() == me && s.hooks.get() & WATCHDOG_HOOK == 0 {
+            debug_assert_eq!(w.last(), Some(&me));
+            w.pop();
+            // SAFETY: watchdogs are live tasklets of this thread.
+            if unsafe { (*me).floating() } {
+                // SAFETY: as above, and floating.
+                unsafe { s.ring_insert(me) };
+            }
+            s.innermost.set(w.last().copied().unwrap_or(ptr::null()));
+            return;
+        }
         // Usually `me` is the innermost; if an outer `run` already popped it, nothing to do.
         if s.innermost.get() != me && !w.contains(&me) {
             return;

@@ -74,7 +74,8 @@ impl Record {
         }
     }
 
-    /// A record written at the top of `stack`, its home.
+    /// A record written at the top of `stack`, its home; `stack` goes into its state's
+    /// `stack` (written with the rest: no store of `None` first).
     ///
     /// # Safety
     /// - `stack` must be a fresh stack for the tasklet this record is for, with nothing in
@@ -82,8 +83,9 @@ impl Record {
     ///   (in `Inner::stack`) or go to [`Record::keep_home`], never be released otherwise,
     ///   while the record lives.
     #[inline(always)]
-    pub(crate) unsafe fn new_on(stack: &Stack, inner: Inner) -> Record {
+    pub(crate) unsafe fn new_on(stack: Stack, mut inner: Inner) -> Record {
         let top = stack.top() as usize;
+        *inner.stack.get_mut() = Some(stack);
         let at = (top - RECORD_SPACE) as *mut Counted;
         // SAFETY: `at` is below the top of a stack nobody uses yet (caller's obligation), in
         // its usable part (far larger than the space), and aligned (64-aligned offset from a
@@ -174,16 +176,23 @@ impl Record {
     /// # Safety
     /// - `t` must be a live record's state, on this thread, and the tasklet's stack must be
     ///   dead (no frame of it left to run).
+    // Inline: once per tasklet's end, in the switch after it (a call and its register saves
+    // were half of it).
+    #[inline(always)]
     pub(crate) unsafe fn keep_home(t: *const Inner, stack: Stack) {
         // SAFETY: a live record (caller's obligation); the reference is not dropped.
         let r = std::mem::ManuallyDrop::new(unsafe { Record::from_raw(t) });
         let c = r.counted();
         if c.home_top == stack.top() as usize {
-            let old = c.home.replace(Some(stack));
-            debug_assert!(old.is_none(), "a record has one home");
-            drop(old);
+            // Nothing there before (a record has one home): a store, no drop.
+            debug_assert!(
+                // SAFETY: a Cell of this thread that nothing borrows: a plain read.
+                unsafe { (*c.home.as_ptr()).is_none() },
+                "a record has one home"
+            );
+            c.home.set(Some(stack));
         } else {
-            pool::release(stack);
+            release_not_home(stack);
         }
     }
 
@@ -191,7 +200,35 @@ impl Record {
     #[cold]
     #[inline(never)]
     fn free(&mut self) {
-        let c = self.ptr.as_ptr();
+        // SAFETY: the last reference (the count went from 1 to 0).
+        unsafe { Record::free_in_place(self.ptr.as_ptr()) }
+    }
+
+    /// Frees `r`, the only reference left (its count is 1), with no atomic operation: the
+    /// common end of a dead tasklet's last handle, whose record is on its stack.
+    ///
+    /// # Safety
+    /// - The count must have been read as 1 with `Acquire` ordering ([`Record::strong_count`])
+    ///   by the holder of `r`, after every other reference was made: with no other reference
+    ///   left, no thread can make a new one (as `Arc`, a reference is only made from one; the
+    ///   raw-pointer increments of `add_timer` and `wake_on_its_thread` are of live
+    ///   tasklets, whose scheduler still holds their local reference, so their count is at
+    ///   least 1 besides). The acquire load orders the other holders' releases before the free,
+    ///   as the fence after the last decrement does.
+    #[inline]
+    pub(crate) unsafe fn free_unique(r: Record) {
+        let r = std::mem::ManuallyDrop::new(r);
+        debug_assert_eq!(Record::strong_count(&r), 1);
+        // SAFETY: the only reference (caller's obligation); it is not used again.
+        unsafe { Record::free_in_place(r.ptr.as_ptr()) }
+    }
+
+    /// Drops the record at `c` and releases its home stack, if any.
+    ///
+    /// # Safety
+    /// - `c` must be a record nobody refers to any more.
+    #[inline(always)]
+    unsafe fn free_in_place(c: *mut Counted) {
         // SAFETY: the last reference: nothing else reads the record any more.
         unsafe {
             if (*c).home_top == 0 {
@@ -211,6 +248,13 @@ impl Record {
             }
         }
     }
+}
+
+/// [`Record::keep_home`] of a stack that is not the record's home (a rebound tasklet's): back
+/// to the pool, out of line.
+#[inline(never)]
+fn release_not_home(stack: Stack) {
+    pool::release(stack);
 }
 
 impl Clone for Record {
