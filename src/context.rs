@@ -144,10 +144,7 @@ macro_rules! x86_switch {
     }};
 }
 
-mod fp_env;
 mod light;
-
-pub(crate) use fp_env::FpEnv;
 
 /// A suspended execution context: the saved stack pointer of a frame written by the switch.
 ///
@@ -598,12 +595,6 @@ impl Context {
         unsafe {
             self.raw_switch_fpenv(data)
         }
-    }
-
-    /// The saved stack pointer, as an address: which stack the frame is on.
-    #[inline(always)]
-    pub(crate) fn address(&self) -> usize {
-        self.sp.as_ptr() as usize
     }
 
     /// The saved stack pointer, giving up the handle.

@@ -218,15 +218,15 @@ use std::io;
 use std::marker::PhantomData;
 use std::mem::{self, MaybeUninit};
 use std::panic;
+use std::ptr;
 
-use crate::context::{Context, FpEnv};
-use crate::stack::Stack;
+use crate::context::{Context, Transfer};
+use crate::stack::{pool, Stack};
 
 mod builder;
 mod generator;
 mod message;
 mod placement;
-mod reply;
 mod result;
 mod scoped;
 mod yielder;
@@ -260,20 +260,11 @@ pub struct Coroutine<I, Y, R> {
     /// Its stack; `None` once it finished (the stack went back to the pool).
     stack: Option<Stack>,
     state: State,
-    /// The one test of a resume's fast path: not finished, and no FP environment to switch
+    /// The one test of a resume's fast path: not finished, and switched with the light switch
     /// (not `preserve_fp_env`). Anything else takes [`Coroutine::try_resume_other`].
     light_resumable: bool,
-    /// The lowest address of the coroutine's stack, and the bytes from there to its first
-    /// frame: a frame that a switch hands back outside them is not the coroutine's (see
-    /// `took_reply`).
-    frames_from: usize,
-    frames_span: usize,
     id: u64,
     preserve_fp_env: bool,
-    /// The coroutine's FP environment while it is suspended, if `preserve_fp_env`: written
-    /// after every switch into it (a new one starts in the default; never written for any
-    /// other coroutine, so that making one costs no store).
-    fp_env: MaybeUninit<FpEnv>,
     /// Until the first resume, the closure lives at the top of the stack, here.
     closure: *mut u8,
     /// Drops the closure in place if the coroutine is dropped before it started.
@@ -395,6 +386,85 @@ impl<I, Y, R> Coroutine<I, Y, R> {
         Ok(result_of(self.switch_in(Resume::Input(input))))
     }
 
+    /// Switches into the coroutine with `message` and returns what it sends back, finishing
+    /// the bookkeeping (state, stack release) before anything can panic. Only in the
+    /// NotStarted or Suspended state.
+    #[inline(always)]
+    fn switch_in(&mut self, message: Resume<I>) -> Suspend<Y, R> {
+        if !self.preserve_fp_env {
+            // SAFETY: a light coroutine (not `preserve_fp_env`), not finished (our caller's
+            // obligation).
+            return unsafe { self.switch_in_light(message) };
+        }
+        // SAFETY: NotStarted or Suspended (caller's obligation) always has a context. It is
+        // copied, not taken: the copy left behind is stale until `took_reply` overwrites it,
+        // and nothing reads it meanwhile (we hold `&mut self`).
+        let context = unsafe { ptr::read(&self.context).unwrap_unchecked() };
+        let mut slot = MaybeUninit::uninit();
+        let word = message.send(&mut slot);
+        // SAFETY: `context` is this coroutine's suspended frame on its own live stack, on this
+        // thread (Coroutine is !Send), made or suspended by an FP-environment (full) switch;
+        // it is consumed here. The coroutine reads the message exactly once before it
+        // switches back.
+        let transfer = unsafe { context.switch_fpenv(word) };
+        // SAFETY: the coroutine's reply, as `took_reply` wants it.
+        unsafe { self.took_reply(transfer) }
+    }
+
+    /// [`Coroutine::switch_in`] of a light coroutine.
+    ///
+    /// # Safety
+    /// - The coroutine is not `preserve_fp_env`, and NotStarted or Suspended.
+    #[inline(always)]
+    unsafe fn switch_in_light(&mut self, message: Resume<I>) -> Suspend<Y, R> {
+        // SAFETY: as in `switch_in`: a copy, overwritten before anything reads it.
+        let context = unsafe { ptr::read(&self.context).unwrap_unchecked() };
+        let mut slot = MaybeUninit::uninit();
+        let word = message.send(&mut slot);
+        // SAFETY: as in `switch_in`; a light coroutine's frames are light (made by
+        // `new_light`, suspended by `switch_light_back`).
+        let transfer = unsafe { context.switch_light(word) };
+        // SAFETY: the coroutine's reply, as `took_reply` wants it.
+        unsafe { self.took_reply(transfer) }
+    }
+
+    /// Reads the coroutine's reply and records what it means: suspended again, or finished
+    /// (its stack back to the pool).
+    ///
+    /// # Safety
+    /// - `transfer` is what the switch into this coroutine returned: its word is the address
+    ///   of an initialised [`Slot`] on the coroutine's stack, plus [`LAST`] for its last
+    ///   message (see `message.rs`), valid until we resume it again and never read by it
+    ///   afterwards.
+    #[inline(always)]
+    unsafe fn took_reply(&mut self, transfer: Transfer) -> Suspend<Y, R> {
+        if transfer.data & LAST == 0 {
+            // SAFETY: a yield's slot (caller's obligation).
+            let Slot(value) = unsafe { ptr::read(transfer.data as *const Slot<Y>) };
+            self.context = Some(transfer.from);
+            self.state = State::Suspended;
+            Suspend::Yield(value)
+        } else {
+            // SAFETY: the last message's slot (caller's obligation).
+            let Slot(last) =
+                unsafe { ptr::read((transfer.data - LAST) as *const Slot<Suspend<Y, R>>) };
+            // The coroutine's last switch: its frame is dead, its stack free for reuse.
+            self.finish();
+            last
+        }
+    }
+
+    /// Marks the coroutine finished and gives its stack back to the pool.
+    #[inline(always)]
+    fn finish(&mut self) {
+        self.context = None;
+        self.state = State::Finished;
+        self.light_resumable = false;
+        if let Some(stack) = self.stack.take() {
+            pool::release(stack);
+        }
+    }
+
     /// Whether the coroutine has returned or panicked.
     ///
     /// ```
@@ -471,12 +541,16 @@ impl<I, Y, R> Coroutine<I, Y, R> {
                     self.light_resumable = false;
                     return;
                 }
-                if let Some(payload) = self.unwind_suspended() {
-                    // A destructor panicked while unwinding: report it unless we are already
-                    // unwinding ourselves (a second panic would abort).
-                    if !std::thread::panicking() {
-                        panic::resume_unwind(payload);
+                match self.switch_in(Resume::Unwind) {
+                    Suspend::Unwound | Suspend::Return(_) => {}
+                    Suspend::Panic(payload) => {
+                        // A destructor panicked while unwinding: report it unless we are
+                        // already unwinding ourselves (a second panic would abort).
+                        if !std::thread::panicking() {
+                            panic::resume_unwind(payload);
+                        }
                     }
+                    Suspend::Yield(_) => unreachable!("a coroutine yielded while being unwound"),
                 }
             }
             State::Finished => {}

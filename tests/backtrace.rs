@@ -163,10 +163,9 @@ fn a_backtrace_in_a_nested_coroutine_shows_every_resumer_once() {
 
 #[test]
 fn a_backtrace_after_several_suspends_shows_the_latest_resumer() {
-    // Every suspend takes the fast path, which records its resumer only in the Yielder (the
-    // cell `entry` links backtraces to), not in the top cell; the resumes come from this test
-    // function until the last, from coroutine_resumer_alpha: the backtrace must follow the
-    // resumer recorded after the last suspend, not the one of the first resume.
+    // The first suspend takes the slow path, the later ones the fast path; the resumes come
+    // from this test function until the last, from coroutine_resumer_alpha: the backtrace
+    // must follow the resumer recorded by the last fast-path suspend, not an older one.
     let mut co: Captured = Coroutine::new(|y, ()| {
         for _ in 0..3 {
             y.suspend(());

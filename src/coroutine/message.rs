@@ -7,23 +7,16 @@ use std::mem::MaybeUninit;
 use std::ptr;
 
 /// Message from the resumer. The word passed is the address of a `Slot<I>` on the resumer's
-/// stack for an input (even: the slot is 2-aligned), or [`UNWIND`] or [`FOREIGN`] (odd): the
-/// coroutine tells an input from the others by that bit, without a load. See
-/// [`Resume::send`] and [`Resume::receive`].
+/// stack for an input (even: the slot is 2-aligned), or [`UNWIND`] (odd): the coroutine
+/// tells them apart by that bit, without a load. See [`Resume::send`] and [`Resume::receive`].
 pub(super) enum Resume<I> {
     Input(I),
     /// Unwind from the suspension point: the coroutine is being dropped.
     Unwind,
-    /// Sent back at once to a suspend that reached the resumer from another stack than its
-    /// coroutine's (see `src/coroutine/yielder.rs`): refused, its message unread.
-    Foreign,
 }
 
 /// The word of a [`Resume::Unwind`].
 pub(super) const UNWIND: usize = 1;
-
-/// The word of a [`Resume::Foreign`].
-pub(super) const FOREIGN: usize = 3;
 
 impl<I> Resume<I> {
     /// The word that carries this message; an input is moved into `slot`, which must stay
@@ -36,7 +29,6 @@ impl<I> Resume<I> {
                 slot.as_mut_ptr() as usize
             }
             Resume::Unwind => UNWIND,
-            Resume::Foreign => FOREIGN,
         }
     }
 
@@ -47,11 +39,7 @@ impl<I> Resume<I> {
     #[inline(always)]
     pub(super) unsafe fn receive(word: usize) -> Resume<I> {
         if word & UNWIND != 0 {
-            if word == FOREIGN {
-                Resume::Foreign
-            } else {
-                Resume::Unwind
-            }
+            Resume::Unwind
         } else {
             // SAFETY: the caller's obligation: an initialised slot, read once.
             Resume::Input(unsafe { ptr::read(word as *const Slot<I>) }.0)

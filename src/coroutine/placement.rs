@@ -2,7 +2,7 @@
 //! not over-aligned, else boxed; and the first frame laid out below it.
 
 use std::marker::PhantomData;
-use std::mem::{self, MaybeUninit};
+use std::mem;
 use std::ptr;
 
 use super::yielder::{entry, Start};
@@ -71,23 +71,25 @@ impl<I, Y, R> Coroutine<I, Y, R> {
         stack.set_owner(OwnerKind::Coroutine, id);
         // `create` boxed anything that does not fit (a constant: no code in release).
         assert!(fits_at_stack_top::<Start<F>>());
-        // Read once: the compiler reloads it after the stores below otherwise.
-        let limit = stack.limit() as usize;
         let align = mem::align_of::<Start<F>>().max(16);
         let closure = (stack.top() as usize - mem::size_of::<Start<F>>()) & !(align - 1);
         let start = Start {
             f,
-            stack_limit: limit,
+            stack_limit: stack.limit() as usize,
         };
         // SAFETY: the slot is aligned for Start<F> and, since the top is page-aligned and
         // Start<F> fits at the top, at most MAX_INLINE_CLOSURE bytes below the top of a stack
         // of at least MIN_STACK_SIZE bytes; nothing else uses it.
         unsafe { ptr::write(closure as *mut Start<F>, start) };
         // SAFETY: `closure` is 16-aligned, the stack below it is ours and outlives the context
-        // (it is only released after the final switch out of it). Light whatever
-        // `preserve_fp_env` says: the resumer switches the FP environment itself.
-        let context =
-            unsafe { Context::new_light(closure as *mut u8, entry::<I, Y, R, F>, closure) };
+        // (it is only released after the final switch out of it).
+        let context = unsafe {
+            if preserve_fp_env {
+                Context::new(closure as *mut u8, entry::<I, Y, R, F, true>, closure)
+            } else {
+                Context::new_light(closure as *mut u8, entry::<I, Y, R, F, false>, closure)
+            }
+        };
         // Backtraces through the coroutine continue in its resumer, whose saved stack pointer
         // the coroutine keeps in the top cell from its first instruction on (`entry`), until
         // its first suspend links them to its `Yielder`'s copy, which every suspend keeps up
@@ -103,13 +105,8 @@ impl<I, Y, R> Coroutine<I, Y, R> {
             stack: Some(stack),
             state: State::NotStarted,
             light_resumable: !preserve_fp_env,
-            // Every frame of the coroutine lies in [limit, closure): what a resume checks the
-            // frames it gets back against (see `Coroutine::took_reply`).
-            frames_from: limit,
-            frames_span: closure - limit,
             id,
             preserve_fp_env,
-            fp_env: MaybeUninit::uninit(),
             closure: closure as *mut u8,
             drop_closure: drop_in_place_as::<Start<F>>,
             _types: PhantomData,

@@ -3,21 +3,13 @@
 //!
 //! # Only its own coroutine
 //!
-//! [`Yielder::suspend`] called anywhere but on its own coroutine's stack (in a child coroutine
-//! that was handed the outer `&Yielder` as its input, say) panics with a sentence, and nothing
-//! has changed then. The check is made where it costs least, by the side that the suspend
-//! switches to: a `Yielder` is only reachable while its coroutine runs (it is lent to the body
-//! for the call), so its resumer is suspended in the resume that ran the coroutine, and that
-//! resume is where the suspend lands. The resume then checks that the frame it got back lies
-//! in the coroutine's stack (`sp - limit < top - limit`, unsigned: one subtraction and one
-//! comparison, which also tells the coroutine's last message apart, since the last switch
-//! hands back the resumer's own frame; see `Coroutine::took_reply`). A frame on any other
-//! stack came from a suspend elsewhere: the resume switches straight back into it with
-//! `Resume::Foreign`, before anything reads the message or records a state, and the suspend
-//! there drops its value and panics. No user code runs in between, so to both sides it is as
-//! if the suspend had panicked before it switched. Stacks never overlap, so the check is exact.
-//! The slow path of a suspend (taken while the thread panics) checks the stack pointer itself,
-//! first, as before.
+//! A `Yielder` knows the range of its coroutine's stack below the coroutine's first frame.
+//! [`Yielder::suspend`] first checks that the stack pointer is in that range: then its
+//! coroutine is the one running there, and the innermost one on that stack. Called from anywhere else (a
+//! child coroutine that was handed the outer `&Yielder` as its input, say) it panics with a
+//! sentence before it touches any state. Stacks never overlap, so the check is exact; it
+//! costs one subtraction and one comparison (`sp - limit < top - limit`, unsigned), which
+//! also covers the flag of a forced unwind (see `Yielder::fast_span`).
 //!
 //! # Suspending and unwinding
 //!
@@ -69,7 +61,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
 use super::{fatal, ForcedUnwind, Resume, Slot, Suspend, LAST};
-use crate::context::Context;
+use crate::context::{Context, Transfer};
 
 /// What [`Coroutine::place`](super::Coroutine) writes at the top of a new coroutine's stack:
 /// the closure, and what the coroutine needs to know about its stack.
@@ -126,16 +118,18 @@ pub(super) struct Start<F> {
 /// unwind starts again, since the coroutine must end. A payload carried by user code to the
 /// first frame of a coroutine that is not being dropped is an ordinary panic of it.
 pub struct Yielder<I, Y> {
-    /// Set once a drop asked us to unwind: tells the drop's unwind from a panic at the end.
-    /// (A suspend after user code caught that unwind goes to the drop, which sends `Unwind`
-    /// again: see `Coroutine::unwind_suspended`.)
+    /// Set once a drop asked us to unwind.
     unwinding: Cell<bool>,
+    /// `stack_top - stack_limit` while a suspend may take the fast path, else 0: then no stack
+    /// pointer passes the fast path's range check, and every suspend takes the slow path,
+    /// which checks each condition itself. It is 0 until the first suspend (which links
+    /// backtraces to `resumer`), while `unwinding`, while `resumer_panicking`, and always for
+    /// a `preserve_fp_env` coroutine (the slow path makes its FP-environment switch). One
+    /// comparison for all of them.
+    fast_span: Cell<usize>,
     /// Whether the thread was panicking when we were last switched into: the resumer was.
-    /// Read only when a suspend finds the thread panicking (the slow path), and exact then:
-    /// the fast path of a suspend (taken while the thread is not panicking) notes a
-    /// panicking resumer in a cold branch, and the slow path records it after each of its
-    /// switches. While it is true the thread stays panicking (the resumer is suspended in its
-    /// unwind), so every suspend takes the slow path.
+    /// Written only by the slow path and by the fast path's cold branch for a panicking
+    /// resumer; it is false whenever `fast_span` is not 0 (see `suspend`).
     resumer_panicking: Cell<bool>,
     /// The lowest usable address of our stack.
     stack_limit: usize,
@@ -147,6 +141,7 @@ pub struct Yielder<I, Y> {
     /// follow to the resumer (`Context::link_backtrace`, from `entry` on): a field here, not
     /// a word at the stack top, so that reaching it takes no load of `stack_top` first.
     resumer: Cell<Option<Context>>,
+    preserve_fp_env: bool,
     _types: Variance<I, Y>,
 }
 
@@ -181,20 +176,20 @@ impl<I, Y> Yielder<I, Y> {
     /// ```
     #[inline]
     pub fn suspend(&self, value: Y) -> I {
-        // The one test of the fast path. Whether we run on our own stack is checked by the
-        // resume we switch to (see the module docs), and nothing else a suspend depends on is
-        // a state of ours: the FP environment is the resumer's to switch, backtraces were
-        // linked to `resumer` in `entry`, and a suspend after a drop's unwind was caught goes
-        // to the drop, which unwinds us again.
+        // One comparison for the rare cases but one (`fast_span` is 0 for them), and one test
+        // for a panicking thread. Two branches, not `|`: combined, the compiler materialised
+        // `panicking()` as a flag and tested it again (three more instructions).
+        if stack_pointer().wrapping_sub(self.stack_limit) >= self.fast_span.get() {
+            return self.suspend_slow(value);
+        }
         if std::thread::panicking() {
             return self.suspend_slow(value);
         }
-        // The fast path: nothing unwinding, and (so) a resumer that was not panicking when it
-        // last switched into us.
+        // The fast path: on our own stack, nothing unwinding, a light coroutine whose resumer
+        // was not panicking when it last switched into us (so `resumer_panicking` is false).
         let mut message = MaybeUninit::new(Slot(value));
         // SAFETY: the resumer is the suspended light context that resumed us, on this thread,
-        // consumed here (if we run on our own stack; if not, it switches straight back, see
-        // `receive`); it reads `message` once before resuming us again.
+        // consumed here; it reads `message` once before resuming us again.
         let transfer = unsafe {
             self.resumer()
                 .switch_light_back(message.as_mut_ptr() as usize)
@@ -203,9 +198,11 @@ impl<I, Y> Yielder<I, Y> {
         unsafe { self.record_resumer(&transfer.from) };
         // The word first, then the thread's panic state: so the word need not be kept across
         // the test (`start_forced_unwind` notes a panicking resumer itself).
-        // SAFETY: the resumer's word, from `Resume::send`; `message` is ours again if the
-        // word is `Foreign`.
-        let input = unsafe { self.receive(transfer.data, &mut message) };
+        // SAFETY: the resumer's word, from `Resume::send`.
+        let input = match unsafe { Resume::receive(transfer.data) } {
+            Resume::Input(input) => input,
+            Resume::Unwind => self.start_forced_unwind(),
+        };
         if std::thread::panicking() {
             // Rare: take note, and send the next suspend down the slow path, which keeps
             // `resumer_panicking` exact from then on.
@@ -214,44 +211,43 @@ impl<I, Y> Yielder<I, Y> {
         input
     }
 
-    /// The suspend while the thread is panicking. Checks everything before it changes
-    /// anything: from another stack (a panic with a sentence), during our own unwind (abort).
+    /// The suspend of the rare cases: from another stack, while the thread is panicking, after
+    /// a drop asked us to unwind, after a resume by a panicking resumer, and every suspend of
+    /// a `preserve_fp_env` coroutine. Checks everything before it changes anything.
     #[cold]
     #[inline(never)]
     fn suspend_slow(&self, value: Y) -> I {
         self.check_may_suspend();
+        // From here on (again, after the first time) backtraces follow `resumer`, which holds
+        // the same context as the top cell `entry` linked them to, and which the fast path
+        // keeps up to date (it does not touch the top cell).
+        // SAFETY: `stack_top` is the top our context was made with and we run; the yielder
+        // stays in `entry`'s frame, unmoved (only borrowed), until our last switch, and its
+        // `resumer` always holds a suspended context. Resumers only nest: the links never loop.
+        unsafe { Context::link_backtrace(self.stack_top as *mut u8, self.resumer.as_ptr()) };
         let mut message = MaybeUninit::new(Slot(value));
-        // SAFETY: as in `suspend` (and we run on our own stack: checked).
+        // SAFETY: as in `suspend`; the kind of switch is the one our frames are made for.
         let transfer = unsafe {
-            self.resumer()
-                .switch_light_back(message.as_mut_ptr() as usize)
+            switch_back(
+                self.resumer(),
+                message.as_mut_ptr() as usize,
+                self.preserve_fp_env,
+            )
         };
         // SAFETY: we were just switched into.
         unsafe { self.record_resumer(&transfer.from) };
-        self.resumer_panicking.set(std::thread::panicking());
-        // SAFETY: as in `suspend`.
-        unsafe { self.receive(transfer.data, &mut message) }
-    }
-
-    /// The input of the resume that switched into us with `word`, or what its other messages
-    /// mean: unwind (a drop), or refuse the suspend, with `message` still ours (it came from
-    /// another stack than ours; see the module docs).
-    ///
-    /// # Safety
-    /// - `word` is what the switch into us passed, from `Resume::send`; `message` is the
-    ///   initialised message of the suspend that switch returned to, unread by the resumer if
-    ///   `word` is `Foreign`.
-    #[inline(always)]
-    unsafe fn receive(&self, word: usize, message: &mut MaybeUninit<Slot<Y>>) -> I {
-        // SAFETY: the caller's obligation.
-        match unsafe { Resume::receive(word) } {
+        let resumer_panicking = std::thread::panicking();
+        self.resumer_panicking.set(resumer_panicking);
+        let fast = !(resumer_panicking || self.unwinding.get() || self.preserve_fp_env);
+        self.fast_span.set(if fast {
+            self.stack_top - self.stack_limit
+        } else {
+            0
+        });
+        // SAFETY: the resumer's word, from `Resume::send`.
+        match unsafe { Resume::receive(transfer.data) } {
             Resume::Input(input) => input,
             Resume::Unwind => self.start_forced_unwind(),
-            Resume::Foreign => {
-                // SAFETY: the resumer did not read it (caller's obligation); dropped once.
-                unsafe { message.assume_init_drop() };
-                foreign_yielder()
-            }
         }
     }
 
@@ -280,12 +276,12 @@ impl<I, Y> Yielder<I, Y> {
         unsafe { ptr::write(self.resumer.as_ptr(), Some(ptr::read(from))) };
     }
 
-    /// The fast path's note that the thread was panicking when it switched into us: the
-    /// next suspend finds it panicking still and takes the slow path, which reads this.
+    /// The fast path's note that the thread was panicking when it switched into us.
     #[cold]
     #[inline(never)]
     fn resumed_while_panicking(&self) {
         self.resumer_panicking.set(true);
+        self.fast_span.set(0);
     }
 
     /// What a suspend does when a drop resumes it to unwind: unwinds, to the first frame.
@@ -298,6 +294,7 @@ impl<I, Y> Yielder<I, Y> {
             self.resumed_while_panicking();
         }
         self.unwinding.set(true);
+        self.fast_span.set(0);
         panic::resume_unwind(Box::new(ForcedUnwind))
     }
 
@@ -308,9 +305,9 @@ impl<I, Y> Yielder<I, Y> {
         stack_pointer().wrapping_sub(self.stack_limit) < self.stack_top - self.stack_limit
     }
 
-    /// The checks of a suspend while the thread is panicking: returns if the suspend may go
-    /// ahead (the resumer is unwinding, not us), diverges if not. Changes nothing before it
-    /// decides.
+    /// The slow path of a suspend from another stack, while the thread is panicking, or after a
+    /// drop asked us to unwind: returns if the suspend may go ahead (the resumer is unwinding,
+    /// not us), diverges if not. Changes nothing before it decides.
     #[cold]
     #[inline(never)]
     #[track_caller]
@@ -374,7 +371,11 @@ impl<I, Y> fmt::Debug for Yielder<I, Y> {
 /// - Only reached through the trampoline of a context made by `Coroutine::place`, with
 ///   `arg` the address of the `Start<F>` it wrote and `data` the word of a `Resume<I>` (see
 ///   `Resume::send`).
-pub(super) unsafe extern "C" fn entry<I, Y, R, F>(from: Context, data: usize, arg: usize) -> !
+pub(super) unsafe extern "C" fn entry<I, Y, R, F, const FP_ENV: bool>(
+    from: Context,
+    data: usize,
+    arg: usize,
+) -> !
 where
     F: FnOnce(&Yielder<I, Y>, I) -> R,
 {
@@ -389,19 +390,16 @@ where
     let first = unsafe { Resume::<I>::receive(data) };
     let yielder = Yielder {
         unwinding: Cell::new(false),
+        // The first suspend takes the slow path, which links backtraces to `resumer`.
+        fast_span: Cell::new(0),
         resumer_panicking: Cell::new(resumer_panicking),
         stack_limit,
         // The context was laid out below `arg`, so every frame of this coroutine is too.
         stack_top: arg,
         resumer: Cell::new(Some(from)),
+        preserve_fp_env: FP_ENV,
         _types: PhantomData,
     };
-    // From here on backtraces follow `resumer`, which holds the same context as the top cell
-    // and which every switch into us keeps up to date (the top cell is not touched again).
-    // SAFETY: `arg` is the top our context was made with and we run; the yielder stays in
-    // this frame, unmoved (only borrowed), until our last switch, and its `resumer` always
-    // holds a suspended context. Resumers only nest: the links never loop.
-    unsafe { Context::link_backtrace(arg as *mut u8, yielder.resumer.as_ptr()) };
     let reply: Suspend<Y, R> = match first {
         Resume::Input(input) => {
             match panic::catch_unwind(AssertUnwindSafe(|| f(&yielder, input))) {
@@ -409,9 +407,8 @@ where
                 Err(p) => unwound_or_panicked(p, yielder.unwinding.get()),
             }
         }
-        // Not reachable: a coroutine that never started is dropped without a switch, and
-        // `Foreign` only goes to a frame that a suspend left.
-        Resume::Unwind | Resume::Foreign => {
+        // Not reachable: a coroutine that never started is dropped without a switch.
+        Resume::Unwind => {
             drop(f);
             Suspend::Unwound
         }
@@ -425,10 +422,19 @@ where
     // address) and releases this stack without ever resuming this frame, so nothing here
     // runs again.
     let word = reply.as_mut_ptr() as usize + LAST;
-    // SAFETY: the final switch (above); the resumer's frame is a light one, suspended by
-    // `switch_light` (a `preserve_fp_env` coroutine's too: its resumer switches the FP
-    // environment itself, around the light switch), and `exit_light` never returns.
-    unsafe { resumer.exit_light(word) }
+    if FP_ENV {
+        // SAFETY: the final switch (above); the resumer's frame is a full one, suspended by
+        // an FP-environment switch.
+        unsafe {
+            Context::end_at_next_switch();
+            resumer.switch_fpenv_back(word)
+        };
+        fatal("a finished coroutine was resumed")
+    } else {
+        // SAFETY: the final switch (above); the resumer's frame is a light one, suspended by
+        // `switch_light`, and `exit_light` never returns.
+        unsafe { resumer.exit_light(word) }
+    }
 }
 
 /// What a panic that reached the coroutine's first frame means: the end of the forced unwind
@@ -439,5 +445,20 @@ fn unwound_or_panicked<Y, R>(payload: Box<dyn Any + Send>, dropping: bool) -> Su
         Suspend::Unwound
     } else {
         Suspend::Panic(payload)
+    }
+}
+
+/// Switches from the coroutine back to its resumer.
+///
+/// # Safety
+/// - As `Context::switch`.
+#[inline(always)]
+unsafe fn switch_back(resumer: Context, data: usize, fpenv: bool) -> Transfer {
+    if fpenv {
+        // SAFETY: forwarded.
+        unsafe { resumer.switch_fpenv_back(data) }
+    } else {
+        // SAFETY: forwarded.
+        unsafe { resumer.switch_light_back(data) }
     }
 }
