@@ -501,3 +501,83 @@ fn a_forced_unwind_payload_raised_in_another_coroutine_is_an_ordinary_panic() {
         "the resume panicked with a message of its own"
     );
 }
+
+/// Counts its drops: for the values of suspends that were refused or cut short.
+struct Counted(Rc<std::cell::Cell<u32>>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+/// What item 17's refusal guarantees about the suspend's value, for any place the check is
+/// made (on the suspend's side before it switches, or by the resume it would land in): the
+/// refused value is dropped once, in the misused suspend, before its panic leaves the child,
+/// and the first yield the outer resumer sees is the outer coroutine's own. With and without
+/// the FP environment kept (a second kind of switch on both sides).
+#[test]
+fn a_refused_suspend_drops_its_value_once_and_the_resumer_sees_only_the_outer_yield() {
+    let _serial = serial();
+    for preserve_fp_env in [false, true] {
+        let drops = Rc::new(std::cell::Cell::new(0));
+        let counter = drops.clone();
+        let mut outer: Coroutine<(), Counted, bool> = Builder::new()
+            .preserve_fp_env(preserve_fp_env)
+            .build(move |y, ()| {
+                let misused = counter.clone();
+                let refused = ScopedCoroutine::with(
+                    move |_: &Yielder<_, ()>, outer_yielder: &Yielder<(), Counted>| {
+                        outer_yielder.suspend(Counted(misused));
+                    },
+                    |child| panic::catch_unwind(AssertUnwindSafe(|| child.resume(y))).is_err(),
+                )
+                .unwrap();
+                // Dropped by the refused suspend, before its panic reached the child's end.
+                assert_eq!(counter.get(), 1);
+                y.suspend(Counted(counter.clone()));
+                refused
+            })
+            .unwrap();
+        match outer.resume(()) {
+            CoroutineResult::Yield(_own) => assert_eq!(drops.get(), 1, "{preserve_fp_env}"),
+            CoroutineResult::Return(_) => panic!("the outer coroutine ended early"),
+        }
+        assert_eq!(drops.get(), 2, "the yielded value, dropped by the match");
+        assert!(matches!(outer.resume(()), CoroutineResult::Return(true)));
+        assert_eq!(drops.get(), 2);
+    }
+}
+
+/// A suspend after user code caught the drop's unwind is unwound again (the coroutine must
+/// end): the drop ends, every destructor on the coroutine's stack runs, and that suspend's
+/// value is dropped once. (Regression guard for the `unwinding` test of the suspend, wherever
+/// it is made: without it the suspend yields into the drop, which panics, "a coroutine
+/// yielded while being unwound".)
+#[test]
+fn a_suspend_after_a_caught_forced_unwind_is_unwound_again_by_the_drop() {
+    let _serial = serial();
+    let drops = Rc::new(std::cell::Cell::new(0));
+    let log = Rc::new(RefCell::new(Vec::new()));
+    struct Note(Rc<RefCell<Vec<&'static str>>>, &'static str);
+    impl Drop for Note {
+        fn drop(&mut self) {
+            self.0.borrow_mut().push(self.1);
+        }
+    }
+    let (counter, notes) = (drops.clone(), log.clone());
+    let mut co: Coroutine<(), Counted, ()> = Coroutine::new(move |y, ()| {
+        let _frame = Note(notes.clone(), "frame");
+        let first = panic::catch_unwind(AssertUnwindSafe(|| y.suspend(Counted(counter.clone()))));
+        assert!(first.is_err(), "the drop's unwind, caught");
+        notes.borrow_mut().push("caught");
+        y.suspend(Counted(counter.clone()));
+        notes.borrow_mut().push("resumed after the unwind");
+    })
+    .unwrap();
+    assert!(matches!(co.resume(()), CoroutineResult::Yield(_)));
+    assert_eq!(drops.get(), 1);
+    drop(co);
+    assert_eq!(*log.borrow(), ["caught", "frame"]);
+    assert_eq!(drops.get(), 2);
+}
