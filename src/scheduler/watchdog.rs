@@ -506,9 +506,10 @@ fn run_inline(options: RunOptions) -> Result<*const Inner> {
         // The common case, with what `switch_after_mail` would test again left out: no hook
         // is on (looked at after the mail), `next` is the current tasklet (null or in the
         // ring), and `refuse_switch(true)` above found the stack not unwinding, which nothing
-        // since could change (no user code ran).
+        // since could change (no user code ran). `next` may be `me` if the mail woke it back
+        // into the ring: tested (`MAY_BE_PREV`).
         // SAFETY: `me` is running; `next` (if any) is a ring member; as just said.
-        unsafe { s.switch_quiet::<true>(me, next) }
+        unsafe { s.switch_quiet::<true, true>(me, next) }
     } else {
         // SAFETY: `me` is running; `next` (if any) is a ring member.
         unsafe { s.switch_after_mail(me, next) }
