@@ -117,9 +117,14 @@ pub(super) struct Start<F> {
 /// unwind is refused the same way; if user code catches the payload and then suspends, the
 /// unwind starts again, since the coroutine must end. A payload carried by user code to the
 /// first frame of a coroutine that is not being dropped is an ordinary panic of it.
+///
+/// `repr(C)`, with `stack_limit` and `fast_span` first: the fast path's range check on x86_64
+/// reads them at fixed offsets from the `Yielder`'s address, as memory operands of its `asm!`
+/// block ([`Yielder::off_fast_path`]; the offsets are checked below the type).
+#[repr(C)]
 pub struct Yielder<I, Y> {
-    /// Set once a drop asked us to unwind.
-    unwinding: Cell<bool>,
+    /// The lowest usable address of our stack.
+    stack_limit: usize,
     /// `stack_top - stack_limit` while a suspend may take the fast path, else 0: then no stack
     /// pointer passes the fast path's range check, and every suspend takes the slow path,
     /// which checks each condition itself. It is 0 until the first suspend (which links
@@ -131,8 +136,8 @@ pub struct Yielder<I, Y> {
     /// Written only by the slow path and by the fast path's cold branch for a panicking
     /// resumer; it is false whenever `fast_span` is not 0 (see `suspend`).
     resumer_panicking: Cell<bool>,
-    /// The lowest usable address of our stack.
-    stack_limit: usize,
+    /// Set once a drop asked us to unwind.
+    unwinding: Cell<bool>,
     /// Where our first frame starts: every frame of the coroutine is below.
     stack_top: usize,
     /// The context that resumed us: stored after every switch into us, read by the suspend
@@ -148,6 +153,21 @@ pub struct Yielder<I, Y> {
 /// Makes [`Yielder`] covariant in `I`, contravariant in `Y` (see the coroutine module docs),
 /// and `!Send`.
 type Variance<I, Y> = PhantomData<(fn(Y) -> I, *mut ())>;
+
+/// Where the fast path's `asm!` range check reads `stack_limit` and `fast_span`: the same for
+/// every `I` and `Y` (`repr(C)`, both fields ahead of anything whose layout depends on them),
+/// so checking one instance checks all.
+#[cfg(target_arch = "x86_64")]
+const OFF_LIMIT: usize = 0;
+#[cfg(target_arch = "x86_64")]
+const OFF_SPAN: usize = 8;
+#[cfg(target_arch = "x86_64")]
+const _: () = {
+    assert!(core::mem::offset_of!(Yielder<(), ()>, stack_limit) == OFF_LIMIT);
+    assert!(core::mem::offset_of!(Yielder<(), ()>, fast_span) == OFF_SPAN);
+    assert!(core::mem::offset_of!(Yielder<String, [u128; 3]>, stack_limit) == OFF_LIMIT);
+    assert!(core::mem::offset_of!(Yielder<String, [u128; 3]>, fast_span) == OFF_SPAN);
+};
 
 impl<I, Y> Yielder<I, Y> {
     /// Suspends the coroutine, handing `value` to the
@@ -179,7 +199,7 @@ impl<I, Y> Yielder<I, Y> {
         // One comparison for the rare cases but one (`fast_span` is 0 for them), and one test
         // for a panicking thread. Two branches, not `|`: combined, the compiler materialised
         // `panicking()` as a flag and tested it again (three more instructions).
-        if stack_pointer().wrapping_sub(self.stack_limit) >= self.fast_span.get() {
+        if self.off_fast_path() {
             return self.suspend_slow(value);
         }
         if std::thread::panicking() {
@@ -209,6 +229,43 @@ impl<I, Y> Yielder<I, Y> {
             self.resumed_while_panicking();
         }
         input
+    }
+
+    /// The fast path's range check: true unless the stack pointer is in
+    /// `[stack_limit, stack_limit + fast_span)`, i.e. true off our own stack and whenever
+    /// `fast_span` is 0 (see the field). Unsigned: a stack pointer below the limit wraps round
+    /// to a huge offset.
+    #[inline(always)]
+    fn off_fast_path(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // One `asm!` block with memory operands and a jump to a label: four instructions
+            // (the compiler, given the same arithmetic in Rust, loaded both fields into
+            // registers first, and kept the loop's first values in them as phis: six).
+            // SAFETY: reads rsp and the two fields of `self` (a live, aligned `Yielder`; the
+            // offsets are checked where they are defined) into a scratch register and the
+            // flags; writes nothing else. Not `nomem`: it reads `self`'s memory, which
+            // `Cell::set` writes, so the compiler must not move it across such a store.
+            unsafe {
+                core::arch::asm!(
+                    "mov {t}, rsp",
+                    "sub {t}, qword ptr [{y} + {limit}]",
+                    "cmp {t}, qword ptr [{y} + {span}]",
+                    "jae {off}",
+                    t = out(reg) _,
+                    y = in(reg) self,
+                    limit = const OFF_LIMIT,
+                    span = const OFF_SPAN,
+                    off = label { return true },
+                    options(nostack, readonly),
+                );
+            }
+            false
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            stack_pointer().wrapping_sub(self.stack_limit) >= self.fast_span.get()
+        }
     }
 
     /// The suspend of the rare cases: from another stack, while the thread is panicking, after
