@@ -336,6 +336,11 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     #[inline(always)]
     pub fn resume(&mut self, input: I) -> CoroutineResult<Y, R> {
         if !self.light_resumable {
+            // Cold: the light path then falls through and loops straight back in a caller's
+            // loop (no `jmp` round the out-of-line call), and the compiler stopped keeping
+            // the finished path's thread-local offset in a register the switch clobbers
+            // (moved to rbx and back around every switch). Switch round trip 48 -> 46.
+            std::hint::cold_path();
             return self.resume_other(input);
         }
         // SAFETY: `light_resumable`: a light coroutine that has not finished.
@@ -368,6 +373,8 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     #[inline(always)]
     pub fn try_resume(&mut self, input: I) -> Result<CoroutineResult<Y, R>, ResumeError> {
         if !self.light_resumable {
+            // Cold, as in `resume`.
+            std::hint::cold_path();
             return self.try_resume_other(input);
         }
         // SAFETY: `light_resumable`: a light coroutine that has not finished.
