@@ -10,9 +10,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 const BLOCK: u64 = 1024;
 static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
 
+/// This thread's block: the next id and the end of the block. Two cells, so that taking an
+/// id stores only `next` (as one pair, both words were stored back every time).
+struct Range {
+    next: Cell<u64>,
+    end: Cell<u64>,
+}
+
 thread_local! {
-    /// (next id, end of this thread's block)
-    static RANGE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    static RANGE: Range = const {
+        Range {
+            next: Cell::new(0),
+            end: Cell::new(0),
+        }
+    };
 }
 
 /// A new id, unique in the process.
@@ -20,15 +31,26 @@ thread_local! {
 pub(crate) fn next() -> u64 {
     RANGE
         .try_with(|r| {
-            let (mut next, mut end) = r.get();
-            if next == end {
-                next = NEXT_BLOCK.fetch_add(BLOCK, Ordering::Relaxed);
-                end = next + BLOCK;
+            let next = r.next.get();
+            if next != r.end.get() {
+                r.next.set(next + 1);
+                next
+            } else {
+                refill(r)
             }
-            r.set((next + 1, end));
-            next
         })
         .unwrap_or_else(|_| NEXT_BLOCK.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Takes a new block for this thread (once every [`BLOCK`] ids, and first of all) and hands
+/// out its first id. Out of line: the common path is a load, a comparison and a store.
+#[cold]
+#[inline(never)]
+fn refill(r: &Range) -> u64 {
+    let next = NEXT_BLOCK.fetch_add(BLOCK, Ordering::Relaxed);
+    r.end.set(next + BLOCK);
+    r.next.set(next + 1);
+    next
 }
 
 #[cfg(test)]
