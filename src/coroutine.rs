@@ -265,10 +265,11 @@ pub struct Coroutine<I, Y, R> {
     light_resumable: bool,
     id: u64,
     preserve_fp_env: bool,
-    /// Until the first resume, the closure lives at the top of the stack, here.
+    /// Where `place` wrote the closure, at the top of the stack: for the placement tests only.
+    /// (A coroutine dropped before it started has its closure dropped by its own first frame,
+    /// so neither this nor a drop function is kept: two stores fewer per spawn.)
+    #[cfg(test)]
     closure: *mut u8,
-    /// Drops the closure in place if the coroutine is dropped before it started.
-    drop_closure: unsafe fn(*mut u8),
     _types: Variance<I, Y, R>,
 }
 
@@ -530,37 +531,32 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     /// [`Drop`] of a coroutine that has not finished: drops its closure, or unwinds it.
     #[inline(never)]
     fn drop_unfinished(&mut self) {
-        match self.state {
-            State::NotStarted => {
-                // SAFETY: the closure was written at `closure` by `place` and never moved out,
-                // since the coroutine never started.
-                unsafe { (self.drop_closure)(self.closure) };
-                self.finish();
-            }
-            State::Suspended => {
-                if cfg!(panic = "abort") {
-                    // No unwinding: the frames are abandoned, and so is their stack, which
-                    // stays mapped: a thread they started (a scoped one) may still use it.
-                    // (The context is plain data: clearing it releases nothing.)
-                    self.context = None;
-                    mem::forget(self.stack.take());
-                    self.state = State::Finished;
-                    self.light_resumable = false;
-                    return;
-                }
-                match self.switch_in(Resume::Unwind) {
-                    Suspend::Unwound | Suspend::Return(_) => {}
-                    Suspend::Panic(payload) => {
-                        // A destructor panicked while unwinding: report it unless we are
-                        // already unwinding ourselves (a second panic would abort).
-                        if !std::thread::panicking() {
-                            panic::resume_unwind(payload);
-                        }
-                    }
-                    Suspend::Yield(_) => unreachable!("a coroutine yielded while being unwound"),
+        if self.state == State::Suspended && cfg!(panic = "abort") {
+            // No unwinding: the frames are abandoned, and so is their stack, which stays
+            // mapped: a thread they started (a scoped one) may still use it. (The context is
+            // plain data: clearing it releases nothing.)
+            self.context = None;
+            mem::forget(self.stack.take());
+            self.state = State::Finished;
+            self.light_resumable = false;
+            return;
+        }
+        // Suspended: unwinds the coroutine from its suspension point. Not started: its first
+        // frame (`entry`) gets the unwind message first and drops the closure on the
+        // coroutine's own stack, a panic of that drop caught and sent back like a panic of the
+        // unwind (nothing unwinds, so this works with `panic = "abort"` too). Either way the
+        // last message finishes the coroutine (its stack back to the pool) before anything
+        // here can panic.
+        match self.switch_in(Resume::Unwind) {
+            Suspend::Unwound | Suspend::Return(_) => {}
+            Suspend::Panic(payload) => {
+                // A destructor panicked: report it unless we are already unwinding ourselves
+                // (a second panic would abort).
+                if !std::thread::panicking() {
+                    panic::resume_unwind(payload);
                 }
             }
-            State::Finished => {}
+            Suspend::Yield(_) => unreachable!("a coroutine yielded while being unwound"),
         }
     }
 }

@@ -93,6 +93,47 @@ fn dropping_an_unstarted_coroutine_drops_its_closure() {
 }
 
 #[test]
+fn dropping_an_unstarted_coroutine_drops_its_closure_on_every_kind_of_coroutine() {
+    // The closure is dropped by the coroutine's first frame (a switch in with the unwind
+    // message): for the FP-environment switch and for a boxed (over-aligned) closure too.
+    #[repr(align(4096))]
+    struct Big(#[allow(dead_code)] u8);
+    let drops = Rc::new(Cell::new(0));
+    for fp in [false, true] {
+        let c = Counted(drops.clone());
+        let co: Coroutine<(), (), ()> = Builder::new()
+            .preserve_fp_env(fp)
+            .build(move |_, ()| drop(c))
+            .unwrap();
+        drop(co);
+        let (c, big) = (Counted(drops.clone()), Big(1));
+        let co: Coroutine<(), (), ()> = Builder::new()
+            .preserve_fp_env(fp)
+            .build(move |_, ()| drop((c, big)))
+            .unwrap();
+        drop(co);
+    }
+    assert_eq!(drops.get(), 4);
+}
+
+#[test]
+fn a_panic_dropping_an_unstarted_coroutine_comes_out_of_the_drop() {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("closure drop");
+        }
+    }
+    let p = PanicsOnDrop;
+    let co: Coroutine<(), (), ()> = Coroutine::new(move |_, ()| drop(p)).unwrap();
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(co))).unwrap_err();
+    assert_eq!(err.downcast_ref::<&str>(), Some(&"closure drop"));
+    // The coroutine finished (its stack went back to the pool): the thread goes on as usual.
+    let mut next: Coroutine<(), (), u8> = Coroutine::new(|_, ()| 7).unwrap();
+    assert_eq!(next.resume(()), CoroutineResult::Return(7));
+}
+
+#[test]
 fn a_caught_forced_unwind_is_rethrown_at_the_next_suspend() {
     let drops = Rc::new(Cell::new(0));
     let d = drops.clone();

@@ -107,18 +107,11 @@ impl<I, Y, R> Coroutine<I, Y, R> {
             light_resumable: !preserve_fp_env,
             id,
             preserve_fp_env,
+            #[cfg(test)]
             closure: closure as *mut u8,
-            drop_closure: drop_in_place_as::<Start<F>>,
             _types: PhantomData,
         }
     }
-}
-
-/// # Safety
-/// - `p` must point to a valid `F` that is not used afterwards.
-unsafe fn drop_in_place_as<F>(p: *mut u8) {
-    // SAFETY: forwarded obligation.
-    unsafe { ptr::drop_in_place(p as *mut F) }
 }
 
 #[cfg(test)]

@@ -464,11 +464,13 @@ where
                 Err(p) => unwound_or_panicked(p, yielder.unwinding.get()),
             }
         }
-        // Not reachable: a coroutine that never started is dropped without a switch.
-        Resume::Unwind => {
-            drop(f);
-            Suspend::Unwound
-        }
+        // A coroutine dropped before it started: its closure is dropped here, on its own
+        // stack (its `Coroutine` keeps no drop function for it). A panic of that drop is
+        // caught, as a panic of the body would be: nothing may unwind past this frame.
+        Resume::Unwind => match panic::catch_unwind(AssertUnwindSafe(move || drop(f))) {
+            Ok(()) => Suspend::Unwound,
+            Err(p) => Suspend::Panic(p),
+        },
     };
     // SAFETY: we run; the switch below resumes it.
     let resumer = unsafe { yielder.resumer() };
