@@ -337,11 +337,6 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     #[inline(always)]
     pub fn resume(&mut self, input: I) -> CoroutineResult<Y, R> {
         if !self.light_resumable {
-            // Cold: the light path then falls through and loops straight back in a caller's
-            // loop (no `jmp` round the out-of-line call), and the compiler stopped keeping
-            // the finished path's thread-local offset in a register the switch clobbers
-            // (moved to rbx and back around every switch). Switch round trip 48 -> 46.
-            std::hint::cold_path();
             return self.resume_other(input);
         }
         // SAFETY: `light_resumable`: a light coroutine that has not finished.
@@ -349,6 +344,12 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     }
 
     /// [`Coroutine::resume`] off the light path (see [`Coroutine::try_resume_other`]).
+    ///
+    /// Cold, which makes its call site cold: the light path then falls through and loops
+    /// straight back in a caller's loop (no `jmp` round this call), and the compiler stopped
+    /// keeping the finished path's thread-local offset in a register the switch clobbers
+    /// (moved to rbx and back around every switch): switch round trip 48 -> 46.
+    #[cold]
     #[inline(never)]
     fn resume_other(&mut self, input: I) -> CoroutineResult<Y, R> {
         match self.try_resume_other(input) {
@@ -374,8 +375,6 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     #[inline(always)]
     pub fn try_resume(&mut self, input: I) -> Result<CoroutineResult<Y, R>, ResumeError> {
         if !self.light_resumable {
-            // Cold, as in `resume`.
-            std::hint::cold_path();
             return self.try_resume_other(input);
         }
         // SAFETY: `light_resumable`: a light coroutine that has not finished.
@@ -384,7 +383,9 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     }
 
     /// [`Coroutine::try_resume`] of a finished coroutine or of one that keeps the FP
-    /// environment: out of line, so that the light path stays one test.
+    /// environment: out of line, so that the light path stays one test; cold, as
+    /// [`Coroutine::resume_other`].
+    #[cold]
     #[inline(never)]
     fn try_resume_other(&mut self, input: I) -> Result<CoroutineResult<Y, R>, ResumeError> {
         match self.state {

@@ -120,7 +120,7 @@ pub(super) struct Start<F> {
 ///
 /// `repr(C)`, with `stack_limit` and `fast_span` first: the fast path's range check on x86_64
 /// reads them at fixed offsets from the `Yielder`'s address, as memory operands of its `asm!`
-/// block ([`Yielder::off_fast_path`]; the offsets are checked below the type).
+/// block (`Yielder::off_fast_path`; the offsets are checked below the type).
 #[repr(C)]
 pub struct Yielder<I, Y> {
     /// The lowest usable address of our stack.
@@ -157,11 +157,11 @@ type Variance<I, Y> = PhantomData<(fn(Y) -> I, *mut ())>;
 /// Where the fast path's `asm!` range check reads `stack_limit` and `fast_span`: the same for
 /// every `I` and `Y` (`repr(C)`, both fields ahead of anything whose layout depends on them),
 /// so checking one instance checks all.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", microthread_asm_goto))]
 const OFF_LIMIT: usize = 0;
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", microthread_asm_goto))]
 const OFF_SPAN: usize = 8;
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", microthread_asm_goto))]
 const _: () = {
     assert!(core::mem::offset_of!(Yielder<(), ()>, stack_limit) == OFF_LIMIT);
     assert!(core::mem::offset_of!(Yielder<(), ()>, fast_span) == OFF_SPAN);
@@ -237,7 +237,9 @@ impl<I, Y> Yielder<I, Y> {
     /// to a huge offset.
     #[inline(always)]
     fn off_fast_path(&self) -> bool {
-        #[cfg(target_arch = "x86_64")]
+        // `asm!` label operands need Rust 1.87 (the build script's `microthread_asm_goto`);
+        // older compilers, and the other architectures, compare in Rust.
+        #[cfg(all(target_arch = "x86_64", microthread_asm_goto))]
         {
             // One `asm!` block with memory operands and a jump to a label: four instructions
             // (the compiler, given the same arithmetic in Rust, loaded both fields into
@@ -262,7 +264,7 @@ impl<I, Y> Yielder<I, Y> {
             }
             false
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(not(all(target_arch = "x86_64", microthread_asm_goto)))]
         {
             stack_pointer().wrapping_sub(self.stack_limit) >= self.fast_span.get()
         }
