@@ -15,8 +15,10 @@
 //! predicts them (main blocking with nothing runnable; the last tasklet ending or blocking
 //! while main is blocked).
 //!
-//! Each property runs twice: with `Channel`s and with `LocalChannel`s (the same model: a
-//! `LocalChannel` behaves as a `Channel` for the tasklets of its thread).
+//! Each property runs three times: with `Channel`s, with `LocalChannel`s and with
+//! `BufferedChannel`s of capacity 0 (the same model: a `LocalChannel` behaves as a `Channel`
+//! for the tasklets of its thread, and a `BufferedChannel` without a buffer is a rendezvous
+//! channel). `tests/prop_buffered.rs` checks buffered channels against a model of their own.
 //!
 //! Cases run one at a time, each on a fresh thread (see `on_thread` in the included file): a
 //! deadlocking case must see no other thread with a scheduler, or it would sleep until that
@@ -87,6 +89,13 @@ proptest! {
     }
 
     #[test]
+    fn unbuffered_buffered_channel_programs_follow_the_model(
+        prog in program(channel_op, 1..=5, 8, 1..=3)
+    ) {
+        check_on(&prog, ChannelKind::Buffered0)?;
+    }
+
+    #[test]
     fn rendezvous_on_one_channel_follows_the_decision_table(
         prog in program(rendezvous_op, 1..=4, 6, 1..=1)
     ) {
@@ -98,5 +107,12 @@ proptest! {
         prog in program(rendezvous_op, 1..=4, 6, 1..=1)
     ) {
         check_on(&prog, ChannelKind::Local)?;
+    }
+
+    #[test]
+    fn rendezvous_on_one_unbuffered_buffered_channel_follows_the_decision_table(
+        prog in program(rendezvous_op, 1..=4, 6, 1..=1)
+    ) {
+        check_on(&prog, ChannelKind::Buffered0)?;
     }
 }

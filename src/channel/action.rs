@@ -4,9 +4,10 @@
 use std::ptr;
 use std::time::Instant;
 
-use super::core::{ChannelLock, Core, Msg};
+use super::buffered::Ring;
+use super::core::{ChannelLock, Core, Guard, Msg};
 use super::send_error::{send_error, SendError};
-use super::wait::wake_on_its_thread;
+use super::wait::{wake_on_its_thread, Waiter};
 use crate::error::{Error, Payload, Result};
 use crate::scheduler::blocking::{scheduler, AnyChannel, ChannelInfo, Scheduler};
 
@@ -15,6 +16,32 @@ pub(super) trait Handle: AnyChannel + Sized {
     type Item: 'static;
     type Lock: ChannelLock;
     fn core(&self) -> &Core<Self::Item, Self::Lock>;
+    /// The channel's buffer: `Some` for a [`BufferedChannel`](super::BufferedChannel) only.
+    /// A constant `None` for the others, so that their buffered branches are compiled out.
+    fn ring(&self) -> Option<&Ring<Self::Item>>;
+}
+
+/// What a handle's shared state says about a buffer (see [`Handle::ring`]): a plain
+/// [`Core`] has none; a `BufferedCore` has its ring.
+pub(super) trait RingOf<T> {
+    fn ring(&self) -> Option<&Ring<T>>;
+}
+
+impl<T, L: ChannelLock> RingOf<T> for Core<T, L> {
+    #[inline(always)]
+    fn ring(&self) -> Option<&Ring<T>> {
+        None
+    }
+}
+
+/// How many values `h` holds in its buffer (0 without one).
+///
+/// # Safety
+/// The caller must hold `h`'s lock.
+#[inline(always)]
+pub(super) unsafe fn buffered_len<H: Handle>(h: &H) -> usize {
+    // SAFETY: forwarded.
+    h.ring().map_or(0, |r| unsafe { r.len() })
 }
 
 /// A channel action's result. The failure is boxed: it is rare, and a small `Outcome` keeps
@@ -220,6 +247,25 @@ unsafe fn rendezvous<H: Handle, const DIR: i8, const QUIET: bool>(
     debug_assert!(!QUIET || !s.hooks_on());
     let chan = h.core();
     let mut g = chan.lock_as(s as *const Scheduler as usize);
+    if let Some(ring) = h.ring() {
+        let st = g.state();
+        // SAFETY: under the channel's lock.
+        let buffered = unsafe {
+            if DIR > 0 {
+                // No receiver waits (one would take the value at once: the buffer is empty
+                // then), there is room, and the channel is not closing (a send that finds no
+                // receiver on a closing channel fails, below, as a block would).
+                st.balance >= 0 && !st.closing && ring.has_room()
+            } else {
+                ring.len() > 0
+            }
+        };
+        if buffered {
+            // SAFETY: forwarded (QUIET's obligation); under the lock `g` holds, the ring has
+            // room (a send) or a message (a receive).
+            return unsafe { buffered_action::<H, DIR, QUIET>(s, g, ring, msg) };
+        }
+    }
     let st = g.state();
     let cando = if DIR > 0 {
         st.balance < 0
@@ -310,11 +356,113 @@ fn action_again<H: Handle, const DIR: i8>(
 #[inline(never)]
 fn call_channel_callback<H: Handle, const DIR: i8>(h: &H, s: &Scheduler) -> Result<()> {
     s.before_channel_action(|| {
-        let b = h.core().lock().state().balance;
+        let mut g = h.core().lock();
+        let st = g.state();
+        let (b, closing) = (st.balance, st.closing);
+        // SAFETY: under the channel's lock.
+        let (len, room) = unsafe { (buffered_len(h), h.ring().is_some_and(|r| r.has_room())) };
+        drop(g);
         ChannelInfo {
             channel: h,
             sending: DIR > 0,
-            will_block: if DIR > 0 { b >= 0 } else { b <= 0 },
+            will_block: if DIR > 0 {
+                b >= 0 && (closing || !room)
+            } else {
+                b <= 0 && len == 0
+            },
         }
     })
+}
+
+/// A send into the buffer, or a receive from it, for the running tasklet of `s`, under the
+/// lock `g` holds: the send (`DIR` +1) appends `msg` and goes on; the receive (`DIR` -1)
+/// takes the oldest message and, if a sender waits (the buffer was full), moves that
+/// sender's message into the freed place and wakes it, as a rendezvous wakes its partner
+/// (the preference and `schedule_all` say whether the receiver switches to it).
+///
+/// # Safety
+/// With `QUIET`, `s.hooks_on()` must be false. `ring` must be the ring of the channel whose
+/// lock `g` holds, with room for a send or a message for a receive.
+#[inline(always)]
+unsafe fn buffered_action<H: Handle, const DIR: i8, const QUIET: bool>(
+    s: &Scheduler,
+    mut g: Guard<'_, H::Item, H::Lock>,
+    ring: &Ring<H::Item>,
+    msg: Option<Msg<H::Item>>,
+) -> Outcome<H::Item> {
+    let st = g.state();
+    if DIR > 0 {
+        if !QUIET && s.hooks_on() {
+            if let Err(e) = s.refuse_by_hooks(false) {
+                drop(g);
+                return Err(failure(e, msg));
+            }
+        }
+        let Some(msg) = msg else {
+            unreachable!("a send has a message")
+        };
+        // SAFETY: under the lock, with room (the caller's obligation).
+        unsafe { ring.push_back(msg) };
+        drop(g);
+        return Ok(None);
+    }
+    // A receive. Waiters of a vanished thread (only in a forked child) leave the queue, as
+    // in `rendezvous`: nothing will ever wake them.
+    let mut sender: Option<*const Waiter<H::Item>> = None;
+    while st.balance > 0 {
+        // SAFETY: a positive balance means a sender is queued; queued waiters are valid.
+        let w = unsafe { st.queue.pop_front_nonempty() };
+        // SAFETY: as above; a queued waiter's scheduler outlives it.
+        if !H::Lock::ONE_THREAD && unsafe { (*(*w).scheduler).ended() } {
+            st.balance -= 1;
+            continue;
+        }
+        sender = Some(w);
+        break;
+    }
+    // SAFETY: a waiter just popped is valid (its tasklet stays blocked until woken below).
+    let local = sender.map(|w| H::Lock::ONE_THREAD || ptr::eq(unsafe { (*w).scheduler }, s));
+    let switching = local == Some(true) && st.switches::<DIR>();
+    if !QUIET && s.hooks_on() {
+        if let Err(e) = s.refuse_by_hooks(switching) {
+            if let Some(w) = sender {
+                // Put back as it was: the refused operation leaves no trace.
+                // SAFETY: `w` was just popped, still valid and blocked.
+                unsafe { st.queue.push_front(w) };
+            }
+            drop(g);
+            return Err(failure(e, msg));
+        }
+    }
+    // SAFETY: under the lock, not empty (the caller's obligation).
+    let got = unsafe { ring.pop_front() };
+    let Some(w) = sender else {
+        drop(g);
+        return Ok(Some(got));
+    };
+    st.balance -= 1;
+    // SAFETY: a popped waiter is valid, its tasklet blocked; a blocked sender's slot holds
+    // its message, which moves into the place `got` left (FIFO: after every buffered one).
+    let partner = unsafe {
+        let slot = &mut *(*w).slot.get();
+        match slot.take() {
+            Some(m) => ring.push_back(m),
+            None => unreachable!("a blocked sender has its message"),
+        }
+        if local != Some(true) {
+            drop(wake_on_its_thread(g, w, None));
+            return Ok(Some(got));
+        }
+        (*w).tasklet
+    };
+    let schedule_all = st.schedule_all;
+    drop(g);
+    // SAFETY: the partner is a blocked tasklet of this thread, now out of the queue; with
+    // QUIET no hook is on (the caller's obligation; nothing since could set one).
+    match unsafe { s.wake_here::<QUIET>(partner, switching, schedule_all) } {
+        Ok(()) => Ok(Some(got)),
+        // As in `rendezvous`: the receive stands, the sender runs later.
+        Err(Error::Unwinding) if std::thread::panicking() => Ok(Some(got)),
+        Err(e) => Err(failure(e, Some(got))),
+    }
 }

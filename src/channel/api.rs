@@ -1,7 +1,8 @@
 //! The public methods of both channel types, written once: `channel_api!` expands to the
 //! operations, queries, settings, iterator, `IntoIterator`, `Debug` and [`AnyChannel`] impl of
-//! [`Channel`](super::Channel) and of [`LocalChannel`](super::LocalChannel), each documented
-//! with an example that runs on that type.
+//! [`Channel`](super::Channel), [`LocalChannel`](super::LocalChannel) and
+//! [`BufferedChannel`](super::BufferedChannel), each documented with an example that runs on
+//! that type (a `BufferedChannel`'s made by `new`, capacity 0: a rendezvous channel).
 //!
 //! [`AnyChannel`]: crate::scheduler::blocking::AnyChannel
 
@@ -43,7 +44,8 @@ assert_eq!(a.clone().id(), a.id());")]
             }
 
             /// Sends `value`: hands it to the first waiting receiver, or blocks until one
-            /// comes.
+            /// comes. (A [`BufferedChannel`](crate::channel::BufferedChannel) with room in its
+            /// buffer and no receiver waiting puts the value there and goes on.)
             ///
             /// # Errors
             /// [`Error::ClosedChannel`](crate::Error::ClosedChannel),
@@ -67,7 +69,9 @@ assert!(matches!(failed.error, microthread::Error::Deadlock));")]
             }
 
             /// Sends an error instead of a value: the receiver's `receive` returns
-            /// `Err(Error::Thrown(payload))` (Stackless `send_exception` / `send_throw`).
+            /// `Err(Error::Thrown(payload))` (Stackless `send_exception` / `send_throw`). It
+            /// travels as a value does (through the buffer of a
+            /// [`BufferedChannel`](crate::channel::BufferedChannel), in order).
             ///
             /// # Errors
             /// As `send`, with the payload given back.
@@ -88,6 +92,8 @@ assert_eq!(t.result::<&str>(), Some(\"stop\"));")]
             }
 
             /// Receives a value: takes the first waiting sender's, or blocks until one comes.
+            /// (A [`BufferedChannel`](crate::channel::BufferedChannel) gives its oldest buffered
+            /// value first, and moves the first waiting sender's value into the buffer.)
             ///
             /// # Errors
             /// [`Error::Thrown`](crate::Error::Thrown) if an error was sent instead of a
@@ -158,9 +164,9 @@ assert_eq!(failed.value, Some(4));")]
                 Ok(n)
             }
 
-            /// Iterates over received values; ends when the channel is closing and no sender
-            /// waits (Stackless: `StopIteration` when `closing and balance <= 0`). `&channel`
-            /// is `IntoIterator` too.
+            /// Iterates over received values; ends when the channel is closing, no sender
+            /// waits and no value is buffered (Stackless: `StopIteration` when `closing and
+            /// balance <= 0`). `&channel` is `IntoIterator` too.
             #[doc = example!($Ch, "let ch = Ch::new();
 for v in 1..=3u32 {
     let tx = ch.clone();
@@ -181,7 +187,9 @@ assert_eq!(n, 0); // closed: the loop ends at once")]
                 $Iter { channel: self }
             }
 
-            /// Senders waiting (positive) or receivers waiting (negative).
+            /// Senders waiting (positive) or receivers waiting (negative): blocked tasklets,
+            /// as Stackless counts them (a [`BufferedChannel`](crate::channel::BufferedChannel)'s
+            /// buffered values are not counted: see its `len`).
             #[doc = example!($Ch, "let ch = Ch::<u8>::new();
 for _ in 0..2 {
     let rx = ch.clone();
@@ -284,7 +292,9 @@ assert_eq!(*order.borrow(), [\"receiver\", \"sender\"]);")]
 
             /// Marks the channel closing: operations that find a partner still succeed (so
             /// blocked senders can be drained), operations that would block fail with
-            /// [`Error::ClosedChannel`](crate::Error::ClosedChannel). Nobody is woken.
+            /// [`Error::ClosedChannel`](crate::Error::ClosedChannel). Nobody is woken. (A
+            /// [`BufferedChannel`](crate::channel::BufferedChannel)'s receives drain its
+            /// buffer; a send that finds no receiver waiting fails, even with room.)
             #[doc = example!($Ch, "let ch = Ch::new();
 let tx = ch.clone();
 spawn(move || tx.send(1u8).unwrap())?;
@@ -316,7 +326,8 @@ assert!(ch.closing());")]
                 self.chan.lock().state().closing
             }
 
-            /// Closing and nobody waits: every further blocking operation fails.
+            /// Closing, nobody waits and nothing is buffered: every further blocking operation
+            /// fails.
             #[doc = example!($Ch, "let ch = Ch::<u8>::new();
 let rx = ch.clone();
 spawn(move || rx.receive())?;
@@ -328,7 +339,8 @@ assert!(ch.closed());")]
             pub fn closed(&self) -> bool {
                 let mut g = self.chan.lock();
                 let st = g.state();
-                st.closing && st.balance == 0
+                // SAFETY: under the channel's lock.
+                st.closing && st.balance == 0 && unsafe { action::buffered_len(self) } == 0
             }
         }
 
@@ -339,6 +351,10 @@ assert!(ch.closed());")]
             fn core(&self) -> &Core<T, Self::Lock> {
                 &self.chan
             }
+            #[inline(always)]
+            fn ring(&self) -> Option<&Ring<T>> {
+                RingOf::ring(&*self.chan)
+            }
         }
 
         impl<T> SealedChannel for $Ch<T> {}
@@ -347,6 +363,14 @@ assert!(ch.closed());")]
             forward_queries!($Ch: id -> u64, balance -> isize, preference -> i8,
                 schedule_all -> bool, closing -> bool, closed -> bool, queue -> Vec<u64>,
                 queue_tasklets -> Vec<Tasklet>);
+            fn len(&self) -> usize {
+                let _g = self.chan.lock();
+                // SAFETY: under the channel's lock.
+                unsafe { action::buffered_len(self) }
+            }
+            fn capacity(&self) -> usize {
+                Handle::ring(self).map_or(0, Ring::capacity)
+            }
             fn as_any(&self) -> &dyn Any {
                 self
             }
@@ -371,18 +395,24 @@ assert!(ch.closed());")]
         /// formatter's writer is the caller's code and may use this very channel.
         impl<T> fmt::Debug for $Ch<T> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                let (balance, preference, schedule_all, closing) = {
+                let ring = RingOf::ring(&*self.chan);
+                let (balance, preference, schedule_all, closing, len) = {
                     let mut g = self.chan.lock();
                     let st = g.state();
-                    (st.balance, st.preference, st.schedule_all, st.closing)
+                    // SAFETY: under the channel's lock.
+                    let len = ring.map(|r| unsafe { r.len() });
+                    (st.balance, st.preference, st.schedule_all, st.closing, len)
                 };
-                f.debug_struct(stringify!($Ch))
-                    .field("id", &self.chan.id)
+                let mut d = f.debug_struct(stringify!($Ch));
+                d.field("id", &self.chan.id)
                     .field("balance", &balance)
                     .field("preference", &preference)
                     .field("schedule_all", &schedule_all)
-                    .field("closing", &closing)
-                    .finish()
+                    .field("closing", &closing);
+                if let (Some(len), Some(r)) = (len, ring) {
+                    d.field("len", &len).field("capacity", &r.capacity());
+                }
+                d.finish()
             }
         }
 
@@ -398,7 +428,7 @@ spawn(move || {
 let mut values = ch.iter();
 assert_eq!(values.next().map(Result::unwrap), Some(1));
 assert_eq!(values.next().map(Result::unwrap), Some(2));
-assert!(values.next().is_none()); // closing, and no sender waits")]
+assert!(values.next().is_none()); // closing, and no sender waits (nothing buffered)")]
         pub struct $Iter<'a, T> {
             channel: &'a $Ch<T>,
         }
@@ -410,7 +440,9 @@ assert!(values.next().is_none()); // closing, and no sender waits")]
                 {
                     let mut g = self.channel.chan.lock();
                     let st = g.state();
-                    if st.closing && st.balance <= 0 {
+                    // SAFETY: under the channel's lock.
+                    let buffered = unsafe { action::buffered_len(self.channel) };
+                    if st.closing && st.balance <= 0 && buffered == 0 {
                         return None;
                     }
                 }

@@ -20,7 +20,8 @@ use std::any::Any;
 use std::fmt;
 use std::rc::Rc;
 
-use super::action::{self, Handle};
+use super::action::{self, Handle, RingOf};
+use super::buffered::Ring;
 use super::core::{Core, OneThread};
 use super::SendError;
 use crate::error::{Payload, Result};

@@ -1,5 +1,6 @@
 //! [`Channel`]: Stackless Python's rendezvous channel, between tasklets of one thread or of
-//! several.
+//! several; [`LocalChannel`], the same for values that are not `Send`; [`BufferedChannel`], a
+//! `Channel` with a FIFO buffer.
 //!
 //! A send blocks until a receiver takes the value, and a receive until a sender brings one.
 //! Blocked tasklets wait in one FIFO queue, all in the same direction; [`Channel::balance`] is
@@ -36,6 +37,7 @@
 //! | `stackless.get_channel_callback()` | [`channel_callback`] |
 //! | the callback's `(channel, tasklet, sending, will_block)` | [`ChannelEvent`]: `channel` is a [`&dyn AnyChannel`](AnyChannel) (query it, or `downcast_ref::<Channel<T>>()`), then `tasklet`, `sending`, `will_block` |
 //! | a channel of objects that are not thread-safe (any Python object) | [`LocalChannel`]: the same channel for tasklets of one thread, for any `T: 'static` (`Rc<RefCell<..>>`) |
+//! | none: Stackless has no buffered channel (Go's `make(chan T, n)`) | [`BufferedChannel::with_capacity(n)`](BufferedChannel::with_capacity): sends go on while fewer than `n` values wait to be received; see [Buffered channels](#buffered-channels) |
 //!
 //! ```
 //! use microthread::{channel::Channel, scheduler, spawn};
@@ -71,6 +73,74 @@
 //! receiver's (no allocation, one move each way). The channel's state sits behind a small
 //! lock so that any thread may use it.
 //!
+//! # Buffered channels
+//! A rendezvous costs every value a hand-over: the sender waits for a receiver, or the receiver
+//! for a sender, and each value wakes somebody (a system call if that is another thread that
+//! sleeps). A [`BufferedChannel`] holds up to `capacity` values that nobody has received yet,
+//! as Go's `make(chan T, n)` does (Stackless has no buffered channel):
+//!
+//! - **send**: a receiver waits: the value is handed to it, as on a `Channel` (the preference
+//!   decides who runs). Else, if the buffer has room, the value goes in and the sender goes
+//!   on, without switching (whatever the preference or `schedule_all`: nobody is woken).
+//!   Else the sender blocks in the channel's queue, as on a `Channel`.
+//! - **receive**: a value is buffered: the receiver takes the oldest, and if a sender waits
+//!   (the buffer was full), the first waiting sender's value moves into the buffer and that
+//!   sender becomes runnable (the preference decides who runs, as for a receive that finds a
+//!   sender on a `Channel`). Else it blocks, or takes a waiting sender's value (capacity 0).
+//!   Values thus come out in the order they were sent: the buffered ones, then the blocked
+//!   senders' in their queue's order.
+//! - **`send_throw`** travels as a value does: into the buffer, in order with the values.
+//! - **[`balance`](BufferedChannel::balance)** counts blocked tasklets, as Stackless's
+//!   does (positive: senders wait for room, negative: receivers wait for values);
+//!   [`len`](BufferedChannel::len) counts buffered values. Receivers wait only while the
+//!   buffer is empty, and senders only while it is full.
+//! - **closing**: receives drain the buffer and then the blocked senders; a send that finds
+//!   no receiver waiting fails with [`Error::ClosedChannel`](crate::Error::ClosedChannel), even
+//!   with room (so that a closing channel only empties). `closed` and the end of iteration
+//!   need an empty buffer too. The channel callback's `will_block` says whether the operation
+//!   would block (or, closing, fail): a send into a buffer with room does not.
+//! - Dropping the last handle drops the buffered values.
+//! - **Capacity 0** ([`BufferedChannel::new`]) is exactly a `Channel`: every operation a
+//!   rendezvous.
+//!
+//! The buffer is one allocation, made with the channel; `Channel` and `LocalChannel` do not
+//! pay for it (their code has no buffered branch).
+//!
+//! ```
+//! use microthread::channel::BufferedChannel;
+//! use microthread::{scheduler, spawn, spawn_thread};
+//!
+//! let ch = BufferedChannel::with_capacity(2);
+//! ch.send(1).unwrap(); // nobody receives: buffered, main goes on
+//! ch.send(2).unwrap();
+//! let tx = ch.clone();
+//! let third = spawn(move || tx.send(3).unwrap())?;
+//! scheduler::run().unwrap(); // the buffer is full: the third send blocks
+//! assert_eq!((ch.len(), ch.balance()), (2, 1));
+//! assert_eq!(ch.receive().unwrap(), 1); // 3 moves into the buffer; its sender is runnable
+//! scheduler::run().unwrap();
+//! assert!(!third.alive());
+//! ch.close();
+//! assert_eq!(ch.iter().map(|v| v.unwrap()).collect::<Vec<_>>(), [2, 3]); // drained
+//! assert!(ch.closed());
+//!
+//! // Across threads: a worker that sleeps in `receive` is woken by the send that hands it a
+//! // value; the producer runs ahead by up to `capacity` jobs.
+//! let jobs = BufferedChannel::<Option<u32>>::with_capacity(64);
+//! let rx = jobs.clone();
+//! let worker = spawn_thread(move || {
+//!     let mut sum = 0;
+//!     while let Some(job) = rx.receive().unwrap() {
+//!         sum += job;
+//!     }
+//!     sum
+//! });
+//! jobs.send_sequence((1..=1000).map(Some)).unwrap();
+//! jobs.send(None).unwrap();
+//! assert_eq!(worker.join().unwrap(), 500_500);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! # Values that are not `Send`: [`LocalChannel`]
 //! A [`Channel<T>`] may reach other threads, so it needs `T: Send`. A [`LocalChannel<T>`] is
 //! the same channel for the tasklets of one thread (same methods, same rules, same speed,
@@ -102,6 +172,7 @@ use std::sync::Arc;
 #[macro_use]
 mod api;
 mod action;
+mod buffered;
 mod core;
 mod local;
 mod lock;
@@ -111,7 +182,9 @@ mod wait;
 mod wait_queue;
 
 use self::core::Core;
-use action::Handle;
+use action::{Handle, RingOf};
+use buffered::Ring;
+pub use buffered::{BufferedChannel, BufferedIter};
 pub use local::{LocalChannel, LocalIter};
 use lock::BiasedLock;
 pub(crate) use parked::Parked;

@@ -20,10 +20,10 @@ use crate::tasklet::{Inner, Tasklet};
 pub type ScheduleCallback = Rc<dyn Fn(&Tasklet, &Tasklet)>;
 
 /// A channel, whatever its kind and item type, as a [`ChannelEvent`] shows it: the queries
-/// of [`Channel`](crate::channel::Channel) and [`LocalChannel`](crate::channel::LocalChannel)
-/// (each method does what the channel method of the same name does), and
-/// [`downcast_ref`](AnyChannel#method.downcast_ref) to the channel itself. Implemented by
-/// those two types only.
+/// of [`Channel`](crate::channel::Channel), [`LocalChannel`](crate::channel::LocalChannel) and
+/// [`BufferedChannel`](crate::channel::BufferedChannel) (each method does what the channel
+/// method of the same name does), and [`downcast_ref`](AnyChannel#method.downcast_ref) to the
+/// channel itself. Implemented by those three types only.
 ///
 /// ```
 /// use microthread::channel::{AnyChannel, Channel, LocalChannel};
@@ -34,6 +34,7 @@ pub type ScheduleCallback = Rc<dyn Fn(&Tasklet, &Tasklet)>;
 /// assert_eq!((any.id(), any.balance(), any.preference()), (ch.id(), 0, -1));
 /// assert!(any.closing() && any.closed() && !any.schedule_all());
 /// assert!(any.queue().is_empty() && any.queue_tasklets().is_empty());
+/// assert_eq!((any.len(), any.capacity(), any.is_empty()), (0, 0, true)); // no buffer
 /// assert_eq!(any.downcast_ref::<Channel<u32>>().map(|c| c.id()), Some(ch.id()));
 /// assert!(any.downcast_ref::<Channel<u64>>().is_none());
 /// assert!(any.downcast_ref::<LocalChannel<u32>>().is_none());
@@ -55,6 +56,15 @@ pub trait AnyChannel: sealed::SealedChannel + Any + fmt::Debug {
     fn queue(&self) -> Vec<u64>;
     /// Handles of the blocked tasklets of the calling thread, head first.
     fn queue_tasklets(&self) -> Vec<Tasklet>;
+    /// How many values its buffer holds (a
+    /// [`BufferedChannel`](crate::channel::BufferedChannel)'s; 0 for the others).
+    fn len(&self) -> usize;
+    /// How many values its buffer holds at most (0 without a buffer).
+    fn capacity(&self) -> usize;
+    /// Whether its buffer holds no value (`len() == 0`).
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// The channel as `Any`, for [`downcast_ref`](AnyChannel#method.downcast_ref).
     fn as_any(&self) -> &dyn Any;
 }

@@ -1,8 +1,9 @@
-//! Either kind of channel, for the model-based proptest (`tests/prop_scheduler.rs`, included
-//! by `tests/prop_channel.rs`), whose real run uses one kind or the other: the same methods,
-//! forwarded to the channel of the chosen kind.
+//! Any kind of channel, for the model-based proptest (`tests/prop_scheduler.rs`, included
+//! by `tests/prop_channel.rs`), whose real run uses one kind or another: the same methods,
+//! forwarded to the channel of the chosen kind. A `BufferedChannel` of capacity 0 is one
+//! kind: the rendezvous model holds for it as for `Channel`.
 
-use microthread::channel::{Channel, LocalChannel};
+use microthread::channel::{BufferedChannel, Channel, LocalChannel};
 use microthread::error::{Payload, Result};
 use microthread::SendError;
 
@@ -12,12 +13,15 @@ use microthread::SendError;
 pub enum ChannelKind {
     Shared,
     Local,
+    /// `BufferedChannel::with_capacity(0)`.
+    Buffered0,
 }
 
 /// A channel of either kind.
 pub enum AnyKindChannel {
     Shared(Channel<u32>),
     Local(LocalChannel<u32>),
+    Buffered0(BufferedChannel<u32>),
 }
 
 /// `$ch.$method(...)` on whichever channel `$self` holds.
@@ -28,6 +32,7 @@ macro_rules! forward {
                 match self {
                     AnyKindChannel::Shared(c) => c.$method($($arg),*),
                     AnyKindChannel::Local(c) => c.$method($($arg),*),
+                    AnyKindChannel::Buffered0(c) => c.$method($($arg),*),
                 }
             }
         )*
@@ -40,6 +45,7 @@ impl AnyKindChannel {
         match kind {
             ChannelKind::Shared => AnyKindChannel::Shared(Channel::new()),
             ChannelKind::Local => AnyKindChannel::Local(LocalChannel::new()),
+            ChannelKind::Buffered0 => AnyKindChannel::Buffered0(BufferedChannel::with_capacity(0)),
         }
     }
 
@@ -50,6 +56,7 @@ impl AnyKindChannel {
         match self {
             AnyKindChannel::Shared(c) => c.send_sequence(items),
             AnyKindChannel::Local(c) => c.send_sequence(items),
+            AnyKindChannel::Buffered0(c) => c.send_sequence(items),
         }
     }
 
