@@ -42,7 +42,9 @@ PEERS: beside the rows that have one, the same operation of another crate, measu
 same run: corosensei 0.3 and context 3 (switch, coroutine spawn), may 0.3 with one worker
 (schedule(), tasklet spawn and one-thread channel rows), crossbeam-channel bounded(0) (the
 cross-thread ping-pong), std::sync::mpsc with plain threads, unbounded and sync_channel(0)
-(the worker pool). Each side is calibrated on its own, then their runs alternate (ours, peer,
+(the worker pool on a rendezvous Channel: no goal, sync_channel(0) is its like-for-like
+peer), unbounded and sync_channel(256) (the same pool on a BufferedChannel of 256 jobs,
+whose goal is issue 13's: within 2x of the unbounded mpsc). Each side is calibrated on its own, then their runs alternate (ours, peer,
 ours, peer, ...), and the ratio is ours / peer of the medians; the goal column gives issue 13's goal for that ratio where it
 has one. One-thread rows run with the process pinned to one CPU (sched_setaffinity), the
 cross-thread and time-slice rows unpinned. A peer that does not build for this target

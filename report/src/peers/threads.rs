@@ -7,6 +7,7 @@
 //! assert!(threads::crossbeam_pingpong(100) > std::time::Duration::ZERO);
 //! assert!(threads::mpsc_pool(1_000) > std::time::Duration::ZERO);
 //! assert!(threads::sync_channel_pool(1_000) > std::time::Duration::ZERO);
+//! assert!(threads::sync_channel_buffered_pool(1_000) > std::time::Duration::ZERO);
 //! ```
 
 use std::hint::black_box;
@@ -15,6 +16,10 @@ use std::time::{Duration, Instant};
 
 /// Threads in the worker pool rows (each runs one worker).
 pub const POOL_THREADS: usize = 4;
+
+/// The buffer of the buffered worker pool row (`BufferedChannel::with_capacity`) and of its
+/// peer [`sync_channel_buffered_pool`], in jobs.
+pub const POOL_BUFFER: usize = 256;
 
 /// The job of the worker pool rows: a few arithmetic instructions, so that the row measures
 /// the channel and the wake-ups, not the work.
@@ -72,7 +77,14 @@ pub fn sync_channel_pool(jobs: u64) -> Duration {
     pool(jobs, move |job| tx.send(job).expect("the workers"), rx)
 }
 
-/// The pool of [`mpsc_pool`] and [`sync_channel_pool`]: `send` gives a job to the channel
+/// As [`mpsc_pool`] on `std::sync::mpsc::sync_channel(POOL_BUFFER)`: a bounded buffer, as a
+/// `BufferedChannel::with_capacity(POOL_BUFFER)` is (a send waits only while it is full).
+pub fn sync_channel_buffered_pool(jobs: u64) -> Duration {
+    let (tx, rx) = mpsc::sync_channel::<u64>(POOL_BUFFER);
+    pool(jobs, move |job| tx.send(job).expect("the workers"), rx)
+}
+
+/// The pool of [`mpsc_pool`] and the `sync_channel` pools: `send` gives a job to the channel
 /// whose receiving end is `rx`; dropping `send` closes it.
 fn pool(jobs: u64, mut send: impl FnMut(u64), rx: mpsc::Receiver<u64>) -> Duration {
     let rx = Arc::new(Mutex::new(rx));

@@ -141,13 +141,26 @@ pub const PEERINGS: &[Peering] = &[
             Some(1.0),
         )],
     },
+    // The rendezvous pool has no goal: its like-for-like peer is sync_channel(0). Issue 13's
+    // goal (within 2x of std's mpsc) is the buffered pool's.
     Peering {
         key: "worker_pool_job_ns",
         peers: &[
-            peer("std mpsc, 4 threads", threads::mpsc_pool, Some(2.0)),
+            peer("std mpsc, 4 threads", threads::mpsc_pool, None),
             peer(
                 "std sync_channel(0), 4 threads",
                 threads::sync_channel_pool,
+                None,
+            ),
+        ],
+    },
+    Peering {
+        key: "worker_pool_buffered_job_ns",
+        peers: &[
+            peer("std mpsc, 4 threads", threads::mpsc_pool, Some(2.0)),
+            peer(
+                "std sync_channel(256), 4 threads",
+                threads::sync_channel_buffered_pool,
                 None,
             ),
         ],
@@ -167,6 +180,7 @@ pub fn peers_of(key: &str) -> &'static [Peer] {
 const UNPINNED: &[&str] = &[
     "channel_cross_thread_round_trip_ns",
     "worker_pool_job_ns",
+    "worker_pool_buffered_job_ns",
     "sleep_overshoot_p99_ns",
     "slice_overrun_us_p99",
     "slice_fairness_min_pct",
@@ -327,6 +341,12 @@ mod tests {
         );
         assert!(!pinned("channel_cross_thread_round_trip_ns"));
         assert!(pinned("switch_round_trip_ns"));
+        assert!(!pinned("worker_pool_buffered_job_ns"));
+        // Issue 13's goal for the pool is the buffered row's; the rendezvous row has none.
+        assert!(peers_of("worker_pool_job_ns")
+            .iter()
+            .all(|p| p.goal.is_none()));
+        assert_eq!(peers_of("worker_pool_buffered_job_ns")[0].goal, Some(2.0));
     }
 
     #[test]

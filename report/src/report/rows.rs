@@ -8,11 +8,11 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use microthread::channel::{Channel, LocalChannel};
+use microthread::channel::{BufferedChannel, Channel, LocalChannel};
 use microthread::coroutine::{Builder, Coroutine};
 use microthread::scheduler::{self, schedule, spawn as spawn_tasklet};
 
-use microthread_report::peers::threads::{tiny_job, POOL_THREADS};
+use microthread_report::peers::threads::{tiny_job, POOL_BUFFER, POOL_THREADS};
 
 use super::{per_op, Row};
 
@@ -84,7 +84,12 @@ pub const ROWS: &[Row] = &[
     Row {
         key: "worker_pool_job_ns",
         label: "worker pool: 4 threads x 1 tasklet take tiny jobs from one channel, per job",
-        measure: worker_pool,
+        measure: worker_pool::<Channel<Option<u64>>>,
+    },
+    Row {
+        key: "worker_pool_buffered_job_ns",
+        label: "the same pool on a BufferedChannel::with_capacity(256), per job",
+        measure: worker_pool::<BufferedChannel<Option<u64>>>,
     },
     Row {
         key: "sleep_overshoot_p99_ns",
@@ -352,20 +357,50 @@ fn channel_cross_thread_round_trip(iterations: u64) -> f64 {
     per_op(elapsed, iterations)
 }
 
+/// The channels of the worker pool rows: a rendezvous `Channel`, and a `BufferedChannel` of
+/// [`POOL_BUFFER`] jobs.
+trait PoolChannel: Clone + Send + 'static {
+    fn make() -> Self;
+    fn send(&self, job: Option<u64>);
+    fn receive(&self) -> Option<u64>;
+}
+
+/// Implements [`PoolChannel`] for the channel type `$Ch` of `Option<u64>`, made by `$make`.
+macro_rules! pool_channel {
+    ($Ch:ident, $make:expr) => {
+        impl PoolChannel for $Ch<Option<u64>> {
+            fn make() -> Self {
+                $make
+            }
+            #[inline(always)]
+            fn send(&self, job: Option<u64>) {
+                $Ch::send(self, job).expect("a worker takes it")
+            }
+            #[inline(always)]
+            fn receive(&self) -> Option<u64> {
+                $Ch::receive(self).expect("a job or a stop")
+            }
+        }
+    };
+}
+pool_channel!(Channel, Channel::new());
+pool_channel!(BufferedChannel, BufferedChannel::with_capacity(POOL_BUFFER));
+
 /// [`POOL_THREADS`] threads, each a worker in its main tasklet, take `jobs` tiny jobs
-/// ([`tiny_job`]) from one channel (`None` stops a worker) and sum their results; main sends
-/// them all, then a stop for each, and joins. Timed from the first send to the last join (the
-/// threads are started before), per job. The peer is the same pool of plain threads on
-/// `std::sync::mpsc` ([`microthread_report::peers::threads::mpsc_pool`]).
-fn worker_pool(jobs: u64) -> f64 {
+/// ([`tiny_job`]) from one channel of type `C` (`None` stops a worker) and sum their results;
+/// main sends them all, then a stop for each, and joins. Timed from the first send to the last
+/// join (the threads are started before), per job. The peers are the same pool of plain
+/// threads on `std::sync::mpsc` ([`microthread_report::peers::threads::mpsc_pool`],
+/// `sync_channel_pool`, `sync_channel_buffered_pool`).
+fn worker_pool<C: PoolChannel>(jobs: u64) -> f64 {
     scheduler::init_thread();
-    let ch = Channel::<Option<u64>>::new();
+    let ch = C::make();
     let workers: Vec<_> = (0..POOL_THREADS)
         .map(|_| {
             let ch = ch.clone();
             microthread::spawn_thread(move || {
                 let mut sum = 0u64;
-                while let Some(job) = ch.receive().expect("a job or a stop") {
+                while let Some(job) = ch.receive() {
                     sum = sum.wrapping_add(tiny_job(job));
                 }
                 sum
@@ -374,10 +409,10 @@ fn worker_pool(jobs: u64) -> f64 {
         .collect();
     let start = Instant::now();
     for job in 0..jobs {
-        ch.send(Some(job)).expect("a worker takes it");
+        ch.send(Some(job));
     }
     for _ in 0..POOL_THREADS {
-        ch.send(None).expect("a worker stops");
+        ch.send(None);
     }
     let sum = workers
         .into_iter()
