@@ -189,7 +189,8 @@
 #define MT_EOTHERTHREAD 68
 
 /*
- An argument out of its range (an unknown channel kind, a name that is not UTF-8).
+ An argument out of its range (an unknown channel kind, a channel buffer too large to
+ allocate, a name that is not UTF-8).
  */
 #define MT_EINVAL 69
 
@@ -237,6 +238,21 @@ extern "C" {
 int mt_channel_new(int kind, mt_channel **out);
 
 /*
+ Makes a channel of `kind` (`MT_CHANNEL_PTR` or `MT_CHANNEL_INT64`) that buffers up to
+ `capacity` values, and writes a handle to `out` (Rust's `BufferedChannel::with_capacity`):
+ a send that finds no receiver waiting puts its value in the buffer and returns at once if
+ there is room, and blocks only while the buffer is full; a receive takes the oldest
+ buffered value first. Capacity 0 is `mt_channel_new`'s rendezvous channel. On a closing
+ channel a send that finds no receiver fails with `MT_ECLOSED` even with room; receives
+ drain the buffer. Returns `MT_OK`, `MT_ENULL`, or `MT_EINVAL` (an unknown kind, or a
+ buffer that cannot be allocated).
+
+ # Safety
+ - `out` must be null or valid for writing a pointer.
+ */
+int mt_channel_new_buffered(int kind, size_t capacity, mt_channel **out);
+
+/*
  Writes a second handle to the same channel to `out` (for another thread or tasklet to
  own). Returns `MT_OK` or `MT_ENULL`.
 
@@ -257,10 +273,10 @@ int mt_channel_free(mt_channel *ch);
 
 /*
  Sends a `void *` on a `MT_CHANNEL_PTR` channel: hands it to the first waiting receiver,
- or blocks until one comes (other tasklets run meanwhile). Returns `MT_OK`, `MT_ENULL`,
- `MT_EWRONGTYPE`, `MT_ECLOSED`, `MT_EDEADLOCK` (nobody could ever receive),
- `MT_EMAINSENDING`, `MT_EKILLED`, or an error delivered while blocked. On an error the
- value was not delivered.
+ or (a buffered channel with room) puts it in the buffer, or blocks until one comes (other
+ tasklets run meanwhile). Returns `MT_OK`, `MT_ENULL`, `MT_EWRONGTYPE`, `MT_ECLOSED`,
+ `MT_EDEADLOCK` (nobody could ever receive), `MT_EMAINSENDING`, `MT_EKILLED`, or an error
+ delivered while blocked. On an error the value was not delivered.
 
  # Safety
  - `ch` must be null or a live handle. `value` is not dereferenced.
@@ -277,10 +293,11 @@ int mt_channel_send_ptr(const mt_channel *ch, void *value);
 int mt_channel_send_int64(const mt_channel *ch, int64_t value);
 
 /*
- Receives a `void *` from a `MT_CHANNEL_PTR` channel into `out`: takes the first waiting
- sender's, or blocks until one comes. Returns `MT_OK`, `MT_ENULL`, `MT_EWRONGTYPE`,
- `MT_ECLOSED`, `MT_EDEADLOCK`, `MT_EMAINRECEIVING`, `MT_EKILLED`, or an
- error delivered while blocked; `out` is written only on `MT_OK`.
+ Receives a `void *` from a `MT_CHANNEL_PTR` channel into `out`: takes the oldest
+ buffered value (a buffered channel), or the first waiting sender's, or blocks until one
+ comes. Returns `MT_OK`, `MT_ENULL`, `MT_EWRONGTYPE`, `MT_ECLOSED`, `MT_EDEADLOCK`,
+ `MT_EMAINRECEIVING`, `MT_EKILLED`, or an error delivered while blocked; `out` is written
+ only on `MT_OK`.
 
  # Safety
  - `ch` must be null or a live handle; `out` null or valid for writing a pointer.
@@ -306,9 +323,19 @@ int mt_channel_receive_int64(const mt_channel *ch, int64_t *out);
 int mt_channel_balance(const mt_channel *ch, int64_t *out);
 
 /*
- Closes the channel: once no sender waits, every blocking send or receive fails with
- `MT_ECLOSED` (tasklets already blocked stay blocked until a partner or a kill comes, as in
- Stackless). Returns `MT_OK` or `MT_ENULL`.
+ Writes the number of values the channel's buffer holds to `out` (0 for a rendezvous
+ channel; blocked senders' values are not counted: see `mt_channel_balance`). Returns
+ `MT_OK` or `MT_ENULL`.
+
+ # Safety
+ - `ch` must be null or a live handle; `out` null or valid for writing a `size_t`.
+ */
+int mt_channel_length(const mt_channel *ch, size_t *out);
+
+/*
+ Closes the channel: once no sender waits (and, buffered, the buffer is drained), every
+ blocking send or receive fails with `MT_ECLOSED` (tasklets already blocked stay blocked
+ until a partner or a kill comes, as in Stackless). Returns `MT_OK` or `MT_ENULL`.
 
  # Safety
  - `ch` must be null or a live handle.

@@ -50,15 +50,19 @@ struct Cells<T> {
 }
 
 impl<T> Ring<T> {
-    fn with_capacity(capacity: usize) -> Ring<T> {
-        Ring {
+    /// A ring of `capacity` places, or `None` if they cannot be allocated.
+    fn try_with_capacity(capacity: usize) -> Option<Ring<T>> {
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(capacity).ok()?;
+        buf.resize_with(capacity, MaybeUninit::uninit);
+        Some(Ring {
             capacity,
             cells: UnsafeCell::new(Cells {
-                buf: (0..capacity).map(|_| MaybeUninit::uninit()).collect(),
+                buf: buf.into_boxed_slice(),
                 head: 0,
                 len: 0,
             }),
-        }
+        })
     }
 
     /// How many messages it holds at most.
@@ -237,7 +241,8 @@ impl<T: Send + 'static> BufferedChannel<T> {
     /// each).
     ///
     /// # Panics
-    /// If the buffer's size overflows `isize`.
+    /// If the buffer cannot be allocated (its size overflows `isize`, or the allocator
+    /// refuses it).
     ///
     /// ```
     /// use microthread::channel::BufferedChannel;
@@ -251,13 +256,25 @@ impl<T: Send + 'static> BufferedChannel<T> {
     /// assert_eq!(ch.receive().unwrap(), "b");
     /// ```
     pub fn with_capacity(capacity: usize) -> BufferedChannel<T> {
+        match BufferedChannel::try_with_capacity(capacity) {
+            Some(ch) => ch,
+            None => {
+                panic!("microthread: a channel buffer of {capacity} values cannot be allocated")
+            }
+        }
+    }
+
+    /// As [`with_capacity`](Self::with_capacity), but `None` where it would panic (for the C
+    /// API, which must not).
+    pub(crate) fn try_with_capacity(capacity: usize) -> Option<BufferedChannel<T>> {
+        let ring = Ring::try_with_capacity(capacity)?;
         lock::install_fork_handlers();
-        BufferedChannel {
+        Some(BufferedChannel {
             chan: Arc::new(BufferedCore {
                 core: Core::new(),
-                ring: Ring::with_capacity(capacity),
+                ring,
             }),
-        }
+        })
     }
 
     /// How many values the buffer holds at most (as given to

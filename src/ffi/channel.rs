@@ -1,7 +1,10 @@
-//! Channels from C: rendezvous channels carrying `void *` or `int64_t` values, chosen when the
+//! Channels from C: rendezvous channels ([`mt_channel_new`]) or buffered ones
+//! ([`mt_channel_new_buffered`]) carrying `void *` or `int64_t` values, chosen when the
 //! channel is made. A channel handle may be used from any thread (the channel is Rust's
-//! `Channel`, `Send + Sync`); each handle from [`mt_channel_new`] or [`mt_channel_clone`] is
-//! released once with [`mt_channel_free`]. The channel lives until its last handle goes.
+//! `BufferedChannel`, of capacity 0 for a rendezvous channel, which is then exactly a
+//! `Channel`; `Send + Sync`); each handle from [`mt_channel_new`], [`mt_channel_new_buffered`]
+//! or [`mt_channel_clone`] is released once with [`mt_channel_free`]. The channel lives until
+//! its last handle goes.
 //!
 //! A `void *` sent to another thread is the C program's business: the channel only moves the
 //! address.
@@ -10,7 +13,7 @@ use std::ffi::{c_int, c_void};
 
 use super::error::{MT_EINVAL, MT_ENULL, MT_EWRONGTYPE, MT_OK};
 use super::guard::{code, guard, guard_switching};
-use crate::channel::Channel;
+use crate::channel::BufferedChannel;
 
 /// [`mt_channel_new`]'s kind for a channel of `void *` values.
 pub const MT_CHANNEL_PTR: c_int = 1;
@@ -41,7 +44,7 @@ enum Value {
 #[allow(non_camel_case_types)]
 pub struct mt_channel {
     kind: c_int,
-    chan: Channel<Value>,
+    chan: BufferedChannel<Value>,
 }
 
 /// The channel behind `ch`, if `ch` is not null and of kind `kind`.
@@ -90,8 +93,62 @@ pub unsafe extern "C" fn mt_channel_new(kind: c_int, out: *mut *mut mt_channel) 
         }
         let handle = Box::into_raw(Box::new(mt_channel {
             kind,
-            chan: Channel::new(),
+            chan: BufferedChannel::new(),
         }));
+        // SAFETY: `out` is not null; the caller vouches for it.
+        unsafe { out.write(handle) };
+        MT_OK
+    })
+}
+
+/// Makes a channel of `kind` ([`MT_CHANNEL_PTR`] or [`MT_CHANNEL_INT64`]) that buffers up to
+/// `capacity` values, and writes a handle to `out` (Rust's `BufferedChannel::with_capacity`):
+/// a send that finds no receiver waiting puts its value in the buffer and returns at once if
+/// there is room, and blocks only while the buffer is full; a receive takes the oldest
+/// buffered value first. Capacity 0 is [`mt_channel_new`]'s rendezvous channel. On a closing
+/// channel a send that finds no receiver fails with `MT_ECLOSED` even with room; receives
+/// drain the buffer. Returns `MT_OK`, `MT_ENULL`, or `MT_EINVAL` (an unknown kind, or a
+/// buffer that cannot be allocated).
+///
+/// ```
+/// use microthread::ffi::*;
+/// let mut ch = std::ptr::null_mut();
+/// let (mut got, mut len) = (0i64, 9usize);
+/// // SAFETY: `ch`, `got` and `len` are writable; `ch` is released once.
+/// unsafe {
+///     assert_eq!(mt_channel_new_buffered(7, 2, &mut ch), MT_EINVAL);
+///     assert_eq!(mt_channel_new_buffered(MT_CHANNEL_INT64, usize::MAX, &mut ch), MT_EINVAL);
+///     assert_eq!(mt_channel_new_buffered(MT_CHANNEL_INT64, 2, &mut ch), MT_OK);
+///     assert_eq!(mt_channel_send_int64(ch, 1), MT_OK); // buffered: nobody receives yet
+///     assert_eq!(mt_channel_send_int64(ch, 2), MT_OK);
+///     assert_eq!(mt_channel_send_int64(ch, 3), MT_EDEADLOCK); // full: main would block
+///     assert_eq!(mt_channel_length(ch, &mut len), MT_OK);
+///     assert_eq!(len, 2);
+///     assert_eq!(mt_channel_receive_int64(ch, &mut got), MT_OK);
+///     assert_eq!(got, 1);
+///     mt_channel_free(ch);
+/// }
+/// ```
+///
+/// # Safety
+/// - `out` must be null or valid for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn mt_channel_new_buffered(
+    kind: c_int,
+    capacity: usize,
+    out: *mut *mut mt_channel,
+) -> c_int {
+    guard(|| {
+        if out.is_null() {
+            return MT_ENULL;
+        }
+        if kind != MT_CHANNEL_PTR && kind != MT_CHANNEL_INT64 {
+            return MT_EINVAL;
+        }
+        let Some(chan) = BufferedChannel::try_with_capacity(capacity) else {
+            return MT_EINVAL;
+        };
+        let handle = Box::into_raw(Box::new(mt_channel { kind, chan }));
         // SAFETY: `out` is not null; the caller vouches for it.
         unsafe { out.write(handle) };
         MT_OK
@@ -172,7 +229,8 @@ pub unsafe extern "C" fn mt_channel_free(ch: *mut mt_channel) -> c_int {
     })
 }
 
-/// Sends `value` and blocks until a receiver takes it (or hands it to one already waiting).
+/// Sends `value`: hands it to a receiver already waiting, or puts it in the buffer if there
+/// is room, or blocks until a receiver (or room) comes.
 ///
 /// # Safety
 /// - `ch` must be null or a live handle.
@@ -204,10 +262,10 @@ unsafe fn receive(ch: *const mt_channel, kind: c_int, put: impl FnOnce(Value) ->
 }
 
 /// Sends a `void *` on a [`MT_CHANNEL_PTR`] channel: hands it to the first waiting receiver,
-/// or blocks until one comes (other tasklets run meanwhile). Returns `MT_OK`, `MT_ENULL`,
-/// `MT_EWRONGTYPE`, `MT_ECLOSED`, `MT_EDEADLOCK` (nobody could ever receive),
-/// `MT_EMAINSENDING`, `MT_EKILLED`, or an error delivered while blocked. On an error the
-/// value was not delivered.
+/// or (a buffered channel with room) puts it in the buffer, or blocks until one comes (other
+/// tasklets run meanwhile). Returns `MT_OK`, `MT_ENULL`, `MT_EWRONGTYPE`, `MT_ECLOSED`,
+/// `MT_EDEADLOCK` (nobody could ever receive), `MT_EMAINSENDING`, `MT_EKILLED`, or an error
+/// delivered while blocked. On an error the value was not delivered.
 ///
 /// ```
 /// use microthread::ffi::*;
@@ -273,10 +331,11 @@ pub unsafe extern "C" fn mt_channel_send_int64(ch: *const mt_channel, value: i64
     unsafe { send(ch, MT_CHANNEL_INT64, Value::Int(value)) }
 }
 
-/// Receives a `void *` from a [`MT_CHANNEL_PTR`] channel into `out`: takes the first waiting
-/// sender's, or blocks until one comes. Returns `MT_OK`, `MT_ENULL`, `MT_EWRONGTYPE`,
-/// `MT_ECLOSED`, `MT_EDEADLOCK`, `MT_EMAINRECEIVING`, `MT_EKILLED`, or an
-/// error delivered while blocked; `out` is written only on `MT_OK`.
+/// Receives a `void *` from a [`MT_CHANNEL_PTR`] channel into `out`: takes the oldest
+/// buffered value (a buffered channel), or the first waiting sender's, or blocks until one
+/// comes. Returns `MT_OK`, `MT_ENULL`, `MT_EWRONGTYPE`, `MT_ECLOSED`, `MT_EDEADLOCK`,
+/// `MT_EMAINRECEIVING`, `MT_EKILLED`, or an error delivered while blocked; `out` is written
+/// only on `MT_OK`.
 ///
 /// ```
 /// use microthread::ffi::*;
@@ -395,9 +454,47 @@ pub unsafe extern "C" fn mt_channel_balance(ch: *const mt_channel, out: *mut i64
     })
 }
 
-/// Closes the channel: once no sender waits, every blocking send or receive fails with
-/// `MT_ECLOSED` (tasklets already blocked stay blocked until a partner or a kill comes, as in
-/// Stackless). Returns `MT_OK` or `MT_ENULL`.
+/// Writes the number of values the channel's buffer holds to `out` (0 for a rendezvous
+/// channel; blocked senders' values are not counted: see [`mt_channel_balance`]). Returns
+/// `MT_OK` or `MT_ENULL`.
+///
+/// ```
+/// use microthread::ffi::*;
+/// let (mut ch, mut len) = (std::ptr::null_mut(), 9usize);
+/// // SAFETY: `ch` and `len` are writable; `ch` is released once.
+/// unsafe {
+///     mt_channel_new_buffered(MT_CHANNEL_PTR, 4, &mut ch);
+///     assert_eq!(mt_channel_length(ch, &mut len), MT_OK);
+///     assert_eq!(len, 0);
+///     mt_channel_send_ptr(ch, std::ptr::null_mut());
+///     mt_channel_length(ch, &mut len);
+///     assert_eq!(len, 1);
+///     assert_eq!(mt_channel_length(ch, std::ptr::null_mut()), MT_ENULL);
+///     mt_channel_free(ch);
+/// }
+/// ```
+///
+/// # Safety
+/// - `ch` must be null or a live handle; `out` null or valid for writing a `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn mt_channel_length(ch: *const mt_channel, out: *mut usize) -> c_int {
+    guard(|| {
+        if out.is_null() {
+            return MT_ENULL;
+        }
+        // SAFETY: forwarded from the caller.
+        match unsafe { channel(ch, None) } {
+            // SAFETY: `out` is not null; the caller vouches for it.
+            Ok(ch) => unsafe { out.write(ch.chan.len()) },
+            Err(code) => return code,
+        }
+        MT_OK
+    })
+}
+
+/// Closes the channel: once no sender waits (and, buffered, the buffer is drained), every
+/// blocking send or receive fails with `MT_ECLOSED` (tasklets already blocked stay blocked
+/// until a partner or a kill comes, as in Stackless). Returns `MT_OK` or `MT_ENULL`.
 ///
 /// ```
 /// use microthread::ffi::*;

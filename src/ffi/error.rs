@@ -92,7 +92,8 @@ pub const MT_ENULL: c_int = 66;
 pub const MT_EWRONGTYPE: c_int = 67;
 /// A tasklet handle used on a thread other than the one that made it; nothing changed.
 pub const MT_EOTHERTHREAD: c_int = 68;
-/// An argument out of its range (an unknown channel kind, a name that is not UTF-8).
+/// An argument out of its range (an unknown channel kind, a channel buffer too large to
+/// allocate, a name that is not UTF-8).
 pub const MT_EINVAL: c_int = 69;
 /// A system call failed (`errno` tells which error; for example making the dump signal's pipe
 /// or thread in `mt_install_dump_signal`).

@@ -1,6 +1,7 @@
 /* The channel functions of the C API: channels of void * and int64_t, send, receive,
- * balance, close, clone and free, their refusals, and a tasklet blocked inside C code on a
- * channel that is killed (the blocking call returns MT_EKILLED; the C code cleans up). */
+ * balance, close, clone and free, their refusals, a tasklet blocked inside C code on a
+ * channel that is killed (the blocking call returns MT_EKILLED; the C code cleans up), and a
+ * buffered channel (mt_channel_new_buffered, mt_channel_length). */
 #include <stdint.h>
 #include <string.h>
 
@@ -191,6 +192,55 @@ static void kill_a_tasklet_blocked_in_c(void) {
     CHECK_CODE(mt_channel_free(w.ch), MT_OK);
 }
 
+/* A buffered channel: sends go on while there is room, in order; a full buffer blocks the
+ * sender until a receive frees a place, and that sender's value follows the buffered ones. */
+static void send_one_two_three(void *arg) {
+    for (int64_t i = 1; i <= 3; i++) {
+        CHECK_CODE(mt_channel_send_int64(arg, i), MT_OK);
+    }
+}
+
+static void buffered_channel(void) {
+    mt_channel *ch = NULL;
+    mt_tasklet *t = NULL;
+    size_t len = 9;
+    int64_t balance = 9, v = 0;
+    CHECK_CODE(mt_channel_new_buffered(3, 2, &ch), MT_EINVAL);
+    CHECK_CODE(mt_channel_new_buffered(MT_CHANNEL_INT64, 2, NULL), MT_ENULL);
+    CHECK_CODE(mt_channel_new_buffered(MT_CHANNEL_INT64, SIZE_MAX, &ch), MT_EINVAL);
+    CHECK_CODE(mt_channel_new_buffered(MT_CHANNEL_INT64, 2, &ch), MT_OK);
+    CHECK_CODE(mt_spawn(send_one_two_three, ch, &t), MT_OK);
+    CHECK_CODE(mt_run(), MT_OK); /* 1 and 2 are buffered; the send of 3 blocks */
+    CHECK_CODE(mt_channel_length(ch, &len), MT_OK);
+    CHECK_CODE(mt_channel_balance(ch, &balance), MT_OK);
+    CHECK(len == 2 && balance == 1);
+    for (int64_t want = 1; want <= 3; want++) {
+        CHECK_CODE(mt_channel_receive_int64(ch, &v), MT_OK);
+        CHECK(v == want);
+    }
+    CHECK_CODE(mt_run(), MT_OK); /* the sender ends */
+    int alive = 1;
+    CHECK_CODE(mt_tasklet_alive(t, &alive), MT_OK);
+    CHECK(alive == 0);
+    /* Closing: the buffer drains, then receives fail; a send fails even with room. */
+    CHECK_CODE(mt_channel_send_int64(ch, 4), MT_OK);
+    CHECK_CODE(mt_channel_close(ch), MT_OK);
+    CHECK_CODE(mt_channel_send_int64(ch, 5), MT_ECLOSED);
+    CHECK_CODE(mt_channel_receive_int64(ch, &v), MT_OK);
+    CHECK(v == 4);
+    CHECK_CODE(mt_channel_receive_int64(ch, &v), MT_ECLOSED);
+    CHECK_CODE(mt_channel_length(NULL, &len), MT_ENULL);
+    CHECK_CODE(mt_channel_length(ch, NULL), MT_ENULL);
+    /* A rendezvous channel buffers nothing. */
+    mt_channel *rendezvous = NULL;
+    CHECK_CODE(mt_channel_new(MT_CHANNEL_PTR, &rendezvous), MT_OK);
+    CHECK_CODE(mt_channel_length(rendezvous, &len), MT_OK);
+    CHECK(len == 0);
+    CHECK_CODE(mt_channel_free(rendezvous), MT_OK);
+    CHECK_CODE(mt_tasklet_free(t), MT_OK);
+    CHECK_CODE(mt_channel_free(ch), MT_OK);
+}
+
 int main(void) {
     RUN(int64_send_and_receive);
     RUN(pointer_send_and_receive);
@@ -198,5 +248,6 @@ int main(void) {
     RUN(close_refuses_blocking_operations);
     RUN(refusals);
     RUN(kill_a_tasklet_blocked_in_c);
+    RUN(buffered_channel);
     return finish();
 }
