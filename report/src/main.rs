@@ -44,9 +44,10 @@ same run: corosensei 0.3 and context 3 (switch, coroutine spawn), may 0.3 with o
 cross-thread ping-pong), std::sync::mpsc with plain threads, unbounded and sync_channel(0)
 (the worker pool on a rendezvous Channel: no goal, sync_channel(0) is its like-for-like
 peer), unbounded and sync_channel(256) (the same pool on a BufferedChannel of 256 jobs,
-whose goal is issue 13's: within 2x of the unbounded mpsc). Each side is calibrated on its own, then their runs alternate (ours, peer,
-ours, peer, ...), and the ratio is ours / peer of the medians; the goal column gives issue 13's goal for that ratio where it
-has one. One-thread rows run with the process pinned to one CPU (sched_setaffinity), the
+whose goal is issue 13's: within 2x of the unbounded mpsc). Each side is calibrated on its
+own, then their runs alternate (ours, peer, ours, peer, ...), and the ratio is ours / peer
+of the medians; the goal column gives issue 13's goal for that ratio where it has one.
+One-thread rows run with the process pinned to one CPU (sched_setaffinity), the
 cross-thread and time-slice rows unpinned. A peer that does not build for this target
 (context on riscv64) or cannot run here (may under qemu-user) shows as n/a.
 Go (report/go/loops.go, `go run`, GOMAXPROCS=1, pinned as the row) is a further peer of
