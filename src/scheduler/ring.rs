@@ -159,6 +159,20 @@ impl Scheduler {
     /// - `t` must be in this scheduler's list.
     #[inline(always)]
     pub(super) unsafe fn unregister(&self, t: *const Inner) {
+        // Only a tasklet that has ended leaves the list.
+        // SAFETY: caller vouches for `t`; forwarded.
+        unsafe {
+            (*t).remote_state.set(0);
+            self.unregister_dead(t);
+        }
+    }
+
+    /// [`Scheduler::unregister`] of a tasklet whose remote state is 0 (dead) already.
+    ///
+    /// # Safety
+    /// - As `unregister`.
+    #[inline(always)]
+    pub(super) unsafe fn unregister_dead(&self, t: *const Inner) {
         // SAFETY: `t` and its neighbours are list members.
         unsafe {
             let (p, n) = ((*t).all_prev.get(), (*t).all_next.get());
@@ -172,8 +186,7 @@ impl Scheduler {
             }
             (*t).all_next.set(ptr::null());
             (*t).all_prev.set(ptr::null());
-            // Only a tasklet that has ended leaves the list.
-            (*t).remote_state.set(0);
+            debug_assert_eq!((*t).remote_state.get(), 0);
         }
     }
 
@@ -181,18 +194,26 @@ impl Scheduler {
     ///
     /// # Safety
     /// - `t` must be a live tasklet of this scheduler.
+    #[inline(always)]
     pub(super) unsafe fn make_runnable(&self, t: *const Inner) {
         // SAFETY: caller vouches for `t`.
         let tr = unsafe { &*t };
         if tr.blocked.get() != 0 {
-            unblock(tr);
-            // SAFETY: an unblocked tasklet is in no queue.
-            unsafe { self.ring_insert(t) };
-        } else if !tr.in_ring() {
-            // SAFETY: as above.
-            unsafe { self.ring_insert(t) };
+            unblock_cold(tr);
+        } else if tr.in_ring() {
+            return;
         }
+        // SAFETY: floating, or just unblocked: in no queue.
+        unsafe { self.ring_insert(t) };
     }
+}
+
+/// [`unblock`] for [`Scheduler::make_runnable`], out of line: the common target is floating
+/// or in the ring already.
+#[cold]
+#[inline(never)]
+fn unblock_cold(t: &Inner) {
+    unblock(t);
 }
 
 /// Takes a channel-blocked tasklet out of its channel's queue.
