@@ -182,3 +182,46 @@ fn a_panic_under_a_budget_is_returned_by_run_and_the_others_stay_scheduled() {
     assert_eq!(taken(&l), ["L1", "L2"]);
     assert!(!lp.alive());
 }
+
+/// An outer `run()` woken while an inner one waits above it (a tasklet runs main, the outer
+/// caller): main's `run` returns and pops the inner caller W too, which goes back into the
+/// ring (it continues as an ordinary tasklet) and returns from its own `run` when it next
+/// runs, with nobody left waiting in `run()` in between, and leaves main's next `run()` alone.
+#[test]
+fn an_outer_run_woken_first_pops_the_inner_caller_which_returns_from_its_run_later() {
+    let l = log();
+    let (lw, lx) = (l.clone(), l.clone());
+    let w = spawn(move || {
+        let lx = lx.clone();
+        spawn(move || {
+            push(&lx, "X runs main");
+            scheduler::main().run().unwrap();
+            push(&lx, "X after");
+        })
+        .unwrap();
+        run().unwrap(); // W waits here, above main
+        push(&lw, "W's run returned");
+        // Main waits in its second `run()`, untouched by W's: W is alone in the ring.
+        scheduler::schedule().unwrap();
+        push(&lw, "W ends");
+    })
+    .unwrap();
+    run().unwrap();
+    assert_eq!(taken(&l), ["X runs main"]);
+    assert!(
+        w.alive() && w.scheduled() && !w.paused(),
+        "W popped and back in the ring"
+    );
+    assert!(
+        !scheduler::dump()
+            .tasklets
+            .iter()
+            .any(|t| t.state == scheduler::dump::DumpState::InRun),
+        "nobody waits in run() any more"
+    );
+    assert_eq!(scheduler::runcount(), 3, "main, X and W");
+    run().unwrap();
+    assert_eq!(taken(&l), ["X after", "W's run returned", "W ends"]);
+    assert!(!w.alive());
+    assert_eq!(scheduler::runcount(), 1);
+}
