@@ -89,7 +89,9 @@ pub(crate) struct Inner {
     /// The saved context while suspended; `None` while running, before the first switch out
     /// of a main tasklet, and once dead.
     pub(crate) context: Cell<Option<Context>>,
-    /// The stack (none for a main tasklet); released by whoever runs after its last switch.
+    /// The stack (none for a main tasklet); released by whoever runs after its last switch,
+    /// unless it is the record's home (`stack_is_home`): then it stays here, and goes with the
+    /// record (see [`Record`]).
     pub(crate) stack: Cell<Option<Stack>>,
     pub(crate) life: Cell<Life>,
     /// 0, or +1 / -1 while blocked sending / receiving, or [`SLEEPING`].
@@ -126,6 +128,10 @@ pub(crate) struct Inner {
     pub(crate) pending_irq: Cell<bool>,
     pub(crate) block_trap: Cell<bool>,
     pub(crate) preserve_fp_env: bool,
+    /// Whether `stack` is the stack the record lives on (its home, see [`Record`]): set when
+    /// the record is written there, cleared when the tasklet is bound to another stack. One
+    /// load tells a dying tasklet's successor that the stack stays (no comparison of tops).
+    pub(crate) stack_is_home: Cell<bool>,
     /// The scheduler that owns this tasklet (its thread's).
     pub(crate) owner: *const (),
     // --- Ring walking, thread id, remote state, tempval (issue 8 items 2, 3, 4, 6) ---
@@ -163,6 +169,7 @@ impl Inner {
             pending_irq: Cell::new(false),
             block_trap: Cell::new(false),
             preserve_fp_env,
+            stack_is_home: Cell::new(false),
             owner,
             remote_state: RemoteState::new(RemoteState::ALIVE),
             tempval: Cell::new(None),
@@ -379,6 +386,7 @@ pub(crate) fn new_tasklet(id: u64, owner: *const (), preserve_fp_env: bool) -> R
         t.atomic.set(false);
         t.pending_irq.set(false);
         t.block_trap.set(false);
+        t.stack_is_home.set(false);
         t.remote_state.set(RemoteState::ALIVE);
         // Emptied when the tasklet died (`after_switch`) and in `recycle`.
         debug_assert!(t.tempval.get_mut().is_none());

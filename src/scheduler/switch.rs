@@ -39,10 +39,13 @@ pub(super) unsafe fn after_switch(s: &Scheduler, t: Transfer) {
         // SAFETY: the dead tasklet's local reference is still held: by the scheduler, until
         // just below.
         let d = unsafe { &*dead };
-        if let Some(stack) = d.stack.take() {
-            // SAFETY: held until just below; its last frame is dead. Its record may live on
-            // this stack: then the record keeps it until its last reference goes.
-            unsafe { crate::tasklet::Record::keep_home(dead, stack) };
+        // A stack its record lives on stays in the record until its last reference goes
+        // (then freed with it, see `Record`); any other goes back to the pool now.
+        if !d.stack_is_home.get() {
+            if let Some(stack) = d.stack.take() {
+                // SAFETY: held until just below; its last frame is dead.
+                unsafe { crate::tasklet::Record::keep_home(dead, stack) };
+            }
         }
         // Stackless: `tempval` is None once the tasklet has ended. Emptied here, on its own
         // thread, after the schedule callback (which may have set it) and outside the switch.
