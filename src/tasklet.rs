@@ -259,8 +259,7 @@ impl Drop for Tasklet {
             // SAFETY: the last holder of the local reference releases it, once: the
             // scheduler has let go (`held` is false) and no other handle exists.
             let inner = unsafe { std::mem::ManuallyDrop::take(&mut self.inner) };
-            recycle(inner);
-            drop(result);
+            recycle_then_drop(inner, result);
         } else if self.inner.unrun()
             && self.inner.floating()
             && Record::strong_count(&self.inner) == 1
@@ -303,7 +302,16 @@ thread_local! {
 /// Releases the local reference of a dead tasklet: keeps a heap record for reuse if no other
 /// thread refers to it, else just drops the reference (the last one frees the record and
 /// releases its home stack, if it has one).
+#[inline(always)]
 pub(crate) fn recycle(inner: Record) {
+    recycle_then_drop(inner, None);
+}
+
+/// [`recycle`], then drops `result`, what was left in the tasklet's result (user code, with
+/// the reference already released): the end of a dead tasklet's last handle, which its
+/// `Drop` reaches by a jump (no frame of its own around the call).
+#[inline(never)]
+fn recycle_then_drop(inner: Record, result: Option<Box<dyn Any>>) {
     // A value put in a dead tasklet's `tempval` (it is emptied when the tasklet ends) must
     // not go to another thread with the last reference, nor into a new tasklet.
     // SAFETY: a Cell of this thread that nothing borrows: a plain read.
@@ -311,21 +319,21 @@ pub(crate) fn recycle(inner: Record) {
         drop_tempval(&inner);
     }
     if Record::strong_count(&inner) != 1 || inner.life.get() != Life::Dead {
-        return;
-    }
-    if !Record::on_heap(&inner) {
+        drop(inner);
+    } else if !Record::on_heap(&inner) {
         // A record on a stack goes with its stack, which the pool recycles: freed here, with
         // no atomic decrement (the count was just read as 1).
         // SAFETY: the count, read above with `Acquire`, is 1: `inner` is the only reference.
         unsafe { Record::free_unique(inner) };
-        return;
+    } else {
+        let _ = RECYCLED.try_with(move |r| {
+            let mut r = r.borrow_mut();
+            if r.len() < RECYCLED_MAX {
+                r.push(inner);
+            }
+        });
     }
-    let _ = RECYCLED.try_with(move |r| {
-        let mut r = r.borrow_mut();
-        if r.len() < RECYCLED_MAX {
-            r.push(inner);
-        }
-    });
+    drop(result);
 }
 
 #[cold]

@@ -196,7 +196,11 @@ impl Scheduler {
     /// or a kill: the thread's panic state cannot move to another tasklet).
     #[inline]
     pub(super) fn refuse_switch(&self, switching: bool) -> Result<()> {
-        self.refuse_by_hooks(switching)?;
+        // Both refusals by hooks (a callback running, a switch trap) are bits of the hooks
+        // word, refreshed whenever they change: one load when no hook is on.
+        if self.hooks.get() != 0 {
+            self.refuse_by_hooks(switching)?;
+        }
         if switching && std::thread::panicking() {
             return Err(Error::Unwinding);
         }
