@@ -212,6 +212,28 @@ impl Scheduler {
         // SAFETY: `me` is running; its list reference goes to whoever runs next.
         let m = unsafe { &*me };
         let mut next = 'chosen: {
+            let mut error = error;
+            // SAFETY: `me` is running, hence current and in the ring.
+            let alone = unsafe { (*me).next.get() } == me;
+            if alone && error.is_none() {
+                let wake = self.innermost_watchdog_or_main();
+                // The common end of a `run()`: the last runnable tasklet ends with no mail
+                // and nobody asleep, and the `run` caller (or main) waits floating. The
+                // loop of `wait_for_other_threads` would find just that on its first look
+                // (after `me` left the ring), and return the waker, which is not blocked (so
+                // no error), to be inserted: `wake` takes `me`'s place in the ring at once.
+                // SAFETY: watchdogs and main are live.
+                if unsafe { self.nothing_to_wait_for(wake) } {
+                    m.life.set(Life::Dead);
+                    // SAFETY: `me` is current and alone in the ring, `wake` floating; dead
+                    // for other threads at once (remote state 0), as `unregister` publishes.
+                    unsafe {
+                        self.ring_replace_alone(me, 0, wake);
+                        self.unregister_dead(me);
+                    }
+                    break 'chosen wake;
+                }
+            }
             // SAFETY: `me` is running, hence current and in the ring.
             // Dead for other threads at once (remote state 0), as `unregister` publishes.
             let mut next = unsafe { self.ring_remove_current_as(me, 0) };
@@ -221,19 +243,7 @@ impl Scheduler {
             // Out of the list now (nothing below walks it for `me`: a dump skips the dead).
             // SAFETY: `me` is a list member, its remote state already 0.
             unsafe { self.unregister_dead(me) };
-            let mut error = error;
             if next.is_null() && error.is_none() {
-                let wake = self.innermost_watchdog_or_main();
-                // The common end of a `run()`: the last runnable tasklet ends with no mail
-                // and nobody asleep, and the `run` caller (or main) waits floating. The
-                // loop of `wait_for_other_threads` would find just that on its first look,
-                // and return the waker, which is not blocked (so no error), to be inserted.
-                // SAFETY: watchdogs and main are live.
-                if unsafe { self.nothing_to_wait_for(wake) } {
-                    // SAFETY: floating.
-                    unsafe { self.ring_insert(wake) };
-                    break 'chosen wake;
-                }
                 // SAFETY: the running tasklet's stack stays valid until its last switch.
                 next = unsafe { self.wait_for_other_threads() };
             }

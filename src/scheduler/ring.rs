@@ -135,6 +135,30 @@ impl Scheduler {
         cursor
     }
 
+    /// `t`, the current tasklet and alone in the ring, leaves it (publishing `state`), and
+    /// the floating `u` takes its place as the ring's only member and cursor: as
+    /// `ring_remove_current_as(t, state)` then `ring_insert(u)`, with the count unchanged.
+    ///
+    /// # Safety
+    /// - `t` must be the current tasklet, alone in this scheduler's ring; `u` a live, floating
+    ///   tasklet of this scheduler, not `t`.
+    #[inline(always)]
+    pub(super) unsafe fn ring_replace_alone(&self, t: *const Inner, state: u8, u: *const Inner) {
+        debug_assert!(ptr::eq(self.current.get(), t) && t != u);
+        // SAFETY: caller vouches for both.
+        unsafe {
+            debug_assert!((*t).next.get() == t && (*u).floating());
+            (*t).next.set(ptr::null());
+            (*t).prev.set(ptr::null());
+            (*t).remote_state.set(state);
+            (*u).next.set(u);
+            (*u).prev.set(u);
+            (*u).remote_state
+                .set(RemoteState::ALIVE | RemoteState::IN_RING);
+        }
+        self.current.set(u);
+    }
+
     /// Adds `t` (an `Arc::into_raw` reference the list now owns) to the list of live tasklets.
     ///
     /// # Safety
