@@ -7,8 +7,8 @@
 //! `Drop` when a kill unwinds the caller out of it ([`PopWatchers`]). An outer `run` woken
 //! first pops the deeper nodes too (their tasklets continue as ordinary ones); their frames
 //! are still there, suspended in their switches, and find themselves gone from the list when
-//! they resume. A tasklet has at most one node: it cannot call `run` again before its
-//! suspended call returns.
+//! they resume. Nodes are told apart by address, not by tasklet: a tasklet can have two (a
+//! deferred value dropped as its `run` resumes, before the pop, may call `run` again).
 
 use std::cell::Cell;
 use std::ptr;
@@ -62,7 +62,7 @@ impl PopWatchers {
     /// # Safety
     /// - `node` must stay where it is until the guard is dropped or popped (a local of the
     ///   `run` frame, which the guard lives in), pushed once, and its tasklet must be the
-    ///   running one, of `s`, on no node yet.
+    ///   running one, of `s`.
     #[inline(always)]
     pub(super) unsafe fn push(s: &'static Scheduler, node: &Watcher) -> PopWatchers {
         node.below.set(s.watchers.get());
@@ -77,12 +77,12 @@ impl PopWatchers {
     #[inline(always)]
     pub(super) fn pop(&self) {
         let PopWatchers(s, node) = *self;
-        // SAFETY: the node is live while its guard is (see `push`).
-        let (me, below) = unsafe { ((*node).tasklet, (*node).below.get()) };
-        // The common case: the node is on top (`innermost` is its tasklet, which has no
-        // other node) and no interrupt watchdog is installed. `pop_slow` would do just this.
-        if s.innermost.get() == me && s.hooks.get() & WATCHDOG_HOOK == 0 {
-            debug_assert!(ptr::eq(s.watchers.get(), node));
+        // The common case: the node is on top and no interrupt watchdog is installed.
+        // `pop_slow` would do just this.
+        if ptr::eq(s.watchers.get(), node) && s.hooks.get() & WATCHDOG_HOOK == 0 {
+            // SAFETY: the node is live while its guard is (see `push`).
+            let (me, below) = unsafe { ((*node).tasklet, (*node).below.get()) };
+            debug_assert!(s.innermost.get() == me);
             s.watchers.set(below);
             s.innermost.set(tasklet_of(below));
             // SAFETY: watchdogs are live tasklets of this thread.
