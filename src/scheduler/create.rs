@@ -207,7 +207,13 @@ impl TaskletBuilder {
         F: FnOnce() -> R + 'static,
         R: 'static,
     {
-        if s.shared.ended() {
+        // The ended bit of the hooks word is `shared.ended()`, set right after the close (one
+        // load of the scheduler's own word, not the shared part's).
+        debug_assert_eq!(
+            s.hooks.get() & super::switch::ENDED_HOOK != 0,
+            s.shared.ended()
+        );
+        if s.hooks.get() & super::switch::ENDED_HOOK != 0 {
             return Err(io::Error::other(
                 "microthread: this thread's scheduler has ended (the thread is exiting and its \
                  tasklets were killed); no new tasklet can be created on it",

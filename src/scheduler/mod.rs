@@ -314,8 +314,9 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
     if TEARDOWN.try_with(|_| {}).is_err() {
         // The thread's thread-locals are being destroyed and ours already was: nothing would
         // end this scheduler, so it starts ended (it creates no tasklet and never sleeps).
-        drop(s.shared.close());
+        let mail = s.shared.close();
         s.refresh_hooks();
+        drop(mail);
     } else {
         thread::end_at_thread_exit_anyway(s);
         // For dumps and the debugger. Not `std::thread::current()`: a scheduler first made by

@@ -17,6 +17,10 @@ use crate::context::{Context, Transfer};
 use crate::error::{Error, Result};
 use crate::tasklet::{Inner, Pending};
 
+/// The hooks bit of an ended scheduler ([`Scheduler::refresh_hooks`] sets it from
+/// `shared.ended()`, right after the only place that ends it, its own thread's `close`).
+pub(super) const ENDED_HOOK: u32 = 1 << 3;
+
 /// The low bit of a switch's word marks a dying tasklet whose stack the next one releases.
 pub(super) const DEAD: usize = 1;
 
@@ -235,7 +239,7 @@ impl Scheduler {
         let hooks = (self.switch_trap.get() != 0) as u32
             | (has_cb as u32) << 1
             | (self.in_callback.get() as u32) << 2
-            | (self.shared.ended() as u32) << 3
+            | if self.shared.ended() { ENDED_HOOK } else { 0 }
             | if watchdog_active() { WATCHDOG_HOOK } else { 0 }
             | if self.channel_hooks.get() {
                 CHANNEL_HOOK
