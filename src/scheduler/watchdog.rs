@@ -517,15 +517,20 @@ fn run_inline(options: RunOptions) -> Result<*const Inner> {
         // SAFETY: `me` is running; `next` (if any) is a ring member.
         unsafe { s.switch_after_mail(me, next) }
     };
-    // Popped here, inline (the guard's `Drop` is for a kill's unwinding).
-    pop.pop();
-    std::mem::forget(pop);
+    // Popped here, inline (the guard's `Drop` is for a kill's unwinding); on each arm, so
+    // that the common `Ok` is not kept in memory across the pop.
     let victim = if irq {
         PREEMPT.with(|p| p.interrupted.replace(ptr::null()))
     } else {
         ptr::null()
     };
-    result?;
+    if let Err(e) = result {
+        pop.pop();
+        std::mem::forget(pop);
+        return Err(e);
+    }
+    pop.pop();
+    std::mem::forget(pop);
     if victim.is_null() || options.soft {
         return Ok(ptr::null());
     }
