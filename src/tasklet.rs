@@ -89,7 +89,9 @@ pub(crate) struct Inner {
     /// The saved context while suspended; `None` while running, before the first switch out
     /// of a main tasklet, and once dead.
     pub(crate) context: Cell<Option<Context>>,
-    /// The stack (none for a main tasklet); released by whoever runs after its last switch.
+    /// The stack (none for a main tasklet); released by whoever runs after its last switch,
+    /// unless it is the record's home (`stack_is_home`): then it stays here, and goes with the
+    /// record (see [`Record`]).
     pub(crate) stack: Cell<Option<Stack>>,
     pub(crate) life: Cell<Life>,
     /// 0, or +1 / -1 while blocked sending / receiving, or [`SLEEPING`].
@@ -126,6 +128,10 @@ pub(crate) struct Inner {
     pub(crate) pending_irq: Cell<bool>,
     pub(crate) block_trap: Cell<bool>,
     pub(crate) preserve_fp_env: bool,
+    /// Whether `stack` is the stack the record lives on (its home, see [`Record`]): set when
+    /// the record is written there, cleared when the tasklet is bound to another stack. One
+    /// load tells a dying tasklet's successor that the stack stays (no comparison of tops).
+    pub(crate) stack_is_home: Cell<bool>,
     /// The scheduler that owns this tasklet (its thread's).
     pub(crate) owner: *const (),
     // --- Ring walking, thread id, remote state, tempval (issue 8 items 2, 3, 4, 6) ---
@@ -163,6 +169,7 @@ impl Inner {
             pending_irq: Cell::new(false),
             block_trap: Cell::new(false),
             preserve_fp_env,
+            stack_is_home: Cell::new(false),
             owner,
             remote_state: RemoteState::new(RemoteState::ALIVE),
             tempval: Cell::new(None),
@@ -252,8 +259,7 @@ impl Drop for Tasklet {
             // SAFETY: the last holder of the local reference releases it, once: the
             // scheduler has let go (`held` is false) and no other handle exists.
             let inner = unsafe { std::mem::ManuallyDrop::take(&mut self.inner) };
-            recycle(inner);
-            drop(result);
+            recycle_then_drop(inner, result);
         } else if self.inner.unrun()
             && self.inner.floating()
             && Record::strong_count(&self.inner) == 1
@@ -296,7 +302,16 @@ thread_local! {
 /// Releases the local reference of a dead tasklet: keeps a heap record for reuse if no other
 /// thread refers to it, else just drops the reference (the last one frees the record and
 /// releases its home stack, if it has one).
+#[inline(always)]
 pub(crate) fn recycle(inner: Record) {
+    recycle_then_drop(inner, None);
+}
+
+/// [`recycle`], then drops `result`, what was left in the tasklet's result (user code, with
+/// the reference already released): the end of a dead tasklet's last handle, which its
+/// `Drop` reaches by a jump (no frame of its own around the call).
+#[inline(never)]
+fn recycle_then_drop(inner: Record, result: Option<Box<dyn Any>>) {
     // A value put in a dead tasklet's `tempval` (it is emptied when the tasklet ends) must
     // not go to another thread with the last reference, nor into a new tasklet.
     // SAFETY: a Cell of this thread that nothing borrows: a plain read.
@@ -304,21 +319,21 @@ pub(crate) fn recycle(inner: Record) {
         drop_tempval(&inner);
     }
     if Record::strong_count(&inner) != 1 || inner.life.get() != Life::Dead {
-        return;
-    }
-    if !Record::on_heap(&inner) {
+        drop(inner);
+    } else if !Record::on_heap(&inner) {
         // A record on a stack goes with its stack, which the pool recycles: freed here, with
         // no atomic decrement (the count was just read as 1).
         // SAFETY: the count, read above with `Acquire`, is 1: `inner` is the only reference.
         unsafe { Record::free_unique(inner) };
-        return;
+    } else {
+        let _ = RECYCLED.try_with(move |r| {
+            let mut r = r.borrow_mut();
+            if r.len() < RECYCLED_MAX {
+                r.push(inner);
+            }
+        });
     }
-    let _ = RECYCLED.try_with(move |r| {
-        let mut r = r.borrow_mut();
-        if r.len() < RECYCLED_MAX {
-            r.push(inner);
-        }
-    });
+    drop(result);
 }
 
 #[cold]
@@ -379,6 +394,7 @@ pub(crate) fn new_tasklet(id: u64, owner: *const (), preserve_fp_env: bool) -> R
         t.atomic.set(false);
         t.pending_irq.set(false);
         t.block_trap.set(false);
+        t.stack_is_home.set(false);
         t.remote_state.set(RemoteState::ALIVE);
         // Emptied when the tasklet died (`after_switch`) and in `recycle`.
         debug_assert!(t.tempval.get_mut().is_none());

@@ -150,3 +150,39 @@ fn the_last_handle_after_a_remote_reference_went_frees_the_record_and_its_stack(
         assert_eq!(t.result::<u64>(), Some(10));
     });
 }
+
+/// A dead tasklet's home stack stays with its record (issue 13: in its state, not handed
+/// over), but a rebound tasklet's second stack is no home: it goes back to the pool at the
+/// tasklet's second end, while the handle is still held, and the next spawn takes it.
+#[test]
+fn a_rebound_tasklets_own_stack_goes_back_at_its_end_and_its_home_stays() {
+    on_thread(|| {
+        let (t, home) = run_one_noting_its_stack(3);
+        let at = Rc::new(Cell::new(0usize));
+        let a = at.clone();
+        t.bind(move || {
+            a.set(stack_pointer());
+            4u64
+        })
+        .unwrap();
+        t.setup().unwrap();
+        scheduler::run().unwrap();
+        assert!(!t.alive());
+        let second = at.get();
+        assert!(!same_stack(second, home));
+        let (u, next) = run_one_noting_its_stack(5);
+        assert!(
+            same_stack(next, second),
+            "the rebound tasklet's own stack came back at its end"
+        );
+        for i in 0..20 {
+            let (_, at) = run_one_noting_its_stack(i);
+            assert!(
+                !same_stack(at, home),
+                "the home was reused under the record"
+            );
+        }
+        assert_eq!(t.result::<u64>(), Some(4));
+        drop((t, u));
+    });
+}

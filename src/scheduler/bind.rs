@@ -178,6 +178,8 @@ impl Tasklet {
         let old_closure = t.closure.replace(closure);
         let old_drop = t.drop_closure.replace(Some(drop_fn));
         let old_stack = t.stack.replace(Some(stack));
+        // A new stack is never the record's home (the home goes to the record, below).
+        t.stack_is_home.set(false);
         t.context.set(Some(ctx));
         let old_pending = t.pending.take();
         let old_result = t.result.take();

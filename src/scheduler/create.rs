@@ -74,7 +74,13 @@ where
             let r = f();
             // Kept for whoever holds a handle; with no handle left, nobody can ask.
             if m.handles.get() > 0 {
-                m.result.set(Some(Box::new(r)));
+                // SAFETY: a Cell of this thread that nothing borrows. It holds nothing while
+                // the closure runs (only the closure's return sets it, and a rebinding, the
+                // only way to run again, empties it), so there is nothing to drop: a store.
+                unsafe {
+                    debug_assert!((*m.result.as_ptr()).is_none());
+                    ptr::write(m.result.as_ptr(), Some(Box::new(r)));
+                }
             }
         }))
         .err(),
@@ -201,7 +207,13 @@ impl TaskletBuilder {
         F: FnOnce() -> R + 'static,
         R: 'static,
     {
-        if s.shared.ended() {
+        // The ended bit of the hooks word is `shared.ended()`, set right after the close (one
+        // load of the scheduler's own word, not the shared part's).
+        debug_assert_eq!(
+            s.hooks.get() & super::switch::ENDED_HOOK != 0,
+            s.shared.ended()
+        );
+        if s.hooks.get() & super::switch::ENDED_HOOK != 0 {
             return Err(io::Error::other(
                 "microthread: this thread's scheduler has ended (the thread is exiting and its \
                  tasklets were killed); no new tasklet can be created on it",

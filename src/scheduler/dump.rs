@@ -245,11 +245,7 @@ fn dump_of(s: &Scheduler) -> Dump {
 
 fn collect(s: &Scheduler) -> Vec<TaskletDump> {
     let deadlines = s.live_deadlines();
-    let watching = s
-        .watchdogs
-        .try_borrow()
-        .map(|w| w.clone())
-        .unwrap_or_default();
+    let watching = s.watcher_tasklets();
     let here = 0u8;
     let here = ptr::addr_of!(here) as usize;
     let mut out = Vec::new();

@@ -209,64 +209,67 @@ impl Scheduler {
     /// - `me` must be the running, non-main tasklet, on its own stack.
     #[inline(always)]
     pub(super) unsafe fn end(&self, me: *const Inner, error: Option<Error>) -> ! {
-        // SAFETY: `me` is running, hence current and in the ring.
-        unsafe { self.ring_remove_current_as(me, crate::tasklet::RemoteState::ALIVE) };
         // SAFETY: `me` is running; its list reference goes to whoever runs next.
         let m = unsafe { &*me };
-        // Dead from here on: mail read below (a remote kill, insert or throw) leaves it alone.
-        m.life.set(Life::Dead);
-        let mut error = error;
-        let mut next = self.current.get();
-        // Whether `next` is known to be floating (out of the ring and of every channel).
-        let mut floating = false;
-        if next.is_null() && error.is_none() {
-            let wake = self.innermost_watchdog_or_main();
-            // The common end of a `run()`: the last runnable tasklet ends with no mail and
-            // nobody asleep, and the `run` caller (or main) waits floating. Then
-            // `wait_for_other_threads` would find just that on its first look (nothing to
-            // read, no timer, the waker floating) and return null, and the waker is not
-            // blocked, so it is the next, with no error: taken here without the call.
-            if !self.shared.has_mail.load(Ordering::Relaxed)
-                && self.timer_poll.get() == 0
+        let mut next = 'chosen: {
+            let mut error = error;
+            // SAFETY: `me` is running, hence current and in the ring.
+            let alone = unsafe { (*me).next.get() } == me;
+            if alone && error.is_none() {
+                let wake = self.innermost_watchdog_or_main();
+                // The common end of a `run()`: the last runnable tasklet ends with no mail
+                // and nobody asleep, and the `run` caller (or main) waits floating. The
+                // loop of `wait_for_other_threads` would find just that on its first look
+                // (after `me` left the ring), and return the waker, which is not blocked (so
+                // no error), to be inserted: `wake` takes `me`'s place in the ring at once.
                 // SAFETY: watchdogs and main are live.
-                && unsafe { (*wake).floating() }
-            {
-                next = wake;
-                floating = true;
-            } else {
+                if unsafe { self.nothing_to_wait_for(wake) } {
+                    m.life.set(Life::Dead);
+                    // SAFETY: `me` is current and alone in the ring, `wake` floating; dead
+                    // for other threads at once (remote state 0), as `unregister` publishes.
+                    unsafe {
+                        self.ring_replace_alone(me, 0, wake);
+                        self.unregister_dead(me);
+                    }
+                    break 'chosen wake;
+                }
+            }
+            // SAFETY: `me` is running, hence current and in the ring.
+            // Dead for other threads at once (remote state 0), as `unregister` publishes.
+            let mut next = unsafe { self.ring_remove_current_as(me, 0) };
+            // Dead from here on: mail read below (a remote kill, insert or throw) leaves it
+            // alone.
+            m.life.set(Life::Dead);
+            // Out of the list now (nothing below walks it for `me`: a dump skips the dead).
+            // SAFETY: `me` is a list member, its remote state already 0.
+            unsafe { self.unregister_dead(me) };
+            if next.is_null() && error.is_none() {
                 // SAFETY: the running tasklet's stack stays valid until its last switch.
                 next = unsafe { self.wait_for_other_threads() };
             }
-        }
-        if next.is_null() {
-            next = self.innermost_watchdog_or_main();
-            // SAFETY: watchdogs and main are live.
-            let blocked = unsafe { (*next).blocked.get() };
-            if blocked != 0 && error.is_none() {
-                error = Some(if blocked < 0 {
-                    Error::MainReceivingWithoutSender
-                } else {
-                    Error::MainSendingWithoutReceiver
-                });
+            if next.is_null() {
+                next = self.innermost_watchdog_or_main();
+                // SAFETY: watchdogs and main are live.
+                let blocked = unsafe { (*next).blocked.get() };
+                if blocked != 0 && error.is_none() {
+                    error = Some(if blocked < 0 {
+                        Error::MainReceivingWithoutSender
+                    } else {
+                        Error::MainSendingWithoutReceiver
+                    });
+                }
             }
-        }
-        if let Some(e) = error {
-            next = self.innermost_watchdog_or_main();
-            // SAFETY: as above. What the error replaces is dropped after the switch.
-            if let Some(lost) = unsafe { (*next).set_pending(Pending::Error(e)) } {
-                self.defer_drop(lost);
+            if let Some(e) = error {
+                next = self.innermost_watchdog_or_main();
+                // SAFETY: as above. What the error replaces is dropped after the switch.
+                if let Some(lost) = unsafe { (*next).set_pending(Pending::Error(e)) } {
+                    self.defer_drop(lost);
+                }
             }
-        }
-        // SAFETY: `me` is a list member.
-        unsafe { self.unregister(me) };
-        // SAFETY: `next` is live; if `floating`, in no queue.
-        unsafe {
-            if floating {
-                self.ring_insert(next);
-            } else {
-                self.make_runnable(next);
-            }
-        }
+            // SAFETY: `next` is live.
+            unsafe { self.make_runnable(next) };
+            next
+        };
         if self.hooks.get() != 0 {
             if self.hooks.get() & super::preempt::WATCHDOG_HOOK != 0 {
                 // SAFETY: `me` runs, `next` is a ring member.
@@ -290,13 +293,31 @@ impl Scheduler {
         unsafe { exit_into(m, n, ctx, me) }
     }
 
+    /// Whether a tasklet ending with the ring empty has nothing to wait for before it wakes
+    /// `wake` (the innermost `run` caller or main): no mail, no sleeper, and `wake` floating.
+    /// What [`Scheduler::wait_for_other_threads`] would find on its first look; one load
+    /// each, inline.
+    ///
+    /// # Safety
+    /// - `wake` must be live (a watchdog or main).
+    #[inline(always)]
+    unsafe fn nothing_to_wait_for(&self, wake: *const Inner) -> bool {
+        !self.shared.has_mail.load(Ordering::Relaxed)
+            && self.timer_poll.get() == 0
+            // SAFETY: caller vouches for `wake`.
+            && unsafe { (*wake).floating() }
+    }
+
     /// The ring is empty and a tasklet is ending: if whoever it would wake is blocked, sleep
     /// (still on the dying tasklet's stack) while other threads may make something runnable
-    /// here. Returns the new current tasklet, or null if there is none (or nobody awake).
+    /// here. Returns the new current tasklet, the waker (the innermost `run` caller or
+    /// main) if it is floating, or null if there is none (or nobody awake: the waker is
+    /// blocked). `end` takes the common case, nothing to wait for, without the call.
     ///
     /// # Safety
     /// - Only from `end`, with the ring empty.
-    pub(super) unsafe fn wait_for_other_threads(&self) -> *const Inner {
+    #[inline(never)]
+    unsafe fn wait_for_other_threads(&self) -> *const Inner {
         loop {
             if self.shared.has_mail.load(Ordering::Relaxed) {
                 self.read_mail();
@@ -311,7 +332,10 @@ impl Scheduler {
             }
             let wake = self.innermost_watchdog_or_main();
             // SAFETY: watchdogs and main are live.
-            if unsafe { (*wake).floating() } || self.shared.sleep().is_err() {
+            if unsafe { (*wake).floating() } {
+                return wake;
+            }
+            if self.shared.sleep().is_err() {
                 return ptr::null();
             }
         }

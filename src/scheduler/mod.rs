@@ -178,6 +178,7 @@ mod teardown;
 mod time_slice;
 mod timer;
 mod watchdog;
+mod watchers;
 
 pub use callback::{schedule_callback, set_schedule_callback, switch_trap, ScheduleCallback};
 pub use create::{spawn, TaskletBuilder};
@@ -201,9 +202,10 @@ pub(crate) struct Scheduler {
     main: *const Inner,
     /// Head of the list of all live tasklets; each member holds one strong reference.
     all: Cell<*const Inner>,
-    /// Tasklets inside `run()`, innermost last.
-    watchdogs: RefCell<Vec<*const Inner>>,
-    /// The last of `watchdogs` (null if none): read on every tasklet end, so kept at hand.
+    /// The watchdog stack: the innermost `run()` caller's node, null if none (see
+    /// `watchers`).
+    watchers: Cell<*const watchers::Watcher>,
+    /// The innermost `run()` caller (null if none): read on every tasklet end, so kept at hand.
     innermost: Cell<*const Inner>,
     switch_trap: Cell<i32>,
     callback: Cell<Option<ScheduleCallback>>,
@@ -277,7 +279,7 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
         runcount: Cell::new(0),
         main: ptr::null(),
         all: Cell::new(ptr::null()),
-        watchdogs: RefCell::new(Vec::new()),
+        watchers: Cell::new(ptr::null()),
         innermost: Cell::new(ptr::null()),
         switch_trap: Cell::new(0),
         callback: Cell::new(None),
@@ -312,8 +314,9 @@ fn init_with(shared: Arc<Shared>) -> &'static Scheduler {
     if TEARDOWN.try_with(|_| {}).is_err() {
         // The thread's thread-locals are being destroyed and ours already was: nothing would
         // end this scheduler, so it starts ended (it creates no tasklet and never sleeps).
-        drop(s.shared.close());
+        let mail = s.shared.close();
         s.refresh_hooks();
+        drop(mail);
     } else {
         thread::end_at_thread_exit_anyway(s);
         // For dumps and the debugger. Not `std::thread::current()`: a scheduler first made by

@@ -135,6 +135,30 @@ impl Scheduler {
         cursor
     }
 
+    /// `t`, the current tasklet and alone in the ring, leaves it (publishing `state`), and
+    /// the floating `u` takes its place as the ring's only member and cursor: as
+    /// `ring_remove_current_as(t, state)` then `ring_insert(u)`, with the count unchanged.
+    ///
+    /// # Safety
+    /// - `t` must be the current tasklet, alone in this scheduler's ring; `u` a live, floating
+    ///   tasklet of this scheduler, not `t`.
+    #[inline(always)]
+    pub(super) unsafe fn ring_replace_alone(&self, t: *const Inner, state: u8, u: *const Inner) {
+        debug_assert!(ptr::eq(self.current.get(), t) && t != u);
+        // SAFETY: caller vouches for both.
+        unsafe {
+            debug_assert!((*t).next.get() == t && (*u).floating());
+            (*t).next.set(ptr::null());
+            (*t).prev.set(ptr::null());
+            (*t).remote_state.set(state);
+            (*u).next.set(u);
+            (*u).prev.set(u);
+            (*u).remote_state
+                .set(RemoteState::ALIVE | RemoteState::IN_RING);
+        }
+        self.current.set(u);
+    }
+
     /// Adds `t` (an `Arc::into_raw` reference the list now owns) to the list of live tasklets.
     ///
     /// # Safety
@@ -159,6 +183,20 @@ impl Scheduler {
     /// - `t` must be in this scheduler's list.
     #[inline(always)]
     pub(super) unsafe fn unregister(&self, t: *const Inner) {
+        // Only a tasklet that has ended leaves the list.
+        // SAFETY: caller vouches for `t`; forwarded.
+        unsafe {
+            (*t).remote_state.set(0);
+            self.unregister_dead(t);
+        }
+    }
+
+    /// [`Scheduler::unregister`] of a tasklet whose remote state is 0 (dead) already.
+    ///
+    /// # Safety
+    /// - As `unregister`.
+    #[inline(always)]
+    pub(super) unsafe fn unregister_dead(&self, t: *const Inner) {
         // SAFETY: `t` and its neighbours are list members.
         unsafe {
             let (p, n) = ((*t).all_prev.get(), (*t).all_next.get());
@@ -172,8 +210,7 @@ impl Scheduler {
             }
             (*t).all_next.set(ptr::null());
             (*t).all_prev.set(ptr::null());
-            // Only a tasklet that has ended leaves the list.
-            (*t).remote_state.set(0);
+            debug_assert_eq!((*t).remote_state.get(), 0);
         }
     }
 
@@ -181,18 +218,26 @@ impl Scheduler {
     ///
     /// # Safety
     /// - `t` must be a live tasklet of this scheduler.
+    #[inline(always)]
     pub(super) unsafe fn make_runnable(&self, t: *const Inner) {
         // SAFETY: caller vouches for `t`.
         let tr = unsafe { &*t };
         if tr.blocked.get() != 0 {
-            unblock(tr);
-            // SAFETY: an unblocked tasklet is in no queue.
-            unsafe { self.ring_insert(t) };
-        } else if !tr.in_ring() {
-            // SAFETY: as above.
-            unsafe { self.ring_insert(t) };
+            unblock_cold(tr);
+        } else if tr.in_ring() {
+            return;
         }
+        // SAFETY: floating, or just unblocked: in no queue.
+        unsafe { self.ring_insert(t) };
     }
+}
+
+/// [`unblock`] for [`Scheduler::make_runnable`], out of line: the common target is floating
+/// or in the ring already.
+#[cold]
+#[inline(never)]
+fn unblock_cold(t: &Inner) {
+    unblock(t);
 }
 
 /// Takes a channel-blocked tasklet out of its channel's queue.

@@ -17,6 +17,10 @@ use crate::context::{Context, Transfer};
 use crate::error::{Error, Result};
 use crate::tasklet::{Inner, Pending};
 
+/// The hooks bit of an ended scheduler ([`Scheduler::refresh_hooks`] sets it from
+/// `shared.ended()`, right after the only place that ends it, its own thread's `close`).
+pub(super) const ENDED_HOOK: u32 = 1 << 3;
+
 /// The low bit of a switch's word marks a dying tasklet whose stack the next one releases.
 pub(super) const DEAD: usize = 1;
 
@@ -39,10 +43,13 @@ pub(super) unsafe fn after_switch(s: &Scheduler, t: Transfer) {
         // SAFETY: the dead tasklet's local reference is still held: by the scheduler, until
         // just below.
         let d = unsafe { &*dead };
-        if let Some(stack) = d.stack.take() {
-            // SAFETY: held until just below; its last frame is dead. Its record may live on
-            // this stack: then the record keeps it until its last reference goes.
-            unsafe { crate::tasklet::Record::keep_home(dead, stack) };
+        // A stack its record lives on stays in the record until its last reference goes
+        // (then freed with it, see `Record`); any other goes back to the pool now.
+        if !d.stack_is_home.get() {
+            if let Some(stack) = d.stack.take() {
+                // SAFETY: held until just below; its last frame is dead.
+                unsafe { crate::tasklet::Record::keep_home(dead, stack) };
+            }
         }
         // Stackless: `tempval` is None once the tasklet has ended. Emptied here, on its own
         // thread, after the schedule callback (which may have set it) and outside the switch.
@@ -193,7 +200,11 @@ impl Scheduler {
     /// or a kill: the thread's panic state cannot move to another tasklet).
     #[inline]
     pub(super) fn refuse_switch(&self, switching: bool) -> Result<()> {
-        self.refuse_by_hooks(switching)?;
+        // Both refusals by hooks (a callback running, a switch trap) are bits of the hooks
+        // word, refreshed whenever they change: one load when no hook is on.
+        if self.hooks.get() != 0 {
+            self.refuse_by_hooks(switching)?;
+        }
         if switching && std::thread::panicking() {
             return Err(Error::Unwinding);
         }
@@ -228,7 +239,7 @@ impl Scheduler {
         let hooks = (self.switch_trap.get() != 0) as u32
             | (has_cb as u32) << 1
             | (self.in_callback.get() as u32) << 2
-            | (self.shared.ended() as u32) << 3
+            | if self.shared.ended() { ENDED_HOOK } else { 0 }
             | if watchdog_active() { WATCHDOG_HOOK } else { 0 }
             | if self.channel_hooks.get() {
                 CHANNEL_HOOK

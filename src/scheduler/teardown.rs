@@ -32,9 +32,11 @@ impl Scheduler {
         }
         overflow::ensure_altstack_for_teardown();
         self.kill_all();
-        drop(self.shared.close());
-        // A blocking call from now on takes the slow path, which refuses it before it queues.
+        let mail = self.shared.close();
+        // A blocking call from now on takes the slow path, which refuses it before it queues;
+        // a spawn sees the ended bit. Set before the undelivered mail is dropped (user code).
         self.refresh_hooks();
+        drop(mail);
     }
 
     pub(super) fn kill_all(&self) {

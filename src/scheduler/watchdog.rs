@@ -15,8 +15,9 @@
 use std::ptr;
 use std::time::Duration;
 
-use super::preempt::{Budget, PREEMPT, WATCHDOG_HOOK};
+use super::preempt::{Budget, PREEMPT};
 use super::time_slice;
+use super::watchers::{PopWatchers, Watcher};
 use super::{handle, scheduler, Scheduler};
 #[cfg(doc)]
 use crate::error::Error;
@@ -482,8 +483,12 @@ fn run_inline(options: RunOptions) -> Result<*const Inner> {
         // The timer thread runs, and this thread can unregister at its exit.
         time_slice::prepare()?;
     }
-    s.watchdogs.borrow_mut().push(me);
-    s.innermost.set(me);
+    let node = Watcher::new(me);
+    // Popped when `run` returns, and also when a kill unwinds the caller out of it (the
+    // guard's `Drop`), before the node's frame goes.
+    // SAFETY: `node` stays in this frame, which the guard lives in; `me` is running, and on
+    // no node (it is not suspended in another `run`).
+    let pop = unsafe { PopWatchers::push(s, &node) };
     if irq {
         s.install_watchdog(
             me,
@@ -500,8 +505,6 @@ fn run_inline(options: RunOptions) -> Result<*const Inner> {
     // Before the next tasklet is chosen: a remote run's target runs first.
     s.read_mail_after_leaving();
     let next = s.current.get();
-    // Popped when `run` returns, and also when a kill unwinds the caller out of it.
-    let pop = PopWatchdogs(s, me);
     let result = if switching && s.hooks.get() == 0 {
         // The common case, with what `switch_after_mail` would test again left out: no hook
         // is on (looked at after the mail), `next` is the current tasklet (null or in the
@@ -514,15 +517,20 @@ fn run_inline(options: RunOptions) -> Result<*const Inner> {
         // SAFETY: `me` is running; `next` (if any) is a ring member.
         unsafe { s.switch_after_mail(me, next) }
     };
-    // Popped here, inline (the guard's `Drop` is for a kill's unwinding).
-    pop.pop();
-    std::mem::forget(pop);
+    // Popped here, inline (the guard's `Drop` is for a kill's unwinding); on each arm, so
+    // that the common `Ok` is not kept in memory across the pop.
     let victim = if irq {
         PREEMPT.with(|p| p.interrupted.replace(ptr::null()))
     } else {
         ptr::null()
     };
-    result?;
+    if let Err(e) = result {
+        pop.pop();
+        std::mem::forget(pop);
+        return Err(e);
+    }
+    pop.pop();
+    std::mem::forget(pop);
     if victim.is_null() || options.soft {
         return Ok(ptr::null());
     }
@@ -534,55 +542,4 @@ fn run_inline(options: RunOptions) -> Result<*const Inner> {
         }
     }
     Ok(victim)
-}
-
-/// Pops a `run` caller and every deeper watchdog; the deeper ones continue as ordinary
-/// tasklets.
-pub(super) struct PopWatchdogs(&'static Scheduler, *const Inner);
-
-impl Drop for PopWatchdogs {
-    fn drop(&mut self) {
-        self.pop();
-    }
-}
-
-impl PopWatchdogs {
-    #[inline(always)]
-    fn pop(&self) {
-        let PopWatchdogs(s, me) = *self;
-        let mut w = s.watchdogs.borrow_mut();
-        // The common case: `me` is the innermost (`innermost` is always the last one pushed)
-        // and no interrupt watchdog is installed. The loop below would do just this.
-        if s.innermost.get() == me && s.hooks.get() & WATCHDOG_HOOK == 0 {
-            debug_assert_eq!(w.last(), Some(&me));
-            w.pop();
-            // SAFETY: watchdogs are live tasklets of this thread.
-            if unsafe { (*me).floating() } {
-                // SAFETY: as above, and floating.
-                unsafe { s.ring_insert(me) };
-            }
-            s.innermost.set(w.last().copied().unwrap_or(ptr::null()));
-            return;
-        }
-        // Usually `me` is the innermost; if an outer `run` already popped it, nothing to do.
-        if s.innermost.get() != me && !w.contains(&me) {
-            return;
-        }
-        // Innermost first, as Stackless pops them, down to and including `me`.
-        while let Some(p) = w.pop() {
-            if s.hooks.get() & WATCHDOG_HOOK != 0 && PREEMPT.with(|pr| pr.slot0.get()) == p {
-                // The interrupt watchdog leaves: its budget ends.
-                s.uninstall_watchdog();
-            }
-            // SAFETY: watchdogs are live tasklets of this thread.
-            if unsafe { (*p).floating() } {
-                // SAFETY: as above, and floating.
-                unsafe { s.ring_insert(p) };
-            }
-            if p == me {
-                break;
-            }
-        }
-        s.innermost.set(w.last().copied().unwrap_or(ptr::null()));
-    }
 }

@@ -9,9 +9,10 @@
 //! **Lifetimes.** A record is freed when its last reference goes, as an `Arc`'s allocation
 //! is, on whatever thread drops it. A record on a stack (its *home*) keeps that stack while
 //! any reference is left, also after the tasklet has died: the scheduler, which releases a
-//! dead tasklet's stack after its last switch, hands the home stack to the record instead
-//! ([`Record::keep_home`]); the last reference drops the record and then releases the home
-//! stack to the pool (of the thread that drops it, which gives back what the stack touched
+//! dead tasklet's stack after its last switch, leaves the home stack in the state's `stack`
+//! (`Inner::stack_is_home` says so), and a tasklet that lets go of its home otherwise (bound
+//! to another stack, or ended unrun) hands it to the record ([`Record::keep_home`]); the
+//! last reference drops the record and then releases the home stack to the pool (of the thread that drops it, which gives back what the stack touched
 //! below its warm top, as for any stack), so the slot is never reused while a handle can
 //! still read the record. Records of tasklets created without a stack (the main tasklet,
 //! lazily restored ones) are on the heap.
@@ -43,8 +44,9 @@ struct Counted {
     strong: AtomicUsize,
     /// The top of the stack this record lives on; 0 for a record on the heap.
     home_top: usize,
-    /// The home stack once the tasklet has let go of it (died, or was rebound to another
-    /// stack); `None` while it runs on it (in `Inner::stack`) and for heap records. Touched
+    /// The home stack once the tasklet has let go of it (rebound to another stack, or ended
+    /// unrun); `None` while it is in `Inner::stack` (also after a tasklet's end) and for heap
+    /// records. Touched
     /// on the tasklet's thread only, and by the last reference's drop (alone then).
     home: Cell<Option<Stack>>,
     inner: Inner,
@@ -86,6 +88,7 @@ impl Record {
     pub(crate) unsafe fn new_on(stack: Stack, mut inner: Inner) -> Record {
         let top = stack.top() as usize;
         *inner.stack.get_mut() = Some(stack);
+        *inner.stack_is_home.get_mut() = true;
         let at = (top - RECORD_SPACE) as *mut Counted;
         // SAFETY: `at` is below the top of a stack nobody uses yet (caller's obligation), in
         // its usable part (far larger than the space), and aligned (64-aligned offset from a

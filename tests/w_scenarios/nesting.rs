@@ -182,3 +182,96 @@ fn a_panic_under_a_budget_is_returned_by_run_and_the_others_stay_scheduled() {
     assert_eq!(taken(&l), ["L1", "L2"]);
     assert!(!lp.alive());
 }
+
+/// An outer `run()` woken while an inner one waits above it (a tasklet runs main, the outer
+/// caller): main's `run` returns and pops the inner caller W too, which goes back into the
+/// ring (it continues as an ordinary tasklet) and returns from its own `run` when it next
+/// runs, with nobody left waiting in `run()` in between, and leaves main's next `run()` alone.
+#[test]
+fn an_outer_run_woken_first_pops_the_inner_caller_which_returns_from_its_run_later() {
+    let l = log();
+    let (lw, lx) = (l.clone(), l.clone());
+    let w = spawn(move || {
+        let lx = lx.clone();
+        spawn(move || {
+            push(&lx, "X runs main");
+            scheduler::main().run().unwrap();
+            push(&lx, "X after");
+        })
+        .unwrap();
+        run().unwrap(); // W waits here, above main
+        push(&lw, "W's run returned");
+        // Main waits in its second `run()`, untouched by W's: W is alone in the ring.
+        scheduler::schedule().unwrap();
+        push(&lw, "W ends");
+    })
+    .unwrap();
+    run().unwrap();
+    assert_eq!(taken(&l), ["X runs main"]);
+    assert!(
+        w.alive() && w.scheduled() && !w.paused(),
+        "W popped and back in the ring"
+    );
+    assert!(
+        !scheduler::dump()
+            .tasklets
+            .iter()
+            .any(|t| t.state == scheduler::dump::DumpState::InRun),
+        "nobody waits in run() any more"
+    );
+    assert_eq!(scheduler::runcount(), 3, "main, X and W");
+    run().unwrap();
+    assert_eq!(taken(&l), ["X after", "W's run returned", "W ends"]);
+    assert!(!w.alive());
+    assert_eq!(scheduler::runcount(), 1);
+}
+
+/// A value dropped as main resumes inside its `run()` (an error payload a second throw
+/// replaced, dropped before the pop) calls `run()` again: main then has two nodes on the
+/// watchdog stack, with Y's nested `run()` between them. Y's `run` returning pops main's
+/// inner node and Y's; main's inner `run` then finds its node gone and leaves the outer one
+/// alone (it is told apart by address, not by tasklet), which pops last, when the outer `run`
+/// returns the second error.
+#[test]
+fn a_tasklet_with_two_nodes_pops_only_its_own() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    struct RunsOnDrop(Arc<AtomicBool>);
+    impl Drop for RunsOnDrop {
+        fn drop(&mut self) {
+            run().unwrap();
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let dropped = Arc::new(AtomicBool::new(false));
+    let l = log();
+    let (ly, lk) = (l.clone(), l.clone());
+    let y = spawn(move || {
+        run().unwrap(); // nested under main's run
+        push(&ly, "Y's run returned");
+    })
+    .unwrap();
+    let d = dropped.clone();
+    spawn(move || {
+        let main = scheduler::main();
+        main.throw_pending(Error::Thrown(Box::new(RunsOnDrop(d))))
+            .unwrap();
+        // Main resumes, drops the first payload, whose `run()` comes back here.
+        main.throw(Error::Thrown(Box::new("second"))).unwrap();
+        push(&lk, "K runs Y");
+        y.run().unwrap();
+        push(&lk, "K ends");
+    })
+    .unwrap();
+    match run() {
+        Err(Error::Thrown(p)) => assert_eq!(p.downcast_ref::<&str>(), Some(&"second")),
+        other => panic!("expected the second error, got {other:?}"),
+    }
+    assert!(dropped.load(Ordering::Relaxed), "the inner run returned");
+    assert_eq!(taken(&l), ["K runs Y", "Y's run returned", "K ends"]);
+    assert_eq!(scheduler::runcount(), 1);
+    // Nobody is left on the watchdog stack: a tasklet's end wakes main's next run.
+    let t = spawn(|| 7).unwrap();
+    run().unwrap();
+    assert_eq!(t.result::<i32>(), Some(7));
+}
