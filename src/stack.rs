@@ -328,6 +328,26 @@ impl Stack {
         }
     }
 
+    /// The stack as one word (its `Range`'s address, never below 4096), for the pool's fast
+    /// slot; the stack stays owned by the caller (forget it once the word owns it).
+    #[inline(always)]
+    pub(crate) fn as_raw(&self) -> usize {
+        self.range.as_ptr() as usize
+    }
+
+    /// The stack whose word [`Stack::as_raw`] gave.
+    ///
+    /// # Safety
+    /// - `word` came from `as_raw` of a stack that was then forgotten, and is made a stack
+    ///   again only once.
+    #[inline(always)]
+    pub(crate) unsafe fn from_raw(word: usize) -> Stack {
+        Stack {
+            // SAFETY: a `Range`'s address (caller's obligation): not null.
+            range: unsafe { NonNull::new_unchecked(word as *mut Range) },
+        }
+    }
+
     /// The owner word of an arena slot's stack, `None` for a stack of its own mapping.
     fn arena_owner(&self) -> Option<&'static AtomicU64> {
         match self.range().backing {

@@ -386,6 +386,8 @@ impl Builder {
         F: FnOnce(&Yielder<I, Y>, I) -> R + 'a,
         S: FnOnce(&mut ScopedCoroutine<'a, I, Y, R>) -> T,
     {
+        // A stack of the caller's: the thread's alternate signal stack was not checked for it.
+        crate::overflow::ensure_altstack();
         ScopedCoroutine::run(&self, stack, body, scope)
     }
 }
