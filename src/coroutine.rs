@@ -216,7 +216,7 @@ use std::any::Any;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::mem::{self, MaybeUninit};
+use std::mem::{self, ManuallyDrop, MaybeUninit};
 use std::panic;
 use std::ptr;
 
@@ -257,14 +257,18 @@ pub struct Coroutine<I, Y, R> {
     /// handle that resumed it (never used: the switch back overwrites it; not clearing it saves
     /// a store per switch).
     context: Option<Context>,
-    /// Its stack; `None` once it finished (the stack went back to the pool).
-    stack: Option<Stack>,
+    /// Its stack; `None` once it finished (the stack went back to the pool). Never dropped
+    /// as a field: a finished coroutine's is `None`, and `Drop` finishes every other one (or,
+    /// with `panic = "abort"`, forgets its stack), so the field's drop glue would be a test of
+    /// a `None` after every coroutine's end.
+    stack: ManuallyDrop<Option<Stack>>,
     state: State,
     /// The one test of a resume's fast path: not finished, and switched with the light switch
-    /// (not `preserve_fp_env`). Anything else takes [`Coroutine::try_resume_other`].
+    /// (not `preserve_fp_env`). Anything else takes [`Coroutine::try_resume_other`]. While
+    /// the coroutine is not finished, it is also the FP-environment choice: false exactly for
+    /// a `preserve_fp_env` coroutine (no field of its own: one store fewer per spawn).
     light_resumable: bool,
     id: u64,
-    preserve_fp_env: bool,
     /// Where `place` wrote the closure, at the top of the stack: for the placement tests only.
     /// (A coroutine dropped before it started has its closure dropped by its own first frame,
     /// so neither this nor a drop function is kept: two stores fewer per spawn.)
@@ -340,7 +344,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
             return self.resume_other(input);
         }
         // SAFETY: `light_resumable`: a light coroutine that has not finished.
-        result_of(unsafe { self.switch_in_light(Resume::Input(input)) })
+        unsafe { self.resume_light(input) }
     }
 
     /// [`Coroutine::resume`] off the light path (see [`Coroutine::try_resume_other`]).
@@ -378,8 +382,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
             return self.try_resume_other(input);
         }
         // SAFETY: `light_resumable`: a light coroutine that has not finished.
-        let reply = unsafe { self.switch_in_light(Resume::Input(input)) };
-        Ok(result_of(reply))
+        Ok(unsafe { self.resume_light(input) })
     }
 
     /// [`Coroutine::try_resume`] of a finished coroutine or of one that keeps the FP
@@ -400,9 +403,9 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     /// NotStarted or Suspended state.
     #[inline(always)]
     fn switch_in(&mut self, message: Resume<I>) -> Suspend<Y, R> {
-        if !self.preserve_fp_env {
-            // SAFETY: a light coroutine (not `preserve_fp_env`), not finished (our caller's
-            // obligation).
+        if self.light_resumable {
+            // SAFETY: a light coroutine (not finished, our caller's obligation, so
+            // `light_resumable` says not `preserve_fp_env`).
             return unsafe { self.switch_in_light(message) };
         }
         // SAFETY: NotStarted or Suspended (caller's obligation) always has a context. It is
@@ -418,6 +421,56 @@ impl<I, Y, R> Coroutine<I, Y, R> {
         let transfer = unsafe { context.switch_fpenv(word) };
         // SAFETY: the coroutine's reply, as `took_reply` wants it.
         unsafe { self.took_reply(transfer) }
+    }
+
+    /// The resume of a light coroutine: the switch in with `input`, and the reply read as a
+    /// resume returns it. A last message that is not a return (a panic) is read out of line.
+    ///
+    /// # Safety
+    /// - The coroutine is not `preserve_fp_env`, and NotStarted or Suspended.
+    #[inline(always)]
+    unsafe fn resume_light(&mut self, input: I) -> CoroutineResult<Y, R> {
+        // SAFETY: as in `switch_in_light`: a copy, overwritten before anything reads it.
+        let context = unsafe { ptr::read(&self.context).unwrap_unchecked() };
+        let mut slot = MaybeUninit::uninit();
+        let word = Resume::Input(input).send(&mut slot);
+        // SAFETY: as in `switch_in_light` (our caller's obligations).
+        let transfer = unsafe { context.switch_light(word) };
+        if transfer.data & LAST == 0 {
+            // SAFETY: a yield's slot (see `took_reply`).
+            let Slot(value) = unsafe { ptr::read(transfer.data as *const Slot<Y>) };
+            self.context = Some(transfer.from);
+            self.state = State::Suspended;
+            return CoroutineResult::Yield(value);
+        }
+        let last = (transfer.data - LAST) as *mut Slot<Suspend<Y, R>>;
+        // The tag first, and only the return value moved out before the stack goes back to
+        // the pool (the whole message was copied to this frame and tested there).
+        // SAFETY: the last message's slot (see `took_reply`), initialised, read once: the
+        // return value is moved out and nothing else of it is read again.
+        if let Suspend::Return(r) = unsafe { &(*last).0 } {
+            // SAFETY: as above.
+            let r = unsafe { ptr::read(r) };
+            self.finish();
+            CoroutineResult::Return(r)
+        } else {
+            // SAFETY: as above, the message read here instead.
+            unsafe { self.took_last_other(last) }
+        }
+    }
+
+    /// [`Coroutine::resume_light`]'s last message when it is not a return: a panic, which
+    /// comes out of this resume once the coroutine is finished.
+    ///
+    /// # Safety
+    /// - `last` is the coroutine's last message's slot, not read before.
+    #[cold]
+    #[inline(never)]
+    unsafe fn took_last_other(&mut self, last: *mut Slot<Suspend<Y, R>>) -> CoroutineResult<Y, R> {
+        // SAFETY: the caller's obligation.
+        let Slot(last) = unsafe { ptr::read(last) };
+        self.finish();
+        result_of(last)
     }
 
     /// [`Coroutine::switch_in`] of a light coroutine.

@@ -2,7 +2,7 @@
 //! not over-aligned, else boxed; and the first frame laid out below it.
 
 use std::marker::PhantomData;
-use std::mem;
+use std::mem::{self, ManuallyDrop};
 use std::ptr;
 
 use super::yielder::{entry, Start};
@@ -105,11 +105,10 @@ impl<I, Y, R> Coroutine<I, Y, R> {
         };
         Coroutine {
             context: Some(context),
-            stack: Some(stack),
+            stack: ManuallyDrop::new(Some(stack)),
             state: State::NotStarted,
             light_resumable: !preserve_fp_env,
             id,
-            preserve_fp_env,
             #[cfg(test)]
             closure: closure as *mut u8,
             _types: PhantomData,
