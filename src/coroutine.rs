@@ -253,14 +253,15 @@ enum State {
 /// `I` is what each resume passes in, `Y` what each suspension passes out, and `R` what the
 /// function returns.
 pub struct Coroutine<I, Y, R> {
-    /// The suspended coroutine; `None` once it finished. While it runs, a stale copy of the
-    /// handle that resumed it (never used: the switch back overwrites it; not clearing it saves
-    /// a store per switch).
+    /// The suspended coroutine. While it runs, a stale copy of the handle that resumed it
+    /// (never used: the switch back overwrites it; not clearing it saves a store per switch);
+    /// once it finished, a stale copy of its last frame, never read (only a coroutine that is
+    /// not finished is switched into).
     context: Option<Context>,
-    /// Its stack; `None` once it finished (the stack went back to the pool). Never dropped
-    /// as a field: a finished coroutine's is `None`, and `Drop` finishes every other one (or,
-    /// with `panic = "abort"`, forgets its stack), so the field's drop glue would be a test of
-    /// a `None` after every coroutine's end.
+    /// Its stack, until it finished: then a stale copy of the handle that went back to the
+    /// pool, never read (only `finish` moves it out, once, and the abort path of `Drop`,
+    /// which leaves the coroutine finished too). Never dropped as a field: `Drop` finishes
+    /// every coroutine that is not finished (or, with `panic = "abort"`, forgets its stack).
     stack: ManuallyDrop<Option<Stack>>,
     state: State,
     /// The one test of a resume's fast path: not finished, and switched with the light switch
@@ -443,7 +444,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
             self.state = State::Suspended;
             return CoroutineResult::Yield(value);
         }
-        let last = (transfer.data - LAST) as *mut Slot<Suspend<Y, R>>;
+        let last = (transfer.data - LAST) as *const Slot<Suspend<Y, R>>;
         // The tag first, and only the return value moved out before the stack goes back to
         // the pool (the whole message was copied to this frame and tested there).
         // SAFETY: the last message's slot (see `took_reply`), initialised, read once: the
@@ -454,21 +455,23 @@ impl<I, Y, R> Coroutine<I, Y, R> {
             self.finish();
             CoroutineResult::Return(r)
         } else {
-            // SAFETY: as above, the message read here instead.
-            unsafe { self.took_last_other(last) }
+            // SAFETY: as above, the message read there instead.
+            unsafe { self.took_last_other(transfer.data) }
         }
     }
 
     /// [`Coroutine::resume_light`]'s last message when it is not a return: a panic, which
-    /// comes out of this resume once the coroutine is finished.
+    /// comes out of this resume once the coroutine is finished. Takes the word, not the
+    /// slot's address, which the fast path then need not keep.
     ///
     /// # Safety
-    /// - `last` is the coroutine's last message's slot, not read before.
+    /// - `word` is the coroutine's last message's word (its slot's address plus [`LAST`]),
+    ///   the slot not read before.
     #[cold]
     #[inline(never)]
-    unsafe fn took_last_other(&mut self, last: *mut Slot<Suspend<Y, R>>) -> CoroutineResult<Y, R> {
+    unsafe fn took_last_other(&mut self, word: usize) -> CoroutineResult<Y, R> {
         // SAFETY: the caller's obligation.
-        let Slot(last) = unsafe { ptr::read(last) };
+        let Slot(last) = unsafe { ptr::read((word - LAST) as *const Slot<Suspend<Y, R>>) };
         self.finish();
         result_of(last)
     }
@@ -519,10 +522,14 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     /// Marks the coroutine finished and gives its stack back to the pool.
     #[inline(always)]
     fn finish(&mut self) {
-        self.context = None;
         self.state = State::Finished;
         self.light_resumable = false;
-        if let Some(stack) = self.stack.take() {
+        // The context and the stack fields keep stale copies (two stores fewer per end):
+        // nothing reads either once the coroutine is finished (every reader tests the state
+        // or `light_resumable` first), and neither is dropped (`Context` has no `Drop`, the
+        // stack field is `ManuallyDrop`).
+        // SAFETY: the stack is moved out once: a finished coroutine never finishes again.
+        if let Some(stack) = unsafe { ptr::read(&*self.stack) } {
             pool::release(stack);
         }
     }
