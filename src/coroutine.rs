@@ -239,8 +239,9 @@ pub use result::{CoroutineResult, ResumeError};
 pub use scoped::ScopedCoroutine;
 pub use yielder::Yielder;
 
-/// Where a coroutine is. There is no "running" state: a running coroutine is mutably borrowed
-/// by the resume that runs it, so nothing can look at it until it suspends or finishes.
+/// Where a coroutine is ([`Coroutine::state`]). There is no "running" state: a running
+/// coroutine is mutably borrowed by the resume that runs it, so nothing can look at it until it
+/// suspends or finishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     NotStarted,
@@ -263,7 +264,13 @@ pub struct Coroutine<I, Y, R> {
     /// which leaves the coroutine finished too). Never dropped as a field: `Drop` finishes
     /// every coroutine that is not finished (or, with `panic = "abort"`, forgets its stack).
     stack: ManuallyDrop<Option<Stack>>,
-    state: State,
+    /// The saved stack pointer of its initial frame: while `context` still names that frame,
+    /// the coroutine has not started ([`Coroutine::state`]). No state is stored per suspend
+    /// (one store fewer per switch round trip): a suspended frame always lies below the
+    /// coroutine's first frame, so it is never the initial one.
+    initial: *const u8,
+    /// Whether it finished (returned, panicked, or was unwound by a drop).
+    finished: bool,
     /// The one test of a resume's fast path: not finished, and switched with the light switch
     /// (not `preserve_fp_env`). Anything else takes [`Coroutine::try_resume_other`]. While
     /// the coroutine is not finished, it is also the FP-environment choice: false exactly for
@@ -392,9 +399,8 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     #[cold]
     #[inline(never)]
     fn try_resume_other(&mut self, input: I) -> Result<CoroutineResult<Y, R>, ResumeError> {
-        match self.state {
-            State::NotStarted | State::Suspended => {}
-            State::Finished => return Err(ResumeError::Finished),
+        if self.finished {
+            return Err(ResumeError::Finished);
         }
         Ok(result_of(self.switch_in(Resume::Input(input))))
     }
@@ -441,7 +447,6 @@ impl<I, Y, R> Coroutine<I, Y, R> {
             // SAFETY: a yield's slot (see `took_reply`).
             let Slot(value) = unsafe { ptr::read(transfer.data as *const Slot<Y>) };
             self.context = Some(transfer.from);
-            self.state = State::Suspended;
             return CoroutineResult::Yield(value);
         }
         let last = (transfer.data - LAST) as *const Slot<Suspend<Y, R>>;
@@ -507,7 +512,6 @@ impl<I, Y, R> Coroutine<I, Y, R> {
             // SAFETY: a yield's slot (caller's obligation).
             let Slot(value) = unsafe { ptr::read(transfer.data as *const Slot<Y>) };
             self.context = Some(transfer.from);
-            self.state = State::Suspended;
             Suspend::Yield(value)
         } else {
             // SAFETY: the last message's slot (caller's obligation).
@@ -522,7 +526,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     /// Marks the coroutine finished and gives its stack back to the pool.
     #[inline(always)]
     fn finish(&mut self) {
-        self.state = State::Finished;
+        self.finished = true;
         self.light_resumable = false;
         // The context and the stack fields keep stale copies (two stores fewer per end):
         // nothing reads either once the coroutine is finished (every reader tests the state
@@ -546,7 +550,17 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn is_finished(&self) -> bool {
-        self.state == State::Finished
+        self.finished
+    }
+
+    /// Not started, suspended or finished: not started while its context is still the initial
+    /// frame (see `initial`).
+    fn state(&self) -> State {
+        match &self.context {
+            _ if self.finished => State::Finished,
+            Some(c) if c.stack_pointer() == self.initial => State::NotStarted,
+            _ => State::Suspended,
+        }
     }
 
     /// Whether the coroutine has been resumed at least once.
@@ -560,7 +574,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn started(&self) -> bool {
-        self.state != State::NotStarted
+        self.state() != State::NotStarted
     }
 
     /// The id in overflow reports: unique in the process.
@@ -582,7 +596,7 @@ impl<I, Y, R> Drop for Coroutine<I, Y, R> {
     /// nothing where the compiler sees the state; the rest is out of line.
     #[inline]
     fn drop(&mut self) {
-        if self.state != State::Finished {
+        if !self.finished {
             self.drop_unfinished();
         }
     }
@@ -592,13 +606,13 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     /// [`Drop`] of a coroutine that has not finished: drops its closure, or unwinds it.
     #[inline(never)]
     fn drop_unfinished(&mut self) {
-        if self.state == State::Suspended && cfg!(panic = "abort") {
+        if cfg!(panic = "abort") && self.state() == State::Suspended {
             // No unwinding: the frames are abandoned, and so is their stack, which stays
             // mapped: a thread they started (a scoped one) may still use it. (The context is
             // plain data: clearing it releases nothing.)
             self.context = None;
             mem::forget(self.stack.take());
-            self.state = State::Finished;
+            self.finished = true;
             self.light_resumable = false;
             return;
         }
@@ -626,7 +640,7 @@ impl<I, Y, R> fmt::Debug for Coroutine<I, Y, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Coroutine")
             .field("id", &self.id)
-            .field("state", &self.state)
+            .field("state", &self.state())
             .finish()
     }
 }

@@ -6,7 +6,7 @@ use std::mem::{self, ManuallyDrop};
 use std::ptr;
 
 use super::yielder::{entry, Start};
-use super::{Coroutine, State, Yielder};
+use super::{Coroutine, Yielder};
 use crate::context::Context;
 use crate::id;
 use crate::overflow::OwnerKind;
@@ -103,10 +103,12 @@ impl<I, Y, R> Coroutine<I, Y, R> {
         unsafe {
             Context::link_backtrace(closure as *mut u8, Context::top_cell(closure as *mut u8))
         };
+        let initial = context.stack_pointer();
         Coroutine {
             context: Some(context),
             stack: ManuallyDrop::new(Some(stack)),
-            state: State::NotStarted,
+            initial,
+            finished: false,
             light_resumable: !preserve_fp_env,
             id,
             #[cfg(test)]
