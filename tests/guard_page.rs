@@ -158,20 +158,29 @@ fn an_over_aligned_closure_runs_without_a_false_overflow_report() {
     assert!(!death.stderr.contains("overflowed"), "{:?}", death.stderr);
 }
 
+/// Also for a stack of its own mapping, whose owner word is its registry entry's.
 #[test]
 fn the_report_gives_the_usable_size_of_a_stack_given_to_build_on() {
     let _serial = serial();
     // Not a multiple of the page size: the report gives the rounded, usable size.
-    let stack = Stack::new(100 * 1024 + 1).unwrap();
-    let size = stack.size();
-    assert_eq!(size, rounded(100 * 1024 + 1));
-    let mut co: Overflowing = Builder::new().build_on(stack, |_, ()| recurse(0));
-    let id = co.id();
-    let death = in_child(move || {
-        co.resume(());
-    });
-    death.assert_killed_by_sigsegv();
-    assert_reports_overflow(&death, id, size);
+    for own in [false, true] {
+        let stack = if own {
+            Stack::with_own_mapping(100 * 1024 + 1, page_size())
+        } else {
+            Stack::new(100 * 1024 + 1)
+        };
+        let stack = stack.unwrap();
+        assert_eq!(stack.in_arena(), !own);
+        let size = stack.size();
+        assert_eq!(size, rounded(100 * 1024 + 1));
+        let mut co: Overflowing = Builder::new().build_on(stack, |_, ()| recurse(0));
+        let id = co.id();
+        let death = in_child(move || {
+            co.resume(());
+        });
+        death.assert_killed_by_sigsegv();
+        assert_reports_overflow(&death, id, size);
+    }
 }
 
 #[test]
