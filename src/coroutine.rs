@@ -216,7 +216,7 @@ use std::any::Any;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::mem::{self, MaybeUninit};
+use std::mem::{self, ManuallyDrop, MaybeUninit};
 use std::panic;
 use std::ptr;
 
@@ -239,8 +239,9 @@ pub use result::{CoroutineResult, ResumeError};
 pub use scoped::ScopedCoroutine;
 pub use yielder::Yielder;
 
-/// Where a coroutine is. There is no "running" state: a running coroutine is mutably borrowed
-/// by the resume that runs it, so nothing can look at it until it suspends or finishes.
+/// Where a coroutine is ([`Coroutine::state`]). There is no "running" state: a running
+/// coroutine is mutably borrowed by the resume that runs it, so nothing can look at it until it
+/// suspends or finishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     NotStarted,
@@ -253,18 +254,29 @@ enum State {
 /// `I` is what each resume passes in, `Y` what each suspension passes out, and `R` what the
 /// function returns.
 pub struct Coroutine<I, Y, R> {
-    /// The suspended coroutine; `None` once it finished. While it runs, a stale copy of the
-    /// handle that resumed it (never used: the switch back overwrites it; not clearing it saves
-    /// a store per switch).
+    /// The suspended coroutine. While it runs, a stale copy of the handle that resumed it
+    /// (never used: the switch back overwrites it; not clearing it saves a store per switch);
+    /// once it finished, a stale copy of its last frame, never read (only a coroutine that is
+    /// not finished is switched into).
     context: Option<Context>,
-    /// Its stack; `None` once it finished (the stack went back to the pool).
-    stack: Option<Stack>,
-    state: State,
+    /// Its stack, until it finished: then a stale copy of the handle that went back to the
+    /// pool, never read (only `finish` moves it out, once, and the abort path of `Drop`,
+    /// which leaves the coroutine finished too). Never dropped as a field: `Drop` finishes
+    /// every coroutine that is not finished (or, with `panic = "abort"`, forgets its stack).
+    stack: ManuallyDrop<Option<Stack>>,
+    /// The saved stack pointer of its initial frame: while `context` still names that frame,
+    /// the coroutine has not started ([`Coroutine::state`]). No state is stored per suspend
+    /// (one store fewer per switch round trip): a suspended frame always lies below the
+    /// coroutine's first frame, so it is never the initial one.
+    initial: *const u8,
+    /// Whether it finished (returned, panicked, or was unwound by a drop).
+    finished: bool,
     /// The one test of a resume's fast path: not finished, and switched with the light switch
-    /// (not `preserve_fp_env`). Anything else takes [`Coroutine::try_resume_other`].
+    /// (not `preserve_fp_env`). Anything else takes [`Coroutine::try_resume_other`]. While
+    /// the coroutine is not finished, it is also the FP-environment choice: false exactly for
+    /// a `preserve_fp_env` coroutine (no field of its own: one store fewer per spawn).
     light_resumable: bool,
     id: u64,
-    preserve_fp_env: bool,
     /// Where `place` wrote the closure, at the top of the stack: for the placement tests only.
     /// (A coroutine dropped before it started has its closure dropped by its own first frame,
     /// so neither this nor a drop function is kept: two stores fewer per spawn.)
@@ -340,7 +352,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
             return self.resume_other(input);
         }
         // SAFETY: `light_resumable`: a light coroutine that has not finished.
-        result_of(unsafe { self.switch_in_light(Resume::Input(input)) })
+        unsafe { self.resume_light(input) }
     }
 
     /// [`Coroutine::resume`] off the light path (see [`Coroutine::try_resume_other`]).
@@ -378,8 +390,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
             return self.try_resume_other(input);
         }
         // SAFETY: `light_resumable`: a light coroutine that has not finished.
-        let reply = unsafe { self.switch_in_light(Resume::Input(input)) };
-        Ok(result_of(reply))
+        Ok(unsafe { self.resume_light(input) })
     }
 
     /// [`Coroutine::try_resume`] of a finished coroutine or of one that keeps the FP
@@ -388,9 +399,8 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     #[cold]
     #[inline(never)]
     fn try_resume_other(&mut self, input: I) -> Result<CoroutineResult<Y, R>, ResumeError> {
-        match self.state {
-            State::NotStarted | State::Suspended => {}
-            State::Finished => return Err(ResumeError::Finished),
+        if self.finished {
+            return Err(ResumeError::Finished);
         }
         Ok(result_of(self.switch_in(Resume::Input(input))))
     }
@@ -400,9 +410,9 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     /// NotStarted or Suspended state.
     #[inline(always)]
     fn switch_in(&mut self, message: Resume<I>) -> Suspend<Y, R> {
-        if !self.preserve_fp_env {
-            // SAFETY: a light coroutine (not `preserve_fp_env`), not finished (our caller's
-            // obligation).
+        if self.light_resumable {
+            // SAFETY: a light coroutine (not finished, our caller's obligation, so
+            // `light_resumable` says not `preserve_fp_env`).
             return unsafe { self.switch_in_light(message) };
         }
         // SAFETY: NotStarted or Suspended (caller's obligation) always has a context. It is
@@ -418,6 +428,57 @@ impl<I, Y, R> Coroutine<I, Y, R> {
         let transfer = unsafe { context.switch_fpenv(word) };
         // SAFETY: the coroutine's reply, as `took_reply` wants it.
         unsafe { self.took_reply(transfer) }
+    }
+
+    /// The resume of a light coroutine: the switch in with `input`, and the reply read as a
+    /// resume returns it. A last message that is not a return (a panic) is read out of line.
+    ///
+    /// # Safety
+    /// - The coroutine is not `preserve_fp_env`, and NotStarted or Suspended.
+    #[inline(always)]
+    unsafe fn resume_light(&mut self, input: I) -> CoroutineResult<Y, R> {
+        // SAFETY: as in `switch_in_light`: a copy, overwritten before anything reads it.
+        let context = unsafe { ptr::read(&self.context).unwrap_unchecked() };
+        let mut slot = MaybeUninit::uninit();
+        let word = Resume::Input(input).send(&mut slot);
+        // SAFETY: as in `switch_in_light` (our caller's obligations).
+        let transfer = unsafe { context.switch_light(word) };
+        if transfer.data & LAST == 0 {
+            // SAFETY: a yield's slot (see `took_reply`).
+            let Slot(value) = unsafe { ptr::read(transfer.data as *const Slot<Y>) };
+            self.context = Some(transfer.from);
+            return CoroutineResult::Yield(value);
+        }
+        let last = (transfer.data - LAST) as *const Slot<Suspend<Y, R>>;
+        // The tag first, and only the return value moved out before the stack goes back to
+        // the pool (the whole message was copied to this frame and tested there).
+        // SAFETY: the last message's slot (see `took_reply`), initialised, read once: the
+        // return value is moved out and nothing else of it is read again.
+        if let Suspend::Return(r) = unsafe { &(*last).0 } {
+            // SAFETY: as above.
+            let r = unsafe { ptr::read(r) };
+            self.finish();
+            CoroutineResult::Return(r)
+        } else {
+            // SAFETY: as above, the message read there instead.
+            unsafe { self.took_last_other(transfer.data) }
+        }
+    }
+
+    /// [`Coroutine::resume_light`]'s last message when it is not a return: a panic, which
+    /// comes out of this resume once the coroutine is finished. Takes the word, not the
+    /// slot's address, which the fast path then need not keep.
+    ///
+    /// # Safety
+    /// - `word` is the coroutine's last message's word (its slot's address plus [`LAST`]),
+    ///   the slot not read before.
+    #[cold]
+    #[inline(never)]
+    unsafe fn took_last_other(&mut self, word: usize) -> CoroutineResult<Y, R> {
+        // SAFETY: the caller's obligation.
+        let Slot(last) = unsafe { ptr::read((word - LAST) as *const Slot<Suspend<Y, R>>) };
+        self.finish();
+        result_of(last)
     }
 
     /// [`Coroutine::switch_in`] of a light coroutine.
@@ -451,7 +512,6 @@ impl<I, Y, R> Coroutine<I, Y, R> {
             // SAFETY: a yield's slot (caller's obligation).
             let Slot(value) = unsafe { ptr::read(transfer.data as *const Slot<Y>) };
             self.context = Some(transfer.from);
-            self.state = State::Suspended;
             Suspend::Yield(value)
         } else {
             // SAFETY: the last message's slot (caller's obligation).
@@ -466,10 +526,14 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     /// Marks the coroutine finished and gives its stack back to the pool.
     #[inline(always)]
     fn finish(&mut self) {
-        self.context = None;
-        self.state = State::Finished;
+        self.finished = true;
         self.light_resumable = false;
-        if let Some(stack) = self.stack.take() {
+        // The context and the stack fields keep stale copies (two stores fewer per end):
+        // nothing reads either once the coroutine is finished (every reader tests the state
+        // or `light_resumable` first), and neither is dropped (`Context` has no `Drop`, the
+        // stack field is `ManuallyDrop`).
+        // SAFETY: the stack is moved out once: a finished coroutine never finishes again.
+        if let Some(stack) = unsafe { ptr::read(&*self.stack) } {
             pool::release(stack);
         }
     }
@@ -486,7 +550,17 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn is_finished(&self) -> bool {
-        self.state == State::Finished
+        self.finished
+    }
+
+    /// Not started, suspended or finished: not started while its context is still the initial
+    /// frame (see `initial`).
+    fn state(&self) -> State {
+        match &self.context {
+            _ if self.finished => State::Finished,
+            Some(c) if c.stack_pointer() == self.initial => State::NotStarted,
+            _ => State::Suspended,
+        }
     }
 
     /// Whether the coroutine has been resumed at least once.
@@ -500,7 +574,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn started(&self) -> bool {
-        self.state != State::NotStarted
+        self.state() != State::NotStarted
     }
 
     /// The id in overflow reports: unique in the process.
@@ -522,7 +596,7 @@ impl<I, Y, R> Drop for Coroutine<I, Y, R> {
     /// nothing where the compiler sees the state; the rest is out of line.
     #[inline]
     fn drop(&mut self) {
-        if self.state != State::Finished {
+        if !self.finished {
             self.drop_unfinished();
         }
     }
@@ -532,13 +606,13 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     /// [`Drop`] of a coroutine that has not finished: drops its closure, or unwinds it.
     #[inline(never)]
     fn drop_unfinished(&mut self) {
-        if self.state == State::Suspended && cfg!(panic = "abort") {
+        if cfg!(panic = "abort") && self.state() == State::Suspended {
             // No unwinding: the frames are abandoned, and so is their stack, which stays
             // mapped: a thread they started (a scoped one) may still use it. (The context is
             // plain data: clearing it releases nothing.)
             self.context = None;
             mem::forget(self.stack.take());
-            self.state = State::Finished;
+            self.finished = true;
             self.light_resumable = false;
             return;
         }
@@ -566,7 +640,7 @@ impl<I, Y, R> fmt::Debug for Coroutine<I, Y, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Coroutine")
             .field("id", &self.id)
-            .field("state", &self.state)
+            .field("state", &self.state())
             .finish()
     }
 }

@@ -209,11 +209,14 @@ impl Registration {
 
     /// Records what now runs on the stack: its kind and id.
     #[inline]
-    pub(crate) fn set_owner(&self, kind: OwnerKind, id: u64) {
-        let word = owner_word(kind, id);
-        if let Some(s) = slot(self.slot) {
-            s.owner.store(word, Ordering::Relaxed);
-        }
+    /// The registry's owner word of this stack, for its `Range` to write directly (one store
+    /// per spawn, no test of the stack's kind); a word nobody reads for a stack that got no
+    /// entry (the registry was full). Valid for as long as the registration: chunks are never
+    /// freed, and the word is this entry's until the registration is dropped.
+    pub(crate) fn owner_cell(&self) -> &'static AtomicU64 {
+        /// The owner word of the stacks without an entry: written, never read.
+        static NO_ENTRY: AtomicU64 = AtomicU64::new(0);
+        slot(self.slot).map_or(&NO_ENTRY, |s| &s.owner)
     }
 }
 
@@ -582,11 +585,13 @@ mod tests {
         assert_ne!(base, libc::MAP_FAILED);
         let lo = base as usize;
         let r = Registration::new(lo, 0x1000, 0x4_0000);
-        r.set_owner(OwnerKind::Tasklet, 77);
+        r.owner_cell()
+            .store(owner_word(OwnerKind::Tasklet, 77), Ordering::Relaxed);
         assert_eq!(lookup(lo), Some((OwnerKind::Tasklet, 77, 0x4_0000)));
         assert_eq!(lookup(lo + 0xfff), Some((OwnerKind::Tasklet, 77, 0x4_0000)));
         assert_eq!(lookup(lo + 0x1000), None);
-        r.set_owner(OwnerKind::Coroutine, 78);
+        r.owner_cell()
+            .store(owner_word(OwnerKind::Coroutine, 78), Ordering::Relaxed);
         assert_eq!(lookup(lo), Some((OwnerKind::Coroutine, 78, 0x4_0000)));
         drop(r);
         assert_eq!(lookup(lo), None);

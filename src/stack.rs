@@ -165,7 +165,7 @@ pub(crate) const DEBUG_RANGE_OFFSETS: [usize; 3] = [
     std::mem::offset_of!(Range, usable),
 ];
 
-/// A stack's range and what backs it: six words (`Backing` is a pointer and a tag).
+/// A stack's range and what backs it: seven words (`Backing` is a pointer and a tag).
 ///
 /// An arena slot's range lives in the slot itself, in the last [`RANGE_RESERVE`] bytes of its
 /// top page, just above [`Stack::top`]: the page every user of the stack commits anyway, so an
@@ -184,6 +184,10 @@ pub(crate) struct Range {
     /// The usable bytes of the stack's shape, page-rounded: what [`Stack::size`] reports and
     /// the pool matches requests by.
     size: usize,
+    /// The stack's owner word in the overflow registry (an arena's word for its slot, or the
+    /// registry entry of a mapping of its own): written at every spawn (`Stack::set_owner`)
+    /// with one store, whatever backs the stack.
+    owner: &'static AtomicU64,
     backing: Backing,
 }
 
@@ -191,21 +195,22 @@ pub(crate) struct Range {
 pub(crate) const RANGE_RESERVE: usize = 64;
 
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Range>() == 48);
+const _: () = assert!(std::mem::size_of::<Range>() == 56);
 const _: () = assert!(std::mem::size_of::<Range>() <= RANGE_RESERVE);
 const _: () = assert!(std::mem::align_of::<Range>() <= 16);
 
 pub(crate) enum Backing {
     /// A mapping of its own, unmapped when the stack is dropped; what it needs for that in a
     /// box of its own (such stacks are rare: the arenas' slots keep the common range small).
-    Own(Box<OwnBacking>),
-    /// A slot of an arena, which lives as long as the process, with the slot's owner word
-    /// in the overflow registry. (Its registration with valgrind, if valgrind runs, lasts as
-    /// long as the slot: for ever, so nothing keeps it.)
-    Arena(&'static AtomicU64),
+    /// Held for its `Drop` only: the range's `owner` is the registration's owner word.
+    Own(#[allow(dead_code)] /* held for its drop */ Box<OwnBacking>),
+    /// A slot of an arena, which lives as long as the process (its owner word is the
+    /// range's `owner`). (Its registration with valgrind, if valgrind runs, lasts as long as
+    /// the slot: for ever, so nothing keeps it.)
+    Arena,
     /// The same, of the shape `Stack::new(DEFAULT_STACK_SIZE)` gives: the pool's fast slot
     /// holds only such stacks, and its release path tests the tag for it.
-    DefaultArena(&'static AtomicU64),
+    DefaultArena,
 }
 
 /// Fields drop in declaration order: both registrations go before `map` is unmapped, so that
@@ -214,7 +219,7 @@ pub(crate) struct OwnBacking {
     /// The usable part as valgrind knows it; dropped (deregistered) before `map`.
     _valgrind: valgrind::StackRegistration,
     /// This stack's entry in the overflow handler's guard registry; dropped before `map`.
-    registration: overflow::Registration,
+    _registration: overflow::Registration,
     /// Owns the whole range, guard included.
     _map: MmapMut,
 }
@@ -286,9 +291,10 @@ impl Stack {
             guard,
             usable,
             size: usable,
+            owner: registration.owner_cell(),
             backing: Backing::Own(Box::new(OwnBacking {
                 _valgrind: valgrind,
-                registration,
+                _registration: registration,
                 _map: map,
             })),
         }))
@@ -313,10 +319,11 @@ impl Stack {
             guard,
             usable: at - base - guard,
             size,
+            owner,
             backing: if is_default(size, guard) {
-                Backing::DefaultArena(owner)
+                Backing::DefaultArena
             } else {
-                Backing::Arena(owner)
+                Backing::Arena
             },
         };
         // SAFETY: `at` is in the slot's read-write top page (caller's obligation), aligned
@@ -328,12 +335,29 @@ impl Stack {
         }
     }
 
+    /// The stack as one word (its `Range`'s address, never below 4096), for the pool's fast
+    /// slot; the stack stays owned by the caller (forget it once the word owns it).
+    #[inline(always)]
+    pub(crate) fn as_raw(&self) -> usize {
+        self.range.as_ptr() as usize
+    }
+
+    /// The stack whose word [`Stack::as_raw`] gave.
+    ///
+    /// # Safety
+    /// - `word` came from `as_raw` of a stack that was then forgotten, and is made a stack
+    ///   again only once.
+    #[inline(always)]
+    pub(crate) unsafe fn from_raw(word: usize) -> Stack {
+        Stack {
+            // SAFETY: a `Range`'s address (caller's obligation): not null.
+            range: unsafe { NonNull::new_unchecked(word as *mut Range) },
+        }
+    }
+
     /// The owner word of an arena slot's stack, `None` for a stack of its own mapping.
     fn arena_owner(&self) -> Option<&'static AtomicU64> {
-        match self.range().backing {
-            Backing::Arena(owner) | Backing::DefaultArena(owner) => Some(owner),
-            Backing::Own(_) => None,
-        }
+        self.in_arena().then(|| self.range().owner)
     }
 
     #[inline(always)]
@@ -402,7 +426,7 @@ impl Stack {
     pub(crate) fn is_default_shape(&self) -> bool {
         // Only arena slots: a stack of its own mapping goes to the pool's list even if it
         // has the default shape.
-        matches!(self.range().backing, Backing::DefaultArena(_))
+        matches!(self.range().backing, Backing::DefaultArena)
     }
 
     /// Forgets the contents, for a stack whose context is gone (going back to the pool):
@@ -418,24 +442,21 @@ impl Stack {
     /// Records which coroutine or tasklet runs on this stack, for the overflow report.
     #[inline]
     pub(crate) fn set_owner(&self, kind: overflow::OwnerKind, id: u64) {
-        match &self.range().backing {
-            Backing::Own(own) => own.registration.set_owner(kind, id),
-            Backing::Arena(owner) | Backing::DefaultArena(owner) => {
-                owner.store(overflow::owner_word(kind, id), Ordering::Relaxed)
-            }
-        }
+        self.range()
+            .owner
+            .store(overflow::owner_word(kind, id), Ordering::Relaxed);
     }
 
     /// An arena slot leaves the free list: its guard reports again (owner: none yet).
     fn mark_taken(&self) {
-        if let Backing::Arena(owner) | Backing::DefaultArena(owner) = &self.range().backing {
+        if let Some(owner) = self.arena_owner() {
             owner.store(0, Ordering::Relaxed);
         }
     }
 
     /// An arena slot goes on the free list: a fault in its guard is no overflow.
     fn mark_free(&self) {
-        if let Backing::Arena(owner) | Backing::DefaultArena(owner) = &self.range().backing {
+        if let Some(owner) = self.arena_owner() {
             owner.store(overflow::FREE_SLOT, Ordering::Relaxed);
         }
     }

@@ -153,6 +153,64 @@ fn a_caught_forced_unwind_is_rethrown_at_the_next_suspend() {
     assert_eq!(drops.get(), 2);
 }
 
+/// `started` and the `Debug` state tell a coroutine that has not run from a suspended one by
+/// its context alone (no state is stored per suspend): before the first resume, after each
+/// yield (the first and later ones, on the light and the FP-environment path), at the end.
+#[test]
+fn started_tells_a_new_coroutine_from_a_suspended_one() {
+    for fp in [false, true] {
+        let mut co: Coroutine<(), u32, ()> = Builder::new()
+            .preserve_fp_env(fp)
+            .build(|y, ()| {
+                y.suspend(1);
+                y.suspend(2);
+            })
+            .unwrap();
+        assert!(!co.started());
+        assert!(format!("{co:?}").contains("NotStarted"), "{co:?}");
+        for n in 1..=2 {
+            assert_eq!(co.resume(()), CoroutineResult::Yield(n));
+            assert!(co.started() && !co.is_finished());
+            assert!(format!("{co:?}").contains("Suspended"), "{co:?}");
+        }
+        assert_eq!(co.resume(()), CoroutineResult::Return(()));
+        assert!(co.started() && co.is_finished());
+        assert!(format!("{co:?}").contains("Finished"), "{co:?}");
+    }
+}
+
+/// A zero-sized input is passed as no bytes at all (an aligned dangling address): each value
+/// is still moved in exactly once, so a zero-sized input with a destructor is dropped once
+/// per resume, by the body that received it, on the light and the FP-environment path.
+#[test]
+fn a_zero_sized_input_with_a_destructor_is_dropped_once_per_resume() {
+    thread_local! {
+        static DROPS: Cell<u32> = const { Cell::new(0) };
+    }
+    struct Token;
+    impl Drop for Token {
+        fn drop(&mut self) {
+            DROPS.with(|d| d.set(d.get() + 1));
+        }
+    }
+    for fp in [false, true] {
+        DROPS.with(|d| d.set(0));
+        let mut co: Coroutine<Token, u32, u32> = Builder::new()
+            .preserve_fp_env(fp)
+            .build(|y, first: Token| {
+                drop(first);
+                let seen = DROPS.with(Cell::get);
+                let second = y.suspend(seen);
+                drop(second);
+                DROPS.with(Cell::get)
+            })
+            .unwrap();
+        assert_eq!(co.resume(Token), CoroutineResult::Yield(1));
+        assert_eq!(co.resume(Token), CoroutineResult::Return(2));
+        assert_eq!(DROPS.with(Cell::get), 2, "fp_env {fp}");
+    }
+}
+
 #[test]
 fn float_formatting_and_snprintf_work_inside_a_coroutine() {
     let mut co: Coroutine<f64, (), String> = Coroutine::new(|_, x: f64| {

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use death::{in_child, recurse, serial, under_qemu_user, Death};
 use microthread::coroutine::{Builder, Coroutine, CoroutineResult};
 use microthread::scheduler::{self, TaskletBuilder};
-use microthread::stack::{page_size, pool, Stack, MIN_STACK_SIZE};
+use microthread::stack::{page_size, pool, Stack, DEFAULT_STACK_SIZE, MIN_STACK_SIZE};
 
 /// The report for an overflow of the stack of coroutine (`kind` "coroutine") or tasklet `id`.
 fn overflow_report(kind: &str, id: u64, size: usize) -> String {
@@ -158,20 +158,29 @@ fn an_over_aligned_closure_runs_without_a_false_overflow_report() {
     assert!(!death.stderr.contains("overflowed"), "{:?}", death.stderr);
 }
 
+/// Also for a stack of its own mapping, whose owner word is its registry entry's.
 #[test]
 fn the_report_gives_the_usable_size_of_a_stack_given_to_build_on() {
     let _serial = serial();
     // Not a multiple of the page size: the report gives the rounded, usable size.
-    let stack = Stack::new(100 * 1024 + 1).unwrap();
-    let size = stack.size();
-    assert_eq!(size, rounded(100 * 1024 + 1));
-    let mut co: Overflowing = Builder::new().build_on(stack, |_, ()| recurse(0));
-    let id = co.id();
-    let death = in_child(move || {
-        co.resume(());
-    });
-    death.assert_killed_by_sigsegv();
-    assert_reports_overflow(&death, id, size);
+    for own in [false, true] {
+        let stack = if own {
+            Stack::with_own_mapping(100 * 1024 + 1, page_size())
+        } else {
+            Stack::new(100 * 1024 + 1)
+        };
+        let stack = stack.unwrap();
+        assert_eq!(stack.in_arena(), !own);
+        let size = stack.size();
+        assert_eq!(size, rounded(100 * 1024 + 1));
+        let mut co: Overflowing = Builder::new().build_on(stack, |_, ()| recurse(0));
+        let id = co.id();
+        let death = in_child(move || {
+            co.resume(());
+        });
+        death.assert_killed_by_sigsegv();
+        assert_reports_overflow(&death, id, size);
+    }
 }
 
 #[test]
@@ -357,6 +366,8 @@ struct Shared {
     has_altstack: AtomicU64,
     id: AtomicU64,
     size: AtomicU64,
+    /// Set by the parent: the coroutine's stack comes from the pool's fast slot.
+    fast_slot: AtomicU64,
 }
 
 fn has_altstack() -> bool {
@@ -373,9 +384,18 @@ extern "C" fn overflow_on_a_foreign_thread(arg: *mut libc::c_void) -> *mut libc:
     shared
         .had_altstack
         .store(has_altstack() as u64 + 1, Ordering::SeqCst);
-    let stack = Stack::new(64 * 1024).expect("map a stack");
-    let size = stack.size();
-    let mut co: Overflowing = Builder::new().build_on(stack, |_, ()| recurse(0));
+    let (mut co, size): (Overflowing, usize) = if shared.fast_slot.load(Ordering::SeqCst) == 1 {
+        // A stack released on this thread (no coroutine made yet) goes to the pool's fast
+        // slot, armed by that release; the coroutine takes it and tests no altstack itself.
+        pool::release(Stack::new(DEFAULT_STACK_SIZE).expect("map a stack"));
+        let co = Coroutine::new(|_, ()| recurse(0)).expect("a stack");
+        assert_eq!(pool::len(), 0, "the coroutine took the released stack");
+        (co, rounded(DEFAULT_STACK_SIZE))
+    } else {
+        let stack = Stack::new(64 * 1024).expect("map a stack");
+        let size = stack.size();
+        (Builder::new().build_on(stack, |_, ()| recurse(0)), size)
+    };
     shared
         .has_altstack
         .store(has_altstack() as u64 + 1, Ordering::SeqCst);
@@ -389,6 +409,17 @@ extern "C" fn overflow_on_a_foreign_thread(arg: *mut libc::c_void) -> *mut libc:
 /// threads one); creating a coroutine must give it one, or the handler cannot run.
 #[test]
 fn an_overflow_on_a_thread_without_an_altstack_is_still_reported() {
+    overflow_on_a_thread_without_an_altstack(false);
+}
+
+/// The same with the coroutine's stack from the pool's fast slot: the release that put it
+/// there armed the slot, which checks the thread's alternate signal stack.
+#[test]
+fn an_overflow_on_a_stack_from_the_fast_slot_of_a_thread_without_an_altstack_is_reported() {
+    overflow_on_a_thread_without_an_altstack(true);
+}
+
+fn overflow_on_a_thread_without_an_altstack(fast_slot: bool) {
     if under_qemu_user() {
         // qemu-user 7.2 cannot reliably start a thread in a forked child of a multithreaded
         // process: about one run in five the child hangs or dies of qemu's own assertions
@@ -412,6 +443,10 @@ fn an_overflow_on_a_thread_without_an_altstack_is_still_reported() {
     };
     assert_ne!(page, libc::MAP_FAILED);
     let shared = page as usize;
+    // SAFETY: the page holds a zero-initialised Shared; the child is not started yet.
+    unsafe { &*(page as *const Shared) }
+        .fast_slot
+        .store(fast_slot as u64, Ordering::SeqCst);
     let death = in_child(move || {
         let mut thread: libc::pthread_t = 0;
         // SAFETY: a plain pthread (no Rust runtime set-up) running our extern "C" function.
@@ -445,7 +480,12 @@ fn an_overflow_on_a_thread_without_an_altstack_is_still_reported() {
         has, 2,
         "creating a coroutine gave the thread an alternate signal stack"
     );
-    assert!(id != 0 && size == rounded(64 * 1024) as u64);
+    let stack_size = if fast_slot {
+        DEFAULT_STACK_SIZE
+    } else {
+        64 * 1024
+    };
+    assert!(id != 0 && size == rounded(stack_size) as u64);
     assert_reports_overflow(&death, id, size as usize);
 }
 

@@ -3,6 +3,7 @@
 use std::io;
 
 use super::{Coroutine, Yielder};
+use crate::overflow;
 use crate::stack::{pool, Stack, DEFAULT_STACK_SIZE};
 
 /// Options for a new coroutine.
@@ -120,15 +121,23 @@ impl Builder {
         Y: 'static,
         R: 'static,
     {
-        let stack = self.acquire_stack()?;
+        // Not `acquire_stack()?`: the test of its result would be on the fast path too.
+        let stack = match pool::acquire_spawn_fast(self.stack_size, self.guard_size) {
+            Some(stack) => stack,
+            None => pool::acquire_spawn_slow(self.stack_size, self.guard_size)?,
+        };
         // SAFETY: `F`, `I`, `Y` and `R` are `'static`: nothing the coroutine can hold ends.
         Ok(unsafe { Coroutine::create(stack, self.preserve_fp_env, f) })
     }
 
-    /// A stack of this builder's size and guard from the thread's pool.
+    /// A stack of this builder's size and guard from the thread's pool, the thread's
+    /// alternate signal stack checked (see [`Coroutine::create`]).
     #[inline(always)]
     pub(super) fn acquire_stack(&self) -> io::Result<Stack> {
-        pool::acquire_with_guard(self.stack_size, self.guard_size)
+        match pool::acquire_spawn_fast(self.stack_size, self.guard_size) {
+            Some(stack) => Ok(stack),
+            None => pool::acquire_spawn_slow(self.stack_size, self.guard_size),
+        }
     }
 
     /// Creates the coroutine on the given stack, which goes to the thread's pool when the
@@ -149,6 +158,8 @@ impl Builder {
         Y: 'static,
         R: 'static,
     {
+        // A stack of the caller's: the thread's alternate signal stack was not checked for it.
+        overflow::ensure_altstack();
         // SAFETY: as in `build`.
         unsafe { Coroutine::create(stack, self.preserve_fp_env, f) }
     }

@@ -2,12 +2,13 @@
 //! of one, on its own stack, as the switch's data word.
 
 use std::any::Any;
-use std::mem::MaybeUninit;
+use std::mem::{self, MaybeUninit};
 
 use std::ptr;
 
 /// Message from the resumer. The word passed is the address of a `Slot<I>` on the resumer's
-/// stack for an input (even: the slot is 2-aligned), or [`UNWIND`] (odd): the coroutine
+/// stack for an input (even: the slot is 2-aligned; for a zero-sized input, the slot's
+/// alignment, as a dangling address), or [`UNWIND`] (odd): the coroutine
 /// tells them apart by that bit, without a load. See [`Resume::send`] and [`Resume::receive`].
 pub(super) enum Resume<I> {
     Input(I),
@@ -24,6 +25,13 @@ impl<I> Resume<I> {
     #[inline(always)]
     pub(super) fn send(self, slot: &mut MaybeUninit<Slot<I>>) -> usize {
         match self {
+            // A zero-sized input (a generator's `()`) has no bytes to pass: it is forgotten
+            // here and read back there from an aligned dangling address (an even constant,
+            // one instruction less than the slot's address on the resume path).
+            Resume::Input(input) if mem::size_of::<I>() == 0 => {
+                mem::forget(input);
+                mem::align_of::<Slot<I>>()
+            }
             Resume::Input(input) => {
                 slot.write(Slot(input));
                 slot.as_mut_ptr() as usize
@@ -41,7 +49,9 @@ impl<I> Resume<I> {
         if word & UNWIND != 0 {
             Resume::Unwind
         } else {
-            // SAFETY: the caller's obligation: an initialised slot, read once.
+            // SAFETY: the caller's obligation: an initialised slot, read once; or, for a
+            // zero-sized input, an aligned non-null address (`send`), which is all a read of
+            // a zero-sized value needs (the value `send` forgot is moved here).
             Resume::Input(unsafe { ptr::read(word as *const Slot<I>) }.0)
         }
     }

@@ -2,14 +2,14 @@
 //! not over-aligned, else boxed; and the first frame laid out below it.
 
 use std::marker::PhantomData;
-use std::mem;
+use std::mem::{self, ManuallyDrop};
 use std::ptr;
 
 use super::yielder::{entry, Start};
-use super::{Coroutine, State, Yielder};
+use super::{Coroutine, Yielder};
 use crate::context::Context;
 use crate::id;
-use crate::overflow::{self, OwnerKind};
+use crate::overflow::OwnerKind;
 use crate::stack::Stack;
 
 /// Closures larger than this are boxed rather than placed at the top of the stack.
@@ -30,6 +30,10 @@ pub(crate) const fn fits_at_stack_top<T>() -> bool {
 
 impl<I, Y, R> Coroutine<I, Y, R> {
     /// Creates the coroutine, without the `'static` bounds of the public constructors.
+    ///
+    /// The thread's alternate signal stack, for the overflow report, must have been checked
+    /// (`overflow::ensure_altstack`): `Builder::acquire_stack` does it (for nothing, with a
+    /// stack from the pool's fast slot), `build_on` and `scoped_on` call it.
     ///
     /// # Safety
     /// - Whatever `f` borrows, and every lifetime in `I`, `Y` and `R`, must stay valid until
@@ -66,7 +70,6 @@ impl<I, Y, R> Coroutine<I, Y, R> {
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R,
     {
-        overflow::ensure_altstack();
         let id = id::next();
         stack.set_owner(OwnerKind::Coroutine, id);
         // `create` boxed anything that does not fit (a constant: no code in release).
@@ -100,13 +103,14 @@ impl<I, Y, R> Coroutine<I, Y, R> {
         unsafe {
             Context::link_backtrace(closure as *mut u8, Context::top_cell(closure as *mut u8))
         };
+        let initial = context.stack_pointer();
         Coroutine {
             context: Some(context),
-            stack: Some(stack),
-            state: State::NotStarted,
+            stack: ManuallyDrop::new(Some(stack)),
+            initial,
+            finished: false,
             light_resumable: !preserve_fp_env,
             id,
-            preserve_fp_env,
             #[cfg(test)]
             closure: closure as *mut u8,
             _types: PhantomData,

@@ -315,7 +315,7 @@ impl<'a, I, Y, R> ScopedCoroutine<'a, I, Y, R> {
 
 impl<I, Y, R> Drop for ScopedCoroutine<'_, I, Y, R> {
     fn drop(&mut self) {
-        if cfg!(panic = "abort") && self.inner.state == State::Suspended {
+        if cfg!(panic = "abort") && self.inner.state() == State::Suspended {
             // Leaking the frames would not do: they may hold borrows that end with the scope.
             fatal(
                 "a scope ended with its ScopedCoroutine suspended, and with panic = \"abort\" \
@@ -330,7 +330,7 @@ impl<I, Y, R> fmt::Debug for ScopedCoroutine<'_, I, Y, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScopedCoroutine")
             .field("id", &self.inner.id)
-            .field("state", &self.inner.state)
+            .field("state", &self.inner.state())
             .finish()
     }
 }
@@ -386,6 +386,8 @@ impl Builder {
         F: FnOnce(&Yielder<I, Y>, I) -> R + 'a,
         S: FnOnce(&mut ScopedCoroutine<'a, I, Y, R>) -> T,
     {
+        // A stack of the caller's: the thread's alternate signal stack was not checked for it.
+        crate::overflow::ensure_altstack();
         ScopedCoroutine::run(&self, stack, body, scope)
     }
 }

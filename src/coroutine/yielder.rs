@@ -447,6 +447,13 @@ where
     let Start { f, stack_limit } = unsafe { ptr::read(arg as *const Start<F>) };
     // SAFETY: the first resume's word, from `Resume::send`.
     let first = unsafe { Resume::<I>::receive(data) };
+    let input = match first {
+        Resume::Input(input) => input,
+        // A coroutine dropped before it started: out of line, so that the body's path
+        // writes its reply straight (no merge with this one's).
+        // SAFETY: the first switch into us, from `from`.
+        Resume::Unwind => unsafe { drop_unstarted::<Y, R, F, FP_ENV>(f, from) },
+    };
     let yielder = Yielder {
         unwinding: Cell::new(false),
         // The first suspend takes the slow path, which links backtraces to `resumer`.
@@ -459,25 +466,40 @@ where
         preserve_fp_env: FP_ENV,
         _types: PhantomData,
     };
-    let reply: Suspend<Y, R> = match first {
-        Resume::Input(input) => {
-            match panic::catch_unwind(AssertUnwindSafe(|| f(&yielder, input))) {
-                Ok(r) => Suspend::Return(r),
-                Err(p) => unwound_or_panicked(p, yielder.unwinding.get()),
-            }
-        }
-        // A coroutine dropped before it started: its closure is dropped here, on its own
-        // stack (its `Coroutine` keeps no drop function for it). A panic of that drop is
-        // caught, as a panic of the body would be: nothing may unwind past this frame.
-        Resume::Unwind => match panic::catch_unwind(AssertUnwindSafe(move || drop(f))) {
-            Ok(()) => Suspend::Unwound,
-            Err(p) => Suspend::Panic(p),
-        },
+    let reply: Suspend<Y, R> = match panic::catch_unwind(AssertUnwindSafe(|| f(&yielder, input))) {
+        Ok(r) => Suspend::Return(r),
+        Err(p) => unwound_or_panicked(p, yielder.unwinding.get()),
     };
-    // SAFETY: we run; the switch below resumes it.
-    let resumer = unsafe { yielder.resumer() };
-    // The yielder is plain data (no `Drop`): nothing of it needs releasing before the last
-    // switch abandons this frame.
+    // SAFETY: we run; the switch below resumes it. The yielder is plain data (no `Drop`):
+    // nothing of it needs releasing before the last switch abandons this frame.
+    unsafe { last_switch::<Y, R, FP_ENV>(yielder.resumer(), reply) }
+}
+
+/// The first frame of a coroutine dropped before it started: its closure is dropped here, on
+/// its own stack (its `Coroutine` keeps no drop function for it). A panic of that drop is
+/// caught, as a panic of the body would be: nothing may unwind past this frame.
+///
+/// # Safety
+/// - Only from [`entry`], at the first switch into the coroutine, with the context that made
+///   it (`resumer`).
+#[cold]
+#[inline(never)]
+unsafe fn drop_unstarted<Y, R, F, const FP_ENV: bool>(f: F, resumer: Context) -> ! {
+    let reply = match panic::catch_unwind(AssertUnwindSafe(move || drop(f))) {
+        Ok(()) => Suspend::Unwound,
+        Err(p) => Suspend::Panic(p),
+    };
+    // SAFETY: the caller's obligation: `resumer` switched into us and is suspended.
+    unsafe { last_switch::<Y, R, FP_ENV>(resumer, reply) }
+}
+
+/// The coroutine's last switch, to `resumer` with `reply`: the first frame's end.
+///
+/// # Safety
+/// - From the coroutine's first frame ([`entry`] or [`drop_unstarted`]), with the context
+///   that resumed it; nothing on its stack is used again.
+#[inline(always)]
+unsafe fn last_switch<Y, R, const FP_ENV: bool>(resumer: Context, reply: Suspend<Y, R>) -> ! {
     let mut reply = MaybeUninit::new(Slot(reply));
     // The final switch: the resumer reads `reply` (the slot is 2-aligned, so `LAST` marks its
     // address) and releases this stack without ever resuming this frame, so nothing here

@@ -27,10 +27,12 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io;
 
 use super::{arena, shape, Stack, DEFAULT_GUARD_SIZE, DEFAULT_STACK_SIZE, WARM_STACK_BYTES};
+
+mod fast;
 
 /// How many stacks a thread's pool keeps unless told otherwise.
 pub const DEFAULT_HIGH_WATER_MARK: usize = 64;
@@ -56,12 +58,6 @@ impl Drop for Spill {
 }
 
 thread_local! {
-    /// The most recently released stack of the default size and guard: the common case of a
-    /// spawn right after a finish costs no search and no `RefCell` borrow. Counts towards the
-    /// pool.
-    static LAST_DEFAULT: Cell<Option<Stack>> = const { Cell::new(None) };
-    /// Whether the fast slot may hold a stack: the high-water mark is not zero.
-    static FAST_SLOT_ON: Cell<bool> = const { Cell::new(DEFAULT_HIGH_WATER_MARK > 0) };
     static POOL: RefCell<Pool> = const {
         RefCell::new(Pool { stacks: Vec::new(), high_water_mark: DEFAULT_HIGH_WATER_MARK })
     };
@@ -90,11 +86,39 @@ pub fn acquire(size: usize) -> io::Result<Stack> {
 #[inline]
 pub fn acquire_with_guard(size: usize, guard: usize) -> io::Result<Stack> {
     if size == DEFAULT_STACK_SIZE && guard == DEFAULT_GUARD_SIZE {
-        if let Ok(Some(stack)) = LAST_DEFAULT.try_with(|c| c.take()) {
+        if let Some(stack) = fast::take() {
             return Ok(stack);
         }
     }
     acquire_pooled(size, guard)
+}
+
+/// The fast slot's stack for a new coroutine, if `size` and `guard` are the default ones and
+/// the slot holds a stack; else `None` (then [`acquire_spawn_slow`]). Two functions, not one
+/// returning an `io::Result`: the caller's test of that result stays off the fast path (the
+/// compiler merged the two results and tested the merged one).
+///
+/// A stack from here needs no check of the thread's alternate signal stack (for the overflow
+/// report): the slot holds stacks only once armed, and arming checked it (see `fast`).
+#[inline(always)]
+pub(crate) fn acquire_spawn_fast(size: usize, guard: usize) -> Option<Stack> {
+    if size == DEFAULT_STACK_SIZE && guard == DEFAULT_GUARD_SIZE {
+        fast::take()
+    } else {
+        None
+    }
+}
+
+/// [`acquire_with_guard`] for a new coroutine whose stack did not come from
+/// [`acquire_spawn_fast`]: also makes sure the thread has an alternate signal stack for the
+/// overflow report (`overflow::ensure_altstack`).
+///
+/// # Errors
+/// As [`acquire_with_guard`].
+#[inline(never)]
+pub(crate) fn acquire_spawn_slow(size: usize, guard: usize) -> io::Result<Stack> {
+    crate::overflow::ensure_altstack();
+    acquire_with_guard(size, guard)
 }
 
 fn acquire_pooled(size: usize, guard: usize) -> io::Result<Stack> {
@@ -198,20 +222,26 @@ fn trim(stack: &Stack) {
 #[inline(always)]
 pub fn release(stack: Stack) {
     stack.discard_contents();
-    let stack = if stack.is_default_shape() && FAST_SLOT_ON.with(Cell::get) {
-        match LAST_DEFAULT.try_with(move |c| match c.take() {
-            None => {
-                c.set(Some(stack));
-                None
-            }
-            Some(other) => {
-                c.set(Some(stack));
-                Some(other)
-            }
-        }) {
+    if stack.is_default_shape() {
+        match fast::put_if_empty(stack) {
+            Ok(()) => {}
+            Err(stack) => release_slow(stack),
+        }
+    } else {
+        release_slow(stack);
+    }
+}
+
+/// [`release`] of a stack the empty fast slot did not take: not of the default shape, or the
+/// slot is full, unarmed or off.
+#[inline(never)]
+fn release_slow(stack: Stack) {
+    let stack = if stack.is_default_shape() {
+        // The newest stack takes the slot; the one it held, if any, goes to the pool.
+        match fast::put(stack) {
             Ok(None) => return,
-            Ok(Some(other)) => other,
-            Err(_) => return,
+            Ok(Some(older)) => older,
+            Err(stack) => stack,
         }
     } else {
         stack
@@ -225,14 +255,7 @@ fn release_pooled(stack: Stack) {
         return;
     }
     // The fast slot's stack counts towards the mark too.
-    let in_slot = LAST_DEFAULT
-        .try_with(|c| {
-            let s = c.take();
-            let n = s.is_some() as usize;
-            c.set(s);
-            n
-        })
-        .unwrap_or(0);
+    let in_slot = fast::len();
     let room = POOL
         .try_with(|p| {
             let p = p.borrow();
@@ -275,20 +298,12 @@ fn flush_spill() {
 
 /// How many stacks this thread's pool holds now.
 pub fn len() -> usize {
-    let last = LAST_DEFAULT
-        .try_with(|c| {
-            let s = c.take();
-            let n = s.is_some() as usize;
-            c.set(s);
-            n
-        })
-        .unwrap_or(0);
-    POOL.try_with(|p| p.borrow().stacks.len()).unwrap_or(0) + last
+    POOL.try_with(|p| p.borrow().stacks.len()).unwrap_or(0) + fast::len()
 }
 
 /// Moves the fast slot's stack into the pool proper.
 fn flush_last() {
-    if let Ok(Some(s)) = LAST_DEFAULT.try_with(|c| c.take()) {
+    if let Some(s) = fast::flush() {
         release_pooled(s);
     }
 }
@@ -305,7 +320,7 @@ pub fn set_high_water_mark(n: usize) -> usize {
     POOL.with(|p| {
         let mut p = p.borrow_mut();
         let old = std::mem::replace(&mut p.high_water_mark, n);
-        FAST_SLOT_ON.with(|c| c.set(n > 0));
+        fast::turn(n > 0);
         let excess: Vec<Stack> = if p.stacks.len() > n {
             p.stacks.drain(n..).collect()
         } else {
@@ -392,6 +407,47 @@ mod tests {
 
     /// Regression: the pool kept a stack of any size, so a parked huge stack held its address
     /// space (a 64 TiB one made the next such request fail).
+    /// The fast slot's stack goes back to its arena (its memory to the OS) when the thread
+    /// ends: the slot is a plain word, emptied by its guard's destructor.
+    #[test]
+    fn the_fast_slot_gives_its_stack_back_when_the_thread_ends() {
+        let top = std::thread::spawn(|| {
+            let s = acquire(DEFAULT_STACK_SIZE).unwrap();
+            assert!(s.is_default_shape());
+            touch_top(&s);
+            let top = s.top() as usize;
+            release(s);
+            assert_eq!(fast::len(), 1, "the stack is in the fast slot");
+            assert!(is_resident(top));
+            top
+        })
+        .join()
+        .unwrap();
+        assert!(is_mapped(top), "an arena slot stays mapped");
+        assert!(!is_resident(top), "the thread's end gave the stack back");
+    }
+
+    /// With a high-water mark of 0 nothing is pooled, the fast slot included; raised again,
+    /// the slot takes stacks again.
+    #[test]
+    fn a_high_water_mark_of_zero_turns_the_fast_slot_off() {
+        clear();
+        let old = set_high_water_mark(0);
+        let s = acquire(DEFAULT_STACK_SIZE).unwrap();
+        let top = s.top();
+        release(s);
+        assert_eq!(len(), 0, "nothing pooled");
+        assert_ne!(acquire(DEFAULT_STACK_SIZE).unwrap().top(), top);
+        set_high_water_mark(1);
+        let s = acquire(DEFAULT_STACK_SIZE).unwrap();
+        let top = s.top();
+        release(s);
+        assert_eq!(fast::len(), 1, "in the fast slot again");
+        assert_eq!(acquire(DEFAULT_STACK_SIZE).unwrap().top(), top);
+        set_high_water_mark(old);
+        clear();
+    }
+
     #[test]
     fn stacks_larger_than_the_cap_are_unmapped_at_release_not_pooled() {
         clear();
