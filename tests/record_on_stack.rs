@@ -26,6 +26,22 @@ fn run_one_noting_its_stack(value: u64) -> (microthread::Tasklet, usize) {
     (t, at.get())
 }
 
+/// Binds the dead tasklet `t` again to a closure that notes its stack pointer and returns 4,
+/// runs it to its end, and returns where it ran.
+fn rebind_and_run_noting_its_stack(t: &microthread::Tasklet) -> usize {
+    let at = Rc::new(Cell::new(0usize));
+    let a = at.clone();
+    t.bind(move || {
+        a.set(stack_pointer());
+        4u64
+    })
+    .unwrap();
+    t.setup().unwrap();
+    scheduler::run().unwrap();
+    assert!(!t.alive());
+    at.get()
+}
+
 /// Whether two points lie in the same stack slot (default stacks: at least 256 KiB apart).
 fn same_stack(a: usize, b: usize) -> bool {
     a.abs_diff(b) < DEFAULT_STACK_SIZE
@@ -102,20 +118,9 @@ fn a_remote_reference_keeps_a_dead_tasklets_stack_until_it_goes() {
 fn a_rebound_tasklet_keeps_its_record_and_runs_again() {
     on_thread(|| {
         let (t, home) = run_one_noting_its_stack(3);
-        let at = Rc::new(Cell::new(0usize));
-        let a = at.clone();
-        t.bind(move || {
-            a.set(stack_pointer());
-            4u64
-        })
-        .unwrap();
-        t.setup().unwrap();
-        scheduler::run().unwrap();
+        let at = rebind_and_run_noting_its_stack(&t);
         assert_eq!(t.result::<u64>(), Some(4));
-        assert!(
-            !same_stack(at.get(), home),
-            "the new closure ran over the record"
-        );
+        assert!(!same_stack(at, home), "the new closure ran over the record");
         let id = t.id();
         for i in 0..50 {
             let (_, at) = run_one_noting_its_stack(i);
@@ -158,17 +163,7 @@ fn the_last_handle_after_a_remote_reference_went_frees_the_record_and_its_stack(
 fn a_rebound_tasklets_own_stack_goes_back_at_its_end_and_its_home_stays() {
     on_thread(|| {
         let (t, home) = run_one_noting_its_stack(3);
-        let at = Rc::new(Cell::new(0usize));
-        let a = at.clone();
-        t.bind(move || {
-            a.set(stack_pointer());
-            4u64
-        })
-        .unwrap();
-        t.setup().unwrap();
-        scheduler::run().unwrap();
-        assert!(!t.alive());
-        let second = at.get();
+        let second = rebind_and_run_noting_its_stack(&t);
         assert!(!same_stack(second, home));
         let (u, next) = run_one_noting_its_stack(5);
         assert!(
