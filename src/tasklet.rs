@@ -2,11 +2,6 @@
 //! created it. This module holds its state and the handle; the operations that move tasklets
 //! around the run queue live in [`scheduler`](crate::scheduler).
 //!
-//! Layout: this file has the state ([`Inner`]), the handle's counting and `Drop`, and the
-//! recycling of dead tasklets' records; `query` the handle's queries and flags (`id`, `name`,
-//! `alive`, `blocked`, ..., `result`, `ptr_eq`, `Debug`); `record` the counted reference and
-//! its home; `remote_state` the state other threads read; `tempval` the tasklet's `tempval`.
-//!
 //! A tasklet is `!Send`: it runs only on the thread that created it.
 //!
 //! ```compile_fail
