@@ -8,7 +8,7 @@
 #     the runner is memcheck itself; build scripts and rustdoc's compiles are not affected.
 #   - --error-exitcode=1: any memcheck error fails the test binary, and so this script.
 #   - --trace-children=no (the default, stated): no test execs a child. Forked children (the
-#     death tests of tests/guard_page.rs) stay under memcheck whatever this says, since fork
+#     death tests of tests/guard_page*.rs) stay under memcheck whatever this says, since fork
 #     is not exec; they die of SIGSEGV on purpose, so their exit is a signal, which the test
 #     checks, never memcheck's error exit code, and an intended crash cannot fail the run.
 #   - --child-silent-after-fork=yes: those children's "process terminating with signal 11"
