@@ -136,6 +136,25 @@ impl<T> Ring<T> {
     }
 }
 
+impl<T> Ring<T> {
+    /// Calls `f` on each held message, first to last (for a snapshot: nothing moves).
+    ///
+    /// # Safety
+    /// The caller must hold its channel's lock, and `f` must not reach this ring.
+    unsafe fn for_each(&self, mut f: impl FnMut(&Msg<T>)) {
+        // SAFETY: forwarded; only read while `f` runs, and `f` does not reach the ring.
+        let c = unsafe { self.cells() };
+        for k in 0..c.len {
+            let mut at = c.head + k;
+            if at >= self.capacity {
+                at -= self.capacity;
+            }
+            // SAFETY: one of the `len` places from `head` (wrapping): it holds a message.
+            f(unsafe { c.buf[at].assume_init_ref() });
+        }
+    }
+}
+
 impl<T> Drop for Ring<T> {
     /// Drops the messages still buffered, first to last.
     fn drop(&mut self) {
@@ -326,6 +345,51 @@ impl<T: Send + 'static> BufferedChannel<T> {
     /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// What the pickle layer (`crate::pickle`) reads of a buffered channel and sets when it
+/// restores one; nothing here is on the channel's paths.
+impl<T: Send + 'static> BufferedChannel<T> {
+    /// The address of the channel's state, which a tasklet blocked on it names
+    /// (`Inner::blocked_on`: the core's, the first field of the `#[repr(C)]` shared state).
+    pub(crate) fn blocker_address(&self) -> usize {
+        Arc::as_ptr(&self.chan) as *const () as usize
+    }
+
+    /// The id of the tasklet at the head of the queue, without listing the queue.
+    pub(crate) fn queue_head(&self) -> Option<u64> {
+        self.chan.queue_head_id()
+    }
+
+    /// Calls `f` on each buffered message, oldest first, under the channel's lock:
+    /// `Some(value)`, or `None` for an error sent with `send_throw`. `f` runs under the lock,
+    /// so it must not use this channel (a value's `Serialize` impl that did would find it
+    /// locked by its own thread).
+    pub(crate) fn inspect_buffered(&self, mut f: impl FnMut(Option<&T>)) {
+        let _g = self.chan.lock();
+        // SAFETY: under the channel's lock; `f` is told not to reach the channel.
+        unsafe {
+            self.chan.ring.for_each(|m| match m {
+                Msg::Value(v) => f(Some(v)),
+                Msg::Error(_) => f(None),
+            })
+        };
+    }
+
+    /// Appends `value` to the buffer as a send with room would, but with no hook, callback or
+    /// switch (a restore refilling the buffer before anything waits on the channel). Gives
+    /// `value` back if the buffer is full or a tasklet waits.
+    pub(crate) fn refill(&self, value: T) -> std::result::Result<(), T> {
+        let mut g = self.chan.lock();
+        let st = g.state();
+        // SAFETY: under the channel's lock.
+        if st.balance != 0 || !unsafe { self.chan.ring.has_room() } {
+            return Err(value);
+        }
+        // SAFETY: under the channel's lock, with room (checked above).
+        unsafe { self.chan.ring.push_back(Msg::Value(value)) };
+        Ok(())
     }
 }
 

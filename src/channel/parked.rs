@@ -12,18 +12,22 @@
 use std::cell::{Cell, UnsafeCell};
 use std::ptr;
 
+use super::action::Handle;
 use super::core::Msg;
+use super::lock::BiasedLock;
 use super::wait::Waiter;
-use super::Channel;
+use super::{BufferedChannel, Channel};
 use crate::error::{Error, Result};
 use crate::scheduler::blocking::{scheduler, Blocker, Inner, Scheduler, Tasklet};
 
 /// A tasklet's place in a channel's queue, on the heap; see the module docs. Holds a handle
-/// to the channel, which therefore outlives the block (as a blocked call's borrow does).
-/// Must not move while queued: it lives in its `Box`.
-pub(crate) struct Parked<T: Send + 'static> {
+/// `H` to the channel (a [`Channel`] or a [`BufferedChannel`]), which therefore outlives the
+/// block (as a blocked call's borrow does). Must not move while queued: it lives in its
+/// `Box`.
+#[allow(private_bounds)] // `Handle` is the channel module's; the type is the crate's
+pub(crate) struct Parked<T: Send + 'static, H: Handle<Item = T, Lock = BiasedLock> = Channel<T>> {
     waiter: Waiter<T>,
-    chan: Channel<T>,
+    chan: H,
 }
 
 impl<T: Send + 'static> Channel<T> {
@@ -39,58 +43,83 @@ impl<T: Send + 'static> Channel<T> {
     /// [`Error::ClosedChannel`] if the channel is closing; [`Error::Thrown`] with a sentence if
     /// a partner waits in the other direction (the tasklet would not have blocked).
     pub(crate) fn park(&self, tasklet: &Tasklet, value: Option<T>) -> Result<Box<Parked<T>>> {
-        let s = scheduler();
-        let t: *const Inner = crate::tasklet::Record::as_ptr(&tasklet.inner);
-        // SAFETY: a handle keeps its tasklet alive; only this thread's fields are read, after
-        // the owner check.
-        let inner = unsafe { &*t };
-        if !ptr::eq(inner.owner, s as *const Scheduler as *const ()) {
-            return Err(Error::SwitchOtherThread);
-        }
-        if !inner.alive() {
-            return Err(Error::RunDead);
-        }
-        if !inner.floating() || ptr::eq(t, s.current_ptr()) {
-            return Err(Error::RunBlocked);
-        }
-        let dir: i8 = if value.is_some() { 1 } else { -1 };
-        let parked = Box::new(Parked {
-            waiter: Waiter {
-                tasklet: t,
-                scheduler: s as *const Scheduler,
-                slot: UnsafeCell::new(value.map(Msg::Value)),
-                next: Cell::new(ptr::null()),
-            },
-            chan: self.clone(),
-        });
-        let mut g = self.chan.lock();
-        let st = g.state();
-        if st.closing {
-            return Err(Error::ClosedChannel);
-        }
-        if st.balance * dir as i32 >= 0 {
-            let blocker: &dyn Blocker = &*self.chan;
-            // Its episode, which a cross-thread wake names, is kept in the tasklet.
-            // SAFETY: floating, alive, not running, of this thread (checked above); the
-            // channel outlives the block: the waiter holds a handle.
-            unsafe { s.park_floating(t, dir, blocker as *const dyn Blocker) };
-            // SAFETY: the waiter is in no queue and stays in its box, unmoved, until it
-            // leaves this one (its Drop unlinks it); the queued waiters are valid.
-            unsafe { st.queue.push_back(&parked.waiter) };
-            st.balance += dir as i32;
-            Ok(parked)
-        } else {
-            Err(Error::Thrown(Box::new(
-                "a parked tasklet would not block: a partner waits on the channel",
-            )))
-        }
+        park(self, tasklet, value)
     }
 }
 
-impl<T: Send + 'static> Parked<T> {
+impl<T: Send + 'static> BufferedChannel<T> {
+    /// As [`Channel::park`], on a buffered channel: the caller (a restore) sees to it that a
+    /// sender is parked only while the buffer is full, a receiver only while it is empty.
+    ///
+    /// # Errors
+    /// As [`Channel::park`].
+    pub(crate) fn park(
+        &self,
+        tasklet: &Tasklet,
+        value: Option<T>,
+    ) -> Result<Box<Parked<T, BufferedChannel<T>>>> {
+        park(self, tasklet, value)
+    }
+}
+
+/// [`Channel::park`], for either handle type.
+fn park<T, H>(h: &H, tasklet: &Tasklet, value: Option<T>) -> Result<Box<Parked<T, H>>>
+where
+    T: Send + 'static,
+    H: Handle<Item = T, Lock = BiasedLock> + Clone,
+{
+    let s = scheduler();
+    let t: *const Inner = crate::tasklet::Record::as_ptr(&tasklet.inner);
+    // SAFETY: a handle keeps its tasklet alive; only this thread's fields are read, after
+    // the owner check.
+    let inner = unsafe { &*t };
+    if !ptr::eq(inner.owner, s as *const Scheduler as *const ()) {
+        return Err(Error::SwitchOtherThread);
+    }
+    if !inner.alive() {
+        return Err(Error::RunDead);
+    }
+    if !inner.floating() || ptr::eq(t, s.current_ptr()) {
+        return Err(Error::RunBlocked);
+    }
+    let dir: i8 = if value.is_some() { 1 } else { -1 };
+    let parked = Box::new(Parked {
+        waiter: Waiter {
+            tasklet: t,
+            scheduler: s as *const Scheduler,
+            slot: UnsafeCell::new(value.map(Msg::Value)),
+            next: Cell::new(ptr::null()),
+        },
+        chan: h.clone(),
+    });
+    let mut g = h.core().lock();
+    let st = g.state();
+    if st.closing {
+        return Err(Error::ClosedChannel);
+    }
+    if st.balance * dir as i32 >= 0 {
+        let blocker: &dyn Blocker = h.core();
+        // Its episode, which a cross-thread wake names, is kept in the tasklet.
+        // SAFETY: floating, alive, not running, of this thread (checked above); the
+        // channel outlives the block: the waiter holds a handle.
+        unsafe { s.park_floating(t, dir, blocker as *const dyn Blocker) };
+        // SAFETY: the waiter is in no queue and stays in its box, unmoved, until it
+        // leaves this one (its Drop unlinks it); the queued waiters are valid.
+        unsafe { st.queue.push_back(&parked.waiter) };
+        st.balance += dir as i32;
+        Ok(parked)
+    } else {
+        Err(Error::Thrown(Box::new(
+            "a parked tasklet would not block: a partner waits on the channel",
+        )))
+    }
+}
+
+#[allow(private_bounds)]
+impl<T: Send + 'static, H: Handle<Item = T, Lock = BiasedLock>> Parked<T, H> {
     /// Whether its tasklet still waits in the queue (not yet served, killed or thrown into).
     fn queued(&self) -> bool {
-        let mut g = self.chan.chan.lock();
+        let mut g = self.chan.core().lock();
         let me = &self.waiter as *const Waiter<T>;
         // SAFETY: queued waiters are valid, and the queue does not change under the lock.
         let queued = unsafe { g.state().queue.iter().any(|w| ptr::eq(w, me)) };
@@ -162,13 +191,13 @@ impl<T: Send + 'static> Parked<T> {
     }
 }
 
-impl<T: Send + 'static> Drop for Parked<T> {
+impl<T: Send + 'static, H: Handle<Item = T, Lock = BiasedLock>> Drop for Parked<T, H> {
     fn drop(&mut self) {
         // Dropped unfinished (its tasklet ended before running): if still queued, leave the
         // queue, so that no partner reaches a freed waiter. A kill unlinks first, so this is
         // a backstop only.
         let tasklet = self.waiter.tasklet;
-        let mut g = match self.chan.chan.try_lock() {
+        let mut g = match self.chan.core().try_lock() {
             Some(g) => g,
             None => return,
         };

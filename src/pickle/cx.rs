@@ -9,11 +9,11 @@ use std::rc::{Rc, Weak};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::channels::ChannelRef;
+use super::channels::{sealed::Sealed, WorldRef};
 use super::journal::{Op, Pending, Record, UNIT_OK};
 use super::world::WorldInner;
 use super::PickleError;
-use crate::channel::Parked;
+use crate::channel::{BufferedChannel, Parked};
 use crate::scheduler;
 
 /// The handle of a resumable tasklet's body: its state, and its operations. See the
@@ -256,8 +256,9 @@ impl<S: Serialize + DeserializeOwned + 'static> Cx<S> {
         self.unit_op(Op::Tick, Pending::Tick, scheduler::tick)
     }
 
-    /// Sends `value` on the world's channel `ch`, journaled. When replaying, the value was
-    /// delivered before the pickle and is dropped.
+    /// Sends `value` on the world's channel `ch` (a [`ChannelRef`](super::ChannelRef) or a
+    /// [`BufferedChannelRef`](super::BufferedChannelRef)), journaled. When replaying, the
+    /// value was delivered before the pickle and is dropped.
     ///
     /// # Errors
     /// The channel's errors as [`PickleError::Op`] (the value is dropped);
@@ -271,7 +272,7 @@ impl<S: Serialize + DeserializeOwned + 'static> Cx<S> {
     ///     cx.send(out, 42)
     /// }
     /// ```
-    pub fn send<T>(&mut self, ch: ChannelRef<T>, value: T) -> Result<(), PickleError>
+    pub fn send<T>(&mut self, ch: impl WorldRef<T>, value: T) -> Result<(), PickleError>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
     {
@@ -282,10 +283,14 @@ impl<S: Serialize + DeserializeOwned + 'static> Cx<S> {
             // The replay reached the send it was restored in: `value` is the one the
             // restore queued (already delivered, or still in the waiter).
             drop(value);
-            let res =
-                self.finish_parked(parked, Pending::Send(ch.index), |p: Box<Parked<T>>, e| {
+            let op = Pending::Send(ch.index());
+            let res = if has_buffer(&ch) {
+                self.finish_parked(parked, op, |p: Box<Parked<T, BufferedChannel<T>>>, e| {
                     p.finish_send(e)
-                })?;
+                })?
+            } else {
+                self.finish_parked(parked, op, |p: Box<Parked<T>>, e| p.finish_send(e))?
+            };
             let mut rec = self.record.borrow_mut();
             rec.pending = Pending::None;
             rec.pending_value = None;
@@ -293,12 +298,12 @@ impl<S: Serialize + DeserializeOwned + 'static> Cx<S> {
             return res.map_err(PickleError::Op);
         }
         let world = self.world()?;
-        let chan = world.channel_of(ch)?;
+        let chan = world.live(ch)?;
         let carried = world.before_send(&chan, &value)?;
         {
             let mut rec = self.record.borrow_mut();
-            rec.go_live(self.me, Pending::Send(ch.index))?;
-            rec.pending = Pending::Send(ch.index);
+            rec.go_live(self.me, Pending::Send(ch.index()))?;
+            rec.pending = Pending::Send(ch.index());
             rec.pending_value = carried;
         }
         drop(world);
@@ -310,7 +315,8 @@ impl<S: Serialize + DeserializeOwned + 'static> Cx<S> {
         res.map_err(PickleError::Op)
     }
 
-    /// Receives from the world's channel `ch`, journaled.
+    /// Receives from the world's channel `ch` (a [`ChannelRef`](super::ChannelRef) or a
+    /// [`BufferedChannelRef`](super::BufferedChannelRef)), journaled.
     ///
     /// # Errors
     /// The channel's errors as [`PickleError::Op`]; [`PickleError::MissingChannel`],
@@ -326,7 +332,7 @@ impl<S: Serialize + DeserializeOwned + 'static> Cx<S> {
     ///     Ok(())
     /// }
     /// ```
-    pub fn receive<T>(&mut self, ch: ChannelRef<T>) -> Result<T, PickleError>
+    pub fn receive<T>(&mut self, ch: impl WorldRef<T>) -> Result<T, PickleError>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
     {
@@ -334,11 +340,14 @@ impl<S: Serialize + DeserializeOwned + 'static> Cx<S> {
             return r;
         }
         if let Some(parked) = self.parked.take() {
-            let res = self.finish_parked(
-                parked,
-                Pending::Receive(ch.index),
-                |p: Box<Parked<T>>, e| p.finish_receive(e),
-            )?;
+            let op = Pending::Receive(ch.index());
+            let res = if has_buffer(&ch) {
+                self.finish_parked(parked, op, |p: Box<Parked<T, BufferedChannel<T>>>, e| {
+                    p.finish_receive(e)
+                })?
+            } else {
+                self.finish_parked(parked, op, |p: Box<Parked<T>>, e| p.finish_receive(e))?
+            };
             if let Ok(world) = self.world() {
                 world.after_receive(self.me);
             }
@@ -348,11 +357,11 @@ impl<S: Serialize + DeserializeOwned + 'static> Cx<S> {
             return res.map_err(PickleError::Op);
         }
         let world = self.world()?;
-        let chan = world.channel_of(ch)?;
+        let chan = world.live(ch)?;
         {
             let mut rec = self.record.borrow_mut();
-            rec.go_live(self.me, Pending::Receive(ch.index))?;
-            rec.pending = Pending::Receive(ch.index);
+            rec.go_live(self.me, Pending::Receive(ch.index()))?;
+            rec.pending = Pending::Receive(ch.index());
         }
         world.before_receive(&chan, self.me);
         let res = chan.receive();
@@ -397,7 +406,11 @@ impl<S: Serialize + DeserializeOwned + 'static> Cx<S> {
     ///     Ok(())
     /// }
     /// ```
-    pub fn send_sequence<T, I>(&mut self, ch: ChannelRef<T>, items: I) -> Result<usize, PickleError>
+    pub fn send_sequence<T, I>(
+        &mut self,
+        ch: impl WorldRef<T>,
+        items: I,
+    ) -> Result<usize, PickleError>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = T>,
@@ -413,6 +426,12 @@ impl<S: Serialize + DeserializeOwned + 'static> Cx<S> {
 
 /// The journal entry that completes an operation a runnable tasklet is suspended in after
 /// its effect happened (see `World::pickle`).
+/// Whether `ch` names a buffered channel (whose restored waiters are
+/// `Parked<T, BufferedChannel<T>>`).
+fn has_buffer<R: Sealed>(_ch: &R) -> bool {
+    R::BUFFERED
+}
+
 pub(super) fn completion(op: Op) -> super::journal::Entry {
     super::journal::Entry {
         op,

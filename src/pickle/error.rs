@@ -94,10 +94,20 @@ pub enum PickleError {
         /// The Rust type name.
         type_name: &'static str,
     },
-    /// A channel reference used with another value type than its channel's.
+    /// A channel reference used with another value type than its channel's, or with
+    /// another kind of channel (a [`ChannelRef`](super::ChannelRef) to a buffered channel,
+    /// a [`BufferedChannelRef`](super::BufferedChannelRef) to a rendezvous one).
     WrongChannelType {
         /// The channel's index in the world.
         index: u32,
+    },
+    /// A buffered channel whose capacity would take the world's buffers past
+    /// [`format::MAX_BUFFERED`](super::format::MAX_BUFFERED) values.
+    TooMuchBuffer {
+        /// The capacity asked for.
+        capacity: usize,
+        /// The capacity still available in the world.
+        available: u64,
     },
     // Pickling.
     /// The tasklet that pickles is in the world (Stackless: "You cannot __reduce__ the
@@ -198,7 +208,11 @@ impl fmt::Display for PickleError {
             }
             WrongChannelType { index } => write!(
                 f,
-                "channel {index} of the world carries another value type than its reference says"
+                "channel {index} of the world carries another value type, or is of another kind, than its reference says"
+            ),
+            TooMuchBuffer { capacity, available } => write!(
+                f,
+                "a buffered channel of capacity {capacity} does not fit in the world: its buffers may hold {available} more values"
             ),
             CurrentTasklet { id } => write!(
                 f,

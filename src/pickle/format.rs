@@ -3,7 +3,7 @@
 //! | offset | size | field | value |
 //! |---:|---:|---|---|
 //! | 0 | 8 | magic | `b"MTPICKLE"` |
-//! | 8 | 2 | format version, little-endian | [`FORMAT_VERSION`] (2) |
+//! | 8 | 2 | format version, little-endian | [`FORMAT_VERSION`] (3) |
 //! | 10 | 2 | reserved | 0 |
 //! | 12 | 8 | fingerprint of the registry, little-endian | [`Registry::fingerprint`](super::Registry::fingerprint) |
 //! | 20 | 8 | payload length in bytes, little-endian | n |
@@ -21,10 +21,18 @@ use super::PickleError;
 
 /// The magic at offset 0.
 pub const MAGIC: [u8; 8] = *b"MTPICKLE";
-/// The format version this build writes and reads. Version 2 added the values of the
-/// blocked senders to each channel ([`ChannelImage::values`](super::ChannelImage::values)),
-/// which a lazy restore needs before the senders run.
-pub const FORMAT_VERSION: u16 = 2;
+/// The format version this build writes and reads (and the only one it reads). Version 2
+/// added the values of the blocked senders to each channel
+/// ([`ChannelImage::values`](super::ChannelImage::values)), which a lazy restore needs before
+/// the senders run; version 3 added buffered channels: each channel's kind with its capacity
+/// ([`ChannelImage::kind`](super::ChannelImage::kind)) and the values in its buffer
+/// ([`ChannelImage::buffered`](super::ChannelImage::buffered)).
+pub const FORMAT_VERSION: u16 = 3;
+/// The most values the buffers of one world's channels may hold together (the sum of their
+/// capacities): [`World::buffered_channel`](super::World::buffered_channel) refuses more, and
+/// so does a restore, which allocates every buffer whole (a hostile pickle's capacities
+/// would otherwise allocate without bound).
+pub const MAX_BUFFERED: u64 = 1 << 20;
 /// The header's length: the payload starts here.
 pub const HEADER_LEN: usize = 32;
 

@@ -36,14 +36,27 @@ pub struct WorldImage {
 /// A pickled channel.
 ///
 /// ```
-/// use microthread::pickle::ChannelImage;
-/// let c = ChannelImage { type_index: 0, preference: -1, schedule_all: false, closing: false, senders: false, queue: vec![], values: vec![] };
+/// use microthread::pickle::{ChannelImage, ChannelKind};
+/// let c = ChannelImage {
+///     type_index: 0,
+///     kind: ChannelKind::Buffered { capacity: 2 },
+///     preference: -1,
+///     schedule_all: false,
+///     closing: false,
+///     senders: false,
+///     queue: vec![],
+///     values: vec![],
+///     buffered: vec![vec![7]],
+/// };
 /// assert_eq!(c.clone(), c);
 /// ```
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ChannelImage {
     /// Its value type, an index into the registry's channel types.
     pub type_index: u32,
+    /// A rendezvous [`Channel`](crate::channel::Channel) or a
+    /// [`BufferedChannel`](crate::channel::BufferedChannel) with its capacity.
+    pub kind: ChannelKind,
     /// -1, 0 or 1.
     pub preference: i8,
     /// `schedule_all`.
@@ -58,6 +71,28 @@ pub struct ChannelImage {
     /// `queue` (empty bytes for a closure tasklet, whose value is not picklable); empty for
     /// receivers. A restore queues the senders with their values before they run.
     pub values: Vec<Vec<u8>>,
+    /// A buffered channel's buffered values, oldest first, postcard encoded (at most its
+    /// capacity; only while no receiver waits; all of them while senders wait); empty for
+    /// a rendezvous channel. They come out before the blocked senders' values.
+    pub buffered: Vec<Vec<u8>>,
+}
+
+/// The kind of a pickled channel.
+///
+/// ```
+/// use microthread::pickle::ChannelKind;
+/// assert_ne!(ChannelKind::Rendezvous, ChannelKind::Buffered { capacity: 0 });
+/// ```
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind {
+    /// A [`Channel`](crate::channel::Channel) ([`World::channel`](super::World::channel)).
+    Rendezvous,
+    /// A [`BufferedChannel`](crate::channel::BufferedChannel)
+    /// ([`World::buffered_channel`](super::World::buffered_channel)).
+    Buffered {
+        /// How many values its buffer holds at most.
+        capacity: u64,
+    },
 }
 
 /// What a pickled tasklet was doing.
@@ -165,6 +200,7 @@ impl WorldImage {
                 )));
             }
         }
+        let mut buffered_total = 0u64;
         for c in &self.channels {
             if c.type_index as usize >= registry.channel_types.len() {
                 return Err(PickleError::UnknownChannelType {
@@ -177,6 +213,7 @@ impl WorldImage {
                     c.preference
                 )));
             }
+            c.validate_buffer(&mut buffered_total)?;
             let values_expected = if c.senders { c.queue.len() } else { 0 };
             if c.values.len() != values_expected {
                 return Err(PickleError::Inconsistent(format!(
@@ -207,6 +244,50 @@ impl WorldImage {
                 return Err(PickleError::Inconsistent(format!(
                     "tasklet {} is {:?} but in no ring or queue",
                     t.id, t.status
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ChannelImage {
+    /// The checks of a channel's kind and buffer: a rendezvous channel buffers nothing; a
+    /// buffered one holds at most its capacity, nothing while receivers wait, and is full
+    /// while senders wait; the world's capacities add up to at most
+    /// [`MAX_BUFFERED`](super::format::MAX_BUFFERED) (`total` adds this one's).
+    fn validate_buffer(&self, total: &mut u64) -> Result<(), PickleError> {
+        let held = self.buffered.len() as u64;
+        let capacity = match self.kind {
+            ChannelKind::Rendezvous if held == 0 => return Ok(()),
+            ChannelKind::Rendezvous => {
+                return Err(PickleError::Inconsistent(format!(
+                    "a rendezvous channel holds {held} buffered values"
+                )))
+            }
+            ChannelKind::Buffered { capacity } => capacity,
+        };
+        *total = total.saturating_add(capacity);
+        if *total > super::format::MAX_BUFFERED {
+            return Err(PickleError::Inconsistent(format!(
+                "the buffered channels' capacities add up to more than {}",
+                super::format::MAX_BUFFERED
+            )));
+        }
+        if held > capacity {
+            return Err(PickleError::Inconsistent(format!(
+                "a channel of capacity {capacity} holds {held} buffered values"
+            )));
+        }
+        if !self.queue.is_empty() {
+            if self.senders && held < capacity {
+                return Err(PickleError::Inconsistent(format!(
+                    "senders wait on a buffered channel with room ({held} of {capacity} values)"
+                )));
+            }
+            if !self.senders && held > 0 {
+                return Err(PickleError::Inconsistent(format!(
+                    "receivers wait on a buffered channel that holds {held} values"
                 )));
             }
         }

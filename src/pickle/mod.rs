@@ -156,10 +156,10 @@ mod restore;
 mod snapshot;
 mod world;
 
-pub use channels::ChannelRef;
+pub use channels::{BufferedChannelRef, ChannelRef, WorldRef};
 pub use cx::Cx;
 pub use error::PickleError;
-pub use image::{BodyImage, ChannelImage, Status, TaskletImage, WorldImage};
+pub use image::{BodyImage, ChannelImage, ChannelKind, Status, TaskletImage, WorldImage};
 pub use journal::{Entry, Op};
 pub use registry::{Body, Kind, Registry};
 pub use restore::{inspect, Restored};

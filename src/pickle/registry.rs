@@ -16,7 +16,7 @@ use super::cx::Cx;
 use super::journal::Record;
 use super::world::{start_lazy, ParkedCell, WorldInner};
 use super::PickleError;
-use crate::channel::Channel;
+use crate::channel::{BufferedChannel, Channel};
 use crate::Tasklet;
 
 /// The body of a resumable tasklet of state `S`: a deterministic function of its state and
@@ -79,6 +79,8 @@ pub(super) struct ChannelType {
     pub(super) name: String,
     pub(super) version: u32,
     pub(super) make: fn() -> Box<dyn ErasedChannel>,
+    /// A buffered channel of the given capacity; `None` if its buffer cannot be allocated.
+    pub(super) make_buffered: fn(usize) -> Option<Box<dyn ErasedChannel>>,
 }
 
 /// The kinds of resumable tasklets and the channel value types of a program, each under a
@@ -203,6 +205,10 @@ impl Registry {
             name: name.into(),
             version,
             make: || Box::new(Channel::<T>::new()),
+            make_buffered: |capacity| {
+                BufferedChannel::<T>::try_with_capacity(capacity)
+                    .map(|c| Box::new(c) as Box<dyn ErasedChannel>)
+            },
         });
         Ok(())
     }

@@ -1,12 +1,12 @@
-//! Restoring a world from its pickle ([`World::restore`]): the channels with their settings,
-//! every tasklet paused and lazy (no stack, no run: see the [module docs](super)), the
+//! Restoring a world from its pickle ([`World::restore`]): the channels with their settings
+//! (a buffered one with its capacity and its buffered values, in order), every tasklet paused and lazy (no stack, no run: see the [module docs](super)), the
 //! blocked ones queued again in their order on heap waiters with the values they send,
 //! then the channels' closing flags; the ring order is handed back to insert.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::image::{BodyImage, Status, WorldImage};
+use super::image::{BodyImage, ChannelKind, Status, WorldImage};
 use super::journal::{Pending, Record};
 use super::world::{ParkedCell, World, WorldChannel};
 use super::{format, PickleError, Registry};
@@ -151,9 +151,24 @@ fn build(world: &World, image: WorldImage, made: &mut Vec<Tasklet>) -> Result<()
     {
         let mut chans = inner.channels.borrow_mut();
         for c in &image.channels {
-            let chan = (registry.channel_types[c.type_index as usize].make)();
+            let ty = &registry.channel_types[c.type_index as usize];
+            let chan = match c.kind {
+                ChannelKind::Rendezvous => (ty.make)(),
+                ChannelKind::Buffered { capacity } => usize::try_from(capacity)
+                    .ok()
+                    .and_then(ty.make_buffered)
+                    .ok_or_else(|| {
+                        PickleError::Inconsistent(format!(
+                            "a buffer of {capacity} values cannot be allocated"
+                        ))
+                    })?,
+            };
             chan.set_preference(c.preference);
             chan.set_schedule_all(c.schedule_all);
+            // Before anything waits on it: the buffered values come out first.
+            for v in &c.buffered {
+                chan.refill(v)?;
+            }
             chans.push(WorldChannel {
                 type_index: c.type_index,
                 chan,

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use serde::ser::{SerializeStruct, SerializeStructVariant};
 use serde::{Serialize, Serializer};
 
-use super::image::{BodyImage, ChannelImage, Status, TaskletImage, WorldImage};
+use super::image::{BodyImage, ChannelImage, ChannelKind, Status, TaskletImage, WorldImage};
 use super::journal::{Entry, Op, Pending, Record};
 use super::world::{IdHashing, Member, WorldInner};
 use super::PickleError;
@@ -37,12 +37,15 @@ pub(super) struct View<'r> {
 
 struct ChannelView<'r> {
     type_index: u32,
+    kind: ChannelKind,
     preference: i8,
     schedule_all: bool,
     closing: bool,
     senders: bool,
     queue: Vec<u32>,
     values: Vec<&'r [u8]>,
+    /// Encoded here (a buffer's values live in the channel, not in a record).
+    buffered: Vec<Vec<u8>>,
 }
 
 struct TaskletView<'r> {
@@ -94,7 +97,7 @@ pub(super) fn gather<'r>(
     let mut queued = vec![false; members.len()];
     let chans = world.channels.borrow();
     let mut channels = Vec::with_capacity(chans.len());
-    for (c, queue) in chans.iter().zip(queues) {
+    for (ci, (c, queue)) in chans.iter().zip(queues).enumerate() {
         let ch = &c.chan;
         let senders = ch.balance() > 0;
         let mut values = Vec::new();
@@ -110,14 +113,22 @@ pub(super) fn gather<'r>(
                 values.push(bytes);
             }
         }
+        let kind = match ch.capacity() {
+            None => ChannelKind::Rendezvous,
+            Some(capacity) => ChannelKind::Buffered {
+                capacity: capacity as u64,
+            },
+        };
         channels.push(ChannelView {
             type_index: c.type_index,
+            kind,
             preference: ch.preference(),
             schedule_all: ch.schedule_all(),
             closing: ch.closing(),
             senders,
             queue,
             values,
+            buffered: ch.buffered(ci as u32)?,
         });
     }
     let in_transit = world.in_transit.borrow();
@@ -335,12 +346,14 @@ impl View<'_> {
                 .iter()
                 .map(|c| ChannelImage {
                     type_index: c.type_index,
+                    kind: c.kind,
                     preference: c.preference,
                     schedule_all: c.schedule_all,
                     closing: c.closing,
                     senders: c.senders,
                     queue: c.queue.clone(),
                     values: c.values.iter().map(|v| v.to_vec()).collect(),
+                    buffered: c.buffered.clone(),
                 })
                 .collect(),
             tasklets: self
@@ -408,14 +421,16 @@ impl Serialize for View<'_> {
 
 impl Serialize for ChannelView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("ChannelImage", 7)?;
+        let mut st = s.serialize_struct("ChannelImage", 9)?;
         st.serialize_field("type_index", &self.type_index)?;
+        st.serialize_field("kind", &self.kind)?;
         st.serialize_field("preference", &self.preference)?;
         st.serialize_field("schedule_all", &self.schedule_all)?;
         st.serialize_field("closing", &self.closing)?;
         st.serialize_field("senders", &self.senders)?;
         st.serialize_field("queue", &self.queue)?;
         st.serialize_field("values", &Seq(self.values.iter().map(|v| Bytes(v))))?;
+        st.serialize_field("buffered", &Seq(self.buffered.iter().map(|v| Bytes(v))))?;
         st.end()
     }
 }

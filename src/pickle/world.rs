@@ -1,6 +1,5 @@
 //! [`World`]: a set of tasklets and the channels they use, pickled together
-//! ([`World::pickle`]); and [`ChannelRef`], a channel of a world as a resumable tasklet's
-//! state holds it.
+//! ([`World::pickle`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -10,13 +9,13 @@ use std::rc::Rc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::channels::{ChannelRef, ErasedChannel};
+use super::channels::{BufferedChannelRef, ChannelRef, ErasedChannel, Live, WorldRef};
 use super::cx::Cx;
 use super::image::WorldImage;
 use super::journal::Record;
 use super::registry::{Body, Kind};
 use super::{format, snapshot, PickleError, Registry};
-use crate::channel::Channel;
+use crate::channel::{BufferedChannel, Channel};
 use crate::{scheduler, Tasklet};
 
 pub(super) struct WorldChannel {
@@ -78,6 +77,27 @@ pub(crate) struct WorldInner {
 }
 
 impl WorldInner {
+    /// The handle of the world's channel `r` names, of the kind `R` says.
+    pub(super) fn live<T: Send + 'static, R: WorldRef<T>>(
+        &self,
+        r: R,
+    ) -> Result<Live<T>, PickleError> {
+        let index = r.index();
+        let chans = self.channels.borrow();
+        let c = chans
+            .get(index as usize)
+            .ok_or(PickleError::MissingChannel { index })?;
+        let any = c.chan.as_any();
+        let live = if R::BUFFERED {
+            any.downcast_ref::<BufferedChannel<T>>()
+                .cloned()
+                .map(Live::Buffered)
+        } else {
+            any.downcast_ref::<Channel<T>>().cloned().map(Live::Plain)
+        };
+        live.ok_or(PickleError::WrongChannelType { index })
+    }
+
     pub(super) fn channel_of<T: Send + 'static>(
         &self,
         r: ChannelRef<T>,
@@ -91,56 +111,6 @@ impl WorldInner {
             .downcast_ref::<Channel<T>>()
             .cloned()
             .ok_or(PickleError::WrongChannelType { index: r.index })
-    }
-
-    /// Before a send of `value` on `chan`: a receiver that takes it but resumes later gets
-    /// the value's bytes in `in_transit`; a send that will block returns them to carry.
-    pub(super) fn before_send<T: Serialize + Send + 'static>(
-        &self,
-        chan: &Channel<T>,
-        value: &T,
-    ) -> Result<Option<Vec<u8>>, PickleError> {
-        let encode =
-            || postcard::to_allocvec(value).map_err(|e| PickleError::Encode(e.to_string()));
-        if chan.balance() < 0 {
-            // preference -1 without schedule_all: the receiver runs at once, and resumes.
-            if chan.preference() >= 0 || chan.schedule_all() {
-                if let Some(head) = chan.queue_head() {
-                    self.in_transit.borrow_mut().insert(head, encode()?);
-                }
-            }
-            Ok(None)
-        } else {
-            Ok(Some(encode()?))
-        }
-    }
-
-    /// Before receiver `me` receives on `chan`: if it takes a waiting sender's value but
-    /// resumes later (preference +1, `schedule_all`), keep the value's bytes for it.
-    pub(super) fn before_receive<T: Send + 'static>(&self, chan: &Channel<T>, me: u64) {
-        if chan.balance() > 0 && (chan.preference() > 0 || chan.schedule_all()) {
-            let Some(head) = chan.queue_head() else {
-                return;
-            };
-            let members = self.members.borrow();
-            let value = self
-                .by_id
-                .borrow()
-                .get(&head)
-                .and_then(|&i| members[i].record.as_ref())
-                .and_then(|r| r.borrow().pending_value.clone())
-                .or_else(|| self.outside_sends.borrow().get(&head).cloned());
-            if let Some(v) = value {
-                self.in_transit.borrow_mut().insert(me, v);
-            }
-        }
-    }
-
-    pub(super) fn after_receive(&self, me: u64) {
-        let mut t = self.in_transit.borrow_mut();
-        if !t.is_empty() {
-            t.remove(&me);
-        }
     }
 
     /// Room for `n` more members.
@@ -382,8 +352,104 @@ impl World {
         self.inner.channel_of(r)
     }
 
-    /// Sends `value` on the world's channel `r` from code that is not a resumable tasklet
-    /// (main, a closure tasklet), so that a resumable receiver can be pickled at any point.
+    /// A new buffered channel of the world (Go's `make(chan T, capacity)`: see
+    /// [`BufferedChannel`]), for values of a registered type `T`. Its pickle holds its
+    /// capacity and its buffered values (each serialised with `T`'s serde, as the values of
+    /// blocked senders are), and the restore refills the buffer in the same order before it
+    /// queues the blocked tasklets again. The world's buffers hold at most
+    /// [`format::MAX_BUFFERED`] values together, since a restore allocates each buffer
+    /// whole. Capacity 0 is allowed: a rendezvous channel, pickled as buffered.
+    ///
+    /// # Errors
+    /// [`PickleError::UnregisteredChannelType`], [`PickleError::TooMuchBuffer`].
+    ///
+    /// ```
+    /// use microthread::pickle::{BufferedChannelRef, Cx, PickleError, Registry, World};
+    /// use std::rc::Rc;
+    ///
+    /// // Sends 1, 2, 3, ... forever: blocks once the buffer is full.
+    /// fn producer(cx: &mut Cx<(BufferedChannelRef<u32>, u32)>) -> Result<(), PickleError> {
+    ///     loop {
+    ///         let (out, n) = *cx.state();
+    ///         cx.send(out, n + 1)?;
+    ///         cx.state_mut().1 += 1;
+    ///         cx.checkpoint()?;
+    ///     }
+    /// }
+    /// let mut reg = Registry::new();
+    /// let kind = reg.register("producer", 1, producer).unwrap();
+    /// reg.register_channel::<u32>("u32", 1).unwrap();
+    /// let reg = Rc::new(reg);
+    /// let world = World::new(reg.clone());
+    /// let out = world.buffered_channel::<u32>(2).unwrap();
+    /// world.spawn(kind, (out, 0)).unwrap();
+    /// microthread::run().unwrap(); // 1 and 2 are buffered; the producer blocks sending 3
+    /// let bytes = world.pickle().unwrap();
+    ///
+    /// let copy = World::restore(&reg, &bytes).unwrap();
+    /// let ch = copy.world.get_buffered(out).unwrap();
+    /// assert_eq!((ch.capacity(), ch.len(), ch.balance()), (2, 2, 1));
+    /// assert_eq!(ch.receive().unwrap(), 1); // 3 moves into the buffer
+    /// assert_eq!(ch.receive().unwrap(), 2);
+    /// assert_eq!(ch.receive().unwrap(), 3);
+    /// # for t in &copy.tasklets { t.kill().unwrap(); }
+    /// # for t in world.tasklets() { t.kill().unwrap(); }
+    /// ```
+    pub fn buffered_channel<T>(&self, capacity: usize) -> Result<BufferedChannelRef<T>, PickleError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let type_index = self.inner.registry.channel_type_of::<T>()?;
+        let mut chans = self.inner.channels.borrow_mut();
+        let used: u64 = chans
+            .iter()
+            .filter_map(|c| c.chan.capacity())
+            .map(|c| c as u64)
+            .sum();
+        let available = format::MAX_BUFFERED.saturating_sub(used);
+        if capacity as u64 > available {
+            return Err(PickleError::TooMuchBuffer {
+                capacity,
+                available,
+            });
+        }
+        let index = chans.len() as u32;
+        chans.push(WorldChannel {
+            type_index,
+            chan: Box::new(BufferedChannel::<T>::with_capacity(capacity)),
+        });
+        Ok(BufferedChannelRef {
+            index,
+            _t: PhantomData,
+        })
+    }
+
+    /// A handle to the world's buffered channel `r`, for any code (see [`get`](Self::get)).
+    ///
+    /// # Errors
+    /// [`PickleError::MissingChannel`], [`PickleError::WrongChannelType`].
+    ///
+    /// ```
+    /// # use microthread::pickle::{Registry, World};
+    /// # let mut reg = Registry::new();
+    /// # reg.register_channel::<u8>("u8", 1).unwrap();
+    /// # let world = World::new(std::rc::Rc::new(reg));
+    /// let r = world.buffered_channel::<u8>(3).unwrap();
+    /// assert_eq!(world.get_buffered(r).unwrap().capacity(), 3);
+    /// ```
+    pub fn get_buffered<T: Send + 'static>(
+        &self,
+        r: BufferedChannelRef<T>,
+    ) -> Result<BufferedChannel<T>, PickleError> {
+        match self.inner.live(r)? {
+            Live::Buffered(c) => Ok(c),
+            Live::Plain(_) => Err(PickleError::WrongChannelType { index: r.index }),
+        }
+    }
+
+    /// Sends `value` on the world's channel `r` (a [`ChannelRef`] or a
+    /// [`BufferedChannelRef`]) from code that is not a resumable tasklet (main, a closure
+    /// tasklet), so that a resumable receiver can be pickled at any point.
     ///
     /// # Errors
     /// The channel's, as [`PickleError::Op`]; those of [`get`](Self::get).
@@ -398,11 +464,11 @@ impl World {
     /// microthread::spawn(move || rx.receive().unwrap()).unwrap();
     /// world.send(r, 3).unwrap();
     /// ```
-    pub fn send<T>(&self, r: ChannelRef<T>, value: T) -> Result<(), PickleError>
+    pub fn send<T>(&self, r: impl WorldRef<T>, value: T) -> Result<(), PickleError>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
     {
-        let chan = self.inner.channel_of(r)?;
+        let chan = self.inner.live(r)?;
         let carried = self.inner.before_send(&chan, &value)?;
         let me = carried.map(|bytes| {
             let me = scheduler::current().id();
