@@ -154,6 +154,7 @@ mod journal;
 mod registry;
 mod restore;
 mod snapshot;
+mod start;
 mod world;
 
 pub use channels::{BufferedChannelRef, ChannelRef, WorldRef};

@@ -8,7 +8,8 @@ use std::rc::Rc;
 
 use super::image::{BodyImage, ChannelKind, Status, WorldImage};
 use super::journal::{Pending, Record};
-use super::world::{ParkedCell, World, WorldChannel};
+use super::start::ParkedCell;
+use super::world::{World, WorldChannel};
 use super::{format, PickleError, Registry};
 use crate::Tasklet;
 
