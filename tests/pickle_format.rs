@@ -102,12 +102,12 @@ fn a_wrong_magic_or_version_is_named() {
         e,
         PickleError::UnsupportedVersion {
             found: 7,
-            supported: 2
+            supported: 3
         }
     ));
     assert_eq!(
         e.to_string(),
-        "the pickle has format version 7; this build reads version 2"
+        "the pickle has format version 7; this build reads version 3"
     );
 }
 
