@@ -498,3 +498,50 @@ fn every_bit_flip_of_a_buffered_payload_is_an_error_or_a_world_that_restores() {
     }
     assert!(restored > 0, "no flip of a value restored");
 }
+
+#[test]
+fn a_receiver_that_took_a_buffered_value_and_yielded_is_pickled_with_it() {
+    on_thread(|| {
+        let k = kinds();
+        let world = World::new(k.reg.clone());
+        let ch = world.buffered_channel::<u64>(1).unwrap();
+        world.get_buffered(ch).unwrap().set_preference(1);
+        let p = Producer {
+            out: ch,
+            next: 0,
+            end: 4,
+        };
+        world.spawn(k.producer, p).unwrap();
+        scheduler::run().unwrap(); // 0 buffered; blocked sending 1
+        let c = Consumer {
+            input: ch,
+            got: vec![],
+        };
+        world.spawn(k.consumer, c).unwrap();
+        // The consumer takes 0 from the buffer, the producer's 1 moves in, and preference +1
+        // runs the producer at once (which blocks sending 2): the consumer is runnable with
+        // 0 received, not yet resumed, when the pickler runs.
+        let bytes = Rc::new(std::cell::RefCell::new(None));
+        let (w, out) = (world.clone(), bytes.clone());
+        scheduler::spawn(move || *out.borrow_mut() = Some(w.pickle())).unwrap();
+        scheduler::run().unwrap();
+        let bytes = bytes.borrow_mut().take().unwrap().unwrap();
+        let image = inspect(&k.reg, &bytes).unwrap();
+        assert_eq!(image.tasklets[1].status, Status::Runnable);
+        assert_eq!(decoded(&image.channels[0].buffered), [1]);
+        assert_eq!(decoded(&image.channels[0].values), [2]);
+
+        let copy = World::restore(&k.reg, &bytes).unwrap();
+        copy.insert_ring().unwrap();
+        scheduler::run().unwrap();
+        let done = inspect(&k.reg, &copy.world.pickle().unwrap()).unwrap();
+        let restored: Consumer = checkpoint_of(&done, 1);
+        assert_eq!(restored.got, [0, 1, 2, 3]);
+        assert!(!copy.tasklets[0].alive());
+        // The original, run on, got the same.
+        let original: Consumer = checkpoint_of(&world.image().unwrap(), 1);
+        assert_eq!(original.got, [0, 1, 2, 3]);
+        kill_all(&copy.tasklets);
+        kill_all(&world.tasklets());
+    });
+}
