@@ -19,6 +19,16 @@
 //! it comes back as the restored channel. Kinds and channel value types are registered in a
 //! [`Registry`] under stable names and versions; the pickle carries their fingerprint.
 //!
+//! A world's channels are rendezvous [`Channel`](crate::Channel)s ([`World::channel`], a
+//! [`ChannelRef`]) or [`BufferedChannel`](crate::channel::BufferedChannel)s
+//! ([`World::buffered_channel`] with its capacity, a [`BufferedChannelRef`]; one index space
+//! for both). A buffered channel's pickle holds its capacity and its buffered values, oldest
+//! first, each serialised with the registered type's serde; the restore refills the buffer
+//! before it queues the blocked tasklets again (senders wait only on a full buffer,
+//! receivers only on an empty one), so the values come out in the order they would have:
+//! the buffered ones, then the blocked senders'. [`Cx::send`], [`Cx::receive`] and
+//! [`World::send`] take either reference ([`WorldRef`]).
+//!
 //! ```
 //! use microthread::pickle::{ChannelRef, Cx, PickleError, Registry, World};
 //! use std::rc::Rc;
@@ -116,6 +126,7 @@
 //! |---|---|
 //! | `pickle.dumps(t)` (a tasklet with its frames) | [`World::pickle`] of a world holding it (with the channels it uses): `Vec<u8>` in the [`format`](mod@format) |
 //! | `pickle.dumps(ch)` (a channel with its queue) | the same: channels are pickled with their world |
+//! | none: Stackless has no buffered channel | a world's [`BufferedChannel`](crate::channel::BufferedChannel) ([`World::buffered_channel`]) is pickled with its capacity, its buffered values in order, its queue and its settings |
 //! | `pickle.loads(s)` | [`World::restore`] → [`Restored`]; [`inspect`] decodes without building |
 //! | `t.__reduce__()` of the current tasklet: `RuntimeError` | [`PickleError::CurrentTasklet`] |
 //! | `t.restorable` (no C state on the stack) | [`World::restorable`]: true for a resumable tasklet, false for a closure tasklet (its native stack is its "C state") |
@@ -135,6 +146,11 @@
 //!   ([`PickleError::Outsider`]).
 //! - A blocked closure tasklet comes back paused, not queued (its value was on its stack).
 //! - A sleeping tasklet cannot be pickled.
+//! - An error sent with `send_throw` into a buffered channel's buffer cannot be pickled
+//!   ([`PickleError::Encode`]); the buffers of one world hold at most
+//!   [`format::MAX_BUFFERED`] values together ([`PickleError::TooMuchBuffer`]).
+//! - A buffered value is serialised under its channel's lock: its `Serialize` impl must not
+//!   use that channel.
 //! - A resumable tasklet that received a value from code outside the pickle layer (a plain
 //!   `Channel::send`, not [`Cx::send`] or [`World::send`]) and has not resumed from that
 //!   receive yet cannot be pickled until it does ([`PickleError::InTransit`]); with the

@@ -47,7 +47,8 @@ pub fn registry() -> Rc<Registry> {
 /// blocked, one unrun, one dead; channel 0's queue is `[1, 0]`, the first receiver was served
 /// and queued again): blocked resumable tasklets with and
 /// without a journal, an unrun one, a paused closure tasklet, a dead one, values in flight,
-/// channels with a preference, `schedule_all` and closing set.
+/// channels with a preference, `schedule_all` and closing set, a buffered channel holding two
+/// values.
 pub fn sample_pickles() -> Vec<Vec<u8>> {
     let (reg, kind) = registry_and_kind();
     let mut out = vec![World::new(reg.clone()).pickle().expect("an empty world")];
@@ -80,6 +81,11 @@ pub fn sample_pickles() -> Vec<Vec<u8>> {
     world.adopt(&dead);
     scheduler::schedule().expect("schedule");
     world.get(b).expect("b").close();
+    // A buffered channel holding two values (format version 3), so that the fuzz seeds
+    // have a buffer to mutate.
+    let c = world.buffered_channel::<u32>(3).expect("a buffered channel");
+    world.send(c, 4).expect("a buffered send");
+    world.send(c, 5).expect("a buffered send");
     out.push(world.pickle().expect("a pickle"));
     out
 }
