@@ -257,7 +257,10 @@ fn capacity_zero_is_a_rendezvous_and_round_trips() {
         scheduler::run().unwrap(); // no room ever: blocked sending 3
         let bytes = world.pickle().unwrap();
         let image = inspect(&k.reg, &bytes).unwrap();
-        assert_eq!(image.channels[0].kind, ChannelKind::Buffered { capacity: 0 });
+        assert_eq!(
+            image.channels[0].kind,
+            ChannelKind::Buffered { capacity: 0 }
+        );
         assert!(image.channels[0].buffered.is_empty());
         let copy = World::restore(&k.reg, &bytes).unwrap();
         let ch = copy.world.get_buffered(out).unwrap();
@@ -304,11 +307,19 @@ fn a_world_buffers_at_most_max_buffered_values() {
         let world = World::new(k.reg.clone());
         let max = format::MAX_BUFFERED as usize;
         let e = world.buffered_channel::<u64>(max + 1).unwrap_err();
-        assert!(matches!(e, PickleError::TooMuchBuffer { available, .. } if available == max as u64));
+        assert!(
+            matches!(e, PickleError::TooMuchBuffer { available, .. } if available == max as u64)
+        );
         world.buffered_channel::<u64>(max - 10).unwrap();
         let e = world.buffered_channel::<u64>(11).unwrap_err();
         assert!(
-            matches!(e, PickleError::TooMuchBuffer { capacity: 11, available: 10 }),
+            matches!(
+                e,
+                PickleError::TooMuchBuffer {
+                    capacity: 11,
+                    available: 10
+                }
+            ),
             "{e}"
         );
         assert!(e.to_string().contains("10 more values"), "{e}");
@@ -376,7 +387,9 @@ fn inconsistent(image: &WorldImage, says: &str) {
         PickleError::Inconsistent(why) => assert!(why.contains(says), "{e}"),
         _ => panic!("not Inconsistent: {e}"),
     }
-    assert!(e.to_string().starts_with("the pickle describes an impossible world"));
+    assert!(e
+        .to_string()
+        .starts_with("the pickle describes an impossible world"));
 }
 
 #[test]
@@ -445,7 +458,9 @@ fn an_unknown_channel_kind_is_a_payload_error() {
         let bytes = format::seal(kinds().reg.fingerprint(), &p);
         let e = inspect(&kinds().reg, &bytes).unwrap_err();
         assert!(matches!(e, PickleError::Payload(_)), "kind {kind}: {e}");
-        assert!(e.to_string().starts_with("the pickle's payload does not decode"));
+        assert!(e
+            .to_string()
+            .starts_with("the pickle's payload does not decode"));
     }
     // Kind 0 (Rendezvous) reads the capacity byte as the next field: whatever it makes of
     // it, an error, never a panic.
@@ -489,7 +504,11 @@ fn every_bit_flip_of_a_buffered_payload_is_an_error_or_a_world_that_restores() {
             };
             // A flip inside a value or a state may still decode: the world it says is well
             // formed, its image round-trips, and restoring it gives it or an error.
-            assert_eq!(inspect(&reg, &reseal(&again)).unwrap(), again, "at {i}.{bit}");
+            assert_eq!(
+                inspect(&reg, &reseal(&again)).unwrap(),
+                again,
+                "at {i}.{bit}"
+            );
             if let Ok(copy) = World::restore(&reg, &b) {
                 restored += 1;
                 kill_all(&copy.tasklets);

@@ -116,7 +116,11 @@ fn step() -> impl Strategy<Value = Step> {
 fn program() -> impl Strategy<Value = Program> {
     (
         proptest::collection::vec(
-            (-1i8..=1, any::<bool>(), proptest::option::weighted(0.8, 0usize..4)),
+            (
+                -1i8..=1,
+                any::<bool>(),
+                proptest::option::weighted(0.8, 0usize..4),
+            ),
             1..4,
         ),
         proptest::collection::vec(proptest::collection::vec(step(), 0..12), 1..5),

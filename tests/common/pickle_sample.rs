@@ -83,7 +83,9 @@ pub fn sample_pickles() -> Vec<Vec<u8>> {
     world.get(b).expect("b").close();
     // A buffered channel holding two values (format version 3), so that the fuzz seeds
     // have a buffer to mutate.
-    let c = world.buffered_channel::<u32>(3).expect("a buffered channel");
+    let c = world
+        .buffered_channel::<u32>(3)
+        .expect("a buffered channel");
     world.send(c, 4).expect("a buffered send");
     world.send(c, 5).expect("a buffered send");
     out.push(world.pickle().expect("a pickle"));
