@@ -10,7 +10,7 @@ use super::{Coroutine, Yielder};
 use crate::context::Context;
 use crate::id;
 use crate::overflow::OwnerKind;
-use crate::stack::Stack;
+use crate::stack::{cache_color, Stack};
 
 /// Closures larger than this are boxed rather than placed at the top of the stack.
 const MAX_INLINE_CLOSURE: usize = 1024;
@@ -75,14 +75,18 @@ impl<I, Y, R> Coroutine<I, Y, R> {
         // `create` boxed anything that does not fit (a constant: no code in release).
         assert!(fits_at_stack_top::<Start<F>>());
         let align = mem::align_of::<Start<F>>().max(16);
-        let closure = (stack.top() as usize - mem::size_of::<Start<F>>()) & !(align - 1);
+        // Below the stack's colour (see `stack::cache_color`): coroutines resumed in turn
+        // keep their tops in different sets of the CPU's level-1 cache.
+        let top = stack.top() as usize - cache_color(id);
+        let closure = (top - mem::size_of::<Start<F>>()) & !(align - 1);
         let start = Start {
             f,
             stack_limit: stack.limit() as usize,
         };
-        // SAFETY: the slot is aligned for Start<F> and, since the top is page-aligned and
-        // Start<F> fits at the top, at most MAX_INLINE_CLOSURE bytes below the top of a stack
-        // of at least MIN_STACK_SIZE bytes; nothing else uses it.
+        // SAFETY: the slot is aligned for Start<F> and, since the top is page-aligned, the
+        // colour under 2 KiB and Start<F> fits at the top, at most 2 KiB + MAX_INLINE_CLOSURE
+        // bytes below the top of a stack of at least MIN_STACK_SIZE bytes; nothing else uses
+        // it.
         unsafe { ptr::write(closure as *mut Start<F>, start) };
         // SAFETY: `closure` is 16-aligned, the stack below it is ours and outlives the context
         // (it is only released after the final switch out of it).
@@ -122,6 +126,7 @@ impl<I, Y, R> Coroutine<I, Y, R> {
 mod tests {
     use super::*;
     use crate::coroutine::Builder;
+    use crate::stack::CACHE_COLORS;
 
     #[repr(align(2097152))]
     #[derive(Clone, Copy)]
@@ -146,6 +151,33 @@ mod tests {
         assert!(
             !fits_at_stack_top::<Aligned2M>(),
             "zero-sized, but over-aligned"
+        );
+    }
+
+    /// Coroutines' tops are spread over the cache colours: the closures of 64 coroutines on
+    /// stacks of one shape (whose tops all have the same offset in their page) land on many
+    /// different cache lines modulo a page, not on one (as they did before the colours), and
+    /// each stays in the top half of its stack's top page.
+    #[test]
+    fn coroutines_on_stacks_of_one_shape_have_their_tops_on_different_cache_lines() {
+        let all: Vec<Coroutine<(), (), ()>> = (0..64)
+            .map(|_| Coroutine::new(|_, ()| ()).unwrap())
+            .collect();
+        let mut lines = std::collections::BTreeSet::new();
+        for co in &all {
+            let top = co.stack.as_ref().unwrap().top() as usize;
+            let closure = co.closure as usize;
+            assert!(top - closure <= (CACHE_COLORS as usize - 1) * 64 + MAX_INLINE_ALIGN);
+            assert_eq!(
+                top % 4096,
+                all[0].stack.as_ref().unwrap().top() as usize % 4096
+            );
+            lines.insert(closure % 4096 / 64);
+        }
+        assert!(
+            lines.len() >= 16,
+            "64 coroutines on {} cache lines",
+            lines.len()
         );
     }
 
@@ -174,7 +206,9 @@ mod tests {
         });
         for (top, slot) in placed.unwrap().join().unwrap() {
             assert!(
-                slot < top && top - slot <= MAX_INLINE_CLOSURE + MAX_INLINE_ALIGN,
+                slot < top
+                    && top - slot
+                        <= (CACHE_COLORS as usize - 1) * 64 + MAX_INLINE_CLOSURE + MAX_INLINE_ALIGN,
                 "the closure slot {slot:#x} is {} bytes below the stack top {top:#x}",
                 top.wrapping_sub(slot)
             );

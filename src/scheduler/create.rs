@@ -1,5 +1,6 @@
 //! Tasklet creation: [`TaskletBuilder`], [`spawn`], [`Tasklet::new`] and [`Tasklet::bound`];
-//! placing the closure and the first frame on the new stack (`place`, `cache_color`); the
+//! placing the closure and the first frame on the new stack (`place`, below the stack's
+//! [`cache_color`](crate::stack::cache_color)); the
 //! tasklet's first frame (`entry`); and ending a tasklet that never ran when its last handle
 //! goes (`discard_unstarted`). Setting up and unbinding a tasklet that never ran live in
 //! `bind`.
@@ -346,7 +347,7 @@ where
     } else {
         Placed::Boxed(Box::new(f))
     };
-    let top = stack.top() as usize - reserve - cache_color(id);
+    let top = stack.top() as usize - reserve - crate::stack::cache_color(id);
     let (closure, drop_fn, ctx) = match f {
         // SAFETY: the closure goes at the top of our fresh stack, aligned, and the initial
         // frame just below it; the stack outlives the context.
@@ -361,26 +362,6 @@ where
         context: ctx,
     })
 }
-
-/// A per-tasklet offset of the stack top, in whole cache lines within the top half of the
-/// page: one of [`CACHE_COLORS`] offsets, 0 to 1,984 bytes.
-///
-/// Stack tops are page-aligned, so without it every tasklet's frames would sit at the same
-/// address modulo 4096, and the CPU's memory disambiguation (which compares the low 12 bits
-/// of a load with earlier stores) would see false dependencies between the registers one
-/// tasklet saves and the ones the next restores on every switch.
-///
-/// Only the top half: what a tasklet blocked in a channel receive has on its stack (its
-/// record and the stack's range, 320 bytes, above the colour; closure, first frame, the
-/// receive chain, under 1 KiB) then stays in the top page, the one a fresh stack has
-/// committed. With offsets up to the whole page, about one blocked tasklet in six
-/// committed a second page (tests/blocked_footprint.rs).
-pub(super) fn cache_color(id: u64) -> usize {
-    ((id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CACHE_COLORS.trailing_zeros())) as usize) * 64
-}
-
-/// How many cache colours tasklet stacks have (a power of two; 64 bytes apart).
-const CACHE_COLORS: u32 = 32;
 
 pub(super) enum Placed<F, B> {
     Inline(F),

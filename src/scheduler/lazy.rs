@@ -22,12 +22,13 @@
 
 use std::io;
 
-use super::create::{cache_color, place};
+use super::create::place;
 use super::switch::fatal;
 use super::{scheduler, Scheduler, TaskletBuilder};
 use crate::context::Context;
 use crate::error::Error;
 use crate::id;
+use crate::stack::cache_color;
 use crate::stack::pool;
 use crate::tasklet::{Inner, Life, Pending, Tasklet};
 

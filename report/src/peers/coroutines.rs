@@ -36,6 +36,52 @@ pub fn microthread_switch(preserve_fp_env: bool) -> impl FnMut() {
     }
 }
 
+/// How many suspended coroutines the `*_switch_many` loops resume in turn.
+pub const MANY: usize = 64;
+
+/// Resume [`MANY`] suspended microthread coroutines in turn, each of which suspends straight
+/// back: one round trip per step, a different coroutine (and stack) each time, as a program
+/// that drives many generators or connections does.
+pub fn microthread_switch_many() -> impl FnMut() {
+    let mut all: Vec<microthread::Coroutine<(), (), ()>> = (0..MANY)
+        .map(|_| {
+            microthread::Coroutine::new(|yielder, ()| loop {
+                yielder.suspend(());
+            })
+            .expect("a stack")
+        })
+        .collect();
+    for co in &mut all {
+        black_box(co.resume(()));
+    }
+    let mut next = 0;
+    #[inline(always)]
+    move || {
+        black_box(all[next].resume(()));
+        next = if next + 1 == MANY { 0 } else { next + 1 };
+    }
+}
+
+/// [`microthread_switch_many`] for corosensei (DefaultStack: 1 MiB with a guard page).
+pub fn corosensei_switch_many() -> impl FnMut() {
+    let mut all: Vec<corosensei::Coroutine<(), (), ()>> = (0..MANY)
+        .map(|_| {
+            corosensei::Coroutine::new(|yielder, ()| loop {
+                yielder.suspend(());
+            })
+        })
+        .collect();
+    for co in &mut all {
+        black_box(co.resume(()));
+    }
+    let mut next = 0;
+    #[inline(always)]
+    move || {
+        black_box(all[next].resume(()));
+        next = if next + 1 == MANY { 0 } else { next + 1 };
+    }
+}
+
 /// Create a trivial microthread coroutine and run it to completion. The first one maps the
 /// stack; later ones take it from the thread's pool.
 pub fn microthread_spawn() -> impl FnMut() {
@@ -131,6 +177,11 @@ pub fn context_spawn() -> impl FnMut() {
 /// `iterations` round trips of [`corosensei_switch`].
 pub fn corosensei_switch_elapsed(iterations: u64) -> Duration {
     time(corosensei_switch(), iterations)
+}
+
+/// `iterations` round trips of [`corosensei_switch_many`].
+pub fn corosensei_switch_many_elapsed(iterations: u64) -> Duration {
+    time(corosensei_switch_many(), iterations)
 }
 
 /// `iterations` spawns of [`corosensei_spawn`].

@@ -82,6 +82,14 @@ pub const PEERINGS: &[Peering] = &[
         ],
     },
     Peering {
+        key: "switch_round_trip_64_ns",
+        peers: &[peer(
+            "corosensei 0.3, 64 in turn",
+            coroutines::corosensei_switch_many_elapsed,
+            None,
+        )],
+    },
+    Peering {
         key: "spawn_ns",
         peers: &[
             peer(

@@ -32,6 +32,11 @@ pub const ROWS: &[Row] = &[
         measure: switch_round_trip_fpenv,
     },
     Row {
+        key: "switch_round_trip_64_ns",
+        label: "switch round trip, 64 coroutines in turn",
+        measure: switch_round_trip_many,
+    },
+    Row {
         key: "spawn_ns",
         label: "spawn + run to completion (pooled stack)",
         measure: spawn,
@@ -203,6 +208,15 @@ fn round_trip(builder: Builder, iterations: u64) -> f64 {
     let elapsed = start.elapsed();
     drop(co);
     per_op(elapsed, iterations)
+}
+
+/// One round trip into each of 64 suspended coroutines in turn (the peers' loop, shared).
+fn switch_round_trip_many(iterations: u64) -> f64 {
+    let step = microthread_report::peers::coroutines::microthread_switch_many();
+    per_op(
+        microthread_report::peers::time(step, iterations),
+        iterations,
+    )
 }
 
 /// `Coroutine::new` of a trivial closure plus the one `resume` that runs it to completion,
