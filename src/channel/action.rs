@@ -5,7 +5,7 @@ use std::ptr;
 use std::time::Instant;
 
 use super::buffered::Ring;
-use super::core::{ChannelLock, Core, Guard, Msg};
+use super::core::{ChannelLock, Core, Guard, Msg, State};
 use super::send_error::{send_error, SendError};
 use super::wait::{wake_on_its_thread, Waiter};
 use crate::error::{Error, Payload, Result};
@@ -278,22 +278,90 @@ unsafe fn rendezvous<H: Handle, const DIR: i8, const QUIET: bool>(
     }
     // SAFETY: a non-zero balance means a waiter of the other direction is queued; queued
     // waiters are valid.
+    let (w, local) = unsafe { pop_partner::<H>(st, s) };
+    // SAFETY: just popped under the lock.
+    if !local && unsafe { vanished::<H, DIR>(st, w) } {
+        // The operation starts again: the queue may be empty now.
+        drop(g);
+        return out_of_line(msg, |io| action_again::<H, DIR>(h, io, deadline));
+    }
+    // SAFETY: forwarded (QUIET's obligation); `w` was just popped off the queue `g` locks.
+    unsafe {
+        meet_partner::<H, DIR, QUIET>(s, g, w, local, msg, |slot, msg| {
+            if DIR > 0 {
+                // The receiver's slot is empty: write without dropping the old value (its
+                // drop glue is an out-of-line call on this hot path).
+                debug_assert!(slot.is_none());
+                ptr::write(slot, msg);
+                None
+            } else {
+                slot.take()
+            }
+        })
+    }
+}
+
+/// Takes the head of `st`'s queue, known not to be empty (the balance says so), as the
+/// partner of the running tasklet of `s`, with whether it is of this thread.
+///
+/// # Safety
+/// Under the lock of `st`'s channel, whose queue must not be empty.
+#[inline(always)]
+unsafe fn pop_partner<H: Handle>(
+    st: &mut State<H::Item>,
+    s: &Scheduler,
+) -> (*const Waiter<H::Item>, bool) {
+    // SAFETY: the caller's obligation; queued waiters are valid.
     let w = unsafe { st.queue.pop_front_nonempty() };
     // SAFETY: a queued waiter is valid until removed, which we just did under the lock;
-    // its tasklet stays blocked (and alive) until it is woken below.
+    // its tasklet stays blocked (and alive) until it is woken.
     let local = H::Lock::ONE_THREAD || ptr::eq(unsafe { (*w).scheduler }, s);
     // A one-thread channel's waiters are all of this thread: its handles never leave it.
     // SAFETY: as above.
     debug_assert!(ptr::eq(unsafe { (*w).scheduler }, s) || !H::Lock::ONE_THREAD);
-    // SAFETY: as above; a queued waiter's scheduler outlives it.
-    if !local && unsafe { (*(*w).scheduler).ended() } {
-        // Only in a forked child: a waiter of a thread that does not exist here, which
-        // nothing will ever wake. It leaves the queue (its value, if any, stays in that
-        // thread's copied stack) and the operation starts again.
+    (w, local)
+}
+
+/// Whether `w`, a partner of another thread just popped by [`pop_partner`], is a waiter of a
+/// thread that does not exist here (only in a forked child), which nothing will ever wake:
+/// then it leaves the balance too (its value, if any, stays in that thread's copied stack).
+///
+/// # Safety
+/// Under the lock of `st`'s channel; `w` just popped off its queue.
+#[inline(always)]
+unsafe fn vanished<H: Handle, const DIR: i8>(
+    st: &mut State<H::Item>,
+    w: *const Waiter<H::Item>,
+) -> bool {
+    // SAFETY: the caller's obligation; a queued waiter's scheduler outlives it.
+    let gone = unsafe { (*(*w).scheduler).ended() };
+    if gone {
         st.balance += DIR as i32;
-        drop(g);
-        return out_of_line(msg, |io| action_again::<H, DIR>(h, io, deadline));
     }
+    gone
+}
+
+/// The rest of an operation of the running tasklet of `s` that found its partner: `w`, just
+/// popped off the queue of the channel whose lock `g` holds (`local`: of this thread; see
+/// [`pop_partner`]). A hook may refuse it: `w` goes back to the head of the queue, `msg` to
+/// the caller, and nothing is changed. Otherwise `w` leaves the balance, `exchange` moves
+/// the messages (given `w`'s slot and `msg`, it returns the operation's result), and the
+/// partner is woken: here (the switching rule says whether we switch to it) or on its own
+/// thread.
+///
+/// # Safety
+/// With `QUIET`, `s.hooks_on()` must be false. `w` must be the waiter just popped off the
+/// queue of `g`'s channel, still blocked.
+#[inline(always)]
+unsafe fn meet_partner<H: Handle, const DIR: i8, const QUIET: bool>(
+    s: &Scheduler,
+    mut g: Guard<'_, H::Item, H::Lock>,
+    w: *const Waiter<H::Item>,
+    local: bool,
+    msg: Option<Msg<H::Item>>,
+    exchange: impl FnOnce(&mut Option<Msg<H::Item>>, Option<Msg<H::Item>>) -> Option<Msg<H::Item>>,
+) -> Outcome<H::Item> {
+    let st = g.state();
     let switching = local && st.switches::<DIR>();
     if !QUIET && s.hooks_on() {
         if let Err(e) = s.refuse_by_hooks(switching) {
@@ -306,19 +374,10 @@ unsafe fn rendezvous<H: Handle, const DIR: i8, const QUIET: bool>(
         }
     }
     st.balance += DIR as i32;
-    // SAFETY: a queued waiter is valid until removed, which we just did under the lock;
-    // its tasklet stays blocked (and alive) until it is woken below.
+    // SAFETY: a waiter popped under the lock is valid, and its tasklet stays blocked (and
+    // alive) until it is woken below; nobody else touches its slot meanwhile.
     let (partner, got) = unsafe {
-        let slot = &mut *(*w).slot.get();
-        let got = if DIR > 0 {
-            // The receiver's slot is empty: write without dropping the old value (its
-            // drop glue is an out-of-line call on this hot path).
-            debug_assert!(slot.is_none());
-            ptr::write(slot, msg);
-            None
-        } else {
-            slot.take()
-        };
+        let got = exchange(&mut *(*w).slot.get(), msg);
         if !local {
             return Ok(wake_on_its_thread(g, w, got));
         }
@@ -332,7 +391,7 @@ unsafe fn rendezvous<H: Handle, const DIR: i8, const QUIET: bool>(
     match switched {
         Ok(()) => Ok(got),
         // Refused because the caller's stack unwinds (a destructor of a killed or
-        // panicking tasklet): the rendezvous stands, the partner runs later. (No switch
+        // panicking tasklet): the operation stands, the partner runs later. (No switch
         // happens while a stack unwinds, so this cannot be an error delivered after one.)
         Err(Error::Unwinding) if std::thread::panicking() => Ok(got),
         Err(e) => Err(failure(e, got)),
@@ -391,78 +450,53 @@ unsafe fn buffered_action<H: Handle, const DIR: i8, const QUIET: bool>(
     msg: Option<Msg<H::Item>>,
 ) -> Outcome<H::Item> {
     let st = g.state();
-    if DIR > 0 {
-        if !QUIET && s.hooks_on() {
-            if let Err(e) = s.refuse_by_hooks(false) {
-                drop(g);
-                return Err(failure(e, msg));
+    if DIR < 0 {
+        // A receive, with a sender waiting if the balance says so. Waiters of a vanished
+        // thread (only in a forked child) leave the queue (see `vanished`): the buffer has a
+        // message for us all the same.
+        while st.balance > 0 {
+            // SAFETY: under the lock; a positive balance means a sender is queued.
+            let (w, local) = unsafe { pop_partner::<H>(st, s) };
+            // SAFETY: just popped under the lock.
+            if local || unsafe { !vanished::<H, DIR>(st, w) } {
+                // SAFETY: forwarded (QUIET's obligation); `w` was just popped off the queue
+                // `g` locks.
+                return unsafe {
+                    meet_partner::<H, DIR, QUIET>(s, g, w, local, msg, |slot, _| {
+                        // Under the lock, not empty (the caller's obligation); a blocked
+                        // sender's slot holds its message, which moves into the place `got`
+                        // left (FIFO: after every buffered one).
+                        let got = ring.pop_front();
+                        match slot.take() {
+                            Some(m) => ring.push_back(m),
+                            None => unreachable!("a blocked sender has its message"),
+                        }
+                        Some(got)
+                    })
+                };
             }
         }
-        let Some(msg) = msg else {
-            unreachable!("a send has a message")
-        };
-        // SAFETY: under the lock, with room (the caller's obligation).
-        unsafe { ring.push_back(msg) };
-        drop(g);
-        return Ok(None);
     }
-    // A receive. Waiters of a vanished thread (only in a forked child) leave the queue, as
-    // in `rendezvous`: nothing will ever wake them.
-    let mut sender: Option<*const Waiter<H::Item>> = None;
-    while st.balance > 0 {
-        // SAFETY: a positive balance means a sender is queued; queued waiters are valid.
-        let w = unsafe { st.queue.pop_front_nonempty() };
-        // SAFETY: as above; a queued waiter's scheduler outlives it.
-        if !H::Lock::ONE_THREAD && unsafe { (*(*w).scheduler).ended() } {
-            st.balance -= 1;
-            continue;
-        }
-        sender = Some(w);
-        break;
-    }
-    // SAFETY: a waiter just popped is valid (its tasklet stays blocked until woken below).
-    let local = sender.map(|w| H::Lock::ONE_THREAD || ptr::eq(unsafe { (*w).scheduler }, s));
-    let switching = local == Some(true) && st.switches::<DIR>();
+    // Nobody to wake: a send into the buffer, or a receive with no sender waiting.
     if !QUIET && s.hooks_on() {
-        if let Err(e) = s.refuse_by_hooks(switching) {
-            if let Some(w) = sender {
-                // Put back as it was: the refused operation leaves no trace.
-                // SAFETY: `w` was just popped, still valid and blocked.
-                unsafe { st.queue.push_front(w) };
-            }
+        if let Err(e) = s.refuse_by_hooks(false) {
             drop(g);
             return Err(failure(e, msg));
         }
     }
-    // SAFETY: under the lock, not empty (the caller's obligation).
-    let got = unsafe { ring.pop_front() };
-    let Some(w) = sender else {
-        drop(g);
-        return Ok(Some(got));
-    };
-    st.balance -= 1;
-    // SAFETY: a popped waiter is valid, its tasklet blocked; a blocked sender's slot holds
-    // its message, which moves into the place `got` left (FIFO: after every buffered one).
-    let partner = unsafe {
-        let slot = &mut *(*w).slot.get();
-        match slot.take() {
-            Some(m) => ring.push_back(m),
-            None => unreachable!("a blocked sender has its message"),
+    // SAFETY: under the lock, with room for a send or a message for a receive (the
+    // caller's obligation).
+    let got = unsafe {
+        if DIR > 0 {
+            let Some(msg) = msg else {
+                unreachable!("a send has a message")
+            };
+            ring.push_back(msg);
+            None
+        } else {
+            Some(ring.pop_front())
         }
-        if local != Some(true) {
-            drop(wake_on_its_thread(g, w, None));
-            return Ok(Some(got));
-        }
-        (*w).tasklet
     };
-    let schedule_all = st.schedule_all;
     drop(g);
-    // SAFETY: the partner is a blocked tasklet of this thread, now out of the queue; with
-    // QUIET no hook is on (the caller's obligation; nothing since could set one).
-    match unsafe { s.wake_here::<QUIET>(partner, switching, schedule_all) } {
-        Ok(()) => Ok(Some(got)),
-        // As in `rendezvous`: the receive stands, the sender runs later.
-        Err(Error::Unwinding) if std::thread::panicking() => Ok(Some(got)),
-        Err(e) => Err(failure(e, Some(got))),
-    }
+    Ok(got)
 }

@@ -395,8 +395,7 @@ impl<T: Send + 'static> BufferedChannel<T> {
 
 channel_api!(BufferedChannel, BufferedIter, BiasedLock, [Send + 'static]);
 
-#[allow(dead_code)]
-fn assert_send_sync() {
-    fn is<T: Send + Sync>() {}
+const _: () = {
+    const fn is<T: Send + Sync>() {}
     is::<BufferedChannel<u32>>();
-}
+};

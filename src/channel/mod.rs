@@ -291,8 +291,7 @@ pub fn channel_callback() -> Option<ChannelCallback> {
     scheduler().channel_callback()
 }
 
-#[allow(dead_code)]
-fn assert_send_sync() {
-    fn is<T: Send + Sync>() {}
+const _: () = {
+    const fn is<T: Send + Sync>() {}
     is::<Channel<u32>>();
-}
+};

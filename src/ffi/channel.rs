@@ -11,8 +11,8 @@
 
 use std::ffi::{c_int, c_void};
 
-use super::error::{MT_EINVAL, MT_ENULL, MT_EWRONGTYPE, MT_OK};
-use super::guard::{code, guard, guard_switching};
+use super::error::{code_of, MT_EINVAL, MT_ENULL, MT_EWRONGTYPE, MT_OK};
+use super::guard::{code, guard, guard_switching, write_out};
 use crate::channel::BufferedChannel;
 
 /// [`mt_channel_new`]'s kind for a channel of `void *` values.
@@ -63,6 +63,19 @@ unsafe fn channel<'a>(ch: *const mt_channel, kind: Option<c_int>) -> Result<&'a 
     }
 }
 
+/// A handle to a new channel of `kind` around `chan` ([`MT_EINVAL`] for an unknown kind,
+/// or no `chan`: a buffer that cannot be allocated).
+fn new_handle(
+    kind: c_int,
+    chan: impl FnOnce() -> Option<BufferedChannel<Value>>,
+) -> Result<*mut mt_channel, c_int> {
+    if kind != MT_CHANNEL_PTR && kind != MT_CHANNEL_INT64 {
+        return Err(MT_EINVAL);
+    }
+    let chan = chan().ok_or(MT_EINVAL)?;
+    Ok(Box::into_raw(Box::new(mt_channel { kind, chan })))
+}
+
 /// Makes a channel of `kind` ([`MT_CHANNEL_PTR`] or [`MT_CHANNEL_INT64`]) and writes a handle
 /// to `out`. Returns `MT_OK`, `MT_ENULL` or `MT_EINVAL` (unknown kind).
 ///
@@ -84,21 +97,8 @@ unsafe fn channel<'a>(ch: *const mt_channel, kind: Option<c_int>) -> Result<&'a 
 /// - `out` must be null or valid for writing a pointer.
 #[no_mangle]
 pub unsafe extern "C" fn mt_channel_new(kind: c_int, out: *mut *mut mt_channel) -> c_int {
-    guard(|| {
-        if out.is_null() {
-            return MT_ENULL;
-        }
-        if kind != MT_CHANNEL_PTR && kind != MT_CHANNEL_INT64 {
-            return MT_EINVAL;
-        }
-        let handle = Box::into_raw(Box::new(mt_channel {
-            kind,
-            chan: BufferedChannel::new(),
-        }));
-        // SAFETY: `out` is not null; the caller vouches for it.
-        unsafe { out.write(handle) };
-        MT_OK
-    })
+    // SAFETY: forwarded from the caller.
+    guard(|| unsafe { write_out(out, || new_handle(kind, || Some(BufferedChannel::new()))) })
 }
 
 /// Makes a channel of `kind` ([`MT_CHANNEL_PTR`] or [`MT_CHANNEL_INT64`]) that buffers up to
@@ -139,19 +139,12 @@ pub unsafe extern "C" fn mt_channel_new_buffered(
     out: *mut *mut mt_channel,
 ) -> c_int {
     guard(|| {
-        if out.is_null() {
-            return MT_ENULL;
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            write_out(out, || {
+                new_handle(kind, || BufferedChannel::try_with_capacity(capacity))
+            })
         }
-        if kind != MT_CHANNEL_PTR && kind != MT_CHANNEL_INT64 {
-            return MT_EINVAL;
-        }
-        let Some(chan) = BufferedChannel::try_with_capacity(capacity) else {
-            return MT_EINVAL;
-        };
-        let handle = Box::into_raw(Box::new(mt_channel { kind, chan }));
-        // SAFETY: `out` is not null; the caller vouches for it.
-        unsafe { out.write(handle) };
-        MT_OK
     })
 }
 
@@ -181,22 +174,15 @@ pub unsafe extern "C" fn mt_channel_clone(
     ch: *const mt_channel,
     out: *mut *mut mt_channel,
 ) -> c_int {
-    guard(|| {
-        if out.is_null() {
-            return MT_ENULL;
-        }
-        // SAFETY: forwarded from the caller.
-        let ch = match unsafe { channel(ch, None) } {
-            Ok(ch) => ch,
-            Err(code) => return code,
-        };
-        let handle = Box::into_raw(Box::new(mt_channel {
-            kind: ch.kind,
-            chan: ch.chan.clone(),
-        }));
-        // SAFETY: `out` is not null; the caller vouches for it.
-        unsafe { out.write(handle) };
-        MT_OK
+    // SAFETY: forwarded from the caller.
+    guard(|| unsafe {
+        write_out(out, || {
+            let ch = channel(ch, None)?;
+            Ok(Box::into_raw(Box::new(mt_channel {
+                kind: ch.kind,
+                chan: ch.chan.clone(),
+            })))
+        })
     })
 }
 
@@ -244,18 +230,33 @@ unsafe fn send(ch: *const mt_channel, kind: c_int, value: Value) -> c_int {
     })
 }
 
-/// Receives a value of `kind` into `put`.
+/// Receives a value of `kind` into `out`, as `take` makes it of the value.
 ///
 /// # Safety
-/// - `ch` must be null or a live handle.
-unsafe fn receive(ch: *const mt_channel, kind: c_int, put: impl FnOnce(Value) -> c_int) -> c_int {
+/// - `ch` must be null or a live handle; `out` null or valid for writing a `T`.
+unsafe fn receive<T>(
+    ch: *const mt_channel,
+    kind: c_int,
+    out: *mut T,
+    take: fn(Value) -> Option<T>,
+) -> c_int {
+    // A null `out` is refused before the guard (even for a killed tasklet) and before
+    // anything is received.
+    if out.is_null() {
+        return MT_ENULL;
+    }
     guard_switching(|| {
         // SAFETY: forwarded from the caller.
-        match unsafe { channel(ch, Some(kind)) } {
-            Ok(ch) => match ch.chan.receive() {
-                Ok(v) => put(v),
-                Err(e) => code(Err(e)),
-            },
+        let got = unsafe { channel(ch, Some(kind)) }
+            // The error's payload is dropped here, inside the guard.
+            .and_then(|ch| ch.chan.receive().map_err(|e| code_of(&e)))
+            .and_then(|v| take(v).ok_or(MT_EWRONGTYPE));
+        match got {
+            Ok(v) => {
+                // SAFETY: `out` is not null (tested above); the caller vouches for it.
+                unsafe { out.write(v) };
+                MT_OK
+            }
             Err(code) => code,
         }
     })
@@ -357,18 +358,11 @@ pub unsafe extern "C" fn mt_channel_receive_ptr(
     ch: *const mt_channel,
     out: *mut *mut c_void,
 ) -> c_int {
-    if out.is_null() {
-        return MT_ENULL;
-    }
     // SAFETY: forwarded from the caller.
     unsafe {
-        receive(ch, MT_CHANNEL_PTR, |v| match v {
-            Value::Ptr(p) => {
-                // SAFETY: `out` is not null; the caller vouches for it.
-                out.write(p as *mut c_void);
-                MT_OK
-            }
-            Value::Int(_) => MT_EWRONGTYPE,
+        receive(ch, MT_CHANNEL_PTR, out, |v| match v {
+            Value::Ptr(p) => Some(p as *mut c_void),
+            Value::Int(_) => None,
         })
     }
 }
@@ -393,18 +387,11 @@ pub unsafe extern "C" fn mt_channel_receive_ptr(
 /// - `ch` must be null or a live handle; `out` null or valid for writing an `int64_t`.
 #[no_mangle]
 pub unsafe extern "C" fn mt_channel_receive_int64(ch: *const mt_channel, out: *mut i64) -> c_int {
-    if out.is_null() {
-        return MT_ENULL;
-    }
     // SAFETY: forwarded from the caller.
     unsafe {
-        receive(ch, MT_CHANNEL_INT64, |v| match v {
-            Value::Int(i) => {
-                // SAFETY: `out` is not null; the caller vouches for it.
-                out.write(i);
-                MT_OK
-            }
-            Value::Ptr(_) => MT_EWRONGTYPE,
+        receive(ch, MT_CHANNEL_INT64, out, |v| match v {
+            Value::Int(i) => Some(i),
+            Value::Ptr(_) => None,
         })
     }
 }
@@ -440,18 +427,8 @@ pub unsafe extern "C" fn mt_channel_receive_int64(ch: *const mt_channel, out: *m
 /// - `ch` must be null or a live handle; `out` null or valid for writing an `int64_t`.
 #[no_mangle]
 pub unsafe extern "C" fn mt_channel_balance(ch: *const mt_channel, out: *mut i64) -> c_int {
-    guard(|| {
-        if out.is_null() {
-            return MT_ENULL;
-        }
-        // SAFETY: forwarded from the caller.
-        match unsafe { channel(ch, None) } {
-            // SAFETY: `out` is not null; the caller vouches for it.
-            Ok(ch) => unsafe { out.write(ch.chan.balance() as i64) },
-            Err(code) => return code,
-        }
-        MT_OK
-    })
+    // SAFETY: forwarded from the caller.
+    guard(|| unsafe { write_out(out, || channel(ch, None).map(|ch| ch.chan.balance() as i64)) })
 }
 
 /// Writes the number of values the channel's buffer holds to `out` (0 for a rendezvous
@@ -478,18 +455,8 @@ pub unsafe extern "C" fn mt_channel_balance(ch: *const mt_channel, out: *mut i64
 /// - `ch` must be null or a live handle; `out` null or valid for writing a `size_t`.
 #[no_mangle]
 pub unsafe extern "C" fn mt_channel_length(ch: *const mt_channel, out: *mut usize) -> c_int {
-    guard(|| {
-        if out.is_null() {
-            return MT_ENULL;
-        }
-        // SAFETY: forwarded from the caller.
-        match unsafe { channel(ch, None) } {
-            // SAFETY: `out` is not null; the caller vouches for it.
-            Ok(ch) => unsafe { out.write(ch.chan.len()) },
-            Err(code) => return code,
-        }
-        MT_OK
-    })
+    // SAFETY: forwarded from the caller.
+    guard(|| unsafe { write_out(out, || channel(ch, None).map(|ch| ch.chan.len())) })
 }
 
 /// Closes the channel: once no sender waits (and, buffered, the buffer is drained), every
@@ -546,16 +513,10 @@ pub unsafe extern "C" fn mt_channel_close(ch: *const mt_channel) -> c_int {
 /// - `ch` must be null or a live handle; `out` null or valid for writing an `int`.
 #[no_mangle]
 pub unsafe extern "C" fn mt_channel_closing(ch: *const mt_channel, out: *mut c_int) -> c_int {
-    guard(|| {
-        if out.is_null() {
-            return MT_ENULL;
-        }
-        // SAFETY: forwarded from the caller.
-        match unsafe { channel(ch, None) } {
-            // SAFETY: `out` is not null; the caller vouches for it.
-            Ok(ch) => unsafe { out.write(c_int::from(ch.chan.closing())) },
-            Err(code) => return code,
-        }
-        MT_OK
+    // SAFETY: forwarded from the caller.
+    guard(|| unsafe {
+        write_out(out, || {
+            channel(ch, None).map(|ch| c_int::from(ch.chan.closing()))
+        })
     })
 }

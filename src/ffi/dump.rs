@@ -34,20 +34,25 @@ use crate::scheduler;
 ///   writing a `size_t`.
 #[no_mangle]
 pub unsafe extern "C" fn mt_dump(buf: *mut c_char, len: usize, needed: *mut usize) -> c_int {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        unsafe { write_text(&scheduler::dump().to_string(), buf, len, needed) }
-    })
+    // SAFETY: forwarded from the caller.
+    guard(|| unsafe { write_text(|| scheduler::dump().to_string(), buf, len, needed) })
 }
 
-/// Copies `text` into `buf` as `mt_dump` documents.
+/// Copies the text `text` makes into `buf` as `mt_dump` documents (a null `buf` with `len` > 0
+/// is refused before the text is made).
 ///
 /// # Safety
 /// - As for `mt_dump`.
-unsafe fn write_text(text: &str, buf: *mut c_char, len: usize, needed: *mut usize) -> c_int {
+unsafe fn write_text(
+    text: impl FnOnce() -> String,
+    buf: *mut c_char,
+    len: usize,
+    needed: *mut usize,
+) -> c_int {
     if buf.is_null() && len > 0 {
         return MT_ENULL;
     }
+    let text = text();
     if !needed.is_null() {
         // SAFETY: the caller vouches for a non-null `needed`.
         unsafe { needed.write(text.len()) };
@@ -88,13 +93,8 @@ unsafe fn write_text(text: &str, buf: *mut c_char, len: usize, needed: *mut usiz
 /// - As for [`mt_dump`].
 #[no_mangle]
 pub unsafe extern "C" fn mt_dump_all(buf: *mut c_char, len: usize, needed: *mut usize) -> c_int {
-    guard(|| {
-        if buf.is_null() && len > 0 {
-            return MT_ENULL;
-        }
-        // SAFETY: forwarded from the caller.
-        unsafe { write_text(&scheduler::dump_all().to_string(), buf, len, needed) }
-    })
+    // SAFETY: forwarded from the caller.
+    guard(|| unsafe { write_text(|| scheduler::dump_all().to_string(), buf, len, needed) })
 }
 
 /// Makes signal `sig` print the process-wide dump to stderr each time it arrives

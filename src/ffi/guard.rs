@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::ffi::c_int;
 use std::panic::{self, AssertUnwindSafe};
 
-use super::error::{code_of, MT_EKILLED, MT_EPANIC, MT_OK};
+use super::error::{code_of, MT_EKILLED, MT_ENULL, MT_EPANIC, MT_OK};
 use crate::error::{Error, TaskletExit};
 use crate::scheduler;
 
@@ -52,6 +52,26 @@ pub(crate) fn code(r: Result<(), Error>) -> c_int {
     match r {
         Ok(()) => MT_OK,
         Err(e) => code_of(&e),
+    }
+}
+
+/// Writes what `value` makes to the out-pointer `out`: [`MT_ENULL`] if `out` is null (before
+/// `value` runs, so that nothing is done), the code `value` fails with (nothing written), or
+/// [`MT_OK`].
+///
+/// # Safety
+/// - `out` must be null or valid for writing a `T`.
+pub(crate) unsafe fn write_out<T>(out: *mut T, value: impl FnOnce() -> Result<T, c_int>) -> c_int {
+    if out.is_null() {
+        return MT_ENULL;
+    }
+    match value() {
+        Ok(v) => {
+            // SAFETY: `out` is not null; the caller vouches for it.
+            unsafe { out.write(v) };
+            MT_OK
+        }
+        Err(code) => code,
     }
 }
 

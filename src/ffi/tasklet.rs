@@ -9,7 +9,7 @@ use std::ptr;
 use std::time::Duration;
 
 use super::error::{MT_EINVAL, MT_ENOSTACK, MT_ENULL, MT_EOTHERTHREAD, MT_OK};
-use super::guard::{code, forget_killed, guard, guard_switching};
+use super::guard::{code, forget_killed, guard, guard_switching, write_out};
 use crate::scheduler;
 use crate::tasklet::Tasklet;
 
@@ -74,17 +74,6 @@ unsafe fn tasklet<'a>(t: *const mt_tasklet) -> Result<&'a Tasklet, c_int> {
     }
 }
 
-/// Writes `value` to `out` if `out` is not null.
-///
-/// # Safety
-/// - `out` must be null or valid for a write of a `T`.
-unsafe fn put<T>(out: *mut T, value: T) {
-    if !out.is_null() {
-        // SAFETY: the caller vouches for a non-null `out`.
-        unsafe { out.write(value) };
-    }
-}
-
 /// Spawns a tasklet that calls `f(arg)`, at the end of the run queue (it runs when the
 /// scheduler gets to it: [`mt_run`], [`mt_schedule`], or a blocking call). If `out` is not
 /// null, a new handle to the tasklet is written there (release it with [`mt_tasklet_free`]).
@@ -129,7 +118,7 @@ pub unsafe extern "C" fn mt_spawn(f: mt_fn, arg: *mut c_void, out: *mut *mut mt_
                 if !out.is_null() {
                     let handle = Box::into_raw(Box::new(mt_tasklet { tasklet }));
                     // SAFETY: the caller vouches for a non-null `out`.
-                    unsafe { put(out, handle) };
+                    unsafe { out.write(handle) };
                 }
                 MT_OK
             }
@@ -200,18 +189,8 @@ pub unsafe extern "C" fn mt_tasklet_free(t: *mut mt_tasklet) -> c_int {
 /// - `t` must be null or a live handle; `out` null or valid for writing a `uint64_t`.
 #[no_mangle]
 pub unsafe extern "C" fn mt_tasklet_id(t: *const mt_tasklet, out: *mut u64) -> c_int {
-    guard(|| {
-        if out.is_null() {
-            return MT_ENULL;
-        }
-        // SAFETY: forwarded from the caller.
-        match unsafe { tasklet(t) } {
-            // SAFETY: `out` is not null; the caller vouches for it.
-            Ok(t) => unsafe { put(out, t.id()) },
-            Err(code) => return code,
-        }
-        MT_OK
-    })
+    // SAFETY: forwarded from the caller.
+    guard(|| unsafe { write_out(out, || tasklet(t).map(|t| t.id())) })
 }
 
 /// Writes 1 to `out` if the tasklet is alive (spawned and not yet returned or killed), else
@@ -239,18 +218,8 @@ pub unsafe extern "C" fn mt_tasklet_id(t: *const mt_tasklet, out: *mut u64) -> c
 /// - `t` must be null or a live handle; `out` null or valid for writing an `int`.
 #[no_mangle]
 pub unsafe extern "C" fn mt_tasklet_alive(t: *const mt_tasklet, out: *mut c_int) -> c_int {
-    guard(|| {
-        if out.is_null() {
-            return MT_ENULL;
-        }
-        // SAFETY: forwarded from the caller.
-        match unsafe { tasklet(t) } {
-            // SAFETY: `out` is not null; the caller vouches for it.
-            Ok(t) => unsafe { put(out, c_int::from(t.alive())) },
-            Err(code) => return code,
-        }
-        MT_OK
-    })
+    // SAFETY: forwarded from the caller.
+    guard(|| unsafe { write_out(out, || tasklet(t).map(|t| c_int::from(t.alive()))) })
 }
 
 /// Names the tasklet (for dumps and panic messages: see `scheduler::dump`); a null `name`

@@ -318,27 +318,8 @@ impl Scheduler {
     /// - Only from `end`, with the ring empty.
     #[inline(never)]
     unsafe fn wait_for_other_threads(&self) -> *const Inner {
-        loop {
-            if self.shared.has_mail.load(Ordering::Relaxed) {
-                self.read_mail();
-            }
-            self.expire_timers_if_any();
-            let next = self.current.get();
-            if !next.is_null() {
-                return next;
-            }
-            if self.wait_for_timer() {
-                continue;
-            }
-            let wake = self.innermost_watchdog_or_main();
-            // SAFETY: watchdogs and main are live.
-            if unsafe { (*wake).floating() } {
-                return wake;
-            }
-            if self.shared.sleep().is_err() {
-                return ptr::null();
-            }
-        }
+        // A sleep's refusal is the caller's to report (to the waker, if it is blocked).
+        self.wait_for_runnable().unwrap_or(ptr::null())
     }
 }
 

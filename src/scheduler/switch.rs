@@ -291,6 +291,30 @@ impl Scheduler {
     /// # Safety
     /// - `prev` must be the running tasklet, out of the ring.
     pub(super) unsafe fn block(&self, prev: *const Inner) -> Result<()> {
+        match self.wait_for_runnable() {
+            // SAFETY: `prev` is running; `next` is a ring member or the floating waker, live.
+            Ok(next) => unsafe { self.switch_to(prev, next) },
+            Err(e) => {
+                // SAFETY: `prev` is running.
+                if let Some(lost) = unsafe { (*prev).set_pending(Pending::Error(e)) } {
+                    self.defer_drop(lost);
+                }
+                // Puts `prev` back in the ring (out of its channel) and raises the error in it.
+                // SAFETY: forwarded.
+                unsafe { self.switch_to(prev, prev) }
+            }
+        }
+    }
+
+    /// The ring is empty: reads mail and expires timers until a tasklet here is runnable
+    /// (another thread made it so, or a sleeper's time came), waiting for the earliest
+    /// deadline or for mail meanwhile, and returns it; or returns the innermost `run` caller
+    /// (or main) if it is floating. `Err`: nothing here can run and [`Shared::sleep`]
+    /// refused to wait for another thread (none is awake, or the scheduler has ended).
+    ///
+    /// [`Shared::sleep`]: super::thread::Shared::sleep
+    #[inline(always)]
+    pub(super) fn wait_for_runnable(&self) -> Result<*const Inner> {
         loop {
             if self.shared.has_mail.load(Ordering::Relaxed) {
                 self.read_mail();
@@ -298,9 +322,7 @@ impl Scheduler {
             self.expire_timers_if_any();
             let next = self.current.get();
             if !next.is_null() {
-                // Another thread made something runnable here, or a sleeper's time came.
-                // SAFETY: `prev` is running; `next` is a ring member.
-                return unsafe { self.switch_to(prev, next) };
+                return Ok(next);
             }
             // Someone sleeps: wait for the earliest deadline (or mail), then look again.
             if self.wait_for_timer() {
@@ -309,21 +331,11 @@ impl Scheduler {
             let wake = self.innermost_watchdog_or_main();
             // SAFETY: watchdogs and main are live.
             if unsafe { (*wake).floating() } {
-                // SAFETY: forwarded; `wake` is live.
-                return unsafe { self.switch_to(prev, wake) };
+                return Ok(wake);
             }
             // Nothing runnable here: wait for another thread to make something runnable.
-            if let Err(e) = self.shared.sleep() {
-                // SAFETY: `prev` is running.
-                if let Some(lost) = unsafe { (*prev).set_pending(Pending::Error(e)) } {
-                    self.defer_drop(lost);
-                }
-                break;
-            }
+            self.shared.sleep()?;
         }
-        // Puts `prev` back in the ring (out of its channel) and raises the error in it.
-        // SAFETY: forwarded.
-        unsafe { self.switch_to(prev, prev) }
     }
 }
 
