@@ -88,7 +88,14 @@ const MAX_CALIBRATED_ITERATIONS: u64 = 1 << 34;
 
 /// Finds how many iterations of `measure` take about `target`: grows the count tenfold until a
 /// trial run takes at least a twentieth of `target` (and at least 1 ms), then scales it to
-/// `target`.
+/// `target`, and measures again nearer the estimate while it lies more than ten times beyond
+/// the trial and the trial took under a quarter of `target`.
+///
+/// The second part is for loops with a fixed cost per run (the worker pools start and join
+/// their threads in every run): a short trial overstates their cost per operation, so scaling
+/// it alone ended the pool rows' runs after a few hundred jobs, mostly thread start-up, while
+/// their peers, whose trial was cheap, ran a million (ratios 6 to 10 that were 1 to 1.2 in
+/// runs of 500,000 jobs each).
 fn calibrate(measure: &dyn Fn(u64) -> f64, target: Duration) -> u64 {
     let target_ns = target.as_nanos() as f64;
     let enough_ns = (target_ns / 20.0).max(1e6).min(target_ns);
@@ -98,11 +105,17 @@ fn calibrate(measure: &dyn Fn(u64) -> f64, target: Duration) -> u64 {
         let total = ns * iterations as f64;
         if total >= enough_ns || iterations >= MAX_CALIBRATED_ITERATIONS {
             let estimate = if ns > 0.0 {
-                target_ns / ns
+                (target_ns / ns).clamp(1.0, MAX_CALIBRATED_ITERATIONS as f64) as u64
             } else {
-                MAX_CALIBRATED_ITERATIONS as f64
+                MAX_CALIBRATED_ITERATIONS
             };
-            return (estimate as u64).clamp(1, MAX_CALIBRATED_ITERATIONS);
+            if estimate / 10 > iterations && total < target_ns / 4.0 {
+                // Closer: a quarter of the estimate (each step at least ten times the last
+                // one's count and its time under the target, so this ends within a few steps).
+                iterations = estimate / 4;
+                continue;
+            }
+            return estimate;
         }
         iterations = iterations.saturating_mul(10);
     }
@@ -187,6 +200,21 @@ mod tests {
             1.0
         }
         assert_eq!(calibrate(&fake, Duration::from_millis(60)), 60_000_000);
+    }
+
+    #[test]
+    fn calibration_sees_through_a_fixed_cost_per_run() {
+        // 3 ms per run plus 80 ns per iteration: 60 ms is about 712,500 iterations. Scaling
+        // the first trial that took 3 ms (100 iterations, 30 us each) would give 2,000.
+        fn fixed_cost(n: u64) -> f64 {
+            (3e6 + 80.0 * n as f64) / n as f64
+        }
+        let n = calibrate(&fixed_cost, Duration::from_millis(60));
+        let took_ms = fixed_cost(n) * n as f64 / 1e6;
+        assert!(
+            (30.0..=120.0).contains(&took_ms),
+            "{n} iterations take {took_ms} ms"
+        );
     }
 
     #[test]
