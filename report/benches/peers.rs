@@ -10,6 +10,7 @@
 //! | group | what one iteration is |
 //! |---|---|
 //! | `switch_round_trip` | resume a suspended coroutine that suspends straight back |
+//! | `switch_round_trip_64` | the same, each time the next of 64 suspended coroutines in turn |
 //! | `spawn_complete` | create a trivial coroutine on a reused stack and run it to completion |
 //! | `scheduler_yield` | a round trip between two coroutines through a scheduler: microthread `schedule()`, may `yield_now` (both sides in the same loop, and in different loops) |
 //! | `tasklet_spawn` | create a trivial tasklet through the scheduler and run it to completion (may: spawn + join) |
@@ -55,6 +56,15 @@ fn switch_round_trip(c: &mut Criterion) {
     g.bench_function("corosensei", |b| b.iter(peer_loops::corosensei_switch()));
     #[cfg(not(target_arch = "riscv64"))]
     g.bench_function("context", |b| b.iter(peer_loops::context_switch()));
+    g.finish();
+    // The report's `switch_round_trip_64_ns`: 64 suspended coroutines resumed in turn.
+    let mut g = c.benchmark_group("switch_round_trip_64");
+    g.bench_function("microthread", |b| {
+        b.iter(peer_loops::microthread_switch_many())
+    });
+    g.bench_function("corosensei", |b| {
+        b.iter(peer_loops::corosensei_switch_many())
+    });
     g.finish();
 }
 
