@@ -43,42 +43,41 @@ pub const MANY: usize = 64;
 /// back: one round trip per step, a different coroutine (and stack) each time, as a program
 /// that drives many generators or connections does.
 pub fn microthread_switch_many() -> impl FnMut() {
-    let mut all: Vec<microthread::Coroutine<(), (), ()>> = (0..MANY)
-        .map(|_| {
-            microthread::Coroutine::new(|yielder, ()| loop {
-                yielder.suspend(());
-            })
-            .expect("a stack")
+    let all = (0..MANY).map(|_| {
+        microthread::Coroutine::<(), (), ()>::new(|yielder, ()| loop {
+            yielder.suspend(());
         })
-        .collect();
-    for co in &mut all {
+        .expect("a stack")
+    });
+    in_turn(all.collect(), |co| {
         black_box(co.resume(()));
-    }
-    let mut next = 0;
-    #[inline(always)]
-    move || {
-        black_box(all[next].resume(()));
-        next = if next + 1 == MANY { 0 } else { next + 1 };
-    }
+    })
 }
 
 /// [`microthread_switch_many`] for corosensei (DefaultStack: 1 MiB with a guard page).
 pub fn corosensei_switch_many() -> impl FnMut() {
-    let mut all: Vec<corosensei::Coroutine<(), (), ()>> = (0..MANY)
-        .map(|_| {
-            corosensei::Coroutine::new(|yielder, ()| loop {
-                yielder.suspend(());
-            })
+    let all = (0..MANY).map(|_| {
+        corosensei::Coroutine::<(), (), ()>::new(|yielder, ()| loop {
+            yielder.suspend(());
         })
-        .collect();
-    for co in &mut all {
+    });
+    in_turn(all.collect(), |co| {
         black_box(co.resume(()));
+    })
+}
+
+/// Resumes each of `all` once (to its first suspension), then returns the step that resumes
+/// the next one in turn.
+#[inline(always)]
+fn in_turn<T>(mut all: Vec<T>, mut resume: impl FnMut(&mut T)) -> impl FnMut() {
+    for co in &mut all {
+        resume(co);
     }
     let mut next = 0;
     #[inline(always)]
     move || {
-        black_box(all[next].resume(()));
-        next = if next + 1 == MANY { 0 } else { next + 1 };
+        resume(&mut all[next]);
+        next = if next + 1 == all.len() { 0 } else { next + 1 };
     }
 }
 
