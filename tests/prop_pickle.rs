@@ -2,14 +2,17 @@
 //! receives, schedules and checkpoints over channels with random preferences and
 //! `schedule_all`) is pickled at a random point, restored into a fresh thread and finished:
 //! the trace before the pickle and the trace after the restore together equal the
-//! uninterrupted run's.
+//! uninterrupted run's, and the channels end alike (buffered values, queues, the values of
+//! senders still blocked). Twice: over rendezvous channels only, and over buffered channels
+//! of random capacities, 0 to 3, mixed with rendezvous ones, so that pickles hold values in
+//! buffers and tasklets blocked on full and empty ones.
 
 mod common;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use microthread::pickle::{ChannelRef, Cx, Kind, PickleError, Registry, World};
+use microthread::pickle::{BufferedChannelRef, ChannelRef, Cx, Kind, PickleError, Registry, World};
 use microthread::scheduler;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -32,10 +35,26 @@ enum Step {
     Checkpoint,
 }
 
+/// A world channel of either kind.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+enum Chan {
+    Plain(ChannelRef<u64>),
+    Buffered(BufferedChannelRef<u64>),
+}
+
+impl Chan {
+    fn index(self) -> u32 {
+        match self {
+            Chan::Plain(r) => r.index(),
+            Chan::Buffered(r) => r.index(),
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Script {
     name: u8,
-    channels: Vec<ChannelRef<u64>>,
+    channels: Vec<Chan>,
     steps: Vec<Step>,
     pc: usize,
     acc: u64,
@@ -49,12 +68,18 @@ fn script(cx: &mut Cx<Script>) -> Result<(), PickleError> {
         let line = match step {
             Step::Send(i) => {
                 let (c, v) = (ch(i), st.acc * 10 + name as u64);
-                cx.send(c, v)?;
+                match c {
+                    Chan::Plain(r) => cx.send(r, v)?,
+                    Chan::Buffered(r) => cx.send(r, v)?,
+                }
                 format!("t{name} sent {v} on {}", c.index())
             }
             Step::Receive(i) => {
                 let c = ch(i);
-                let v = cx.receive(c)?;
+                let v = match c {
+                    Chan::Plain(r) => cx.receive(r)?,
+                    Chan::Buffered(r) => cx.receive(r)?,
+                };
                 cx.state_mut().acc += v;
                 format!("t{name} got {v} on {}", c.index())
             }
@@ -75,7 +100,8 @@ fn script(cx: &mut Cx<Script>) -> Result<(), PickleError> {
 
 #[derive(Debug, Clone)]
 struct Program {
-    channels: Vec<(i8, bool)>,
+    /// Preference, `schedule_all`, and a capacity (`None`: a rendezvous channel).
+    channels: Vec<(i8, bool, Option<usize>)>,
     scripts: Vec<Vec<Step>>,
 }
 
@@ -88,9 +114,19 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn program() -> impl Strategy<Value = Program> {
+/// A program over rendezvous channels only, or (`buffered`) over channels of which about
+/// four in five are buffered.
+fn program(buffered: bool) -> impl Strategy<Value = Program> {
     (
-        proptest::collection::vec((-1i8..=1, any::<bool>()), 1..4),
+        proptest::collection::vec(
+            (
+                -1i8..=1,
+                any::<bool>(),
+                proptest::option::weighted(0.8, 0usize..4)
+                    .prop_map(move |c| c.filter(|_| buffered)),
+            ),
+            1..4,
+        ),
         proptest::collection::vec(proptest::collection::vec(step(), 0..12), 1..5),
     )
         .prop_map(|(channels, scripts)| Program { channels, scripts })
@@ -106,15 +142,24 @@ fn registry() -> (Rc<Registry>, Kind<Script>) {
 fn build(p: &Program) -> World {
     let (reg, kind) = registry();
     let world = World::new(reg);
-    let channels: Vec<ChannelRef<u64>> = p
+    let channels: Vec<Chan> = p
         .channels
         .iter()
-        .map(|&(pref, all)| {
-            let r = world.channel::<u64>().unwrap();
-            let c = world.get(r).unwrap();
-            c.set_preference(pref as i32);
-            c.set_schedule_all(all);
-            r
+        .map(|&(pref, all, capacity)| match capacity {
+            None => {
+                let r = world.channel::<u64>().unwrap();
+                let c = world.get(r).unwrap();
+                c.set_preference(pref as i32);
+                c.set_schedule_all(all);
+                Chan::Plain(r)
+            }
+            Some(n) => {
+                let r = world.buffered_channel::<u64>(n).unwrap();
+                let c = world.get_buffered(r).unwrap();
+                c.set_preference(pref as i32);
+                c.set_schedule_all(all);
+                Chan::Buffered(r)
+            }
         })
         .collect();
     for (i, steps) in p.scripts.iter().enumerate() {
@@ -134,42 +179,64 @@ fn build(p: &Program) -> World {
     world
 }
 
+/// Runs `p` whole, and again pickled after `stop` schedules of main and restored; fails if
+/// the traces or the channels' ends differ.
+fn pickled_run_matches_the_whole_run(p: &Program, stop: usize) -> Result<(), TestCaseError> {
+    let q = p.clone();
+    // The trace, and where the channels end: buffered values, queues, the values of
+    // the senders still blocked.
+    let (whole, whole_end) = on_thread(move || {
+        let world = build(&q);
+        scheduler::run().unwrap();
+        (take_trace(), world.image().unwrap().channels)
+    });
+    let q = p.clone();
+    let (mut before, bytes) = on_thread(move || {
+        let world = build(&q);
+        for _ in 0..stop {
+            scheduler::schedule().unwrap();
+        }
+        let (image, bytes) = (world.image().unwrap(), world.pickle().unwrap());
+        // The pickle is written straight from the records, the image copied out of
+        // them: the payload is the image's postcard bytes all the same.
+        let (reg, _) = registry();
+        let payload = microthread::pickle::format::open(&bytes, reg.fingerprint()).unwrap();
+        assert_eq!(payload, postcard::to_allocvec(&image).unwrap());
+        (take_trace(), bytes)
+    });
+    let (after, after_end) = on_thread(move || {
+        let (reg, _) = registry();
+        let copy = World::restore(&reg, &bytes).unwrap();
+        copy.insert_ring().unwrap();
+        scheduler::run().unwrap();
+        (take_trace(), copy.world.image().unwrap().channels)
+    });
+    before.extend(after);
+    prop_assert_eq!(before, whole);
+    prop_assert_eq!(after_end, whole_end);
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     #[test]
     fn a_program_pickled_at_a_random_point_finishes_as_the_uninterrupted_run(
-        p in program(),
+        p in program(false),
         stop in 0usize..30,
     ) {
-        let q = p.clone();
-        let whole = on_thread(move || {
-            let _world = build(&q);
-            scheduler::run().unwrap();
-            take_trace()
-        });
-        let q = p.clone();
-        let (mut before, bytes) = on_thread(move || {
-            let world = build(&q);
-            for _ in 0..stop {
-                scheduler::schedule().unwrap();
-            }
-            let (image, bytes) = (world.image().unwrap(), world.pickle().unwrap());
-            // The pickle is written straight from the records, the image copied out of
-            // them: the payload is the image's postcard bytes all the same.
-            let (reg, _) = registry();
-            let payload = microthread::pickle::format::open(&bytes, reg.fingerprint()).unwrap();
-            assert_eq!(payload, postcard::to_allocvec(&image).unwrap());
-            (take_trace(), bytes)
-        });
-        let after = on_thread(move || {
-            let (reg, _) = registry();
-            let copy = World::restore(&reg, &bytes).unwrap();
-            copy.insert_ring().unwrap();
-            scheduler::run().unwrap();
-            take_trace()
-        });
-        before.extend(after);
-        prop_assert_eq!(before, whole);
+        pickled_run_matches_the_whole_run(&p, stop)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_buffered_program_pickled_at_a_random_point_finishes_as_the_uninterrupted_run(
+        p in program(true),
+        stop in 0usize..30,
+    ) {
+        pickled_run_matches_the_whole_run(&p, stop)?;
     }
 }
