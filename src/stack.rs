@@ -207,7 +207,7 @@ pub(crate) const RANGE_RESERVE: usize = 64;
 ///   lines: a program that resumes a dozen coroutines in turn evicted each one's top before
 ///   it came round again. Measured on a 2-vCPU Intel Xeon (AMX, 12-way L1), resuming 12
 ///   suspended coroutines in turn: 9-10 ns per round trip without colours, 1.9 with them;
-///   at 64 coroutines 3.5 ns, corosensei (no colours) 21 ns (`switch_round_trip_64_ns` in
+///   at 64 coroutines 2.9 ns, corosensei (no colours) 10.6 ns (`switch_round_trip_64_ns` in
 ///   the report);
 /// - the CPU's memory disambiguation compares the low 12 bits of a load with earlier stores,
 ///   and would see false dependencies between the registers one context saves and the ones
