@@ -226,9 +226,13 @@ impl BiasedLock {
                     // Test and test-and-set: wait reading the word (the line stays shared in
                     // every waiter's cache) and try the swap again only once it reads free,
                     // so that the holder's release is not slowed by waiters' failed swaps.
+                    // (Back to the top, too, once another thread found the channel
+                    // poisoned: then the holder may never release it.)
                     loop {
                         backoff.wait();
-                        if self.locked.load(Ordering::Relaxed) == FREE {
+                        if self.locked.load(Ordering::Relaxed) == FREE
+                            || self.owner.load(Ordering::Relaxed) == POISONED
+                        {
                             break;
                         }
                     }
