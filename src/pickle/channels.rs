@@ -14,6 +14,48 @@ use super::PickleError;
 use crate::channel::{BufferedChannel, Channel, SendError};
 use crate::Tasklet;
 
+/// The traits both world-channel reference types have alike: `Copy`, compared, printed and
+/// serialised by their index.
+macro_rules! world_ref_traits {
+    ($name:ident) => {
+        impl<T> Clone for $name<T> {
+            fn clone(&self) -> Self {
+                *self
+            }
+        }
+        impl<T> Copy for $name<T> {}
+        impl<T> PartialEq for $name<T> {
+            fn eq(&self, other: &Self) -> bool {
+                self.index == other.index
+            }
+        }
+        impl<T> Eq for $name<T> {}
+        impl<T> fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.index)
+            }
+        }
+        impl<T> Serialize for $name<T> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_u32(self.index)
+            }
+        }
+        impl<'de, T> Deserialize<'de> for $name<T> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                u32::deserialize(d).map(|index| $name {
+                    index,
+                    _t: PhantomData,
+                })
+            }
+        }
+        impl<T> WorldRef<T> for $name<T> {
+            fn index(&self) -> u32 {
+                self.index
+            }
+        }
+    };
+}
+
 /// A channel of a world, by its index there: `Copy`, and serialised as that index, so a
 /// state holding it comes back referring to the restored world's channel.
 ///
@@ -48,36 +90,7 @@ impl<T> ChannelRef<T> {
     }
 }
 
-impl<T> Clone for ChannelRef<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for ChannelRef<T> {}
-impl<T> PartialEq for ChannelRef<T> {
-    fn eq(&self, other: &Self) -> bool {
-        self.index == other.index
-    }
-}
-impl<T> Eq for ChannelRef<T> {}
-impl<T> fmt::Debug for ChannelRef<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ChannelRef({})", self.index)
-    }
-}
-impl<T> Serialize for ChannelRef<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u32(self.index)
-    }
-}
-impl<'de, T> Deserialize<'de> for ChannelRef<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        u32::deserialize(d).map(|index| ChannelRef {
-            index,
-            _t: PhantomData,
-        })
-    }
-}
+world_ref_traits!(ChannelRef);
 
 /// A buffered channel of a world ([`World::buffered_channel`](super::World::buffered_channel)),
 /// by its index there: as a [`ChannelRef`] (`Copy`, serialised as that index, one index space
@@ -120,36 +133,7 @@ impl<T> BufferedChannelRef<T> {
     }
 }
 
-impl<T> Clone for BufferedChannelRef<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for BufferedChannelRef<T> {}
-impl<T> PartialEq for BufferedChannelRef<T> {
-    fn eq(&self, other: &Self) -> bool {
-        self.index == other.index
-    }
-}
-impl<T> Eq for BufferedChannelRef<T> {}
-impl<T> fmt::Debug for BufferedChannelRef<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BufferedChannelRef({})", self.index)
-    }
-}
-impl<T> Serialize for BufferedChannelRef<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u32(self.index)
-    }
-}
-impl<'de, T> Deserialize<'de> for BufferedChannelRef<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        u32::deserialize(d).map(|index| BufferedChannelRef {
-            index,
-            _t: PhantomData,
-        })
-    }
-}
+world_ref_traits!(BufferedChannelRef);
 
 pub(super) mod sealed {
     /// Only the pickle layer's references are [`WorldRef`](super::WorldRef)s.
@@ -183,17 +167,6 @@ pub trait WorldRef<T>: sealed::Sealed + Copy + fmt::Debug {
     fn index(&self) -> u32;
 }
 
-impl<T> WorldRef<T> for ChannelRef<T> {
-    fn index(&self) -> u32 {
-        self.index
-    }
-}
-impl<T> WorldRef<T> for BufferedChannelRef<T> {
-    fn index(&self) -> u32 {
-        self.index
-    }
-}
-
 /// A world's channel, as a resumable tasklet's operation or [`World::send`](super::World::send)
 /// uses it: the handle of either kind.
 pub(super) enum Live<T> {
@@ -201,30 +174,28 @@ pub(super) enum Live<T> {
     Buffered(BufferedChannel<T>),
 }
 
+/// `$call` on the handle a [`Live`] holds, whichever kind it is.
+macro_rules! on_live {
+    ($live:expr, $c:ident => $call:expr) => {
+        match $live {
+            Live::Plain($c) => $call,
+            Live::Buffered($c) => $call,
+        }
+    };
+}
+
 impl<T: Send + 'static> Live<T> {
     pub(super) fn balance(&self) -> isize {
-        match self {
-            Live::Plain(c) => c.balance(),
-            Live::Buffered(c) => c.balance(),
-        }
+        on_live!(self, c => c.balance())
     }
     pub(super) fn preference(&self) -> i8 {
-        match self {
-            Live::Plain(c) => c.preference(),
-            Live::Buffered(c) => c.preference(),
-        }
+        on_live!(self, c => c.preference())
     }
     pub(super) fn schedule_all(&self) -> bool {
-        match self {
-            Live::Plain(c) => c.schedule_all(),
-            Live::Buffered(c) => c.schedule_all(),
-        }
+        on_live!(self, c => c.schedule_all())
     }
     pub(super) fn queue_head(&self) -> Option<u64> {
-        match self {
-            Live::Plain(c) => c.queue_head(),
-            Live::Buffered(c) => c.queue_head(),
-        }
+        on_live!(self, c => c.queue_head())
     }
     /// Whether a send now goes into the buffer (no receiver waits, room, not closing).
     pub(super) fn buffers_a_send(&self) -> bool {
@@ -234,16 +205,10 @@ impl<T: Send + 'static> Live<T> {
         }
     }
     pub(super) fn send(&self, value: T) -> Result<(), SendError<T>> {
-        match self {
-            Live::Plain(c) => c.send(value),
-            Live::Buffered(c) => c.send(value),
-        }
+        on_live!(self, c => c.send(value))
     }
     pub(super) fn receive(&self) -> crate::Result<T> {
-        match self {
-            Live::Plain(c) => c.receive(),
-            Live::Buffered(c) => c.receive(),
-        }
+        on_live!(self, c => c.receive())
     }
 }
 
@@ -283,84 +248,60 @@ pub(super) trait ErasedChannel {
     }
 }
 
+/// The [`ErasedChannel`] methods both channel types implement alike, through their own
+/// (same-named) methods.
+macro_rules! erased_channel_common {
+    ($ty:ident) => {
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+        fn queue(&self) -> Vec<u64> {
+            $ty::queue(self)
+        }
+        fn address(&self) -> usize {
+            $ty::blocker_address(self)
+        }
+        fn balance(&self) -> isize {
+            $ty::balance(self)
+        }
+        fn preference(&self) -> i8 {
+            $ty::preference(self)
+        }
+        fn schedule_all(&self) -> bool {
+            $ty::schedule_all(self)
+        }
+        fn closing(&self) -> bool {
+            $ty::closing(self)
+        }
+        fn set_preference(&self, p: i8) {
+            $ty::set_preference(self, p as i32)
+        }
+        fn set_schedule_all(&self, on: bool) {
+            $ty::set_schedule_all(self, on)
+        }
+        fn close(&self) {
+            $ty::close(self)
+        }
+        fn park(
+            &self,
+            tasklet: &Tasklet,
+            value: Option<&[u8]>,
+        ) -> Result<Box<dyn Any>, PickleError> {
+            let value: Option<T> = match value {
+                Some(bytes) => Some(postcard::from_bytes(bytes)?),
+                None => None,
+            };
+            Ok($ty::park(self, tasklet, value).map_err(PickleError::Op)?)
+        }
+    };
+}
+
 impl<T: Serialize + DeserializeOwned + Send + 'static> ErasedChannel for Channel<T> {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn queue(&self) -> Vec<u64> {
-        Channel::queue(self)
-    }
-    fn address(&self) -> usize {
-        Channel::blocker_address(self)
-    }
-    fn balance(&self) -> isize {
-        Channel::balance(self)
-    }
-    fn preference(&self) -> i8 {
-        Channel::preference(self)
-    }
-    fn schedule_all(&self) -> bool {
-        Channel::schedule_all(self)
-    }
-    fn closing(&self) -> bool {
-        Channel::closing(self)
-    }
-    fn set_preference(&self, p: i8) {
-        Channel::set_preference(self, p as i32)
-    }
-    fn set_schedule_all(&self, on: bool) {
-        Channel::set_schedule_all(self, on)
-    }
-    fn close(&self) {
-        Channel::close(self)
-    }
-    fn park(&self, tasklet: &Tasklet, value: Option<&[u8]>) -> Result<Box<dyn Any>, PickleError> {
-        let value: Option<T> = match value {
-            Some(bytes) => Some(postcard::from_bytes(bytes)?),
-            None => None,
-        };
-        Ok(Channel::park(self, tasklet, value).map_err(PickleError::Op)?)
-    }
+    erased_channel_common!(Channel);
 }
 
 impl<T: Serialize + DeserializeOwned + Send + 'static> ErasedChannel for BufferedChannel<T> {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn queue(&self) -> Vec<u64> {
-        BufferedChannel::queue(self)
-    }
-    fn address(&self) -> usize {
-        BufferedChannel::blocker_address(self)
-    }
-    fn balance(&self) -> isize {
-        BufferedChannel::balance(self)
-    }
-    fn preference(&self) -> i8 {
-        BufferedChannel::preference(self)
-    }
-    fn schedule_all(&self) -> bool {
-        BufferedChannel::schedule_all(self)
-    }
-    fn closing(&self) -> bool {
-        BufferedChannel::closing(self)
-    }
-    fn set_preference(&self, p: i8) {
-        BufferedChannel::set_preference(self, p as i32)
-    }
-    fn set_schedule_all(&self, on: bool) {
-        BufferedChannel::set_schedule_all(self, on)
-    }
-    fn close(&self) {
-        BufferedChannel::close(self)
-    }
-    fn park(&self, tasklet: &Tasklet, value: Option<&[u8]>) -> Result<Box<dyn Any>, PickleError> {
-        let value: Option<T> = match value {
-            Some(bytes) => Some(postcard::from_bytes(bytes)?),
-            None => None,
-        };
-        Ok(BufferedChannel::park(self, tasklet, value).map_err(PickleError::Op)?)
-    }
+    erased_channel_common!(BufferedChannel);
     fn capacity(&self) -> Option<usize> {
         Some(BufferedChannel::capacity(self))
     }
