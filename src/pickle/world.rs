@@ -98,21 +98,6 @@ impl WorldInner {
         live.ok_or(PickleError::WrongChannelType { index })
     }
 
-    pub(super) fn channel_of<T: Send + 'static>(
-        &self,
-        r: ChannelRef<T>,
-    ) -> Result<Channel<T>, PickleError> {
-        let chans = self.channels.borrow();
-        let c = chans
-            .get(r.index as usize)
-            .ok_or(PickleError::MissingChannel { index: r.index })?;
-        c.chan
-            .as_any()
-            .downcast_ref::<Channel<T>>()
-            .cloned()
-            .ok_or(PickleError::WrongChannelType { index: r.index })
-    }
-
     /// Room for `n` more members.
     pub(super) fn reserve_members(&self, n: usize) {
         self.members.borrow_mut().reserve(n);
@@ -233,7 +218,10 @@ impl World {
     /// assert_eq!(world.get(r).unwrap().preference(), 1);
     /// ```
     pub fn get<T: Send + 'static>(&self, r: ChannelRef<T>) -> Result<Channel<T>, PickleError> {
-        self.inner.channel_of(r)
+        match self.inner.live(r)? {
+            Live::Plain(c) => Ok(c),
+            Live::Buffered(_) => Err(PickleError::WrongChannelType { index: r.index }),
+        }
     }
 
     /// A new buffered channel of the world (Go's `make(chan T, capacity)`: see
