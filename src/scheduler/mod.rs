@@ -173,6 +173,7 @@ mod lazy;
 mod mail;
 mod preempt;
 mod ring;
+mod slice_clock;
 mod switch;
 mod teardown;
 mod time_slice;

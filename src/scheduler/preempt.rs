@@ -35,7 +35,10 @@
 //! With [`RunOptions::slice`](super::RunOptions::slice) the slice timer (see `time_slice`)
 //! stores 0 into the watermark when the slice has run out, so the next safe point enters
 //! [`interrupt`], which consumes the timer's mark and proceeds exactly as for a used-up
-//! budget: hard, soft or deferred. A budget and a slice may be combined; whichever ends
+//! budget: hard, soft or deferred. The thread also looks at the clock itself, every few
+//! safe points (about every 20 µs, see `slice_clock`): the watermark is then the nearer of
+//! the budget's end and that look, and a look past the deadline marks the slice fired as
+//! the timer would, without waiting for the timer thread to wake. A budget and a slice may be combined; whichever ends
 //! first interrupts. Every switch under the watchdog restarts both (not with `total`); a
 //! visit to the interrupt path with neither due (a fire that raced with such a restart)
 //! just restores the watermark.
@@ -57,6 +60,7 @@ use std::ptr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::slice_clock::ClockChecks;
 use super::time_slice::{self, SliceFlags};
 use super::{scheduler, Scheduler};
 use crate::error::Result;
@@ -82,6 +86,8 @@ pub(super) struct Preempt {
     interval: Cell<u64>,
     /// The time slice in nanoseconds; 0: none.
     slice_ns: Cell<u64>,
+    /// While a slice is active: when this thread next looks at the clock itself.
+    clock: ClockChecks,
     soft: Cell<bool>,
     total: Cell<bool>,
     /// The interrupt watchdog (Stackless's `watchdogs[0]`): null when none.
@@ -104,6 +110,7 @@ thread_local! {
             deadline: Cell::new(u64::MAX),
             interval: Cell::new(0),
             slice_ns: Cell::new(0),
+            clock: ClockChecks::new(),
             soft: Cell::new(false),
             total: Cell::new(false),
             slot0: Cell::new(ptr::null()),
@@ -112,6 +119,28 @@ thread_local! {
             forced: Cell::new(false),
         }
     };
+}
+
+impl Preempt {
+    /// The counter value at which a safe point next takes the interrupt path: the end of the
+    /// budget, or with a slice the thread's next look at the clock if that comes first.
+    fn watermark_target(&self) -> u64 {
+        let end = self.deadline.get();
+        if self.slice_ns.get() == 0 {
+            end
+        } else {
+            end.min(self.clock.next())
+        }
+    }
+
+    /// Restarts the time slice, if there is one, from now.
+    fn restart_slice(&self) {
+        let slice = self.slice_ns.get();
+        if slice != 0 {
+            let now = self.flags.restart(slice);
+            self.clock.restart(self.ticks.get(), now);
+        }
+    }
 }
 
 /// A safe point: counts one tick, and if the budget of the active watchdog (see
@@ -202,13 +231,18 @@ fn interrupt() -> Result<()> {
     // SAFETY: the running tasklet is live.
     let c = unsafe { &*cur };
     let due = PREEMPT.with(|p| {
-        let fired = p.slice_ns.get() != 0 && p.flags.take_fired();
+        let slice = p.slice_ns.get();
+        if slice != 0 && p.ticks.get() >= p.clock.next() {
+            // The thread's own look at the clock (see `slice_clock`).
+            p.clock.look(&p.flags, p.ticks.get(), slice);
+        }
+        let fired = slice != 0 && p.flags.take_fired();
         fired || p.forced.replace(false) || p.ticks.get() > p.deadline.get()
     });
     if !due {
-        // The slice timer fired for a slice that a switch has restarted since: nothing is
-        // due (see `time_slice`).
-        PREEMPT.with(|p| p.flags.set_watermark(p.deadline.get()));
+        // A look at the clock before the slice's end, or a fire of the slice timer for a
+        // slice that a switch has restarted since: nothing is due (see `time_slice`).
+        PREEMPT.with(|p| p.flags.set_watermark(p.watermark_target()));
         return Ok(());
     }
     let deferred = soft
@@ -225,11 +259,8 @@ fn interrupt() -> Result<()> {
             // out; only `set_atomic(false)` fires a pending one sooner (`atomic_cleared`).
             p.deadline
                 .set(p.ticks.get().saturating_add(p.interval.get()));
-            let slice = p.slice_ns.get();
-            if slice != 0 {
-                p.flags.restart(slice);
-            }
-            p.flags.set_watermark(p.deadline.get());
+            p.restart_slice();
+            p.flags.set_watermark(p.watermark_target());
         });
         c.pending_irq.set(true);
         return Ok(());
@@ -303,11 +334,12 @@ impl Scheduler {
                 Some(d) => {
                     p.slice_ns
                         .set(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 2).max(1));
-                    time_slice::arm(&p.flags, d);
+                    let now = time_slice::arm(&p.flags, d);
+                    p.clock.arm(p.ticks.get(), now);
                 }
                 None => p.slice_ns.set(0),
             }
-            p.flags.set_watermark(p.deadline.get());
+            p.flags.set_watermark(p.watermark_target());
         });
         self.refresh_hooks();
     }
@@ -392,17 +424,14 @@ impl Scheduler {
             if !p.total.get() {
                 p.deadline
                     .set(p.ticks.get().saturating_add(p.interval.get()));
-                let slice = p.slice_ns.get();
-                if slice != 0 {
-                    p.flags.restart(slice);
-                }
+                p.restart_slice();
             }
             // A hard interrupt pending for `next` waits, as in Stackless, for the budget to
             // run out again (or for its `set_atomic(false)`); one forced by the previous
             // tasklet's `set_atomic(false)` that no safe point of it met is over.
             let _ = next;
             p.forced.set(false);
-            p.flags.set_watermark(p.deadline.get());
+            p.flags.set_watermark(p.watermark_target());
         });
     }
 }

@@ -11,7 +11,9 @@
 //! [`tick`](super::tick) compares its counter with, with one relaxed load. So the next safe
 //! point of whatever runs on that thread takes the interrupt path, which consumes the
 //! `FIRED` mark and interrupts (or defers) as for a used-up tick budget. A safe point pays
-//! nothing for slices: the load it did anyway just sees a smaller number.
+//! nothing for slices: the load it did anyway just sees a smaller number. The owner also
+//! fires its own slice from its safe points, without the timer (see `slice_clock`): the
+//! timer is the backstop for code whose safe points grow far apart.
 //!
 //! The owner restarts its slice at every real switch (unless `total`): it reads the clock
 //! (about 20 ns, only while a slice is active) and stores the new deadline, without a lock
@@ -87,21 +89,23 @@ impl SliceFlags {
                 .is_ok()
     }
 
-    /// The owner starts a new slice of `length_ns` from now (at a real switch). The timer is
-    /// not woken: the deadline only moves later.
+    /// The owner starts a new slice of `length_ns` from now (at a real switch), and returns
+    /// that now. The timer is not woken: the deadline only moves later.
     #[inline]
-    pub(super) fn restart(&self, length_ns: u64) {
+    pub(super) fn restart(&self, length_ns: u64) -> u64 {
+        let now = now_ns();
         self.deadline
-            .store(now_ns().saturating_add(length_ns), Ordering::SeqCst);
+            .store(now.saturating_add(length_ns), Ordering::SeqCst);
         if !TIMER_RUNNING.load(Ordering::Relaxed) {
             // Only in a forked child whose timer thread stayed in the parent.
             restart_timer_after_fork();
         }
+        now
     }
 }
 
 /// Nanoseconds since the process's slice epoch, plus one (never [`FIRED`]).
-fn now_ns() -> u64 {
+pub(super) fn now_ns() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let e = *EPOCH.get_or_init(Instant::now);
     (e.elapsed().as_nanos() as u64)
@@ -125,11 +129,15 @@ struct Registry {
     armed: Vec<Armed>,
     /// Whether a timer thread serves this registry (false in a forked child at first).
     running: bool,
+    /// When the timer thread will look again (`now_ns` units; `u64::MAX`: not before it is
+    /// woken). Written by the timer before it waits, read by `arm`, both under the lock.
+    wakes_at: u64,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     armed: Vec::new(),
     running: false,
+    wakes_at: u64::MAX,
 });
 static WAKE: Condvar = Condvar::new();
 /// `Registry::running`, readable without the lock (checked at every slice restart).
@@ -193,14 +201,21 @@ fn restart_timer_after_fork() {
     WAKE.notify_one();
 }
 
-/// Arms `flags` with a slice of `length` from now and registers the thread.
-pub(super) fn arm(flags: &SliceFlags, length: Duration) {
+/// Tests only: while set, the timer thread fires nothing (it still wakes and looks), so a
+/// test can see the owners' own looks at the clock fire slices alone (see `slice_clock`).
+#[cfg(test)]
+pub(super) static TIMER_PAUSED: AtomicBool = AtomicBool::new(false);
+
+/// Arms `flags` with a slice of `length` from now and registers the thread; returns that now.
+/// Wakes the timer only if it would otherwise look later than the new deadline: a thread
+/// that runs one slice after another (re-arming just after its last one ended, when the
+/// timer is about to look anyway) makes no system call for it.
+pub(super) fn arm(flags: &SliceFlags, length: Duration) -> u64 {
     let length_ns = u64::try_from(length.as_nanos()).unwrap_or(u64::MAX / 2);
-    flags.deadline.store(
-        now_ns().saturating_add(length_ns).min(DISARMED - 1),
-        Ordering::SeqCst,
-    );
-    {
+    let now = now_ns();
+    let deadline = now.saturating_add(length_ns).min(DISARMED - 1);
+    flags.deadline.store(deadline, Ordering::SeqCst);
+    let wake = {
         let mut r = lock();
         let me = flags as *const SliceFlags;
         r.armed.retain(|a| a.flags != me);
@@ -209,8 +224,12 @@ pub(super) fn arm(flags: &SliceFlags, length: Duration) {
             length_ns: length_ns.max(1),
         });
         start_timer(&mut r);
+        r.wakes_at > deadline
+    };
+    if wake {
+        WAKE.notify_one();
     }
-    WAKE.notify_one();
+    now
 }
 
 /// Unregisters the thread: from now on the timer never touches `flags`.
@@ -234,6 +253,7 @@ fn timer_main() {
     let mut r = lock();
     loop {
         if r.armed.is_empty() {
+            r.wakes_at = u64::MAX;
             r = WAKE.wait(r).unwrap_or_else(|e| e.into_inner());
             continue;
         }
@@ -247,6 +267,11 @@ fn timer_main() {
                 // Look again one slice later: the owner restarts it without waking us.
                 next = next.min(now.saturating_add(a.length_ns));
             } else if d <= now {
+                #[cfg(test)]
+                if TIMER_PAUSED.load(Ordering::SeqCst) {
+                    next = next.min(now.saturating_add(a.length_ns));
+                    continue;
+                }
                 if f.deadline
                     .compare_exchange(d, FIRED, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok()
@@ -258,6 +283,7 @@ fn timer_main() {
                 next = next.min(d);
             }
         }
+        r.wakes_at = next;
         let wait = Duration::from_nanos(next.saturating_sub(now_ns()));
         r = WAKE
             .wait_timeout(r, wait)
@@ -311,6 +337,7 @@ extern "C" fn child() {
     let me = super::preempt::own_slice_flags();
     r.armed.retain(|a| a.flags == me);
     r.running = false;
+    r.wakes_at = u64::MAX;
     TIMER_RUNNING.store(false, Ordering::Release);
     drop(r);
 }
