@@ -73,7 +73,11 @@ impl ClockChecks {
     /// fires the slice if its deadline in `flags` has passed (as the timer would), and plans
     /// the next look from the rate of ticks since the last one.
     pub(super) fn look(&self, flags: &SliceFlags, ticks: u64, slice_ns: u64) {
-        let now = now_ns();
+        self.look_at(flags, ticks, slice_ns, now_ns());
+    }
+
+    /// [`look`](Self::look) with the clock read as `now`.
+    fn look_at(&self, flags: &SliceFlags, ticks: u64, slice_ns: u64, now: u64) {
         let deadline = flags.deadline.load(Ordering::SeqCst);
         let armed = deadline != FIRED && deadline != DISARMED;
         if armed && deadline <= now {
@@ -112,38 +116,61 @@ mod tests {
     #[test]
     fn a_look_past_the_deadline_fires_the_slice() {
         let c = ClockChecks::new();
-        let f = flags(1); // long passed
-        c.arm(0, now_ns());
-        c.look(&f, 10, 1_000_000);
+        let f = flags(5_000);
+        c.arm(0, 1_000);
+        c.look_at(&f, 10, 1_000_000, 5_000);
         assert_eq!(f.deadline.load(Ordering::SeqCst), FIRED);
     }
 
     #[test]
     fn a_look_before_the_deadline_fires_nothing_and_plans_by_the_rate() {
         let c = ClockChecks::new();
-        let start = now_ns();
-        let f = flags(start + 10_000_000_000);
-        c.arm(1_000, start);
-        // 10,000 ticks in at least 1 ms: at most 10 ticks per µs, so a 20 µs interval is at
-        // most 200 ticks.
-        std::thread::sleep(std::time::Duration::from_millis(1));
-        c.look(&f, 11_000, 1_000_000);
-        assert_eq!(f.deadline.load(Ordering::SeqCst), start + 10_000_000_000);
-        let every = c.next() - 11_000;
-        assert!((1..=200).contains(&every), "{every} ticks to the next look");
+        let f = flags(1_000_000_000);
+        c.arm(1_000, 0);
+        // 10,000 ticks in 1 ms, 10 per µs: a 20 µs interval is 200 ticks.
+        c.look_at(&f, 11_000, 1_000_000, 1_000_000);
+        assert_eq!(f.deadline.load(Ordering::SeqCst), 1_000_000_000);
+        assert_eq!(c.next() - 11_000, 200);
+        // Slower code: 100 ticks in the next 100 µs, 1 per µs: 20 ticks.
+        c.look_at(&f, 11_100, 1_000_000, 1_100_000);
+        assert_eq!(c.next() - 11_100, 20);
+        // A short slice looks more often: a sixteenth of 160 µs is 10 µs, 10 ticks.
+        c.look_at(&f, 11_200, 160_000, 1_200_000);
+        assert_eq!(c.next() - 11_200, 10);
     }
 
     #[test]
     fn the_last_look_before_the_deadline_aims_at_it() {
         let c = ClockChecks::new();
-        let start = now_ns();
-        c.arm(0, start);
-        // A deadline 2 µs away, with ticks measured at about 1 per µs (1,000 over >= 1 ms):
-        // the next look is due in at most 2 ticks, not 20.
-        std::thread::sleep(std::time::Duration::from_millis(1));
-        let f = flags(now_ns() + 2_000);
-        c.look(&f, 1_000, 1_000_000);
-        assert!(c.next() - 1_000 <= 2, "{} ticks", c.next() - 1_000);
+        c.arm(0, 0);
+        // A deadline 2 µs away, ticks at 1 per µs: the next look in 2 ticks, not 20.
+        let f = flags(1_002_000);
+        c.look_at(&f, 1_000, 1_000_000, 1_000_000);
+        assert_eq!(c.next() - 1_000, 2);
+    }
+
+    #[test]
+    fn looks_are_at_least_one_tick_apart_and_at_most_max_every() {
+        let c = ClockChecks::new();
+        let f = flags(u64::MAX - 1);
+        c.arm(0, 0);
+        // One tick in a whole second: still the next tick.
+        c.look_at(&f, 1, 1_000_000, 1_000_000_000);
+        assert_eq!(c.next() - 1, 1);
+        // 2^40 ticks in 1 ns (ticks(n) in bulk): capped.
+        c.look_at(&f, 1 + (1 << 40), 1_000_000, 1_000_000_001);
+        assert_eq!(c.next() - (1 + (1 << 40)), MAX_EVERY);
+    }
+
+    #[test]
+    fn disarmed_and_fired_deadlines_are_left_alone() {
+        for d in [DISARMED, FIRED] {
+            let c = ClockChecks::new();
+            let f = flags(d);
+            c.arm(0, 1);
+            c.look_at(&f, 100, 1_000_000, 1_000_000);
+            assert_eq!(f.deadline.load(Ordering::SeqCst), d);
+        }
     }
 
     /// With the timer thread firing nothing, a ticking tasklet is still interrupted at the
@@ -170,16 +197,5 @@ mod tests {
             "interrupted by its own look"
         );
         busy.kill().unwrap();
-    }
-
-    #[test]
-    fn disarmed_and_fired_deadlines_are_left_alone() {
-        for d in [DISARMED, FIRED] {
-            let c = ClockChecks::new();
-            let f = flags(d);
-            c.arm(0, now_ns());
-            c.look(&f, 100, 1_000_000);
-            assert_eq!(f.deadline.load(Ordering::SeqCst), d);
-        }
     }
 }
